@@ -1,0 +1,48 @@
+"""The ``spidercache`` command: one typer app, one module per command group.
+
+Each group module defines ``app`` (a typer.Typer) or a ``register(root)``
+function; the commands are thin layers over Python functions. A ``UserError``
+anywhere ends in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from ..errors import StoreUnavailable, UserError
+
+app = typer.Typer(
+    name="spidercache",
+    help="Caching at every stage of a deep-learning job.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Group modules, in the order they appear in --help. Each has ``register(app)``.
+_GROUPS = ["trace", "sim", "bench"]
+
+
+def _load_groups() -> None:
+    for name in _GROUPS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(app)
+
+
+def fail(message: str) -> None:
+    """End the command with one line and exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    _load_groups()
+    try:
+        app(args=argv, prog_name="spidercache", standalone_mode=True)
+    except (UserError, StoreUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
