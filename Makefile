@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set up what is
+# missing first (a .venv, pip packages, Debian packages) and do nothing more
+# when everything is already there.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip --disable-pip-version-check -q
+STAMP   := $(VENV)/.spidercache-installed
+DEBS    := redis-server memcached dataset-fashion-mnist
+# apt-get needs root; use sudo when we are not root and it exists.
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: demo test setup system-packages python-packages clean
+
+demo: setup
+	$(VENV)/bin/spidercache demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+setup: system-packages python-packages
+
+# One `apt-get update`, then install only what dpkg says is missing.
+system-packages:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+python-packages: $(STAMP)
+
+# torch first, pinned to the CPU wheel on disk, so nothing later can pull a
+# CUDA build; then the package with its test extras. The stamp is redone only
+# when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
