@@ -1,0 +1,148 @@
+"""Map-style datasets read from local files, each with a fingerprint.
+
+A dataset exposes ``data`` (uint8 numpy array, N x C x H x W) and ``targets``
+(int64 numpy array, N), ``__getitem__`` returning ``(image, label)`` after the
+optional transform, and ``fingerprint()``: a digest of the files' paths, sizes
+and modification times and of the transform's description, so that anything
+derived from a dataset (a cache, a trained head) can refuse other data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+
+def describe_transform(transform: Callable | None) -> str:
+    """A stable text for a transform: its ``describe()`` if it has one, else its repr."""
+    if transform is None:
+        return "none"
+    describe = getattr(transform, "describe", None)
+    return describe() if callable(describe) else repr(transform)
+
+
+def files_fingerprint(paths: Sequence[str | os.PathLike], extra: dict[str, Any] | None = None) -> str:
+    """Digest of paths, sizes and mtimes (plus ``extra``); cheap, no file is read."""
+    items = []
+    for p in paths:
+        st = os.stat(p)
+        items.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+    blob = json.dumps({"files": items, "extra": extra or {}}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, into a numpy array."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise UserError(f"dataset file not found: {path}") from None
+    except (OSError, EOFError) as exc:
+        raise UserError(f"cannot read dataset file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise UserError(f"{path} is not an IDX file (bad magic number)")
+    dtype_code, ndim = raw[2], raw[3]
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if dtype_code not in dtypes:
+        raise UserError(f"{path}: unknown IDX element type 0x{dtype_code:02x}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise UserError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(dtypes[dtype_code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise UserError(f"{path}: expected {expected} bytes of data for shape {shape}, found {len(raw) - header}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+class ArrayImageDataset(Dataset):
+    """Images held in memory as uint8 N x C x H x W, with integer labels."""
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        targets: np.ndarray,
+        transform: Callable | None = None,
+        source_paths: Sequence[str] = (),
+        name: str = "arrays",
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        if data.ndim != 4:
+            raise UserError(f"{name}: images must be N x C x H x W, got shape {data.shape}")
+        if len(data) != len(targets):
+            raise UserError(f"{name}: {len(data)} images but {len(targets)} labels")
+        self.data = np.ascontiguousarray(data)
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.transform = transform
+        self.source_paths = list(source_paths)
+        self.name = name
+        self.classes = list(classes) if classes is not None else sorted({int(t) for t in self.targets})
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        image = torch.from_numpy(self.data[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.targets[index])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        extra = {"name": self.name, "n": len(self), "transform": describe_transform(self.transform)}
+        if self.source_paths:
+            return files_fingerprint(self.source_paths, extra)
+        # In-memory data with no files behind it: hash the content itself.
+        h = hashlib.sha256(self.data.tobytes())
+        h.update(self.targets.tobytes())
+        h.update(json.dumps(extra, sort_keys=True).encode())
+        return h.hexdigest()[:32]
+
+
+class FashionMNIST(ArrayImageDataset):
+    """Fashion-MNIST from its four IDX .gz files (the Debian ``dataset-fashion-mnist`` layout)."""
+
+    def __init__(self, root: str | os.PathLike = FASHION_MNIST_ROOT, train: bool = True,
+                 transform: Callable | None = None) -> None:
+        prefix = "train" if train else "t10k"
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"Fashion-MNIST folder not found: {root}")
+        images_path = root / f"{prefix}-images-idx3-ubyte.gz"
+        labels_path = root / f"{prefix}-labels-idx1-ubyte.gz"
+        images = read_idx(images_path)
+        labels = read_idx(labels_path)
+        if images.ndim != 3:
+            raise UserError(f"{images_path}: expected N x H x W images, got shape {images.shape}")
+        super().__init__(
+            images[:, None, :, :], labels, transform,
+            source_paths=[str(images_path), str(labels_path)],
+            name=f"fashion-mnist-{prefix}", classes=FASHION_MNIST_CLASSES,
+        )
