@@ -1,0 +1,225 @@
+"""Redis store: one server or a Redis Cluster, batched.
+
+``get_many`` is one MGET (chunked for very large batches); ``put_many`` is one
+pipeline of SETs with ``transaction=False`` (one round trip, no MULTI); keys are
+``<prefix>:i:<int>`` / ``<prefix>:s:<str>`` so several caches share a server.
+On a cluster, keys spread over hash slots: reads use ``mget_nonatomic`` (the
+client splits the batch per slot and node) and writes a cluster pipeline,
+which redis-py groups per node.
+
+Every failure to talk to Redis (refused, reset, timeout, cluster down) is
+raised as ``StoreUnavailable``; a constructor that cannot reach its server
+raises it too, with the address in the message. Retries are kept short on
+purpose: a cache that waits seconds for a dead server slows the job it is
+supposed to speed up, and the ``Cache`` above backs off and retries later.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+
+from ...errors import StoreUnavailable, UserError
+from .base import Key, Store, Value, as_key_list, check_batch, key_text
+
+_READ_CHUNK = 8192
+
+
+def _quick_retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
+
+
+def parse_nodes(text: str) -> list[tuple[str, int]]:
+    """``"h:p,h:p"`` -> [(h, p), ...]; raises UserError on a malformed address."""
+    nodes = []
+    for part in text.split(","):
+        part = part.strip()
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UserError(f"bad server address {part!r}: expected host:port")
+        nodes.append((host, int(port)))
+    if not nodes:
+        raise UserError("no server address given")
+    return nodes
+
+
+class RedisStore(Store):
+    name = "redis"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        *,
+        url: str | None = None,
+        prefix: str = "sc",
+        cluster: bool = False,
+        startup_nodes: Sequence[tuple[str, int]] | None = None,
+        socket_timeout: float = 2.0,
+        connect_timeout: float = 1.0,
+        ttl: int | None = None,
+    ) -> None:
+        if url is not None:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("redis", "redis-cluster"):
+                raise UserError(f"not a redis URL: {url!r}")
+            nodes = parse_nodes(parsed.netloc)
+            cluster = cluster or parsed.scheme == "redis-cluster" or len(nodes) > 1
+            if parsed.path.strip("/"):
+                prefix = parsed.path.strip("/")
+            if cluster:
+                startup_nodes = nodes
+            else:
+                host, port = nodes[0]
+        if cluster and not startup_nodes:
+            startup_nodes = [(host, port)]
+        self.host, self.port = host, int(port)
+        self.prefix = prefix
+        self.cluster = bool(cluster)
+        self.startup_nodes = [tuple(n) for n in startup_nodes] if startup_nodes else None
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = connect_timeout
+        self.ttl = ttl
+        self._prefix_bytes = prefix.encode("utf-8") + b":"
+        self._client = self._connect()
+
+    # ------------------------------------------------------------ plumbing
+    @property
+    def address(self) -> str:
+        if self.cluster:
+            return ",".join(f"{h}:{p}" for h, p in self.startup_nodes)
+        return f"{self.host}:{self.port}"
+
+    def _connect(self):
+        kw = dict(socket_timeout=self.socket_timeout, socket_connect_timeout=self.connect_timeout,
+                  retry=_quick_retry())
+        try:
+            if self.cluster:
+                client = RedisCluster(
+                    startup_nodes=[ClusterNode(h, p) for h, p in self.startup_nodes],
+                    require_full_coverage=True, **kw)
+            else:
+                client = redis.Redis(host=self.host, port=self.port, **kw)
+            client.ping()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            kind = "Redis Cluster" if self.cluster else "Redis"
+            raise StoreUnavailable(f"{kind} at {self.address} does not answer: {_one_line(exc)}") from exc
+        return client
+
+    def _key(self, key: Key) -> bytes:
+        return self._prefix_bytes + key_text(key).encode("utf-8")
+
+    def _unavailable(self, exc: BaseException, what: str) -> StoreUnavailable:
+        return StoreUnavailable(f"Redis at {self.address} failed during {what}: {_one_line(exc)}")
+
+    # ----------------------------------------------------------- protocol
+    def get_many(self, keys) -> list[Value | None]:
+        rkeys = [self._key(k) for k in as_key_list(keys)]
+        if not rkeys:
+            return []
+        out: list[Value | None] = []
+        try:
+            for start in range(0, len(rkeys), _READ_CHUNK):
+                chunk = rkeys[start : start + _READ_CHUNK]
+                if self.cluster:
+                    out.extend(self._client.mget_nonatomic(chunk))
+                else:
+                    out.extend(self._client.mget(chunk))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._unavailable(exc, "get_many") from exc
+        return out
+
+    def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
+        keys = as_key_list(keys)
+        check_batch(keys, values)
+        if not keys:
+            return np.zeros(0, np.bool_)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for k, v in zip(keys, values):
+                if not isinstance(v, (bytes, memoryview)):
+                    v = memoryview(v)
+                pipe.set(self._key(k), v, ex=self.ttl)
+            results = pipe.execute(raise_on_error=False)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._unavailable(exc, "put_many") from exc
+        stored = np.zeros(len(keys), np.bool_)
+        for i, r in enumerate(results):
+            if isinstance(r, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                              redis.exceptions.ClusterError)):
+                raise self._unavailable(r, "put_many")
+            # A ResponseError here is a refusal (e.g. OOM under maxmemory): not stored.
+            stored[i] = r is True or r == b"OK"
+        return stored
+
+    def delete_many(self, keys) -> None:
+        rkeys = [self._key(k) for k in as_key_list(keys)]
+        if not rkeys:
+            return
+        try:
+            for start in range(0, len(rkeys), _READ_CHUNK):
+                self._client.delete(*rkeys[start : start + _READ_CHUNK])
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._unavailable(exc, "delete_many") from exc
+
+    def __contains__(self, key: Key) -> bool:
+        try:
+            return bool(self._client.exists(self._key(key)))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._unavailable(exc, "exists") from exc
+
+    def clear(self) -> int:
+        """Delete every key under this store's prefix; returns how many."""
+        n = 0
+        try:
+            nodes = self._client.get_primaries() if self.cluster else [None]
+            for node in nodes:
+                client = self._client.get_redis_connection(node) if node is not None else self._client
+                batch = []
+                for k in client.scan_iter(match=self._prefix_bytes + b"*", count=1000):
+                    batch.append(k)
+                    if len(batch) >= 1000:
+                        n += self._delete_raw(client, batch)
+                        batch = []
+                if batch:
+                    n += self._delete_raw(client, batch)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise self._unavailable(exc, "clear") from exc
+        return n
+
+    @staticmethod
+    def _delete_raw(client, keys: list[bytes]) -> int:
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            pipe.delete(k)
+        return sum(int(r) for r in pipe.execute())
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except (redis.exceptions.RedisError, OSError):
+            pass
+
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in ("host", "port", "prefix", "cluster", "startup_nodes",
+                                               "socket_timeout", "connect_timeout", "ttl")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["host"], state["port"], prefix=state["prefix"], cluster=state["cluster"],
+                      startup_nodes=state["startup_nodes"], socket_timeout=state["socket_timeout"],
+                      connect_timeout=state["connect_timeout"], ttl=state["ttl"])
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self.cluster else "server"
+        return f"RedisStore({kind} {self.address}, prefix={self.prefix!r})"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
