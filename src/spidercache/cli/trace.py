@@ -1,0 +1,63 @@
+"""`spidercache trace`: generate and convert request traces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+trace_app = typer.Typer(help="Generate and convert request traces.", no_args_is_help=True)
+gen_app = typer.Typer(help="Generate a synthetic trace of integer keys.", no_args_is_help=True)
+trace_app.add_typer(gen_app, name="gen")
+
+
+def _say_written(path: Path, keys) -> None:
+    typer.echo(f"wrote {keys.size:,} requests to {path}")
+
+
+@gen_app.command("zipf")
+def gen_zipf(
+    alpha: float = typer.Option(1.0, help="Zipf exponent (any value >= 0; 1.0 is classic Zipf)."),
+    keys: int = typer.Option(1_000_000, help="Number of distinct keys to draw from."),
+    requests: int = typer.Option(10_000_000, help="Length of the trace."),
+    seed: int = typer.Option(0, help="Random seed."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
+) -> None:
+    """A Zipf(alpha) trace; hot keys are spread over 0..keys-1 at random."""
+    from ..sim.traces import write_trace, zipf
+
+    trace = zipf(alpha, keys, requests, seed)
+    _say_written(write_trace(output, trace), trace)
+
+
+@gen_app.command("uniform")
+def gen_uniform(
+    keys: int = typer.Option(1_000_000, help="Number of distinct keys to draw from."),
+    requests: int = typer.Option(10_000_000, help="Length of the trace."),
+    seed: int = typer.Option(0, help="Random seed."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
+) -> None:
+    """Every key equally likely."""
+    from ..sim.traces import uniform, write_trace
+
+    trace = uniform(keys, requests, seed)
+    _say_written(write_trace(output, trace), trace)
+
+
+@trace_app.command("convert")
+def convert(
+    source: Path = typer.Argument(..., help="A .npy, text (one key per line) or CSV trace."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
+    column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
+) -> None:
+    """Read a trace in any supported format and write it as .npy (or text)."""
+    from ..sim.traces import read_trace, write_trace
+
+    trace = read_trace(source, column)
+    written = write_trace(output, trace)
+    typer.echo(f"wrote {trace.size:,} requests to {written}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(trace_app, name="trace")

@@ -1,0 +1,240 @@
+"""Read, write and generate request traces (arrays of integer keys).
+
+A trace is a 1-D ``int64`` numpy array of keys, one per request. Three file
+formats are read:
+
+* ``.npy``: a 1-D array of integers (what ``trace gen`` writes);
+* text (``.txt``, ``.trace``, ``.log`` or any unknown suffix that parses): one
+  integer key per line, the format of RecMG's embedding traces;
+* CSV (``.csv``, ``.tsv``): one column of integer keys chosen with ``column``
+  (a header name or a 0-based index).
+
+Every mistake a user can make (missing file, empty trace, a line that is not an
+integer, an unknown column) raises ``UserError`` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+TEXT_SUFFIXES = {".txt", ".trace", ".log", ".dat", ""}
+CSV_SUFFIXES = {".csv", ".tsv"}
+
+
+# ------------------------------------------------------------------ reading
+def read_trace(path: str | os.PathLike, column: str | int | None = None) -> np.ndarray:
+    """Load a trace file as a 1-D ``int64`` array of keys."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"trace file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"trace path is a directory, not a file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        if column is not None:
+            raise UserError("--column applies to CSV traces only, not to .npy")
+        keys = _read_npy(path)
+    elif suffix in CSV_SUFFIXES or column is not None:
+        keys = _read_csv(path, column)
+    elif suffix in TEXT_SUFFIXES or _looks_like_text(path):
+        keys = _read_text(path)
+    else:
+        raise UserError(
+            f"unknown trace format {suffix!r} for {path}; use .npy, a text file "
+            "with one integer key per line, or a .csv with --column"
+        )
+    if keys.size == 0:
+        raise UserError(f"trace is empty: {path}")
+    return keys
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"cannot read {path} as a .npy array: {_first_line(exc)}") from None
+    if arr.ndim != 1:
+        if arr.ndim == 2 and 1 in arr.shape:
+            arr = arr.reshape(-1)
+        else:
+            raise UserError(f"{path}: a trace must be a 1-D array of keys, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise UserError(f"{path}: trace keys must be integers, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise UserError(f"{path}: keys above 2**63-1 are not supported")
+    # A real (writable) copy: numba compiles separate kernels for read-only
+    # arrays, which would put compile time inside the simulator's clock.
+    return np.array(arr, dtype=np.int64, copy=True)
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # only a character cut at the end of the sample
+    return True
+
+
+def _read_text(path: Path) -> np.ndarray:
+    # Fast path: numpy parses the whole file in C. On any failure re-scan
+    # line by line, only to name the first bad line for the user.
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if not data.strip():
+        raise UserError(f"trace is empty: {path}")
+    try:
+        tokens = data.split()
+        # split() would also break "1 2" on one line into two keys: accept the
+        # fast result only when there is exactly one token per line.
+        if len(tokens) == len(data.splitlines()):
+            return np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        pass
+    out = []
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            out.append(int(line))
+        except ValueError:
+            shown = line[:40].decode("utf-8", "replace")
+            raise UserError(f"{path}, line {lineno}: not an integer key: {shown!r}") from None
+        if not -(2**63) <= out[-1] < 2**63:
+            raise UserError(f"{path}, line {lineno}: key does not fit in 64 bits")
+    return np.array(out, dtype=np.int64)
+
+
+def _read_csv(path: Path, column: str | int | None) -> np.ndarray:
+    if column is None:
+        raise UserError(f"{path} is a CSV trace: say which column holds the keys with --column")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, newline="") as f:
+        rows = csv.reader(f, delimiter=delimiter)
+        first = next(rows, None)
+        if first is None:
+            raise UserError(f"trace is empty: {path}")
+        col_index, has_header = _resolve_column(path, first, column)
+        keys = []
+        start = 1
+        if not has_header:
+            rows_iter = _chain([first], rows)
+        else:
+            rows_iter = rows
+            start = 2
+        for lineno, row in enumerate(rows_iter, start=start):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if col_index >= len(row):
+                raise UserError(f"{path}, line {lineno}: no column {col_index} (row has {len(row)})")
+            cell = row[col_index].strip()
+            try:
+                keys.append(int(cell))
+            except ValueError:
+                raise UserError(f"{path}, line {lineno}: not an integer key: {cell[:40]!r}") from None
+    return np.array(keys, dtype=np.int64)
+
+
+def _resolve_column(path: Path, first: list[str], column: str | int) -> tuple[int, bool]:
+    """Return (column index, whether the first row is a header)."""
+    text = str(column).strip()
+    cells = [c.strip() for c in first]
+    if text in cells and not _is_int(text):
+        return cells.index(text), True
+    if _is_int(text):
+        idx = int(text)
+        if idx < 0:
+            raise UserError(f"--column must be a name or a 0-based index >= 0, got {text}")
+        if idx >= len(cells):
+            raise UserError(f"{path}: no column {idx}; the first row has {len(cells)} columns")
+        # A first row whose chosen cell is not an integer is a header.
+        return idx, not _is_int(cells[idx])
+    raise UserError(f"{path}: no column named {text!r}; the header has {', '.join(cells)}")
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _chain(*iterables):
+    for it in iterables:
+        yield from it
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# ------------------------------------------------------------------ writing
+def write_trace(path: str | os.PathLike, keys: np.ndarray) -> Path:
+    """Write keys as ``.npy`` (the suffix is added when missing) or text (``.txt``)."""
+    path = Path(path)
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    if path.parent and not path.parent.exists():
+        raise UserError(f"output folder does not exist: {path.parent}")
+    if path.suffix.lower() in {".txt", ".trace"}:
+        np.savetxt(path, keys, fmt="%d")
+        return path
+    if path.suffix.lower() != ".npy":
+        path = path.with_name(path.name + ".npy")
+    np.save(path, keys)
+    return path
+
+
+# --------------------------------------------------------------- generating
+def zipf(alpha: float, keys: int, requests: int, seed: int = 0) -> np.ndarray:
+    """A Zipf(alpha) trace of ``requests`` keys drawn from ``keys`` distinct keys.
+
+    Rank r (1-based) has probability proportional to r**-alpha, for any
+    alpha >= 0 (numpy's own zipf sampler needs alpha > 1 and an unbounded
+    support, so we sample ranks by inverting the CDF with ``searchsorted``).
+    Ranks are then mapped to keys through a random permutation so that hot
+    keys are spread over 0..keys-1 rather than being the smallest integers.
+    """
+    _check_sizes(alpha=alpha, keys=keys, requests=requests)
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(1, keys + 1, dtype=np.float64)
+    weights = ranks ** (-float(alpha))
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    cdf[-1] = 1.0  # guard the last bucket against rounding below 1
+    out = np.empty(requests, np.int64)
+    rank_to_key = rng.permutation(keys).astype(np.int64)
+    chunk = 1 << 22  # bounded temporary memory for large traces
+    for start in range(0, requests, chunk):
+        stop = min(start + chunk, requests)
+        u = rng.random(stop - start)
+        out[start:stop] = rank_to_key[np.searchsorted(cdf, u, side="right").clip(max=keys - 1)]
+    return out
+
+
+def uniform(keys: int, requests: int, seed: int = 0) -> np.ndarray:
+    """Every key equally likely (a Zipf with alpha 0, without the CDF)."""
+    _check_sizes(alpha=0.0, keys=keys, requests=requests)
+    return np.random.default_rng(seed).integers(0, keys, size=requests, dtype=np.int64)
+
+
+def _check_sizes(*, alpha: float, keys: int, requests: int) -> None:
+    if not np.isfinite(alpha) or alpha < 0:
+        raise UserError(f"alpha must be a finite number >= 0, got {alpha}")
+    if keys < 1:
+        raise UserError(f"keys must be at least 1, got {keys}")
+    if requests < 1:
+        raise UserError(f"requests must be at least 1, got {requests}")
