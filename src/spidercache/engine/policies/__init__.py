@@ -8,12 +8,25 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import UserError
+from .arc import ARC
 from .base import Policy, PolicyStats
+from .fifo import FIFO
+from .lfu import LFU
 from .lru import LRU
+from .opt import OPT, next_use_positions, opt_hits
+from .s3fifo import S3FIFO
 
 POLICIES: dict[str, type[Policy]] = {
     LRU.name: LRU,
+    FIFO.name: FIFO,
+    LFU.name: LFU,
+    ARC.name: ARC,
+    S3FIFO.name: S3FIFO,
+    OPT.name: OPT,
 }
+
+# other names people use for the same policies
+_ALIASES = {"belady": "opt", "min": "opt"}
 
 
 def register(cls: type[Policy]) -> type[Policy]:
@@ -24,10 +37,12 @@ def register(cls: type[Policy]) -> type[Policy]:
 
 def make_policy(name: str, capacity: int, n_ids: int = 0, **kwargs: Any) -> Policy:
     """Build the policy called ``name`` (case-insensitive)."""
-    cls = POLICIES.get(name.lower().replace("-", "").replace("_", ""))
+    key = name.lower().replace("-", "").replace("_", "")
+    cls = POLICIES.get(_ALIASES.get(key, key))
     if cls is None:
         raise UserError(f"unknown policy {name!r}; choose from {', '.join(sorted(POLICIES))}")
     return cls(capacity, n_ids, **kwargs)
 
 
-__all__ = ["POLICIES", "Policy", "PolicyStats", "make_policy", "register", "LRU"]
+__all__ = ["POLICIES", "Policy", "PolicyStats", "make_policy", "register",
+           "LRU", "FIFO", "LFU", "ARC", "S3FIFO", "OPT", "next_use_positions", "opt_hits"]

@@ -15,7 +15,14 @@ Hooks:
   evicted, so a store can drop their values.
 
 Subclasses write three kernels (access, remove, shrink) and declare their per-id
-arrays in ``_id_arrays``; everything else is here.
+arrays in ``_id_arrays``; everything else is here. A kernel evicts at most one
+id per access (net), so an eviction buffer of ``len(ids) + 16`` always suffices.
+
+Links between ids are ``int32`` (half the memory traffic of ``int64``), so a
+policy holds at most ``MAX_IDS`` distinct ids; ``reserve`` says so beyond that.
+``_where`` is ``int8`` unless a subclass sets ``_where_dtype`` (LRU, FIFO and
+OPT store a slot number + 1 there, so one load answers both "resident?" and
+"where is its state?").
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ EvictionCallback = Callable[[np.ndarray], None]
 # positive = resident (the policy may use several queue numbers),
 # negative = remembered in a ghost list (not resident).
 ABSENT = 0
+# int32 links and slot numbers: one value (-1) is the NIL link.
+MAX_IDS = 2**31 - 2
 
 
 @dataclass
@@ -67,6 +76,8 @@ class Policy:
     name: ClassVar[str] = "base"
     # per-id arrays: attribute name -> (dtype, fill value). ``_where`` is always present.
     _id_arrays: ClassVar[dict[str, tuple[type, int]]] = {}
+    # dtype of ``_where``: int8 codes, or a wider int where a subclass keeps slot + 1.
+    _where_dtype: ClassVar[type] = np.int8
     # number of int64 scalars a subclass keeps in ``self._s`` (index 0 is capacity, 1 is size).
     _n_scalars: ClassVar[int] = 2
 
@@ -85,7 +96,7 @@ class Policy:
         self._s = np.zeros(self._n_scalars, np.int64)
         self._s[0] = int(capacity)
         self._n_ids = 0
-        self._where = np.zeros(0, np.int8)
+        self._where = np.zeros(0, self._where_dtype)
         for attr in self._id_arrays:
             setattr(self, attr, np.zeros(0, self._id_arrays[attr][0]))
         self._init_scalars()
@@ -183,7 +194,9 @@ class Policy:
         """Make room for ids ``0 .. n_ids-1`` (grows by doubling)."""
         if n_ids <= self._n_ids:
             return
-        new_n = max(n_ids, 2 * self._n_ids) if self._n_ids else n_ids
+        if n_ids > MAX_IDS:
+            raise ValueError(f"a policy holds at most {MAX_IDS} distinct ids, got id {n_ids - 1}")
+        new_n = min(max(n_ids, 2 * self._n_ids), MAX_IDS) if self._n_ids else n_ids
         self._where = _grown(self._where, new_n, 0)
         for attr, (dtype, fill) in self._id_arrays.items():
             setattr(self, attr, _grown(getattr(self, attr), new_n, fill))

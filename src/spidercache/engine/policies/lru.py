@@ -1,8 +1,9 @@
 """LRU: evict the least recently used id.
 
-State: a doubly linked list threaded through two per-id arrays (``_prev``,
-``_next``); the head is the most recent, the tail the next victim. 17 bytes of
-state per distinct id.
+State: a doubly linked list over dense slots (see ``_slotlist``): ``where[id]``
+holds slot + 1, the slots hold the id and ``int32`` links; the head is the most
+recent, the tail the next victim. 16 bytes of state per distinct id (4 for
+``where``, 12 for the slot arrays, which are grown with the ids).
 """
 
 from __future__ import annotations
@@ -10,100 +11,81 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from . import _slotlist as sl
 from .base import Policy
 
-NIL = -1
-# scalars: 0 capacity, 1 size, 2 head (MRU), 3 tail (LRU)
-
-
-@nb.njit(cache=True, inline="always")
-def _unlink(i, prev, nxt, s):
-    p, n = prev[i], nxt[i]
-    if p != NIL:
-        nxt[p] = n
-    else:
-        s[2] = n
-    if n != NIL:
-        prev[n] = p
-    else:
-        s[3] = p
-    prev[i] = NIL
-    nxt[i] = NIL
-
-
-@nb.njit(cache=True, inline="always")
-def _push_front(i, prev, nxt, s):
-    h = s[2]
-    prev[i] = NIL
-    nxt[i] = h
-    if h != NIL:
-        prev[h] = i
-    else:
-        s[3] = i
-    s[2] = i
+NIL = sl.NIL
 
 
 @nb.njit(cache=True)
-def _lru_access(ids, admit, use_admit, hits, evicted, record, where, prev, nxt, s):
+def _lru_access(ids, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, s):
+    # head / tail / size live in locals (registers) for the whole batch; see _slotlist.
+    cap, size, head, tail = s[0], s[1], s[2], s[3]
     n_ev = 0
     n_adm = 0
     n_rej = 0
     for k in range(ids.size):
         i = ids[k]
-        if where[i] > 0:
+        w = where[i]
+        if w > 0:
             hits[k] = True
-            if s[2] != i:
-                _unlink(i, prev, nxt, s)
-                _push_front(i, prev, nxt, s)
+            slot = w - 1
+            if slot != head:  # move to front
+                p = sprev[slot]
+                n = snext[slot]
+                snext[p] = n  # p exists: slot is not the head
+                if n != NIL:
+                    sprev[n] = p
+                else:
+                    tail = p
+                sprev[slot] = NIL
+                snext[slot] = head
+                sprev[head] = slot
+                head = slot
             continue
         hits[k] = False
         if use_admit and not admit[k]:
             n_rej += 1
             continue
-        if s[1] >= s[0]:
-            victim = s[3]
-            _unlink(victim, prev, nxt, s)
+        n_adm += 1
+        if size >= cap:
+            # evict the tail and hand its slot to the newcomer, at the head
+            slot = tail
+            victim = sid[slot]
             where[victim] = 0
-            s[1] -= 1
             if record:
                 evicted[n_ev] = victim
             n_ev += 1
-        _push_front(i, prev, nxt, s)
-        where[i] = 1
-        s[1] += 1
-        n_adm += 1
+            if slot != head:
+                p = sprev[slot]
+                snext[p] = NIL
+                tail = p
+                sprev[slot] = NIL
+                snext[slot] = head
+                sprev[head] = slot
+                head = slot
+        else:
+            slot = size
+            size += 1
+            sprev[slot] = NIL
+            snext[slot] = head
+            if head != NIL:
+                sprev[head] = slot
+            else:
+                tail = slot
+            head = slot
+        sid[slot] = i
+        where[i] = slot + 1
+    s[1] = size
+    s[2] = head
+    s[3] = tail
     return n_ev, n_adm, n_rej
-
-
-@nb.njit(cache=True)
-def _lru_remove(ids, where, prev, nxt, s):
-    n = 0
-    for k in range(ids.size):
-        i = ids[k]
-        if where[i] > 0:
-            _unlink(i, prev, nxt, s)
-            where[i] = 0
-            s[1] -= 1
-            n += 1
-    return n
-
-
-@nb.njit(cache=True)
-def _lru_shrink(evicted, where, prev, nxt, s):
-    n = 0
-    while s[1] > s[0]:
-        victim = s[3]
-        _unlink(victim, prev, nxt, s)
-        where[victim] = 0
-        s[1] -= 1
-        evicted[n] = victim
-        n += 1
-    return n
 
 
 class LRU(Policy):
     name = "lru"
-    _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL)}
+    _where_dtype = np.int32
+    _id_arrays = {"_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL)}
     _n_scalars = 4
 
     def _init_scalars(self) -> None:
@@ -112,10 +94,10 @@ class LRU(Policy):
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         return _lru_access(ids, admit, use_admit, hits, evicted, record,
-                           self._where, self._prev, self._next, self._s)
+                           self._where, self._sid, self._sprev, self._snext, self._s)
 
     def _remove(self, ids):
-        return _lru_remove(ids, self._where, self._prev, self._next, self._s)
+        return sl.remove_ids(ids, self._where, self._sid, self._sprev, self._snext, self._s)
 
     def _shrink(self, evicted):
-        return _lru_shrink(evicted, self._where, self._prev, self._next, self._s)
+        return sl.shrink_to_capacity(evicted, self._where, self._sid, self._sprev, self._snext, self._s)

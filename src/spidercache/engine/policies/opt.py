@@ -1,0 +1,239 @@
+"""OPT (Belady's MIN): evict the resident id whose next request is farthest away.
+
+It needs the future, given as ``next_use``: for every request of the trace the
+position of the next request of the same id (``NEVER`` if none), as computed by
+``next_use_positions``. The policy keeps a cursor into the trace, so successive
+``access`` batches must be consecutive slices of the very trace ``next_use`` was
+computed from (a hit whose recorded next use is not the current position means
+they are not, and raises ``ValueError``).
+
+Bypass. By default (``bypass=False``) every miss is admitted and the victim is
+the farthest resident -- exactly libCacheSim's ``Belady`` (demand paging), so
+the two agree hit for hit. With ``bypass=True`` a miss whose next use is at least
+as far as every resident's is not admitted (counted as a rejection): that is
+the true optimum when the cache may decline an item, and the number OPTgen
+(Hawkeye) computes. ``opt_hits(ids, capacity, bypass=...)`` returns the per-access
+hit mask for a whole trace; it is the single definition other modules (e.g. an
+embedding cache's OPTgen) must match.
+
+State: an indexed binary max-heap over dense slots, keyed by next use:
+``where[id]`` = heap position + 1, ``_hkey`` (int64 next use) and ``_hid`` (int32
+id) per heap slot. 16 bytes per distinct id. The ``next_use`` array itself is
+8 bytes per *request*, not per key, and is not counted in ``state_bytes()``
+(``trace_bytes()`` reports it). Heap operations are O(log C) and the heap never
+holds more than the resident ids (no lazy entries piling up with the trace).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .base import Policy
+
+NEVER = np.iinfo(np.int64).max  # next use of an id that is never requested again
+NIL = -1
+
+
+@nb.njit(cache=True)
+def _next_use(ids, n_ids):
+    last = np.full(n_ids, NEVER, np.int64)
+    out = np.empty(ids.size, np.int64)
+    for t in range(ids.size - 1, -1, -1):
+        i = ids[t]
+        out[t] = last[i]
+        last[i] = t
+    return out
+
+
+def next_use_positions(ids: np.ndarray) -> np.ndarray:
+    """Position of the next request of the same id for every request (``NEVER`` if none). O(n)."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        return np.empty(0, np.int64)
+    if int(ids.min()) < 0:
+        raise ValueError("ids must be non-negative dense ids (remap keys first)")
+    return _next_use(ids, int(ids.max()) + 1)
+
+
+@nb.njit(cache=True, inline="always")
+def _sift_up(pos, where, hkey, hid):
+    key = hkey[pos]
+    i = hid[pos]
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if hkey[parent] >= key:
+            break
+        hkey[pos] = hkey[parent]
+        j = hid[parent]
+        hid[pos] = j
+        where[j] = pos + 1
+        pos = parent
+    hkey[pos] = key
+    hid[pos] = i
+    where[i] = pos + 1
+
+
+@nb.njit(cache=True, inline="always")
+def _sift_down(pos, size, where, hkey, hid):
+    key = hkey[pos]
+    i = hid[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and hkey[child + 1] > hkey[child]:
+            child += 1
+        if hkey[child] <= key:
+            break
+        hkey[pos] = hkey[child]
+        j = hid[child]
+        hid[pos] = j
+        where[j] = pos + 1
+        pos = child
+    hkey[pos] = key
+    hid[pos] = i
+    where[i] = pos + 1
+
+
+@nb.njit(cache=True)
+def _opt_access(ids, admit, use_admit, hits, evicted, record, where, hkey, hid, s, next_use):
+    """Returns (n_evicted, n_admitted, n_rejected, bad) -- bad = index of a request
+    that contradicts ``next_use`` (or -1)."""
+    cap, size, cursor, bypass = s[0], s[1], s[2], s[3]
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        t = cursor + k
+        i = ids[k]
+        nu = next_use[t]
+        w = where[i]
+        if w > 0:
+            pos = w - 1
+            if hkey[pos] != t:
+                s[1] = size
+                s[2] = t
+                return n_ev, n_adm, n_rej, k
+            hits[k] = True
+            hkey[pos] = nu  # later than before: moves towards the root
+            _sift_up(pos, where, hkey, hid)
+            continue
+        hits[k] = False
+        if use_admit and not admit[k]:
+            n_rej += 1
+            continue
+        if size < cap:
+            hkey[size] = nu
+            hid[size] = i
+            size += 1
+            _sift_up(size - 1, where, hkey, hid)
+            n_adm += 1
+            continue
+        if bypass and nu >= hkey[0]:
+            n_rej += 1  # the newcomer itself is the farthest: do not admit it
+            continue
+        victim = hid[0]
+        where[victim] = 0
+        if record:
+            evicted[n_ev] = victim
+        n_ev += 1
+        n_adm += 1
+        hkey[0] = nu
+        hid[0] = i
+        _sift_down(0, size, where, hkey, hid)
+    s[1] = size
+    s[2] = cursor + ids.size
+    return n_ev, n_adm, n_rej, -1
+
+
+@nb.njit(cache=True, inline="always")
+def _drop_pos(pos, where, hkey, hid, s):
+    where[hid[pos]] = 0
+    last = s[1] - 1
+    s[1] = last
+    if pos != last:
+        # move the last entry into the hole; it then belongs either above or below
+        moved = hid[last]
+        hkey[pos] = hkey[last]
+        hid[pos] = moved
+        _sift_up(pos, where, hkey, hid)
+        if where[moved] - 1 == pos:
+            _sift_down(pos, last, where, hkey, hid)
+
+
+@nb.njit(cache=True)
+def _opt_remove(ids, where, hkey, hid, s):
+    n = 0
+    for k in range(ids.size):
+        w = where[ids[k]]
+        if w > 0:
+            _drop_pos(w - 1, where, hkey, hid, s)
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _opt_shrink(evicted, where, hkey, hid, s):
+    n = 0
+    while s[1] > s[0]:
+        evicted[n] = hid[0]
+        n += 1
+        _drop_pos(0, where, hkey, hid, s)
+    return n
+
+
+class OPT(Policy):
+    name = "opt"
+    _where_dtype = np.int32
+    _id_arrays = {"_hkey": (np.int64, 0), "_hid": (np.int32, NIL)}
+    _n_scalars = 4  # 0 capacity, 1 size, 2 cursor into the trace, 3 bypass
+
+    def __init__(self, capacity: int, n_ids: int = 0, *, next_use: np.ndarray | None = None,
+                 bypass: bool = False, **kwargs) -> None:
+        if next_use is None:
+            raise ValueError("OPT needs next_use (see next_use_positions)")
+        self.next_use = np.ascontiguousarray(next_use, dtype=np.int64)
+        self.bypass = bool(bypass)
+        super().__init__(capacity, n_ids, **kwargs)
+
+    def _init_scalars(self) -> None:
+        self._s[3] = int(self.bypass)
+
+    @property
+    def cursor(self) -> int:
+        """How many requests of the trace have been served."""
+        return int(self._s[2])
+
+    def trace_bytes(self) -> int:
+        """Bytes of the per-request ``next_use`` array (not per-key state)."""
+        return int(self.next_use.nbytes)
+
+    def _access(self, ids, admit, use_admit, hits, evicted, record):
+        if self.cursor + ids.size > self.next_use.size:
+            raise ValueError(f"OPT was given next-use positions for {self.next_use.size} requests; "
+                             f"this batch goes to request {self.cursor + ids.size}")
+        n_ev, n_adm, n_rej, bad = _opt_access(ids, admit, use_admit, hits, evicted, record,
+                                              self._where, self._hkey, self._hid, self._s, self.next_use)
+        if bad >= 0:
+            raise ValueError(f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
+                             "next_use was computed from")
+        return n_ev, n_adm, n_rej
+
+    def _remove(self, ids):
+        return _opt_remove(ids, self._where, self._hkey, self._hid, self._s)
+
+    def _shrink(self, evicted):
+        return _opt_shrink(evicted, self._where, self._hkey, self._hid, self._s)
+
+
+def opt_hits(ids: np.ndarray, capacity: int, *, bypass: bool = False,
+             next_use: np.ndarray | None = None) -> np.ndarray:
+    """Per-request hit mask of OPT over a whole trace of dense ids (the reference decision)."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        return np.zeros(0, np.bool_)
+    if next_use is None:
+        next_use = next_use_positions(ids)
+    policy = OPT(capacity, int(ids.max()) + 1, next_use=next_use, bypass=bypass)
+    return policy.access(ids)
