@@ -29,6 +29,8 @@ from ...errors import StoreUnavailable, UserError
 from .base import Key, Store, Value, as_key_list, check_batch, key_text
 
 _READ_CHUNK = 8192
+# RedisClusterException (no slots, no reachable node) is not a RedisError.
+_REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
 
 
 def _quick_retry() -> Retry:
@@ -107,7 +109,7 @@ class RedisStore(Store):
             else:
                 client = redis.Redis(host=self.host, port=self.port, **kw)
             client.ping()
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             kind = "Redis Cluster" if self.cluster else "Redis"
             raise StoreUnavailable(f"{kind} at {self.address} does not answer: {_one_line(exc)}") from exc
         return client
@@ -131,7 +133,7 @@ class RedisStore(Store):
                     out.extend(self._client.mget_nonatomic(chunk))
                 else:
                     out.extend(self._client.mget(chunk))
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise self._unavailable(exc, "get_many") from exc
         return out
 
@@ -147,7 +149,7 @@ class RedisStore(Store):
                     v = memoryview(v)
                 pipe.set(self._key(k), v, ex=self.ttl)
             results = pipe.execute(raise_on_error=False)
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise self._unavailable(exc, "put_many") from exc
         stored = np.zeros(len(keys), np.bool_)
         for i, r in enumerate(results):
@@ -165,13 +167,13 @@ class RedisStore(Store):
         try:
             for start in range(0, len(rkeys), _READ_CHUNK):
                 self._client.delete(*rkeys[start : start + _READ_CHUNK])
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise self._unavailable(exc, "delete_many") from exc
 
     def __contains__(self, key: Key) -> bool:
         try:
             return bool(self._client.exists(self._key(key)))
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise self._unavailable(exc, "exists") from exc
 
     def clear(self) -> int:
@@ -189,7 +191,7 @@ class RedisStore(Store):
                         batch = []
                 if batch:
                     n += self._delete_raw(client, batch)
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except _REDIS_ERRORS as exc:
             raise self._unavailable(exc, "clear") from exc
         return n
 
@@ -203,7 +205,7 @@ class RedisStore(Store):
     def close(self) -> None:
         try:
             self._client.close()
-        except (redis.exceptions.RedisError, OSError):
+        except _REDIS_ERRORS:
             pass
 
     def __getstate__(self) -> dict:

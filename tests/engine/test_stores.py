@@ -1,0 +1,332 @@
+"""Every store against the same contract, with real servers; then each store's own promises."""
+
+from __future__ import annotations
+
+import pickle
+
+import lmdb
+import numpy as np
+import pytest
+import redis
+import torch
+from pymemcache.client.base import Client as MemcacheClient
+
+from spidercache.engine.codec import decode, encode
+from spidercache.engine.stores import (LMDBStore, MemcachedStore, MemoryStore, RedisStore, SpillStore,
+                                       open_store)
+from spidercache.engine.stores.lmdb_store import _lmdb_key
+from spidercache.errors import CorruptValue, StoreUnavailable, UserError
+
+STORE_KINDS = ["memory", "lmdb", "spill", "redis", "redis-cluster", "memcached"]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request, tmp_path, key_prefix):
+    kind = request.param
+    if kind == "memory":
+        s = MemoryStore(64 << 20)
+    elif kind == "lmdb":
+        s = LMDBStore(tmp_path / "db", map_size=1 << 24)
+    elif kind == "spill":
+        # a tiny memory tier so that the batches below overflow onto disk
+        s = SpillStore(MemoryStore(4096), LMDBStore(tmp_path / "spill", map_size=1 << 24))
+    elif kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        s = RedisStore(server.host, server.port, prefix=key_prefix)
+    elif kind == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        s = RedisStore(prefix=key_prefix, cluster=True, startup_nodes=cluster.servers)
+    else:
+        pool = request.getfixturevalue("memcached_pool")
+        s = MemcachedStore(pool.servers, prefix=key_prefix)
+    yield s
+    s.close()
+
+
+def _values():
+    return [
+        encode(b"raw bytes"),
+        encode(np.arange(1000, dtype=np.float32).reshape(10, 100)),
+        encode(torch.arange(12, dtype=torch.int64).reshape(3, 4)),
+        encode({"result": [1, 2, 3], "ok": True}),
+        encode(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8)),
+    ]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
+
+
+# ------------------------------------------------------------ the contract
+def test_round_trip_of_every_kind(store):
+    values = _values()
+    keys = [3, 10**12, 0, 77, 5]
+    assert store.put_many(keys, values).all()
+    got = store.get_many(keys)
+    assert [bytes(g) for g in got] == values
+    for g, v in zip(got, values):
+        assert _same(decode(g), decode(v))
+
+
+def test_missing_keys_are_none_and_batches_keep_order(store):
+    store.put_many(np.array([1, 2], np.int64), [encode(b"one"), encode(b"two")])
+    got = store.get_many([2, 99, 1, 2])
+    assert got[1] is None
+    assert [decode(got[i]) for i in (0, 2, 3)] == [b"two", b"one", b"two"]
+    assert 1 in store and 99 not in store
+    assert store.get_many([]) == []
+
+
+def test_delete_and_overwrite(store):
+    store.put_many([1, 2, 3], [encode(b"a"), encode(b"b"), encode(b"c")])
+    store.delete_many([2, 404])
+    assert store.get(2) is None
+    store.put(1, encode(b"A"))
+    assert decode(store.get(1)) == b"A" and decode(store.get(3)) == b"c"
+
+
+def test_string_and_int_keys_do_not_collide(store):
+    store.put_many([7, "7", "name with spaces é"], [encode(b"int"), encode(b"str"), encode(b"uni")])
+    assert [decode(v) for v in store.get_many([7, "7", "name with spaces é"])] == [b"int", b"str", b"uni"]
+
+
+def test_put_many_needs_one_value_per_key(store):
+    with pytest.raises(ValueError):
+        store.put_many([1, 2], [encode(b"x")])
+
+
+def test_flipped_byte_in_a_stored_value_is_caught(store, request):
+    key = 42
+    store.put(key, encode(np.arange(64, dtype=np.int64)))
+    _flip_stored_byte(store, key, offset=-5, request=request)
+    damaged = store.get(key)
+    assert damaged is not None
+    with pytest.raises(CorruptValue):
+        decode(damaged)
+
+
+def _flip_stored_byte(store, key, offset, request):
+    """Damage a value in place, behind the store's back, the way a bad disk or a bad peer would."""
+    if isinstance(store, SpillStore):
+        tier = store.memory if key in store.memory else store.disk
+        return _flip_stored_byte(tier, key, offset, request)
+    if isinstance(store, MemoryStore):
+        buf = bytearray(store._data[key])
+        buf[offset] ^= 0x10
+        store._data[key] = bytes(buf)
+    elif isinstance(store, LMDBStore):
+        with store.env.begin(write=True) as txn:
+            buf = bytearray(txn.get(_lmdb_key(key)))
+            buf[offset] ^= 0x10
+            txn.put(_lmdb_key(key), bytes(buf))
+    elif isinstance(store, RedisStore):
+        if store.cluster:
+            raw = redis.cluster.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(h, p)
+                                                            for h, p in store.startup_nodes])
+        else:
+            raw = redis.Redis(store.host, store.port)
+        rkey = store._key(key)
+        buf = bytearray(raw.get(rkey))
+        buf[offset] ^= 0x10
+        raw.set(rkey, bytes(buf))
+        raw.close()
+    elif isinstance(store, MemcachedStore):
+        ek = store._entry_key(key)
+        item = bytearray(store._client.get(ek))
+        assert item[:1] == b"V"
+        item[offset] ^= 0x10
+        store._client.set(ek, bytes(item), noreply=False)
+    else:  # pragma: no cover
+        raise AssertionError(type(store))
+
+
+# --------------------------------------------------------------- memory
+def test_memory_store_enforces_its_byte_budget_and_keeps_values_without_copies():
+    s = MemoryStore(budget_bytes=1000)
+    a, b, c = b"a" * 600, b"b" * 300, b"c" * 200
+    assert s.put_many([1, 2, 3], [a, b, c]).tolist() == [True, True, False]
+    assert s.nbytes() == 900 and s.free_bytes() == 100
+    assert s.get(1) is a  # the very object, not a copy
+    assert s.put(1, b"x" * 700)  # replacing frees the old value first
+    assert s.nbytes() == 1000
+    s.delete_many([2])
+    assert s.put(3, c) and s.nbytes() == 900 and len(s) == 2
+
+
+# ----------------------------------------------------------------- LMDB
+def test_lmdb_reopened_after_close_holds_its_data(tmp_path):
+    path = tmp_path / "persist"
+    arr = np.arange(500, dtype=np.float64)
+    s = LMDBStore(path)
+    s.put_many([1, 2, "k"], [encode(arr), encode(b"two"), encode({"x": 1})])
+    s.delete(2)
+    s.close()
+    s = LMDBStore(path)
+    assert len(s) == 2
+    np.testing.assert_array_equal(decode(s.get(1)), arr)
+    assert s.get(2) is None and decode(s.get("k")) == {"x": 1}
+    s.close()
+
+
+def test_lmdb_grows_its_map_when_full(tmp_path):
+    s = LMDBStore(tmp_path / "small", map_size=64 * 1024)
+    values = [encode(np.full(20_000, i, np.uint8)) for i in range(20)]  # ~400 KB > 64 KB map
+    assert s.put_many(list(range(20)), values).all()
+    assert [bytes(v) for v in s.get_many(list(range(20)))] == values
+    assert s.map_size > 64 * 1024
+    s.close()
+
+
+def test_lmdb_store_pickles_as_its_path(tmp_path):
+    s = LMDBStore(tmp_path / "p")
+    s.put(1, encode(b"shared"))
+    s.close()
+    clone = pickle.loads(pickle.dumps(s))
+    assert decode(clone.get(1)) == b"shared"
+    clone.close()
+
+
+# ---------------------------------------------------------------- spill
+def test_spill_puts_what_does_not_fit_on_disk_and_reads_both(tmp_path):
+    s = SpillStore(MemoryStore(1000), LMDBStore(tmp_path / "spill"))
+    big = [bytes([i]) * 400 for i in range(5)]
+    assert s.put_many(list(range(5)), big).all()
+    assert len(s.memory) == 2 and len(s.disk) == 3
+    assert [bytes(v) for v in s.get_many(range(5))] == big
+    # a value that grows too big for memory moves to disk; the stale memory copy goes
+    assert s.put(0, b"z" * 2000)
+    assert 0 not in s.memory and bytes(s.get(0)) == b"z" * 2000
+    # a value that fits memory again drops its old disk copy
+    s.delete_many([1])
+    assert s.put(0, b"small")
+    assert 0 in s.memory and 0 not in s.disk and bytes(s.get(0)) == b"small"
+    s.close()
+
+
+# ---------------------------------------------------------------- redis
+def test_redis_keys_carry_the_prefix(redis_server, key_prefix):
+    s = RedisStore(redis_server.host, redis_server.port, prefix=key_prefix)
+    s.put_many([1, 2], [b"x", b"y"])
+    raw = redis.Redis(redis_server.host, redis_server.port)
+    assert sorted(raw.keys(f"{key_prefix}:*")) == [f"{key_prefix}:i:1".encode(), f"{key_prefix}:i:2".encode()]
+    other = RedisStore(redis_server.host, redis_server.port, prefix=key_prefix + "other")
+    assert other.get(1) is None  # another cache on the same server sees nothing
+    assert s.clear() == 2 and s.get(1) is None
+    raw.close()
+    s.close()
+    other.close()
+
+
+def test_redis_server_killed_mid_use_raises_store_unavailable(redis_server_fn):
+    s = RedisStore(redis_server_fn.host, redis_server_fn.port, prefix="k")
+    s.put_many([1], [b"v"])
+    redis_server_fn.kill()
+    for op in (lambda: s.get_many([1]), lambda: s.put_many([2], [b"w"]), lambda: s.delete_many([1])):
+        with pytest.raises(StoreUnavailable, match=str(redis_server_fn.port)):
+            op()
+
+
+def test_redis_bad_address_raises_store_unavailable_at_start():
+    from conftest import _free_port
+
+    port = _free_port()
+    with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port} does not answer"):
+        RedisStore("127.0.0.1", port)
+    with pytest.raises(StoreUnavailable):
+        RedisStore(cluster=True, startup_nodes=[("127.0.0.1", port)])
+
+
+def test_redis_cluster_spreads_keys_over_its_masters(redis_cluster, key_prefix):
+    s = RedisStore(url=redis_cluster.url + "/" + key_prefix)
+    assert s.cluster and s.prefix == key_prefix
+    keys = list(range(300))
+    s.put_many(keys, [encode(np.int64(k)) for k in keys])
+    assert [decode(v) for v in s.get_many(keys)] == keys
+    counts = [redis.Redis(h, p).dbsize() for h, p in redis_cluster.servers]
+    assert all(c > 0 for c in counts)
+    s.delete_many(keys)
+    assert all(v is None for v in s.get_many(keys))
+    s.close()
+
+
+# ------------------------------------------------------------ memcached
+def test_memcached_splits_a_3mb_value_over_two_servers(memcached_pool, key_prefix):
+    s = MemcachedStore(memcached_pool.servers, prefix=key_prefix)
+    value = encode(np.random.default_rng(1).integers(0, 255, 3 * 1024 * 1024, dtype=np.uint8))
+    assert s.put(9, value)
+    assert bytes(s.get(9)) == value
+    items = [int(MemcacheClient(addr).stats()[b"curr_items"]) for addr in memcached_pool.servers]
+    assert all(n > 0 for n in items)  # the chunks landed on both servers
+    s.delete(9)
+    assert s.get(9) is None
+    s.close()
+
+
+def test_memcached_half_written_value_is_a_miss_never_half_a_value(memcached_pool, key_prefix):
+    s = MemcachedStore(memcached_pool.servers, prefix=key_prefix)
+    value = b"\x01" * (2 * s.chunk_size + 123)
+    s.put_many([1, 2], [value, value])
+    manifest = s._client.get(s._entry_key(1))
+    assert manifest[:1] == b"M"
+    nonce = int.from_bytes(manifest[1:9], "little")
+    s._client.delete(f"{s._entry_key(1)}:{nonce:016x}:1", noreply=False)  # lose the middle chunk
+    # and damage a chunk of key 2 without changing its length
+    nonce2 = int.from_bytes(s._client.get(s._entry_key(2))[1:9], "little")
+    ck = f"{s._entry_key(2)}:{nonce2:016x}:0"
+    chunk = bytearray(s._client.get(ck))
+    chunk[10] ^= 0xFF
+    s._client.set(ck, bytes(chunk), noreply=False)
+    assert s.get_many([1, 2]) == [None, None]
+    s.close()
+
+
+def test_memcached_server_killed_mid_use_raises_store_unavailable(memcached_pool_fn):
+    s = MemcachedStore(memcached_pool_fn.servers, prefix="k")
+    keys = list(range(50))
+    s.put_many(keys, [b"v"] * 50)
+    memcached_pool_fn.members[1].kill()
+    for op in (lambda: s.get_many(keys), lambda: s.put_many(keys, [b"w"] * 50)):
+        with pytest.raises(StoreUnavailable):
+            op()
+    with pytest.raises(StoreUnavailable):  # it keeps failing loudly, it is not dropped from the ring
+        s.get_many(keys)
+    s.close()
+
+
+def test_memcached_bad_address_raises_store_unavailable_at_start(memcached_server):
+    from conftest import _free_port
+
+    port = _free_port()
+    with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port} does not answer"):
+        MemcachedStore([memcached_server.address, ("127.0.0.1", port)])
+
+
+# ------------------------------------------------------------- open_store
+def test_open_store_specs(tmp_path, redis_server, memcached_pool, redis_cluster):
+    assert isinstance(open_store("memory"), MemoryStore)
+    assert open_store("memory:2").budget_bytes == 2 << 20
+    s = open_store(f"lmdb:{tmp_path / 'db'}")
+    assert isinstance(s, LMDBStore)
+    s.close()
+    s = open_store(f"spill:1.5:{tmp_path / 'sp'}")
+    assert isinstance(s, SpillStore) and s.memory.budget_bytes == int(1.5 * (1 << 20))
+    s.close()
+    r = open_store(f"redis://{redis_server.host}:{redis_server.port}/myjob")
+    assert isinstance(r, RedisStore) and r.prefix == "myjob" and not r.cluster
+    m = open_store(memcached_pool.url)
+    assert isinstance(m, MemcachedStore) and len(m.servers) == 2
+    c = open_store(redis_cluster.url)
+    assert isinstance(c, RedisStore) and c.cluster
+    for x in (r, m, c):
+        x.close()
+
+
+@pytest.mark.parametrize("spec", ["ftp://x", "memory:-1", "memory:abc", "lmdb:", "spill:10", "spill:x:/tmp/a",
+                                  "redis://", "redis://host", "memcached://h:notaport", ""])
+def test_open_store_rejects_bad_specs_with_user_error(spec):
+    with pytest.raises(UserError):
+        open_store(spec)
