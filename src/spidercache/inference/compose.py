@@ -1,0 +1,200 @@
+"""Composition: which heads to keep, at which thresholds, under an accuracy and a memory budget.
+
+The problem. Each candidate layer (unit) ``l`` may get at most one head ``h``
+with a threshold ``t``. A request runs units in order; at a unit with a head it
+pays the head's cost and exits when the head's max-softmax ``>= t``; a request
+no head takes pays the whole network. We minimise the expected latency of a
+batch of size ``B`` subject to
+
+* accuracy loss ``<= epsilon`` points against the base model, measured on the
+  VALIDATION split (the test split is never looked at): the loss is the mean of
+  ``d_i = base_correct_i - gati_correct_i`` plus ``z`` standard errors of that
+  mean (an upper confidence bound, so that a threshold that only just fits the
+  validation split is not taken: that is what overfitting the split looks like);
+* total head memory ``<= memory_budget`` bytes.
+
+The cost model. Unit ``i`` on ``m`` samples costs ``a_i + b_i m`` (fitted
+from the timings at batch 1 and 32). With ``r_i`` the fraction of validation
+samples still running at unit ``i``, a batch of ``B`` costs
+``sum_i (1 - (1 - r_i)^B) a_i + b_i B r_i`` (independent exits assumed); at
+``B = 1`` that is exactly ``sum_i r_i c_i``.
+
+The search. Thresholds come from a fixed grid. When the number of complete
+assignments (product over layers of 1 + variants x thresholds) is at most
+``max_exact`` they are all enumerated: the answer is then EXACT for the grid
+and the cost model. Otherwise (ResNet-18 has about 10^17) a best-improvement
+coordinate descent is run: from "no heads", repeatedly change the one layer's
+choice (add, remove, other variant, other threshold) that lowers the expected
+latency most while staying feasible, until no change helps; it is repeated
+from every feasible single-head start among the best few and the best result
+is kept. That is a local optimum, NOT guaranteed exact; on small problems where
+both run, tests check it against the exhaustive answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .explore import Exploration
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
+
+
+@dataclass
+class Composition:
+    batch: int
+    epsilon: float
+    choices: list[tuple[int, float]]  # (head index into exploration.heads, threshold), by unit order
+    expected_ms: float
+    base_expected_ms: float
+    val_base_accuracy: float
+    val_accuracy: float
+    loss_bound: float
+    memory_bytes: int
+    exact: bool
+    hit_rates: list[float] = field(default_factory=list)  # percent of requests answered by each chosen head
+
+    def describe(self, exploration: Exploration) -> list[str]:
+        return [f"{exploration.heads[h].name}@{t:g}" for h, t in self.choices]
+
+
+class _Problem:
+    """Validation arrays and costs, precomputed for fast evaluation of assignments."""
+
+    def __init__(self, ex: Exploration, batch: int, z: float) -> None:
+        self.ex, self.batch, self.z = ex, batch, z
+        self.n_units = len(ex.unit_names)
+        labels = ex.val_labels
+        self.n = len(labels)
+        self.base_correct = (ex.val_base_pred == labels).astype(np.int8)
+        self.head_correct = [(h.val_pred == labels).astype(np.int8) for h in ex.heads]
+        self.conf = [h.val_conf for h in ex.heads]
+        self.unit_ab = [self._fit(ex.unit_ms, i) for i in range(self.n_units)]
+        self.finish_ab = self._fit({b: [ex.finish_ms[b]] for b in ex.finish_ms}, 0)
+        self.head_ab = [self._fit({b: [h.latency_ms[b]] for b in h.latency_ms}, 0) for h in ex.heads]
+        self.by_unit: dict[int, list[int]] = {}
+        for k, h in enumerate(ex.heads):
+            self.by_unit.setdefault(h.unit, []).append(k)
+
+    @staticmethod
+    def _fit(table: dict[int, list[float]], i: int) -> tuple[float, float]:
+        """(a, b) of cost = a + b m from the smallest and largest measured batch."""
+        sizes = sorted(table)
+        lo, hi = sizes[0], sizes[-1]
+        c_lo, c_hi = table[lo][i], table[hi][i]
+        if hi == lo:
+            return c_lo, 0.0
+        b = max(0.0, (c_hi - c_lo) / (hi - lo))
+        return max(0.0, c_lo - b * lo), b
+
+    def _cost(self, ab: tuple[float, float], r: float) -> float:
+        a, b = ab
+        return (1.0 - (1.0 - r) ** self.batch) * a + b * self.batch * r
+
+    def base_cost(self) -> float:
+        return sum(self._cost(ab, 1.0) for ab in self.unit_ab) + self._cost(self.finish_ab, 1.0)
+
+    def evaluate(self, choices: dict[int, tuple[int, float]]):
+        """(expected ms, loss bound in points, gati accuracy %, hit rates %) of an assignment."""
+        remaining = np.ones(self.n, dtype=bool)
+        correct = self.base_correct.copy()
+        cost = 0.0
+        hit_rates = []
+        for i in range(self.n_units):
+            r = remaining.mean()
+            cost += self._cost(self.unit_ab[i], r)
+            choice = choices.get(i)
+            if choice is None or r == 0:
+                continue
+            h, t = choice
+            cost += self._cost(self.head_ab[h], r)
+            hits = remaining & (self.conf[h] >= t)
+            correct[hits] = self.head_correct[h][hits]
+            remaining &= ~hits
+            hit_rates.append(float(hits.mean() * 100))
+        cost += self._cost(self.finish_ab, remaining.mean())
+        d = self.base_correct.astype(np.float64) - correct
+        bound = 100.0 * (d.mean() + self.z * d.std(ddof=1) / math.sqrt(self.n)) if self.n > 1 else 100.0 * d.mean()
+        return cost, bound, float(correct.mean() * 100), hit_rates
+
+    def memory(self, choices: dict[int, tuple[int, float]]) -> int:
+        return sum(self.ex.heads[h].memory_bytes for h, _ in choices.values())
+
+
+def compose(
+    ex: Exploration,
+    epsilon: float = 1.0,
+    batch: int = 1,
+    memory_budget: int | None = None,
+    z: float = 1.0,
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    max_exact: int = 20000,
+    restarts: int = 4,
+) -> Composition:
+    """Choose heads and thresholds; see the module docstring for the algorithm."""
+    prob = _Problem(ex, batch, z)
+    budget = float("inf") if memory_budget is None else memory_budget
+
+    def feasible(choices) -> tuple[bool, float]:
+        if prob.memory(choices) > budget:
+            return False, float("inf")
+        cost, bound, _, _ = prob.evaluate(choices)
+        return bound <= epsilon + 1e-12, cost
+
+    options = {u: [None] + [(h, t) for h in hs for t in thresholds] for u, hs in prob.by_unit.items()}
+    n_assignments = math.prod(len(o) for o in options.values())
+    exact = n_assignments <= max_exact
+    best: dict[int, tuple[int, float]] = {}
+    best_cost = prob.base_cost()
+    if exact:
+        units = sorted(options)
+        for combo in itertools.product(*(options[u] for u in units)):
+            choices = {u: c for u, c in zip(units, combo) if c is not None}
+            ok, cost = feasible(choices)
+            if ok and cost < best_cost - 1e-12:
+                best, best_cost = choices, cost
+    else:
+        def descend(start: dict, start_cost: float) -> tuple[dict, float]:
+            current, current_cost = dict(start), start_cost
+            while True:
+                move, move_cost = None, current_cost
+                for u, opts in options.items():
+                    for opt in opts:
+                        if current.get(u) == opt:
+                            continue
+                        trial = dict(current)
+                        if opt is None:
+                            trial.pop(u, None)
+                        else:
+                            trial[u] = opt
+                        ok, cost = feasible(trial)
+                        if ok and cost < move_cost - 1e-12:
+                            move, move_cost = trial, cost
+                if move is None:
+                    return current, current_cost
+                current, current_cost = move, move_cost
+
+        # Starting points: nothing, and the cheapest feasible single heads.
+        singles = []
+        for u, opts in options.items():
+            for opt in opts[1:]:
+                ok, cost = feasible({u: opt})
+                if ok:
+                    singles.append((cost, {u: opt}))
+        singles.sort(key=lambda s: s[0])
+        starts = [({}, best_cost)] + [(s, c) for c, s in singles[:restarts]]
+        for start_choices, start_cost in starts:
+            found, cost = descend(start_choices, start_cost)
+            if cost < best_cost - 1e-12:
+                best, best_cost = found, cost
+    cost, bound, acc, hit_rates = prob.evaluate(best)
+    ordered = [best[u] for u in sorted(best)]
+    return Composition(
+        batch=batch, epsilon=epsilon, choices=ordered, expected_ms=cost, base_expected_ms=prob.base_cost(),
+        val_base_accuracy=float(prob.base_correct.mean() * 100), val_accuracy=acc, loss_bound=bound,
+        memory_bytes=prob.memory(best), exact=exact, hit_rates=hit_rates,
+    )

@@ -1,0 +1,168 @@
+"""Serving GATI over gRPC, and the matching client.
+
+gRPC rather than Thrift: grpcio is already a dependency, the schema
+(``gati.proto``) documents the wire format, and its generated code is checked
+in. A request carries one image (raw bytes plus its shape); the reply carries
+the prediction, the layer that answered and the server-side model time, so a
+client can tell the RPC overhead from the model's work. A malformed request
+gets INVALID_ARGUMENT with a one-line reason and the server carries on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import torch
+
+from ..errors import UserError
+from . import gati_pb2, gati_pb2_grpc
+from .basemodel import BaseModel
+from .runtime import GatiRuntime
+
+DTYPES = {"": np.uint8, "uint8": np.uint8, "float32": np.float32}
+
+
+class GatiServicer(gati_pb2_grpc.GatiServicer):
+    def __init__(self, runtime: GatiRuntime, class_names: list[str] | None = None, epsilon: float = float("nan")) -> None:
+        self.runtime = runtime
+        self.base: BaseModel = runtime.base
+        self.class_names = class_names or []
+        self.epsilon = epsilon
+
+    def decode(self, request: gati_pb2.PredictRequest) -> torch.Tensor:
+        """The request's image as a 1 x C x H x W tensor, or UserError saying what is wrong."""
+        if request.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {request.dtype!r}; use uint8 or float32")
+        shape = (request.channels, request.height, request.width)
+        self.base.check_shape(shape)
+        dtype = np.dtype(DTYPES[request.dtype])
+        expected = int(np.prod(shape)) * dtype.itemsize
+        if len(request.pixels) != expected:
+            raise UserError(f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {len(request.pixels)}")
+        array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape).copy()  # writable for torch
+        return self.base.preprocess(array if dtype == np.uint8 else array.astype(np.float32) / 255.0)
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC's name)
+        try:
+            x = self.decode(request)
+        except UserError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        t = time.perf_counter()
+        out = self.runtime.predict(x)
+        server_ms = (time.perf_counter() - t) * 1000
+        k, unit = int(out.labels[0]), int(out.exit_unit[0])
+        return gati_pb2.PredictReply(
+            prediction=k, label=self.class_names[k] if k < len(self.class_names) else str(k),
+            layer=self.runtime.layer_name(unit), layer_index=unit,
+            confidence=float(out.confidence[0]), server_ms=server_ms,
+        )
+
+    def Info(self, request, context):  # noqa: N802
+        c, h, w = self.base.input_shape
+        return gati_pb2.InfoReply(
+            network=self.base.network, channels=c, height=h, width=w, num_classes=self.base.num_classes,
+            heads=[f"{e.name}@{e.threshold:g}" for e in self.runtime.exits],
+            fingerprint=self.base.fingerprint(), epsilon=self.epsilon,
+        )
+
+
+def start_server(servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 4) -> tuple[grpc.Server, int]:
+    """Start serving; returns the server and the bound port (``port=0`` picks a free one)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    gati_pb2_grpc.add_GatiServicer_to_server(servicer, server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise UserError(f"cannot listen on {host}:{port} (in use or not allowed)")
+    server.start()
+    return server, bound
+
+
+@dataclass
+class QueryResult:
+    prediction: int
+    label: str
+    layer: str
+    layer_index: int
+    confidence: float
+    server_ms: float
+    roundtrip_ms: float
+
+
+class GatiClient:
+    def __init__(self, address: str = "127.0.0.1:50053", timeout: float = 10.0) -> None:
+        self.address, self.timeout = address, timeout
+        self.channel = grpc.insecure_channel(address)
+        self.stub = gati_pb2_grpc.GatiStub(self.channel)
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise UserError(exc.details()) from None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise UserError(f"GATI server at {self.address} is not answering ({code.name.lower()})") from None
+            raise UserError(f"GATI server error: {code.name}: {exc.details()}") from None
+
+    def info(self) -> gati_pb2.InfoReply:
+        return self._call(self.stub.Info, gati_pb2.InfoRequest())
+
+    def predict(self, image: np.ndarray) -> QueryResult:
+        """``image``: C x H x W (or H x W) uint8 or float32 array."""
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[None]
+        if image.ndim != 3:
+            raise UserError(f"an image must have 2 or 3 dimensions, got shape {image.shape}")
+        dtype = "uint8" if image.dtype == np.uint8 else "float32"
+        pixels = np.ascontiguousarray(image, dtype=np.uint8 if dtype == "uint8" else np.float32).tobytes()
+        request = gati_pb2.PredictRequest(pixels=pixels, channels=image.shape[0], height=image.shape[1],
+                                          width=image.shape[2], dtype=dtype)
+        t = time.perf_counter()
+        reply = self._call(self.stub.Predict, request)
+        roundtrip = (time.perf_counter() - t) * 1000
+        return QueryResult(reply.prediction, reply.label, reply.layer, reply.layer_index, reply.confidence,
+                           reply.server_ms, roundtrip)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A C x H x W uint8 array from a PNG/JPEG (grey -> 1 channel, colour -> 3) or a .npy file.
+
+    The image is not resized or recoloured: a wrong size or channel count is
+    the server's to refuse, with a message saying what it expects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image not found: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"cannot read {path}: {exc}") from None
+        if array.ndim == 3 and array.shape[-1] in (1, 3) and array.shape[0] not in (1, 3):
+            array = array.transpose(2, 0, 1)  # H x W x C -> C x H x W
+        return array[None] if array.ndim == 2 else array
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("L", "RGB"):
+                img = img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr") else "L")
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
