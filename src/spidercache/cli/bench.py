@@ -59,8 +59,8 @@ def bench_sim(
         data = read_trace(trace, column)
         info = {"kind": "file", "path": str(trace)}
     else:
-        err.print(f"generating Zipf trace: alpha {alpha}, {keys:,} keys, {requests:,} requests, seed {seed}")
         data = zipf(alpha, keys, requests, seed)
+        err.print(f"generated Zipf trace: alpha {alpha}, {keys:,} keys, {requests:,} requests, seed {seed}")
         info = {"kind": "zipf", "alpha": alpha, "keys": keys, "seed": seed}
     result = compare(
         data, policies, sizes, repeat=repeat, trace_info=info,

@@ -25,8 +25,9 @@ def gen_zipf(
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
 ) -> None:
     """A Zipf(alpha) trace; hot keys are spread over 0..keys-1 at random."""
-    from ..sim.traces import write_trace, zipf
+    from ..sim.traces import check_output_path, write_trace, zipf
 
+    check_output_path(output)
     trace = zipf(alpha, keys, requests, seed)
     _say_written(write_trace(output, trace), trace)
 
@@ -39,8 +40,9 @@ def gen_uniform(
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
 ) -> None:
     """Every key equally likely."""
-    from ..sim.traces import uniform, write_trace
+    from ..sim.traces import check_output_path, uniform, write_trace
 
+    check_output_path(output)
     trace = uniform(keys, requests, seed)
     _say_written(write_trace(output, trace), trace)
 

@@ -115,6 +115,11 @@ class CompareResult:
                 "rows": [r.as_dict() for r in self.rows]}
 
 
+def _canonical(name: str) -> str:
+    key = name.lower().replace("-", "").replace("_", "")
+    return "opt" if key in {"belady", "min"} else key
+
+
 def _import_libcachesim():
     try:
         import libcachesim
@@ -179,7 +184,7 @@ def compare(
 ) -> CompareResult:
     """Run ``keys`` through ours and libCacheSim for every policy and size."""
     lcs = _import_libcachesim()
-    policies = parse_policies(policies)
+    policies = [_canonical(p) for p in parse_policies(policies)]
     cache_sizes = parse_cache_sizes(cache_sizes)
     unknown = [p for p in policies if p not in LIBCACHESIM_NAMES]
     if unknown:

@@ -50,14 +50,19 @@ def _compare_cells(row) -> list[str]:
 
 
 COMPARE_HEADERS = [
-    "policy", "cache size", "capacity", "hit ratio (ours)", "hit ratio (libCacheSim)", "|Δ|",
+    "policy", "cache size", "capacity", "hit ratio (ours)", "hit ratio (libCacheSim)", "\\|Δ\\|",
     "M req/s (ours)", "M req/s (libCacheSim)", "speed ratio", "state B/key",
+]
+# Short headers for the terminal, where the table must fit about 100 columns.
+_SHORT_HEADERS = [
+    "policy", "size", "capacity", "hit ours", "hit lcs", "|Δ|",
+    "Mreq/s ours", "Mreq/s lcs", "ours/lcs", "B/key",
 ]
 
 
 def compare_table(result, title: str = "Spider Cache vs libCacheSim") -> Table:
     table = Table(title=title)
-    for name in COMPARE_HEADERS:
+    for name in _SHORT_HEADERS:
         table.add_column(name, justify="left" if name == "policy" else "right")
     for row in result.rows:
         table.add_row(*_compare_cells(row))
@@ -80,7 +85,7 @@ def compare_markdown(result, command: str) -> str:
         f"Trace: {_trace_text(t)}; {t['requests']:,} requests over {t['distinct_keys']:,} distinct keys.",
         f"Machine: {env.get('cpus')} CPUs ({env.get('machine')}), Python {env.get('python')}, "
         f"numpy {env.get('numpy')}, libCacheSim (PyPI libcachesim) {env.get('libcachesim')}; "
-        f"each time is the fastest of {env.get('repeat')} runs, ours and libCacheSim's interleaved.",
+        f"each time is the fastest of {env.get('repeat')} run(s), ours and libCacheSim's interleaved.",
         "",
         "| " + " | ".join(COMPARE_HEADERS) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(COMPARE_HEADERS) - 1)) + "|",

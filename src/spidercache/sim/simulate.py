@@ -100,7 +100,7 @@ def policy_kwargs(name: str, next_use: np.ndarray | None) -> dict[str, Any]:
 
 
 def _is_opt(name: str) -> bool:
-    return name.lower().replace("-", "").replace("_", "") in {"opt", "belady"}
+    return name.lower().replace("-", "").replace("_", "") in {"opt", "belady", "min"}
 
 
 def warm_up(policies: Sequence[str]) -> None:

@@ -183,12 +183,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ------------------------------------------------------------------ writing
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail early (before generating anything) if ``path`` cannot be written."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise UserError(f"output path is a directory: {path}")
+    return path
+
+
 def write_trace(path: str | os.PathLike, keys: np.ndarray) -> Path:
     """Write keys as ``.npy`` (the suffix is added when missing) or text (``.txt``)."""
-    path = Path(path)
+    path = check_output_path(path)
     keys = np.ascontiguousarray(keys, dtype=np.int64)
-    if path.parent and not path.parent.exists():
-        raise UserError(f"output folder does not exist: {path.parent}")
     if path.suffix.lower() in {".txt", ".trace"}:
         np.savetxt(path, keys, fmt="%d")
         return path
