@@ -231,6 +231,14 @@ def redis_cluster(tmp_path_factory):
     group.stop()
 
 
+@pytest.fixture
+def redis_cluster_fn(tmp_path):
+    """A Redis Cluster of the test's own (it may kill a node); about 2 s to start."""
+    group = start_redis_cluster(tmp_path / "redis-cluster")
+    yield group
+    group.stop()
+
+
 @pytest.fixture(scope="session")
 def memcached_server(tmp_path_factory):
     server = start_memcached(tmp_path_factory.mktemp("memcached"))

@@ -252,6 +252,17 @@ def test_redis_cluster_spreads_keys_over_its_masters(redis_cluster, key_prefix):
     s.close()
 
 
+def test_redis_cluster_node_killed_mid_use_raises_store_unavailable(redis_cluster_fn):
+    s = RedisStore(cluster=True, startup_nodes=redis_cluster_fn.servers, prefix="k")
+    keys = list(range(100))  # spread over all three masters
+    s.put_many(keys, [b"v"] * 100)
+    redis_cluster_fn.members[1].kill()
+    for op in (lambda: s.get_many(keys), lambda: s.put_many(keys, [b"w"] * 100)):
+        with pytest.raises(StoreUnavailable, match=str(redis_cluster_fn.members[1].port)):
+            op()
+    s.close()
+
+
 # ------------------------------------------------------------ memcached
 def test_memcached_splits_a_3mb_value_over_two_servers(memcached_pool, key_prefix):
     s = MemcachedStore(memcached_pool.servers, prefix=key_prefix)
