@@ -1,0 +1,233 @@
+"""The gRPC service: validates every request, then hands it to the sessions.
+
+Errors become gRPC status codes with a one-line message (the client turns
+them back into ``UserError`` / ``StoreUnavailable``); a bad request never
+takes the server down. The token, when the server has one, is compared in
+constant time on every call.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from . import cache_pb2 as pb
+from . import cache_pb2_grpc as pb_grpc
+from .sessions import (
+    PipelineMismatch,
+    RequestError,
+    ServerConfig,
+    SessionManager,
+    SessionNotFound,
+    validate_ids,
+    validate_put,
+)
+
+log = logging.getLogger("spidercache.server")
+
+TOKEN_HEADER = "x-spidercache-token"
+DEFAULT_PORT = 50052
+DEFAULT_MAX_MESSAGE = 128 << 20
+MAX_PIPELINE_CHARS = 256
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    workers: int = 8
+    token: str | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def check_bind(host: str, token: str | None) -> None:
+    if not is_loopback(host) and not token:
+        raise UserError(f"binding {host} exposes the cache beyond this machine: give --token SECRET")
+
+
+def _handler(method):
+    """Wrap a servicer method: token check, request validation errors -> status codes."""
+
+    def wrapped(self, request, context):
+        if self.token is not None:
+            sent = dict(context.invocation_metadata()).get(TOKEN_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), self.token.encode()):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong or missing token for this cache server")
+        try:
+            return method(self, request, context)
+        except RequestError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except SessionNotFound as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except PipelineMismatch as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except UserError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    wrapped.__name__ = method.__name__
+    return wrapped
+
+
+def _stats_msg(d: dict) -> pb.SessionStats:
+    return pb.SessionStats(**d)
+
+
+class CacheService(pb_grpc.CacheServerServicer):
+    def __init__(self, manager: SessionManager, options: ServeOptions, stop: threading.Event) -> None:
+        self.manager = manager
+        self.options = options
+        self.token = options.token
+        self.stop_event = stop
+        self.instance = secrets.token_hex(8)
+
+    def _pipeline(self, text: str) -> str:
+        if len(text) > MAX_PIPELINE_CHARS:
+            raise RequestError(f"pipeline fingerprint longer than {MAX_PIPELINE_CHARS} characters")
+        return text
+
+    @_handler
+    def Ping(self, request, context):
+        return pb.PingReply(pid=os.getpid(), version=__version__, instance=self.instance)
+
+    @_handler
+    def Status(self, request, context):
+        sessions = [s.stats() for s in list(self.manager.sessions.values())]
+        cfg = self.manager.config
+        return pb.StatusReply(
+            pid=os.getpid(), host=self.options.host, port=self.options.port,
+            memory_budget=cfg.memory_bytes, memory_used=self.manager.used_bytes(),
+            spilled_bytes=sum(s["spilled_bytes"] for s in sessions),
+            hits=sum(s["hits"] for s in sessions), misses=sum(s["misses"] for s in sessions),
+            clients=sum(s["clients"] for s in sessions), spill_dir=cfg.spill_dir or "",
+            persist=cfg.persist, policy=cfg.policy or "", workers=self.options.workers,
+            sessions=[_stats_msg(s) for s in sessions],
+        )
+
+    @_handler
+    def Shutdown(self, request, context):
+        self.stop_event.set()
+        return pb.Empty()
+
+    @_handler
+    def NewSession(self, request, context):
+        session = self.manager.new(int(request.memory_bytes), bool(request.spill))
+        return _stats_msg(session.stats())
+
+    @_handler
+    def ListSessions(self, request, context):
+        return pb.ListSessionsReply(sessions=[_stats_msg(s.stats()) for s in list(self.manager.sessions.values())])
+
+    @_handler
+    def GetSessionStats(self, request, context):
+        return _stats_msg(self.manager.get(request.session_id).stats())
+
+    @_handler
+    def DestroySession(self, request, context):
+        self.manager.destroy(request.session_id)
+        return pb.Empty()
+
+    @_handler
+    def Attach(self, request, context):
+        session = self.manager.get(request.session_id)
+        if request.memory_bytes < 0:
+            raise RequestError("memory must be positive")
+        session.attach(self._pipeline(request.pipeline), request.client_id[:64],
+                       int(request.memory_bytes), bool(request.spill))
+        shm = session.arena.header_name if (request.want_shm and session.policy is None) else ""
+        return pb.AttachReply(shm_header=shm, server_pid=os.getpid(), sealed_items=session.sealed_items)
+
+    @_handler
+    def Report(self, request, context):
+        session = self.manager.get(request.session_id)
+        session.report(request.client_id[:64], request.hits, request.misses, request.detach)
+        return pb.Empty()
+
+    @_handler
+    def Get(self, request, context):
+        session = self.manager.get(request.session_id)
+        session.check_pipeline(request.pipeline)
+        ids = validate_ids(request.ids)
+        lengths, rows = session.get(ids)
+        return pb.GetReply(lengths=lengths.astype("<i8", copy=False).tobytes(), data=rows.tobytes(),
+                           row_width=rows.shape[1] if rows.ndim == 2 else 0)
+
+    @_handler
+    def Put(self, request, context):
+        session = self.manager.get(request.session_id)
+        session.check_pipeline(request.pipeline)
+        ids, lengths, data = validate_put(request.ids, request.lengths, request.data)
+        stored, spilled, rejected, status = session.put(ids, lengths, data)
+        return pb.PutReply(stored=stored, spilled=spilled, rejected=rejected,
+                           status=status.astype(np.uint8).tobytes())
+
+    @_handler
+    def Delete(self, request, context):
+        session = self.manager.get(request.session_id)
+        session.check_pipeline(request.pipeline)
+        return pb.DeleteReply(deleted=session.delete(validate_ids(request.ids)))
+
+    @_handler
+    def Seal(self, request, context):
+        session = self.manager.get(request.session_id)
+        session.check_pipeline(request.pipeline)
+        session.seal(int(request.n_items))
+        return pb.Empty()
+
+
+def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        # without this a second server could bind the same port silently
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
+    """Run the server in this process until Shutdown, SIGTERM or SIGINT."""
+    check_bind(options.host, options.token)
+    stop = threading.Event()
+    manager = SessionManager(config)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(1, options.workers)),
+                         options=grpc_options(options.max_message_bytes),
+                         maximum_concurrent_rpcs=max(64, 16 * options.workers))
+    service = CacheService(manager, options, stop)
+    pb_grpc.add_CacheServerServicer_to_server(service, server)
+    address = f"[{options.host}]:{options.port}" if ":" in options.host else f"{options.host}:{options.port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        manager.close()
+        raise UserError(f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not this machine's)")
+    server.start()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    if on_ready is not None:
+        on_ready()
+    log.info("cache server listening on %s (pid %d)", address, os.getpid())
+    try:
+        while not stop.wait(0.5):
+            manager.heartbeat()
+    finally:
+        server.stop(grace=1.0).wait(5)
+        manager.close()
+        log.info("cache server stopped")

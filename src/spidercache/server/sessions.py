@@ -1,0 +1,448 @@
+"""Sessions: one cache each, with a memory budget, spill, a pipeline check.
+
+A session is what ``spidercache session new`` hands out: a random 32-bit id
+(``secrets``), a byte budget, and whether it may spill. Its cache is named by
+the id plus the fingerprint of the pipeline that first attaches; another
+pipeline on the same session is refused (MindSpore's rule). Values live in a
+``SlotArena`` (shared memory) while the budget lasts. When it is full:
+
+* spill on: the value goes to the session's LMDB under the spill directory;
+* an eviction policy given (``--policy lru``): the policy picks victims, which
+  are dropped (or spilled, when spill is on);
+* otherwise: the value is refused and what is cached keeps being served.
+
+With ``persist`` every value is also written through to the session's LMDB and
+the session table is saved in ``sessions.json``, so a restarted server (even
+after kill -9) finds its sessions and serves their values from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engine.policies import make_policy
+from ..engine.stores.lmdb_store import LMDBStore
+from .shm import ABSENT, MAX_ID, MAX_VALUE_BYTES, SLOT_SIZES, SPILLED, SlotArena, slot_class
+
+MAX_BATCH = 1 << 16
+CLIENT_IDLE_SECONDS = 300.0
+
+
+class RequestError(ValueError):
+    """A request that is malformed or not allowed (answered INVALID_ARGUMENT)."""
+
+
+class SessionNotFound(KeyError):
+    def __init__(self, session_id: int) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
+
+    def __str__(self) -> str:
+        return f"unknown session {self.session_id} (never created, or destroyed)"
+
+
+class PipelineMismatch(RuntimeError):
+    def __init__(self, session_id: int) -> None:
+        super().__init__(f"session {session_id} holds a cache for a different pipeline")
+
+
+@dataclass
+class SessionCounters:
+    hits: int = 0
+    misses: int = 0
+    rejected: int = 0
+    evicted: int = 0
+    spilled_items: int = 0
+    spilled_bytes: int = 0
+
+
+@dataclass
+class ServerConfig:
+    memory_bytes: int = 1 << 30
+    spill_dir: str | None = None  # None: no spill
+    persist: bool = False
+    policy: str | None = None  # None: stop admitting when full
+    shm: bool = True
+    shm_prefix: str = "spidercache"
+
+
+class Session:
+    def __init__(self, session_id: int, budget: int, spill: bool, config: ServerConfig,
+                 manager: "SessionManager") -> None:
+        self.id = session_id
+        self.budget = int(budget)
+        self.spill = bool(spill)
+        self.config = config
+        self.manager = manager
+        self.pipeline: str | None = None
+        self.sealed_items = -1
+        self.counters = SessionCounters()
+        self.clients: dict[str, float] = {}
+        self.lock = threading.Lock()
+        prefix = f"{config.shm_prefix}-{session_id}" if config.shm else None
+        self.arena = SlotArena(prefix, self.budget)
+        self.disk: LMDBStore | None = None
+        self.policy = None
+        if config.policy:
+            self.policy = make_policy(config.policy, 1 << 20)
+            self.policy.on_evict = self._on_evict
+            self._policy_slot = 0
+        if config.persist or spill:
+            self._open_disk()
+
+    # ---------------------------------------------------------- disk
+    @property
+    def disk_path(self) -> str | None:
+        if not self.config.spill_dir:
+            return None
+        return os.path.join(self.config.spill_dir, f"session-{self.id}")
+
+    def _open_disk(self) -> LMDBStore | None:
+        if self.disk is None and self.disk_path is not None:
+            self.disk = LMDBStore(self.disk_path, map_size=64 << 20)
+        return self.disk
+
+    def reload_from_disk(self) -> int:
+        """After a restart: every id on disk becomes SPILLED (served from disk)."""
+        if self._open_disk() is None:
+            return 0
+        ids, nbytes = [], 0
+        with self.disk.env.begin() as txn:
+            for key, value in txn.cursor():
+                if key[:1] == b"i":
+                    ids.append(struct.unpack(">q", key[1:9])[0])
+                    nbytes += len(value)
+        if ids:
+            self.arena.mark(np.array(ids, np.int64), SPILLED)
+            self.counters.spilled_items = len(ids)
+            self.counters.spilled_bytes = nbytes
+        return len(ids)
+
+    # -------------------------------------------------------- pipeline
+    def attach(self, pipeline: str, client_id: str, memory_bytes: int = 0, spill: bool = False) -> None:
+        if spill and not self.spill and not self.config.spill_dir:
+            raise RequestError("this server was started with --no-spill; the cache cannot spill")
+        with self.lock:
+            if self.pipeline is None:
+                self.pipeline = pipeline
+                if memory_bytes and self.arena.items == 0 and not self.arena.classes:
+                    # MindSpore's DatasetCache(size=...) caps the cache below the session's budget
+                    self.budget = min(self.budget, int(memory_bytes))
+                    self.arena.budget = self.budget
+            elif self.pipeline != pipeline:
+                raise PipelineMismatch(self.id)
+            if spill and not self.spill:
+                self.spill = True
+                self._open_disk()
+            if client_id:
+                self.clients[client_id] = time.monotonic()
+        self.manager.save()
+
+    def check_pipeline(self, pipeline: str) -> None:
+        if self.pipeline is not None and pipeline != self.pipeline:
+            raise PipelineMismatch(self.id)
+        if self.pipeline is None:
+            raise RequestError(f"session {self.id}: attach a pipeline before reading or writing")
+
+    def report(self, client_id: str, hits: int, misses: int, detach: bool) -> None:
+        with self.lock:
+            self.counters.hits += max(0, int(hits))
+            self.counters.misses += max(0, int(misses))
+            if detach:
+                self.clients.pop(client_id, None)
+            elif client_id:
+                self.clients[client_id] = time.monotonic()
+
+    def seal(self, n_items: int) -> None:
+        if n_items < 0:
+            raise RequestError("n_items must be >= 0")
+        with self.lock:
+            self.sealed_items = int(n_items)
+        self.manager.save()
+
+    # ----------------------------------------------------------- reads
+    def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lengths, rows): lengths -1 for a miss; one row per value found, in order."""
+        with self.lock:
+            e, lengths, rows = self.arena.gather(ids)
+            if self.policy is not None:
+                resident = ids[e >= 0]
+                if resident.size:
+                    self.policy.access(resident)  # recency / frequency of hits
+            spilled = np.flatnonzero(lengths == SPILLED)
+            if spilled.size:
+                rows = self._merge_disk(ids, e, lengths, rows, spilled)
+            found = int(np.count_nonzero(lengths >= 0))
+            self.counters.hits += found
+            self.counters.misses += ids.size - found
+            return lengths, rows
+
+    def _merge_disk(self, ids, e, lengths, rows, spilled) -> np.ndarray:
+        values = self.disk.get_many(ids[spilled]) if self.disk is not None else [None] * spilled.size
+        lengths[spilled] = [len(v) if v is not None else ABSENT for v in values]
+        found = lengths >= 0
+        rank = np.cumsum(found) - 1
+        width = max(rows.shape[1] if rows.size else 0, int(lengths[spilled].max(initial=0)))
+        out = np.zeros((int(found.sum()), width), np.uint8)
+        if rows.size:
+            out[rank[e >= 0], : rows.shape[1]] = rows
+        for i, v in zip(spilled.tolist(), values):
+            if v is not None:
+                out[rank[i], : len(v)] = np.frombuffer(v, np.uint8)
+        return out
+
+    # ---------------------------------------------------------- writes
+    def put(self, ids: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> tuple[int, int, int, np.ndarray]:
+        """Store a batch; returns (in memory, spilled, rejected, stored mask per request id)."""
+        request_ids = ids
+        # the last write of an id in a batch wins
+        if ids.size > 1:
+            rev_unique, rev_idx = np.unique(ids[::-1], return_index=True)
+            if rev_unique.size != ids.size:
+                keep = np.sort(ids.size - 1 - rev_idx)
+                offsets_all = np.zeros(ids.size, np.int64)
+                np.cumsum(lengths[:-1], out=offsets_all[1:])
+                ids, lengths, offsets = ids[keep], lengths[keep], offsets_all[keep]
+            else:
+                offsets = np.zeros(ids.size, np.int64)
+                np.cumsum(lengths[:-1], out=offsets[1:])
+        else:
+            offsets = np.zeros(ids.size, np.int64)
+        with self.lock:
+            if self.policy is not None:
+                self._policy_capacity(lengths)
+                self.policy.access(ids)  # inserts; evictions free slots via _on_evict
+            before = self.arena.entries(ids) if self.disk is not None else None
+            room = self.manager.room(self)
+            admitted, _ = self.arena.put(ids, lengths, offsets, data, room)
+            rest = np.flatnonzero(~admitted)
+            spilled = rejected = 0
+            if rest.size:
+                rest_ids = ids[rest]
+                if self.spill and self._open_disk() is not None:
+                    self.arena.mark(rest_ids, SPILLED)
+                    self._disk_put(rest_ids, [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in rest])
+                    spilled = rest.size
+                else:
+                    # an older value of a refused id must not outlive the newer write
+                    self.arena.mark(rest_ids, ABSENT)
+                    if self.disk is not None:
+                        self.disk.delete_many(rest_ids)
+                    if self.policy is not None:
+                        self.policy.remove(rest_ids)
+                    rejected = rest.size
+                    self.counters.rejected += rejected
+            sel = np.flatnonzero(admitted)
+            if self.disk is not None and sel.size:
+                if self.config.persist:  # write-through: a crash loses nothing
+                    self._disk_put(ids[sel], [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in sel])
+                else:  # an older spilled copy must not linger on disk
+                    stale = ids[sel][before[sel] == SPILLED]
+                    if stale.size:
+                        self.disk.delete_many(stale)
+            ok = admitted.copy()
+            if spilled:
+                ok[rest] = True
+            order = np.argsort(ids, kind="stable")
+            status = ok[order][np.searchsorted(ids[order], request_ids)]
+            return int(admitted.sum()), spilled, rejected, status
+
+    def _disk_put(self, ids: np.ndarray, values: list[bytes]) -> None:
+        self.disk.put_many(ids, values)
+        self.counters.spilled_items += len(values)
+        self.counters.spilled_bytes += sum(len(v) for v in values)
+
+    def _policy_capacity(self, lengths: np.ndarray) -> None:
+        biggest = int(SLOT_SIZES[slot_class(lengths).max()]) if lengths.size else 0
+        if biggest > self._policy_slot:
+            self._policy_slot = biggest
+            self.policy.resize(max(1, self.budget // biggest))
+
+    def _on_evict(self, ids: np.ndarray) -> None:
+        self.counters.evicted += ids.size
+        if self.spill and self._open_disk() is not None:
+            e = self.arena.entries(ids)
+            keep = e >= 0
+            values = [self.arena.read_one(int(x)) for x in e[keep]]
+            self.arena.mark(ids[keep], SPILLED)
+            self._disk_put(ids[keep], values)
+        else:
+            self.arena.mark(ids, ABSENT)
+
+    def delete(self, ids: np.ndarray) -> int:
+        with self.lock:
+            e = self.arena.mark(ids, ABSENT)
+            n = int(np.count_nonzero((e >= 0) | (e == SPILLED)))
+            if self.disk is not None:
+                self.disk.delete_many(ids)
+            if self.policy is not None:
+                self.policy.remove(ids)
+            return n
+
+    # ----------------------------------------------------------- stats
+    def n_clients(self) -> int:
+        now = time.monotonic()
+        return sum(1 for t in self.clients.values() if now - t < CLIENT_IDLE_SECONDS)
+
+    def stats(self) -> dict:
+        c = self.counters
+        return dict(
+            session_id=self.id, pipeline=self.pipeline or "", memory_budget=self.budget,
+            memory_used=self.arena.used_bytes, items_in_memory=self.arena.items,
+            items_spilled=c.spilled_items, spilled_bytes=c.spilled_bytes, hits=c.hits,
+            misses=c.misses, rejected=c.rejected, evicted=c.evicted, clients=self.n_clients(),
+            spill=self.spill, sealed_items=self.sealed_items,
+        )
+
+    def close(self, destroyed: bool) -> None:
+        with self.lock:
+            self.arena.close(destroyed=True)
+            if self.disk is not None:
+                self.disk.close()
+                self.disk = None
+            if destroyed:
+                _remove_tree(self.disk_path)
+
+
+def _remove_tree(path: str | None) -> None:
+    if path and os.path.isdir(path):
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+
+
+class SessionManager:
+    """All sessions of one server, and the server-wide memory budget."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.sessions: dict[int, Session] = {}
+        self.lock = threading.Lock()
+        if config.persist and config.spill_dir:
+            self._load()
+        elif config.spill_dir and os.path.isdir(config.spill_dir):
+            # spill files of a server that did not persist belong to sessions that are gone
+            for name in os.listdir(config.spill_dir):
+                if name.startswith("session-") and name[8:].isdigit():
+                    _remove_tree(os.path.join(config.spill_dir, name))
+
+    # ------------------------------------------------------------ budget
+    def used_bytes(self) -> int:
+        return sum(s.arena.used_bytes for s in list(self.sessions.values()))
+
+    def room(self, session: Session) -> int:
+        """Bytes ``session`` may still take: its own budget and the server's."""
+        return max(0, min(session.budget - session.arena.used_bytes,
+                          self.config.memory_bytes - self.used_bytes()))
+
+    # ---------------------------------------------------------- sessions
+    def new(self, memory_bytes: int = 0, spill: bool = False) -> Session:
+        if memory_bytes < 0:
+            raise RequestError("memory must be positive")
+        if spill and not self.config.spill_dir:
+            raise RequestError("this server was started with --no-spill; a session cannot spill")
+        budget = min(memory_bytes or self.config.memory_bytes, self.config.memory_bytes)
+        with self.lock:
+            while True:
+                sid = secrets.randbits(32)
+                if sid and sid not in self.sessions:
+                    break
+            session = Session(sid, budget, spill, self.config, self)
+            self.sessions[sid] = session
+        self.save()
+        return session
+
+    def get(self, session_id: int) -> Session:
+        session = self.sessions.get(int(session_id))
+        if session is None:
+            raise SessionNotFound(int(session_id))
+        return session
+
+    def destroy(self, session_id: int) -> None:
+        with self.lock:
+            session = self.sessions.pop(int(session_id), None)
+        if session is None:
+            raise SessionNotFound(int(session_id))
+        session.close(destroyed=True)
+        self.save()
+
+    def heartbeat(self) -> None:
+        for s in list(self.sessions.values()):
+            s.arena.heartbeat()
+
+    def close(self) -> None:
+        """Server shutdown: drop shared memory; persisted data stays on disk."""
+        for s in list(self.sessions.values()):
+            with s.lock:
+                s.arena.close(destroyed=True)
+                if s.disk is not None:
+                    s.disk.close()
+                    s.disk = None
+        self.sessions.clear()
+
+    # ----------------------------------------------------------- persist
+    @property
+    def table_path(self) -> str | None:
+        if not (self.config.persist and self.config.spill_dir):
+            return None
+        return os.path.join(self.config.spill_dir, "sessions.json")
+
+    def save(self) -> None:
+        path = self.table_path
+        if path is None:
+            return
+        table = {str(s.id): dict(budget=s.budget, spill=s.spill, pipeline=s.pipeline,
+                                 sealed_items=s.sealed_items) for s in list(self.sessions.values())}
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: a crash leaves the old or the new table
+
+    def _load(self) -> None:
+        path = self.table_path
+        if path is None or not os.path.exists(path):
+            return
+        try:
+            with open(path) as f:
+                table = json.load(f)
+        except (OSError, ValueError):
+            return
+        for sid, row in table.items():
+            session = Session(int(sid), int(row["budget"]), bool(row["spill"]), self.config, self)
+            session.pipeline = row.get("pipeline")
+            session.sealed_items = int(row.get("sealed_items", -1))
+            session.reload_from_disk()
+            self.sessions[int(sid)] = session
+
+
+def validate_ids(raw: bytes, what: str = "ids") -> np.ndarray:
+    if len(raw) % 8:
+        raise RequestError(f"{what} must be packed int64 (length a multiple of 8)")
+    ids = np.frombuffer(raw, "<i8")
+    if ids.size > MAX_BATCH:
+        raise RequestError(f"at most {MAX_BATCH} ids per call, got {ids.size}")
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
+        raise RequestError(f"ids must lie in 0..{MAX_ID}")
+    return ids.astype(np.int64)
+
+
+def validate_put(raw_ids: bytes, raw_lengths: bytes, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = validate_ids(raw_ids)
+    if len(raw_lengths) != len(raw_ids):
+        raise RequestError("one length per id is required")
+    lengths = np.frombuffer(raw_lengths, "<i8").astype(np.int64)
+    if lengths.size and (lengths.min() < 0 or lengths.max() > MAX_VALUE_BYTES):
+        raise RequestError(f"value lengths must lie in 0..{MAX_VALUE_BYTES}")
+    if int(lengths.sum()) != len(data):
+        raise RequestError("the lengths do not add up to the data sent")
+    return ids, lengths, np.frombuffer(data, np.uint8)
