@@ -1,0 +1,217 @@
+"""`spidercache embed ...`: embedding-row traces, Belady labels, learned models, evaluation.
+
+Commands: gen, sample, optgen, train, eval; and `bench embed` on the bench group.
+Each is a thin layer over a function in ``spidercache.embedding``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+embed_app = typer.Typer(help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.",
+                        no_args_is_help=True)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@embed_app.command("gen")
+def gen(
+    out: Path = typer.Option(..., "-o", "--out", help="Output .npy (or .txt) trace of keys table << 40 | row."),
+    tables: int = typer.Option(8, help="Number of embedding tables."),
+    rows: int = typer.Option(50_000, help="Rows per table."),
+    alpha: float = typer.Option(1.05, help="Zipf exponent per table (FBGEMM's --alpha)."),
+    batch_size: int = typer.Option(128, help="Bags per table per batch."),
+    pooling: float = typer.Option(10.0, help="Mean lookups per bag (pooling factor)."),
+    batches: int = typer.Option(160, help="Number of batches."),
+    drift: float = typer.Option(0.001, help="Per batch, probability that a popularity rank moves to another row."),
+    burst_rate: float = typer.Option(0.05, help="Expected bursts started per batch (0: none)."),
+    one_off: float = typer.Option(0.05, help="Share of lookups that go to rows used only once."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Synthetic DLRM trace (per-table Zipf, pooling, batches) with drift, bursts and one-off rows."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from ..embedding.traces import GenConfig, generate
+    from ..sim.traces import write_trace
+
+    cfg = GenConfig(tables=tables, rows=rows, alpha=alpha, batch_size=batch_size, pooling=pooling,
+                    batches=batches, drift=drift, burst_rate=burst_rate, one_off=one_off, seed=seed)
+    cfg.check()
+    err = _console()
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("generating", total=batches)
+        keys = generate(cfg, progress=lambda done, total: bar.update(task, completed=done))
+    path = write_trace(out, keys)
+    typer.echo(f"wrote {path}: {keys.size:,} lookups, {np.unique(keys).size:,} distinct rows, {tables} tables")
+
+
+@embed_app.command("sample")
+def sample_cmd(
+    trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets), .npy or text (one index per line)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Folder for sample_<i>.npy shards."),
+    rate: float = typer.Option(0.8, help="Share of batches kept."),
+    batch_lookups: int = typer.Option(4096, help="Lookups per batch."),
+    shard_size: int = typer.Option(5_000_000, help="Indices per shard."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """RecMG's sampling: keep a share of the batches, shuffled, in shards of 5 M indices."""
+    from ..embedding.traces import read_embedding_trace, sample
+
+    res = sample(read_embedding_trace(trace), out, rate, batch_lookups, shard_size, seed)
+    typer.echo(f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
+               f"in {len(res.shards)} shard(s) under {out}")
+
+
+@embed_app.command("optgen")
+def optgen_cmd(
+    trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets), .npy or text."),
+    cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: number of rows."),
+    out: Path = typer.Option(..., "-o", "--out", help="Labels .npy: records (hit, keep, next_use_distance)."),
+    bypass: bool = typer.Option(False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."),
+) -> None:
+    """Belady labels per access: OPT hit, keep-until-next-use, next-use distance (-1: never)."""
+    import time
+
+    import numpy as np
+
+    from ..embedding.optgen import optgen
+    from ..embedding.optgen import resolve_capacity
+    from ..embedding.traces import read_embedding_trace
+
+    resolve_capacity(cache_size, 1)  # a bad size fails before reading the trace
+    if out.parent and not out.parent.exists():
+        from ..errors import UserError
+
+        raise UserError(f"output folder does not exist: {out.parent}")
+    keys = read_embedding_trace(trace)
+    t0 = time.perf_counter()
+    labels = optgen(keys, cache_size, bypass=bypass)
+    sec = time.perf_counter() - t0
+    np.save(out, labels.to_records())
+    typer.echo(f"wrote {out}: {keys.size:,} labels, capacity {labels.capacity:,} of {labels.distinct:,} distinct, "
+               f"OPT hit ratio {labels.hit_ratio:.4f}, {keys.size / sec:,.0f} requests/s")
+
+
+@embed_app.command("train")
+def train_cmd(
+    model: str = typer.Option(..., help="cache or prefetch."),
+    trace: Path = typer.Option(..., help="Training trace: .pt, .npy or text."),
+    out: Path = typer.Option(..., help="Folder for config.json, checkpoint.pt, model.pt, loss.png."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from out/checkpoint.pt (RecMG's -e)."),
+    config: Optional[Path] = typer.Option(None, help="A config JSON (like RecMG's example_caching.json)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (overrides the config)."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
+    hidden_size: Optional[int] = typer.Option(None, help="Width of the MLP."),
+    batch_size: Optional[int] = typer.Option(None, help="Minibatch size."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+) -> None:
+    """Train the cache model (OPT labels) or the prefetch model (set loss); checkpoints and resume."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ..embedding.models import ModelConfig
+    from ..embedding.traces import read_embedding_trace
+    from ..embedding.train import train
+    from ..errors import UserError
+
+    if model not in ("cache", "prefetch"):
+        raise UserError(f"--model must be cache or prefetch, got {model!r}")
+    if config is not None:
+        if not config.exists():
+            raise UserError(f"config file not found: {config}")
+        try:
+            cfg = ModelConfig.from_dict(json.loads(config.read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise UserError(f"{config} is not a valid model config: {str(exc).splitlines()[0]}") from None
+    elif resume and (out / "config.json").exists():
+        cfg = ModelConfig.from_dict(json.loads((out / "config.json").read_text()))
+    else:
+        cfg = ModelConfig(model=model)
+    cfg.model = model
+    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every),
+                        ("hidden_size", hidden_size), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            setattr(cfg, name, value)
+    keys = read_embedding_trace(trace)
+    err = _console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=err) as bar:
+        task = bar.add_task(f"training {model} model", total=cfg.steps, loss=float("nan"))
+        metrics = train(keys, out, cfg, resume=resume,
+                        progress=lambda s, total, loss: bar.update(task, completed=s, loss=loss))
+    typer.echo(json.dumps(metrics, indent=2))
+
+
+@embed_app.command("eval")
+def eval_cmd(
+    trace: Path = typer.Argument(..., help="Trace: .pt, .npy or text."),
+    model: Optional[Path] = typer.Option(None, help="Cache-model folder from `embed train --model cache`."),
+    prefetch_model: Optional[Path] = typer.Option(None, help="Prefetch-model folder (default: MODEL/prefetch)."),
+    policies: str = typer.Option("lru,lfu,arc,s3fifo,opt,learned,learned+prefetch", help="Comma-separated."),
+    cache_size: str = typer.Option("0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of rows."),
+) -> None:
+    """Hit ratio and gap closed (h - h_LRU) / (h_OPT - h_LRU) per policy and cache size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import spidercache.embedding.policy  # noqa: F401  (registers learned, learned+prefetch)
+
+    from ..embedding.evaluate import evaluate, parse_list, parse_sizes
+    from ..embedding.traces import read_embedding_trace
+
+    names = parse_list(policies, "policy")
+    sizes = parse_sizes(cache_size)
+    keys = read_embedding_trace(trace)
+    rows = evaluate(keys, names, sizes, model, prefetch_model)
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Embedding cache: {trace.name}")
+    for col in ("policy", "cache size", "capacity", "requests", "hits", "hit ratio", "gap closed", "prefetches"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in rows:
+        table.add_row(r["policy"], f"{r['cache_size']:g}", f"{r['capacity']:,}", f"{r['requests']:,}",
+                      f"{r['hits']:,}", f"{r['hit_ratio']:.4f}", f"{r['gap_closed']:.3f}",
+                      f"{r['prefetches']:,} ({r['prefetch_hits']:,} hit)" if "prefetches" in r else "")
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(embed_app, name="embed")
+    try:
+        from .bench import bench_app
+    except ImportError:  # no bench group: the benchmark lives under embed
+        embed_app.command("bench")(bench_embed)
+    else:
+        bench_app.command("embed")(bench_embed)
+
+
+def bench_embed(
+    requests: int = typer.Option(2_000_000, help="Lookups of each generated trace (about)."),
+    steps: int = typer.Option(1500, help="Training steps of the cache model."),
+    docs_path: Path = typer.Option(Path("docs/bench/embedding.md"), help="Where the markdown goes."),
+    write_docs: bool = typer.Option(True, "--write-docs/--no-write-docs"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """optgen vs plain-Python Belady, policies on 3 trace kinds, learned on held-out traces,
+    scoring speed, CachedEmbeddingBag vs nn.EmbeddingBag."""
+    from ..embedding.bench import run_benchmark
+
+    result = run_benchmark(requests=requests, steps=steps, log=_console().print)
+    if json_out:
+        typer.echo(json.dumps(result["data"], indent=2))
+    else:
+        typer.echo(result["markdown"])
+    if write_docs:
+        docs_path.parent.mkdir(parents=True, exist_ok=True)
+        docs_path.write_text(result["markdown"])
+        _console().print(f"wrote {docs_path}")

@@ -1,0 +1,224 @@
+"""CachedEmbeddingBag: ``nn.EmbeddingBag`` whose hot rows live in a fast tier.
+
+The full table lives in a slow tier, a numpy array in host memory or an
+``np.memmap`` file; a fast tier holds ``cache_rows`` rows (or ``cache_mb``
+megabytes) as a torch tensor, on the GPU when ``device`` is a CUDA device. Any
+engine policy (``make_policy``: lru, lfu, arc, s3fifo, learned, ...) decides which
+rows are in the fast tier; rows it evicts are written back to the slow tier.
+
+forward: the batch's distinct rows are gathered (from whichever tier holds them)
+into a small matrix and ``F.embedding_bag`` runs over it with remapped indices,
+so each bag reduces the same values in the same order as ``nn.EmbeddingBag``:
+the output is equal, bit for bit.
+
+backward: like FBGEMM's table-batched embeddings, the optimiser step is fused
+into backward (rows in a slow tier cannot be torch Parameters): each distinct
+row gets ``row -= lr * grad`` in whichever tier holds it at backward time.
+This equals ``nn.EmbeddingBag(sparse=True)`` followed by ``torch.optim.SGD(lr)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.policies import make_policy
+
+
+@nb.njit(cache=True)
+def _unique_inverse(idx, stamp):
+    """Distinct rows in order of first appearance and each index's position among them.
+    ``stamp`` (one int64 per row, all -1) is left all -1 again."""
+    uniq = np.empty(idx.size, np.int64)
+    inv = np.empty(idx.size, np.int64)
+    u = 0
+    for i in range(idx.size):
+        r = idx[i]
+        s = stamp[r]
+        if s < 0:
+            s = u
+            stamp[r] = u
+            uniq[u] = r
+            u += 1
+        inv[i] = s
+    for j in range(u):
+        stamp[uniq[j]] = -1
+    return uniq[:u], inv
+
+
+class CachedEmbeddingBag(nn.Module):
+    """``nn.EmbeddingBag(num_embeddings, embedding_dim, mode)`` over a fast and a slow tier.
+
+    Args:
+        cache_rows / cache_mb: size of the fast tier (one of them; default 10 % of the rows).
+        policy: engine policy name, or a callable ``(capacity, n_ids) -> Policy``.
+        slow: ``None`` (host memory) or a file path for an ``np.memmap`` table
+            (an existing file of the right size is opened, not overwritten).
+        lr: learning rate of the fused SGD step in backward.
+        weight: initial table (``num_embeddings x embedding_dim``); default N(0, 1) like torch.
+        device: where the fast tier lives (``"cuda"`` puts it in GPU memory).
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean", *,
+                 cache_rows: int | None = None, cache_mb: float | None = None, policy="lru",
+                 slow: str | os.PathLike | None = None, lr: float = 0.01, weight=None,
+                 include_last_offset: bool = False, device: str | torch.device = "cpu",
+                 policy_kwargs: dict | None = None) -> None:
+        super().__init__()
+        if mode not in ("sum", "mean", "max"):
+            raise ValueError(f"mode must be sum, mean or max, got {mode!r}")
+        if num_embeddings < 1 or embedding_dim < 1:
+            raise ValueError("num_embeddings and embedding_dim must be at least 1")
+        self.num_embeddings, self.embedding_dim, self.mode = int(num_embeddings), int(embedding_dim), mode
+        self.include_last_offset = include_last_offset
+        self.lr = float(lr)
+        self.device = torch.device(device)
+        if cache_rows is not None and cache_mb is not None:
+            raise ValueError("give cache_rows or cache_mb, not both")
+        if cache_mb is not None:
+            cache_rows = int(cache_mb * 2**20 // (4 * embedding_dim))
+        if cache_rows is None:
+            cache_rows = max(1, num_embeddings // 10)
+        if cache_rows < 1:
+            raise ValueError("the fast tier must hold at least one row")
+        self.cache_rows = min(int(cache_rows), self.num_embeddings)
+        self.slow = self._make_slow(slow, weight)
+        self.fast = torch.zeros(self.cache_rows, embedding_dim, dtype=torch.float32, device=self.device)
+        self.slot_of = np.full(self.num_embeddings, -1, np.int64)  # row -> fast slot, -1 when slow
+        self.row_of = np.full(self.cache_rows, -1, np.int64)  # slot -> row
+        self._free = list(range(self.cache_rows - 1, -1, -1))
+        self._stamp = np.full(self.num_embeddings, -1, np.int64)
+        kw = dict(policy_kwargs or {})
+        self.policy = (make_policy(policy, self.cache_rows, self.num_embeddings, **kw) if isinstance(policy, str)
+                       else policy(self.cache_rows, self.num_embeddings))
+        self.policy.on_evict = self._write_back
+        self.loads = 0
+        self.write_backs = 0
+
+    # -------------------------------------------------------------- tiers
+    def _make_slow(self, slow, weight) -> np.ndarray:
+        shape = (self.num_embeddings, self.embedding_dim)
+        if weight is not None:
+            w = weight.detach().cpu().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight)
+            if w.shape != shape:
+                raise ValueError(f"weight must have shape {shape}, got {w.shape}")
+        if slow is None:
+            return np.array(w, np.float32) if weight is not None else \
+                torch.randn(*shape).numpy()  # N(0, 1), as nn.EmbeddingBag initialises
+        path = Path(slow)
+        if path.exists() and weight is None:
+            if path.stat().st_size != 4 * shape[0] * shape[1]:
+                raise ValueError(f"{path} has {path.stat().st_size} bytes, not a {shape} float32 table")
+            return np.memmap(path, np.float32, "r+", shape=shape)
+        mm = np.memmap(path, np.float32, "w+", shape=shape)
+        step = 1 << 16
+        for s in range(0, shape[0], step):
+            mm[s : s + step] = w[s : s + step] if weight is not None else \
+                torch.randn(min(step, shape[0] - s), shape[1]).numpy()
+        return mm
+
+    def _write_back(self, rows: np.ndarray) -> None:
+        slots = self.slot_of[rows]
+        had = slots >= 0
+        if not had.any():
+            return
+        rows, slots = rows[had], slots[had]
+        self.slow[rows] = self.fast[torch.from_numpy(slots).to(self.device)].cpu().numpy()
+        self.slot_of[rows] = -1
+        self.row_of[slots] = -1
+        self._free.extend(slots.tolist())
+        self.write_backs += rows.size
+
+    def _load(self, rows: np.ndarray) -> None:
+        n = rows.size
+        slots = np.array([self._free.pop() for _ in range(n)], np.int64)
+        self.fast[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(
+            np.ascontiguousarray(self.slow[rows])).to(self.device)
+        self.slot_of[rows] = slots
+        self.row_of[slots] = rows
+        self.loads += n
+
+    def flush(self) -> None:
+        """Write every fast-tier row back to the slow tier (they stay cached)."""
+        slots = np.flatnonzero(self.row_of >= 0)
+        if slots.size:
+            rows = self.row_of[slots]
+            self.slow[rows] = self.fast[torch.from_numpy(slots).to(self.device)].cpu().numpy()
+        if isinstance(self.slow, np.memmap):
+            self.slow.flush()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """A copy of the whole table as it stands (fast-tier rows included)."""
+        self.flush()
+        return torch.from_numpy(np.array(self.slow))
+
+    # ------------------------------------------------------------ forward
+    def _rows(self, uniq: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        slots = self.slot_of[uniq]
+        in_fast = slots >= 0
+        if in_fast.all():
+            return self.fast.index_select(0, torch.from_numpy(slots).to(self.device)), slots
+        out = torch.empty(uniq.size, self.embedding_dim, dtype=torch.float32, device=self.device)
+        f = np.flatnonzero(in_fast)
+        s = np.flatnonzero(~in_fast)
+        if f.size:
+            out[torch.from_numpy(f).to(self.device)] = self.fast[torch.from_numpy(slots[f]).to(self.device)]
+        out[torch.from_numpy(s).to(self.device)] = torch.from_numpy(np.ascontiguousarray(self.slow[uniq[s]])).to(self.device)
+        return out, slots
+
+    def forward(self, input: torch.Tensor, offsets: torch.Tensor | None = None,
+                per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+        if input.dim() == 2:
+            if offsets is not None:
+                raise ValueError("offsets must be None when input is 2-D")
+            b, l = input.shape
+            offsets = torch.arange(0, b * l, l, dtype=torch.int64)
+            input = input.reshape(-1)
+            if per_sample_weights is not None:
+                per_sample_weights = per_sample_weights.reshape(-1)
+        elif input.dim() != 1 or offsets is None:
+            raise ValueError("input must be 2-D (B, L), or 1-D with offsets")
+        idx = input.detach().cpu().numpy().astype(np.int64, copy=False)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise IndexError(f"index out of range for a table of {self.num_embeddings} rows")
+        uniq, inv = _unique_inverse(idx, self._stamp)
+        if uniq.size:
+            self.policy.access(uniq)  # evictions write back through the callback
+            resident = self.policy.contains(uniq)
+            new = uniq[resident & (self.slot_of[uniq] < 0)]
+            if new.size:
+                self._load(new)
+        rows, _ = self._rows(uniq)
+        if torch.is_grad_enabled() and self.training:
+            rows.requires_grad_(True)
+            rows.register_hook(lambda g, u=uniq: self._apply_grad(u, g))
+        return F.embedding_bag(torch.from_numpy(inv).to(self.device), rows, offsets.to(self.device),
+                               mode=self.mode, per_sample_weights=per_sample_weights,
+                               include_last_offset=self.include_last_offset)
+
+    @torch.no_grad()
+    def _apply_grad(self, uniq: np.ndarray, grad: torch.Tensor) -> None:
+        slots = self.slot_of[uniq]  # where each row is now, not at forward time
+        in_fast = slots >= 0
+        if in_fast.all():
+            self.fast.index_add_(0, torch.from_numpy(slots).to(self.device), grad, alpha=-self.lr)
+            return
+        f = np.flatnonzero(in_fast)
+        if f.size:
+            self.fast.index_add_(0, torch.from_numpy(slots[f]).to(self.device),
+                                 grad[torch.from_numpy(f).to(grad.device)], alpha=-self.lr)
+        s = np.flatnonzero(~in_fast)
+        rows = uniq[s]
+        self.slow[rows] -= self.lr * grad[torch.from_numpy(s).to(grad.device)].cpu().numpy()
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
+                f"cache_rows={self.cache_rows}, policy={self.policy.name}, "
+                f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, lr={self.lr}")

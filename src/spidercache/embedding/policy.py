@@ -1,0 +1,391 @@
+"""Engine policies ``learned`` and ``learned+prefetch`` (RecMG's cache, done fast).
+
+``learned``: every access is scored by the cache model, a whole batch at a time
+(features and the MLP both in numba). The model predicts when the row will be
+used next (trained on optgen's next-use distances, in units of the capacity), so
+the policy can do what Belady does with the real future: evict the resident row
+whose predicted next use is farthest away.
+
+* A max-heap keyed by predicted next-use time finds that row (lazy entries: a
+  re-accessed row leaves a stale entry that is skipped when it surfaces).
+* A prediction can be wrong in the other direction: a row predicted back soon
+  that does not come would never be the farthest and would sit in the cache for
+  ever. So the rows are also kept in LRU order, and when the LRU row is overdue
+  (its predicted time has passed) it is evicted first.
+* ``bypass`` (off by default): a miss predicted to come back later than every
+  resident row is not admitted, as OPT with bypass does.
+
+``learned+prefetch``: after each batch the prefetch model scores the rows the
+cache evicted recently (the rows that can come back as misses); those with
+P(requested in the next window) > 0.5, at most ``prefetch_share`` of the batch,
+are loaded ahead of time, predicted back within the window. They take capacity
+like any row; ``prefetches`` and ``prefetch_hits`` count them separately.
+
+The rows' table can be given as ``tables`` (dense table index per dense id);
+without it every row is in table 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import torch
+
+from ..engine.policies import register
+from ..engine.policies.base import Policy, PolicyStats
+from .features import FeatureState
+from .models import load_model
+
+NIL = -1
+# scalars: 0 capacity, 1 size, 2 LRU head (most recent), 3 LRU tail, 4 heap size, 5 bypass
+
+
+@nb.njit(cache=True, inline="always")
+def _unlink(i, prev, nxt, s):
+    p, n = prev[i], nxt[i]
+    if p != NIL:
+        nxt[p] = n
+    else:
+        s[2] = n
+    if n != NIL:
+        prev[n] = p
+    else:
+        s[3] = p
+    prev[i] = NIL
+    nxt[i] = NIL
+
+
+@nb.njit(cache=True, inline="always")
+def _push_front(i, prev, nxt, s):
+    head = s[2]
+    prev[i] = NIL
+    nxt[i] = head
+    if head != NIL:
+        prev[head] = i
+    else:
+        s[3] = i
+    s[2] = i
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_push(hk, hv, s, key, i):
+    pos = s[4]
+    s[4] += 1
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        if hk[parent] >= key:
+            break
+        hk[pos] = hk[parent]
+        hv[pos] = hv[parent]
+        pos = parent
+    hk[pos] = key
+    hv[pos] = i
+
+
+@nb.njit(cache=True, inline="always")
+def _heap_pop(hk, hv, s):
+    size = s[4] - 1
+    s[4] = size
+    if size == 0:
+        return
+    key, v = hk[size], hv[size]
+    pos = 0
+    while True:
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        if c + 1 < size and hk[c + 1] > hk[c]:
+            c += 1
+        if hk[c] <= key:
+            break
+        hk[pos] = hk[c]
+        hv[pos] = hv[c]
+        pos = c
+    hk[pos] = key
+    hv[pos] = v
+
+
+@nb.njit(cache=True)
+def _compact(hk, hv, s, where, due):
+    m = 0
+    for j in range(s[4]):
+        i = hv[j]
+        if where[i] > 0 and due[i] == hk[j]:
+            hk[m] = hk[j]
+            hv[m] = hv[j]
+            m += 1
+    s[4] = 0
+    keys = hk[:m].copy()
+    vals = hv[:m].copy()
+    for j in range(m):
+        _heap_push(hk, hv, s, keys[j], vals[j])
+
+
+@nb.njit(cache=True, inline="always")
+def _farthest(hk, hv, s, where, due):
+    # top live entry (drops stale ones); -1 if none
+    while s[4] > 0:
+        i = hv[0]
+        if where[i] > 0 and due[i] == hk[0]:
+            return i
+        _heap_pop(hk, hv, s)
+    return -1
+
+
+@nb.njit(cache=True, inline="always")
+def _evict_one(now, where, prev, nxt, s, pf, due, hk, hv):
+    tail = s[3]
+    if due[tail] < now:  # overdue: the prediction failed, the row is likely far
+        victim = tail
+    else:
+        victim = _farthest(hk, hv, s, where, due)
+        if victim < 0:
+            victim = tail
+    _unlink(victim, prev, nxt, s)
+    where[victim] = 0
+    pf[victim] = 0
+    s[1] -= 1
+    return victim
+
+
+@nb.njit(cache=True, inline="always")
+def _place(i, key, where, prev, nxt, s, due, hk, hv):
+    due[i] = key
+    if s[4] == hk.size:
+        _compact(hk, hv, s, where, due)
+    _heap_push(hk, hv, s, key, i)
+    _push_front(i, prev, nxt, s)
+    where[i] = 1
+
+
+@nb.njit(cache=True)
+def _learned_access(ids, dist, now0, admit, use_admit, hits, evicted, record,
+                    where, prev, nxt, s, pf, due, hk, hv, counters):
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        i = ids[k]
+        now = now0 + k
+        key = now + dist[k]
+        if where[i] > 0:
+            hits[k] = True
+            if pf[i]:
+                counters[0] += 1  # a prefetched row served its first hit
+                pf[i] = 0
+            _unlink(i, prev, nxt, s)
+            _place(i, key, where, prev, nxt, s, due, hk, hv)
+            continue
+        hits[k] = False
+        if use_admit and not admit[k]:
+            n_rej += 1
+            continue
+        if s[1] >= s[0]:
+            if s[5] != 0:
+                far = _farthest(hk, hv, s, where, due)
+                if far >= 0 and key > due[far] and due[s[3]] >= now:
+                    n_rej += 1
+                    continue
+            v = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
+            if record:
+                evicted[n_ev] = v
+            n_ev += 1
+        _place(i, key, where, prev, nxt, s, due, hk, hv)
+        s[1] += 1
+        n_adm += 1
+    return n_ev, n_adm, n_rej
+
+
+@nb.njit(cache=True)
+def _prefetch_insert(cands, dist, now, where, prev, nxt, s, pf, due, hk, hv, evicted):
+    n_ev = 0
+    n_in = 0
+    for k in range(cands.size):
+        i = cands[k]
+        if where[i] > 0:
+            continue
+        if s[1] >= s[0]:
+            evicted[n_ev] = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
+            n_ev += 1
+        _place(i, now + dist, where, prev, nxt, s, due, hk, hv)
+        pf[i] = 1
+        s[1] += 1
+        n_in += 1
+    return n_ev, n_in
+
+
+@nb.njit(cache=True)
+def _remove(ids, where, prev, nxt, s, pf):
+    n = 0
+    for k in range(ids.size):
+        i = ids[k]
+        if where[i] > 0:
+            _unlink(i, prev, nxt, s)
+            where[i] = 0
+            pf[i] = 0
+            s[1] -= 1
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _shrink(now, evicted, where, prev, nxt, s, pf, due, hk, hv):
+    n = 0
+    while s[1] > s[0]:
+        evicted[n] = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
+        n += 1
+    return n
+
+
+@dataclass
+class LearnedStats(PolicyStats):
+    prefetches: int = 0
+    prefetch_hits: int = 0
+
+
+def _as_model(model, kind: str):
+    if model is None:
+        raise ValueError(f"the {kind} policy needs a trained model (model=PATH or a model object)")
+    if isinstance(model, torch.nn.Module):
+        return model.eval()
+    return load_model(model, expect="cache" if kind == "learned" else "prefetch")
+
+
+@register
+class Learned(Policy):
+    """Eviction of the row with the farthest predicted next use (a learned Belady)."""
+
+    name = "learned"
+    _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL), "_pf": (np.int8, 0),
+                  "_due": (np.float64, 0.0)}
+    _n_scalars = 6
+
+    def __init__(self, capacity: int, n_ids: int = 0, *, model=None, tables: np.ndarray | None = None,
+                 bypass: bool = False, batch_lookups: int | None = None, **kw) -> None:
+        self.model = _as_model(model, "learned")
+        self._weights = self.model.numpy_weights()
+        self.bypass = bool(bypass)
+        self.tables = None if tables is None else np.ascontiguousarray(tables, np.int64)
+        n_tables = int(self.tables.max()) + 1 if self.tables is not None and self.tables.size else 1
+        bl = batch_lookups or getattr(self.model.config, "batch_lookups", 4096)
+        self.features = FeatureState(capacity, n_ids, n_tables, bl)
+        self._counters = np.zeros(1, np.int64)
+        self._prefetches = 0
+        super().__init__(capacity, n_ids, **kw)
+        self._alloc_heap()
+
+    def _alloc_heap(self) -> None:
+        n = 2 * self.capacity + 1024
+        self._hk = np.zeros(n, np.float64)
+        self._hv = np.zeros(n, np.int64)
+        self._s[4] = 0
+
+    def _init_scalars(self) -> None:
+        self._s[2] = NIL
+        self._s[3] = NIL
+        self._s[5] = int(getattr(self, "bypass", False))
+
+    def _on_resize(self) -> None:
+        self.features.capacity = self.capacity
+        if self._hk.size < 2 * self.capacity + 1024:
+            hk, hv, live = self._hk, self._hv, int(self._s[4])
+            self._alloc_heap()
+            self._hk[:live], self._hv[:live] = hk[:live], hv[:live]
+            self._s[4] = live
+
+    def _tables_of(self, ids: np.ndarray) -> np.ndarray | None:
+        if self.tables is None:
+            return None
+        out = np.zeros(ids.size, np.int64)
+        ok = ids < self.tables.size
+        out[ok] = self.tables[ids[ok]]
+        return out
+
+    def predict(self, ids: np.ndarray) -> np.ndarray:
+        """``[rows, 2]``: P(keep) and predicted next-use distance in requests (updates the history)."""
+        from .models import MAX_LOG_DISTANCE, mlp_forward
+
+        feats = self.features.access(ids, self._tables_of(ids))
+        out = mlp_forward(feats, self._weights, sigmoid_first=True)
+        out[:, 1] = np.expm1(np.clip(out[:, 1], 0.0, MAX_LOG_DISTANCE)) * self.capacity
+        return out
+
+    def _access(self, ids, admit, use_admit, hits, evicted, record):
+        now = self.features.time
+        dist = np.ascontiguousarray(self.predict(ids)[:, 1], np.float64)
+        return _learned_access(ids, dist, float(now), admit, use_admit, hits, evicted, record,
+                               self._where, self._prev, self._next, self._s, self._pf, self._due,
+                               self._hk, self._hv, self._counters)
+
+    def _remove(self, ids):
+        return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
+
+    def _shrink(self, evicted):
+        return _shrink(float(self.features.time), evicted, self._where, self._prev, self._next, self._s,
+                       self._pf, self._due, self._hk, self._hv)
+
+    def _extra_arrays(self) -> list[np.ndarray]:
+        f = self.features
+        return [f.last, f.count, f.gap1, f.gap2, f.d1, f.d2, f.tcount, self._hk, self._hv]
+
+    def stats(self) -> LearnedStats:
+        b = self._stats
+        return LearnedStats(requests=b.requests, hits=b.hits, admissions=b.admissions,
+                            rejections=b.rejections, evictions=b.evictions,
+                            prefetches=self._prefetches, prefetch_hits=int(self._counters[0]))
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        self._prefetches = 0
+        self._counters[:] = 0
+
+
+@register
+class LearnedPrefetch(Learned):
+    """``learned`` plus a prefetch model that reloads recently evicted rows it expects back soon."""
+
+    name = "learned+prefetch"
+
+    def __init__(self, capacity: int, n_ids: int = 0, *, prefetch_model=None, prefetch_share: float = 0.05,
+                 prefetch_threshold: float = 0.5, **kw) -> None:
+        self.prefetch_model = _as_model(prefetch_model, "learned+prefetch")
+        self.prefetch_share = float(prefetch_share)
+        self.prefetch_threshold = float(prefetch_threshold)
+        self._recent = np.empty(0, np.int64)
+        super().__init__(capacity, n_ids, **kw)
+
+    def access(self, ids: np.ndarray, admit: np.ndarray | None = None) -> np.ndarray:
+        evicted_here: list[np.ndarray] = []
+        user_cb = self.on_evict
+        self.on_evict = evicted_here.append  # see this batch's evictions, pass them on below
+        try:
+            hits = super().access(ids, admit)
+        finally:
+            self.on_evict = user_cb
+        if evicted_here and user_cb is not None:
+            user_cb(evicted_here[0])
+        ids = np.asarray(ids, np.int64)
+        fresh = evicted_here[0] if evicted_here else np.empty(0, np.int64)
+        # candidates: rows evicted in this batch and the one before, not resident now
+        cands = np.unique(np.concatenate([self._recent, fresh]))
+        self._recent = fresh
+        cands = cands[self._where[cands] <= 0] if cands.size else cands
+        budget = int(self.prefetch_share * ids.size)
+        if cands.size and budget > 0:
+            p = self.prefetch_model.score(self.features.candidates(cands, self._tables_of(cands)))
+            good = np.flatnonzero(p > self.prefetch_threshold)
+            if good.size > budget:
+                good = good[np.argsort(-p[good], kind="stable")[:budget]]
+            chosen = np.ascontiguousarray(cands[good])
+            if chosen.size:
+                ev = np.empty(chosen.size + 16, np.int64)
+                window = float(getattr(self.prefetch_model.config, "window", 0.25)) * self.capacity
+                n_ev, n_in = _prefetch_insert(chosen, window, float(self.features.time), self._where, self._prev,
+                                              self._next, self._s, self._pf, self._due, self._hk, self._hv, ev)
+                self._prefetches += int(n_in)
+                self._stats.evictions += int(n_ev)
+                if n_ev and user_cb is not None:
+                    user_cb(ev[:n_ev].copy())
+        return hits
