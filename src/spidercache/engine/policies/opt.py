@@ -36,12 +36,15 @@ NIL = -1
 
 
 @nb.njit(cache=True)
-def _next_use(ids, n_ids):
-    last = np.full(n_ids, NEVER, np.int64)
+def _next_use(ids, n_ids, last):
+    # One backward pass; ``last`` (int32 when positions fit: half the scattered
+    # memory traffic, which is what this loop costs) holds each id's latest
+    # position seen so far, -1 for none.
     out = np.empty(ids.size, np.int64)
     for t in range(ids.size - 1, -1, -1):
         i = ids[t]
-        out[t] = last[i]
+        nxt = last[i]
+        out[t] = NEVER if nxt < 0 else nxt
         last[i] = t
     return out
 
@@ -53,7 +56,9 @@ def next_use_positions(ids: np.ndarray) -> np.ndarray:
         return np.empty(0, np.int64)
     if int(ids.min()) < 0:
         raise ValueError("ids must be non-negative dense ids (remap keys first)")
-    return _next_use(ids, int(ids.max()) + 1)
+    n_ids = int(ids.max()) + 1
+    last = np.full(n_ids, -1, np.int32 if ids.size < 2**31 else np.int64)
+    return _next_use(ids, n_ids, last)
 
 
 @nb.njit(cache=True, inline="always")
