@@ -213,8 +213,12 @@ class StoreBackend:
     shared_scope = True  # every process and rank that opens it sees the same values
 
     def __init__(self, openers: list[Callable[[], Any]], fingerprint: str, sample_shape: tuple[int, ...],
-                 dtype: np.dtype, label: str = "store", retry_after: float = 5.0) -> None:
+                 dtype: np.dtype, label: str = "store", retry_after: float = 5.0,
+                 int_keys: bool = False) -> None:
         self.openers = list(openers)
+        # int_keys: the store is already private to this data (the cache
+        # server's session checks the pipeline fingerprint itself).
+        self.int_keys = bool(int_keys)
         self.prefix = fingerprint[:16] + ":"
         self.sample_shape = tuple(sample_shape)
         self.dtype = np.dtype(dtype)
@@ -261,7 +265,9 @@ class StoreBackend:
         lv = np.clip(levels, 0, len(self.openers) - 1)
         return [(int(l), np.flatnonzero(lv == l)) for l in np.unique(lv)]
 
-    def keys(self, ids: np.ndarray) -> list[str]:
+    def keys(self, ids: np.ndarray) -> list:
+        if self.int_keys:
+            return ids.tolist()
         p = self.prefix
         return [p + str(i) for i in ids.tolist()]
 

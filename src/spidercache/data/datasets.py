@@ -146,3 +146,160 @@ class FashionMNIST(ArrayImageDataset):
             source_paths=[str(images_path), str(labels_path)],
             name=f"fashion-mnist-{prefix}", classes=FASHION_MNIST_CLASSES,
         )
+
+
+# --------------------------------------------------------------------------
+# CIFAR-10/100 pickle folders, ImageFolder trees, .npz files (added with the
+# training-data cache). Each is given by path, as a positional train_path.
+# --------------------------------------------------------------------------
+def _unpickle(path: Path) -> dict:
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise UserError(f"dataset file not found: {path}") from None
+    except Exception as exc:  # truncated or not a pickle: the user's file is bad
+        raise UserError(f"cannot read CIFAR batch {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, dict) or "data" not in obj:
+        raise UserError(f"{path} is not a CIFAR batch (no 'data' entry)")
+    return obj
+
+
+class CIFAR(ArrayImageDataset):
+    """CIFAR-10 (``data_batch_1..5`` / ``test_batch``) or CIFAR-100 (``train`` / ``test``) python folders."""
+
+    def __init__(self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None) -> None:
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"CIFAR folder not found: {root}")
+        if (root / "data_batch_1").exists() or (root / "test_batch").exists():
+            files = [root / f"data_batch_{i}" for i in range(1, 6)] if train else [root / "test_batch"]
+            label_key, name = "labels", "cifar10"
+        elif (root / "train").exists() or (root / "test").exists():
+            files = [root / ("train" if train else "test")]
+            label_key, name = "fine_labels", "cifar100"
+        else:
+            raise UserError(f"{root} holds neither CIFAR-10 (data_batch_*) nor CIFAR-100 (train/test) files")
+        xs, ys = [], []
+        for f in files:
+            batch = _unpickle(f)
+            data = np.asarray(batch["data"], np.uint8)
+            labels = batch.get(label_key, batch.get("labels"))
+            if labels is None or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+                raise UserError(f"{f}: malformed CIFAR batch (data {data.shape}, labels missing or mismatched)")
+            xs.append(data.reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(labels, np.int64))
+        n_classes = 10 if name == "cifar10" else 100
+        super().__init__(np.concatenate(xs), np.concatenate(ys), transform, source_paths=[str(f) for f in files],
+                         name=f"{name}-{'train' if train else 'test'}", classes=[str(i) for i in range(n_classes)])
+
+
+_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+class ImageFolder(ArrayImageDataset):
+    """``root/<class>/<image>`` trees (PNG/JPEG via Pillow), decoded and resized to ``size`` once.
+
+    Images are converted to RGB (or L when ``channels=1``) and resized to
+    ``size x size``, so every sample has the same shape and can live in the
+    in-process slot cache; the resize is part of the fingerprint.
+    """
+
+    def __init__(self, root: str | os.PathLike, size: int = 32, channels: int = 3,
+                 transform: Callable | None = None) -> None:
+        from PIL import Image, UnidentifiedImageError
+
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f"image folder not found: {root}")
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        if not classes:
+            raise UserError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
+        paths, labels = [], []
+        for c, cls in enumerate(classes):
+            for p in sorted((root / cls).rglob("*")):
+                if p.suffix.lower() in _IMAGE_EXTS:
+                    paths.append(p)
+                    labels.append(c)
+        if not paths:
+            raise UserError(f"{root} has no images ({', '.join(sorted(_IMAGE_EXTS))})")
+        mode = "L" if channels == 1 else "RGB"
+        data = np.empty((len(paths), channels, size, size), np.uint8)
+        for i, p in enumerate(paths):
+            try:
+                with Image.open(p) as im:
+                    arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR), np.uint8)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise UserError(f"cannot decode image {p}: {exc}") from None
+            data[i] = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+        super().__init__(data, np.asarray(labels, np.int64), transform, source_paths=[str(p) for p in paths],
+                         name=f"imagefolder-{size}px-{mode}", classes=classes)
+
+
+class NpzDataset(ArrayImageDataset):
+    """A ``.npz`` with ``x`` (N x H x W, N x C x H x W or N x H x W x C, uint8) and ``y`` (N)."""
+
+    def __init__(self, path: str | os.PathLike, transform: Callable | None = None) -> None:
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "x" not in f or "y" not in f:
+                    raise UserError(f"{path} must hold arrays 'x' and 'y' (found {', '.join(f.files) or 'none'})")
+                x, y = f["x"], f["y"]
+        except FileNotFoundError:
+            raise UserError(f"dataset file not found: {path}") from None
+        except UserError:
+            raise
+        except Exception as exc:  # zip or npy damage
+            raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+        if x.dtype != np.uint8:
+            if x.size and (x.min() < 0 or x.max() > 255):
+                raise UserError(f"{path}: x must be uint8 images (values 0..255), got {x.dtype}")
+            x = x.astype(np.uint8)
+        if x.ndim == 3:
+            x = x[:, None]
+        elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        if x.ndim != 4:
+            raise UserError(f"{path}: x must be N x H x W or N x C x H x W, got shape {x.shape}")
+        super().__init__(x, np.asarray(y, np.int64).reshape(-1), transform, source_paths=[str(path)],
+                         name=f"npz-{path.stem}", classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [])
+
+
+def open_dataset(train_paths: Sequence[str] = (), train: bool = True, image_size: int = 32,
+                 transform: Callable | None = None) -> ArrayImageDataset:
+    """The dataset named by ``train_paths`` (none: the embedded Fashion-MNIST).
+
+    One path: a Fashion-MNIST folder or images .gz file, a CIFAR folder, an
+    ImageFolder tree, or a ``.npz``. For ``.npz`` the test split is a second
+    path (``train.npz test.npz``); for folders it comes from the same folder.
+    """
+    paths = [str(p) for p in train_paths]
+    if not paths:
+        return FashionMNIST(train=train, transform=transform)
+    first = Path(paths[0])
+    if not first.exists():
+        raise UserError(f"dataset path not found: {first}")
+    if first.suffix == ".npz":
+        if not train:
+            if len(paths) < 2:
+                raise UserError(f"{first}: give the test split as a second .npz path")
+            return NpzDataset(paths[1], transform)
+        return NpzDataset(first, transform)
+    if first.is_file() and first.name.endswith("-idx3-ubyte.gz"):
+        first = first.parent
+    if first.is_dir():
+        if (first / "train-images-idx3-ubyte.gz").exists():
+            return FashionMNIST(first, train=train, transform=transform)
+        if any((first / n).exists() for n in ("data_batch_1", "test_batch", "train", "test")) and \
+                not any(d.is_dir() for d in first.iterdir() if d.name in ("train", "test")):
+            return CIFAR(first, train=train, transform=transform)
+        split = first / ("train" if train else "test")
+        if split.is_dir():
+            return ImageFolder(split, size=image_size, transform=transform)
+        if train:
+            return ImageFolder(first, size=image_size, transform=transform)
+        raise UserError(f"{first}: no test split (expected {first}/test/<class>/...)")
+    raise UserError(f"do not know how to read {first} (expected a folder or a .npz file)")

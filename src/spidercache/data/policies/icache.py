@@ -7,9 +7,11 @@
 * H/L: the top ``h_fraction`` (30%) by importance are H, the rest L.
 * H-cache (``h_share`` of the capacity): keeps the most important H samples
   (admit on a miss if there is room or it beats the lowest; evict the lowest).
-* L-buffer (the rest): emptied at each epoch start and filled with the first
-  L misses of the epoch; once it is full an L miss is served by a random
-  buffered L sample (substitution), so L samples still vary between epochs.
+* L-buffer (the rest, in two halves): during an epoch the first L misses fill
+  the *next* half; at the epoch start it becomes the *serving* half and the old
+  serving half is dropped. An L miss is served by a random sample of the
+  serving half (substitution), so the stand-ins change every epoch and are
+  always fully in the cache (never a sample still on its way in).
 
 Before any loss is known (the first epoch) there is no split: every sample
 is treated as H and the cache fills by plain admission.
@@ -36,8 +38,9 @@ class ICachePolicy(TrainingPolicy):
         self.scores = ShadowScores(self.n, prior=0.0)
         self.hcache = ScoreCache(self.n, h_cap)
         self.l_capacity = self.capacity - h_cap
-        self._lbuf: list[int] = []
-        self._in_lbuf = np.zeros(self.n, np.bool_)
+        self._lbuf: list[int] = []       # serving stand-ins this epoch
+        self._lnext: list[int] = []      # filled this epoch, serves the next
+        self._in_lbuf = np.zeros(self.n, np.bool_)  # in either half
         self._is_h = np.ones(self.n, np.bool_)
         self._pending_evict: list[int] = []
 
@@ -50,10 +53,10 @@ class ICachePolicy(TrainingPolicy):
             self._is_h[:] = False
             self._is_h[top] = True
         self.hcache.rebuild(self.scores.current)
-        # Fresh L stand-ins every epoch: drop last epoch's buffer.
+        # Fresh L stand-ins every epoch: drop the old serving half.
         self._pending_evict.extend(self._lbuf)
         self._in_lbuf[self._lbuf] = False
-        self._lbuf = []
+        self._lbuf, self._lnext = self._lnext, []
 
     def order(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, int(epoch), 0])
@@ -93,8 +96,8 @@ class ICachePolicy(TrainingPolicy):
                 if victim >= 0:
                     evicted.append(victim)
                 continue
-            if len(self._lbuf) < self.l_capacity:
-                self._lbuf.append(i)
+            if len(self._lnext) < self.l_capacity // 2:
+                self._lnext.append(i)
                 self._in_lbuf[i] = True
                 admit[k] = True
             elif self._lbuf:
@@ -107,7 +110,7 @@ class ICachePolicy(TrainingPolicy):
         return self.hcache.resident[ids] | self._in_lbuf[ids]
 
     def resident(self) -> np.ndarray:
-        return np.union1d(self.hcache.ids(), np.asarray(self._lbuf, np.int64))
+        return np.union1d(self.hcache.ids(), np.asarray(self._lbuf + self._lnext, np.int64))
 
     def state_dict(self):
         return {"epoch": self.epoch, "scores": self.scores.state_dict(), "resident": self.hcache.ids(),

@@ -12,6 +12,8 @@
   times per epoch; a miss that is not worth admitting (score at or below the
   cache's lowest) is served by a resident sample that still has uses left
   (counted as a substitution, never as a hit). ``rep_factor=1`` turns this off.
+  Stand-ins are drawn from what was resident when the epoch began: a sample
+  admitted a moment ago may still be on its way into the cache.
 
 Scores read by the sampler and the cache change only at epoch start (see
 ``base.py``), so ranks that replay the same lookups agree.
@@ -87,7 +89,6 @@ class ShadePolicy(TrainingPolicy):
             if ok:
                 admit[k] = True
                 uses[i] += 1
-                self._pool.append(i)
                 if victim >= 0:
                     evicted.append(victim)
                 continue

@@ -1,0 +1,179 @@
+"""`spidercache train`: train a network with its training data served through a cache.
+
+SpiderCache's original flags work as they are (``--batch_size``,
+``--cache_training_data``, ``--working_set_size``, ``--cache_nodes``,
+``--host_ip``, ``--port_num``, ``--port_num2``); every flag can also come from
+``--config file.toml`` (keys are the flag names with ``_`` or ``-``), and a
+flag given on the command line wins over the file. The command is a thin
+layer over ``spidercache.data.train.train``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import fields
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import UserError
+
+_INT_FIELDS = {"batch_size", "epochs", "cache_nodes", "port_num", "port_num2", "port_num3", "workers",
+               "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port"}
+
+
+def parse_policy_options(items: list[str]) -> dict:
+    """``key=value`` pairs; values are parsed as JSON when they can be (numbers, true/false)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--policy-option expects key=value, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def load_config_file(path: Path) -> dict:
+    from ..data.train import TrainConfig
+
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = raw.get("train", raw)  # a [train] table or top-level keys
+    names = {f.name for f in fields(TrainConfig)}
+    out = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in names:
+            raise UserError(f"config file {path}: unknown option {key!r}")
+        out[name] = value
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    from . import train_bench  # noqa: F401  (adds `bench train` and `bench loader`)
+
+    @app.command("train", context_settings={"allow_interspersed_args": True})
+    def train_cmd(
+        ctx: typer.Context,
+        train_paths: Optional[List[str]] = typer.Argument(
+            None, help="Dataset: a Fashion-MNIST or CIFAR folder, an ImageFolder tree, or train.npz [test.npz]. "
+                       "None: the embedded Fashion-MNIST."),
+        network: str = typer.Option("small", "--network", help="small, alexnet, vgg11, vgg16, resnet18/34/50."),
+        batch_size: int = typer.Option(256, "--batch_size", "--batch-size"),
+        epochs: int = typer.Option(10, "--epochs"),
+        lr: float = typer.Option(0.05, "--lr"),
+        cache_training_data: bool = typer.Option(
+            True, "--cache_training_data/--no_cache_training_data", "--cache-training-data/--no-cache-training-data",
+            help="Serve training data through the cache (off: every read goes to storage)."),
+        working_set_size: float = typer.Option(0.1, "--working_set_size", "--working-set-size",
+                                               help="Cache size as a fraction of the training set, in (0, 1]."),
+        cache_nodes: int = typer.Option(1, "--cache_nodes", "--cache-nodes",
+                                        help="Redis nodes; > 1 uses a Redis Cluster on port_num.. port_num+N-1."),
+        host_ip: str = typer.Option("127.0.0.1", "--host_ip", "--host-ip"),
+        port_num: int = typer.Option(6379, "--port_num", "--port-num", help="Redis for important samples."),
+        port_num2: int = typer.Option(6380, "--port_num2", "--port-num2",
+                                      help="Redis for unimportant / homophily samples."),
+        port_num3: int = typer.Option(6381, "--port_num3", "--port-num3", help="Redis for the shared split ratio."),
+        policy: str = typer.Option("", "--policy", help="none, lru, minio, shade, icache, ... (default: shade)."),
+        policy_option: Optional[List[str]] = typer.Option(None, "--policy-option",
+                                                          help="key=value passed to the policy (repeatable)."),
+        cache_backend: str = typer.Option("memory", "--cache-backend",
+                                          help="memory | lmdb | redis | memcached | server"),
+        lmdb_path: Optional[str] = typer.Option(None, "--lmdb-path"),
+        redis_nodes: Optional[str] = typer.Option(None, "--redis-nodes", help="Cluster startup nodes h:p,h:p."),
+        memcached_servers: Optional[str] = typer.Option(None, "--memcached-servers"),
+        session: Optional[int] = typer.Option(None, "--session", help="Cache server session id."),
+        server_port: int = typer.Option(50052, "--server-port"),
+        storage_latency_ms: float = typer.Option(5.0, "--storage-latency-ms"),
+        storage_bandwidth_mbps: float = typer.Option(0.0, "--storage-bandwidth-mbps", help="MB/s; 0: unlimited."),
+        workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
+        train_samples: int = typer.Option(0, "--train-samples", help="Fixed random subset of the training set."),
+        test_samples: int = typer.Option(0, "--test-samples"),
+        image_size: int = typer.Option(32, "--image-size", help="ImageFolder images are resized to this."),
+        augment: bool = typer.Option(False, "--augment", help="Random flip + crop after the cache."),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+        log: Optional[str] = typer.Option(None, "--log", help="Per-epoch JSON lines."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="PNG with hit ratio and accuracy per epoch."),
+        checkpoint_dir: Optional[str] = typer.Option(None, "--checkpoint-dir"),
+        resume: bool = typer.Option(False, "--resume", help="Continue from --checkpoint-dir/last.pt."),
+        config: Optional[Path] = typer.Option(None, "--config", help="TOML file with any of these options."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        json_out: bool = typer.Option(False, "--json", help="Print the rows and summary as JSON."),
+    ) -> None:
+        """Train a network; its training samples come through a cache over slow storage."""
+        from click.core import ParameterSource
+
+        from ..data.policies import DEFAULT_POLICY
+        from ..data.train import TrainConfig, train
+
+        given = dict(
+            train_paths=list(train_paths or []), network=network, batch_size=batch_size, epochs=epochs, lr=lr,
+            cache_training_data=cache_training_data, working_set_size=working_set_size,
+            cache_nodes=cache_nodes, host_ip=host_ip, port_num=port_num, port_num2=port_num2,
+            port_num3=port_num3, policy=policy, cache_backend=cache_backend, lmdb_path=lmdb_path,
+            redis_nodes=redis_nodes, memcached_servers=memcached_servers, session=session,
+            server_port=server_port, storage_latency_ms=storage_latency_ms,
+            storage_bandwidth_mbps=storage_bandwidth_mbps, workers=workers, train_samples=train_samples,
+            test_samples=test_samples, image_size=image_size, augment=augment, seed=seed, device=device,
+            log=log, plot=plot, checkpoint_dir=checkpoint_dir, resume=resume,
+        )
+        values = {}
+        if config is not None:
+            values.update(load_config_file(config))
+        for name, value in given.items():
+            param = "train_paths" if name == "train_paths" else name
+            source = ctx.get_parameter_source(param)
+            if config is None or source not in (ParameterSource.DEFAULT, None) or name not in values:
+                values[name] = value
+        if not values.get("policy"):
+            values["policy"] = DEFAULT_POLICY
+        opts = dict(values.pop("policy_options", {}) or {})
+        opts.update(parse_policy_options(policy_option or []))
+        values["progress"] = not (quiet or json_out)
+        try:
+            cfg = TrainConfig(**values, policy_options=opts)
+        except TypeError as exc:
+            raise UserError(f"bad option: {exc}") from None
+        for name in _INT_FIELDS:
+            v = getattr(cfg, name)
+            if v is not None and not isinstance(v, int):
+                raise UserError(f"option {name} must be an integer, got {v!r}")
+        result = train(cfg)
+        if not result.rows:
+            return
+        if json_out:
+            typer.echo(json.dumps({"rows": result.rows, "summary": result.summary}, indent=1))
+            return
+        print_summary(result.rows, result.summary)
+
+
+def print_summary(rows: list[dict], summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"spidercache train: {summary['policy']} on {summary['train_samples']} samples, "
+                    f"{summary['network']}, working set {summary['working_set']:g}")
+    for col in ("epoch", "loss", "test acc %", "hit", "subst.", "lost", "epoch s", "data wait s"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(str(r["epoch"]), f"{r['loss']:.3f}", f"{r['test_accuracy']:.2f}", f"{r['hit_ratio']:.3f}",
+                  f"{r['substitution_ratio']:.3f}", str(r["lost_hits"]), f"{r['epoch_seconds']:.2f}",
+                  f"{r['data_wait_seconds']:.2f}")
+    c = Console()
+    c.print(t)
+    c.print(f"cache: {summary['backend']}; storage: {summary['storage']}; "
+            f"after the first epoch: hit ratio {summary['hit_ratio_after_first_epoch']:.3f}, "
+            f"substitution ratio {summary['substitution_ratio_after_first_epoch']:.3f}, "
+            f"{summary['mean_epoch_seconds_after_first']:.2f} s per epoch (first {summary['first_epoch_seconds']:.2f} s)"
+            + (f"; {summary['lost_hits']} planned hits read from storage instead (value still on its way in, or the store failed)" if summary["lost_hits"] else ""))
