@@ -16,7 +16,8 @@ the true optimum when the cache may decline an item, and the number OPTgen
 hit mask for a whole trace; it is the single definition other modules (e.g. an
 embedding cache's OPTgen) must match.
 
-State: an indexed binary max-heap over dense slots, keyed by next use:
+State: an indexed 4-ary max-heap (half the depth of a binary one; the four
+children share a cache line) over dense slots, keyed by next use:
 ``where[id]`` = heap position + 1, ``_hkey`` (int64 next use) and ``_hid`` (int32
 id) per heap slot. 16 bytes per distinct id. The ``next_use`` array itself is
 8 bytes per *request*, not per key, and is not counted in ``state_bytes()``
@@ -66,7 +67,7 @@ def _sift_up(pos, where, hkey, hid):
     key = hkey[pos]
     i = hid[pos]
     while pos > 0:
-        parent = (pos - 1) >> 1
+        parent = (pos - 1) >> 2
         if hkey[parent] >= key:
             break
         hkey[pos] = hkey[parent]
@@ -84,14 +85,19 @@ def _sift_down(pos, size, where, hkey, hid):
     key = hkey[pos]
     i = hid[pos]
     while True:
-        child = 2 * pos + 1
-        if child >= size:
+        first = 4 * pos + 1
+        if first >= size:
             break
-        if child + 1 < size and hkey[child + 1] > hkey[child]:
-            child += 1
-        if hkey[child] <= key:
+        child = first
+        best = hkey[first]
+        end = min(first + 4, size)
+        for c in range(first + 1, end):
+            if hkey[c] > best:
+                best = hkey[c]
+                child = c
+        if best <= key:
             break
-        hkey[pos] = hkey[child]
+        hkey[pos] = best
         j = hid[child]
         hid[pos] = j
         where[j] = pos + 1
