@@ -33,7 +33,8 @@ from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
 from .admin import metadata, open_channel, resolve_token, translate
 from .shm import SPILLED, ShmReader, StaleMapping
-from .service import DEFAULT_MAX_MESSAGE
+from .service import DEFAULT_MAX_MESSAGE, SERVICE_NAME
+from .wire import decode_get_reply, encode_put_request
 
 REPORT_EVERY_SECONDS = 2.0
 
@@ -73,12 +74,13 @@ class Batch:
         return int(self.lengths[self.lengths > 0].sum())
 
 
-def _grpc_batch(reply) -> Batch:
-    lengths = np.frombuffer(reply.lengths, "<i8")
-    width = int(reply.row_width)
+def _grpc_batch(reply: bytes) -> Batch:
+    try:
+        lengths, rows, width = decode_get_reply(reply)
+    except ValueError:
+        raise StoreUnavailable("malformed reply from the cache server") from None
     found = lengths >= 0
-    rows = np.frombuffer(reply.data, np.uint8)
-    if width < 0 or rows.size != width * int(found.sum()):
+    if rows.size != width * int(found.sum()):
         raise StoreUnavailable("malformed reply from the cache server")
     rows = rows.reshape(-1, width) if width else np.empty((0, 0), np.uint8)
     return Batch(lengths, rows, np.cumsum(found) - 1)
@@ -131,6 +133,11 @@ class DatasetCache(Store):
         self._channels = [open_channel(hostname, self.port, separate=True, max_message_bytes=max_message_bytes)
                           for _ in range(int(num_connections))]
         self._stubs = [pb_grpc.CacheServerStub(c) for c in self._channels]
+        # the hot calls skip protobuf objects: Get replies and Put requests are raw bytes (wire.py)
+        self._raw_get = [c.unary_unary(f"/{SERVICE_NAME}/Get", request_serializer=pb.GetRequest.SerializeToString,
+                                       response_deserializer=None) for c in self._channels]
+        self._raw_put = [c.unary_unary(f"/{SERVICE_NAME}/Put", request_serializer=None,
+                                       response_deserializer=pb.PutReply.FromString) for c in self._channels]
         self._next = itertools.cycle(range(len(self._stubs)))
         self._reader: ShmReader | None = None
         self._attached = False
@@ -141,14 +148,19 @@ class DatasetCache(Store):
         self._attach()
 
     # -------------------------------------------------------------- plumbing
-    def _stub(self) -> pb_grpc.CacheServerStub:
-        return self._stubs[next(self._next)]
+    def _method(self, name: str):
+        k = next(self._next)
+        if name == "Get":
+            return self._raw_get[k]
+        if name == "Put":
+            return self._raw_put[k]
+        return getattr(self._stubs[k], name)
 
     def _call(self, name: str, request, timeout: float | None = None):
         if self._closed:
             raise ValueError("this DatasetCache is closed")
         try:
-            return getattr(self._stub(), name)(request, timeout=timeout or self.timeout, metadata=self._metadata)
+            return self._method(name)(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             err = translate(exc, self.host, self.port)
             if isinstance(err, StoreUnavailable):
@@ -257,7 +269,7 @@ class DatasetCache(Store):
             ids = _as_ids(keys)
             req = pb.GetRequest(session_id=self.session_id, pipeline=self.pipeline,
                                 ids=ids.astype("<i8", copy=False).tobytes())
-            pending.append(self._stub().Get.future(req, timeout=self.timeout, metadata=self._metadata))
+            pending.append(self._method("Get").future(req, timeout=self.timeout, metadata=self._metadata))
             return True
 
         while len(pending) < self.prefetch_size and submit():
@@ -292,11 +304,8 @@ class DatasetCache(Store):
             while stop < ids.size and total + int(lengths[stop]) <= limit and stop - start < 65536:
                 total += int(lengths[stop])
                 stop += 1
-            reply = self._call("Put", pb.PutRequest(
-                session_id=self.session_id, pipeline=self.pipeline,
-                ids=ids[start:stop].astype("<i8").tobytes(),
-                lengths=lengths[start:stop].astype("<i8").tobytes(),
-                data=b"".join(values[start:stop])))
+            reply = self._call("Put", encode_put_request(self.session_id, self.pipeline, ids[start:stop],
+                                                          lengths[start:stop], values[start:stop]))
             status[start:stop] = np.frombuffer(reply.status, np.uint8).astype(np.bool_)
             start = stop
         return status

@@ -89,7 +89,7 @@ def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
 
 
 def start_daemon(argv: list[str], host: str, port: int, token: str | None) -> int:
-    """Start ``spidercache server start --foreground ARGV`` detached; return its pid
+    """Start ``python -m spidercache.server ARGV`` detached; return its pid
     once it answers. The child's one-line error (port in use, ...) is raised here."""
     from .admin import ping
 
@@ -102,7 +102,7 @@ def start_daemon(argv: list[str], host: str, port: int, token: str | None) -> in
         env["SPIDERCACHE_TOKEN"] = token  # not on the command line, where ps shows it
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spidercache", "server", "start", "--foreground", *argv],
+            [sys.executable, "-m", "spidercache.server", *argv],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, close_fds=True,
         )

@@ -25,6 +25,7 @@ from .. import __version__
 from ..errors import UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
+from .wire import encode_get_reply
 from .sessions import (
     PipelineMismatch,
     RequestError,
@@ -164,8 +165,7 @@ class CacheService(pb_grpc.CacheServerServicer):
         session.check_pipeline(request.pipeline)
         ids = validate_ids(request.ids)
         lengths, rows = session.get(ids)
-        return pb.GetReply(lengths=lengths.astype("<i8", copy=False).tobytes(), data=rows.tobytes(),
-                           row_width=rows.shape[1] if rows.ndim == 2 else 0)
+        return encode_get_reply(lengths, rows)  # GetReply's wire format, built with one copy
 
     @_handler
     def Put(self, request, context):
@@ -190,6 +190,34 @@ class CacheService(pb_grpc.CacheServerServicer):
         return pb.Empty()
 
 
+SERVICE_NAME = "spidercache.server.CacheServer"
+# method -> (request type, reply type); Get's reply is pre-encoded bytes (see wire.py)
+METHODS = {
+    "Ping": (pb.Empty, pb.PingReply), "Status": (pb.Empty, pb.StatusReply), "Shutdown": (pb.Empty, pb.Empty),
+    "NewSession": (pb.NewSessionRequest, pb.SessionStats), "ListSessions": (pb.Empty, pb.ListSessionsReply),
+    "GetSessionStats": (pb.SessionRef, pb.SessionStats), "DestroySession": (pb.SessionRef, pb.Empty),
+    "Attach": (pb.AttachRequest, pb.AttachReply), "Report": (pb.ReportRequest, pb.Empty),
+    "Get": (pb.GetRequest, None), "Put": (pb.PutRequest, pb.PutReply),
+    "Delete": (pb.DeleteRequest, pb.DeleteReply), "Seal": (pb.SealRequest, pb.Empty),
+}
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+def add_service(service: CacheService, server: grpc.Server) -> None:
+    """Like the generated ``add_CacheServerServicer_to_server``, but Get replies
+    go out as the bytes the handler built."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(service, name), request_deserializer=req.FromString,
+            response_serializer=_identity if rep is None else rep.SerializeToString)
+        for name, (req, rep) in METHODS.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+
 def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -208,7 +236,7 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
                          options=grpc_options(options.max_message_bytes),
                          maximum_concurrent_rpcs=max(64, 16 * options.workers))
     service = CacheService(manager, options, stop)
-    pb_grpc.add_CacheServerServicer_to_server(service, server)
+    add_service(service, server)
     address = f"[{options.host}]:{options.port}" if ":" in options.host else f"{options.host}:{options.port}"
     try:
         bound = server.add_insecure_port(address)

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.policies import make_policy
 from ..engine.stores.lmdb_store import LMDBStore
 from .shm import ABSENT, MAX_ID, MAX_VALUE_BYTES, SLOT_SIZES, SPILLED, SlotArena, slot_class
 
@@ -92,6 +91,8 @@ class Session:
         self.disk: LMDBStore | None = None
         self.policy = None
         if config.policy:
+            from ..engine.policies import make_policy  # numba: loaded only when a policy is asked for
+
             self.policy = make_policy(config.policy, 1 << 20)
             self.policy.on_evict = self._on_evict
             self._policy_slot = 0
@@ -218,7 +219,7 @@ class Session:
             offsets = np.zeros(ids.size, np.int64)
         with self.lock:
             if self.policy is not None:
-                self._policy_capacity(lengths)
+                self._policy_capacity(ids, lengths)
                 self.policy.access(ids)  # inserts; evictions free slots via _on_evict
             before = self.arena.entries(ids) if self.disk is not None else None
             room = self.manager.room(self)
@@ -260,11 +261,14 @@ class Session:
         self.counters.spilled_items += len(values)
         self.counters.spilled_bytes += sum(len(v) for v in values)
 
-    def _policy_capacity(self, lengths: np.ndarray) -> None:
-        biggest = int(SLOT_SIZES[slot_class(lengths).max()]) if lengths.size else 0
-        if biggest > self._policy_slot:
-            self._policy_slot = biggest
-            self.policy.resize(max(1, self.budget // biggest))
+    def _policy_capacity(self, ids: np.ndarray, lengths: np.ndarray) -> None:
+        """Items the budget holds: (budget - index) / the biggest slot seen so far."""
+        if lengths.size:
+            self._policy_slot = max(self._policy_slot, int(SLOT_SIZES[slot_class(lengths).max()]))
+        index_bytes = self.arena.index.nbytes + self.arena.index_cost(int(ids.max()) if ids.size else 0)
+        capacity = max(1, (self.budget - index_bytes) // max(1, self._policy_slot))
+        if capacity != self.policy.capacity:
+            self.policy.resize(capacity)
 
     def _on_evict(self, ids: np.ndarray) -> None:
         self.counters.evicted += ids.size

@@ -114,7 +114,7 @@ def start_redis(workdir: Path | None = None) -> Process:
 
 def start_cache_server(home: Path | None = None, *args: str, port: int | None = None,
                        token: str | None = None) -> Process:
-    """``spidercache server start --foreground`` as a child process on a free port.
+    """The cache server (``python -m spidercache.server``) as a child process on a free port.
 
     ``home`` becomes $SPIDERCACHE_HOME (pidfile, lock, log, default spill dir).
     """
@@ -126,7 +126,7 @@ def start_cache_server(home: Path | None = None, *args: str, port: int | None = 
     env = dict(os.environ, SPIDERCACHE_HOME=str(home))
     if token:
         env["SPIDERCACHE_TOKEN"] = token
-    argv = [sys.executable, "-m", "spidercache", "server", "start", "--foreground", "-p", str(port), *args]
+    argv = [sys.executable, "-m", "spidercache.server", "-p", str(port), *args]
     log = home / f"foreground-{port}.log"
     with open(log, "ab") as out:
         popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)

@@ -1,0 +1,37 @@
+"""Cache-server fixtures: real server processes on free loopback ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from spidercache.server.admin import AdminClient
+from spidercache.testing.servers import start_cache_server
+
+
+@pytest.fixture(scope="module")
+def cache_server(tmp_path_factory):
+    """One server (256 MB, spill allowed) shared by a module's tests; each test makes its own session."""
+    home = tmp_path_factory.mktemp("cache-home")
+    proc = start_cache_server(home, "-m", "256M", "-s", str(home / "spill"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A server of the test's own (for tests that kill or restart it)."""
+    started = []
+
+    def start(*args: str, port: int | None = None, token: str | None = None, home=None):
+        proc = start_cache_server(home or tmp_path / "home", *args, port=port, token=token)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def new_session(port: int, memory_bytes: int = 0, spill: bool = False, token: str | None = None) -> int:
+    with AdminClient("127.0.0.1", port, token) as admin:
+        return admin.new_session(memory_bytes, spill)["session_id"]

@@ -1,0 +1,143 @@
+"""Session semantics in one process: budget, spill, eviction policy, persist, pipeline check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spidercache.server.sessions import (PipelineMismatch, RequestError, ServerConfig, SessionManager,
+                                         SessionNotFound, validate_put)
+
+
+def _put(session, ids, values):
+    ids = np.asarray(ids, np.int64)
+    lengths = np.array([len(v) for v in values], np.int64)
+    return session.put(ids, lengths, np.frombuffer(b"".join(values), np.uint8))
+
+
+def _get(session, ids):
+    lengths, rows = session.get(np.asarray(ids, np.int64))
+    out, r = [], 0
+    for n in lengths.tolist():
+        if n < 0:
+            out.append(None)
+        else:
+            out.append(rows[r, :n].tobytes())
+            r += 1
+    return out
+
+
+@pytest.fixture
+def manager(tmp_path):
+    made = []
+
+    def make(**kw):
+        kw.setdefault("memory_bytes", 1 << 20)
+        kw.setdefault("shm", False)
+        m = SessionManager(ServerConfig(**kw))
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+
+
+VALUES = [bytes([i]) * 3072 for i in range(40)]  # 40 x 3 KB > a 64 KB budget
+
+
+def test_full_memory_without_spill_refuses_and_keeps_serving(manager):
+    s = manager().new(memory_bytes=64 << 10)
+    s.attach("p", "c")
+    stored, spilled, rejected, status = _put(s, range(40), VALUES)
+    assert stored > 0 and spilled == 0 and rejected == 40 - stored
+    assert status.sum() == stored
+    got = _get(s, range(40))
+    assert got[:stored] == VALUES[:stored] and got[stored:] == [None] * (40 - stored)
+    assert s.stats()["rejected"] == rejected
+
+
+def test_full_memory_spills_and_reads_back(manager, tmp_path):
+    s = manager(spill_dir=str(tmp_path / "spill")).new(memory_bytes=64 << 10, spill=True)
+    s.attach("p", "c")
+    stored, spilled, rejected, status = _put(s, range(40), VALUES)
+    assert rejected == 0 and spilled == 40 - stored and status.all()
+    assert _get(s, range(40)) == VALUES
+    assert s.stats()["spilled_bytes"] == spilled * 3072
+
+
+def test_lru_policy_evicts_instead_of_refusing(manager):
+    s = manager(policy="lru").new(memory_bytes=64 << 10)
+    s.attach("p", "c")
+    for i in range(40):
+        _put(s, [i], [VALUES[i]])
+    got = _get(s, range(40))
+    assert got[-1] == VALUES[-1]  # the newest is resident
+    assert got[0] is None  # the oldest was evicted
+    assert all(g is None or g == VALUES[i] for i, g in enumerate(got))
+    assert s.stats()["evicted"] > 0 and s.stats()["rejected"] == 0
+
+
+def test_persist_reloads_after_restart(manager, tmp_path):
+    spill = str(tmp_path / "spill")
+    m1 = manager(spill_dir=spill, persist=True)
+    s = m1.new()
+    s.attach("pipe", "c")
+    _put(s, range(10), VALUES[:10])
+    s.seal(10)
+    sid = s.id
+    m1.close()  # as after a crash: shared memory gone, disk stays
+    m2 = manager(spill_dir=spill, persist=True)
+    s2 = m2.get(sid)
+    assert s2.pipeline == "pipe" and s2.sealed_items == 10
+    assert _get(s2, range(12)) == VALUES[:10] + [None, None]
+
+
+def test_without_persist_a_restart_starts_empty(manager, tmp_path):
+    spill = str(tmp_path / "spill")
+    m1 = manager(spill_dir=spill)
+    s = m1.new(memory_bytes=8 << 10, spill=True)
+    s.attach("p", "c")
+    _put(s, range(10), VALUES[:10])
+    m1.close()
+    m2 = manager(spill_dir=spill)
+    with pytest.raises(SessionNotFound):
+        m2.get(s.id)
+    assert not any(p.name.startswith("session-") for p in (tmp_path / "spill").iterdir())
+
+
+def test_pipeline_check_and_unknown_session(manager):
+    m = manager()
+    s = m.new()
+    s.attach("a", "c1")
+    s.attach("a", "c2")  # identical pipeline: shares
+    with pytest.raises(PipelineMismatch, match=f"^session {s.id} holds a cache for a different pipeline$"):
+        s.attach("b", "c3")
+    m.destroy(s.id)
+    with pytest.raises(SessionNotFound):
+        m.get(s.id)
+
+
+def test_session_ids_are_random_32_bit(manager):
+    m = manager()
+    ids = {m.new().id for _ in range(20)}
+    assert len(ids) == 20 and all(0 < i < 1 << 32 for i in ids)
+
+
+def test_last_write_in_a_batch_wins(manager):
+    s = manager().new()
+    s.attach("p", "c")
+    _put(s, [1, 2, 1], [b"old", b"two", b"new"])
+    assert _get(s, [1, 2]) == [b"new", b"two"]
+
+
+@pytest.mark.parametrize("ids,lengths,data", [
+    (b"\x01", b"", b""),  # not int64
+    (np.array([1], "<i8").tobytes(), b"", b""),  # no lengths
+    (np.array([1], "<i8").tobytes(), np.array([5], "<i8").tobytes(), b"abc"),  # lengths != data
+    (np.array([-1], "<i8").tobytes(), np.array([1], "<i8").tobytes(), b"a"),  # negative id
+    (np.array([1], "<i8").tobytes(), np.array([-3], "<i8").tobytes(), b""),  # negative length
+])
+def test_malformed_puts_are_refused(ids, lengths, data):
+    with pytest.raises(RequestError):
+        validate_put(ids, lengths, data)
