@@ -70,7 +70,7 @@ def bench_sim(
     if json_out:
         typer.echo(json.dumps(result.as_dict(), indent=2))
     else:
-        Console().print(compare_table(result))
+        Console(width=None if sys.stdout.isatty() else 150).print(compare_table(result))
     if write_docs:
         command = "spidercache " + shlex.join(["bench", "sim", *sys.argv[sys.argv.index("sim") + 1:]]) \
             if "sim" in sys.argv else "spidercache bench sim"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -35,7 +36,8 @@ def sim(
     if json_out:
         typer.echo(rows_json(rows))
     else:
-        Console().print(rows_table(rows, title=f"Trace simulation: {trace.name}"))
+        out = Console(width=None if sys.stdout.isatty() else 120)
+        out.print(rows_table(rows, title=f"Trace simulation: {trace.name}"))
 
 
 def register(app: typer.Typer) -> None:

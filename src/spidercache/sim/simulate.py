@@ -212,7 +212,9 @@ def demo(keys: int = 100_000, requests: int = 2_000_000, alpha: float = 1.0, see
 
     from ..engine.policies import POLICIES
 
-    console = Console()
+    import sys
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
     trace = zipf(alpha, keys, requests, seed)
     available = [p for p in ALL_POLICIES if p in POLICIES]
     missing = [p for p in ALL_POLICIES if p not in POLICIES]
