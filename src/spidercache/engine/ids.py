@@ -16,8 +16,10 @@ _EMPTY = np.int64(-(2**63))  # sentinel key for an empty hash slot
 
 @nb.njit(cache=True)
 def _remap_direct(keys, lo, span):
-    # Keys fit a small range: a direct table beats hashing.
-    table = np.full(span, -1, np.int64)
+    # Keys fit a small range: a direct table beats hashing. int32 entries
+    # halve the table's cache footprint (ids stay below 2**31 here because
+    # the span is bounded by the caller).
+    table = np.full(span, -1, np.int32)
     out = np.empty(keys.size, np.int64)
     n = 0
     for i in range(keys.size):
@@ -80,7 +82,7 @@ def remap_trace(keys: np.ndarray) -> tuple[np.ndarray, int]:
         return np.empty(0, np.int64), 0
     lo, hi = int(keys.min()), int(keys.max())
     span = hi - lo + 1
-    if span <= max(4 * keys.size, 1 << 20):
+    if span <= max(4 * keys.size, 1 << 20) and span < 2**31:
         return _remap_direct(keys, lo, span)
     size = _table_size(keys.size)
     slot_keys = np.zeros(size, np.int64)
