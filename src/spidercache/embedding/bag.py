@@ -124,6 +124,9 @@ class CachedEmbeddingBag(nn.Module):
         return mm
 
     def _write_back(self, rows: np.ndarray) -> None:
+        # A row resident before a batch can be evicted, re-admitted and evicted again
+        # within it: it appears twice, but it holds (and frees) one slot.
+        rows = np.unique(rows)
         slots = self.slot_of[rows]
         had = slots >= 0
         if not had.any():
