@@ -32,6 +32,12 @@ def fresh_server(tmp_path):
         proc.stop()
 
 
-def new_session(port: int, memory_bytes: int = 0, spill: bool = False, token: str | None = None) -> int:
-    with AdminClient("127.0.0.1", port, token) as admin:
-        return admin.new_session(memory_bytes, spill)["session_id"]
+@pytest.fixture
+def new_session():
+    """new_session(port, memory_bytes=0, spill=False, token=None) -> a fresh session id."""
+
+    def make(port: int, memory_bytes: int = 0, spill: bool = False, token: str | None = None) -> int:
+        with AdminClient("127.0.0.1", port, token) as admin:
+            return admin.new_session(memory_bytes, spill)["session_id"]
+
+    return make
