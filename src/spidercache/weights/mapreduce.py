@@ -405,3 +405,78 @@ def plot_rounds(series: dict[str, Sequence[float | None]], path: str, title: str
     finally:
         plt.close(fig)
     return path
+
+
+# -------------------------------------------------------------- experiment
+def mapreduce_experiment(cfg: MapReduceConfig, compare: bool, servers: Sequence[str] | None,
+                         scheduler: str | None, workers: int, processes: bool, resume: bool,
+                         on_round: Callable[[str, int, dict], None] | None,
+                         on_ready: Callable[[list[str]], None] | None) -> dict:
+    """Train with cached weights (and, with ``compare``, from scratch every round).
+
+    Without ``servers`` two memcached servers are started on loopback for the
+    run; ``on_ready(servers)`` is called once the pool is up.
+    """
+    from .local_memcached import memcached_pool
+
+    with contextlib_pool(servers, memcached_pool) as addresses:
+        if on_ready is not None:
+            on_ready(addresses)
+        client = open_dask(scheduler, workers, processes)
+        try:
+            runs = {}
+            variants = [("cached", cfg)]
+            if compare:
+                variants.append(("scratch", MapReduceConfig(**{**asdict(cfg), "job": cfg.job + "-scratch",
+                                                                "start": "scratch"})))
+            for label, variant in variants:
+                hook = (lambda r, s, _l=label: on_round(_l, r, s)) if on_round else None
+                runs[label] = run_mapreduce(variant, addresses, client, fresh=not resume, on_round=hook).to_dict()
+        finally:
+            close_dask(client)
+    figure = compare_summary(runs["cached"]["accuracy"], runs["scratch"]["accuracy"]) if compare else None
+    return {"cached": runs["cached"], "scratch": runs.get("scratch"), "figure": figure}
+
+
+def run_experiment(cfg: MapReduceConfig, servers: Sequence[str] | None = None, scheduler: str | None = None,
+                   workers: int = 2, processes: bool = True, compare: bool = True,
+                   results: str | None = None, no_cache: bool = False, resume: bool = False,
+                   on_round: Callable[[str, int, dict], None] | None = None,
+                   on_ready: Callable[[list[str]], None] | None = None) -> dict:
+    """``mapreduce_experiment`` memoized in the job-result cache.
+
+    The key covers that function's source, the config, ``compare`` and the
+    data's fingerprint; servers and the Dask cluster do not change the result
+    and are left out. A run that hit faults (warnings) is not stored, nor is a
+    ``resume`` run (it depends on what the cache held). Returns the experiment's
+    dict plus ``"memo": {"hit", "key", "seconds"}``.
+    """
+    from .memo import ResultCache
+
+    cfg.validate()
+    fingerprint = data_fingerprint(cfg)
+    with ResultCache.open(results) as cache:
+        outcome = cache.run(
+            mapreduce_experiment, (fingerprint,), {**asdict(cfg), "compare": compare},
+            no_cache=no_cache or resume,
+            call=lambda: mapreduce_experiment(cfg, compare, servers, scheduler, workers, processes, resume,
+                                              on_round, on_ready),
+            save_if=lambda out: not out["cached"]["warnings"] and not (out["scratch"] or {}).get("warnings"))
+    out = dict(outcome.result)
+    out["memo"] = {"hit": outcome.hit, "key": outcome.key, "seconds": outcome.seconds}
+    return out
+
+
+def contextlib_pool(servers: Sequence[str] | None, launcher):
+    """The given servers, or a throw-away pool of two started by ``launcher``."""
+    import contextlib
+
+    if servers:
+        return contextlib.nullcontext([f"{h}:{p}" for h, p in parse_servers(servers)])
+
+    @contextlib.contextmanager
+    def started():
+        with launcher(2) as procs:
+            yield [p.address for p in procs]
+
+    return started()

@@ -185,10 +185,12 @@ class ResultCache:
         self.close()
 
     def run(self, fn: Callable, inputs: Any = (), params: Mapping[str, Any] | None = None, *,
-            no_cache: bool = False, call: Callable[[], Any] | None = None) -> MemoOutcome:
+            no_cache: bool = False, call: Callable[[], Any] | None = None,
+            save_if: Callable[[Any], bool] | None = None) -> MemoOutcome:
         """Return ``fn(*inputs, **params)`` (or ``call()``), from the store when this exact job ran before.
 
-        ``no_cache`` skips the lookup and does not store the result either.
+        ``no_cache`` skips the lookup and does not store the result either;
+        ``save_if(result)`` False also keeps a result out (a run that hit faults).
         A store that is down is reported by ``StoreUnavailable`` from the lookup;
         callers that prefer to run anyway can catch it.
         """
@@ -201,7 +203,7 @@ class ResultCache:
         args = inputs if isinstance(inputs, tuple) else (inputs,)
         result = call() if call is not None else fn(*args, **dict(params or {}))
         seconds = time.perf_counter() - started
-        if not no_cache:
+        if not no_cache and (save_if is None or save_if(result)):
             self.save(key, fn, result, seconds, params)
         return MemoOutcome(result, key, False, seconds)
 

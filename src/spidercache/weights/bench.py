@@ -1,0 +1,115 @@
+"""``spidercache bench weights``: the weight cache against raw pymemcache, map/reduce, memo.
+
+Every figure is a ratio measured in one run against a reference on the same
+machine:
+
+* put/get of a ResNet-18 state dict through WeightCache vs raw pymemcache
+  ``set_many`` / ``get_many`` of the very same chunk bytes on the same servers
+  (the raw path skips only what WeightCache adds: tensor to bytes, checksums,
+  manifest, old-version clean-up, reassembly into tensors);
+* map/reduce rounds from cached weights vs from scratch every round;
+* a memoized rerun of that job vs its first run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Callable, Sequence
+
+from .weight_cache import WeightCache
+
+
+def _best_of(fn: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "resnet18") -> dict:
+    """Rows ``{op, path, megabytes, mb_per_second}`` plus ratios and a bit-exact check."""
+    import torch
+    from pymemcache.client.hash import HashClient
+
+    from ..models import build_model
+
+    torch.manual_seed(0)
+    state = build_model(network, 3, 10).state_dict()
+    cache = WeightCache(servers, prefix="benchw")
+    raw_client = HashClient(cache.servers, connect_timeout=1.0, timeout=5.0, ignore_exc=True,
+                            retry_attempts=0, default_noreply=False)
+    try:
+        info = cache.put("bench", "node01", state)
+        # The raw path stores the same bytes, cut into the same chunks.
+        chunks: dict[str, bytes] = {}
+        cb = cache.chunk_bytes
+        for name, value in state.items():
+            raw = value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b""
+            for i in range(0, max(len(raw), 1), cb):
+                chunks[f"benchraw/{len(chunks)}"] = raw[i:i + cb]
+        megabytes = info.nbytes / 1e6
+        if raw_client.set_many(chunks):
+            raise RuntimeError("raw set_many failed: memcached full? start the servers with more memory (-m)")
+        keys = list(chunks)
+
+        def raw_get() -> None:
+            got = raw_client.get_many(keys)
+            if len(got) != len(keys):
+                raise RuntimeError("raw get_many lost items: memcached full?")
+
+        timings = {}
+        # Interleave the paths so that drift in machine load hits both alike.
+        for _ in range(repeats):
+            for label, fn in (("put/raw", lambda: raw_client.set_many(chunks)),
+                              ("put/weightcache", lambda: cache.put("bench", "node01", state)),
+                              ("get/raw", raw_get),
+                              ("get/weightcache", lambda: cache.get("bench", "node01"))):
+                timings[label] = min(timings.get(label, float("inf")), _best_of(fn, 1))
+        version = cache.get("bench", "node01")
+        exact = version is not None and all(torch.equal(version.state[k], v) for k, v in state.items())
+        rows = []
+        for label, seconds in timings.items():
+            op, path = label.split("/")
+            rows.append({"op": op, "path": path, "megabytes": round(megabytes, 3),
+                         "mb_per_second": round(megabytes / seconds, 1)})
+        rate = {r["op"] + "/" + r["path"]: r["mb_per_second"] for r in rows}
+        return {
+            "rows": rows,
+            "put_ratio": rate["put/weightcache"] / rate["put/raw"],
+            "get_ratio": rate["get/weightcache"] / rate["get/raw"],
+            "bit_exact": bool(exact),
+            "layers": len(state),
+            "chunk_bytes": cb,
+        }
+    finally:
+        raw_client.delete_many(list(chunks) if "chunks" in locals() else [])
+        cache.delete("bench", "node01")
+        raw_client.close()
+        cache.close()
+
+
+def bench_mapreduce_and_memo(servers: Sequence[str], rounds: int = 6, data: str = "fashion-mnist",
+                             on_round: Callable[[str, int, dict], None] | None = None,
+                             processes: bool = True) -> dict:
+    """One memoized map/reduce experiment run twice with a fresh results store: figures of both."""
+    from .mapreduce import MapReduceConfig, run_experiment
+
+    cfg = MapReduceConfig(job="benchmr", rounds=rounds, data=data)
+    with tempfile.TemporaryDirectory(prefix="spidercache-memo-") as store:
+        t = time.perf_counter()
+        first = run_experiment(cfg, servers=servers, results=store, on_round=on_round, processes=processes)
+        first_seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        second = run_experiment(cfg, servers=servers, results=store, processes=processes)
+        second_seconds = time.perf_counter() - t
+    same = second["cached"]["accuracy"] == first["cached"]["accuracy"]
+    return {
+        "mapreduce": {"cached_accuracy": first["cached"]["accuracy"], "scratch_accuracy": first["scratch"]["accuracy"],
+                      **first["figure"], "warnings": first["cached"]["warnings"] + first["scratch"]["warnings"]},
+        "memo": {"first_seconds": round(first_seconds, 3), "rerun_seconds": round(second_seconds, 4),
+                 "speedup": first_seconds / second_seconds, "rerun_hit": second["memo"]["hit"],
+                 "same_result": same},
+    }
