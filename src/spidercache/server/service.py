@@ -224,6 +224,11 @@ def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", max_message_bytes),
         # without this a second server could bind the same port silently
         ("grpc.so_reuseport", 0),
+        # big replies (a batch of 150 KB values is ~40 MB): large HTTP/2 frames and a stream
+        # window that does not need a round trip of WINDOW_UPDATEs per 64 KB
+        ("grpc.http2.max_frame_size", (1 << 24) - 1),
+        ("grpc.http2.lookahead_bytes", 64 << 20),
+        ("grpc.http2.write_buffer_size", 8 << 20),
     ]
 
 
