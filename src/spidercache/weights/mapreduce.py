@@ -316,7 +316,7 @@ def open_dask(scheduler: str | None, workers: int = 2, processes: bool = True):
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(cluster)
     client._spidercache_cluster = cluster  # closed together in close_dask
     return client

@@ -362,7 +362,14 @@ class WeightCache:
 
     def _delete_version(self, info: WeightInfo) -> None:
         keys = [k for entry in info.layers for k in self._chunk_keys(info.job, info.node, info.vid, entry)]
-        self._client.delete_many(keys, noreply=True)
+        # One pipelined, no-reply batch per server, sent to every server: cheaper
+        # than HashClient.delete_many, which hashes each key (in Python) and
+        # sends one command per call; deleting an absent key costs memcached nothing.
+        for client in list(self._client.clients.values()):
+            try:
+                client.delete_many(keys, noreply=True)
+            except Exception:  # a dead server holds nothing to delete
+                continue
 
     def _register(self, job: str, node: str) -> None:
         """Add ``node`` to the job's node list on every live server (append is atomic there)."""
