@@ -143,7 +143,8 @@ def train_cmd(
     keys = read_embedding_trace(trace)
     err = _console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=err) as bar:
+                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=err,
+                  disable=not err.is_terminal) as bar:
         task = bar.add_task(f"training {model} model", total=cfg.steps, loss=float("nan"))
         metrics = train(keys, out, cfg, resume=resume,
                         progress=lambda s, total, loss: bar.update(task, completed=s, loss=loss))
