@@ -60,6 +60,15 @@ class Process:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.kind == "cache server":
+            # a cache server killed with SIGKILL leaves its shared-memory segments behind
+            import glob
+
+            for path in glob.glob(f"/dev/shm/spidercache-{self.port}-*"):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def log_tail(self, n: int = 2000) -> str:
         try:
