@@ -230,7 +230,7 @@ def test_redis_server_killed_mid_use_raises_store_unavailable(redis_server_fn):
 
 
 def test_redis_bad_address_raises_store_unavailable_at_start():
-    from conftest import _free_port
+    from spidercache.testing.servers import free_port as _free_port
 
     port = _free_port()
     with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port} does not answer"):
@@ -308,7 +308,7 @@ def test_memcached_server_killed_mid_use_raises_store_unavailable(memcached_pool
 
 
 def test_memcached_bad_address_raises_store_unavailable_at_start(memcached_server):
-    from conftest import _free_port
+    from spidercache.testing.servers import free_port as _free_port
 
     port = _free_port()
     with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port} does not answer"):
