@@ -10,7 +10,7 @@ DEBS    := redis-server memcached dataset-fashion-mnist
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test setup system-packages python-packages clean
+.PHONY: demo test setup system-packages python-packages proto clean
 
 demo: setup
 	$(VENV)/bin/spidercache demo
@@ -38,6 +38,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e '.[test]'
 	@touch $(STAMP)
+
+# The cache server's gRPC code is checked in; remake it after editing the .proto.
+proto: python-packages
+	$(PY) -m grpc_tools.protoc -I src --python_out=src --grpc_python_out=src src/spidercache/server/cache.proto
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
