@@ -184,6 +184,7 @@ def register(app: typer.Typer) -> None:
         work_dir: str = typer.Option("~/.cache/spidercache/gati", help="trained models and heads are kept here"),
         rebuild: bool = typer.Option(False, help="retrain even if a matching model/heads exist in --work-dir"),
         rpc: bool = typer.Option(True, help="also measure gRPC overhead on loopback"),
+        gpu: bool = typer.Option(False, help="also time the same compositions on a CUDA GPU when there is one"),
         as_json: bool = typer.Option(False, "--json"),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG: latency against accuracy"),
     ) -> None:
@@ -198,7 +199,7 @@ def register(app: typer.Typer) -> None:
                               train_samples=train_samples, head_samples=head_samples, val_samples=val_samples,
                               epsilons=_epsilons(epsilons), batches=batch_sizes, latency_requests=requests,
                               checkpoint=checkpoint, work_dir=work_dir, train_threads=train_threads, threads=threads,
-                              z=z, head_epochs=head_epochs, rpc=rpc, rebuild=rebuild, say=_say)
+                              z=z, head_epochs=head_epochs, rpc=rpc, rebuild=rebuild, gpu=gpu, say=_say)
         rows = result["rows"]
         if plot:
             gb.plot(rows, plot)
@@ -210,10 +211,10 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title=f"GATI on {rows[0]['model']} ({rows[0]['epochs']} epoch(s), {rows[0]['train_samples']} images)")
-        for col in ("batch", "ε", "heads", "base ms", "gati ms", "base p99", "gati p99", "speedup", "base acc", "gati acc", "loss"):
+        for col in ("dev", "batch", "ε", "heads", "base ms", "gati ms", "base p99", "gati p99", "speedup", "base acc", "gati acc", "loss"):
             table.add_column(col)
         for r in rows:
-            table.add_row(str(r["batch"]), f"{r['epsilon']:g}", " ".join(r["heads"]) or "-", f"{r['base_mean_ms']:.2f}",
+            table.add_row(r.get("device", "cpu"), str(r["batch"]), f"{r['epsilon']:g}", " ".join(r["heads"]) or "-", f"{r['base_mean_ms']:.2f}",
                           f"{r['gati_mean_ms']:.2f}", f"{r['base_p99_ms']:.2f}", f"{r['gati_p99_ms']:.2f}",
                           f"{r['speedup']:.2f}x", f"{r['base_accuracy']:.2f}", f"{r['gati_accuracy']:.2f}",
                           f"{r['accuracy_loss']:+.2f}")

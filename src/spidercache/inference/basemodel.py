@@ -127,6 +127,7 @@ def train_base_model(
     lr: float = 0.05,
     seed: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
+    device: str = "cpu",
 ) -> BaseModel:
     """Train ``network`` from scratch with SGD + one-cycle LR on uint8 images (N x C x H x W).
 
@@ -139,6 +140,7 @@ def train_base_model(
     std = float(images.std() / 255.0) or 1.0
     model = build_model(network, in_channels=images.shape[1], num_classes=num_classes)
     base = BaseModel(network, model, tuple(images.shape[1:]), num_classes, mean, std)
+    model.to(device)
     steps_per_epoch = math.ceil(len(images) / batch_size)
     total = max(1, epochs * steps_per_epoch)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -151,8 +153,8 @@ def train_base_model(
         order = rng.permutation(len(images))
         for start in range(0, len(images), batch_size):
             idx = order[start:start + batch_size]
-            x = base.preprocess(images[idx])
-            loss = F.cross_entropy(model(x), labels_t[idx])
+            x = base.preprocess(images[idx]).to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), labels_t[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -160,7 +162,7 @@ def train_base_model(
             step += 1
             if progress is not None:
                 progress(step, total, float(loss.detach()))
-    model.eval()
+    model.eval().cpu()
     base.meta = {"epochs": epochs, "train_samples": int(len(images)), "train_seconds": time.perf_counter() - started}
     return base
 

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .basemodel import BaseModel, accuracy, load_checkpoint, predict_logits, train_base_model
-from .compose import compose
-from .explore import Exploration, explore, load_exploration
+from .basemodel import BaseModel, accuracy, load_checkpoint, train_base_model
+from .compose import assess, compose
+from .explore import Exploration, collect_activations, explore, load_exploration
+from .heads import head_outputs
 from .runtime import GatiRuntime
 
 DEFAULT_EPSILONS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -56,7 +57,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 @torch.inference_mode()
-def paired_latency(base: BaseModel, runtime: GatiRuntime, x: torch.Tensor, batch: int, max_requests: int) -> tuple[list[float], list[float]]:
+def paired_latency(base: BaseModel, runtime: GatiRuntime, x: torch.Tensor, batch: int, max_requests: int,
+                   sync: Callable[[], None] = lambda: None) -> tuple[list[float], list[float]]:
     """Per-request ms of the base model and of GATI, interleaved, on the same inputs."""
     base_ms, gati_ms = [], []
     n_req = min(max_requests, len(x) // batch)
@@ -67,9 +69,11 @@ def paired_latency(base: BaseModel, runtime: GatiRuntime, x: torch.Tensor, batch
         xb = x[j * batch:(j + 1) * batch]
         t = time.perf_counter()
         base.model(xb)
+        sync()
         base_ms.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         runtime.predict(xb)
+        sync()
         gati_ms.append((time.perf_counter() - t) * 1000)
     return base_ms, gati_ms
 
@@ -116,6 +120,7 @@ def run_bench(
     head_epochs: int = 8,
     rpc: bool = True,
     rebuild: bool = False,
+    gpu: bool = False,
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict:
     work = Path(work_dir).expanduser()
@@ -125,6 +130,9 @@ def run_bench(
     base_idx, head_idx, val_idx = splits(len(train_set), train_samples, head_samples, val_samples)
     if train_threads:
         torch.set_num_threads(train_threads)
+    # Training and the exploration's forward passes use a GPU when there is one;
+    # latency is measured on the CPU (and, with gpu=True, on the GPU as well).
+    work_device = "cuda" if torch.cuda.is_available() else "cpu"
 
     if checkpoint:
         base = load_checkpoint(checkpoint)
@@ -145,7 +153,8 @@ def run_bench(
                     say(f"  step {step}/{total} loss {loss:.3f}")
 
             base = train_base_model(model, train_set.data[base_idx], train_set.targets[base_idx],
-                                    len(train_set.classes), epochs=epochs, progress=progress)
+                                    len(train_set.classes), epochs=epochs, progress=progress,
+                                    device=work_device)
             base.meta["dataset"] = dataset
             base.save(ckpt)
     base.check_shape(tuple(test_set.data.shape[1:]))
@@ -160,30 +169,39 @@ def run_bench(
     if ex is None:
         torch.set_num_threads(train_threads or torch.get_num_threads())
         ex = explore(base, train_set.data[head_idx], train_set.targets[head_idx], train_set.data[val_idx],
-                     train_set.targets[val_idx], head_epochs=head_epochs, progress=say)
+                     train_set.targets[val_idx], head_epochs=head_epochs, progress=say, device=work_device)
         ex.save(cache_dir)
 
-    torch.set_num_threads(threads)
-    base_pred = predict_logits(base, test_set.data).argmax(1).numpy()
+    # One pass over the test split gives every head's output on every test image;
+    # accuracy of any composition is then exact bookkeeping (checked against the
+    # real runtime on one configuration below).
+    say("running the base model and every head over the test split")
+    test_acts, test_logits = collect_activations(base, test_set.data, device=work_device)
+    base_pred = test_logits.argmax(1).numpy()
+    outputs = [head_outputs(ex.build_head(k), test_acts[h.unit]) for k, h in enumerate(ex.heads)]
+    del test_acts
+    test_conf, test_head_pred = [o[0] for o in outputs], [o[1] for o in outputs]
     base_acc = accuracy(base_pred, test_y)
     say(f"base test accuracy {base_acc:.2f}%")
+    torch.set_num_threads(threads)
     rows = []
     runtime_eps1 = None
     for batch in batches:
         for eps in epsilons:
             comp = compose(ex, epsilon=eps, batch=batch, z=z)
             runtime = GatiRuntime.from_composition(base, ex, comp)
+            _, gati_acc, rates = assess(ex, comp, test_conf, test_head_pred, test_y, base_pred)
+            names = comp.describe(ex)
+            hit_rates = {name.split("@")[0]: rate for name, rate in zip(names, rates)}
+            hit_rates["base"] = 100.0 - sum(rates)
+            runtime_acc = None
             if batch == 1 and runtime_eps1 is None and abs(eps - 1.0) < 1e-9:
                 runtime_eps1 = runtime
-            preds, where = [], []
-            with torch.inference_mode():
-                for s in range(0, len(test_x), 500):
-                    out = runtime.predict(test_x[s:s + 500])
-                    preds.append(out.labels.numpy())
-                    where.append(out.exit_unit.numpy())
-            pred, where_all = np.concatenate(preds), np.concatenate(where)
-            gati_acc = accuracy(pred, test_y)
-            hit_rates = {runtime.layer_name(int(u)): float((where_all == u).mean() * 100) for u in np.unique(where_all)}
+                with torch.inference_mode():
+                    pred = np.concatenate([runtime.predict(test_x[s:s + 500]).labels.numpy()
+                                           for s in range(0, len(test_x), 500)])
+                runtime_acc = accuracy(pred, test_y)
+                say(f"check: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}%")
             b_ms, g_ms = paired_latency(base, runtime, test_x, batch, latency_requests if batch == 1 else max(10, latency_requests // batch))
             row = {
                 "model": base.network, "batch": batch, "epsilon": eps, "heads": comp.describe(ex),
@@ -193,9 +211,10 @@ def run_bench(
                 "speedup": float(np.mean(b_ms) / np.mean(g_ms)),
                 "base_accuracy": base_acc, "gati_accuracy": gati_acc, "accuracy_loss": base_acc - gati_acc,
                 "val_loss_bound": comp.loss_bound, "expected_speedup": comp.base_expected_ms / comp.expected_ms,
-                "hit_rates": hit_rates, "memory_bytes": comp.memory_bytes, "exact_search": comp.exact,
+                "gati_accuracy_runtime": runtime_acc, "hit_rates": hit_rates, "memory_bytes": comp.memory_bytes, "exact_search": comp.exact,
                 "requests": len(b_ms), "epochs": int(base.meta.get("epochs", epochs)),
                 "train_samples": int(base.meta.get("train_samples", train_samples)), "threads": threads,
+                "device": "cpu",
             }
             rows.append(row)
             say(f"batch {batch:>2} eps {eps:<4} speedup {row['speedup']:.2f}x  acc {gati_acc:.2f}% "
@@ -206,7 +225,36 @@ def run_bench(
         say(f"RPC overhead {rpc_stats['overhead_mean_ms']:.3f} ms/request (mean round trip {rpc_stats['roundtrip_mean_ms']:.3f} ms)")
         for row in rows:
             row["rpc_overhead_ms"] = rpc_stats["overhead_mean_ms"]
+    if gpu and torch.cuda.is_available():
+        rows += gpu_rows(base, ex, rows, test_x, latency_requests, say, z)
     return {"rows": rows, "rpc": rpc_stats, "exploration": ex.summary(), "cache_dir": str(cache_dir)}
+
+
+def gpu_rows(base: BaseModel, ex: Exploration, cpu_rows: list[dict], test_x: torch.Tensor,
+             latency_requests: int, say: Callable[[str], None], z: float = 1.0) -> list[dict]:
+    """The CPU rows' compositions timed on the GPU (same heads, thresholds and accuracy).
+
+    The compositions were chosen with CPU costs; on a GPU a batch-1 layer costs
+    about one kernel launch whatever its size, so the best choice there may differ.
+    """
+    out = []
+    x = test_x.cuda()
+    sync = torch.cuda.synchronize
+    for row in cpu_rows:
+        comp = compose(ex, epsilon=row["epsilon"], batch=row["batch"], z=z)
+        runtime = GatiRuntime.from_composition(base, ex, comp).to("cuda")
+        b_ms, g_ms = paired_latency(base, runtime, x, row["batch"],
+                                    latency_requests if row["batch"] == 1 else max(10, latency_requests // row["batch"]), sync)
+        r = dict(row, device="cuda", base_mean_ms=float(np.mean(b_ms)), gati_mean_ms=float(np.mean(g_ms)),
+                 base_p50_ms=_percentile(b_ms, 50), gati_p50_ms=_percentile(g_ms, 50),
+                 base_p99_ms=_percentile(b_ms, 99), gati_p99_ms=_percentile(g_ms, 99),
+                 speedup=float(np.mean(b_ms) / np.mean(g_ms)), requests=len(b_ms), gati_accuracy_runtime=None)
+        r.pop("rpc_overhead_ms", None)
+        out.append(r)
+        say(f"GPU batch {row['batch']:>2} eps {row['epsilon']:<4} speedup {r['speedup']:.2f}x "
+            f"(base {r['base_mean_ms']:.3f} ms, gati {r['gati_mean_ms']:.3f} ms)")
+    base.model.cpu()
+    return out
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -216,6 +264,7 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r.get("device", "cpu") == "cpu"]
     batches = sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(5.5 * len(batches), 4.2), squeeze=False)
     for ax, b in zip(axes[0], batches):

@@ -198,3 +198,22 @@ def compose(
         val_base_accuracy=float(prob.base_correct.mean() * 100), val_accuracy=acc, loss_bound=bound,
         memory_bytes=prob.memory(best), exact=exact, hit_rates=hit_rates,
     )
+
+
+def assess(ex: Exploration, comp: Composition, conf: list[np.ndarray], pred: list[np.ndarray],
+           labels: np.ndarray, base_pred: np.ndarray) -> tuple[float, float, list[float]]:
+    """(base accuracy %, GATI accuracy %, hit rates %) of ``comp`` on another split.
+
+    ``conf[k]``/``pred[k]`` are head ``k``'s outputs on that split. The exit
+    rule is the runtime's (first chosen head whose confidence reaches its
+    threshold), so this equals running the runtime; the benchmark checks that
+    on one configuration.
+    """
+    from dataclasses import replace
+
+    heads = [replace(h, val_conf=c, val_pred=p) for h, c, p in zip(ex.heads, conf, pred)]
+    other = replace(ex, heads=heads, val_labels=np.asarray(labels), val_base_pred=np.asarray(base_pred))
+    prob = _Problem(other, comp.batch, 0.0)
+    choices = {ex.heads[h].unit: (h, t) for h, t in comp.choices}
+    _, _, acc, hit_rates = prob.evaluate(choices)
+    return float(prob.base_correct.mean() * 100), acc, hit_rates

@@ -160,18 +160,20 @@ def load_exploration(directory: str | os.PathLike, expected_fingerprint: str | N
 
 
 @torch.inference_mode()
-def collect_activations(base: BaseModel, images: np.ndarray, batch_size: int = 256) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per unit, the activations pooled to the stored grid (float16); and the base logits."""
-    base.model.eval()
+def collect_activations(base: BaseModel, images: np.ndarray, batch_size: int = 256,
+                        device: str = "cpu") -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per unit, the activations pooled to the stored grid (float16, on the CPU); and the base logits."""
+    base.model.eval().to(device)
     units = base.model.units()
     per_unit: list[list[torch.Tensor]] = [[] for _ in units]
     logits = []
     for start in range(0, len(images), batch_size):
-        h = base.preprocess(images[start:start + batch_size])
+        h = base.preprocess(images[start:start + batch_size]).to(device)
         for i, (_, unit) in enumerate(units):
             h = unit(h)
-            per_unit[i].append(pool_activation(h, stored_grid(h.shape[1])).half())
-        logits.append(base.model.finish(h))
+            per_unit[i].append(pool_activation(h, stored_grid(h.shape[1])).half().cpu())
+        logits.append(base.model.finish(h).cpu())
+    base.model.cpu()
     return [torch.cat(p) for p in per_unit], torch.cat(logits)
 
 
@@ -213,13 +215,14 @@ def explore(
     head_epochs: int = 8,
     timing_reps: int = 15,
     progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> Exploration:
     """Train and measure every (layer, variant) head; see the module docstring."""
     say = progress or (lambda _msg: None)
     torch.manual_seed(0)
     say(f"storing pooled activations of {len(train_images)} training and {len(val_images)} validation images")
-    train_acts, train_logits = collect_activations(base, train_images)
-    val_acts, val_logits = collect_activations(base, val_images)
+    train_acts, train_logits = collect_activations(base, train_images, device=device)
+    val_acts, val_logits = collect_activations(base, val_images, device=device)
     val_base_pred = val_logits.argmax(1).numpy()
     train_labels_t = torch.as_tensor(train_labels, dtype=torch.long)
     unit_names = [name for name, _ in base.model.units()]

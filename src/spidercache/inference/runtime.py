@@ -64,6 +64,13 @@ class GatiRuntime:
         exits = [Exit(ex.heads[h].unit, ex.heads[h].name, ex.build_head(h), t) for h, t in comp.choices]
         return cls(base, exits)
 
+    def to(self, device: str | torch.device) -> "GatiRuntime":
+        """Move the base network and the heads (GPU timing); predictions come back on that device."""
+        self.base.model.to(device)
+        for e in self._exits.values():
+            e.head.to(device)
+        return self
+
     @property
     def exits(self) -> list[Exit]:
         return list(self._exits.values())
@@ -85,10 +92,11 @@ class GatiRuntime:
         observer = self.observer
         n = x.shape[0]
         n_units = len(self.units)
-        labels = torch.empty(n, dtype=torch.long)
-        where = torch.full((n,), n_units, dtype=torch.long)
-        confidence = torch.empty(n)
-        index = torch.arange(n)
+        dev = x.device
+        labels = torch.empty(n, dtype=torch.long, device=dev)
+        where = torch.full((n,), n_units, dtype=torch.long, device=dev)
+        confidence = torch.empty(n, device=dev)
+        index = torch.arange(n, device=dev)
         stash: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         h = x
         for i, unit in enumerate(self.units):

@@ -1,0 +1,97 @@
+"""Heads compute what they were trained on; composition finds the known best answer."""
+
+import numpy as np
+import pytest
+import torch
+
+from spidercache.inference.compose import compose
+from spidercache.inference.explore import Exploration, HeadRecord
+from spidercache.inference.heads import VARIANTS, Head, head_outputs, pool_activation, train_head, variants_for
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_head_runtime_input_equals_training_input(variant):
+    torch.manual_seed(0)
+    head = Head(variant, 16, 5).eval()
+    act = torch.randn(3, 16, 14, 14)
+    with torch.no_grad():
+        assert torch.allclose(head(act), head.forward_stored(pool_activation(act, head.grid)), atol=1e-6)
+    assert head(act).shape == (3, 5)
+
+
+def test_wide_layers_offer_only_small_grids():
+    assert variants_for(2048) == ["gap_linear", "pool2_mlp"]
+    with pytest.raises(ValueError):
+        Head("pool4_mlp", 2048, 10)
+
+
+def test_head_learns_to_predict_the_base_output():
+    torch.manual_seed(0)
+    x = torch.randn(600, 8, 4, 4)
+    # the "base model" answers by which channel has the largest mean activation
+    base_logits = x.mean(dim=(2, 3))[:, :4] * 5
+    head = train_head(Head("gap_linear", 8, 4), x, base_logits, None, epochs=15, batch_size=64, lr=5e-2)
+    _, pred = head_outputs(head, x)
+    assert (pred == base_logits.argmax(1).numpy()).mean() > 0.9
+
+
+def synthetic_exploration(n=1000):
+    """Three units of 10 ms; base correct on 90%.
+
+    Head A (unit 0) is confident (0.99) and right on the first 60% of samples and
+    unsure (0.6) elsewhere; head B (unit 1) is confident and WRONG on 20% of the
+    samples (the ones A is unsure about), so any threshold letting B answer them
+    costs accuracy. Best under a 1-point budget: A alone at a threshold in (0.6, 0.99].
+    """
+    labels = np.zeros(n, dtype=np.int64)
+    base_pred = labels.copy()
+    base_pred[-n // 10:] = 1  # base wrong on the last 10%
+    conf_a = np.where(np.arange(n) < 0.6 * n, 0.99, 0.6).astype(np.float32)
+    pred_a = np.where(np.arange(n) < 0.6 * n, 0, 1)
+    conf_b = np.where((np.arange(n) >= 0.6 * n) & (np.arange(n) < 0.8 * n), 0.999, 0.3).astype(np.float32)
+    pred_b = np.where(conf_b > 0.5, 2, 0)
+
+    def rec(unit, conf, pred, mem=1000):
+        return HeadRecord(unit, f"u{unit}", "gap_linear", 4, {}, mem, {1: 0.1, 32: 0.5}, conf, pred)
+
+    return Exploration(
+        base_fingerprint="x", network="synthetic", input_shape=(1, 4, 4), num_classes=3,
+        unit_names=["u0", "u1", "u2"], unit_channels=[4, 4, 4],
+        unit_ms={1: [10.0, 10.0, 10.0], 32: [100.0, 100.0, 100.0]}, finish_ms={1: 0.0, 32: 0.0},
+        heads=[rec(0, conf_a, pred_a), rec(1, conf_b, pred_b)], val_labels=labels, val_base_pred=base_pred,
+    )
+
+
+def test_compose_finds_the_known_optimum_exactly():
+    ex = synthetic_exploration()
+    comp = compose(ex, epsilon=1.0, batch=1, z=0.0)
+    assert comp.exact
+    assert len(comp.choices) == 1
+    head, threshold = comp.choices[0]
+    assert head == 0 and 0.6 < threshold <= 0.99
+    # 60% exit after unit 0 (10 ms + head), 40% run all three units and the head
+    assert comp.expected_ms == pytest.approx(0.6 * 10.1 + 0.4 * 30.1)
+    assert comp.val_accuracy == pytest.approx(90.0)
+    assert comp.hit_rates == [pytest.approx(60.0)]
+
+
+def test_greedy_search_agrees_with_exhaustive_search_here():
+    ex = synthetic_exploration()
+    exact = compose(ex, epsilon=1.0, z=0.0)
+    greedy = compose(ex, epsilon=1.0, z=0.0, max_exact=0)
+    assert not greedy.exact
+    assert greedy.expected_ms == pytest.approx(exact.expected_ms)
+
+
+def test_budget_limits_are_respected():
+    ex = synthetic_exploration()
+    # A large budget lets head B answer too (it is cheaper although wrong)
+    loose = compose(ex, epsilon=25.0, z=0.0)
+    assert {h for h, _ in loose.choices} == {0, 1}
+    assert loose.loss_bound <= 25.0
+    # No memory for any head: nothing is chosen and latency is the base model's
+    none = compose(ex, epsilon=25.0, z=0.0, memory_budget=10)
+    assert none.choices == [] and none.expected_ms == pytest.approx(none.base_expected_ms)
+    # The confidence bound makes the search more careful, never less
+    careful = compose(ex, epsilon=1.0, z=3.0)
+    assert careful.loss_bound <= 1.0

@@ -1,0 +1,79 @@
+"""gRPC round trip on a free loopback port: predictions, layer names, bad images, CLI errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from spidercache.errors import UserError
+from spidercache.inference.runtime import Exit, GatiRuntime
+from spidercache.inference.serve import GatiClient, GatiServicer, read_image, start_server
+
+from gati_synthetic import make_images
+
+
+@pytest.fixture()
+def server(tiny_base, tiny_exploration):
+    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
+             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    runtime = GatiRuntime(tiny_base, exits)
+    srv, port = start_server(GatiServicer(runtime, ["a", "b", "c", "d"]), port=0)
+    client = GatiClient(f"127.0.0.1:{port}")
+    yield runtime, client, port
+    client.close()
+    srv.stop(0)
+
+
+def test_round_trip_matches_local_runtime(server):
+    runtime, client, _ = server
+    x, _ = make_images(12, seed=21)
+    local = runtime.predict_images(x)
+    for i in range(len(x)):
+        r = client.predict(x[i])
+        assert r.prediction == int(local.labels[i])
+        assert r.layer == runtime.layer_name(int(local.exit_unit[i]))
+        assert r.label == "abcd"[r.prediction]
+        assert r.roundtrip_ms >= r.server_ms >= 0
+    info = client.info()
+    assert (info.channels, info.height, info.width) == (1, 28, 28)
+    assert len(info.heads) == 2
+
+
+def test_wrong_image_is_refused_and_server_goes_on(server):
+    runtime, client, _ = server
+    with pytest.raises(UserError, match="model takes 1x28x28"):
+        client.predict(np.zeros((3, 32, 32), dtype=np.uint8))
+    with pytest.raises(UserError, match="model takes 1x28x28"):
+        client.predict(np.zeros((1, 27, 28), dtype=np.uint8))
+    x, _ = make_images(1, seed=22)
+    assert client.predict(x[0]).prediction == int(runtime.predict_images(x).labels[0])
+
+
+def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
+    _, client, port = server
+    x, _ = make_images(1, seed=23)
+    good = tmp_path / "good.png"
+    Image.fromarray(x[0, 0]).save(good)
+    image = read_image(good)
+    assert image.shape == (1, 28, 28) and np.array_equal(image, x[0])
+    bad = tmp_path / "colour.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(bad)
+    assert read_image(bad).shape == (3, 32, 32)  # sent as it is: the server says what it expects
+    cmd = [sys.executable, "-m", "spidercache", "gati", "query", "--address", f"127.0.0.1:{port}", str(bad)]
+    wrong = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().count("\n") == 0 and "model takes 1x28x28" in wrong.stderr
+    assert client.predict(image).layer  # and the server still answers
+
+
+def test_serve_cli_refuses_a_corrupt_checkpoint_in_one_line(tmp_path, tiny_exploration):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02garbage")
+    tiny_exploration.save(tmp_path / "caches")
+    cmd = [sys.executable, "-m", "spidercache", "gati", "serve", "--port", "0",
+           "--caches", str(tmp_path / "caches"), "--model", str(bad)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "checkpoint" in r.stderr
