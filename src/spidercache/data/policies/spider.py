@@ -1,0 +1,374 @@
+"""``spider`` (SpiderCache): importance sampling, an importance cache and a homophily cache.
+
+* Score per sample: smoothed loss importance (``data/importance.py``) times
+  SpiderCache's homophily weight (``data/homophily.py``), each divided by its
+  mean so neither scale dominates. Committed at epoch start only.
+* Order: importance sampling with a temperature, a uniform floor and a hard
+  visit bound (``data/importance_sampling.py``); ``spider-nois`` keeps a
+  uniform permutation instead.
+* Level 0, the importance cache (``ratio`` of the capacity): keeps the
+  highest scores; a miss is admitted if there is room or it beats the lowest
+  resident score (which is evicted).
+* Level 1, the homophily cache (the rest): one representative per cluster of
+  look-alike same-label samples, valued by its cluster's size. The first
+  unimportant member of a cluster that misses is loaded and becomes the
+  representative; later misses of unimportant members are *substituted* by it
+  (counted apart from hits). If the own cluster has no representative, the
+  nearest same-label neighbour's representative may stand in. Only samples
+  below the top ``protect`` share of scores are ever substituted, and a
+  sample the sampler marked overdue never is. A representative stands in at
+  most ``rep_uses`` times per epoch, so no single image is trained on over and
+  over; a ``refresh`` share of representatives is dropped each epoch so the
+  stand-ins change. Every stand-in has the requested sample's label.
+* The split between the levels adapts each epoch from their measured per-slot
+  gain (``data/adaptive_split.py``), shared through Redis under DDP.
+  ``spider-noh`` has no homophily level (all capacity to level 0, no
+  substitution).
+
+Why these choices (see docs/spider.md): a quick study found that substituting
+the lowest-loss misses with their *nearest* cached sample while the cache held
+the *highest-loss* samples cost 2-9 accuracy points, while random same-label
+stand-ins cost ~0.4. So stand-ins here are typical samples (cluster leaders
+and first-missed members, not the hardest ones), spread by the use cap and
+rotated by the refresh.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from ..adaptive_split import AdaptiveSplit
+from ..homophily import HomophilyGraph
+from ..importance import SampleImportance
+from ..importance_sampling import ImportanceSampler
+from .base import Lookup, TrainingPolicy
+from .scored import ScoreCache
+
+
+class SpiderPolicy(TrainingPolicy):
+    name = "spider"
+    wants_embeddings = True
+    use_homophily = True
+    use_importance_sampling = True
+
+    def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0, *,
+                 ratio: float = 0.5, ratio_min: float = 0.1, ratio_max: float = 0.9, ratio_step: float = 0.25,
+                 protect: float = 0.3, rep_uses: int = 16, refresh: float = 0.25,
+                 k: int = 16, proj_dim: int = 16, upkeep_fraction: float = 0.2,
+                 importance: str = "loss", smoothing: float = 0.5, homophily_weight: bool = True,
+                 temperature: float = 2.0, floor: float = 0.3, max_gap: int = 3,
+                 ready_after: int = 8, ratio_address: tuple[str, int] | None = None, dist: Any = None,
+                 ratio_key: str | None = None, stats_sink: list | None = None, **options: Any) -> None:
+        super().__init__(n_samples, capacity, labels, seed, **options)
+        if not 0.0 <= float(protect) <= 1.0:
+            raise ValueError(f"protect must be in [0, 1], got {protect}")
+        self.protect = float(protect)
+        self.rep_uses = max(1, int(rep_uses))
+        self.refresh = float(np.clip(refresh, 0.0, 1.0))
+        self.ready_after = max(0, int(ready_after))
+        self.homophily_weight = bool(homophily_weight)
+        self.stats_sink = stats_sink
+        self.imp = SampleImportance(self.n, kind=importance, smoothing=smoothing)
+        self.sampler = ImportanceSampler(self.n, temperature, floor, max_gap, seed=self.seed)
+        hom = self.use_homophily
+        if hom and self.labels is None:
+            warnings.warn("spider: no labels given, so no look-alike can be checked for its label; "
+                          "the homophily cache is off", RuntimeWarning, stacklevel=2)
+            hom = False
+        self.homophily_on = hom
+        # The training loop gathers embeddings only for policies that use them.
+        self.wants_embeddings = hom or importance == "gradnorm"
+        labels_arr = self.labels if self.labels is not None else np.zeros(self.n, np.int64)
+        self.graph = HomophilyGraph(labels_arr, k=k, proj_dim=proj_dim, upkeep_fraction=upkeep_fraction,
+                                    seed=self.seed) if hom else None
+        if hom and self.labels is not None:
+            counts = np.bincount(self.labels)
+            lonely = np.flatnonzero(counts == 1)
+            if lonely.size:
+                warnings.warn(f"spider: {lonely.size} class(es) have a single sample (e.g. label {int(lonely[0])}); "
+                              "such samples are never substituted", RuntimeWarning, stacklevel=2)
+        rank = int(getattr(dist, "rank", 0) or 0)
+        world = int(getattr(dist, "world", 1) or 1)
+        key = ratio_key or f"spidercache:spider:ratio:{self.n}:{self.capacity}:{self.seed}"
+        self.split = AdaptiveSplit(ratio if hom else 1.0, ratio_min if hom else 1.0, ratio_max if hom else 1.0,
+                                   ratio_step, address=ratio_address if (hom and world > 1) else None,
+                                   rank=rank, world=world, key=key)
+        self.score = np.ones(self.n, np.float64)
+        self.substitutable = np.zeros(self.n, np.bool_)
+        c0 = self._level0_capacity()
+        self.icache = ScoreCache(self.n, c0)
+        self.hcache = ScoreCache(self.n, self.capacity - c0)
+        self.cluster = np.arange(self.n, dtype=np.int64)
+        self.cluster_size = np.ones(self.n, np.int64)
+        self.rep_of = np.full(self.n, -1, np.int64)       # cluster -> cached representative
+        self.rep_cluster = np.full(self.n, -1, np.int64)  # representative -> its cluster
+        self.uses = np.zeros(self.n, np.int32)
+        self.ready_at = np.zeros(self.n, np.int64)        # lookup count after which a rep may stand in
+        self._lookups = 0
+        self._pending_evict: list[int] = []
+        self._gain = np.zeros(2, np.float64)      # [level-0 hits, level-1 hits + substitutions] this epoch
+        self._slots = (self.icache.capacity, self.hcache.capacity)
+        self.upkeep_seconds = 0.0                 # index + score work, this epoch
+        self.epoch_stats: list[dict] = []
+
+    # ------------------------------------------------------------ helpers
+    def _level0_capacity(self) -> int:
+        return int(round(self.split.ratio * self.capacity))
+
+    def _drop_rep(self, r: int) -> None:
+        c = self.rep_cluster[r]
+        if c >= 0 and self.rep_of[c] == r:
+            self.rep_of[c] = -1
+        self.rep_cluster[r] = -1
+
+    def _evict(self, cache: ScoreCache, r: int) -> None:
+        if cache.discard(r):
+            self._pending_evict.append(r)
+        if cache is self.hcache:
+            self._drop_rep(r)
+
+    def _shrink(self, cache: ScoreCache, capacity: int) -> None:
+        cache.capacity = capacity
+        while cache.size > capacity:
+            cache._clean_top()
+            _, victim = cache._heap[0]
+            self._evict(cache, int(victim))
+
+    # ------------------------------------------------------------ sampler
+    def begin_epoch(self, epoch: int) -> None:
+        # The loader may announce the same epoch twice (start_epoch, then epoch()):
+        # commit, re-index and re-split once per epoch only.
+        if getattr(self, "_begun", None) == int(epoch):
+            return
+        self._begun = int(epoch)
+        t0 = time.perf_counter()
+        prev_slots, prev_gain = self._slots, self._gain.copy()
+        had_epoch = bool(prev_gain.sum() > 0)
+        super().begin_epoch(epoch)
+        self.imp.commit()
+        if self.graph is not None:
+            self.graph.refresh()
+        imp = self.imp.normalized()
+        if self.graph is not None and self.homophily_weight and self.graph.indexed.any():
+            w = self.graph.weights()
+            imp = imp * (w / max(float(w.mean()), 1e-12))
+        self.score = np.nan_to_num(imp, nan=1.0, posinf=1.0, neginf=1.0)
+        # Protected = the top `protect` share by score; ties broken at random so
+        # that all-equal losses still protect exactly that share.
+        n_protect = int(round(self.protect * self.n))
+        tie = self.rng.random(self.n)
+        rank_order = np.lexsort((tie, -self.score))
+        self.substitutable[:] = True
+        self.substitutable[rank_order[:n_protect]] = False
+        # The split between levels, from the gains of the epoch that just ended.
+        if self.homophily_on and had_epoch:
+            self.split.update(epoch, prev_gain[0], prev_slots[0], prev_gain[1], prev_slots[1])
+        self._apply_split()
+        self.icache.rebuild(self.score)
+        if self.graph is not None:
+            self._recluster()
+        self.uses[:] = 0
+        self._gain[:] = 0.0
+        self._slots = (self.icache.capacity, self.hcache.capacity)
+        self.upkeep_seconds = time.perf_counter() - t0
+        self._report(epoch)
+
+    def _apply_split(self) -> None:
+        c0 = self._level0_capacity()
+        c1 = self.capacity - c0
+        if c0 < self.icache.capacity:
+            self._shrink(self.icache, c0)
+        if c1 < self.hcache.capacity:
+            self._shrink(self.hcache, c1)
+        self.icache.capacity, self.hcache.capacity = c0, c1
+
+    def _recluster(self) -> None:
+        cluster, reps = self.graph.clusters()
+        self.cluster = cluster
+        self.cluster_size = np.bincount(cluster, minlength=reps.size).astype(np.int64)
+        self.rep_of = np.full(max(reps.size, 1), -1, np.int64)
+        self.rep_cluster[:] = -1
+        resident = self.hcache.ids()
+        # Drop a `refresh` share of the representatives so stand-ins change between epochs.
+        if resident.size and self.refresh > 0:
+            drop = self.rng.random(resident.size) < self.refresh
+            for r in resident[drop].tolist():
+                self.hcache.discard(r)
+                self._pending_evict.append(r)
+            resident = resident[~drop]
+        # A cached sample keeps serving as its (new) cluster's representative; a
+        # second one in the same cluster is surplus and leaves.
+        for r in resident.tolist():
+            c = cluster[r]
+            if self.rep_of[c] < 0 and self.cluster_size[c] > 1:
+                self.rep_of[c] = r
+                self.rep_cluster[r] = c
+            else:
+                self.hcache.discard(r)
+                self._pending_evict.append(r)
+        value = self.cluster_size[cluster].astype(np.float64)
+        self.hcache.rebuild(value)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.use_importance_sampling:
+            self.sampler.must_serve[:] = False
+            return super().order(epoch)
+        return self.sampler.order(epoch, self.score if self.imp.seen else None)
+
+    def update(self, sample_ids, losses, embeddings=None) -> None:
+        ids = np.asarray(sample_ids, np.int64)
+        if ids.size == 0:
+            return
+        t0 = time.perf_counter()
+        self.imp.observe(ids, losses, embeddings)
+        if self.graph is not None and embeddings is not None:
+            self.graph.observe(ids, embeddings)
+        self.upkeep_seconds += time.perf_counter() - t0
+
+    def loss_weights(self, ids: np.ndarray) -> np.ndarray:
+        """Importance-sampling correction for the requested ids (ones without importance sampling)."""
+        ids = np.asarray(ids, np.int64)
+        if not self.use_importance_sampling or not self.imp.seen:
+            return np.ones(ids.size)
+        return self.sampler.loss_weights(ids)
+
+    # -------------------------------------------------------------- cache
+    def _stand_in(self, i: int) -> int:
+        """A cached same-label representative for ``i`` with uses left, or -1."""
+        lab = self.labels
+        res, uses, ready = self.hcache.resident, self.uses, self.ready_at
+        now, cap = self._lookups, self.rep_uses
+        r = self.rep_of[self.cluster[i]] if self.cluster[i] < self.rep_of.size else -1
+        if r >= 0 and r != i and res[r] and uses[r] < cap and ready[r] <= now and lab[r] == lab[i]:
+            return int(r)
+        for nb in self.graph.same_label_neighbours(i).tolist():
+            c = self.cluster[nb]
+            r = self.rep_of[c] if c < self.rep_of.size else -1
+            if r >= 0 and r != i and res[r] and uses[r] < cap and ready[r] <= now and lab[r] == lab[i]:
+                return int(r)
+        return -1
+
+    def lookup(self, ids: np.ndarray) -> Lookup:
+        ids = np.asarray(ids, np.int64)
+        n = ids.size
+        self._lookups += 1
+        served = ids.copy()
+        hit = np.zeros(n, np.bool_)
+        sub = np.zeros(n, np.bool_)
+        admit = np.zeros(n, np.bool_)
+        level = np.zeros(n, np.int8)
+        evicted = self._pending_evict
+        self._pending_evict = []
+        ic, hc = self.icache, self.hcache
+        score = self.score
+        must = self.sampler.must_serve if self.use_importance_sampling else None
+        hom = self.graph is not None and hc.capacity > 0
+        for k, i in enumerate(ids.tolist()):
+            if ic.resident[i]:
+                hit[k] = True
+                self._gain[0] += 1
+                continue
+            if hc.resident[i]:
+                hit[k] = True
+                level[k] = 1
+                self._gain[1] += 1
+                continue
+            may_sub = hom and self.substitutable[i] and (must is None or not must[i])
+            if may_sub:
+                j = self._stand_in(i)
+                if j >= 0:
+                    served[k] = j
+                    hit[k] = sub[k] = True
+                    level[k] = 1
+                    self.uses[j] += 1
+                    self._gain[1] += 1
+                    continue
+            # A miss: read from storage, and decide which level (if any) keeps it.
+            c = self.cluster[i]
+            if may_sub and self.cluster_size[c] > 1 and self.rep_of[c] < 0:
+                ok, victim = hc.offer(i, float(self.cluster_size[c]))
+                if ok:
+                    if victim >= 0:
+                        self._drop_rep(victim)
+                        evicted.append(victim)
+                    self.rep_of[c] = i
+                    self.rep_cluster[i] = c
+                    self.ready_at[i] = self._lookups + self.ready_after
+                    admit[k] = True
+                    level[k] = 1
+                    continue
+            ok, victim = ic.offer(i, float(score[i]))
+            if ok:
+                admit[k] = True
+                if victim >= 0:
+                    evicted.append(victim)
+        return Lookup(served, hit, sub, admit, np.asarray(evicted, np.int64), level)
+
+    def contains(self, ids):
+        ids = np.asarray(ids, np.int64)
+        return self.icache.resident[ids] | self.hcache.resident[ids]
+
+    def resident(self) -> np.ndarray:
+        return np.union1d(self.icache.ids(), self.hcache.ids())
+
+    # ------------------------------------------------------------ reports
+    def _report(self, epoch: int) -> None:
+        row = {"epoch": int(epoch), "ratio": self.split.ratio, "level0_slots": self.icache.capacity,
+               "level1_slots": self.hcache.capacity, "upkeep_seconds": self.upkeep_seconds,
+               "clusters": int((self.cluster_size > 1).sum()) if self.graph is not None else 0,
+               "indexed": int(self.graph.indexed.sum()) if self.graph is not None else 0,
+               "index_ops": dict(self.graph.last_upkeep) if self.graph is not None else {},
+               "substitutable": int(self.substitutable.sum()),
+               "must_serve": int(self.sampler.must_serve.sum()),
+               "dropped_nonfinite": int(self.imp.nonfinite_dropped)}
+        if self.split.history:
+            row.update({"gain0": self.split.history[-1]["gain0"], "gain1": self.split.history[-1]["gain1"]})
+        self.epoch_stats.append(row)
+        if self.stats_sink is not None:
+            self.stats_sink.append(row)
+
+    def describe(self) -> str:
+        return (f"{self.name}(capacity={self.capacity}/{self.n}, importance={self.icache.capacity}, "
+                f"homophily={self.hcache.capacity})")
+
+    # -------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "imp": self.imp.state_dict(), "sampler": self.sampler.state_dict(),
+                "split": self.split.state_dict(), "gain": self._gain.copy(), "slots": list(self._slots),
+                "resident0": self.icache.ids(), "resident1": self.hcache.ids(),
+                "graph": self.graph.state_dict() if self.graph is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.imp.load_state_dict(state["imp"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.split.load_state_dict(state["split"])
+        # The gains of the checkpointed epoch decide the next split, as they would have without a restart.
+        self._gain = np.asarray(state.get("gain", np.zeros(2)), np.float64).copy()
+        self._slots = tuple(int(v) for v in state.get("slots", self._slots))
+        if self.graph is not None and state.get("graph"):
+            self.graph.load_state_dict(state["graph"])
+        self._apply_split()
+        for i in np.asarray(state.get("resident0", []), np.int64).tolist():
+            self.icache.offer(int(i), float(self.score[i]))
+        # Representatives come back through begin_epoch's re-clustering.
+        for i in np.asarray(state.get("resident1", []), np.int64).tolist():
+            self.hcache.offer(int(i), 1.0)
+
+
+class SpiderNoHomophily(SpiderPolicy):
+    """Ablation: importance sampling and the importance cache only (no substitution)."""
+
+    name = "spider-noh"
+    use_homophily = False
+
+
+class SpiderNoImportanceSampling(SpiderPolicy):
+    """Ablation: uniform order; both cache levels as in ``spider``."""
+
+    name = "spider-nois"
+    use_importance_sampling = False

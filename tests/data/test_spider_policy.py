@@ -1,0 +1,156 @@
+"""The ``spider`` policy on synthetic epochs: substitution by label, the adaptive split, edge cases."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from spidercache.data.policies import make_training_policy, policy_names
+
+
+def _run(policy, labels, emb_of, loss_of, epochs, batch=64):
+    """Drive a policy like the training loop does; returns per-epoch (hits, subs, requests) and lookups."""
+    out, lookups = [], []
+    for epoch in range(epochs):
+        policy.begin_epoch(epoch)
+        order = policy.order(epoch)
+        h = s = 0
+        for b in range(0, order.size, batch):
+            ids = order[b: b + batch]
+            lk = policy.lookup(ids)
+            lookups.append((ids, lk))
+            h += int((lk.hit & ~lk.substituted).sum())
+            s += int(lk.substituted.sum())
+            e = emb_of(lk.served, epoch)
+            policy.update(lk.served, loss_of(lk.served, epoch), e)
+        out.append((h, s, order.size))
+    return out, lookups
+
+
+def _clustered(n=1500, n_labels=5, n_blobs=30, dim=24, seed=0, mix_labels=False):
+    rng = np.random.default_rng(seed)
+    blob = rng.integers(0, n_blobs, n)
+    centers = rng.standard_normal((n_blobs, dim)) * 4
+    labels = rng.integers(0, n_labels, n) if mix_labels else blob % n_labels
+    base = (centers[blob] + 0.3 * rng.standard_normal((n, dim))).astype(np.float32)
+    loss = rng.gamma(1.0, 0.5, n)
+    return labels.astype(np.int64), base, loss
+
+
+def test_spider_policies_are_registered():
+    assert {"spider", "spider-noh", "spider-nois"} <= set(policy_names())
+
+
+@pytest.mark.parametrize("name", ["spider", "spider-nois"])
+def test_substitution_only_crosses_to_a_sample_of_the_same_label(name):
+    # Labels are scattered at random over the blobs, so most nearest neighbours
+    # carry another label: a careless stand-in would cross labels.
+    labels, base, loss = _clustered(mix_labels=True, n_labels=3)
+    p = make_training_policy(name, labels.size, 200, labels, seed=0)
+    stats, lookups = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=4)
+    subs = 0
+    for ids, lk in lookups:
+        m = lk.substituted
+        subs += int(m.sum())
+        assert (labels[lk.served] == labels[ids]).all()
+        assert (lk.served[~m] == ids[~m]).all()  # a non-substituted request is served by itself
+        assert lk.hit[m].all()
+    assert subs > 0, "the synthetic case should exercise substitution"
+
+
+def test_served_share_beats_a_plain_cache_on_look_alike_data():
+    labels, base, loss = _clustered()
+    p = make_training_policy("spider", labels.size, 150, labels, seed=0)
+    stats, _ = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=4)
+    h, s, r = map(sum, zip(*stats[1:]))
+    assert (h + s) / r > 0.3  # a 10% cache under uniform order serves about 0.1
+    assert s > 0 and h > 0
+    assert not np.isnan(p.score).any()
+
+
+def test_split_moves_toward_homophily_when_look_alikes_pay_off():
+    # Every sample of a label has nearly the same embedding: one cached
+    # representative can stand in for a whole class.
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, 2000)
+    emb = (np.eye(8)[labels] + 0.01 * rng.standard_normal((2000, 8))).astype(np.float32)
+    p = make_training_policy("spider", 2000, 200, labels, seed=0, ratio=0.5)
+    _run(p, labels, lambda ids, e: emb[ids], lambda ids, e: np.full(ids.size, 0.5), epochs=4)
+    assert p.split.ratio < 0.5 - 0.2
+    assert p.hcache.capacity > p.icache.capacity
+
+
+def test_split_moves_toward_importance_when_nothing_looks_alike():
+    # Every sample its own label: no substitution is possible, while importance
+    # sampling keeps drawing the few high-loss samples that level 0 holds.
+    n = 800
+    labels = np.arange(n)
+    rng = np.random.default_rng(4)
+    emb = rng.standard_normal((n, 8)).astype(np.float32)
+    loss = np.where(np.arange(n) < 40, 5.0, 0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every class has a single sample: warned, not the point here
+        p = make_training_policy("spider", n, 80, labels, seed=0, ratio=0.5)
+    _run(p, labels, lambda ids, e: emb[ids], lambda ids, e: loss[ids], epochs=4)
+    assert p.split.ratio > 0.5 + 0.2
+    assert p.icache.capacity > p.hcache.capacity
+
+
+def test_embedding_dimension_change_between_epochs_does_not_crash():
+    labels, base, loss = _clustered(n=600)
+    wide = np.concatenate([base, base], 1)
+    p = make_training_policy("spider", labels.size, 60, labels, seed=0)
+    with pytest.warns(RuntimeWarning, match="dimension changed"):
+        _run(p, labels, lambda ids, e: base[ids] if e < 2 else wide[ids], lambda ids, e: loss[ids], epochs=4)
+    assert np.isfinite(p.score).all()
+
+
+def test_single_sample_class_is_warned_and_never_substituted():
+    labels, base, loss = _clustered(n=600)
+    labels = labels.copy()
+    labels[7] = 99
+    with pytest.warns(RuntimeWarning, match="single sample"):
+        p = make_training_policy("spider", labels.size, 60, labels, seed=0)
+    _, lookups = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=4)
+    for ids, lk in lookups:
+        assert not lk.substituted[ids == 7].any()
+        assert not (lk.substituted & (lk.served == 7)).any()
+
+
+def test_all_equal_losses_keep_scores_finite_and_protect_the_share():
+    labels, base, _ = _clustered(n=600)
+    p = make_training_policy("spider", labels.size, 60, labels, seed=0, protect=0.3)
+    _run(p, labels, lambda ids, e: base[ids], lambda ids, e: np.full(ids.size, 1.25), epochs=3)
+    assert np.isfinite(p.score).all()
+    assert (~p.substitutable).sum() == round(0.3 * labels.size)
+
+
+def test_nan_losses_warn_and_never_reach_the_scores():
+    labels, base, loss = _clustered(n=600)
+    p = make_training_policy("spider", labels.size, 60, labels, seed=0)
+
+    def losses(ids, e):
+        v = loss[ids].copy()
+        v[::5] = np.nan
+        return v
+
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        _run(p, labels, lambda ids, e: base[ids], losses, epochs=3)
+    assert np.isfinite(p.score).all() and np.isfinite(p.imp.score).all()
+
+
+def test_noh_never_substitutes_and_state_round_trips():
+    labels, base, loss = _clustered(n=600)
+    p = make_training_policy("spider-noh", labels.size, 60, labels, seed=0)
+    _, lookups = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=3)
+    assert not any(lk.substituted.any() for _, lk in lookups)
+    q = make_training_policy("spider", labels.size, 60, labels, seed=0)
+    _run(q, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=2)
+    r = make_training_policy("spider", labels.size, 60, labels, seed=0)
+    r.load_state_dict(q.state_dict())
+    r.begin_epoch(2)
+    q.begin_epoch(2)
+    assert np.array_equal(r.order(2), q.order(2))
+    assert r.split.ratio == q.split.ratio
