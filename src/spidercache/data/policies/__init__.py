@@ -23,6 +23,9 @@ _BUILTIN: dict[str, str] = {
     "minio": "minio:MinIOPolicy",
     "shade": "shade:ShadePolicy",
     "icache": "icache:ICachePolicy",
+    "spider": "spider:SpiderPolicy",
+    "spider-noh": "spider:SpiderNoHomophily",
+    "spider-nois": "spider:SpiderNoImportanceSampling",
 }
 TRAINING_POLICIES: dict[str, type[TrainingPolicy]] = {}
 
