@@ -420,6 +420,7 @@ def mapreduce_experiment(cfg: MapReduceConfig, compare: bool, servers: Sequence[
     from .local_memcached import memcached_pool
 
     with contextlib_pool(servers, memcached_pool) as addresses:
+        WeightCache(addresses).close()  # a wrong address fails here, before Dask starts
         if on_ready is not None:
             on_ready(addresses)
         client = open_dask(scheduler, workers, processes)
