@@ -11,6 +11,7 @@ layer over ``spidercache.data.train.train``.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -103,7 +104,9 @@ def register(app: typer.Typer) -> None:
         augment: bool = typer.Option(False, "--augment", help="Random flip + crop after the cache."),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-        log: Optional[str] = typer.Option(None, "--log", help="Per-epoch JSON lines."),
+        log: Optional[str] = typer.Option(None, "--epoch-log", "--log",
+                                           help="Per-epoch JSON lines (--epoch-log under torchrun, which "
+                                                "claims --log as an abbreviation of its own options)."),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG with hit ratio and accuracy per epoch."),
         checkpoint_dir: Optional[str] = typer.Option(None, "--checkpoint-dir"),
         resume: bool = typer.Option(False, "--resume", help="Continue from --checkpoint-dir/last.pt."),
@@ -112,8 +115,6 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the rows and summary as JSON."),
     ) -> None:
         """Train a network; its training samples come through a cache over slow storage."""
-        from click.core import ParameterSource
-
         from ..data.policies import DEFAULT_POLICY
         from ..data.train import TrainConfig, train
 
@@ -134,7 +135,9 @@ def register(app: typer.Typer) -> None:
         for name, value in given.items():
             param = "train_paths" if name == "train_paths" else name
             source = ctx.get_parameter_source(param)
-            if config is None or source not in (ParameterSource.DEFAULT, None) or name not in values:
+            # (typer ships its own click: compare the source by name)
+            from_default = source is None or getattr(source, "name", "") in ("DEFAULT", "DEFAULT_MAP")
+            if config is None or not from_default or name not in values:
                 values[name] = value
         if not values.get("policy"):
             values["policy"] = DEFAULT_POLICY
@@ -150,8 +153,8 @@ def register(app: typer.Typer) -> None:
             if v is not None and not isinstance(v, int):
                 raise UserError(f"option {name} must be an integer, got {v!r}")
         result = train(cfg)
-        if not result.rows:
-            return
+        if not result.rows or int(os.environ.get("RANK", "0")) != 0:
+            return  # under torchrun only rank 0 reports
         if json_out:
             typer.echo(json.dumps({"rows": result.rows, "summary": result.summary}, indent=1))
             return

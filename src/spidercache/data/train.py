@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,6 +184,11 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
     from ..models import build_model
 
     torch.manual_seed(cfg.seed)
+    if info.device.type == "cpu":
+        # Leave cores to the loader workers: torch's intra-op threads spin when
+        # the CPU is oversubscribed (measured 40x slower kernels on 2 busy cores).
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // max(1, info.world) - cfg.workers // 2))
     train_ds = open_dataset(cfg.train_paths, train=True, image_size=cfg.image_size)
     test_ds = open_dataset(cfg.train_paths, train=False, image_size=cfg.image_size)
     x_train, y_train = _subset(train_ds, cfg.train_samples, cfg.seed)
