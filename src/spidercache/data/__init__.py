@@ -1,5 +1,11 @@
-"""Datasets (and, later, cached datasets and slow-storage emulation)."""
+"""Training data: datasets, slow-storage emulation, cached datasets, training policies, the loop.
 
-from .datasets import ArrayImageDataset, FashionMNIST, files_fingerprint, read_idx
+Heavy parts (torch DataLoader plumbing, the training loop) are imported from
+their modules: ``spidercache.data.loader``, ``spidercache.data.train``.
+"""
 
-__all__ = ["ArrayImageDataset", "FashionMNIST", "files_fingerprint", "read_idx"]
+from .datasets import (CIFAR, ArrayImageDataset, FashionMNIST, ImageFolder, NpzDataset, files_fingerprint,
+                       open_dataset, read_idx)
+
+__all__ = ["ArrayImageDataset", "FashionMNIST", "CIFAR", "ImageFolder", "NpzDataset", "files_fingerprint",
+           "open_dataset", "read_idx"]
