@@ -6,11 +6,20 @@ A newcomer starts at count 1 and is never the victim of its own admission.
 Counts are forgotten on eviction. This is libCacheSim's ``LFU`` (LFU.c), so the
 two agree hit for hit.
 
-State, O(1) per request (Shah, Mitra & Matani's LFU): per id ``where`` (int8),
-``int32`` prev/next links inside its count bucket and the bucket ``node`` it is
-in; per bucket node (a pool indexed like ids -- there are never more non-empty
-buckets than resident ids) the count (int64), the first/last id and the
-previous/next bucket in increasing count. 37 bytes per distinct id.
+State, O(1) per request (Shah, Mitra & Matani's LFU) over dense slots (see
+``_slotlist`` for why): ``where[id]`` holds slot + 1 (``int32``); slots
+``0 .. size-1`` are the resident ids, each with ``int32`` prev/next links
+inside its count bucket and the bucket ``node`` it is in. Bucket nodes come
+from a pool with a free list (there are never more non-empty buckets than
+resident ids, so the pool stays as dense as the slots): count (``int64``),
+first/last slot and previous/next bucket in increasing count. 44 bytes per
+distinct id (all arrays are grown with the ids).
+
+The access kernel keeps size, the first (lowest-count) bucket, the free-node
+list and the pool's high-water mark in local variables for the whole batch
+(numba reloads the scalar array after every link store otherwise). A hit on
+an id alone in its bucket, with no bucket for the next count, only bumps the
+bucket's count -- no link moves at all.
 """
 
 from __future__ import annotations
@@ -25,159 +34,215 @@ NIL = -1
 FIRST, FREE, HIGH = 2, 3, 4
 
 
-@nb.njit(cache=True, inline="always")
-def _new_node(f, after, nfreq, nhead, ntail, nprev, nnext, s):
-    """A bucket for count ``f`` placed after bucket ``after`` (NIL: first)."""
-    n = s[FREE]
-    if n != NIL:
-        s[FREE] = nnext[n]
-    else:
-        n = s[HIGH]
-        s[HIGH] = n + 1
-    nfreq[n] = f
-    nhead[n] = NIL
-    ntail[n] = NIL
-    if after == NIL:
-        b = s[FIRST]
-        s[FIRST] = n
-    else:
-        b = nnext[after]
-        nnext[after] = n
-    nprev[n] = after
-    nnext[n] = b
-    if b != NIL:
-        nprev[b] = n
-    return n
-
-
-@nb.njit(cache=True, inline="always")
-def _free_node(n, nprev, nnext, s):
-    p = nprev[n]
-    b = nnext[n]
-    if p != NIL:
-        nnext[p] = b
-    else:
-        s[FIRST] = b
-    if b != NIL:
-        nprev[b] = p
-    nnext[n] = s[FREE]
-    s[FREE] = n
-
-
-@nb.njit(cache=True, inline="always")
-def _append(i, n, node, prev, nxt, nhead, ntail):
-    t = ntail[n]
-    prev[i] = t
-    nxt[i] = NIL
-    if t != NIL:
-        nxt[t] = i
-    else:
-        nhead[n] = i
-    ntail[n] = i
-    node[i] = n
-
-
-@nb.njit(cache=True, inline="always")
-def _detach(i, n, prev, nxt, nhead, ntail):
-    """Take id ``i`` out of bucket ``n``; return True if the bucket is now empty."""
-    p = prev[i]
-    q = nxt[i]
-    if p != NIL:
-        nxt[p] = q
-    else:
-        nhead[n] = q
-    if q != NIL:
-        prev[q] = p
-    else:
-        ntail[n] = p
-    return nhead[n] == NIL
-
-
-@nb.njit(cache=True, inline="always")
-def _evict_min(where, node, prev, nxt, nfreq, nhead, ntail, nprev, nnext, s):
-    n = s[FIRST]
-    v = nhead[n]
-    if _detach(v, n, prev, nxt, nhead, ntail):
-        _free_node(n, nprev, nnext, s)
-    where[v] = 0
-    s[1] -= 1
-    return v
-
-
 @nb.njit(cache=True)
 def _lfu_access(ids, admit, use_admit, hits, evicted, record,
-                where, node, prev, nxt, nfreq, nhead, ntail, nprev, nnext, s):
+                where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
+    cap, size, first, free, high = s[0], s[1], s[FIRST], s[FREE], s[HIGH]
     n_ev = 0
     n_adm = 0
     n_rej = 0
     for k in range(ids.size):
         i = ids[k]
-        if where[i] > 0:
+        w = where[i]
+        if w > 0:
             hits[k] = True
-            a = node[i]
+            x = w - 1
+            a = snode[x]
             f = nfreq[a] + 1
             b = nnext[a]
-            empty = _detach(i, a, prev, nxt, nhead, ntail)
-            if b != NIL and nfreq[b] == f:
-                target = b
-                if empty:
-                    _free_node(a, nprev, nnext, s)
-            elif empty:
-                nfreq[a] = f  # the bucket held only i: it simply moves up a count
-                target = a
+            p = sprev[x]
+            q = snext[x]
+            next_fits = b != NIL and nfreq[b] == f
+            alone = p == NIL and q == NIL
+            if alone and not next_fits:
+                nfreq[a] = f  # the bucket held only x: it simply moves up a count
+                continue
+            # take x out of bucket a
+            if p != NIL:
+                snext[p] = q
             else:
-                target = _new_node(f, a, nfreq, nhead, ntail, nprev, nnext, s)
-            _append(i, target, node, prev, nxt, nhead, ntail)
+                nhead[a] = q
+            if q != NIL:
+                sprev[q] = p
+            else:
+                ntail[a] = p
+            if next_fits:
+                target = b
+                if alone:  # bucket a is empty now: unlink it and free its node
+                    pa = nprev[a]
+                    if pa != NIL:
+                        nnext[pa] = b
+                    else:
+                        first = b
+                    nprev[b] = pa
+                    nnext[a] = free
+                    free = a
+            else:  # a new bucket for count f right after a
+                if free != NIL:
+                    target = free
+                    free = nnext[free]
+                else:
+                    target = high
+                    high += 1
+                nfreq[target] = f
+                nhead[target] = NIL
+                ntail[target] = NIL
+                nprev[target] = a
+                nnext[target] = b
+                nnext[a] = target
+                if b != NIL:
+                    nprev[b] = target
+            # append x to the target bucket (it reached count f last)
+            t = ntail[target]
+            sprev[x] = t
+            snext[x] = NIL
+            if t != NIL:
+                snext[t] = x
+            else:
+                nhead[target] = x
+            ntail[target] = x
+            snode[x] = target
             continue
         hits[k] = False
         if use_admit and not admit[k]:
             n_rej += 1
             continue
         n_adm += 1
-        if s[1] >= s[0]:
-            v = _evict_min(where, node, prev, nxt, nfreq, nhead, ntail, nprev, nnext, s)
+        if size >= cap:
+            # the victim is the head of the lowest bucket; its slot goes to the newcomer
+            a = first
+            x = nhead[a]
+            v = sid[x]
+            where[v] = 0
             if record:
                 evicted[n_ev] = v
             n_ev += 1
-        first = s[FIRST]
+            q = snext[x]
+            nhead[a] = q
+            if q != NIL:
+                sprev[q] = NIL
+            else:  # the bucket is empty: free it
+                ntail[a] = NIL
+                first = nnext[a]
+                if first != NIL:
+                    nprev[first] = NIL
+                nnext[a] = free
+                free = a
+        else:
+            x = size
+            size += 1
+        sid[x] = i
+        where[i] = x + 1
         if first != NIL and nfreq[first] == 1:
             target = first
+        else:  # a new bucket for count 1 in front
+            if free != NIL:
+                target = free
+                free = nnext[free]
+            else:
+                target = high
+                high += 1
+            nfreq[target] = 1
+            nhead[target] = NIL
+            ntail[target] = NIL
+            nprev[target] = NIL
+            nnext[target] = first
+            if first != NIL:
+                nprev[first] = target
+            first = target
+        t = ntail[target]
+        sprev[x] = t
+        snext[x] = NIL
+        if t != NIL:
+            snext[t] = x
         else:
-            target = _new_node(1, NIL, nfreq, nhead, ntail, nprev, nnext, s)
-        _append(i, target, node, prev, nxt, nhead, ntail)
-        where[i] = 1
-        s[1] += 1
+            nhead[target] = x
+        ntail[target] = x
+        snode[x] = target
+    s[1] = size
+    s[FIRST] = first
+    s[FREE] = free
+    s[HIGH] = high
     return n_ev, n_adm, n_rej
 
 
+@nb.njit(cache=True, inline="always")
+def _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s):
+    """Take the id in slot ``x`` out of the cache; move the last slot into the hole."""
+    a = snode[x]
+    p = sprev[x]
+    q = snext[x]
+    if p != NIL:
+        snext[p] = q
+    else:
+        nhead[a] = q
+    if q != NIL:
+        sprev[q] = p
+    else:
+        ntail[a] = p
+    if nhead[a] == NIL:  # bucket empty: unlink and free its node
+        pa = nprev[a]
+        b = nnext[a]
+        if pa != NIL:
+            nnext[pa] = b
+        else:
+            s[FIRST] = b
+        if b != NIL:
+            nprev[b] = pa
+        nnext[a] = s[FREE]
+        s[FREE] = a
+    v = sid[x]
+    where[v] = 0
+    last = s[1] - 1
+    s[1] = last
+    if x != last:
+        j = sid[last]
+        sid[x] = j
+        where[j] = x + 1
+        c = snode[last]
+        p = sprev[last]
+        q = snext[last]
+        snode[x] = c
+        sprev[x] = p
+        snext[x] = q
+        if p != NIL:
+            snext[p] = x
+        else:
+            nhead[c] = x
+        if q != NIL:
+            sprev[q] = x
+        else:
+            ntail[c] = x
+    return v
+
+
 @nb.njit(cache=True)
-def _lfu_remove(ids, where, node, prev, nxt, nfreq, nhead, ntail, nprev, nnext, s):
+def _lfu_remove(ids, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
     n = 0
     for k in range(ids.size):
-        i = ids[k]
-        if where[i] > 0:
-            a = node[i]
-            if _detach(i, a, prev, nxt, nhead, ntail):
-                _free_node(a, nprev, nnext, s)
-            where[i] = 0
-            s[1] -= 1
+        w = where[ids[k]]
+        if w > 0:
+            _drop_slot(w - 1, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
             n += 1
     return n
 
 
 @nb.njit(cache=True)
-def _lfu_shrink(evicted, where, node, prev, nxt, nfreq, nhead, ntail, nprev, nnext, s):
+def _lfu_shrink(evicted, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
     n = 0
     while s[1] > s[0]:
-        evicted[n] = _evict_min(where, node, prev, nxt, nfreq, nhead, ntail, nprev, nnext, s)
+        x = nhead[s[FIRST]]
+        evicted[n] = _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
         n += 1
     return n
 
 
 class LFU(Policy):
     name = "lfu"
+    _where_dtype = np.int32
     _id_arrays = {
-        "_node": (np.int32, NIL), "_prev": (np.int32, NIL), "_next": (np.int32, NIL),
+        "_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL),
+        "_snode": (np.int32, NIL),
         "_nfreq": (np.int64, 0), "_nhead": (np.int32, NIL), "_ntail": (np.int32, NIL),
         "_nprev": (np.int32, NIL), "_nnext": (np.int32, NIL),
     }
@@ -189,7 +254,7 @@ class LFU(Policy):
         self._s[HIGH] = 0
 
     def _arrays(self):
-        return (self._where, self._node, self._prev, self._next, self._nfreq,
+        return (self._where, self._sid, self._sprev, self._snext, self._snode, self._nfreq,
                 self._nhead, self._ntail, self._nprev, self._nnext, self._s)
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
