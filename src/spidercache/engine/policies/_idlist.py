@@ -1,7 +1,9 @@
-"""Doubly linked lists threaded through per-id ``int32`` arrays (ARC, S3-FIFO).
+"""Doubly linked lists threaded through ``int32`` link arrays.
 
-Several lists share one pair of link arrays (an id is on at most one list at a
-time); list ``L`` keeps its head at ``s[L]`` and its tail at ``s[L + 1]`` in
+ARC's cold paths (``remove``, ``resize``) use these on its slot pool; the hot
+access kernels inline the same steps on local variables instead (see
+``_slotlist`` for why). Several lists share one pair of link arrays (a node is
+on at most one list at a time); list ``L`` keeps its head at ``s[L]`` and its tail at ``s[L + 1]`` in
 the policy's scalar array. Head = most recently pushed; the tail is the oldest.
 """
 
