@@ -30,8 +30,14 @@ import numpy as np
 from .base import Policy
 
 NIL = -1
-# scalars: 0 capacity, 1 size, 2 first bucket (lowest count), 3 free-node list, 4 node high-water mark
+# scalars: 0 capacity, 1 size, 2 first bucket (lowest count), 3 free-node list, 4 node high-water mark,
+# 5 look-ahead sink
 FIRST, FREE, HIGH = 2, 3, 4
+SINK = 5  # where the look-ahead loads go, so the compiler keeps them
+# Touch ``where`` of the id this many requests ahead: its cache line is on the
+# way while the current request is served (a cheap software prefetch; 1.1-1.35x
+# in A/B runs on a shared 2-core box. S3-FIFO, whose hit is one byte, gained nothing).
+LOOKAHEAD = 8
 
 
 @nb.njit(cache=True)
@@ -41,7 +47,11 @@ def _lfu_access(ids, admit, use_admit, hits, evicted, record,
     n_ev = 0
     n_adm = 0
     n_rej = 0
-    for k in range(ids.size):
+    n = ids.size
+    sink = 0
+    for k in range(n):
+        if k + LOOKAHEAD < n:
+            sink += where[ids[k + LOOKAHEAD]]
         i = ids[k]
         w = where[i]
         if w > 0:
@@ -163,6 +173,7 @@ def _lfu_access(ids, admit, use_admit, hits, evicted, record,
     s[FIRST] = first
     s[FREE] = free
     s[HIGH] = high
+    s[SINK] = sink
     return n_ev, n_adm, n_rej
 
 
@@ -246,7 +257,7 @@ class LFU(Policy):
         "_nfreq": (np.int64, 0), "_nhead": (np.int32, NIL), "_ntail": (np.int32, NIL),
         "_nprev": (np.int32, NIL), "_nnext": (np.int32, NIL),
     }
-    _n_scalars = 5
+    _n_scalars = 6
 
     def _init_scalars(self) -> None:
         self._s[FIRST] = NIL
