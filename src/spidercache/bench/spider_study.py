@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--network", default="small")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave as is)")
     ap.add_argument("--option", action="append", default=[], help="spider option key=value (float/int)")
+    ap.add_argument("--label", default="", help="name written as the rows' policy (for option variants)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
             with open(a.out, "a") as f:
                 for r in result.rows:
                     row = {k: r[k] for k in ROW_KEYS}
+                    if a.label:
+                        row["policy"] = a.label
                     row.update(network=a.network, train_samples=r["train_samples"],
                                storage_latency_ms=a.storage_latency_ms)
                     s = per_epoch.get(r["epoch"])

@@ -227,7 +227,10 @@ class SpiderPolicy(TrainingPolicy):
         self.imp.observe(ids, losses, embeddings)
         if self.graph is not None and embeddings is not None:
             self.graph.observe(ids, embeddings)
-        self.upkeep_seconds += time.perf_counter() - t0
+        dt = time.perf_counter() - t0
+        self.upkeep_seconds += dt
+        if self.epoch_stats:  # the epoch's report row (shared with stats_sink) counts this step's work too
+            self.epoch_stats[-1]["upkeep_seconds"] += dt
 
     def loss_weights(self, ids: np.ndarray) -> np.ndarray:
         """Importance-sampling correction for the requested ids (ones without importance sampling)."""
@@ -267,7 +270,13 @@ class SpiderPolicy(TrainingPolicy):
         score = self.score
         must = self.sampler.must_serve if self.use_importance_sampling else None
         hom = self.graph is not None and hc.capacity > 0
+        fresh: set[int] = set()  # admitted by this batch: still on its way into the store
         for k, i in enumerate(ids.tolist()):
+            if i in fresh:
+                # Requested twice in one batch (sampling with replacement). Under DDP
+                # the two requests may sit on different ranks, and the write of the
+                # first may not have landed when the second reads: read it again.
+                continue
             if ic.resident[i]:
                 hit[k] = True
                 self._gain[0] += 1
@@ -300,13 +309,20 @@ class SpiderPolicy(TrainingPolicy):
                     self.ready_at[i] = self._lookups + self.ready_after
                     admit[k] = True
                     level[k] = 1
+                    fresh.add(i)
                     continue
             ok, victim = ic.offer(i, float(score[i]))
             if ok:
                 admit[k] = True
+                fresh.add(i)
                 if victim >= 0:
                     evicted.append(victim)
-        return Lookup(served, hit, sub, admit, np.asarray(evicted, np.int64), level)
+        ev = np.asarray(evicted, np.int64)
+        if fresh and ev.size:
+            # Evicted earlier (or at epoch start) and admitted again by this batch: the
+            # store's delete runs after the batch's writes, so it must not be issued.
+            ev = ev[~self.contains(ev)]
+        return Lookup(served, hit, sub, admit, ev, level)
 
     def contains(self, ids):
         ids = np.asarray(ids, np.int64)
