@@ -30,7 +30,7 @@ What changed from SpiderCache's code, and why (see docs/spider.md):
    training and none later. The projection (Johnson-Lindenstrauss) keeps
    neighbourhoods while making insertions and queries several times cheaper,
    which is what keeps index upkeep a few percent of an epoch.
-2. Neighbours are the ``k`` nearest (default 10) instead of 500 filtered by
+2. Neighbours are the ``k`` nearest (the policy uses 32) instead of 500 filtered by
    that threshold, so ``n_same + n_other = k`` and ``n_other / k`` is the
    share of the neighbourhood with another label, as the formula intends.
 3. hnswlib runs on one thread, so every DDP rank builds the same graph from
@@ -234,7 +234,8 @@ class HomophilyGraph:
     def state_dict(self) -> dict:
         return {"dim": self.dim, "indexed_vec": self._indexed_vec.copy(), "indexed": self.indexed.copy(),
                 "nbrs": self.nbrs.copy(), "nbr_ok": self.nbr_ok.copy(), "n_same": self.n_same.copy(),
-                "n_other": self.n_other.copy()}
+                "n_other": self.n_other.copy(), "pending": self._pending.copy(),
+                "has_pending": self._has_pending.copy()}
 
     def load_state_dict(self, s: dict) -> None:
         if s.get("dim") is None:
@@ -247,6 +248,9 @@ class HomophilyGraph:
         self.nbr_ok = np.asarray(s["nbr_ok"], np.bool_).copy()
         self.n_same = np.asarray(s["n_same"], np.int64).copy()
         self.n_other = np.asarray(s["n_other"], np.int64).copy()
+        if "pending" in s:  # embeddings of the checkpointed epoch, not yet folded in
+            self._pending = np.asarray(s["pending"], np.float32).copy()
+            self._has_pending = np.asarray(s["has_pending"], np.bool_).copy()
         ids = np.flatnonzero(self.indexed)
         if ids.size:  # rebuild the index from the saved vectors (hnswlib state is not pickled)
             self._ensure_index()
