@@ -125,3 +125,26 @@ def test_online_retraining_in_the_background_thread(tiny_base, tiny_exploration)
     assert retrainer.swaps or retrainer.rejections
     if retrainer.swaps:
         assert rt.exits[0].head is not untrained
+
+
+def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration):
+    """compose.assess (used by the benchmark for test accuracy) predicts what the runtime does."""
+    from spidercache.inference.compose import assess
+    from spidercache.inference.explore import collect_activations
+    from spidercache.inference.heads import head_outputs
+
+    from spidercache.inference.compose import Composition
+
+    # The tiny network is cheaper than any head, so compose() rightly takes none; set the choice by hand,
+    # at the median confidence so that some images exit and some do not.
+    k = next(i for i, h in enumerate(tiny_exploration.heads) if h.unit == 0 and h.variant == "pool4_mlp")
+    threshold = float(np.median(tiny_exploration.heads[k].val_conf))
+    comp = Composition(1, 0.0, [(k, threshold)], 0.0, 0.0, 0.0, 0.0, 0.0, 0, True)
+    x, y = make_images(200, seed=13)
+    acts, logits = collect_activations(tiny_base, x)
+    outs = [head_outputs(tiny_exploration.build_head(k), acts[h.unit]) for k, h in enumerate(tiny_exploration.heads)]
+    base_acc, gati_acc, rates = assess(tiny_exploration, comp, [o[0] for o in outs], [o[1] for o in outs],
+                                       y, logits.argmax(1).numpy())
+    out = GatiRuntime.from_composition(tiny_base, tiny_exploration, comp).predict_images(x)
+    assert gati_acc == pytest.approx(100.0 * float((out.labels.numpy() == y).mean()))
+    assert sum(rates) == pytest.approx(100.0 * float((out.exit_unit < 2).float().mean()))
