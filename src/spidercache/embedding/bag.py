@@ -52,6 +52,55 @@ def _unique_inverse(idx, stamp):
     return uniq[:u], inv
 
 
+@nb.njit(cache=True)
+def _row_grads(starts, end, inv, grad_out, psw, use_psw, mean, row_grad):
+    """row_grad[inv[i]] += grad_out[bag of i] (/ bag length, * psw[i]): the sum / mean
+    embedding_bag backward, reduced per distinct row in one pass (no per-lookup matrix)."""
+    n_bags, dim = grad_out.shape
+    for b in range(n_bags):
+        lo = starts[b]
+        hi = starts[b + 1] if b + 1 < n_bags else end
+        if hi <= lo:
+            continue
+        scale = np.float32(1.0 / (hi - lo)) if mean else np.float32(1.0)
+        for i in range(lo, hi):
+            w = scale * psw[i] if use_psw else scale
+            r = inv[i]
+            for d in range(dim):
+                row_grad[r, d] += grad_out[b, d] * w
+
+
+@nb.njit(cache=True)
+def _sgd_fast(slots, row_grad, fast, lr):
+    """fast[slot] -= lr * grad for the distinct rows that are in the fast tier."""
+    dim = row_grad.shape[1]
+    for j in range(slots.size):
+        s = slots[j]
+        if s >= 0:
+            for d in range(dim):
+                fast[s, d] -= lr * row_grad[j, d]
+
+
+class _FusedSGDBag(torch.autograd.Function):
+    """``F.embedding_bag`` over the gathered rows whose backward applies the SGD step to
+    the tiers directly (sum / mean): per-lookup gradients are the bag's output gradient
+    (scaled by 1 / bag length for mean, by the per-sample weight if given), summed per
+    distinct row with one ``index_add_``. Nothing is returned for ``rows``."""
+
+    @staticmethod
+    def forward(ctx, rows, bag, uniq, inv, offsets, psw):
+        ctx.bag, ctx.uniq = bag, uniq
+        ctx.save_for_backward(inv, offsets, psw)
+        return F.embedding_bag(inv, rows, offsets, mode=bag.mode, per_sample_weights=psw,
+                               include_last_offset=bag.include_last_offset)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        inv, offsets, psw = ctx.saved_tensors
+        ctx.bag._fused_backward(ctx.uniq, inv, offsets, psw, grad_out.contiguous())
+        return None, None, None, None, None, None
+
+
 class CachedEmbeddingBag(nn.Module):
     """``nn.EmbeddingBag(num_embeddings, embedding_dim, mode)`` over a fast and a slow tier.
 
@@ -199,12 +248,52 @@ class CachedEmbeddingBag(nn.Module):
             if new.size:
                 self._load(new)
         rows, _ = self._rows(uniq)
-        if torch.is_grad_enabled() and self.training:
+        inv_t = torch.from_numpy(inv).to(self.device)
+        offsets = offsets.to(self.device)
+        if not (torch.is_grad_enabled() and self.training):
+            return F.embedding_bag(inv_t, rows, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
+                                   include_last_offset=self.include_last_offset)
+        if self.mode == "max" or (per_sample_weights is not None and per_sample_weights.requires_grad):
+            # rare cases: let autograd build the dense row gradient, apply it in a hook
             rows.requires_grad_(True)
             rows.register_hook(lambda g, u=uniq: self._apply_grad(u, g))
-        return F.embedding_bag(torch.from_numpy(inv).to(self.device), rows, offsets.to(self.device),
-                               mode=self.mode, per_sample_weights=per_sample_weights,
-                               include_last_offset=self.include_last_offset)
+            return F.embedding_bag(inv_t, rows, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
+                                   include_last_offset=self.include_last_offset)
+        # sum / mean: a fused backward that never builds autograd's dense embedding_bag
+        # gradient (that kernel was 70 % of a training step); see _FusedSGDBag.
+        rows.requires_grad_(True)
+        return _FusedSGDBag.apply(rows, self, uniq, inv_t, offsets, per_sample_weights)
+
+    @torch.no_grad()
+    def _fused_backward(self, uniq: np.ndarray, inv: torch.Tensor, offsets: torch.Tensor,
+                        psw: torch.Tensor | None, grad_out: torch.Tensor) -> None:
+        n = inv.numel()
+        n_bags = grad_out.shape[0]
+        end = int(offsets[-1]) if self.include_last_offset else n
+        if self.device.type != "cpu":
+            starts = offsets[:n_bags]
+            lengths = torch.diff(starts, append=starts.new_tensor([end]))
+            bag_of = torch.repeat_interleave(torch.arange(n_bags, device=grad_out.device), lengths)
+            g = grad_out
+            if self.mode == "mean":
+                g = g / lengths.clamp(min=1).to(g.dtype).unsqueeze(1)
+            g = g.index_select(0, bag_of)  # one gradient row per lookup
+            if psw is not None:
+                g = g * psw.reshape(-1)[:end].to(g.dtype).unsqueeze(1)
+            row_grad = torch.zeros(uniq.size, self.embedding_dim, dtype=g.dtype, device=g.device)
+            row_grad.index_add_(0, inv[:end], g)
+            self._apply_grad(uniq, row_grad)
+            return
+        # CPU: numba, one pass over the lookups, then one over the distinct rows
+        row_grad = np.zeros((uniq.size, self.embedding_dim), np.float32)
+        w = psw.reshape(-1).to(torch.float32).numpy() if psw is not None else np.zeros(1, np.float32)
+        _row_grads(offsets[:n_bags].numpy(), end, inv.numpy(), grad_out.to(torch.float32).numpy(), w,
+                   psw is not None, self.mode == "mean", row_grad)
+        slots = self.slot_of[uniq]  # where each row is now, not at forward time
+        _sgd_fast(slots, row_grad, self.fast.numpy(), np.float32(self.lr))
+        s = np.flatnonzero(slots < 0)
+        if s.size:
+            self.slow[uniq[s]] -= self.lr * row_grad[s]
 
     @torch.no_grad()
     def _apply_grad(self, uniq: np.ndarray, grad: torch.Tensor) -> None:
