@@ -171,3 +171,16 @@ def test_redis_not_answering_is_a_user_error():
     with pytest.raises(UserError):
         make_backend("redis", capacity=10, sample_shape=(1,), dtype=np.uint8, fingerprint="x" * 16, batch_size=4,
                      host_ip="127.0.0.1", port_num=1, port_num2=None)
+
+
+def test_begin_epoch_runs_once_per_epoch():
+    x, y = synthetic(100)
+    p = make_training_policy("icache", 100, 20, y)
+    calls = []
+    orig = p.begin_epoch
+    p.begin_epoch = lambda e: (calls.append(e), orig(e))
+    loader = CachedLoader(CachedDataset(SlowStorage(x, y), None), p, 25)
+    loader.start_epoch(0)  # as the training loop does, to size its progress bar
+    list(loader.epoch(0))
+    list(loader.epoch(1))
+    assert calls == [0, 1]

@@ -97,13 +97,20 @@ class CachedLoader:
         return len(self.batch_sampler)
 
     def start_epoch(self, epoch: int) -> int:
-        """Commit the policy's scores and fix the epoch's order; returns the number of steps."""
+        """Commit the policy's scores and fix the epoch's order; returns the number of steps.
+
+        Called once per epoch (``epoch()`` calls it unless the caller already
+        did, e.g. to size a progress bar): ``begin_epoch`` is not idempotent.
+        """
         self.policy.begin_epoch(epoch)
         self.batch_sampler.set_epoch(epoch)
+        self._started = epoch
         return len(self.batch_sampler)
 
     def epoch(self, epoch: int) -> Iterator[LoadedBatch]:
-        self.start_epoch(epoch)
+        if getattr(self, "_started", None) != epoch:
+            self.start_epoch(epoch)
+        self._started = None
         self.stats = CacheStats()
         it = iter(self.loader)
         while True:
