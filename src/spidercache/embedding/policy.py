@@ -39,7 +39,8 @@ from .features import FeatureState
 from .models import load_model
 
 NIL = -1
-# scalars: 0 capacity, 1 size, 2 LRU head (most recent), 3 LRU tail, 4 heap size, 5 bypass
+# scalars: 0 capacity, 1 size, 2 LRU head (most recent), 3 LRU tail, 4 heap size, 5 bypass,
+# 6 ordering (0: predicted next-use time, 1: decayed-frequency score, see _decay_access)
 
 
 @nb.njit(cache=True, inline="always")
@@ -137,7 +138,7 @@ def _farthest(hk, hv, s, where, due):
 @nb.njit(cache=True, inline="always")
 def _evict_one(now, where, prev, nxt, s, pf, due, hk, hv):
     tail = s[3]
-    if due[tail] < now:  # overdue: the prediction failed, the row is likely far
+    if s[6] == 0 and due[tail] < now:  # overdue: the prediction failed, the row is likely far
         victim = tail
     else:
         victim = _farthest(hk, hv, s, where, due)
@@ -199,7 +200,50 @@ def _learned_access(ids, dist, now0, admit, use_admit, hits, evicted, record,
 
 
 @nb.njit(cache=True)
-def _prefetch_insert(cands, dist, now, where, prev, nxt, s, pf, due, hk, hv, evicted):
+def _decay_access(ids, off, now0, inv_tau, admit, use_admit, hits, evicted, record, where, prev, nxt, s, pf, due, hk, hv,
+                  dec, seen, counters):
+    """Ordering 1: each row's score is log(decayed access count) + (time of last access) / tau
+    + the model's offset for that access; the lowest score goes first. Because a
+    count decays as exp(-idle / tau), comparing scores fixed at access time is the
+    same as comparing the decayed counts now (LRFU), so one heap keyed at access
+    time orders the rows exactly. The heap is a max-heap, so it holds -score."""
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        i = ids[k]
+        now = now0 + k
+        if seen[i] >= 0:
+            dec[i] = dec[i] * np.exp((seen[i] - now) * inv_tau) + 1.0
+        else:
+            dec[i] = 1.0
+        seen[i] = now
+        key = -(np.log(dec[i]) + now * inv_tau + off[k])
+        if where[i] > 0:
+            hits[k] = True
+            if pf[i]:
+                counters[0] += 1
+                pf[i] = 0
+            _unlink(i, prev, nxt, s)
+            _place(i, key, where, prev, nxt, s, due, hk, hv)
+            continue
+        hits[k] = False
+        if use_admit and not admit[k]:
+            n_rej += 1
+            continue
+        if s[1] >= s[0]:
+            v = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
+            if record:
+                evicted[n_ev] = v
+            n_ev += 1
+        _place(i, key, where, prev, nxt, s, due, hk, hv)
+        s[1] += 1
+        n_adm += 1
+    return n_ev, n_adm, n_rej
+
+
+@nb.njit(cache=True)
+def _prefetch_insert(cands, keys, now, where, prev, nxt, s, pf, due, hk, hv, evicted):
     n_ev = 0
     n_in = 0
     for k in range(cands.size):
@@ -209,7 +253,7 @@ def _prefetch_insert(cands, dist, now, where, prev, nxt, s, pf, due, hk, hv, evi
         if s[1] >= s[0]:
             evicted[n_ev] = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
             n_ev += 1
-        _place(i, now + dist, where, prev, nxt, s, due, hk, hv)
+        _place(i, keys[k], where, prev, nxt, s, due, hk, hv)
         pf[i] = 1
         s[1] += 1
         n_in += 1
@@ -259,11 +303,17 @@ class Learned(Policy):
 
     name = "learned"
     _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL), "_pf": (np.int8, 0),
-                  "_due": (np.float64, 0.0)}
-    _n_scalars = 6
+                  "_due": (np.float64, 0.0), "_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
+    _n_scalars = 7
 
     def __init__(self, capacity: int, n_ids: int = 0, *, model=None, tables: np.ndarray | None = None,
-                 bypass: bool = False, batch_lookups: int | None = None, **kw) -> None:
+                 bypass: bool = False, batch_lookups: int | None = None, ordering: str = "decay",
+                 decay_tau: float = 32.0, model_weight: float = 0.5, **kw) -> None:
+        if ordering not in ("decay", "next_use"):
+            raise ValueError(f"ordering must be 'decay' or 'next_use', got {ordering!r}")
+        self.ordering = ordering
+        self.decay_tau = float(decay_tau)  # in units of the capacity
+        self.model_weight = float(model_weight)
         self.model = _as_model(model, "learned")
         self._weights = self.model.numpy_weights()
         self.bypass = bool(bypass)
@@ -286,6 +336,7 @@ class Learned(Policy):
         self._s[2] = NIL
         self._s[3] = NIL
         self._s[5] = int(getattr(self, "bypass", False))
+        self._s[6] = int(getattr(self, "ordering", "decay") == "decay")
 
     def _on_resize(self) -> None:
         self.features.capacity = self.capacity
@@ -314,6 +365,12 @@ class Learned(Policy):
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         now = self.features.time
+        if self.ordering == "decay":
+            p_keep = self.predict(ids)[:, 0].astype(np.float64)
+            off = self.model_weight * np.log(np.clip(p_keep, 1e-4, 1.0))
+            return _decay_access(ids, off, float(now), 1.0 / (self.decay_tau * self.capacity), admit, use_admit,
+                                 hits, evicted, record, self._where, self._prev, self._next, self._s, self._pf,
+                                 self._due, self._hk, self._hv, self._dec, self._seen, self._counters)
         dist = np.ascontiguousarray(self.predict(ids)[:, 1], np.float64)
         return _learned_access(ids, dist, float(now), admit, use_admit, hits, evicted, record,
                                self._where, self._prev, self._next, self._s, self._pf, self._due,
@@ -381,8 +438,13 @@ class LearnedPrefetch(Learned):
             chosen = np.ascontiguousarray(cands[good])
             if chosen.size:
                 ev = np.empty(chosen.size + 16, np.int64)
-                window = float(getattr(self.prefetch_model.config, "window", 0.25)) * self.capacity
-                n_ev, n_in = _prefetch_insert(chosen, window, float(self.features.time), self._where, self._prev,
+                now = float(self.features.time)
+                if self.ordering == "decay":  # a prefetched row scores as one fresh access now
+                    keys = np.full(chosen.size, -(now / (self.decay_tau * self.capacity)))
+                else:  # predicted back within the window
+                    window = float(getattr(self.prefetch_model.config, "window", 0.25)) * self.capacity
+                    keys = np.full(chosen.size, now + window)
+                n_ev, n_in = _prefetch_insert(chosen, keys, now, self._where, self._prev,
                                               self._next, self._s, self._pf, self._due, self._hk, self._hv, ev)
                 self._prefetches += int(n_in)
                 self._stats.evictions += int(n_ev)
