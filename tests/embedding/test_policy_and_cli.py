@@ -64,6 +64,45 @@ def test_learned_policies_keep_capacity_and_report_evictions(tiny):
             assert st.prefetches > 0 and 0 <= st.prefetch_hits <= st.prefetches
 
 
+def _python_lrfu(ids, capacity, tau):
+    """Reference: evict the resident with the smallest decayed count now (ties: older key first)."""
+    import math
+
+    dec, seen, res, hits = {}, {}, set(), []
+    for t, x in enumerate(ids.tolist()):
+        dec[x] = dec[x] * math.exp((seen[x] - t) / tau) + 1.0 if x in seen else 1.0
+        seen[x] = t
+        if x in res:
+            hits.append(True)
+            continue
+        hits.append(False)
+        if len(res) >= capacity:
+            # score fixed at last access: log(count) + t_last / tau (same order as the count now)
+            res.remove(min(res, key=lambda r: math.log(dec[r]) + seen[r] / tau))
+        res.add(x)
+    return np.array(hits)
+
+
+def test_decay_ordering_equals_python_lrfu_and_next_use_ordering_runs(tiny):
+    import spidercache.embedding.policy  # noqa: F401
+
+    d, keys = tiny
+    ids, n = remap_trace(keys[:6000])
+    cache = load_model(d / "model")
+    pol = make_policy("learned", 150, n, model=cache, model_weight=0.0, decay_tau=2.0)
+    got = np.concatenate([pol.access(ids[s : s + 700]) for s in range(0, ids.size, 700)])
+    assert np.array_equal(got, _python_lrfu(ids, 150, 2.0 * 150))
+    # the model's offset changes decisions (a weight that did nothing would pass silently)
+    weighted = make_policy("learned", 150, n, model=cache, model_weight=3.0, decay_tau=2.0)
+    other = np.concatenate([weighted.access(ids[s : s + 700]) for s in range(0, ids.size, 700)])
+    assert not np.array_equal(other, got)
+    old = make_policy("learned", 150, n, model=cache, ordering="next_use")
+    old.access(ids)
+    assert old.size <= 150 and 0 < old.stats().hits < ids.size
+    with pytest.raises(ValueError):
+        make_policy("learned", 150, n, model=cache, ordering="nope")
+
+
 def test_eval_json_rows_and_gap(tiny):
     d, _ = tiny
     r = run_cli("embed", "eval", d / "trace.npy", "--model", d / "model",

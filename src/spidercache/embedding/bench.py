@@ -141,6 +141,8 @@ def run_benchmark(requests: int = 2_000_000, steps: int = 1500, log=print) -> di
             data["held_out"].append({"seed": seed, "drift": drift, "best_classic": best, "h_best": hb,
                                      "h_opt": ho, "h_learned": hl,
                                      "h_learned_prefetch": by["learned+prefetch"]["hit_ratio"],
+                                     "prefetches": by["learned+prefetch"].get("prefetches", 0),
+                                     "prefetch_hits": by["learned+prefetch"].get("prefetch_hits", 0),
                                      "closed_vs_best": (hl - hb) / (ho - hb) if ho > hb else 0.0})
             log(f"  {data['held_out'][-1]}")
         log("scoring speed ...")
@@ -178,11 +180,11 @@ def markdown(d: dict) -> str:
                          + f" | {rs[0.1]['gap_closed']:.3f} |")
         lines.append("")
     lines += ["### Learned policy on held-out traces (10 % cache, model trained on seed 0, drift 0.001)", "",
-              "| seed | drift | best classic | h_best | learned | learned+prefetch | OPT | closed vs best |",
+              "| seed | drift | best classic | h_best | learned | learned+prefetch (prefetches / used) | OPT | closed vs best |",
               "|---|---|---|---|---|---|---|---|"]
     for r in d["held_out"]:
         lines.append(f"| {r['seed']} | {r['drift']} | {r['best_classic']} | {r['h_best']:.4f} | {r['h_learned']:.4f} "
-                     f"| {r['h_learned_prefetch']:.4f} | {r['h_opt']:.4f} | {r['closed_vs_best']:.3f} |")
+                     f"| {r['h_learned_prefetch']:.4f} ({r['prefetches']:,} / {r['prefetch_hits']:,}) | {r['h_opt']:.4f} | {r['closed_vs_best']:.3f} |")
     s = d["scoring"]
     lines += ["", "### Scoring path", "",
               f"- features (numba): {s['features_rps']:,.0f} requests/s; MLP (numba): {s['mlp_rps']:,.0f} requests/s; "

@@ -405,8 +405,8 @@ class LearnedPrefetch(Learned):
 
     name = "learned+prefetch"
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, prefetch_model=None, prefetch_share: float = 0.05,
-                 prefetch_threshold: float = 0.5, **kw) -> None:
+    def __init__(self, capacity: int, n_ids: int = 0, *, prefetch_model=None, prefetch_share: float = 0.005,
+                 prefetch_threshold: float = 0.0, **kw) -> None:
         self.prefetch_model = _as_model(prefetch_model, "learned+prefetch")
         self.prefetch_share = float(prefetch_share)
         self.prefetch_threshold = float(prefetch_threshold)
