@@ -14,6 +14,9 @@ from ..errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .memory import tune_allocator
+
+    tune_allocator()  # before any thread makes its own malloc arena (see memory.py)
     from ..cli.server import parse_memory
     from .admin import resolve_token
     from .daemon import configure_logging, run_foreground

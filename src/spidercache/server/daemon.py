@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from .memory import tune_allocator
 from .sessions import ServerConfig
 from .service import ServeOptions, check_bind, serve
 from .shm import SHM_DIR
@@ -54,6 +55,7 @@ def shm_prefix(port: int) -> str:
 def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
     """Hold the port's lock, clear leftovers of a killed server, serve until stopped."""
     check_bind(options.host, options.token)
+    tune_allocator()  # this process is the server now (see memory.py)
     lock_path, pid_path, _ = _paths(options.port)
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

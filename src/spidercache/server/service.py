@@ -25,7 +25,8 @@ from .. import __version__
 from ..errors import UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .wire import encode_get_reply
+from .memory import release_free_memory
+from .wire import finish_reply, new_get_reply
 from .sessions import (
     PipelineMismatch,
     RequestError,
@@ -164,8 +165,15 @@ class CacheService(pb_grpc.CacheServerServicer):
         session = self.manager.get(request.session_id)
         session.check_pipeline(request.pipeline)
         ids = validate_ids(request.ids)
-        lengths, rows = session.get(ids)
-        return encode_get_reply(lengths, rows)  # GetReply's wire format, built with one copy
+        box: list = []
+
+        def alloc(lengths: np.ndarray, n_rows: int, width: int) -> np.ndarray:
+            message, rows = new_get_reply(lengths, n_rows, width)
+            box.append(message)
+            return rows
+
+        session.get(ids, alloc)  # gathers each value from its slot straight into the reply
+        return finish_reply(box[0])  # GetReply's wire format; gRPC sends these bytes as they are
 
     @_handler
     def Put(self, request, context):
@@ -260,6 +268,7 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
     try:
         while not stop.wait(0.5):
             manager.heartbeat()
+            release_free_memory()  # freed request/reply buffers go back to the OS between bursts
     finally:
         server.stop(grace=1.0).wait(5)
         manager.close()

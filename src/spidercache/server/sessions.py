@@ -170,17 +170,33 @@ class Session:
         self.manager.save()
 
     # ----------------------------------------------------------- reads
-    def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lengths, rows): lengths -1 for a miss; one row per value found, in order."""
+    def get(self, ids: np.ndarray, alloc=None) -> tuple[np.ndarray, np.ndarray]:
+        """(lengths, rows): lengths -1 for a miss; one row per value found, in order.
+
+        ``alloc(lengths, n_rows, width)``, when given, returns the (n_rows, width)
+        uint8 array the rows are gathered into: the server passes the reply
+        message's own buffer, so a value is copied once from its slot to the reply.
+        The gather happens under the session lock (a slot may be reused after it).
+        """
         with self.lock:
-            e, lengths, rows = self.arena.gather(ids)
+            e, lengths, cls, slots, width = self.arena.locate(ids)
             if self.policy is not None:
                 resident = ids[e >= 0]
                 if resident.size:
                     self.policy.access(resident)  # recency / frequency of hits
             spilled = np.flatnonzero(lengths == SPILLED)
             if spilled.size:
+                rows = np.empty((slots.size, width), np.uint8)
+                self.arena.fill_rows(rows, cls, slots)
                 rows = self._merge_disk(ids, e, lengths, rows, spilled)
+                if alloc is not None:
+                    out = alloc(lengths, rows.shape[0], rows.shape[1])
+                    out[...] = rows
+                    rows = out
+            else:
+                rows = (alloc(lengths, slots.size, width) if alloc is not None
+                        else np.empty((slots.size, width), np.uint8))
+                self.arena.fill_rows(rows, cls, slots)
             found = int(np.count_nonzero(lengths >= 0))
             self.counters.hits += found
             self.counters.misses += ids.size - found

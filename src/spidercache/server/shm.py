@@ -254,31 +254,61 @@ class SlotArena:
         out[ok] = self.index[ids[ok]]
         return out
 
-    def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(entries, lengths, rows) for ids.
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Where a batch lives, without copying any value: (entries, lengths, classes,
+        slots, width).
 
-        ``lengths`` is -1 for absent, -2 for spilled; ``rows`` holds one row per
-        id found in memory, in request order, as wide as the widest slot among
-        them (one fancy-index per slot class; a value fills ``row[:length]``).
+        ``lengths`` is -1 for absent, -2 for spilled; ``classes`` / ``slots`` hold
+        one entry per id found in memory, in request order; ``width`` is the widest
+        slot among them (the row width of a reply).
         """
         e = self.entries(ids)
         lengths = np.where(e == SPILLED, SPILLED, ABSENT).astype(np.int64)
         present = np.flatnonzero(e >= 0)
         if present.size == 0:
-            return e, lengths, np.empty((0, 0), np.uint8)
+            empty = np.empty(0, np.int64)
+            return e, lengths, empty, empty, 0
         _, cls, slots = unpack(e[present])
-        classes = np.unique(cls)
-        if classes.size == 1:
-            view = self.classes[int(classes[0])]
+        first = int(cls[0])
+        if (cls == first).all():
+            view = self.classes[first]
             lengths[present] = view.lens[slots]
-            return e, lengths, view.data[slots]
-        width = max(self.classes[int(c)].slot_size for c in classes)
-        rows = np.zeros((present.size, width), np.uint8)
-        for c in classes:
+            return e, lengths, cls, slots, view.slot_size
+        width = 0
+        for c in np.unique(cls):
             sel = np.flatnonzero(cls == c)
             view = self.classes[int(c)]
-            rows[sel, : view.slot_size] = view.data[slots[sel]]
             lengths[present[sel]] = view.lens[slots[sel]]
+            width = max(width, view.slot_size)
+        return e, lengths, cls, slots, width
+
+    def fill_rows(self, out: np.ndarray, cls: np.ndarray, slots: np.ndarray) -> None:
+        """Copy the slots ``locate`` found into ``out`` (rows x width, C order): one
+        gather straight into the caller's buffer (e.g. the reply message itself)."""
+        if slots.size == 0:
+            return
+        first = int(cls[0])
+        view = self.classes[first]
+        if out.shape[1] == view.slot_size and (cls == first).all():
+            # mode="clip": "raise" would gather into a temporary first and copy again
+            np.take(view.data, slots, axis=0, out=out, mode="clip")
+            return
+        out[:] = 0
+        for c in np.unique(cls):
+            sel = np.flatnonzero(cls == c)
+            view = self.classes[int(c)]
+            out[sel, : view.slot_size] = view.data[slots[sel]]
+
+    def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(entries, lengths, rows) for ids.
+
+        ``lengths`` is -1 for absent, -2 for spilled; ``rows`` holds one row per
+        id found in memory, in request order, as wide as the widest slot among
+        them (a value fills ``row[:length]``).
+        """
+        e, lengths, cls, slots, width = self.locate(ids)
+        rows = np.empty((slots.size, width), np.uint8)
+        self.fill_rows(rows, cls, slots)
         return e, lengths, rows
 
     def read_one(self, entry: int) -> bytes:
