@@ -64,6 +64,24 @@ def test_full_memory_spills_and_reads_back(manager, tmp_path):
     assert rejected == 0 and spilled == 40 - stored and status.all()
     assert _get(s, range(40)) == VALUES
     assert s.stats()["spilled_bytes"] == spilled * 3072
+    assert s.stats()["items_spilled"] == spilled
+
+
+def test_spilled_figures_drop_deleted_and_rewritten_values(manager, tmp_path):
+    s = manager(spill_dir=str(tmp_path / "spill")).new(memory_bytes=64 << 10, spill=True)
+    s.attach("p", "c")
+    stored, spilled, _, _ = _put(s, range(40), VALUES)
+    on_disk = list(range(stored, 40))
+    s.delete(np.array(on_disk[:3], np.int64))  # deleted: no longer spilled
+    assert s.stats()["items_spilled"] == spilled - 3
+    assert s.stats()["spilled_bytes"] == (spilled - 3) * 3072
+    _put(s, [on_disk[3]], [b"short"])  # rewritten small: fits in the room the deletes left
+    assert s.stats()["spilled_bytes"] == (spilled - 4) * 3072
+    assert _get(s, [on_disk[3]]) == [b"short"]
+    s.delete(np.arange(40))
+    assert s.stats()["items_spilled"] == 0 and s.stats()["spilled_bytes"] == 0
+    assert _put(s, range(5), VALUES[:5])[0] == 5  # memory is free again: no spill
+    assert s.stats()["spilled_bytes"] == 0
 
 
 def test_lru_policy_evicts_instead_of_refusing(manager):
@@ -90,7 +108,24 @@ def test_persist_reloads_after_restart(manager, tmp_path):
     m2 = manager(spill_dir=spill, persist=True)
     s2 = m2.get(sid)
     assert s2.pipeline == "pipe" and s2.sealed_items == 10
+    assert s2.arena.items == 10 and s2.stats()["items_spilled"] == 0  # back in memory, not read from disk
     assert _get(s2, range(12)) == VALUES[:10] + [None, None]
+
+
+def test_persist_reload_fills_memory_up_to_the_budget(manager, tmp_path):
+    spill = str(tmp_path / "spill")
+    m1 = manager(spill_dir=spill, persist=True)
+    s = m1.new(memory_bytes=64 << 10, spill=True)
+    s.attach("pipe", "c")
+    stored, spilled, _, _ = _put(s, range(40), VALUES)
+    assert spilled > 0
+    sid = s.id
+    m1.close()
+    m2 = manager(spill_dir=spill, persist=True)
+    s2 = m2.get(sid)
+    assert s2.arena.items == stored and s2.arena.used_bytes <= 64 << 10
+    assert s2.stats()["items_spilled"] == spilled and s2.stats()["spilled_bytes"] == spilled * 3072
+    assert _get(s2, range(40)) == VALUES
 
 
 def test_without_persist_a_restart_starts_empty(manager, tmp_path):

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .memory import release_free_memory
+from .memory import release_free_memory, reserve_for_process
 from .wire import finish_reply, new_get_reply
 from .sessions import (
     PipelineMismatch,
@@ -244,6 +244,8 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
     """Run the server in this process until Shutdown, SIGTERM or SIGINT."""
     check_bind(options.host, options.token)
     stop = threading.Event()
+    if not config.reserved_bytes:  # -m is the whole server's memory (memory.py)
+        config.reserved_bytes = reserve_for_process(config.memory_bytes)
     manager = SessionManager(config)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(1, options.workers)),
                          options=grpc_options(options.max_message_bytes),

@@ -71,6 +71,14 @@ class ServerConfig:
     policy: str | None = None  # None: stop admitting when full
     shm: bool = True
     shm_prefix: str = "spidercache"
+    # ``memory_bytes`` is the server's total memory; this much of it is the
+    # process itself (measured at start) plus request buffers (see memory.py)
+    reserved_bytes: int = 0
+
+    @property
+    def data_bytes(self) -> int:
+        """What the sessions' slots and indexes may use together."""
+        return max(0, self.memory_bytes - self.reserved_bytes)
 
 
 class Session:
@@ -89,6 +97,7 @@ class Session:
         prefix = f"{config.shm_prefix}-{session_id}" if config.shm else None
         self.arena = SlotArena(prefix, self.budget)
         self.disk: LMDBStore | None = None
+        self._spilled_len: dict[int, int] = {}  # id -> bytes, for ids on disk only
         self.policy = None
         if config.policy:
             from ..engine.policies import make_policy  # numba: loaded only when a policy is asked for
@@ -111,21 +120,67 @@ class Session:
             self.disk = LMDBStore(self.disk_path, map_size=64 << 20)
         return self.disk
 
-    def reload_from_disk(self) -> int:
-        """After a restart: every id on disk becomes SPILLED (served from disk)."""
+    def reload_from_disk(self, chunk_bytes: int = 64 << 20) -> int:
+        """After a restart: values on disk go back into memory while the budget
+        lasts (in id order); the rest stay on disk, marked SPILLED."""
         if self._open_disk() is None:
             return 0
-        ids, nbytes = [], 0
+        n = 0
+        ids: list[int] = []
+        values: list[bytes] = []
+        size = 0
         with self.disk.env.begin() as txn:
             for key, value in txn.cursor():
-                if key[:1] == b"i":
-                    ids.append(struct.unpack(">q", key[1:9])[0])
-                    nbytes += len(value)
+                if key[:1] != b"i":
+                    continue
+                ids.append(struct.unpack(">q", key[1:9])[0])
+                values.append(bytes(value))
+                size += len(value)
+                if size >= chunk_bytes:
+                    n += self._reload_chunk(ids, values)
+                    ids, values, size = [], [], 0
         if ids:
-            self.arena.mark(np.array(ids, np.int64), SPILLED)
-            self.counters.spilled_items = len(ids)
-            self.counters.spilled_bytes = nbytes
-        return len(ids)
+            n += self._reload_chunk(ids, values)
+        return n
+
+    def _reload_chunk(self, ids: list[int], values: list[bytes]) -> int:
+        ids_a = np.array(ids, np.int64)
+        lengths = np.fromiter((len(v) for v in values), np.int64, count=len(values))
+        offsets = np.zeros(ids_a.size, np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        data = np.frombuffer(b"".join(values), np.uint8)
+        with self.lock:
+            admitted, _ = self.arena.put(ids_a, lengths, offsets, data, self.manager.room(self))
+            if self.policy is not None and admitted.any():
+                self._policy_capacity(ids_a[admitted], lengths[admitted])
+                self.policy.access(ids_a[admitted])
+            rest = np.flatnonzero(~admitted)
+            self._mark_spilled(ids_a[rest], lengths[rest])
+        return ids_a.size
+
+    # spilled = on disk only (index entry SPILLED); the counters follow every
+    # change of such an entry, so deleted or rewritten values are not counted
+    def _mark_spilled(self, ids: np.ndarray, lengths: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        self.arena.mark(ids, SPILLED)
+        for i, n in zip(ids.tolist(), lengths.tolist()):
+            old = self._spilled_len.get(i)
+            if old is None:
+                self.counters.spilled_items += 1
+            else:
+                self.counters.spilled_bytes -= old
+            self._spilled_len[i] = int(n)
+            self.counters.spilled_bytes += int(n)
+
+    def _forget_spilled(self, ids: np.ndarray) -> None:
+        if not self._spilled_len:
+            return
+        for i in ids.tolist():
+            n = self._spilled_len.pop(i, None)
+            if n is not None:
+                self.counters.spilled_items -= 1
+                self.counters.spilled_bytes -= n
 
     # -------------------------------------------------------- pipeline
     def attach(self, pipeline: str, client_id: str, memory_bytes: int = 0, spill: bool = False) -> None:
@@ -245,12 +300,13 @@ class Session:
             if rest.size:
                 rest_ids = ids[rest]
                 if self.spill and self._open_disk() is not None:
-                    self.arena.mark(rest_ids, SPILLED)
                     self._disk_put(rest_ids, [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in rest])
+                    self._mark_spilled(rest_ids, lengths[rest])
                     spilled = rest.size
                 else:
                     # an older value of a refused id must not outlive the newer write
                     self.arena.mark(rest_ids, ABSENT)
+                    self._forget_spilled(rest_ids)
                     if self.disk is not None:
                         self.disk.delete_many(rest_ids)
                     if self.policy is not None:
@@ -258,6 +314,7 @@ class Session:
                     rejected = rest.size
                     self.counters.rejected += rejected
             sel = np.flatnonzero(admitted)
+            self._forget_spilled(ids[sel])  # in memory now
             if self.disk is not None and sel.size:
                 if self.config.persist:  # write-through: a crash loses nothing
                     self._disk_put(ids[sel], [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in sel])
@@ -274,8 +331,6 @@ class Session:
 
     def _disk_put(self, ids: np.ndarray, values: list[bytes]) -> None:
         self.disk.put_many(ids, values)
-        self.counters.spilled_items += len(values)
-        self.counters.spilled_bytes += sum(len(v) for v in values)
 
     def _policy_capacity(self, ids: np.ndarray, lengths: np.ndarray) -> None:
         """Items the budget holds: (budget - index) / the biggest slot seen so far."""
@@ -292,8 +347,8 @@ class Session:
             e = self.arena.entries(ids)
             keep = e >= 0
             values = [self.arena.read_one(int(x)) for x in e[keep]]
-            self.arena.mark(ids[keep], SPILLED)
             self._disk_put(ids[keep], values)
+            self._mark_spilled(ids[keep], np.array([len(v) for v in values], np.int64))
         else:
             self.arena.mark(ids, ABSENT)
 
@@ -301,6 +356,7 @@ class Session:
         with self.lock:
             e = self.arena.mark(ids, ABSENT)
             n = int(np.count_nonzero((e >= 0) | (e == SPILLED)))
+            self._forget_spilled(ids)
             if self.disk is not None:
                 self.disk.delete_many(ids)
             if self.policy is not None:
@@ -361,7 +417,7 @@ class SessionManager:
     def room(self, session: Session) -> int:
         """Bytes ``session`` may still take: its own budget and the server's."""
         return max(0, min(session.budget - session.arena.used_bytes,
-                          self.config.memory_bytes - self.used_bytes()))
+                          self.config.data_bytes - self.used_bytes()))
 
     # ---------------------------------------------------------- sessions
     def new(self, memory_bytes: int = 0, spill: bool = False) -> Session:
@@ -369,7 +425,7 @@ class SessionManager:
             raise RequestError("memory must be positive")
         if spill and not self.config.spill_dir:
             raise RequestError("this server was started with --no-spill; a session cannot spill")
-        budget = min(memory_bytes or self.config.memory_bytes, self.config.memory_bytes)
+        budget = min(memory_bytes or self.config.data_bytes, self.config.data_bytes)
         with self.lock:
             while True:
                 sid = secrets.randbits(32)
@@ -441,8 +497,8 @@ class SessionManager:
             session = Session(int(sid), int(row["budget"]), bool(row["spill"]), self.config, self)
             session.pipeline = row.get("pipeline")
             session.sealed_items = int(row.get("sealed_items", -1))
+            self.sessions[int(sid)] = session  # before reloading: the server-wide budget counts it
             session.reload_from_disk()
-            self.sessions[int(sid)] = session
 
 
 def validate_ids(raw: bytes, what: str = "ids") -> np.ndarray:
