@@ -270,16 +270,28 @@ class DatasetCache(Store):
         return Batch(lengths, rows, np.arange(ids.size))
 
     def _get_rpc(self, ids: np.ndarray) -> Batch:
+        if self._n_parts(ids) == 1:
+            # a blocking call waits on its own completion queue in this thread;
+            # a future would add a hand-off through the channel's thread per call
+            reply = self._call("Get", pb.GetRequest(session_id=self.session_id, pipeline=self.pipeline,
+                                                    ids=ids.astype("<i8", copy=False).tobytes()))
+            batch = _grpc_batch(reply)
+            if batch._rows.size:
+                self._row_bytes = batch._rows.shape[1]
+            return batch
         return self._collect(self._submit_get(ids))
+
+    def _n_parts(self, ids: np.ndarray) -> int:
+        if self._row_bytes and ids.size > 1:
+            return min(ids.size, len(self._channels), -(-ids.size * self._row_bytes // SPLIT_REPLY_BYTES))
+        return 1
 
     def _submit_get(self, ids: np.ndarray) -> list:
         """Start the Get calls for one batch: one call, or sub-calls of at most
         ``SPLIT_REPLY_BYTES`` of reply (sized from the last reply's row width)."""
         if self._closed:
             raise ValueError("this DatasetCache is closed")
-        n_parts = 1
-        if self._row_bytes and ids.size > 1:
-            n_parts = min(ids.size, len(self._channels), -(-ids.size * self._row_bytes // SPLIT_REPLY_BYTES))
+        n_parts = self._n_parts(ids)
         ids = ids.astype("<i8", copy=False)
         futures = []
         for part in (np.array_split(ids, n_parts) if n_parts > 1 else [ids]):

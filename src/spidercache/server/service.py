@@ -237,6 +237,11 @@ def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.http2.max_frame_size", (1 << 24) - 1),
         ("grpc.http2.lookahead_bytes", 64 << 20),
         ("grpc.http2.write_buffer_size", 8 << 20),
+        # read big replies in few large slices (each slice becomes a Python object
+        # and a copy on the receiving side of the Python API)
+        ("grpc.experimental.tcp_read_chunk_size", 1 << 20),
+        ("grpc.experimental.tcp_min_read_chunk_size", 256 << 10),
+        ("grpc.experimental.tcp_max_read_chunk_size", 8 << 20),
     ]
 
 
