@@ -37,6 +37,28 @@ def test_round_trip(cache_server, use_shm, new_session):
     cache.close()
 
 
+def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_session, monkeypatch):
+    from spidercache.server import client as client_mod
+
+    monkeypatch.setattr(client_mod, "SPLIT_REPLY_BYTES", 20_000)  # split every batch of a few values
+    sid = new_session(cache_server.port)
+    cache = DatasetCache(sid, port=cache_server.port, pipeline="p", use_shm=False, num_connections=4)
+    values = _values(40, 3000) + [b"y" * 9000]
+    assert cache.put_many(np.arange(41), values).all()
+    query = np.array([3, 40, 999, 7, 3, 0, 39, 12, 1000, 5])
+    expect = [values[i] if i <= 40 else None for i in query.tolist()]
+    assert cache.get_many(query) == expect  # first call learns the row width
+    assert cache._n_parts(query) > 1
+    assert cache.get_many(query) == expect
+    batch = cache.get_batch(query)
+    assert batch.lengths.tolist() == [len(v) if v is not None else -1 for v in expect]
+    assert [None if batch.value(i) is None else batch.value(i).tobytes() for i in range(len(query))] == expect
+    assert all(batch.rows[batch.row_index[i], : len(v)].tobytes() == v for i, v in enumerate(expect) if v is not None)
+    batches = [np.arange(s, s + 10) for s in range(0, 40, 10)]
+    assert [v for b in cache.iter_batches(batches) for v in b] == values[:40]
+    cache.close()
+
+
 def test_zero_copy_views(cache_server, new_session):
     sid = new_session(cache_server.port)
     cache = DatasetCache(sid, port=cache_server.port, pipeline="p")
