@@ -30,7 +30,7 @@ What changed from SpiderCache's code, and why (see docs/spider.md):
    training and none later. The projection (Johnson-Lindenstrauss) keeps
    neighbourhoods while making insertions and queries several times cheaper,
    which is what keeps index upkeep a few percent of an epoch.
-2. Neighbours are the ``k`` nearest (the policy uses 32) instead of 500 filtered by
+2. Neighbours are the ``k`` nearest (the policy uses 16) instead of 500 filtered by
    that threshold, so ``n_same + n_other = k`` and ``n_other / k`` is the
    share of the neighbourhood with another label, as the formula intends.
 3. hnswlib runs on one thread, so every DDP rank builds the same graph from

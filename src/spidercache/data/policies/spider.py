@@ -57,8 +57,8 @@ class SpiderPolicy(TrainingPolicy):
 
     def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0, *,
                  ratio: float = 0.5, ratio_min: float = 0.1, ratio_max: float = 0.9, ratio_step: float = 0.25,
-                 protect: float = 0.15, rep_uses: int = 32, refresh: float = 0.25,
-                 k: int = 32, proj_dim: int = 16, upkeep_fraction: float = 0.2,
+                 protect: float = 0.3, rep_uses: int = 16, refresh: float = 0.25,
+                 k: int = 16, proj_dim: int = 16, upkeep_fraction: float = 0.1,
                  importance: str = "loss", smoothing: float = 0.5, homophily_weight: bool = True,
                  temperature: float = 2.0, floor: float = 0.3, max_gap: int = 3,
                  ready_after: int = 8, ratio_address: tuple[str, int] | None = None, dist: Any = None,
