@@ -10,7 +10,7 @@ DEBS    := redis-server memcached dataset-fashion-mnist
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test setup system-packages python-packages proto clean
+.PHONY: demo test setup system-packages python-packages proto docs clean
 
 demo: setup
 	$(VENV)/bin/spidercache demo
@@ -42,6 +42,14 @@ $(STAMP): pyproject.toml
 # The cache server's gRPC code is checked in; remake it after editing the .proto.
 proto: python-packages
 	$(PY) -m grpc_tools.protoc -I src --python_out=src --grpc_python_out=src src/spidercache/server/cache.proto
+
+# docs/benchmarks.md is the benchmark sections of docs/bench/, one after another.
+BENCH_SECTIONS := sim train spider server embedding gati weights
+docs:
+	@{ cat docs/bench/_intro.md; for s in $(BENCH_SECTIONS); do \
+	  if [ -f docs/bench/$$s.md ]; then printf '\n'; \
+	    sed -E 's#\]\(([A-Za-z0-9_.-]+\.(png|json))\)#](bench/\1)#g' docs/bench/$$s.md; fi; done; } > docs/benchmarks.md
+	@echo "wrote docs/benchmarks.md"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
