@@ -89,7 +89,11 @@ def plot(summary: list[dict], rows: list[dict], path: str) -> None:
         a1.plot(ws, [r["hit"] for r in pts], "x:", color=line.get_color())
     a1.set_xlabel("working set"), a1.set_ylabel("share of requests (o-: hits+subst., x: true hits)")
     a1.legend(fontsize=7)
-    ws0 = min(r["working_set"] for r in summary)
+    # the working set with the most policies (the main comparison)
+    counts: dict[float, int] = defaultdict(int)
+    for r in summary:
+        counts[r["working_set"]] += 1
+    ws0 = max(counts, key=lambda w: (counts[w], -w))
     at = [r for r in summary if r["working_set"] == ws0]
     for r in at:
         a2.errorbar(r["served"], r["acc"], yerr=r["acc_std"], fmt="o", capsize=3)
