@@ -1,4 +1,4 @@
-"""Start real servers on free loopback ports: redis-server and the cache server.
+"""Start real servers on free loopback ports: redis-server, memcached and the cache server.
 
 Used by ``spidercache bench server`` (which must start its own redis-server)
 and by the tests. Every process started here is stopped by the same handle;
@@ -42,6 +42,11 @@ class Process:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def address(self) -> str:
+        """``host:port``, the form the CLI's ``--servers`` takes."""
+        return f"{HOST}:{self.port}"
 
     @property
     def alive(self) -> bool:
@@ -118,6 +123,34 @@ def start_redis(workdir: Path | None = None) -> Process:
             return False
 
     _wait(proc, ready)
+    return proc
+
+
+def _answers_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_memcached(memory_mb: int = 256, item_size: str = "1m", workdir: Path | None = None) -> Process:
+    """A memcached on a free loopback port (the real Debian binary a user runs)."""
+    binary = shutil.which("memcached")
+    if binary is None:
+        raise UserError("memcached is not installed (apt-get install memcached)")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="spidercache-memcached-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "memcached.log"
+    # memcached refuses to run as root unless told which user to be.
+    user = ["-u", "root"] if os.geteuid() == 0 else []
+    args = [binary, *user, "-l", HOST, "-p", str(port), "-U", "0", "-m", str(memory_mb),
+            "-I", item_size, "-t", "2"]
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    proc = Process("memcached", port, popen, workdir, log, args)
+    _wait(proc, lambda: _answers_tcp(port))
     return proc
 
 
