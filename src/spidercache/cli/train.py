@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         port_num2: int = typer.Option(6380, "--port_num2", "--port-num2",
                                       help="Redis for unimportant / homophily samples."),
         port_num3: int = typer.Option(6381, "--port_num3", "--port-num3", help="Redis for the shared split ratio."),
-        policy: str = typer.Option("", "--policy", help="none, lru, minio, shade, icache, ... (default: shade)."),
+        policy: str = typer.Option("", "--policy", help="none, lru, minio, shade, icache, spider, spider-noh, spider-nois (default: spider)."),
         policy_option: Optional[List[str]] = typer.Option(None, "--policy-option",
                                                           help="key=value passed to the policy (repeatable)."),
         cache_backend: str = typer.Option("memory", "--cache-backend",

@@ -363,6 +363,23 @@ class CachePlanner:
         self.slots: SlotAllocator | None = None
         if getattr(backend, "kind", "") == "slots":
             self.slots = SlotAllocator(policy.n, backend.n_slots, slot_delay)
+        # Under DDP the ranks run a global batch concurrently: an id that one
+        # rank's part of the batch reads as a hit may be evicted by an admission
+        # in another rank's part, and deleting it at once races that read. So
+        # deletes wait ``slot_delay`` plans (the same bound on how far ranks and
+        # prefetching workers run ahead that holds freed slots back) and skip
+        # ids the policy has re-admitted meanwhile.
+        self.evict_delay = max(1, int(slot_delay))
+        self._pending_evict: list[np.ndarray] = []
+
+    def _delayed_evictions(self, evicted: np.ndarray) -> np.ndarray:
+        """This rank's share of the deletes that are now safe (see __init__)."""
+        self._pending_evict.append(evicted)
+        if len(self._pending_evict) <= self.evict_delay:
+            return np.empty(0, np.int64)
+        due = np.unique(self._pending_evict.pop(0))
+        due = due[~self.policy.contains(due)] if due.size else due
+        return due[self.rank:: self.world]  # deletes are spread over the ranks
 
     def plan(self, chunk: np.ndarray, own: slice, epoch: int, step: int) -> BatchPlan:
         ids = chunk if self.global_scope else chunk[own]
@@ -373,7 +390,7 @@ class CachePlanner:
             served, hit, sub, admit = lk.served[sel], lk.hit[sel], lk.substituted[sel], lk.admit[sel]
             level = None if level is None else level[sel]
             requested = chunk[sel]
-            evict = lk.evicted[self.rank:: self.world]  # deletes are spread over the ranks
+            evict = self._delayed_evictions(np.asarray(lk.evicted, np.int64))
         else:
             served, hit, sub, admit, requested = lk.served, lk.hit, lk.substituted, lk.admit, ids
             evict = lk.evicted

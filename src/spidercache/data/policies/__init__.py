@@ -30,7 +30,7 @@ _BUILTIN: dict[str, str] = {
 TRAINING_POLICIES: dict[str, type[TrainingPolicy]] = {}
 
 # What `spidercache train` uses when --policy is not given.
-DEFAULT_POLICY = "shade"
+DEFAULT_POLICY = "spider"  # the project's own policy (importance + homophily caches)
 
 
 def register(cls: type[TrainingPolicy]) -> type[TrainingPolicy]:
