@@ -2,7 +2,8 @@
 
 Each group module defines ``app`` (a typer.Typer) or a ``register(root)``
 function; the commands are thin layers over Python functions. A ``UserError``
-anywhere ends in one line on stderr and exit status 2, never a traceback.
+(or a store that is down, or a value that fails its checksum) anywhere ends
+in one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 import typer
 
-from ..errors import StoreUnavailable, UserError
+from ..errors import CorruptValue, StoreUnavailable, UserError
 
 app = typer.Typer(
     name="spidercache",
@@ -32,17 +33,11 @@ def _load_groups() -> None:
         module.register(app)
 
 
-def fail(message: str) -> None:
-    """End the command with one line and exit status 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     _load_groups()
     try:
         app(args=argv, prog_name="spidercache", standalone_mode=True)
-    except (UserError, StoreUnavailable) as exc:
+    except (UserError, StoreUnavailable, CorruptValue) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

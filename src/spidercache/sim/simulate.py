@@ -194,34 +194,3 @@ def simulate(
             if on_row is not None:
                 on_row(row)
     return rows
-
-
-# --------------------------------------------------------------- demo
-def demo(keys: int = 100_000, requests: int = 2_000_000, alpha: float = 1.0, seed: int = 0,
-         cache_sizes: Sequence[float] = (0.01, 0.1)) -> list[dict]:
-    """Generate a Zipf trace and print the simulator's table for every policy.
-
-    The default is a 2M-request trace over 100k keys so that ``make demo``
-    finishes in well under a minute on a small machine; pass
-    ``keys=1_000_000, requests=10_000_000`` for the full-size trace.
-    """
-    from rich.console import Console
-
-    from .report import rows_table
-    from .traces import zipf
-
-    from ..engine.policies import POLICIES
-
-    import sys
-
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    trace = zipf(alpha, keys, requests, seed)
-    available = [p for p in ALL_POLICIES if p in POLICIES]
-    missing = [p for p in ALL_POLICIES if p not in POLICIES]
-    console.print(f"Zipf trace: alpha {alpha}, {keys:,} keys, {requests:,} requests, seed {seed}")
-    if missing:
-        console.print(f"(not in this build yet: {', '.join(missing)})")
-    rows = simulate(trace, available, cache_sizes)
-    console.print(rows_table(rows))
-    return rows
-
