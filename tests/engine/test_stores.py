@@ -312,7 +312,7 @@ def test_memcached_bad_address_raises_store_unavailable_at_start(memcached_serve
 
     port = _free_port()
     with pytest.raises(StoreUnavailable, match=f"127.0.0.1:{port} does not answer"):
-        MemcachedStore([memcached_server.address, ("127.0.0.1", port)])
+        MemcachedStore([memcached_server.endpoint, ("127.0.0.1", port)])
 
 
 # ------------------------------------------------------------- open_store
