@@ -104,26 +104,20 @@ def weights(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the nodes of JOB with their latest cached version and fitness."""
-    from rich.console import Console
-    from rich.table import Table
-
     from ..weights.weight_cache import WeightCache
+    from .output import print_rows
 
     with WeightCache(servers) as cache:
         infos = cache.infos(job)
     rows = [{"node": i.node, "version": i.seq, "fitness": i.fitness, "layers": len(i.layers),
              "megabytes": round(i.nbytes / 1e6, 3), "created": i.created} for i in infos]
-    if json_out:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    table = Table(title=f"cached weights of {job}")
-    for col in ("node", "version", "fitness", "layers", "megabytes"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["node"], str(r["version"]), "-" if r["fitness"] is None else f"{r['fitness']:.4f}",
-                      str(r["layers"]), f"{r['megabytes']:.3f}")
-    Console().print(table)
+    print_rows(rows, json_out=json_out, title=f"cached weights of {job}", columns=[
+        ("node", lambda r: r["node"]),
+        ("version", lambda r: str(r["version"])),
+        ("fitness", lambda r: "-" if r["fitness"] is None else f"{r['fitness']:.4f}"),
+        ("layers", lambda r: str(r["layers"])),
+        ("megabytes", lambda r: f"{r['megabytes']:.3f}"),
+    ])
 
 
 @bench_app.command("weights")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from typing import Optional
 
@@ -20,24 +18,18 @@ def list_results(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """One row per stored job result."""
-    from rich.console import Console
-    from rich.table import Table
-
     from ..weights.memo import ResultCache
+    from .output import print_rows
 
     with ResultCache.open(store) as cache:
         rows = cache.entries()
-    if json_out:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    table = Table(title=f"{len(rows)} cached job result(s)")
-    for col in ("key", "function", "created", "first run (s)", "bytes"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["key"][:16], r["function"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"])),
-                      f"{r['seconds']:.2f}", str(r["bytes"]))
-    Console().print(table)
+    print_rows(rows, json_out=json_out, title=f"{len(rows)} cached job result(s)", columns=[
+        ("key", lambda r: r["key"][:16]),
+        ("function", lambda r: r["function"]),
+        ("created", lambda r: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
+        ("first run (s)", lambda r: f"{r['seconds']:.2f}"),
+        ("bytes", lambda r: str(r["bytes"])),
+    ])
 
 
 @results_app.command("purge")
