@@ -137,6 +137,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny, capsys):
     d, _ = tiny
     np.save(tmp_path / "neg.npy", np.array([3, -1, 4]))
     torch.save({"indices": torch.arange(3)}, tmp_path / "bad.pt")
+    notes = tmp_path / "embedding.md"
+    notes.write_text("# hand-written analysis\n")
     cases = [
         ("embed", "optgen", tmp_path / "neg.npy", "-o", tmp_path / "x.npy"),
         ("embed", "optgen", tmp_path / "bad.pt", "-o", tmp_path / "x.npy"),
@@ -146,12 +148,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny, capsys):
         ("embed", "train", "--model", "cache", "--trace", d / "trace.npy", "--out", d / "model", "--resume",
          "--hidden-size", "16"),
         ("embed", "eval", d / "trace.npy", "--model", d / "model" / "prefetch", "--policies", "learned"),
+        # the benchmark never writes over hand-written notes (refused before any work)
+        ("bench", "embed", "--requests", "1000", "--docs-path", notes),
     ]
     for args in cases:
         code, err = run_cli_inprocess(capsys, *args)
         assert code == 2, (args, err)
         lines = [x for x in err.splitlines() if x.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, err)
+    assert notes.read_text() == "# hand-written analysis\n"
 
 
 def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path):

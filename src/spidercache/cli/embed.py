@@ -199,14 +199,21 @@ def register(app: typer.Typer) -> None:
 def bench_embed(
     requests: int = typer.Option(2_000_000, help="Lookups of each generated trace (about)."),
     steps: int = typer.Option(1500, help="Training steps of the cache model."),
-    docs_path: Path = typer.Option(Path("docs/bench/embedding.md"), help="Where the markdown goes."),
+    docs_path: Path = typer.Option(Path("docs/bench/embedding-results.md"),
+                                   help="Generated tables (markdown; raw rows go next to it as .json). "
+                                        "The hand-written notes in docs/bench/embedding.md are never touched."),
     write_docs: bool = typer.Option(True, "--write-docs/--no-write-docs"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """optgen vs plain-Python Belady, policies on 3 trace kinds, learned on held-out traces,
-    scoring speed, CachedEmbeddingBag vs nn.EmbeddingBag."""
-    from ..embedding.bench import run_benchmark
+    """optgen vs plain-Python Belady, policies on 3 trace kinds, learned on held-out traces next to
+    the oracles that bound it, scoring speed, CachedEmbeddingBag vs nn.EmbeddingBag."""
+    from ..embedding.bench import GENERATED_MARK, run_benchmark
+    from ..errors import UserError
 
+    if write_docs and docs_path.exists() and not docs_path.read_text().startswith(GENERATED_MARK):
+        # an earlier run wrote the tables over the notes; refuse before an hour of work, not after
+        raise UserError(f"{docs_path} was not written by `bench embed` (hand-written notes?); "
+                        "choose another --docs-path or remove it")
     result = run_benchmark(requests=requests, steps=steps, log=_console().print)
     if json_out:
         typer.echo(json.dumps(result["data"], indent=2))
@@ -215,4 +222,5 @@ def bench_embed(
     if write_docs:
         docs_path.parent.mkdir(parents=True, exist_ok=True)
         docs_path.write_text(result["markdown"])
-        _console().print(f"wrote {docs_path}")
+        docs_path.with_suffix(".json").write_text(json.dumps(result["data"], indent=2))
+        _console().print(f"wrote {docs_path} and {docs_path.with_suffix('.json')}")

@@ -83,8 +83,15 @@ class GenConfig:
             raise UserError("burst rate must be >= 0 and burst rows / batches at least 1")
 
 
-def generate(cfg: GenConfig | None = None, progress=None) -> np.ndarray:
-    """A synthetic DLRM trace: batch-major, then table-major, then bag order (as in dlrm_datasets)."""
+def generate(cfg: GenConfig | None = None, progress=None, observer=None) -> np.ndarray:
+    """A synthetic DLRM trace: batch-major, then table-major, then bag order (as in dlrm_datasets).
+
+    ``observer(batch, table, start, n, perm, bursts)``, if given, is called for every
+    (batch, table) block before its ``n`` lookups (trace positions ``start ..
+    start + n``) are drawn, with the table's rank -> row map and the rows of its
+    active bursts in the order they are applied: the generator's ground truth,
+    which ``oracle.py`` turns into true per-row probabilities. It draws nothing
+    from the random stream, so the trace is the same with or without it."""
     cfg = cfg or GenConfig()
     cfg.check()
     rng = np.random.default_rng(cfg.seed)
@@ -98,6 +105,7 @@ def generate(cfg: GenConfig | None = None, progress=None) -> np.ndarray:
     next_fresh = np.full(cfg.tables, cfg.rows, np.int64)  # one-off rows live above ``rows``
     bursts: list[tuple[int, np.ndarray, int]] = []  # (table, rows, last batch)
     out: list[np.ndarray] = []
+    start = 0
     for b in range(cfg.batches):
         for _ in range(rng.poisson(cfg.burst_rate)):
             t = int(rng.integers(cfg.tables))
@@ -110,6 +118,9 @@ def generate(cfg: GenConfig | None = None, progress=None) -> np.ndarray:
                 perms[t][a], perms[t][c] = perms[t][c].copy(), perms[t][a].copy()
             lengths = np.maximum(rng.poisson(cfg.pooling, cfg.batch_size), 1)
             n = int(lengths.sum())
+            if observer is not None:
+                observer(b, t, start, n, perms[t], [brows for bt, brows, _ in bursts if bt == t])
+            start += n
             rows = perms[t][np.searchsorted(cdf, rng.random(n), side="right").clip(max=cfg.rows - 1)]
             for bt, brows, _ in bursts:
                 if bt == t:
