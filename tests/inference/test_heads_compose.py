@@ -23,6 +23,10 @@ def test_wide_layers_offer_only_small_grids():
     assert variants_for(2048) == ["gap_linear", "pool2_mlp"]
     with pytest.raises(ValueError):
         Head("pool4_mlp", 2048, 10)
+    assert "pool7_mlp" in variants_for(64) and "pool7_mlp" not in variants_for(256)
+    with pytest.raises(ValueError):
+        Head("pool7_mlp", 256, 10)
+    assert Head("pool7_mlp", 64, 10).grid == 7 and Head("pool4_mlp", 64, 10).grid == 4
 
 
 def test_head_learns_to_predict_the_base_output():

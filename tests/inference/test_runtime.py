@@ -142,7 +142,8 @@ def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration)
     comp = Composition(1, 0.0, [(k, threshold)], 0.0, 0.0, 0.0, 0.0, 0.0, 0, True)
     x, y = make_images(200, seed=13)
     acts, logits = collect_activations(tiny_base, x)
-    outs = [head_outputs(tiny_exploration.build_head(k), acts[h.unit]) for k, h in enumerate(tiny_exploration.heads)]
+    heads = [tiny_exploration.build_head(k) for k in range(len(tiny_exploration.heads))]
+    outs = [head_outputs(head, acts[h.unit][head.grid]) for head, h in zip(heads, tiny_exploration.heads)]
     base_acc, gati_acc, rates = assess(tiny_exploration, comp, [o[0] for o in outs], [o[1] for o in outs],
                                        y, logits.argmax(1).numpy())
     out = GatiRuntime.from_composition(tiny_base, tiny_exploration, comp).predict_images(x)

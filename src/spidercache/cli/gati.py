@@ -178,6 +178,7 @@ def register(app: typer.Typer) -> None:
         epsilons: str = typer.Option("0.25,0.5,1,1.5,2,3", help="accuracy-loss budgets in points"),
         batches: str = typer.Option("1,32"),
         requests: int = typer.Option(300, min=10, help="timed requests at batch 1 (batch B: requests/B)"),
+        test_samples: Optional[int] = typer.Option(None, min=1, help="report on the first N test images (default: all)"),
         z: float = typer.Option(1.0, help="standard errors added to the validation loss (overfitting guard)"),
         threads: int = typer.Option(1, min=1, help="torch threads while timing"),
         train_threads: Optional[int] = typer.Option(None, help="torch threads while training"),
@@ -199,7 +200,8 @@ def register(app: typer.Typer) -> None:
                               train_samples=train_samples, head_samples=head_samples, val_samples=val_samples,
                               epsilons=_epsilons(epsilons), batches=batch_sizes, latency_requests=requests,
                               checkpoint=checkpoint, work_dir=work_dir, train_threads=train_threads, threads=threads,
-                              z=z, head_epochs=head_epochs, rpc=rpc, rebuild=rebuild, gpu=gpu, say=_say)
+                              z=z, head_epochs=head_epochs, rpc=rpc, rebuild=rebuild, gpu=gpu,
+                              test_samples=test_samples, say=_say)
         rows = result["rows"]
         if plot:
             gb.plot(rows, plot)

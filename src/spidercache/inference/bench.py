@@ -10,6 +10,7 @@ alike; figures are ratios within one run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..errors import UserError
 from .basemodel import BaseModel, accuracy, load_checkpoint, train_base_model
 from .compose import assess, compose
 from .explore import Exploration, collect_activations, explore, load_exploration
-from .heads import head_outputs
+from .heads import VARIANTS, head_outputs
 from .runtime import GatiRuntime
 
 DEFAULT_EPSILONS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -121,6 +122,7 @@ def run_bench(
     rpc: bool = True,
     rebuild: bool = False,
     gpu: bool = False,
+    test_samples: int | None = None,
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict:
     work = Path(work_dir).expanduser()
@@ -158,10 +160,16 @@ def run_bench(
             base.meta["dataset"] = dataset
             base.save(ckpt)
     base.check_shape(tuple(test_set.data.shape[1:]))
-    test_x = base.preprocess(test_set.data)
-    test_y = test_set.targets
+    # The first N test images (all by default): a smaller report set for the
+    # expensive networks on a CPU; never used to choose anything.
+    n_test = len(test_set.data) if not test_samples else min(test_samples, len(test_set.data))
+    test_images = test_set.data[:n_test]
+    test_x = base.preprocess(test_images)
+    test_y = np.asarray(test_set.targets[:n_test])
 
-    cache_dir = work / f"caches-{base.fingerprint()[:12]}-h{head_samples}-v{val_samples}-he{head_epochs}"
+    # The variant list is part of the name: heads explored with another set of variants are not reused.
+    variant_tag = hashlib.sha256(",".join(VARIANTS).encode()).hexdigest()[:6]
+    cache_dir = work / f"caches-{base.fingerprint()[:12]}-h{head_samples}-v{val_samples}-he{head_epochs}-{variant_tag}"
     ex: Exploration | None = None
     if (cache_dir / "gati.pt").is_file() and not rebuild:
         say(f"reusing explored heads {cache_dir}")
@@ -175,12 +183,7 @@ def run_bench(
     # One pass over the test split gives every head's output on every test image;
     # accuracy of any composition is then exact bookkeeping (checked against the
     # real runtime on one configuration below).
-    say("running the base model and every head over the test split")
-    test_acts, test_logits = collect_activations(base, test_set.data, device=work_device)
-    base_pred = test_logits.argmax(1).numpy()
-    outputs = [head_outputs(ex.build_head(k), test_acts[h.unit]) for k, h in enumerate(ex.heads)]
-    del test_acts
-    test_conf, test_head_pred = [o[0] for o in outputs], [o[1] for o in outputs]
+    base_pred, test_conf, test_head_pred = test_outputs(base, ex, test_images, cache_dir, rebuild, say, work_device)
     base_acc = accuracy(base_pred, test_y)
     say(f"base test accuracy {base_acc:.2f}%")
     torch.set_num_threads(threads)
@@ -191,6 +194,10 @@ def run_bench(
             comp = compose(ex, epsilon=eps, batch=batch, z=z)
             runtime = GatiRuntime.from_composition(base, ex, comp)
             _, gati_acc, rates = assess(ex, comp, test_conf, test_head_pred, test_y, base_pred)
+            # The same search without the standard-error guard (z = 0): what
+            # fitting the validation split exactly would have chosen, on test.
+            loose = compose(ex, epsilon=eps, batch=batch, z=0.0)
+            _, loose_acc, _ = assess(ex, loose, test_conf, test_head_pred, test_y, base_pred)
             names = comp.describe(ex)
             hit_rates = {name.split("@")[0]: rate for name, rate in zip(names, rates)}
             hit_rates["base"] = 100.0 - sum(rates)
@@ -211,9 +218,14 @@ def run_bench(
                 "speedup": float(np.mean(b_ms) / np.mean(g_ms)),
                 "base_accuracy": base_acc, "gati_accuracy": gati_acc, "accuracy_loss": base_acc - gati_acc,
                 "val_loss_bound": comp.loss_bound, "expected_speedup": comp.base_expected_ms / comp.expected_ms,
+                "val_base_accuracy": comp.val_base_accuracy, "val_accuracy": comp.val_accuracy,
+                "unguarded_heads": loose.describe(ex), "unguarded_accuracy_loss": base_acc - loose_acc,
+                "unguarded_expected_speedup": loose.base_expected_ms / loose.expected_ms, "z": z,
                 "gati_accuracy_runtime": runtime_acc, "hit_rates": hit_rates, "memory_bytes": comp.memory_bytes, "exact_search": comp.exact,
                 "requests": len(b_ms), "epochs": int(base.meta.get("epochs", epochs)),
                 "train_samples": int(base.meta.get("train_samples", train_samples)), "threads": threads,
+                "test_samples": n_test, "head_samples": head_samples, "val_samples": val_samples,
+                "train_seconds": base.meta.get("train_seconds"),
                 "device": "cpu",
             }
             rows.append(row)
@@ -221,13 +233,41 @@ def run_bench(
                 f"(base {base_acc:.2f}%)  heads {' '.join(row['heads']) or '-'}")
     rpc_stats = None
     if rpc and runtime_eps1 is not None:
-        rpc_stats = rpc_overhead(runtime_eps1, test_set.data[:latency_requests])
+        rpc_stats = rpc_overhead(runtime_eps1, test_images[:latency_requests])
         say(f"RPC overhead {rpc_stats['overhead_mean_ms']:.3f} ms/request (mean round trip {rpc_stats['roundtrip_mean_ms']:.3f} ms)")
         for row in rows:
             row["rpc_overhead_ms"] = rpc_stats["overhead_mean_ms"]
     if gpu and torch.cuda.is_available():
         rows += gpu_rows(base, ex, rows, test_x, latency_requests, say, z)
     return {"rows": rows, "rpc": rpc_stats, "exploration": ex.summary(), "cache_dir": str(cache_dir)}
+
+
+def test_outputs(base: BaseModel, ex: Exploration, images: np.ndarray, cache_dir: Path, rebuild: bool,
+                 say: Callable[[str], None], device: str = "cpu") -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Base predictions and every head's (confidence, prediction) on the test images.
+
+    Kept in ``cache_dir`` next to the heads (same base fingerprint and heads), so
+    that a rerun of the benchmark spends its time on latency, not on this pass.
+    """
+    path = cache_dir / "test_outputs.pt"
+    # The heads' validation outputs identify the trained heads (retrained heads differ).
+    heads_digest = hashlib.sha256(b"".join(h.val_conf.tobytes() for h in ex.heads)).hexdigest()
+    if path.is_file() and not rebuild:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("fingerprint") == base.fingerprint() and blob.get("heads") == heads_digest \
+                and blob.get("n_images") == len(images):
+            say(f"reusing test-split outputs {path}")
+            return blob["base_pred"].numpy(), [c.numpy() for c in blob["conf"]], [p.numpy() for p in blob["pred"]]
+    say("running the base model and every head over the test split")
+    acts, logits = collect_activations(base, images, device=device)
+    base_pred = logits.argmax(1).numpy()
+    heads = [ex.build_head(k) for k in range(len(ex.heads))]
+    outputs = [head_outputs(head, acts[h.unit][head.grid]) for head, h in zip(heads, ex.heads)]
+    conf, pred = [o[0] for o in outputs], [o[1] for o in outputs]
+    torch.save({"fingerprint": base.fingerprint(), "heads": heads_digest, "n_images": len(images),
+                "base_pred": torch.from_numpy(base_pred), "conf": [torch.from_numpy(c) for c in conf],
+                "pred": [torch.from_numpy(p) for p in pred]}, path)
+    return base_pred, conf, pred
 
 
 def gpu_rows(base: BaseModel, ex: Exploration, cpu_rows: list[dict], test_x: torch.Tensor,

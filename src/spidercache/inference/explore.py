@@ -25,7 +25,7 @@ import torch
 
 from ..errors import UserError
 from .basemodel import BaseModel, module_bytes
-from .heads import Head, head_outputs, pool_activation, stored_grid, train_head, variants_for
+from .heads import Head, head_outputs, pool_activation, train_head, unit_grids, variants_for
 
 FORMAT = "spidercache-gati/1"
 FILE_NAME = "gati.pt"
@@ -161,20 +161,22 @@ def load_exploration(directory: str | os.PathLike, expected_fingerprint: str | N
 
 @torch.inference_mode()
 def collect_activations(base: BaseModel, images: np.ndarray, batch_size: int = 256,
-                        device: str = "cpu") -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per unit, the activations pooled to the stored grid (float16, on the CPU); and the base logits."""
+                        device: str = "cpu") -> tuple[list[dict[int, torch.Tensor]], torch.Tensor]:
+    """Per unit, {grid side: the activations pooled to that grid} (float16, on the CPU) for every
+    grid a head at that unit reads (``Head.grid``); and the base logits."""
     base.model.eval().to(device)
     units = base.model.units()
-    per_unit: list[list[torch.Tensor]] = [[] for _ in units]
+    per_unit: list[dict[int, list[torch.Tensor]]] = [{} for _ in units]
     logits = []
     for start in range(0, len(images), batch_size):
         h = base.preprocess(images[start:start + batch_size]).to(device)
         for i, (_, unit) in enumerate(units):
             h = unit(h)
-            per_unit[i].append(pool_activation(h, stored_grid(h.shape[1])).half().cpu())
+            for grid in unit_grids(h.shape[1]):
+                per_unit[i].setdefault(grid, []).append(pool_activation(h, grid).half().cpu())
         logits.append(base.model.finish(h).cpu())
     base.model.cpu()
-    return [torch.cat(p) for p in per_unit], torch.cat(logits)
+    return [{g: torch.cat(parts) for g, parts in p.items()} for p in per_unit], torch.cat(logits)
 
 
 @torch.inference_mode()
@@ -226,7 +228,7 @@ def explore(
     val_base_pred = val_logits.argmax(1).numpy()
     train_labels_t = torch.as_tensor(train_labels, dtype=torch.long)
     unit_names = [name for name, _ in base.model.units()]
-    channels = [a.shape[1] for a in train_acts]
+    channels = [next(iter(a.values())).shape[1] for a in train_acts]
 
     say("timing the base network unit by unit")
     unit_ms, finish_ms, acts_by_batch = {}, {}, {}
@@ -239,10 +241,10 @@ def explore(
             if variants and variant not in variants:
                 continue
             t0 = time.perf_counter()
-            head = train_head(Head(variant, channels[i], base.num_classes), train_acts[i], train_logits, train_labels_t,
-                              epochs=head_epochs, seed=i)
+            head = Head(variant, channels[i], base.num_classes)
+            head = train_head(head, train_acts[i][head.grid], train_logits, train_labels_t, epochs=head_epochs, seed=i)
             seconds = time.perf_counter() - t0
-            conf, pred = head_outputs(head, val_acts[i])
+            conf, pred = head_outputs(head, val_acts[i][head.grid])
             latency = {}
             for b in BATCHES:
                 act = acts_by_batch[b][i]

@@ -1,16 +1,21 @@
 """Learned cache heads: small predictors of the base network's answer from one layer.
 
 Every head starts by average-pooling the layer's activations to a fixed grid
-(4x4 where the layer has at most ``MAX_GRID4_CHANNELS`` channels, else 2x2), so
-that exploration can store one small pooled tensor per sample and layer and
-train every variant from it; at run time the head does the same pooling on
-the live activations, so training and serving see identical inputs.
+(4x4 where the layer has at most ``MAX_GRID4_CHANNELS`` channels, else 2x2;
+7x7 for ``pool7_mlp``), so that exploration can store small pooled tensors per
+sample and layer (one per grid the layer's variants use) and train every
+variant from them; at run time the head does the same pooling on the live
+activations, so training and serving see identical inputs.
 
 Variants (GATI's "predictor" networks):
 
 * ``gap_linear``  global average pool, then one linear layer;
 * ``pool2_mlp``   2x2 average pool, flatten, MLP with one hidden layer;
 * ``pool4_mlp``   4x4 average pool, flatten, MLP (only where the 4x4 grid is kept);
+* ``pool7_mlp``   7x7 average pool, flatten, MLP: only on narrow layers (at most
+  ``MAX_GRID7_CHANNELS``), i.e. early in the network where a head is cheapest
+  and the coarser grids throw away most of the spatial detail (on 28x28 images
+  a 4x4 grid averages 7x7-pixel blocks);
 * ``conv1x1``     1x1 conv (C -> 32) + ReLU on the 4x4 grid, 2x2 pool, linear.
 
 The selector is the head's maximum softmax probability against a threshold
@@ -27,20 +32,33 @@ import torch.nn.functional as F
 from torch import nn
 
 MAX_GRID4_CHANNELS = 512
+MAX_GRID7_CHANNELS = 128
 HIDDEN = 128
 CONV_CHANNELS = 32
-VARIANTS = ("gap_linear", "pool2_mlp", "pool4_mlp", "conv1x1")
+VARIANTS = ("gap_linear", "pool2_mlp", "pool4_mlp", "conv1x1", "pool7_mlp")
 
 
 def stored_grid(channels: int) -> int:
-    """Grid side the exploration stores for a layer with ``channels`` channels."""
+    """Grid side the exploration stores for the coarse variants of a layer with ``channels`` channels."""
     return 4 if channels <= MAX_GRID4_CHANNELS else 2
 
 
+def head_grid(variant: str, channels: int) -> int:
+    """Grid side a head of ``variant`` pools a ``channels``-channel layer to."""
+    return 7 if variant == "pool7_mlp" else stored_grid(channels)
+
+
 def variants_for(channels: int) -> list[str]:
-    if stored_grid(channels) == 4:
+    if stored_grid(channels) == 2:
+        return ["gap_linear", "pool2_mlp"]
+    if channels <= MAX_GRID7_CHANNELS:
         return list(VARIANTS)
-    return ["gap_linear", "pool2_mlp"]
+    return [v for v in VARIANTS if v != "pool7_mlp"]
+
+
+def unit_grids(channels: int) -> list[int]:
+    """Every grid the variants offered for such a layer read (what exploration stores)."""
+    return sorted({head_grid(v, channels) for v in variants_for(channels)})
 
 
 def pool_activation(h: torch.Tensor, grid: int) -> torch.Tensor:
@@ -57,11 +75,11 @@ class Head(nn.Module):
         self.variant = variant
         self.channels = channels
         self.num_classes = num_classes
-        self.grid = stored_grid(channels)
+        self.grid = head_grid(variant, channels)
         if variant == "gap_linear":
             self.body = nn.Sequential(nn.Flatten(), nn.Linear(channels, num_classes))
-        elif variant in ("pool2_mlp", "pool4_mlp"):
-            width = channels * (4 if variant == "pool2_mlp" else 16)
+        elif variant in ("pool2_mlp", "pool4_mlp", "pool7_mlp"):
+            width = channels * {"pool2_mlp": 4, "pool4_mlp": 16, "pool7_mlp": 49}[variant]
             self.body = nn.Sequential(
                 nn.Flatten(), nn.BatchNorm1d(width), nn.Linear(width, HIDDEN), nn.ReLU(inplace=True),
                 nn.Linear(HIDDEN, num_classes),
@@ -73,7 +91,7 @@ class Head(nn.Module):
             )
 
     def reduce(self, stored: torch.Tensor) -> torch.Tensor:
-        """From the stored grid (4x4 or 2x2) to this variant's input grid."""
+        """From the stored grid (7x7, 4x4 or 2x2: ``self.grid``) to this variant's input grid."""
         if self.variant == "gap_linear":
             return stored.mean(dim=(2, 3), keepdim=True)
         if self.variant == "pool2_mlp" and stored.shape[-1] == 4:

@@ -1,0 +1,54 @@
+"""`spidercache gati ...` on bad input: one line on stderr, exit status 2, no traceback."""
+
+import subprocess
+import sys
+
+import torch
+
+from spidercache.inference.basemodel import load_checkpoint, train_base_model
+
+from gati_synthetic import make_images
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spidercache", "gati", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert "Traceback" not in r.stderr and fragment in r.stderr, r.stderr
+
+
+def test_serve_refuses_heads_built_for_another_model(tmp_path, tiny_base, tiny_exploration):
+    tiny_exploration.save(tmp_path / "caches")
+    tiny_base.save(tmp_path / "base.pt")
+    other = load_checkpoint(tmp_path / "base.pt")
+    with torch.no_grad():
+        next(other.model.parameters()).mul_(1.5)  # other weights: another fingerprint
+    other._fingerprint = None
+    other.save(tmp_path / "other.pt")
+    r = run_cli("serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "caches"))
+    assert_one_line_error(r, "another base model")
+
+
+def test_build_refuses_a_model_for_other_images(tmp_path):
+    # A 3-channel 32x32 model cannot be explored on Fashion-MNIST (1x28x28).
+    images, labels = make_images(64, seed=4, size=32)
+    colour = images.repeat(3, axis=1)
+    base = train_base_model("small", colour, labels, num_classes=4, epochs=1, batch_size=32)
+    base.save(tmp_path / "colour.pt")
+    r = run_cli("build", "--model", str(tmp_path / "colour.pt"), "--out", str(tmp_path / "caches"),
+                "--train-samples", "10", "--head-samples", "10", "--val-samples", "10")
+    assert_one_line_error(r, "model takes 3x32x32")
+    assert not (tmp_path / "caches").exists()
+
+
+def test_corrupt_checkpoint_at_build_and_bench(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated zip")
+    r = run_cli("build", "--model", str(bad), "--out", str(tmp_path / "caches"))
+    assert_one_line_error(r, "cannot read model checkpoint")
+    r = run_cli("bench", "--checkpoint", str(bad), "--work-dir", str(tmp_path / "work"), "--no-rpc")
+    assert_one_line_error(r, "cannot read model checkpoint")
