@@ -1,8 +1,8 @@
 import numpy as np
-from spidercache.embedding.oracle import (_RateRecorder, generate_with_rates, oracle_hits, posterior_table,
+from spidercache.embedding.oracle import (GeneratorTruth, generate_with_rates, oracle_hits, posterior_table,
                                           sampled_oracle_hits)
 from spidercache.embedding.optgen import belady_hits
-from spidercache.embedding.traces import GenConfig, generate, row_of, table_of
+from spidercache.embedding.traces import GenConfig, generate, table_of
 from spidercache.engine.ids import remap_trace
 
 
@@ -51,7 +51,7 @@ def test_observer_leaves_the_trace_unchanged_and_rates_are_probabilities():
     assert np.all(np.diff(pos) >= 0) and pos.max() < keys.size
     assert np.all(rate >= 0)
     # at every block the rates of one table sum to its share of the non-one-off lookups
-    rec = _RateRecorder(cfg)
+    rec = GeneratorTruth(cfg)
     generate(cfg, observer=rec)
     per_table = rec.current.sum(axis=1)
     assert np.allclose(per_table, (1 - cfg.one_off) / cfg.tables)
@@ -70,7 +70,7 @@ def test_true_rate_oracle_equals_plain_python_rule():
 
 def test_oracles_sit_between_lru_style_cold_misses_and_opt():
     cfg = _cfg(drift=0.0, burst_rate=0.0, one_off=0.0, batches=60)
-    rec = _RateRecorder(cfg)
+    rec = GeneratorTruth(cfg)
     keys = generate(cfg, observer=rec)
     ids, n = remap_trace(keys)
     cap = max(1, n // 10)
@@ -80,9 +80,22 @@ def test_oracles_sit_between_lru_style_cold_misses_and_opt():
     sampled_true = sampled_oracle_hits(keys, rec, cfg, cap, posterior=False, n_samples=64).mean()
     assert 0 < post <= opt and 0 < exact <= opt
     assert abs(sampled_true - exact) < 0.02
+    phase = sampled_oracle_hits(keys, rec, cfg, cap, posterior=False, n_samples=64, horizon=4.0).mean()
+    assert abs(phase - exact) < 0.02  # a long horizon ranks (almost) as the rate does
     # with the whole trace fitting, every oracle misses only on first accesses
     first = n / keys.size
     assert np.isclose(oracle_hits(keys, rec.events(), cfg, n).mean(), 1 - first)
+
+
+def test_phase_cover_counts_each_tables_lookups():
+    from spidercache.embedding.oracle import _cumulative_cover
+
+    cfg = _cfg(batches=3)
+    rec = GeneratorTruth(cfg)
+    keys = generate(cfg, observer=rec)
+    cover = _cumulative_cover(cfg.tables, keys.size, np.array(rec.blocks, np.int64))
+    for u in range(cfg.tables):
+        assert np.array_equal(cover[u, 1:], np.cumsum(table_of(keys) == u))
 
 
 def test_posterior_mean_grows_with_accesses_and_falls_with_exposure():

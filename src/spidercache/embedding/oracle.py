@@ -16,10 +16,12 @@ oracle follows them at once. So:
 * ``oracle_demand``: the same ordering, but every miss is admitted (demand
   paging, like the engine's OPT).
 
-Its hit ratio is an estimate of what any online policy can reach on the trace:
-a learned policy can only approach it by estimating the rates from the past.
-It is a study tool (used by ``bench embed`` for the headroom table), not a
-policy: it needs the generator's configuration, not a trace.
+Its hit ratio is an upper estimate of what an online policy can reach on the
+trace: a learned policy can only approach it by estimating the rates from the
+past. The *posterior oracle* (below) is that estimate done as well as the
+generator allows: it is told every rank change, burst and one-off, and infers
+each row's rank from its accesses. Both are study tools (``bench embed`` prints
+the headroom table), not policies: they need the generator's ground truth.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import numpy as np
 
 from ..engine.ids import remap_trace
 from .optgen import resolve_capacity
-from .traces import TABLE_SHIFT, GenConfig, generate, row_of, table_of
+from .traces import GenConfig, generate, row_of, table_of
 
 
-class _RateRecorder:
-    """Collects, per (batch, table) block, the rows whose true rate changed."""
+class GeneratorTruth:
+    """``generate(cfg, observer=truth)`` fills it: per (batch, table) block, the rows whose
+    true rate changed, the rows whose Zipf rank changed, burst rates, and where the block lies."""
 
     def __init__(self, cfg: GenConfig) -> None:
         self.cfg = cfg
@@ -53,9 +56,11 @@ class _RateRecorder:
         self.burst_pos: list[np.ndarray] = []
         self.burst_idx: list[np.ndarray] = []
         self.burst_rate: list[np.ndarray] = []
+        self.blocks: list[tuple[int, int, int]] = []  # (table, start, n): when each table's lookups come
 
     def __call__(self, b: int, t: int, start: int, n: int, perm: np.ndarray, bursts: list[np.ndarray]) -> None:
         cfg = self.cfg
+        self.blocks.append((t, start, n))
         keep = 1.0 - cfg.burst_share
         # summed, not assigned: a drift step that draws the same rank twice leaves two ranks on
         # one row (the map is then no longer a permutation), and that row gets both ranks' mass
@@ -200,7 +205,7 @@ def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, b
 
 def generate_with_rates(cfg: GenConfig) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The trace ``generate(cfg)`` and its true-rate change events (position, table * rows + row, rate)."""
-    rec = _RateRecorder(cfg)
+    rec = GeneratorTruth(cfg)
     keys = generate(cfg, observer=rec)
     return keys, rec.events()
 
@@ -209,14 +214,19 @@ def oracle_hits(keys: np.ndarray, events, cfg: GenConfig, cache_size: float, byp
     """Hit mask of the true-rate oracle on ``keys`` (made by ``generate_with_rates(cfg)``)."""
     ids, n = remap_trace(keys)
     cap = resolve_capacity(cache_size, n)
+    pos, slot, rate = events
+    return _oracle_sim(ids, _rate_slots(keys, ids, n, cfg), pos, slot, rate, n, cfg.tables * cfg.rows, cap, bypass)
+
+
+def _rate_slots(keys: np.ndarray, ids: np.ndarray, n: int, cfg: GenConfig) -> np.ndarray:
+    """Per dense id: its row's slot ``table * rows + row`` in the rate arrays, -1 for a one-off row."""
     first = np.full(n, -1, np.int64)
-    first[ids[::-1]] = np.arange(ids.size - 1, -1, -1)  # a position of each id's key
+    first[ids[::-1]] = np.arange(ids.size - 1, -1, -1)  # a position of each id (the first one)
     key_of_id = keys[first]
     t, r = table_of(key_of_id), row_of(key_of_id)
-    rate_slot = np.where(r < cfg.rows, t * cfg.rows + r, -1).astype(np.int64)
-    assert (key_of_id >> TABLE_SHIFT).max() < cfg.tables
-    pos, slot, rate = events
-    return _oracle_sim(ids, rate_slot, pos, slot, rate, n, cfg.tables * cfg.rows, cap, bypass)
+    if t.size and int(t.max()) >= cfg.tables:
+        raise ValueError("the trace has more tables than the generator configuration it was given")
+    return np.where(r < cfg.rows, t * cfg.rows + r, -1).astype(np.int64)
 
 
 # ---------------------------------------------------------------- posterior oracle
@@ -252,24 +262,31 @@ def posterior_table(cfg: GenConfig, k_max: int = 128, grid: int = 512, e_max: fl
 
 
 @nb.njit(cache=True, inline="always")
-def _score(v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog):
+def _score(v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon, rows):
     s = rate_slot[v]
     if s < 0:
         return 0.0
     if mode == 1:
-        return trate[s]
-    kk = k[s]
-    e = now - t0[s] + 1.0
-    if kk >= table.shape[0]:
-        return kk / e + brate[s]
-    g = int((np.log(e) - log_e0) * inv_dlog + 0.5)
-    g = min(max(g, 0), table.shape[1] - 1)
-    return table[kk, g] + brate[s]
+        r = trate[s]
+    else:
+        kk = k[s]
+        e = now - t0[s] + 1.0
+        if kk >= table.shape[0]:
+            r = kk / e + brate[s]
+        else:
+            g = int((np.log(e) - log_e0) * inv_dlog + 0.5)
+            g = min(max(g, 0), table.shape[1] - 1)
+            r = table[kk, g] + brate[s]
+    if horizon > 0:  # expected accesses in the next ``horizon`` requests: rate x its table's lookups there
+        u = s // rows
+        end = min(now + horizon, cover.shape[1] - 1)
+        r *= (cover[u, end] - cover[u, now]) * cover.shape[0]
+    return r
 
 
 @nb.njit(cache=True)
 def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, t_slot, t_rate,
-                 n_ids, n_slots, cap, table, log_e0, inv_dlog, mode, n_samples, seed, bypass):
+                 n_ids, n_slots, cap, table, log_e0, inv_dlog, mode, n_samples, seed, bypass, cover, horizon, rows):
     """Eviction of the lowest-scored of ``n_samples`` random residents (as LRB samples);
     mode 0: posterior mean rate, mode 1: true rate."""
     np.random.seed(seed)
@@ -311,11 +328,12 @@ def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, 
         victim = -1
         for j in range(n_samples):
             v = res[np.random.randint(used)]
-            sv = _score(v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog)
+            sv = _score(v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon, rows)
             if sv < best:
                 best = sv
                 victim = v
-        if bypass and _score(x, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog) <= best:
+        if bypass and _score(x, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon,
+                            rows) <= best:
             continue
         slot = where[victim]
         where[victim] = -1
@@ -324,26 +342,44 @@ def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, 
     return hits
 
 
-def _rate_slots(keys: np.ndarray, ids: np.ndarray, n: int, cfg: GenConfig) -> np.ndarray:
-    first = np.full(n, -1, np.int64)
-    first[ids[::-1]] = np.arange(ids.size - 1, -1, -1)
-    key_of_id = keys[first]
-    t, r = table_of(key_of_id), row_of(key_of_id)
-    return np.where(r < cfg.rows, t * cfg.rows + r, -1).astype(np.int64)
-
-
-def sampled_oracle_hits(keys: np.ndarray, truth: "_RateRecorder", cfg: GenConfig, cache_size: float,
-                        posterior: bool = True, n_samples: int = 256, seed: int = 0) -> np.ndarray:
+def sampled_oracle_hits(keys: np.ndarray, truth: "GeneratorTruth", cfg: GenConfig, cache_size: float,
+                        posterior: bool = True, n_samples: int = 256, seed: int = 0,
+                        horizon: float = 0.0) -> np.ndarray:
     """Hit mask of the posterior oracle (``posterior=True``) or of the true-rate oracle
-    with the same sampled eviction (to see what sampling costs)."""
+    with the same sampled eviction (to see what sampling costs).
+
+    ``horizon`` > 0 (in units of the capacity) makes either oracle phase-aware: the trace is
+    table-major within a batch, so a row is only looked up while its table's block runs, and
+    the score becomes the expected accesses in the next ``horizon`` requests (rate times the
+    lookups its table gets there) instead of the rate."""
     ids, n = remap_trace(keys)
     cap = resolve_capacity(cache_size, n)
     table, le0, inv = posterior_table(cfg)
     cat = np.concatenate
-    empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
+    empty_i = np.zeros(0, np.int64)
     sw_pos = cat(truth.swap_pos) if truth.swap_pos else empty_i
     sw_idx = cat(truth.swap_idx) if truth.swap_idx else empty_i
     tp, ti, tr = truth.events()
+    if horizon > 0:
+        cover = _cumulative_cover(cfg.tables, keys.size, np.array(truth.blocks, np.int64))
+    else:
+        cover = np.zeros((1, 1), np.int32)
     return _sampled_sim(ids, _rate_slots(keys, ids, n, cfg), sw_pos, sw_idx, cat(truth.burst_pos),
                         cat(truth.burst_idx), cat(truth.burst_rate), tp, ti, tr, n, cfg.tables * cfg.rows,
-                        cap, table, le0, inv, 0 if posterior else 1, n_samples, seed, True)
+                        cap, table, le0, inv, 0 if posterior else 1, n_samples, seed, True, cover,
+                        int(horizon * cap), cfg.rows)
+
+
+@nb.njit(cache=True)
+def _cumulative_cover(tables, total, blocks):
+    """``cover[u, p]``: lookups of table u among trace positions ``0 .. p-1``."""
+    cover = np.zeros((tables, total + 1), np.int32)
+    is_u = np.full(total, -1, np.int64)
+    for b in range(blocks.shape[0]):
+        u, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        for p in range(start, start + n):
+            is_u[p] = u
+    for p in range(total):
+        for u in range(tables):
+            cover[u, p + 1] = cover[u, p] + (1 if is_u[p] == u else 0)
+    return cover
