@@ -105,3 +105,21 @@ def test_posterior_mean_grows_with_accesses_and_falls_with_exposure():
     assert np.all(np.diff(table, axis=0) >= -1e-15) and np.all(np.diff(table[:, 0]) > 0)
     assert np.all(np.diff(table[1:], axis=1) <= 1e-12)  # same accesses over longer exposure: lower
     assert table.min() > 0
+
+
+def test_headroom_command_rows(capsys):
+    import json
+
+    import pytest
+    from spidercache.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", "headroom", "--requests", "30000", "--ablations", "--json", "--samples", "8"])
+    assert exc.value.code in (0, None)
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    best = next(name for name in rows if name.endswith("(best classic)"))
+    assert rows[best]["closed"] == 0.0 and rows["opt"]["closed"] == 1.0
+    assert rows["target (0.25 of the gap)"]["closed"] == 0.25
+    assert "posterior, told nothing (counts only)" in rows and "true-rate oracle" in rows
+    for r in rows.values():
+        assert 0 < r["hit_ratio"] <= rows["opt"]["hit_ratio"] + 1e-12

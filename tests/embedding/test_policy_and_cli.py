@@ -148,6 +148,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny, capsys):
         ("embed", "train", "--model", "cache", "--trace", d / "trace.npy", "--out", d / "model", "--resume",
          "--hidden-size", "16"),
         ("embed", "eval", d / "trace.npy", "--model", d / "model" / "prefetch", "--policies", "learned"),
+        ("embed", "headroom", "--cache-size", "0"),
+        ("embed", "headroom", "--samples", "0"),
+        ("embed", "headroom", "--drift", "1.5"),
         # the benchmark never writes over hand-written notes (refused before any work)
         ("bench", "embed", "--requests", "1000", "--docs-path", notes),
     ]

@@ -186,6 +186,46 @@ def eval_cmd(
     Console().print(table)
 
 
+@embed_app.command("headroom")
+def headroom_cmd(
+    seed: int = typer.Option(1, help="Generator seed of the trace."),
+    drift: float = typer.Option(0.002, help="Drift of the trace (per batch, share of ranks that move)."),
+    burst_rate: float = typer.Option(0.05, help="Bursts started per batch."),
+    one_off: float = typer.Option(0.05, help="Share of lookups to one-off rows."),
+    requests: int = typer.Option(2_000_000, help="Lookups (about)."),
+    cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: rows."),
+    model: Optional[Path] = typer.Option(None, help="Cache-model folder: adds the learned policy."),
+    ablations: bool = typer.Option(False, "--ablations", help="Also the posterior oracle without each piece of truth."),
+    samples: int = typer.Option(64, help="Residents sampled per eviction by the posterior oracle."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """What an online policy can reach on a generated trace: classic policies, the posterior and
+    true-rate oracles and OPT, each with the share of the best-classic-to-OPT gap it closes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import spidercache.embedding.policy  # noqa: F401  (registers learned)
+
+    from ..embedding.evaluate import parse_sizes
+    from ..embedding.headroom import headroom
+    from ..errors import UserError
+
+    (size,) = parse_sizes(str(cache_size))
+    if samples < 1:
+        raise UserError(f"samples must be at least 1, got {samples}")
+    rows = headroom(requests, size, model, ablations, samples, seed=seed, drift=drift, burst_rate=burst_rate,
+                    one_off=one_off)
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Headroom at cache size {size:g}: seed {seed}, drift {drift}")
+    for col in ("policy / oracle", "hit ratio", "closed vs best classic"):
+        table.add_column(col, justify="left" if col.startswith("policy") else "right")
+    for r in rows:
+        table.add_row(r["name"], f"{r['hit_ratio']:.4f}", f"{r['closed']:.3f}")
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(embed_app, name="embed")
     try:

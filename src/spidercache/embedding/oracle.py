@@ -344,28 +344,45 @@ def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, 
 
 def sampled_oracle_hits(keys: np.ndarray, truth: "GeneratorTruth", cfg: GenConfig, cache_size: float,
                         posterior: bool = True, n_samples: int = 256, seed: int = 0,
-                        horizon: float = 0.0) -> np.ndarray:
+                        horizon: float = 0.0, know_changes: bool = True, know_bursts: bool = True,
+                        know_one_offs: bool = True) -> np.ndarray:
     """Hit mask of the posterior oracle (``posterior=True``) or of the true-rate oracle
     with the same sampled eviction (to see what sampling costs).
 
     ``horizon`` > 0 (in units of the capacity) makes either oracle phase-aware: the trace is
     table-major within a batch, so a row is only looked up while its table's block runs, and
     the score becomes the expected accesses in the next ``horizon`` requests (rate times the
-    lookups its table gets there) instead of the rate."""
+    lookups its table gets there) instead of the rate.
+
+    The ``know_*`` flags take one piece of the generator's truth away from the posterior
+    oracle (an ablation: how much each piece is worth): rank changes (then a row's counts run
+    from the start), bursts (burst accesses count as Zipf accesses), one-offs (a one-off row
+    is scored from its accesses like any other)."""
+    if not posterior and not (know_changes and know_bursts and know_one_offs):
+        raise ValueError("the know_* ablations apply to the posterior oracle")
+    if horizon > 0 and not know_one_offs:
+        raise ValueError("the phase-aware oracle needs to know the one-off rows")
     ids, n = remap_trace(keys)
     cap = resolve_capacity(cache_size, n)
     table, le0, inv = posterior_table(cfg)
     cat = np.concatenate
-    empty_i = np.zeros(0, np.int64)
-    sw_pos = cat(truth.swap_pos) if truth.swap_pos else empty_i
-    sw_idx = cat(truth.swap_idx) if truth.swap_idx else empty_i
+    empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
+    sw_pos = cat(truth.swap_pos) if truth.swap_pos and know_changes else empty_i
+    sw_idx = cat(truth.swap_idx) if truth.swap_idx and know_changes else empty_i
+    bursts = (cat(truth.burst_pos), cat(truth.burst_idx), cat(truth.burst_rate)) if know_bursts else \
+        (empty_i, empty_i, empty_f)
     tp, ti, tr = truth.events()
+    slots = _rate_slots(keys, ids, n, cfg)
+    n_slots = cfg.tables * cfg.rows
+    if not know_one_offs:  # every one-off row gets a slot of its own, scored like any row
+        lone = slots < 0
+        slots[lone] = n_slots + np.arange(int(lone.sum()))
+        n_slots += int(lone.sum())
     if horizon > 0:
         cover = _cumulative_cover(cfg.tables, keys.size, np.array(truth.blocks, np.int64))
     else:
         cover = np.zeros((1, 1), np.int32)
-    return _sampled_sim(ids, _rate_slots(keys, ids, n, cfg), sw_pos, sw_idx, cat(truth.burst_pos),
-                        cat(truth.burst_idx), cat(truth.burst_rate), tp, ti, tr, n, cfg.tables * cfg.rows,
+    return _sampled_sim(ids, slots, sw_pos, sw_idx, *bursts, tp, ti, tr, n, n_slots,
                         cap, table, le0, inv, 0 if posterior else 1, n_samples, seed, True, cover,
                         int(horizon * cap), cfg.rows)
 
