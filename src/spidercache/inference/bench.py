@@ -80,7 +80,12 @@ def paired_latency(base: BaseModel, runtime: GatiRuntime, x: torch.Tensor, batch
 
 
 def rpc_overhead(runtime: GatiRuntime, images: np.ndarray, requests: int = 300) -> dict:
-    """Loopback gRPC: mean round trip minus the server's model time, per request."""
+    """Loopback gRPC: mean round trip minus the server's model time, per request.
+
+    Also, in the same rounds: the round trip minus the server's whole handler
+    (decode + model + reply), and the round trip of ``Info`` (an RPC with no
+    work behind it), the floor that grpcio itself sets on this machine.
+    """
     from .serve import GatiClient, GatiServicer, start_server
 
     server, port = start_server(GatiServicer(runtime), port=0)
@@ -88,18 +93,28 @@ def rpc_overhead(runtime: GatiRuntime, images: np.ndarray, requests: int = 300) 
     try:
         for i in range(10):
             client.predict(images[i % len(images)])
-        rt, sv = [], []
+            client.info()
+        rt, sv, hd, floor = [], [], [], []
         for i in range(requests):
             r = client.predict(images[i % len(images)])
             rt.append(r.roundtrip_ms)
             sv.append(r.server_ms)
+            hd.append(r.handler_ms)
+            t = time.perf_counter()
+            client.info()
+            floor.append((time.perf_counter() - t) * 1000)
     finally:
         client.close()
         server.stop(0)
     over = np.asarray(rt) - np.asarray(sv)
+    over_handler = np.asarray(rt) - np.asarray(hd)
     return {"requests": requests, "roundtrip_mean_ms": float(np.mean(rt)), "server_model_mean_ms": float(np.mean(sv)),
             "overhead_mean_ms": float(over.mean()), "overhead_p50_ms": float(np.median(over)),
-            "overhead_p99_ms": float(np.percentile(over, 99))}
+            "overhead_p99_ms": float(np.percentile(over, 99)),
+            "overhead_vs_handler_mean_ms": float(over_handler.mean()),
+            "overhead_vs_handler_p50_ms": float(np.median(over_handler)),
+            "empty_rpc_mean_ms": float(np.mean(floor)), "empty_rpc_p50_ms": float(np.median(floor)),
+            "load_average": os.getloadavg()[0]}
 
 
 def run_bench(

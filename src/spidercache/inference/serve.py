@@ -34,6 +34,30 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         self.base: BaseModel = runtime.base
         self.class_names = class_names or []
         self.epsilon = epsilon
+        self._lut = self._uint8_table()
+
+    def _uint8_table(self) -> np.ndarray | None:
+        """``preprocess`` of every uint8 value, per channel (C x 256 float32).
+
+        Preprocessing is elementwise, so looking a pixel up in this table gives
+        exactly the bytes ``preprocess`` would: one numpy gather (~5 us) instead
+        of four small torch ops (~40 us) on every request. Checked on a random
+        image; None (use ``preprocess``) if the two ever differ.
+        """
+        c = self.base.input_shape[0]
+        levels = np.broadcast_to(np.arange(256, dtype=np.uint8), (1, c, 1, 256)).copy()
+        table = self.base.preprocess(levels).cpu().numpy().reshape(c, 256).astype(np.float32, copy=False)
+        probe = np.random.default_rng(0).integers(0, 256, size=(1, *self.base.input_shape), dtype=np.uint8)
+        if not np.array_equal(self._lookup(table, probe), self.base.preprocess(probe).cpu().numpy()):
+            return None
+        return table
+
+    @staticmethod
+    def _lookup(table: np.ndarray, image: np.ndarray) -> np.ndarray:
+        out = np.empty(image.shape, np.float32)
+        for ch in range(image.shape[1]):
+            np.take(table[ch], image[:, ch], out=out[:, ch])
+        return out
 
     def decode(self, request: gati_pb2.PredictRequest) -> torch.Tensor:
         """The request's image as a 1 x C x H x W tensor, or UserError saying what is wrong."""
@@ -45,10 +69,14 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         expected = int(np.prod(shape)) * dtype.itemsize
         if len(request.pixels) != expected:
             raise UserError(f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {len(request.pixels)}")
-        array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape).copy()  # writable for torch
+        array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape)
+        if dtype == np.uint8 and self._lut is not None:
+            return torch.from_numpy(self._lookup(self._lut, array))
+        array = array.copy()  # writable for torch
         return self.base.preprocess(array if dtype == np.uint8 else array.astype(np.float32) / 255.0)
 
     def Predict(self, request, context):  # noqa: N802 (gRPC's name)
+        start = time.perf_counter()
         try:
             x = self.decode(request)
         except UserError as exc:
@@ -57,11 +85,13 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         out = self.runtime.predict(x)
         server_ms = (time.perf_counter() - t) * 1000
         k, unit = int(out.labels[0]), int(out.exit_unit[0])
-        return gati_pb2.PredictReply(
+        reply = gati_pb2.PredictReply(
             prediction=k, label=self.class_names[k] if k < len(self.class_names) else str(k),
             layer=self.runtime.layer_name(unit), layer_index=unit,
             confidence=float(out.confidence[0]), server_ms=server_ms,
         )
+        reply.handler_ms = (time.perf_counter() - start) * 1000
+        return reply
 
     def Info(self, request, context):  # noqa: N802
         c, h, w = self.base.input_shape
@@ -93,8 +123,9 @@ class QueryResult:
     layer: str
     layer_index: int
     confidence: float
-    server_ms: float
+    server_ms: float  # the model's time on the server
     roundtrip_ms: float
+    handler_ms: float = 0.0  # the server's whole handler (decode + model + reply)
 
 
 class GatiClient:
@@ -132,7 +163,7 @@ class GatiClient:
         reply = self._call(self.stub.Predict, request)
         roundtrip = (time.perf_counter() - t) * 1000
         return QueryResult(reply.prediction, reply.label, reply.layer, reply.layer_index, reply.confidence,
-                           reply.server_ms, roundtrip)
+                           reply.server_ms, roundtrip, reply.handler_ms)
 
     def close(self) -> None:
         self.channel.close()
