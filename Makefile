@@ -48,7 +48,7 @@ BENCH_SECTIONS := sim train spider server embedding gati weights
 docs:
 	@{ cat docs/bench/_intro.md; for s in $(BENCH_SECTIONS); do \
 	  if [ -f docs/bench/$$s.md ]; then printf '\n'; \
-	    sed -E -e 's#\]\(([A-Za-z0-9_.-]+\.(png|json))\)#](bench/\1)#g' -e 's#\]\(\.\./#](#g' docs/bench/$$s.md; fi; done; } > docs/benchmarks.md
+	    sed -E -e 's#\]\(([A-Za-z0-9_.-]+\.(png|json|md)(\#[A-Za-z0-9_-]+)?)\)#](bench/\1)#g' -e 's#\]\(\.\./#](#g' docs/bench/$$s.md; fi; done; } > docs/benchmarks.md
 	@echo "wrote docs/benchmarks.md"
 
 clean:
