@@ -59,6 +59,24 @@ def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_s
     cache.close()
 
 
+def test_small_gets_use_few_connections_and_read_the_same_answers(cache_server, new_session, monkeypatch):
+    from spidercache.server import client as client_mod
+
+    monkeypatch.setattr(client_mod, "SMALL_REPLY_BYTES", 50_000)
+    sid = new_session(cache_server.port)
+    cache = DatasetCache(sid, port=cache_server.port, pipeline="p", use_shm=False, num_connections=6)
+    values = _values(64, 3000)
+    assert cache.put_many(np.arange(64), values).all()
+    assert cache.get_many(np.arange(4)) == values[:4]  # learns the row width
+    assert cache._get_kind(4) == "SmallGet" and cache._get_kind(64) == "Get"
+    small = {id(cache._method("SmallGet")) for _ in range(12)}
+    assert small == {id(m) for m in cache._raw_get[: client_mod.SMALL_REPLY_CONNECTIONS]}
+    batches = [np.arange(s, s + 4) for s in range(0, 64, 4)] + [np.arange(64)[::-1]]
+    got = list(cache.iter_batches(batches))
+    assert [v for b in got[:-1] for v in b] == values and got[-1] == values[::-1]
+    cache.close()
+
+
 def test_zero_copy_views(cache_server, new_session):
     sid = new_session(cache_server.port)
     cache = DatasetCache(sid, port=cache_server.port, pipeline="p")
