@@ -12,6 +12,8 @@ itself (``put_many``), then reads the same random batches from each:
   an array, what a collate step consumes) and ``get_many`` (api ``list``: one
   bytes object per value, the shape MGET returns).
 
+Before them, the floor under every figure: an empty call (the server's
+``Ping`` against Redis ``PING``), api ``ping``, with mean and median microseconds.
 Every transport's first batch is checked against the expected values before it
 is timed. The machine is shared and noisy, so the transports take turns in
 short rounds (each round runs every case once over the same batches) and each
@@ -70,6 +72,8 @@ def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: l
                 server = start_cache_server(tmp / f"home-{size}", "-m", f"{budget >> 20}M", "--no-spill",
                                             "-w", "8")
                 try:
+                    if size == sizes[0]:
+                        rows += _bench_ping(redis, redis_proc.port, server.port, repeats, log)
                     rows += _bench_size(redis, redis_proc.port, server.port, size, batch, n_items, n_batches,
                                         flights, repeats, log, AdminClient, DatasetCache)
                 finally:
@@ -79,6 +83,46 @@ def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: l
                 rows.append(_bench_epoch(tmp, log))
         finally:
             redis_proc.stop()
+    return rows
+
+
+def _bench_ping(redis, redis_port: int, port: int, repeats: int, log, calls: int = 300) -> list[dict]:
+    """The floor under every batched figure: one call with no work behind it.
+
+    gRPC: the cache server's ``Ping`` over the same kind of connection the
+    benchmark's reads use; Redis: ``PING``. Same rounds, taking turns.
+    """
+    from . import cache_pb2 as pb
+    from .admin import open_channel
+    from .service import SERVICE_NAME
+
+    channel = open_channel("127.0.0.1", port, separate=True)
+    ping = channel.unary_unary(f"/{SERVICE_NAME}/Ping", request_serializer=pb.Empty.SerializeToString,
+                               response_deserializer=pb.PingReply.FromString)
+    r = redis.Redis(host="127.0.0.1", port=redis_port)
+    calls_by = {"grpc": lambda: ping(pb.Empty(), timeout=10), "redis": r.ping}
+    for fn in calls_by.values():
+        for _ in range(50):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in calls_by}
+    for _ in range(repeats):
+        for name, fn in calls_by.items():
+            for _ in range(calls):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    channel.close()
+    r.close()
+    rows = []
+    ref = 1 / statistics.mean(times["redis"])
+    for name, ts in times.items():
+        cps = 1 / statistics.mean(ts)
+        p50 = statistics.median(ts) * 1e6
+        rows.append(dict(transport=name, api="ping", value_bytes=0, batch=1, in_flight=1,
+                         items_per_second=round(cps, 1), mb_per_second=0.0, ratio_vs_redis=round(cps / ref, 3),
+                         mean_us=round(statistics.mean(ts) * 1e6, 1), p50_us=round(p50, 1)))
+        log(f"{name:5s} ping  empty call: mean {statistics.mean(ts) * 1e6:7.1f} us, p50 {p50:7.1f} us "
+            f"({cps / ref:.2f}x redis calls/s)")
     return rows
 
 
