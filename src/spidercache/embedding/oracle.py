@@ -26,6 +26,8 @@ the headroom table), not policies: they need the generator's ground truth.
 
 from __future__ import annotations
 
+import functools
+
 import numba as nb
 import numpy as np
 
@@ -244,6 +246,13 @@ def posterior_table(cfg: GenConfig, k_max: int = 128, grid: int = 512, e_max: fl
                     bins: int = 2000) -> tuple[np.ndarray, float, float]:
     """``table[k, g]``: E[rate | k accesses in an exposure of E_g requests], E_g log-spaced
     from 1 to ``e_max``; returns (table, log E_0, 1 / step of log E)."""
+    return _posterior_table(cfg.rows, cfg.alpha, cfg.one_off, cfg.tables, k_max, grid, e_max, bins)
+
+
+@functools.lru_cache(maxsize=4)  # the ablations ask for the same table several times (~2 s each)
+def _posterior_table(rows: int, alpha: float, one_off: float, tables: int, k_max: int, grid: int,
+                     e_max: float, bins: int) -> tuple[np.ndarray, float, float]:
+    cfg = GenConfig(rows=rows, alpha=alpha, one_off=one_off, tables=tables)
     ranks = np.arange(1, cfg.rows + 1, dtype=np.float64)
     p = ranks ** (-cfg.alpha)
     p = p / p.sum() * (1.0 - cfg.one_off) / cfg.tables
@@ -258,6 +267,7 @@ def posterior_table(cfg: GenConfig, k_max: int = 128, grid: int = 512, e_max: fl
         lw -= lw.max(axis=1, keepdims=True)
         e = np.exp(lw)
         table[:, g] = (e * rep[None, :]).sum(axis=1) / e.sum(axis=1)
+    table.setflags(write=False)
     return table, 0.0, (grid - 1) / np.log(e_max)
 
 
