@@ -175,16 +175,28 @@ def test_sampler_probabilities_have_a_floor_and_weights_unbias():
 
 
 # ---------------------------------------------------------------- split
-def test_split_moves_toward_the_level_with_more_gain_per_slot():
+def test_split_moves_toward_the_level_with_more_marginal_gain():
     s = AdaptiveSplit(ratio=0.5, step=0.2)
     for e in range(1, 4):
-        s.update(e, hits0=50, slots0=100, served1=900, slots1=100)
+        s.update(e, gain0=0.5, gain1=9.0)
     assert s.ratio < 0.5 - 0.3
     t = AdaptiveSplit(ratio=0.5, step=0.2)
     for e in range(1, 4):
-        t.update(e, hits0=800, slots0=100, served1=10, slots1=100)
+        t.update(e, gain0=8.0, gain1=0.1)
     assert t.ratio > 0.5 + 0.3
     assert 0.1 <= s.ratio and t.ratio <= 0.9  # bounds keep both levels alive
+
+
+def test_marginal_gain_is_what_the_least_used_slots_served():
+    # Level 1 earns more per slot on average (a few busy representatives), but a
+    # quarter of its slots stand empty: its marginal slot is worth nothing.
+    busy = np.full(60, 20.0)
+    assert AdaptiveSplit.marginal_gain(busy, 100) == 0.0
+    assert AdaptiveSplit.marginal_gain(np.arange(100.0), 100) == pytest.approx(12.0)  # mean of 0..24
+    assert AdaptiveSplit.marginal_gain(np.ones(5), 0) == 0.0
+    s = AdaptiveSplit(ratio=0.5, step=0.2)
+    s.update(1, AdaptiveSplit.marginal_gain(np.full(100, 2.0), 100), AdaptiveSplit.marginal_gain(busy, 100))
+    assert s.ratio > 0.5  # the average (12 vs 2 per slot) would have moved it the other way
 
 
 def test_split_is_shared_through_redis_so_ranks_agree(redis_server):
@@ -192,8 +204,8 @@ def test_split_is_shared_through_redis_so_ranks_agree(redis_server):
     r0 = AdaptiveSplit(0.5, address=addr, rank=0, world=2, key="t:split")
     r1 = AdaptiveSplit(0.5, address=addr, rank=1, world=2, key="t:split", wait_seconds=5)
     # rank 1 saw different local statistics; it must still take rank 0's ratio
-    a = r0.update(1, hits0=10, slots0=100, served1=500, slots1=100)
-    b = r1.update(1, hits0=500, slots0=100, served1=10, slots1=100)
+    a = r0.update(1, gain0=0.1, gain1=5.0)
+    b = r1.update(1, gain0=5.0, gain1=0.1)
     assert a == b < 0.5
 
 
@@ -202,5 +214,5 @@ def test_split_falls_back_to_local_with_a_warning_when_redis_is_down():
 
     r1 = AdaptiveSplit(0.5, address=("127.0.0.1", free_port()), rank=1, world=2, wait_seconds=0.5)
     with pytest.warns(RuntimeWarning, match="cannot share"):
-        v = r1.update(1, hits0=500, slots0=100, served1=10, slots1=100)
+        v = r1.update(1, gain0=5.0, gain1=0.1)
     assert v > 0.5

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from spidercache.data.policies import make_training_policy, policy_names
+from spidercache.errors import UserError
 
 
 def _run(policy, labels, emb_of, loss_of, epochs, batch=64):
@@ -43,12 +44,16 @@ def test_spider_policies_are_registered():
     assert {"spider", "spider-noh", "spider-nois"} <= set(policy_names())
 
 
-@pytest.mark.parametrize("name", ["spider", "spider-nois"])
-def test_substitution_only_crosses_to_a_sample_of_the_same_label(name):
+STAND_IN_VARIANTS = [("spider", {}), ("spider-nois", {}), ("spider", {"stand_in": "nearest", "rotate": False}),
+                     ("spider", {"stand_in": "neighbourhood"}), ("spider-nois", {"stand_in": "label", "rotate": True})]
+
+
+@pytest.mark.parametrize("name,opts", STAND_IN_VARIANTS)
+def test_substitution_only_crosses_to_a_sample_of_the_same_label(name, opts):
     # Labels are scattered at random over the blobs, so most nearest neighbours
     # carry another label: a careless stand-in would cross labels.
     labels, base, loss = _clustered(mix_labels=True, n_labels=3)
-    p = make_training_policy(name, labels.size, 200, labels, seed=0)
+    p = make_training_policy(name, labels.size, 200, labels, seed=0, **opts)
     stats, lookups = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=4)
     subs = 0
     for ids, lk in lookups:
@@ -154,3 +159,78 @@ def test_noh_never_substitutes_and_state_round_trips():
     q.begin_epoch(2)
     assert np.array_equal(r.order(2), q.order(2))
     assert r.split.ratio == q.split.ratio
+
+
+def _stand_ins_per_epoch(**opts):
+    labels, base, loss = _clustered()
+    p = make_training_policy("spider", labels.size, 150, labels, seed=0, rep_uses=2, **opts)
+    _, lookups = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=3)
+    per_epoch = len(lookups) // 3
+    last = lookups[-per_epoch:]
+    used = np.concatenate([lk.served[lk.substituted] for _, lk in last])
+    for ids, lk in last:
+        assert (labels[lk.served] == labels[ids]).all()
+    return used
+
+
+def test_rotation_retires_used_up_stand_ins_so_more_distinct_images_stand_in():
+    fixed = _stand_ins_per_epoch(stand_in="label", rotate=False)
+    rotating = _stand_ins_per_epoch(stand_in="label", rotate=True)
+    assert rotating.size > 0 and fixed.size > 0
+    assert np.unique(rotating).size > np.unique(fixed).size
+    # the use cap holds in both: no stand-in serves more than rep_uses times per epoch
+    assert np.bincount(rotating).max() <= 2 and np.bincount(fixed).max() <= 2
+
+
+def test_random_label_fallback_substitutes_more_than_nearest_only():
+    labels, base, loss = _clustered()
+    shares = {}
+    for rule in ("nearest", "label"):
+        p = make_training_policy("spider", labels.size, 150, labels, seed=0, stand_in=rule, rotate=False)
+        stats, _ = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=3)
+        shares[rule] = sum(s for _, s, _ in stats[1:]) / sum(r for _, _, r in stats[1:])
+    assert shares["label"] > shares["nearest"]
+
+
+def test_batch_loss_weights_down_weight_stand_ins_and_keep_mean_one():
+    labels, base, loss = _clustered(n=600)
+    plain = make_training_policy("spider", labels.size, 60, labels, seed=0, sub_weight=1.0)
+    assert plain.batch_loss_weights(np.arange(4), np.array([0, 1, 0, 1], bool)) is None  # a plain mean
+    p = make_training_policy("spider", labels.size, 60, labels, seed=0)  # default sub_weight 0.5
+    w = p.batch_loss_weights(np.arange(4), np.array([0, 1, 0, 1], bool))
+    assert w.mean() == pytest.approx(1.0) and w[1] == pytest.approx(0.5 * w[0])
+    q = make_training_policy("spider", labels.size, 60, labels, seed=0, is_correction=True, sub_weight=1.0)
+    _run(q, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=2)
+    ids = np.arange(labels.size)
+    w = q.batch_loss_weights(ids, np.zeros(ids.size, bool))
+    raw = q.sampler.loss_weights(ids)
+    assert np.allclose(w, raw / raw.mean()) and np.isfinite(w).all()
+    for bad in ({"stand_in": "farthest"}, {"sub_weight": 2.0}, {"protect": -1}, {"temperature": 0}):
+        with pytest.raises(UserError, match="spider"):
+            make_training_policy("spider", labels.size, 60, labels, seed=0, **bad)
+
+
+def test_training_loop_applies_the_policy_loss_weights(tmp_path):
+    from spidercache.data.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 256)
+    x = (rng.integers(0, 60, (256, 16, 16)) + y[:, None, None] * 50).astype(np.uint8)
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "test.npz", x=x[:64], y=y[:64])
+
+    def run(sub_weight):
+        cfg = TrainConfig(train_paths=[str(tmp_path / "train.npz"), str(tmp_path / "test.npz")], network="small",
+                          batch_size=32, epochs=3, policy="spider", working_set_size=0.25, storage_latency_ms=0,
+                          workers=0, progress=False,
+                          policy_options={"stand_in": "label", "rotate": True, "sub_weight": sub_weight,
+                                          "ready_after": 1})
+        return train(cfg).rows
+
+    full, light = run(1.0), run(0.1)
+    assert all(np.isfinite(r["loss"]) for r in full + light)
+    # Epoch 0 has no stand-ins, so the weights are all equal and training is identical;
+    # once stand-ins are served, down-weighting them changes what the model learns.
+    assert full[0]["loss"] == light[0]["loss"] and full[0]["substitutions"] == 0
+    assert sum(r["substitutions"] for r in full[1:]) > 0
+    assert full[-1]["loss"] != light[-1]["loss"]

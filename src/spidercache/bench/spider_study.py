@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--network", default="small")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave as is)")
-    ap.add_argument("--option", action="append", default=[], help="spider option key=value (float/int)")
+    ap.add_argument("--option", action="append", default=[], help="spider option key=value (int, float or word)")
     ap.add_argument("--label", default="", help="name written as the rows' policy (for option variants)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> None:
     extra = {}
     for kv in a.option:
         k, v = kv.split("=", 1)
-        extra[k] = float(v) if "." in v else int(v)
+        try:
+            extra[k] = int(v)
+        except ValueError:
+            try:
+                extra[k] = float(v)
+            except ValueError:
+                extra[k] = v  # a word option, e.g. stand_in=label
     for ws in [float(w) for w in a.working_set.split(",")]:
         for p in [p.strip() for p in a.policies.split(",") if p.strip()]:
             sink: list[dict] = []

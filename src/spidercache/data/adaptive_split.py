@@ -3,16 +3,23 @@
 SpiderCache divides its capacity between an importance cache (level 0) and a
 homophily cache (level 1); its published code fixed the ratio at 1.0, so the
 homophily level never ran. Here the share of level 0, ``ratio``, moves every
-epoch toward the level whose slots earned more in the epoch that just ended:
+epoch toward the level whose *marginal* slots earned more in the epoch that
+just ended:
 
-    gain_0 = requests served by level 0 (hits) / slots of level 0
-    gain_1 = requests served by level 1 (hits + substitutions) / slots of level 1
+    gain_l = mean over the least-used quarter of level l's slots of the
+             requests each slot served (hits; for level 1 also substitutions;
+             an empty slot served 0)
     ratio += step * (gain_0 - gain_1) / (gain_0 + gain_1)       clipped to [lo, hi]
 
-A per-slot gain compares the levels fairly whatever their sizes, and the
-normalised difference makes the step size independent of the request rate.
-Bounds keep both levels alive: a level can only show what it is worth if it
-has a few slots.
+Why the least-used quarter and not the average per slot (the first version):
+moving a few slots from one level to the other costs the first level what its
+*worst* slots served and gains the other what *its* worst slots served (its
+next slots would serve about as little). The average hides this: level 1's
+representatives earned more per slot on average, so the split ran to its
+floor even once level 1 had slots it did not use, and the total served share
+fell (docs/bench/spider.md, "Findings"). The normalised difference makes the
+step size independent of the request rate; the bounds keep both levels alive
+(a level can only show what it is worth if it has a few slots).
 
 Under DDP the ratio must be the same on every rank (it decides which ids are
 resident). Rank 0 computes it and publishes it in Redis (SpiderCache's layout
@@ -47,23 +54,33 @@ class AdaptiveSplit:
         self._warned = False
 
     @staticmethod
-    def proposal(ratio: float, hits0: float, slots0: int, served1: float, slots1: int,
-                 lo: float, hi: float, step: float) -> float:
-        g0 = hits0 / slots0 if slots0 > 0 else 0.0
-        g1 = served1 / slots1 if slots1 > 0 else 0.0
-        if g0 + g1 <= 0:
-            return float(np.clip(ratio, lo, hi))
-        return float(np.clip(ratio + step * (g0 - g1) / (g0 + g1), lo, hi))
+    def marginal_gain(served_per_resident: np.ndarray, slots: int, share: float = 0.25) -> float:
+        """Mean requests served by the least-used ``share`` of ``slots`` (empty slots count 0)."""
+        slots = int(slots)
+        if slots <= 0:
+            return 0.0
+        counts = np.sort(np.asarray(served_per_resident, np.float64))[:slots]
+        if counts.size < slots:
+            counts = np.concatenate([np.zeros(slots - counts.size), counts])
+        m = max(1, int(np.ceil(share * slots)))
+        return float(counts[:m].mean())
 
-    def update(self, epoch: int, hits0: float, slots0: int, served1: float, slots1: int) -> float:
-        """Fold one epoch's gains in; returns the ratio every rank uses next epoch."""
-        local = self.proposal(self.ratio, hits0, slots0, served1, slots1, self.lo, self.hi, self.step)
+    @staticmethod
+    def proposal(ratio: float, gain0: float, gain1: float, lo: float, hi: float, step: float) -> float:
+        if not (np.isfinite(gain0) and np.isfinite(gain1)) or gain0 + gain1 <= 0:
+            return float(np.clip(ratio, lo, hi))
+        return float(np.clip(ratio + step * (gain0 - gain1) / (gain0 + gain1), lo, hi))
+
+    def update(self, epoch: int, gain0: float, gain1: float, average: tuple[float, float] | None = None) -> float:
+        """Fold one epoch's marginal per-slot gains in; returns the ratio every rank uses next epoch."""
+        local = self.proposal(self.ratio, gain0, gain1, self.lo, self.hi, self.step)
         shared = self._share(epoch, local)
-        self.history.append({"epoch": int(epoch), "gain0": hits0 / slots0 if slots0 else 0.0,
-                             "gain1": served1 / slots1 if slots1 else 0.0, "ratio": shared,
-                             "source": "redis" if shared is not None and self.address else "local"})
         self.ratio = local if shared is None else shared
-        self.history[-1]["ratio"] = self.ratio
+        entry = {"epoch": int(epoch), "gain0": float(gain0), "gain1": float(gain1), "ratio": self.ratio,
+                 "source": "redis" if shared is not None else "local"}
+        if average is not None:
+            entry.update(avg_gain0=float(average[0]), avg_gain1=float(average[1]))
+        self.history.append(entry)
         return self.ratio
 
     # ------------------------------------------------------------ sharing

@@ -256,6 +256,9 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
     log_file = open(cfg.log, "a" if cfg.resume else "w") if (cfg.log and info.is_main) else None
     progress = _Progress(cfg.progress and info.is_main)
     wants_emb = bool(getattr(policy, "wants_embeddings", False))
+    # Per-sample loss weights, for a policy that asks (spider: importance-sampling
+    # correction, down-weighted stand-ins); None from it means a plain mean.
+    weigh = getattr(policy, "batch_loss_weights", None)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t_epoch = time.perf_counter()
@@ -268,7 +271,11 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
                 logits, emb = model(x, return_embedding=True)
                 losses = F.cross_entropy(logits, y, reduction="none")
                 opt.zero_grad(set_to_none=True)
-                losses.mean().backward()
+                w = weigh(batch.requested, batch.substituted) if weigh is not None else None
+                if w is None:
+                    losses.mean().backward()
+                else:
+                    (losses * torch.as_tensor(w, dtype=losses.dtype, device=losses.device)).mean().backward()
                 opt.step()
                 l_np = losses.detach().cpu().numpy()
                 ids = batch.ids

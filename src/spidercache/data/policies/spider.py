@@ -10,43 +10,56 @@
   highest scores; a miss is admitted if there is room or it beats the lowest
   resident score (which is evicted).
 * Level 1, the homophily cache (the rest): one representative per cluster of
-  look-alike same-label samples, valued by its cluster's size. The first
-  unimportant member of a cluster that misses is loaded and becomes the
-  representative; later misses of unimportant members are *substituted* by it
-  (counted apart from hits). If the own cluster has no representative, the
-  nearest same-label neighbour's representative may stand in. Only samples
-  below the top ``protect`` share of scores are ever substituted, and a
-  sample the sampler marked overdue never is. A representative stands in at
-  most ``rep_uses`` times per epoch, so no single image is trained on over and
-  over; a ``refresh`` share of representatives is dropped each epoch so the
-  stand-ins change. Every stand-in has the requested sample's label.
-* The split between the levels adapts each epoch from their measured per-slot
-  gain (``data/adaptive_split.py``), shared through Redis under DDP.
-  ``spider-noh`` has no homophily level (all capacity to level 0, no
-  substitution).
+  look-alike same-label samples, valued by its cluster's size. An unimportant
+  member of a cluster without a representative that is read from storage
+  becomes the representative. A miss of an unimportant sample is *substituted*
+  (counted apart from hits) by a random cached representative of its own or
+  its same-label neighbours' clusters, else (``stand_in="label"``) by a random
+  level-1 resident of its label. Only samples below the top ``protect`` share
+  of scores are ever substituted, and a sample the sampler marked overdue
+  never is. A representative stands in at most ``rep_uses`` times per epoch;
+  with ``rotate`` the next member of its cluster read from storage then takes
+  its place, so stand-ins keep changing; a ``refresh`` share of representatives
+  is also dropped each epoch. Every stand-in has the requested sample's label.
+* Loss weights (``batch_loss_weights``): a stand-in's loss counts
+  ``sub_weight`` of a real sample's; optionally the importance-sampling
+  correction. Scaled to mean 1 per batch.
+* The split between the levels adapts each epoch from their measured
+  *marginal* per-slot gain (``data/adaptive_split.py``), shared through Redis
+  under DDP. ``spider-noh`` has no homophily level (all capacity to level 0,
+  no substitution).
 
 Why these choices (see docs/spider.md): a quick study found that substituting
 the lowest-loss misses with their *nearest* cached sample while the cache held
 the *highest-loss* samples cost 2-9 accuracy points, while random same-label
-stand-ins cost ~0.4. So stand-ins here are typical samples (cluster leaders
-and first-missed members, not the hardest ones), spread by the use cap and
-rotated by the refresh.
+stand-ins cost ~0.4. What hurts is training on the same few images over and
+over, so stand-ins here are typical samples (never the importance cache),
+drawn at random, capped in uses and rotated.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import warnings
 from typing import Any
 
 import numpy as np
 
+from ...errors import UserError
 from ..adaptive_split import AdaptiveSplit
 from ..homophily import HomophilyGraph
 from ..importance import SampleImportance
 from ..importance_sampling import ImportanceSampler
 from .base import Lookup, TrainingPolicy
 from .scored import ScoreCache
+
+
+# How a stand-in is chosen for a substitutable miss (docs/spider.md, "Stand-ins"):
+#   nearest:       own cluster's representative, else the first same-label neighbour's (the first design)
+#   neighbourhood: a random one among the representatives of the own and the neighbours' clusters
+#   label:         as neighbourhood, else a random level-1 resident of the same label
+STAND_IN_RULES = ("nearest", "neighbourhood", "label")
 
 
 class SpiderPolicy(TrainingPolicy):
@@ -57,7 +70,9 @@ class SpiderPolicy(TrainingPolicy):
 
     def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0, *,
                  ratio: float = 0.5, ratio_min: float = 0.1, ratio_max: float = 0.9, ratio_step: float = 0.25,
-                 protect: float = 0.3, rep_uses: int = 16, refresh: float = 0.25,
+                 protect: float = 0.1, rep_uses: int = 8, refresh: float = 0.25,
+                 stand_in: str = "label", rotate: bool = True, sub_weight: float = 0.5,
+                 is_correction: bool = False,
                  k: int = 16, proj_dim: int = 16, upkeep_fraction: float = 0.1,
                  importance: str = "loss", smoothing: float = 0.5, homophily_weight: bool = True,
                  temperature: float = 2.0, floor: float = 0.3, max_gap: int = 3,
@@ -65,15 +80,27 @@ class SpiderPolicy(TrainingPolicy):
                  ratio_key: str | None = None, stats_sink: list | None = None, **options: Any) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
         if not 0.0 <= float(protect) <= 1.0:
-            raise ValueError(f"protect must be in [0, 1], got {protect}")
+            raise UserError(f"spider: protect must be in [0, 1], got {protect}")
         self.protect = float(protect)
+        if stand_in not in STAND_IN_RULES:
+            raise UserError(f"spider: stand_in must be one of {STAND_IN_RULES}, got {stand_in!r}")
+        self.stand_in_rule = stand_in
+        self.rotate = bool(rotate)
+        if not 0.0 <= float(sub_weight) <= 1.0:
+            raise UserError(f"spider: sub_weight must be in [0, 1], got {sub_weight}")
+        self.sub_weight = float(sub_weight)
+        self.is_correction = bool(is_correction)
         self.rep_uses = max(1, int(rep_uses))
         self.refresh = float(np.clip(refresh, 0.0, 1.0))
         self.ready_after = max(0, int(ready_after))
         self.homophily_weight = bool(homophily_weight)
         self.stats_sink = stats_sink
-        self.imp = SampleImportance(self.n, kind=importance, smoothing=smoothing)
-        self.sampler = ImportanceSampler(self.n, temperature, floor, max_gap, seed=self.seed)
+        try:  # a bad --policy-option value is the user's mistake: one line, not a traceback
+            self.imp = SampleImportance(self.n, kind=importance, smoothing=smoothing)
+            self.sampler = ImportanceSampler(self.n, temperature, floor, max_gap, seed=self.seed)
+            AdaptiveSplit(ratio, ratio_min, ratio_max, ratio_step)
+        except ValueError as exc:
+            raise UserError(f"spider: {exc}") from None
         hom = self.use_homophily
         if hom and self.labels is None:
             warnings.warn("spider: no labels given, so no look-alike can be checked for its label; "
@@ -111,6 +138,12 @@ class SpiderPolicy(TrainingPolicy):
         self._lookups = 0
         self._pending_evict: list[int] = []
         self._gain = np.zeros(2, np.float64)      # [level-0 hits, level-1 hits + substitutions] this epoch
+        self.served_count = np.zeros(self.n, np.int32)  # requests each resident id served this epoch
+        # Level-1 residents by label, for drawing a random same-label stand-in
+        # (lazy: an entry no longer resident is dropped when a draw meets it).
+        self._pool: dict[int, list[int]] = {}
+        self._in_pool = np.zeros(self.n, np.bool_)
+        self._pick = random.Random(self.seed * 7919 + 17)
         self._slots = (self.icache.capacity, self.hcache.capacity)
         self.upkeep_seconds = 0.0                 # index + score work, this epoch
         self.epoch_stats: list[dict] = []
@@ -148,6 +181,10 @@ class SpiderPolicy(TrainingPolicy):
         t0 = time.perf_counter()
         prev_slots, prev_gain = self._slots, self._gain.copy()
         had_epoch = bool(prev_gain.sum() > 0)
+        # Marginal gain of each level: what its least-used quarter of slots served
+        # (read before the re-clustering below drops representatives).
+        marginal = (AdaptiveSplit.marginal_gain(self.served_count[self.icache.ids()], self.icache.capacity),
+                    AdaptiveSplit.marginal_gain(self.served_count[self.hcache.ids()], self.hcache.capacity))
         super().begin_epoch(epoch)
         self.imp.commit()
         if self.graph is not None:
@@ -166,12 +203,14 @@ class SpiderPolicy(TrainingPolicy):
         self.substitutable[rank_order[:n_protect]] = False
         # The split between levels, from the gains of the epoch that just ended.
         if self.homophily_on and had_epoch:
-            self.split.update(epoch, prev_gain[0], prev_slots[0], prev_gain[1], prev_slots[1])
+            self.split.update(epoch, marginal[0], marginal[1],
+                              average=(prev_gain[0] / max(prev_slots[0], 1), prev_gain[1] / max(prev_slots[1], 1)))
         self._apply_split()
         self.icache.rebuild(self.score)
         if self.graph is not None:
             self._recluster()
         self.uses[:] = 0
+        self.served_count[:] = 0
         self._gain[:] = 0.0
         self._slots = (self.icache.capacity, self.hcache.capacity)
         self.upkeep_seconds = time.perf_counter() - t0
@@ -212,6 +251,15 @@ class SpiderPolicy(TrainingPolicy):
                 self._pending_evict.append(r)
         value = self.cluster_size[cluster].astype(np.float64)
         self.hcache.rebuild(value)
+        self._pool = {}
+        self._in_pool[:] = False
+        for r in self.hcache.ids().tolist():
+            self._pool_add(r)
+
+    def _pool_add(self, r: int) -> None:
+        if not self._in_pool[r]:
+            self._in_pool[r] = True
+            self._pool.setdefault(int(self.labels[r]), []).append(r)
 
     def order(self, epoch: int) -> np.ndarray:
         if not self.use_importance_sampling:
@@ -239,20 +287,59 @@ class SpiderPolicy(TrainingPolicy):
             return np.ones(ids.size)
         return self.sampler.loss_weights(ids)
 
+    def batch_loss_weights(self, requested: np.ndarray, substituted: np.ndarray) -> np.ndarray | None:
+        """Per-sample loss weights for one batch, or None when plain averaging is meant.
+
+        ``is_correction``: ``1/(n p_i)`` of the *requested* id (what was drawn).
+        ``sub_weight``: a substituted sample's loss counts that much of a real one.
+        The weights are scaled to mean 1 over the batch, so the step size stays
+        that of ``none`` and only the mix between samples changes.
+        """
+        if not self.is_correction and self.sub_weight == 1.0:
+            return None
+        w = self.loss_weights(requested) if self.is_correction else np.ones(len(requested))
+        w = np.where(np.asarray(substituted, np.bool_), w * self.sub_weight, w)
+        m = float(w.mean()) if w.size else 0.0
+        return w / m if m > 0 else np.ones(len(requested))
+
     # -------------------------------------------------------------- cache
+    def _usable(self, r: int, i: int) -> bool:
+        return (r >= 0 and r != i and self.hcache.resident[r] and self.uses[r] < self.rep_uses
+                and self.ready_at[r] <= self._lookups and self.labels[r] == self.labels[i])
+
     def _stand_in(self, i: int) -> int:
         """A cached same-label representative for ``i`` with uses left, or -1."""
-        lab = self.labels
-        res, uses, ready = self.hcache.resident, self.uses, self.ready_at
-        now, cap = self._lookups, self.rep_uses
-        r = self.rep_of[self.cluster[i]] if self.cluster[i] < self.rep_of.size else -1
-        if r >= 0 and r != i and res[r] and uses[r] < cap and ready[r] <= now and lab[r] == lab[i]:
-            return int(r)
-        for nb in self.graph.same_label_neighbours(i).tolist():
-            c = self.cluster[nb]
-            r = self.rep_of[c] if c < self.rep_of.size else -1
-            if r >= 0 and r != i and res[r] and uses[r] < cap and ready[r] <= now and lab[r] == lab[i]:
-                return int(r)
+        c = self.cluster[i]
+        own = int(self.rep_of[c]) if c < self.rep_of.size else -1
+        nbr_reps = [int(self.rep_of[cn]) if cn < self.rep_of.size else -1
+                    for cn in self.cluster[self.graph.same_label_neighbours(i)].tolist()]
+        if self.stand_in_rule == "nearest":
+            for r in [own] + nbr_reps:
+                if self._usable(r, i):
+                    return r
+            return -1
+        cands = [r for r in set([own] + nbr_reps) if self._usable(r, i)]
+        if cands:
+            return cands[self._pick.randrange(len(cands))] if len(cands) > 1 else cands[0]
+        if self.stand_in_rule == "label":
+            return self._random_same_label(i)
+        return -1
+
+    def _random_same_label(self, i: int, tries: int = 8) -> int:
+        """A random level-1 resident with ``i``'s label and uses left, or -1."""
+        pool = self._pool.get(int(self.labels[i]))
+        for _ in range(tries):
+            if not pool:
+                return -1
+            k = self._pick.randrange(len(pool))
+            r = pool[k]
+            if not self.hcache.resident[r]:  # left level 1 since it was pooled: drop the entry
+                pool[k] = pool[-1]
+                pool.pop()
+                self._in_pool[r] = False
+                continue
+            if self._usable(r, i):
+                return r
         return -1
 
     def lookup(self, ids: np.ndarray) -> Lookup:
@@ -280,11 +367,13 @@ class SpiderPolicy(TrainingPolicy):
             if ic.resident[i]:
                 hit[k] = True
                 self._gain[0] += 1
+                self.served_count[i] += 1
                 continue
             if hc.resident[i]:
                 hit[k] = True
                 level[k] = 1
                 self._gain[1] += 1
+                self.served_count[i] += 1
                 continue
             may_sub = hom and self.substitutable[i] and (must is None or not must[i])
             if may_sub:
@@ -294,11 +383,24 @@ class SpiderPolicy(TrainingPolicy):
                     hit[k] = sub[k] = True
                     level[k] = 1
                     self.uses[j] += 1
+                    self.served_count[j] += 1
                     self._gain[1] += 1
                     continue
             # A miss: read from storage, and decide which level (if any) keeps it.
             c = self.cluster[i]
-            if may_sub and self.cluster_size[c] > 1 and self.rep_of[c] < 0:
+            # Any unimportant sample read from storage may become a representative,
+            # a must-serve one too (it is read anyway; it only may not be replaced).
+            may_rep = hom and self.substitutable[i]
+            if may_rep and self.rotate and self.cluster_size[c] > 1:
+                r = int(self.rep_of[c])
+                if r >= 0 and r != i and self.uses[r] >= self.rep_uses:
+                    # The representative has stood in its share: this storage read takes
+                    # its place, so the stand-ins rotate within the epoch. (The store's
+                    # delete runs after this batch's reads, so r may still serve in it.)
+                    hc.discard(r)
+                    self._drop_rep(r)
+                    evicted.append(r)
+            if may_rep and self.cluster_size[c] > 1 and self.rep_of[c] < 0:
                 ok, victim = hc.offer(i, float(self.cluster_size[c]))
                 if ok:
                     if victim >= 0:
@@ -307,6 +409,7 @@ class SpiderPolicy(TrainingPolicy):
                     self.rep_of[c] = i
                     self.rep_cluster[i] = c
                     self.ready_at[i] = self._lookups + self.ready_after
+                    self._pool_add(i)
                     admit[k] = True
                     level[k] = 1
                     fresh.add(i)
@@ -355,6 +458,7 @@ class SpiderPolicy(TrainingPolicy):
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "imp": self.imp.state_dict(), "sampler": self.sampler.state_dict(),
                 "split": self.split.state_dict(), "gain": self._gain.copy(), "slots": list(self._slots),
+                "served_count": self.served_count.copy(),
                 "resident0": self.icache.ids(), "resident1": self.hcache.ids(),
                 "graph": self.graph.state_dict() if self.graph is not None else None}
 
@@ -366,6 +470,8 @@ class SpiderPolicy(TrainingPolicy):
         # The gains of the checkpointed epoch decide the next split, as they would have without a restart.
         self._gain = np.asarray(state.get("gain", np.zeros(2)), np.float64).copy()
         self._slots = tuple(int(v) for v in state.get("slots", self._slots))
+        if "served_count" in state:
+            self.served_count = np.asarray(state["served_count"], np.int32).copy()
         if self.graph is not None and state.get("graph"):
             self.graph.load_state_dict(state["graph"])
         self._apply_split()
