@@ -25,6 +25,18 @@ def _epsilons(text: str) -> tuple[float, ...]:
     return values
 
 
+def _variants(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    from ..inference.heads import VARIANTS
+
+    if not text:
+        return None
+    chosen = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [v for v in chosen if v not in VARIANTS]
+    if unknown or not chosen:
+        raise UserError(f"unknown head variant in {text!r}; choose from {', '.join(VARIANTS)}")
+    return chosen
+
+
 def register(app: typer.Typer) -> None:
     gati = typer.Typer(help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True)
     app.add_typer(gati, name="gati")
@@ -74,13 +86,10 @@ def register(app: typer.Typer) -> None:
         from ..inference.basemodel import load_checkpoint
         from ..inference.bench import load_dataset, splits
         from ..inference.explore import explore
-        from ..inference.heads import VARIANTS
 
         if threads:
             torch.set_num_threads(threads)
-        chosen = [v.strip() for v in variants.split(",")] if variants else None
-        if chosen and any(v not in VARIANTS for v in chosen):
-            raise UserError(f"unknown head variant in {variants!r}; choose from {', '.join(VARIANTS)}")
+        chosen = list(_variants(variants) or ()) or None
         base = load_checkpoint(model)
         ds = load_dataset(dataset, data_root, train=True)
         base.check_shape(tuple(ds.data.shape[1:]))
@@ -179,6 +188,8 @@ def register(app: typer.Typer) -> None:
         batches: str = typer.Option("1,32"),
         requests: int = typer.Option(300, min=10, help="timed requests at batch 1 (batch B: requests/B)"),
         test_samples: Optional[int] = typer.Option(None, min=1, help="report on the first N test images (default: all)"),
+        variants: Optional[str] = typer.Option(None, help="explore only these head variants (comma-separated)"),
+        retime: bool = typer.Option(False, help="re-measure unit and head latencies of reused heads before composing"),
         z: float = typer.Option(1.0, help="standard errors added to the validation loss (overfitting guard)"),
         threads: int = typer.Option(1, min=1, help="torch threads while timing"),
         train_threads: Optional[int] = typer.Option(None, help="torch threads while training"),
@@ -201,7 +212,7 @@ def register(app: typer.Typer) -> None:
                               epsilons=_epsilons(epsilons), batches=batch_sizes, latency_requests=requests,
                               checkpoint=checkpoint, work_dir=work_dir, train_threads=train_threads, threads=threads,
                               z=z, head_epochs=head_epochs, rpc=rpc, rebuild=rebuild, gpu=gpu,
-                              test_samples=test_samples, say=_say)
+                              test_samples=test_samples, variants=_variants(variants), retime=retime, say=_say)
         rows = result["rows"]
         if plot:
             gb.plot(rows, plot)

@@ -22,7 +22,7 @@ import torch
 from ..errors import UserError
 from .basemodel import BaseModel, accuracy, load_checkpoint, train_base_model
 from .compose import assess, compose
-from .explore import Exploration, collect_activations, explore, load_exploration
+from .explore import Exploration, collect_activations, explore, load_exploration, measure_latency
 from .heads import VARIANTS, head_outputs
 from .runtime import GatiRuntime
 
@@ -138,6 +138,8 @@ def run_bench(
     rebuild: bool = False,
     gpu: bool = False,
     test_samples: int | None = None,
+    variants: tuple[str, ...] | None = None,
+    retime: bool = False,
     say: Callable[[str], None] = lambda _m: None,
 ) -> dict:
     work = Path(work_dir).expanduser()
@@ -183,7 +185,7 @@ def run_bench(
     test_y = np.asarray(test_set.targets[:n_test])
 
     # The variant list is part of the name: heads explored with another set of variants are not reused.
-    variant_tag = hashlib.sha256(",".join(VARIANTS).encode()).hexdigest()[:6]
+    variant_tag = hashlib.sha256(",".join(variants or VARIANTS).encode()).hexdigest()[:6]
     cache_dir = work / f"caches-{base.fingerprint()[:12]}-h{head_samples}-v{val_samples}-he{head_epochs}-{variant_tag}"
     ex: Exploration | None = None
     if (cache_dir / "gati.pt").is_file() and not rebuild:
@@ -192,7 +194,13 @@ def run_bench(
     if ex is None:
         torch.set_num_threads(train_threads or torch.get_num_threads())
         ex = explore(base, train_set.data[head_idx], train_set.targets[head_idx], train_set.data[val_idx],
-                     train_set.targets[val_idx], head_epochs=head_epochs, progress=say, device=work_device)
+                     train_set.targets[val_idx], variants=list(variants) if variants else None,
+                     head_epochs=head_epochs, progress=say, device=work_device)
+        retime = retime or torch.get_num_threads() != threads
+    if retime:  # the cost model must see the thread count the latency is measured with
+        torch.set_num_threads(threads)
+        measure_latency(base, ex, say=say)
+    if retime or not (cache_dir / "gati.pt").is_file():
         ex.save(cache_dir)
 
     # One pass over the test split gives every head's output on every test image;
