@@ -92,3 +92,17 @@ def test_table_decode_is_exactly_preprocess(tiny_base):
         want = tiny_base.preprocess(image[None].copy())
         assert got.dtype == want.dtype and got.shape == want.shape
         assert torch.equal(got, want)
+
+
+def test_rpc_overhead_reports_model_handler_and_empty_call_figures(tiny_base, tiny_exploration):
+    from spidercache.inference.bench import rpc_overhead
+
+    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
+             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    x, _ = make_images(8, seed=25)
+    r = rpc_overhead(GatiRuntime(tiny_base, exits), x[:, 0], requests=20)
+    assert r["requests"] == 20
+    assert r["roundtrip_mean_ms"] > r["server_model_mean_ms"] > 0
+    # the handler includes the model, so the overhead against it is the smaller one
+    assert r["overhead_mean_ms"] >= r["overhead_vs_handler_mean_ms"] > 0
+    assert r["empty_rpc_mean_ms"] > 0 and r["empty_rpc_p50_ms"] > 0
