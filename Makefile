@@ -44,7 +44,7 @@ proto: python-packages
 	$(PY) -m grpc_tools.protoc -I src --python_out=src --grpc_python_out=src src/spidercache/server/cache.proto
 
 # docs/benchmarks.md is the benchmark sections of docs/bench/, one after another.
-BENCH_SECTIONS := sim train spider server embedding gati weights
+BENCH_SECTIONS := sim train spider server embedding embedding-results gati weights
 docs:
 	@{ cat docs/bench/_intro.md; for s in $(BENCH_SECTIONS); do \
 	  if [ -f docs/bench/$$s.md ]; then printf '\n'; \
