@@ -82,11 +82,14 @@ def plot(summary: list[dict], rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for policy in sorted({r["policy"] for r in summary}):
+    names = sorted({r["policy"] for r in summary})
+    cmap = plt.get_cmap("tab20")
+    color = {p: cmap(i % 20) for i, p in enumerate(names)}  # one colour per policy in all panels
+    for policy in names:
         pts = sorted((r for r in summary if r["policy"] == policy), key=lambda r: r["working_set"])
         ws = [r["working_set"] for r in pts]
-        line, = a1.plot(ws, [r["served"] for r in pts], "o-", label=f"{policy}")
-        a1.plot(ws, [r["hit"] for r in pts], "x:", color=line.get_color())
+        a1.plot(ws, [r["served"] for r in pts], "o-", label=f"{policy}", color=color[policy])
+        a1.plot(ws, [r["hit"] for r in pts], "x:", color=color[policy])
     a1.set_xlabel("working set"), a1.set_ylabel("share of requests (o-: hits+subst., x: true hits)")
     a1.legend(fontsize=7)
     # the working set with the most policies (the main comparison)
@@ -96,17 +99,22 @@ def plot(summary: list[dict], rows: list[dict], path: str) -> None:
     ws0 = max(counts, key=lambda w: (counts[w], -w))
     at = [r for r in summary if r["working_set"] == ws0]
     for r in at:
-        a2.errorbar(r["served"], r["acc"], yerr=r["acc_std"], fmt="o", capsize=3)
+        a2.errorbar(r["served"], r["acc"], yerr=r["acc_std"], fmt="o", capsize=3, color=color[r["policy"]])
         a2.annotate(r["policy"], (r["served"], r["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     a2.set_xlabel(f"served from cache at working set {ws0:g}"), a2.set_ylabel("final test accuracy %, mean ± sd")
+    # Per-epoch curves only for the policies run with the most seeds: a mean over
+    # another set of seeds starts from another epoch-0 accuracy and would mislead.
+    most = max(r["seeds"] for r in at)
+    full = {r["policy"] for r in at if r["seeds"] == most}
     per_epoch = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["working_set"] == ws0:
+        if r["working_set"] == ws0 and r["policy"] in full:
             per_epoch[r["policy"]][r["epoch"]].append(r["test_accuracy"])
     for policy, by_ep in sorted(per_epoch.items()):
         eps = sorted(by_ep)
-        a3.plot(eps, [statistics.mean(by_ep[e]) for e in eps], "o-", label=policy)
-    a3.set_xlabel("epoch"), a3.set_ylabel(f"test accuracy % (mean over seeds), ws {ws0:g}"), a3.legend(fontsize=7)
+        a3.plot(eps, [statistics.mean(by_ep[e]) for e in eps], "o-", label=policy, color=color[policy])
+    a3.set_xlabel("epoch"), a3.set_ylabel(f"test accuracy % (mean of {most} seeds), ws {ws0:g}")
+    a3.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
