@@ -235,4 +235,6 @@ def register(app: typer.Typer) -> None:
         if result["rpc"]:
             rp = result["rpc"]
             Console().print(f"gRPC loopback overhead: mean {rp['overhead_mean_ms']:.3f} ms, p50 {rp['overhead_p50_ms']:.3f} ms "
-                            f"per request (round trip {rp['roundtrip_mean_ms']:.3f} ms)")
+                            f"per request (round trip {rp['roundtrip_mean_ms']:.3f} ms); beyond the whole handler "
+                            f"p50 {rp['overhead_vs_handler_p50_ms']:.3f} ms; an empty call alone p50 "
+                            f"{rp['empty_rpc_p50_ms']:.3f} ms (load average {rp['load_average']:.1f})")
