@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         data_root: Optional[str] = typer.Option(None, help="dataset folder (default: the Debian package's)"),
         epochs: int = typer.Option(1, min=1),
         train_samples: int = typer.Option(20000, min=1, help="first N images of the fixed shuffled training split"),
+        lr: float = typer.Option(0.05, min=1e-6, help="peak learning rate of the one-cycle schedule (deep nets want less)"),
         threads: Optional[int] = typer.Option(None, help="torch threads"),
         out: Path = typer.Option(..., "--out", help="checkpoint to write"),
     ) -> None:
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
         ds = load_dataset(dataset, data_root, train=True)
         base_idx, _, _ = splits(len(ds), train_samples, 1, 1)
-        base = train_base_model(network, ds.data[base_idx], ds.targets[base_idx], len(ds.classes), epochs=epochs,
+        base = train_base_model(network, ds.data[base_idx], ds.targets[base_idx], len(ds.classes), epochs=epochs, lr=lr,
                                 progress=lambda s, t, l: _say(f"step {s}/{t} loss {l:.3f}") if s % 50 == 0 or s == t else None)
         base.meta["dataset"] = dataset
         base.save(out)
