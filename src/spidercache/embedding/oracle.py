@@ -131,6 +131,24 @@ def _pop(hk, hv, size):
 
 
 @nb.njit(cache=True)
+def _drop_stale(hk, hv, size, resident, rate, rate_slot):
+    """Rebuild a full lazy heap from its live entries only (row still resident, rate unchanged)."""
+    m = 0
+    for j in range(size):
+        v = hv[j]
+        if resident[v] and (rate[rate_slot[v]] if rate_slot[v] >= 0 else 0.0) == hk[j]:
+            hk[m] = hk[j]
+            hv[m] = v
+            m += 1
+    keys = hk[:m].copy()
+    vals = hv[:m].copy()
+    size = 0
+    for j in range(m):
+        size = _push(hk, hv, size, keys[j], vals[j])
+    return size
+
+
+@nb.njit(cache=True)
 def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, bypass):
     """Hits of the true-rate oracle. ``rate_slot[id]``: the id's slot in the rate
     table (-1: a one-off row, rate 0). Min-heap of (rate, id) with lazy entries."""
@@ -153,19 +171,8 @@ def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, b
             rate[s] = ev_rate[e]
             i = slot_id[s]
             if i >= 0 and resident[i]:
-                if size == hsize_max:  # drop stale entries
-                    m = 0
-                    for j in range(size):
-                        v = hv[j]
-                        if resident[v] and (rate[rate_slot[v]] if rate_slot[v] >= 0 else 0.0) == hk[j]:
-                            hk[m] = hk[j]
-                            hv[m] = v
-                            m += 1
-                    size = 0
-                    keys = hk[:m].copy()
-                    vals = hv[:m].copy()
-                    for j in range(m):
-                        size = _push(hk, hv, size, keys[j], vals[j])
+                if size == hsize_max:
+                    size = _drop_stale(hk, hv, size, resident, rate, rate_slot)
                 size = _push(hk, hv, size, rate[s], i)
             e += 1
         x = ids[k]
@@ -187,18 +194,7 @@ def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, b
             size = _pop(hk, hv, size)
             used -= 1
         if size == hsize_max:
-            m = 0
-            for j in range(size):
-                v = hv[j]
-                if resident[v] and (rate[rate_slot[v]] if rate_slot[v] >= 0 else 0.0) == hk[j]:
-                    hk[m] = hk[j]
-                    hv[m] = v
-                    m += 1
-            size = 0
-            keys = hk[:m].copy()
-            vals = hv[:m].copy()
-            for j in range(m):
-                size = _push(hk, hv, size, keys[j], vals[j])
+            size = _drop_stale(hk, hv, size, resident, rate, rate_slot)
         resident[x] = True
         used += 1
         size = _push(hk, hv, size, rx, x)
