@@ -32,6 +32,7 @@ import numba as nb
 import numpy as np
 
 from ..engine.ids import remap_trace
+from ._heap import heap_pop, heap_push
 from .optgen import resolve_capacity
 from .traces import GenConfig, generate, row_of, table_of
 
@@ -92,51 +93,13 @@ class GeneratorTruth:
         return np.concatenate(self.pos), np.concatenate(self.idx), np.concatenate(self.rate)
 
 
-@nb.njit(cache=True, inline="always")
-def _push(hk, hv, size, key, v):
-    pos = size
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if hk[parent] <= key:
-            break
-        hk[pos] = hk[parent]
-        hv[pos] = hv[parent]
-        pos = parent
-    hk[pos] = key
-    hv[pos] = v
-    return size + 1
-
-
-@nb.njit(cache=True, inline="always")
-def _pop(hk, hv, size):
-    size -= 1
-    if size == 0:
-        return 0
-    key, v = hk[size], hv[size]
-    pos = 0
-    while True:
-        c = 2 * pos + 1
-        if c >= size:
-            break
-        if c + 1 < size and hk[c + 1] < hk[c]:
-            c += 1
-        if hk[c] >= key:
-            break
-        hk[pos] = hk[c]
-        hv[pos] = hv[c]
-        pos = c
-    hk[pos] = key
-    hv[pos] = v
-    return size
-
-
 @nb.njit(cache=True)
 def _drop_stale(hk, hv, size, resident, rate, rate_slot):
     """Rebuild a full lazy heap from its live entries only (row still resident, rate unchanged)."""
     m = 0
     for j in range(size):
         v = hv[j]
-        if resident[v] and (rate[rate_slot[v]] if rate_slot[v] >= 0 else 0.0) == hk[j]:
+        if resident[v] and -(rate[rate_slot[v]] if rate_slot[v] >= 0 else 0.0) == hk[j]:
             hk[m] = hk[j]
             hv[m] = v
             m += 1
@@ -144,14 +107,14 @@ def _drop_stale(hk, hv, size, resident, rate, rate_slot):
     vals = hv[:m].copy()
     size = 0
     for j in range(m):
-        size = _push(hk, hv, size, keys[j], vals[j])
+        size = heap_push(hk, hv, size, keys[j], vals[j])
     return size
 
 
 @nb.njit(cache=True)
 def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, bypass):
     """Hits of the true-rate oracle. ``rate_slot[id]``: the id's slot in the rate
-    table (-1: a one-off row, rate 0). Min-heap of (rate, id) with lazy entries."""
+    table (-1: a one-off row, rate 0). Lowest rate first: a max-heap of (-rate, id) with lazy entries."""
     rate = np.zeros(n_slots)
     slot_id = np.full(n_slots, -1, np.int64)
     for i in range(n_ids):
@@ -173,7 +136,7 @@ def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, b
             if i >= 0 and resident[i]:
                 if size == hsize_max:
                     size = _drop_stale(hk, hv, size, resident, rate, rate_slot)
-                size = _push(hk, hv, size, rate[s], i)
+                size = heap_push(hk, hv, size, -rate[s], i)
             e += 1
         x = ids[k]
         if resident[x]:
@@ -185,19 +148,19 @@ def _oracle_sim(ids, rate_slot, ev_pos, ev_slot, ev_rate, n_ids, n_slots, cap, b
             while True:
                 v = hv[0]
                 rv = rate[rate_slot[v]] if rate_slot[v] >= 0 else 0.0
-                if resident[v] and rv == hk[0]:
+                if resident[v] and -rv == hk[0]:
                     break
-                size = _pop(hk, hv, size)
-            if bypass and rx <= hk[0]:
+                size = heap_pop(hk, hv, size)
+            if bypass and rx <= -hk[0]:
                 continue
             resident[hv[0]] = False
-            size = _pop(hk, hv, size)
+            size = heap_pop(hk, hv, size)
             used -= 1
         if size == hsize_max:
             size = _drop_stale(hk, hv, size, resident, rate, rate_slot)
         resident[x] = True
         used += 1
-        size = _push(hk, hv, size, rx, x)
+        size = heap_push(hk, hv, size, -rx, x)
     return hits
 
 

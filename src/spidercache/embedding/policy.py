@@ -35,6 +35,7 @@ import torch
 
 from ..engine.policies import register
 from ..engine.policies.base import Policy, PolicyStats
+from ._heap import heap_pop, heap_push
 from .features import FeatureState
 from .models import load_model
 
@@ -70,44 +71,6 @@ def _push_front(i, prev, nxt, s):
     s[2] = i
 
 
-@nb.njit(cache=True, inline="always")
-def _heap_push(hk, hv, s, key, i):
-    pos = s[4]
-    s[4] += 1
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if hk[parent] >= key:
-            break
-        hk[pos] = hk[parent]
-        hv[pos] = hv[parent]
-        pos = parent
-    hk[pos] = key
-    hv[pos] = i
-
-
-@nb.njit(cache=True, inline="always")
-def _heap_pop(hk, hv, s):
-    size = s[4] - 1
-    s[4] = size
-    if size == 0:
-        return
-    key, v = hk[size], hv[size]
-    pos = 0
-    while True:
-        c = 2 * pos + 1
-        if c >= size:
-            break
-        if c + 1 < size and hk[c + 1] > hk[c]:
-            c += 1
-        if hk[c] <= key:
-            break
-        hk[pos] = hk[c]
-        hv[pos] = hv[c]
-        pos = c
-    hk[pos] = key
-    hv[pos] = v
-
-
 @nb.njit(cache=True)
 def _compact(hk, hv, s, where, due):
     m = 0
@@ -121,7 +84,7 @@ def _compact(hk, hv, s, where, due):
     keys = hk[:m].copy()
     vals = hv[:m].copy()
     for j in range(m):
-        _heap_push(hk, hv, s, keys[j], vals[j])
+        s[4] = heap_push(hk, hv, s[4], keys[j], vals[j])
 
 
 @nb.njit(cache=True, inline="always")
@@ -131,7 +94,7 @@ def _farthest(hk, hv, s, where, due):
         i = hv[0]
         if where[i] > 0 and due[i] == hk[0]:
             return i
-        _heap_pop(hk, hv, s)
+        s[4] = heap_pop(hk, hv, s[4])
     return -1
 
 
@@ -156,7 +119,7 @@ def _place(i, key, where, prev, nxt, s, due, hk, hv):
     due[i] = key
     if s[4] == hk.size:
         _compact(hk, hv, s, where, due)
-    _heap_push(hk, hv, s, key, i)
+    s[4] = heap_push(hk, hv, s[4], key, i)
     _push_front(i, prev, nxt, s)
     where[i] = 1
 
