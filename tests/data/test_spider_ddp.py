@@ -7,24 +7,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import redis
 
 from spidercache.testing.servers import free_port
-
-
-def _npz(dir, n=256, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, n)
-    x = (rng.integers(0, 60, (n, size, size)) + y[:, None, None] * 50).astype(np.uint8)
-    tr, te = dir / "train.npz", dir / "test.npz"
-    np.savez(tr, x=x, y=y)
-    np.savez(te, x=x[:64], y=y[:64])
-    return str(tr), str(te)
+from tiny_npz import make_npz
 
 
 def test_two_ranks_train_with_spider_and_share_the_split_through_redis(tmp_path, redis_server):
-    tr, te = _npz(tmp_path)
+    tr, te = make_npz(tmp_path)
     port = str(redis_server.port)
     r = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),

@@ -7,24 +7,14 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spidercache.data.datasets import CIFAR, ImageFolder, NpzDataset, open_dataset
+from tiny_npz import make_npz
 
 PY = sys.executable
-
-
-def make_npz(dir: Path, n=256, size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, n)
-    x = (rng.integers(0, 60, (n, size, size)) + y[:, None, None] * 50).astype(np.uint8)
-    tr, te = dir / "train.npz", dir / "test.npz"
-    np.savez(tr, x=x, y=y)
-    np.savez(te, x=x[:64], y=y[:64])
-    return str(tr), str(te)
 
 
 class Result:
