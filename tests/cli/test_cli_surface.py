@@ -55,3 +55,35 @@ def test_tables_in_a_pipe_are_not_cut():
 
     con = console()
     assert con.width >= 1000  # stdout is captured by pytest: not a terminal
+
+
+def test_doctor_reports_every_part_on_one_line_each():
+    proc = spidercache("doctor", "--json")
+    import json
+
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    for name in ("python", "torch", "numba", "redis-server", "memcached", "fashion-mnist", "shared memory", "gpu"):
+        assert name in checks
+    # the test machines have what `make test` installs
+    assert checks["redis-server"]["status"] == "ok" and checks["torch"]["status"] == "ok"
+    assert proc.returncode == (1 if any(c["status"] == "missing" for c in checks.values()) else 0)
+    lines = spidercache("doctor").stdout.splitlines()
+    assert len(lines) == len(checks)
+
+
+def test_top_level_exports_load_lazily():
+    code = ("import sys, spidercache; assert 'torch' not in sys.modules; "
+            "from spidercache import Cache, make_policy, open_store, UserError; "
+            "c = Cache(make_policy('lru', 4), open_store('memory:1')); "
+            "assert c.get_or_load([1, 2], lambda ids: [bytes([i]) for i in ids]) == [b'\\x01', b'\\x02']; "
+            "assert 'torch' not in sys.modules; "
+            "assert set(spidercache.__all__) >= {'CachedLoader', 'CachedEmbeddingBag', 'WeightCache', 'DatasetCache'}")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_top_level_export_resolves():
+    import spidercache
+
+    for name in spidercache.__all__:
+        assert getattr(spidercache, name) is not None, name
