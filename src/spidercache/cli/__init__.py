@@ -35,9 +35,21 @@ def _load_groups() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
+    from typer import _click as click  # typer >= 0.20 ships its own click
+
     _load_groups()
     try:
-        app(args=argv, prog_name="spidercache", standalone_mode=True)
+        rv = app(args=argv, prog_name="spidercache", standalone_mode=False)
     except (UserError, StoreUnavailable, CorruptValue) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group named alone: its help, as before
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # typer's own parsing errors: one line too, not a usage box
+        typer.echo("error: " + " ".join(exc.format_message().split()), err=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
