@@ -270,16 +270,24 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_trace(path: str | os.PathLike, keys: np.ndarray) -> Path:
-    """Write keys as ``.npy`` (the suffix is added when missing) or text (``.txt``)."""
+def write_trace(path: str | os.PathLike, keys: np.ndarray, sizes: np.ndarray | None = None) -> Path:
+    """Write keys as ``.npy`` (the suffix is added when missing; sizes to ``NAME.sizes.npy``) or text.
+
+    Text (``.txt``, ``.trace``) holds keys only; sizes need ``.npy``.
+    """
     path = check_output_path(path)
-    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    keys = np.ascontiguousarray(keys)
+    keys = keys.view(np.int64) if keys.dtype == np.uint64 else keys.astype(np.int64, copy=False)
     if path.suffix.lower() in {".txt", ".trace"}:
+        if sizes is not None:
+            raise UserError(f"{path}: a text trace holds keys only; write .npy to keep the sizes")
         np.savetxt(path, keys, fmt="%d")
         return path
     if path.suffix.lower() != ".npy":
         path = path.with_name(path.name + ".npy")
     np.save(path, keys)
+    if sizes is not None:
+        np.save(sizes_path(path), np.ascontiguousarray(sizes, dtype=np.int64))
     return path
 
 
