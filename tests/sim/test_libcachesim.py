@@ -24,7 +24,8 @@ from spidercache.sim.traces import load_trace
 
 lcs = pytest.importorskip("libcachesim")
 
-LCS_NAMES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "opt": "Belady"}
+LCS_NAMES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "opt": "Belady",
+             "sieve": "Sieve", "clock": "Clock"}
 
 
 def _zipf_with_scans(seed: int, n_keys: int = 4000, n_req: int = 60_000, alpha: float = 1.0) -> np.ndarray:
@@ -57,7 +58,7 @@ def test_object_count_misses_equal_libcachesim(tmp_path, policy, seed, alpha):
         assert ours == _lcs_misses(tmp_path, keys, policy, cap)[0], (policy, cap)
 
 
-@pytest.mark.parametrize("policy", ["lru", "fifo"])
+@pytest.mark.parametrize("policy", ["lru", "fifo", "sieve", "clock"])
 def test_byte_sized_misses_equal_libcachesim(tmp_path, policy):
     keys = _zipf_with_scans(3)
     rng = np.random.default_rng(4)

@@ -50,9 +50,11 @@ from ..sim.traces import load_trace, zipf
 # Our policy name -> libCacheSim class name.
 LIBCACHESIM_NAMES = {
     "lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "opt": "Belady",
+    "sieve": "Sieve", "clock": "Clock",
 }
 # The figures: |hit ratio difference| allowed, speed ratio wanted.
-HIT_RATIO_TOLERANCE = {"lru": 0.001, "fifo": 0.001, "arc": 0.001, "opt": 0.001, "lfu": 0.01, "s3fifo": 0.01}
+HIT_RATIO_TOLERANCE = {"lru": 0.001, "fifo": 0.001, "arc": 0.001, "opt": 0.001, "sieve": 0.001, "clock": 0.001,
+                       "lfu": 0.01, "s3fifo": 0.01}
 SPEEDUP_TARGET = {"lru": 3.0, "opt": 3.0, "sweep": 3.0}
 BYTES_PER_KEY_TARGET = 64.0
 

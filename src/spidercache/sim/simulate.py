@@ -94,8 +94,11 @@ def warm_up(policies: Sequence[str], by_bytes: bool = False) -> None:
         policy.access(ids)
         if by_bytes:
             if not policy.supports_sizes:
+                from ..engine.policies import POLICIES
+
+                sized = ", ".join(sorted(k for k, c in POLICIES.items() if c.supports_sizes))
                 raise UserError(f"policy {name!r} does not run with object sizes yet; "
-                                "byte capacities work with lru, fifo")
+                                f"byte capacities work with {sized}")
             make_policy(name, 5, n, by_bytes=True, **policy_kwargs(name, nxt)).access(ids, sizes=sizes)
 
 
