@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from spidercache.engine.ids import remap_trace
-from spidercache.engine.policies import make_policy
 from spidercache.engine.policies.opt import NEVER, next_use_positions
 from spidercache.sim.blocks import block_trace
 from spidercache.sim.formats import write_oracle_general, write_vscsi
@@ -24,8 +23,16 @@ from spidercache.sim.traces import load_trace
 
 lcs = pytest.importorskip("libcachesim")
 
-LCS_NAMES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "opt": "Belady",
-             "sieve": "Sieve", "clock": "Clock"}
+LCS_NAMES = {
+    "lru": "LRU",
+    "fifo": "FIFO",
+    "lfu": "LFU",
+    "arc": "ARC",
+    "s3fifo": "S3FIFO",
+    "opt": "Belady",
+    "sieve": "Sieve",
+    "clock": "Clock",
+}
 
 
 def _zipf_with_scans(seed: int, n_keys: int = 4000, n_req: int = 60_000, alpha: float = 1.0) -> np.ndarray:

@@ -49,12 +49,26 @@ from ..sim.traces import load_trace, zipf
 
 # Our policy name -> libCacheSim class name.
 LIBCACHESIM_NAMES = {
-    "lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "arc": "ARC", "s3fifo": "S3FIFO", "opt": "Belady",
-    "sieve": "Sieve", "clock": "Clock",
+    "lru": "LRU",
+    "fifo": "FIFO",
+    "lfu": "LFU",
+    "arc": "ARC",
+    "s3fifo": "S3FIFO",
+    "opt": "Belady",
+    "sieve": "Sieve",
+    "clock": "Clock",
 }
 # The issue's figures: |hit ratio difference| allowed, speed ratio wanted.
-HIT_RATIO_TOLERANCE = {"lru": 0.001, "fifo": 0.001, "arc": 0.001, "opt": 0.001, "sieve": 0.001, "clock": 0.001,
-                       "lfu": 0.01, "s3fifo": 0.01}
+HIT_RATIO_TOLERANCE = {
+    "lru": 0.001,
+    "fifo": 0.001,
+    "arc": 0.001,
+    "opt": 0.001,
+    "sieve": 0.001,
+    "clock": 0.001,
+    "lfu": 0.01,
+    "s3fifo": 0.01,
+}
 SPEEDUP_TARGET = {"lru": 3.0, "opt": 3.0, "sweep": 3.0}
 BYTES_PER_KEY_TARGET = 64.0
 
@@ -63,12 +77,23 @@ def _import_libcachesim():
     try:
         import libcachesim
     except ImportError:
-        raise UserError("bench sim needs libCacheSim: pip install libcachesim (it is in the test extras)") from None
+        raise UserError(
+            "bench sim needs libCacheSim: pip install libcachesim (it is in the test extras)"
+        ) from None
     return libcachesim
 
 
-def make_trace(trace=None, column=None, size_column=None, fmt=None, kind="block", alpha=1.0,
-               keys=1_000_000, requests=8_200_000, seed=0) -> tuple[Trace, str]:
+def make_trace(
+    trace=None,
+    column=None,
+    size_column=None,
+    fmt=None,
+    kind="block",
+    alpha=1.0,
+    keys=1_000_000,
+    requests=8_200_000,
+    seed=0,
+) -> tuple[Trace, str]:
     """The benchmark's trace and a one-line description of it."""
     if trace is not None:
         return load_trace(trace, column, size_column, fmt), f"file {trace}"
@@ -93,17 +118,32 @@ def _lcs_run(lcs, reader, policy: str, capacity: int, objects: int) -> tuple[flo
     return 1.0 - miss, 1.0 - byte_miss, time.perf_counter() - t0
 
 
-def run(trace=None, column=None, size_column=None, fmt=None, kind="block", alpha=1.0, keys=1_000_000,
-        requests=8_200_000, seed=0, policy="lru,fifo,lfu,arc,s3fifo,opt", cache_size="0.001,0.01,0.1",
-        by_bytes=False, repeat=3, workers=0, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+def run(
+    trace=None,
+    column=None,
+    size_column=None,
+    fmt=None,
+    kind="block",
+    alpha=1.0,
+    keys=1_000_000,
+    requests=8_200_000,
+    seed=0,
+    policy="lru,fifo,lfu,arc,s3fifo,opt",
+    cache_size="0.001,0.01,0.1",
+    by_bytes=False,
+    repeat=3,
+    workers=0,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Rows comparing ours with libCacheSim on one trace (see the module docstring)."""
     lcs = _import_libcachesim()
     policies = parse_policies(policy)
     specs = parse_cache_sizes(cache_size, by_bytes)
     unknown = [p for p in policies if (("opt" if is_opt(p) else p) not in LIBCACHESIM_NAMES)]
     if unknown:
-        raise UserError(f"no libCacheSim counterpart for {', '.join(unknown)}; "
-                        f"choose from {', '.join(LIBCACHESIM_NAMES)}")
+        raise UserError(
+            f"no libCacheSim counterpart for {', '.join(unknown)}; choose from {', '.join(LIBCACHESIM_NAMES)}"
+        )
     if repeat < 1:
         raise UserError(f"--repeat must be at least 1, got {repeat}")
     if workers < 0:
@@ -118,9 +158,17 @@ def run(trace=None, column=None, size_column=None, fmt=None, kind="block", alpha
     footprint = footprint_bytes(ids, sizes, n) if in_bytes else n
     mean_size = footprint / max(n, 1)
     workers = workers or os.cpu_count() or 1
-    common = {"trace": described, "requests": int(data.keys.size), "distinct_keys": int(n),
-              "libcachesim": getattr(lcs, "__version__", "?"), "cpus": os.cpu_count(), "workers": workers,
-              "python": platform.python_version(), "machine": platform.machine(), "repeat": repeat}
+    common = {
+        "trace": described,
+        "requests": int(data.keys.size),
+        "distinct_keys": int(n),
+        "libcachesim": getattr(lcs, "__version__", "?"),
+        "cpus": os.cpu_count(),
+        "workers": workers,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "repeat": repeat,
+    }
 
     ours_runs, lcs_times, lcs_hits, sweep_ours, sweep_lcs = [], {}, {}, [], []
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -148,8 +196,14 @@ def run(trace=None, column=None, size_column=None, fmt=None, kind="block", alpha
     for row in out:
         if on_row is not None:
             on_row(row)
-    sweep = dict(common, policy="sweep", cache_size=None, rows=len(out),
-                 seconds=statistics.median(sweep_ours), libcachesim_seconds=statistics.median(sweep_lcs))
+    sweep = dict(
+        common,
+        policy="sweep",
+        cache_size=None,
+        rows=len(out),
+        seconds=statistics.median(sweep_ours),
+        libcachesim_seconds=statistics.median(sweep_lcs),
+    )
     sweep["speed_ratio"] = sweep["libcachesim_seconds"] / sweep["seconds"]
     sweep["speed_target"] = SPEEDUP_TARGET["sweep"]
     sweep["meets"] = {"speed": sweep["speed_ratio"] >= SPEEDUP_TARGET["sweep"]}
@@ -169,14 +223,26 @@ def _row(common, ours_runs, i, lcs_times, lcs_hits, n) -> dict:
     byte_delta = None if first["byte_hit_ratio"] is None else abs(first["byte_hit_ratio"] - bhr)
     target = SPEEDUP_TARGET.get(first["policy"])
     per_key = first["state_bytes"] / max(n, 1)
-    row = dict(common, policy=first["policy"], cache_size=first["cache_size"], unit=first["unit"],
-               capacity=first["capacity"], hit_ratio=first["hit_ratio"], libcachesim_hit_ratio=hr,
-               abs_delta=delta, byte_hit_ratio=first["byte_hit_ratio"],
-               libcachesim_byte_hit_ratio=bhr if first["byte_hit_ratio"] is not None else None,
-               byte_abs_delta=byte_delta, tolerance=tol, seconds=seconds,
-               sim_seconds=statistics.median(r[i]["sim_seconds"] for r in ours_runs),
-               libcachesim_seconds=lcs_seconds, speed_ratio=lcs_seconds / seconds, speed_target=target,
-               state_bytes_per_key=per_key)
+    row = dict(
+        common,
+        policy=first["policy"],
+        cache_size=first["cache_size"],
+        unit=first["unit"],
+        capacity=first["capacity"],
+        hit_ratio=first["hit_ratio"],
+        libcachesim_hit_ratio=hr,
+        abs_delta=delta,
+        byte_hit_ratio=first["byte_hit_ratio"],
+        libcachesim_byte_hit_ratio=bhr if first["byte_hit_ratio"] is not None else None,
+        byte_abs_delta=byte_delta,
+        tolerance=tol,
+        seconds=seconds,
+        sim_seconds=statistics.median(r[i]["sim_seconds"] for r in ours_runs),
+        libcachesim_seconds=lcs_seconds,
+        speed_ratio=lcs_seconds / seconds,
+        speed_target=target,
+        state_bytes_per_key=per_key,
+    )
     row["meets"] = {
         "hit_ratio": None if tol is None else delta <= tol and (byte_delta is None or byte_delta <= tol),
         "speed": None if target is None else row["speed_ratio"] >= target,

@@ -11,18 +11,23 @@ import typer
 
 
 def sim(
-    trace: Path = typer.Argument(..., help="A trace: .npy, text (one key per line), CSV, oracleGeneral, "
-                                           "vscsi or ARC .lis."),
+    trace: Path = typer.Argument(
+        ..., help="A trace: .npy, text (one key per line), CSV, oracleGeneral, vscsi or ARC .lis."
+    ),
     policy: str = typer.Option("lru,fifo,lfu,arc,s3fifo,opt", help="Comma-separated policy names."),
     cache_size: str = typer.Option(
-        "0.01,0.1", help="Comma-separated sizes: <= 1 a fraction of the distinct keys (or of the "
-                         "footprint in bytes), > 1 a number of objects; with a unit (1GiB, 512MiB) bytes."),
+        "0.01,0.1",
+        help="Comma-separated sizes: <= 1 a fraction of the distinct keys (or of the "
+        "footprint in bytes), > 1 a number of objects; with a unit (1GiB, 512MiB) bytes.",
+    ),
     by_bytes: bool = typer.Option(False, "--bytes", help="Plain numbers in --cache-size are bytes."),
     column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
     size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes in bytes."),
-    fmt: Optional[str] = typer.Option(None, "--format",
-                                      help="Trace format when the name does not tell it: npy, txt, csv, "
-                                           "oracleGeneral, vscsi, lis."),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        help="Trace format when the name does not tell it: npy, txt, csv, oracleGeneral, vscsi, lis.",
+    ),
     workers: int = typer.Option(0, help="Processes for the sweep (0: one per core)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
@@ -45,8 +50,15 @@ def sim(
     n_workers = workers or os.cpu_count() or 1
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("simulating", total=None)
-        rows = simulate(data.keys, policies, cache_size, sizes=data.sizes, by_bytes=by_bytes,
-                        workers=n_workers, on_row=lambda _row: progress.advance(task))
+        rows = simulate(
+            data.keys,
+            policies,
+            cache_size,
+            sizes=data.sizes,
+            by_bytes=by_bytes,
+            workers=n_workers,
+            on_row=lambda _row: progress.advance(task),
+        )
     if json_out:
         typer.echo(rows_json(rows))
     else:

@@ -65,7 +65,7 @@ def gen_block(
 @trace_app.command("convert")
 def convert(
     source: Path = typer.Argument(..., help="A trace: .npy, text, CSV, oracleGeneral, vscsi or ARC .lis."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output .npy (sizes to NAME.sizes.npy), or .txt."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .npy (+ NAME.sizes.npy) or .txt."),
     column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
     size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes in bytes."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Input format when the name does not tell it: "

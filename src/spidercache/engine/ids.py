@@ -214,5 +214,6 @@ class KeyRemapper:
         size = _table_size(n_keys)
         slot_keys = np.zeros(size, np.int64)
         slot_ids = np.full(size, -1, np.int32)
-        _remap_hashed(self._keys[: self.n].copy(), slot_keys, slot_ids, 0, np.empty(self.n, np.int64), 0, 2**62)
+        out = np.empty(self.n, np.int64)
+        _remap_hashed(self._keys[: self.n].copy(), slot_keys, slot_ids, 0, out, 0, 2**62)
         self._slot_keys, self._slot_ids = slot_keys, slot_ids

@@ -27,8 +27,14 @@ SECTOR = 512
 _SPACE = 2**31  # sectors: a 1 TiB volume
 
 
-def block_trace(requests: int, seed: int = 0, alpha: float = 0.9, hot_extents: int = 20_000,
-                scan_share: float = 0.03, cold_share: float = 0.07) -> Trace:
+def block_trace(
+    requests: int,
+    seed: int = 0,
+    alpha: float = 0.9,
+    hot_extents: int = 20_000,
+    scan_share: float = 0.03,
+    cold_share: float = 0.07,
+) -> Trace:
     """About ``requests`` sector requests (trimmed to exactly that many) with sizes of 512 bytes."""
     if requests < 1:
         raise UserError(f"requests must be at least 1, got {requests}")

@@ -24,12 +24,22 @@ import numpy as np
 from ..errors import UserError
 
 ORACLE_GENERAL = np.dtype([("time", "<u4"), ("key", "<u8"), ("size", "<u4"), ("next", "<i8")])
-VSCSI1 = np.dtype({"names": ["sn", "len", "nsg", "cmd", "ver", "lbn", "ts"],
-                   "formats": ["<u4", "<u4", "<u4", "<u2", "<u2", "<u8", "<u8"],
-                   "offsets": [0, 4, 8, 12, 14, 16, 24], "itemsize": 32})
-VSCSI2 = np.dtype({"names": ["cmd", "ver", "sn", "len", "nsg", "lbn", "ts", "rt"],
-                   "formats": ["<u2", "<u2", "<u4", "<u4", "<u4", "<u8", "<u8", "<u8"],
-                   "offsets": [0, 2, 4, 8, 12, 16, 24, 32], "itemsize": 40})
+VSCSI1 = np.dtype(
+    {
+        "names": ["sn", "len", "nsg", "cmd", "ver", "lbn", "ts"],
+        "formats": ["<u4", "<u4", "<u4", "<u2", "<u2", "<u8", "<u8"],
+        "offsets": [0, 4, 8, 12, 14, 16, 24],
+        "itemsize": 32,
+    }
+)
+VSCSI2 = np.dtype(
+    {
+        "names": ["cmd", "ver", "sn", "len", "nsg", "lbn", "ts", "rt"],
+        "formats": ["<u2", "<u2", "<u4", "<u4", "<u4", "<u8", "<u8", "<u8"],
+        "offsets": [0, 2, 4, 8, 12, 16, 24, 32],
+        "itemsize": 40,
+    }
+)
 
 
 @dataclass
@@ -49,8 +59,9 @@ def _records(path: Path, dtype: np.dtype, what: str) -> np.ndarray:
     if n_bytes == 0:
         raise UserError(f"trace is empty: {path}")
     if n_bytes % dtype.itemsize:
-        raise UserError(f"{path}: {n_bytes:,} bytes is not a whole number of {dtype.itemsize}-byte "
-                        f"{what} records")
+        raise UserError(
+            f"{path}: {n_bytes:,} bytes is not a whole number of {dtype.itemsize}-byte {what} records"
+        )
     return np.fromfile(path, dtype=dtype)
 
 
@@ -59,8 +70,9 @@ def read_oracle_general(path: Path) -> Trace:
     return Trace(rec["key"].view(np.int64).copy(), rec["size"].astype(np.int64))
 
 
-def write_oracle_general(path: Path, keys: np.ndarray, sizes: np.ndarray | None = None,
-                         next_access: np.ndarray | None = None) -> None:
+def write_oracle_general(
+    path: Path, keys: np.ndarray, sizes: np.ndarray | None = None, next_access: np.ndarray | None = None
+) -> None:
     """Write an oracleGeneral file (sizes default to 1, next access to -1)."""
     keys = np.asarray(keys)
     rec = np.zeros(keys.size, ORACLE_GENERAL)
@@ -120,8 +132,9 @@ def read_lis(path: Path) -> Trace:
                 shown = raw.strip()[:40].decode("utf-8", "replace")
                 raise UserError(f"{path}, line {lineno}: not two integers: {shown!r}") from None
             if start < 0 or count < 1 or start + count > 2**63:
-                raise UserError(f"{path}, line {lineno}: start must be >= 0 and count >= 1, "
-                                f"got {start} {count}")
+                raise UserError(
+                    f"{path}, line {lineno}: start must be >= 0 and count >= 1, got {start} {count}"
+                )
             starts.append(start)
             counts.append(count)
     if not starts:

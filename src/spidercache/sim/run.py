@@ -66,8 +66,13 @@ def footprint_bytes(ids: np.ndarray, sizes: np.ndarray | None, n: int) -> int:
     return int(_first_sizes_sum(ids, sizes))
 
 
-def run_policy(run: PolicyRun, ids: np.ndarray, n_ids: int, sizes: np.ndarray | None = None,
-               next_use: np.ndarray | None = None) -> dict:
+def run_policy(
+    run: PolicyRun,
+    ids: np.ndarray,
+    n_ids: int,
+    sizes: np.ndarray | None = None,
+    next_use: np.ndarray | None = None,
+) -> dict:
     """Feed the whole trace of dense ids to one fresh policy; time only the loop."""
     kwargs = policy_kwargs(run.policy, next_use)
     if run.by_bytes:

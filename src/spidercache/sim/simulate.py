@@ -40,8 +40,18 @@ from ..errors import UserError
 from .run import PolicyRun, footprint_bytes, is_opt, next_use_positions, policy_kwargs, run_policy
 
 ROW_KEYS = (
-    "policy", "cache_size", "unit", "capacity", "requests", "hits", "hit_ratio", "byte_hit_ratio",
-    "seconds", "sim_seconds", "requests_per_second", "state_bytes",
+    "policy",
+    "cache_size",
+    "unit",
+    "capacity",
+    "requests",
+    "hits",
+    "hit_ratio",
+    "byte_hit_ratio",
+    "seconds",
+    "sim_seconds",
+    "requests_per_second",
+    "state_bytes",
 )
 
 ALL_POLICIES = ("lru", "fifo", "lfu", "arc", "s3fifo", "opt")
@@ -72,8 +82,10 @@ def parse_cache_sizes(text: str | Sequence, by_bytes: bool = False) -> list[tupl
     if not out:
         raise UserError("no cache size given; e.g. --cache-size 0.01,0.1 or 1GiB,4GiB")
     if len({b for _, b in out}) > 1:
-        raise UserError("cache sizes mix bytes (a unit, e.g. 1GiB) and objects; use one kind per run "
-                        "(--bytes makes plain numbers bytes)")
+        raise UserError(
+            "cache sizes mix bytes (a unit, e.g. 1GiB) and objects; use one kind per run "
+            "(--bytes makes plain numbers bytes)"
+        )
     return out
 
 
@@ -97,8 +109,9 @@ def warm_up(policies: Sequence[str], by_bytes: bool = False) -> None:
                 from ..engine.policies import POLICIES
 
                 sized = ", ".join(sorted(k for k, c in POLICIES.items() if c.supports_sizes))
-                raise UserError(f"policy {name!r} does not run with object sizes yet; "
-                                f"byte capacities work with {sized}")
+                raise UserError(
+                    f"policy {name!r} does not run with object sizes yet; byte capacities work with {sized}"
+                )
             make_policy(name, 5, n, by_bytes=True, **policy_kwargs(name, nxt)).access(ids, sizes=sizes)
 
 
@@ -131,8 +144,10 @@ def simulate(
         if sizes.shape != keys.shape:
             raise UserError(f"the trace has {keys.size:,} keys but {sizes.size:,} sizes")
     if in_bytes and sizes is None:
-        raise UserError("byte capacities need object sizes: a CSV with --size-column, an "
-                        "oracleGeneral or vscsi trace, or NAME.sizes.npy beside NAME.npy")
+        raise UserError(
+            "byte capacities need object sizes: a CSV with --size-column, an "
+            "oracleGeneral or vscsi trace, or NAME.sizes.npy beside NAME.npy"
+        )
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
     warm_up(policies, in_bytes)
@@ -168,11 +183,16 @@ def simulate(
         share = remap_seconds / len(runs) + (next_use_seconds / n_opt if is_opt(run.policy) else 0.0)
         seconds = res["sim_seconds"] + share
         row = {
-            "policy": res["policy"], "cache_size": run.size, "unit": "bytes" if in_bytes else "objects",
-            "capacity": run.capacity, "requests": int(ids.size), "hits": res["hits"],
+            "policy": res["policy"],
+            "cache_size": run.size,
+            "unit": "bytes" if in_bytes else "objects",
+            "capacity": run.capacity,
+            "requests": int(ids.size),
+            "hits": res["hits"],
             "hit_ratio": res["hits"] / ids.size,
             "byte_hit_ratio": None if sizes is None else res["bytes_hit"] / max(int(sizes.sum()), 1),
-            "seconds": seconds, "sim_seconds": res["sim_seconds"],
+            "seconds": seconds,
+            "sim_seconds": res["sim_seconds"],
             "requests_per_second": ids.size / seconds if seconds > 0 else float("inf"),
             "state_bytes": res["state_bytes"],
         }

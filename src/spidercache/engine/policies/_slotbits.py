@@ -73,8 +73,25 @@ def _evict_one(kind, where, sid, sprev, snext, sbit, s, osize, used, sized):
 
 
 @nb.njit(cache=True)
-def access_bits(kind, ids, sizes, sized, admit, use_admit, hits, evicted, record,
-                where, sid, sprev, snext, sbit, s, osize, used):
+def access_bits(
+    kind,
+    ids,
+    sizes,
+    sized,
+    admit,
+    use_admit,
+    hits,
+    evicted,
+    record,
+    where,
+    sid,
+    sprev,
+    snext,
+    sbit,
+    s,
+    osize,
+    used,
+):
     cap = s[0]
     n_ev = 0
     n_adm = 0
@@ -141,8 +158,12 @@ class SlotBitsPolicy(Policy):
     kind = SIEVE
     supports_sizes = True
     _where_dtype = np.int32
-    _id_arrays = {"_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL),
-                  "_sbit": (np.int8, 0)}
+    _id_arrays = {
+        "_sid": (np.int32, NIL),
+        "_sprev": (np.int32, NIL),
+        "_snext": (np.int32, NIL),
+        "_sbit": (np.int8, 0),
+    }
     _n_scalars = 5
 
     def _init_scalars(self) -> None:
@@ -152,10 +173,14 @@ class SlotBitsPolicy(Policy):
         return self._where, self._sid, self._sprev, self._snext, self._sbit, self._s, self._osize, self._used
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return access_bits(self.kind, ids, ids, False, admit, use_admit, hits, evicted, record, *self._arrays())
+        return access_bits(
+            self.kind, ids, ids, False, admit, use_admit, hits, evicted, record, *self._arrays()
+        )
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return access_bits(self.kind, ids, sizes, True, admit, use_admit, hits, evicted, record, *self._arrays())
+        return access_bits(
+            self.kind, ids, sizes, True, admit, use_admit, hits, evicted, record, *self._arrays()
+        )
 
     def _remove(self, ids):
         return remove_bits(ids, *self._arrays(), self.by_bytes)
