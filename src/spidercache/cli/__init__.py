@@ -51,5 +51,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
-    if isinstance(rv, int) and rv:
-        sys.exit(rv)
+    sys.exit(rv if isinstance(rv, int) else 0)  # as click's standalone mode: always exit
