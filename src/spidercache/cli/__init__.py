@@ -90,5 +90,4 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message())
     except _USER_ERRORS as exc:
         _fail(str(exc))
-    if isinstance(code, int) and code != 0:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: always exit
