@@ -19,7 +19,7 @@ from spidercache.errors import StoreUnavailable, UserError
 from spidercache.server.admin import AdminClient, ping
 from spidercache.server.client import DatasetCache
 from spidercache.server.pipeline import CachedMappable
-from spidercache.server.service import SERVICE_NAME, TOKEN_HEADER
+from spidercache.server.limits import SERVICE_NAME
 
 
 def _pattern(i: int, n: int) -> bytes:

@@ -90,7 +90,7 @@ def test_port_in_use_and_second_server(tmp_path, daemon):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-h", "0.0.0.0"], "binding 0.0.0.0 exposes the cache beyond this machine: give --token SECRET"),
+    (["--host", "0.0.0.0"], "binding 0.0.0.0 exposes the cache beyond this machine: give --token SECRET"),
     (["-m", "lots"], "cannot read memory size 'lots'; write e.g. 512M or 2G"),
     (["--policy", "nope"], "unknown policy 'nope'"),
     (["-p", "70000"], "port must lie in 1..65535, got 70000"),

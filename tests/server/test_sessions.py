@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spidercache.server.sessions import (PipelineMismatch, RequestError, ServerConfig, SessionManager,
-                                         SessionNotFound, validate_put)
+from spidercache.server.manager import SessionManager
+from spidercache.server.requests import validate_put
+from spidercache.server.sessions import PipelineMismatch, RequestError, ServerConfig, SessionNotFound
 
 
 def _put(session, ids, values):
@@ -154,7 +155,7 @@ def test_pipeline_check_and_unknown_session(manager):
 
 
 def test_session_ids_are_random_32_bit(manager):
-    m = manager()
+    m = manager(memory_bytes=16 << 20)  # 20 sessions' own overhead fits
     ids = {m.new().id for _ in range(20)}
     assert len(ids) == 20 and all(0 < i < 1 << 32 for i in ids)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spidercache.server.shm import ABSENT, SPILLED, SLOT_SIZES, ShmReader, SlotArena, slot_class
+from spidercache.server.arena import SlotArena
+from spidercache.server.reader import ShmReader
+from spidercache.server.shm import ABSENT, SPILLED, SLOT_SIZES, slot_class
 
 
 def _put(arena, ids, values, room=1 << 30):
@@ -75,7 +77,7 @@ def test_index_growth_is_seen_by_an_open_reader(arena):
 
 
 def test_budget_stops_admission_and_overwrite_keeps_newest(arena):
-    admitted, _ = _put(arena, range(10), [bytes([i]) * 3072 for i in range(10)], room=5 * 3072 + 8 * 1024)  # slots + the first index block
+    admitted, _ = _put(arena, range(10), [bytes([i]) * 3072 for i in range(10)], room=5 * (3072 + 16) + 8 * 1024)  # slots + their gens/lens words + the first index block
     assert admitted.tolist() == [True] * 5 + [False] * 5
     admitted, _ = _put(arena, [0], [b"z" * 3072])
     assert admitted.all()

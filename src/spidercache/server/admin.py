@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .service import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, grpc_options
+from .limits import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, grpc_options
 
 _GONE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
          grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

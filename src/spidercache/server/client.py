@@ -9,17 +9,24 @@ Writes always go through gRPC: the server copies a value into a slot and
 publishes it only once it is complete, so a client killed mid-put leaves
 nothing half-written behind.
 
-Errors: a server that is down, killed or unreachable raises ``StoreUnavailable``
-(the one documented error; a ``Cache`` catches it and reads from the source).
-Another pipeline on the session, an unknown or destroyed session, a wrong
-token: ``UserError`` with the server's one-line message.
+Every value carries a checksum (``batch.py``): a value changed after it was
+written is a miss, counted in ``errors``, never returned.
+
+Errors: a server that is down, killed, frozen or unreachable raises
+``StoreUnavailable`` (the one documented error; a ``Cache`` catches it and reads
+from the source). On the shared-memory path a dead server is noticed within
+``STALE_AFTER_SECONDS + PING_TIMEOUT_SECONDS`` (2 s, see ``limits.py``) even where
+its process lingers as a zombie. After a restart the client attaches again only
+to a session that still exists (a ``--persist`` server); otherwise every call
+raises ``StoreUnavailable``. Another pipeline on the session, an unknown or
+destroyed session at the first attach, a wrong token: ``UserError`` with the
+server's one-line message.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
-import os
 import secrets
 import time
 from typing import Iterable, Iterator, Sequence
@@ -32,9 +39,10 @@ from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
 from .admin import metadata, open_channel, resolve_token, translate
-from .shm import SPILLED, ShmReader, StaleMapping
-from .service import DEFAULT_MAX_MESSAGE, SERVICE_NAME
-from .wire import decode_get_reply, encode_put_request
+from .batch import Batch, check_batch_sums, check_view, grpc_batch, with_checksums
+from .limits import DEFAULT_MAX_MESSAGE, PING_TIMEOUT_SECONDS, SERVICE_NAME
+from .reader import SPILLED, ShmReader, StaleMapping
+from .wire import encode_put_request
 
 REPORT_EVERY_SECONDS = 2.0
 # A Get whose reply would exceed this is split into sub-calls on separate
@@ -58,87 +66,6 @@ SMALL_REPLY_BYTES = 4 << 20
 SMALL_REPLY_CONNECTIONS = 2
 
 
-class Batch:
-    """A batch read as arrays: ``lengths[i]`` (-1: miss) and the bytes of value i
-    in ``rows[row_index[i], :lengths[i]]``.
-
-    Rows are whole slots: from shared memory they come from one gather, over
-    gRPC as one buffer. No per-item object exists until a caller asks for one.
-    """
-
-    def __init__(self, lengths: np.ndarray, rows: np.ndarray, row_index: np.ndarray) -> None:
-        self.lengths = lengths
-        self._rows = rows
-        self.row_index = row_index
-        self._parts: list[Batch] | None = None
-
-    @classmethod
-    def join(cls, parts: list["Batch"]) -> "Batch":
-        """One batch from the replies of consecutive sub-batches, without copying
-        their rows (``rows`` joins them only when asked for)."""
-        if len(parts) == 1:
-            return parts[0]
-        lengths = np.concatenate([p.lengths for p in parts])
-        found = lengths >= 0
-        out = cls(lengths, None, np.cumsum(found) - 1)
-        out._parts = parts
-        return out
-
-    @property
-    def rows(self) -> np.ndarray:
-        if self._rows is None:  # parts: one copy into a single array, on demand
-            width = max(p.rows.shape[1] for p in self._parts)
-            rows = np.zeros((sum(p.rows.shape[0] for p in self._parts), width), np.uint8)
-            r = 0
-            for p in self._parts:
-                rows[r: r + p.rows.shape[0], : p.rows.shape[1]] = p.rows
-                r += p.rows.shape[0]
-            self._rows = rows
-        return self._rows
-
-    @property
-    def found(self) -> np.ndarray:
-        return self.lengths >= 0
-
-    def __len__(self) -> int:
-        return self.lengths.size
-
-    def value(self, i: int) -> np.ndarray | None:
-        n = int(self.lengths[i])
-        if n < 0:
-            return None
-        if self._parts is not None and self._rows is None:
-            for p in self._parts:
-                if i < len(p):
-                    return p.value(i)
-                i -= len(p)
-        return self.rows[int(self.row_index[i]), :n]
-
-    def to_list(self) -> list[bytes | None]:
-        if self._parts is not None:
-            return [v for p in self._parts for v in p.to_list()]
-        width = self.rows.shape[1] if self.rows.ndim == 2 else 0
-        flat = memoryview(np.ascontiguousarray(self.rows).reshape(-1))
-        return [flat[r * width: r * width + n].tobytes() if n >= 0 else None
-                for r, n in zip(self.row_index.tolist(), self.lengths.tolist())]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.lengths[self.lengths > 0].sum())
-
-
-def _grpc_batch(reply: bytes) -> Batch:
-    try:
-        lengths, rows, width = decode_get_reply(reply)
-    except ValueError:
-        raise StoreUnavailable("malformed reply from the cache server") from None
-    found = lengths >= 0
-    if rows.size != width * int(found.sum()):
-        raise StoreUnavailable("malformed reply from the cache server")
-    rows = rows.reshape(-1, width) if width else np.empty((0, 0), np.uint8)
-    return Batch(lengths, rows, np.cumsum(found) - 1)
-
-
 def _as_ids(keys) -> np.ndarray:
     if isinstance(keys, np.ndarray):
         ids = keys.astype(np.int64, copy=False).ravel()
@@ -155,28 +82,35 @@ def _as_ids(keys) -> np.ndarray:
 class DatasetCache(Store):
     """One pipeline's cache in a session of the cache server.
 
-    ``size`` is in MB (0: the session's budget), as in MindSpore's DatasetCache.
+    ``session_id`` None: a session of its own is created (``size`` MB, ``spilling``)
+    and destroyed again by ``close()``: no other pipeline knows its id (MindSpore:
+    "the only channel"). With an id, the session's budget and spill setting hold:
+    ``size`` (MB, 0: the session's budget) can only cap it lower, and ``spilling``
+    cannot turn spill on for a session created without it (``UserError``).
     ``pipeline`` is the fingerprint of the pipeline up to the cache point: the
-    session refuses a second, different one.
+    session refuses a second, different one. ``checksum`` (default on) adds and
+    checks the 8-byte trailer of ``batch.py`` on every value.
     """
 
     name = "server"
 
-    def __init__(self, session_id: int, size: int = 0, spilling: bool = False,
+    def __init__(self, session_id: int | None = None, size: int = 0, spilling: bool = False,
                  hostname: str = "127.0.0.1", port: int = 50052, num_connections: int = 12,
                  prefetch_size: int = 20, *, pipeline: str = "", token: str | None = None,
                  use_shm: bool = True, timeout: float = 30.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE) -> None:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE, checksum: bool = True) -> None:
         if num_connections < 1 or prefetch_size < 1:
             raise UserError("num_connections and prefetch_size must be at least 1")
         if size < 0:
             raise UserError("size must be >= 0 MB")
-        self.session_id = int(session_id)
         self.size_mb = int(size)
         self.spilling = bool(spilling)
         self.host, self.port = hostname, int(port)
         self.prefetch_size = int(prefetch_size)
         self.pipeline = str(pipeline)
+        self.checksum = bool(checksum)
+        # values with and without trailers must never mix: they are two pipelines to the server
+        self._wire_pipeline = self.pipeline + ("#xxh3" if self.checksum else "")
         self.token = resolve_token(token)
         self.use_shm = use_shm
         self.timeout = timeout
@@ -196,10 +130,20 @@ class DatasetCache(Store):
         self._reader: ShmReader | None = None
         self._row_bytes = 0  # reply bytes per value found, from the last Get
         self._attached = False
+        self._instance: str | None = None  # the server process we attached to last
+        self._server_max = max_message_bytes
         self.sealed_items = -1
+        self.errors = 0  # values that failed their checksum (served as misses)
         self._hits = self._misses = 0
         self._last_report = time.monotonic()
         self._closed = False
+        self.session_id = 0
+        self.owns_session = session_id is None
+        if session_id is None:
+            reply = self._call("NewSession", pb.NewSessionRequest(memory_bytes=self.size_mb << 20,
+                                                                  spill=self.spilling), timeout=10.0)
+            session_id = reply.session_id
+        self.session_id = int(session_id)
         self._attach()
 
     # -------------------------------------------------------------- plumbing
@@ -219,23 +163,46 @@ class DatasetCache(Store):
         try:
             return self._method(name)(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            err = translate(exc, self.host, self.port)
-            if isinstance(err, StoreUnavailable):
-                self._drop_attachment()
-            raise err from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> Exception:
+        """The project's error for a failed call. A session that vanished because
+        its server restarted without --persist is an outage for the job, not a
+        mistake of the user's (one destroyed on the same server is: UserError)."""
+        err = translate(exc, self.host, self.port)
+        if (self._instance is not None and exc.code() == grpc.StatusCode.NOT_FOUND
+                and not self._same_server()):
+            err = StoreUnavailable(f"session {self.session_id} no longer exists: the cache server at "
+                                   f"{self.host}:{self.port} was restarted without --persist")
+        if isinstance(err, StoreUnavailable):
+            self._drop_attachment()
+        return err
 
     def _attach(self) -> None:
         reply = self._call("Attach", pb.AttachRequest(
-            session_id=self.session_id, pipeline=self.pipeline, client_id=self.client_id,
+            session_id=self.session_id, pipeline=self._wire_pipeline, client_id=self.client_id,
             want_shm=self.use_shm, memory_bytes=self.size_mb << 20, spill=self.spilling), timeout=10.0)
+        self._instance = reply.instance
         self.sealed_items = int(reply.sealed_items)
+        self.spill = bool(reply.spill)
+        self.memory_budget = int(reply.memory_budget)
+        self._server_max = min(self.max_message_bytes, int(reply.max_message_bytes) or self.max_message_bytes)
         self._reader = None
         if reply.shm_header:
             try:
-                self._reader = ShmReader(reply.shm_header)
+                self._reader = ShmReader(reply.shm_header, confirm=self._same_server)
             except (OSError, StaleMapping):
                 self._reader = None  # another host, or no /dev/shm: gRPC only
         self._attached = True
+
+    def _same_server(self) -> bool:
+        """Whether the server we attached to still answers (the shared-memory
+        reader asks when the heartbeat is late)."""
+        try:
+            reply = self._stubs[0].Ping(pb.Empty(), timeout=PING_TIMEOUT_SECONDS, metadata=self._metadata)
+        except grpc.RpcError:
+            return False
+        return reply.instance == self._instance
 
     def _drop_attachment(self) -> None:
         self._attached = False
@@ -253,6 +220,15 @@ class DatasetCache(Store):
         self._ensure()
         return self._reader is not None
 
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        self._drop_attachment()
+        return StoreUnavailable(f"the cache server at {self.host}:{self.port} is unavailable ({exc})")
+
+    def _verified(self, ids: np.ndarray, batch: Batch) -> Batch:
+        if self.checksum:
+            self.errors += check_batch_sums(ids, batch)
+        return batch
+
     # ----------------------------------------------------------------- reads
     def get_batch(self, keys) -> Batch:
         """Read a batch as arrays (see ``Batch``): the fast path, no per-item objects."""
@@ -264,15 +240,13 @@ class DatasetCache(Store):
         try:
             lengths, rows = reader.read(ids)
         except StaleMapping as exc:
-            self._drop_attachment()
-            raise StoreUnavailable(f"the cache server at {self.host}:{self.port} is unavailable ({exc})") from None
+            raise self._unavailable(exc) from None
+        lengths = self._verified(ids, Batch(lengths, rows, np.arange(ids.size))).lengths
         # shared-memory reads never reach the server, so we count them here
-        hits = int(np.count_nonzero(lengths >= 0))
-        self._count(hits, int(np.count_nonzero(lengths == -1)))
+        self._count(int(np.count_nonzero(lengths >= 0)), int(np.count_nonzero(lengths == -1)))
         remote = np.flatnonzero(lengths == SPILLED)
         if remote.size:  # spilled to disk, or changed while we copied: ask the server (it counts these)
             sub = self._get_rpc(ids[remote])
-            lengths = lengths.copy()
             lengths[remote] = sub.lengths
             width = max(rows.shape[1], sub.rows.shape[1])
             if width > rows.shape[1] or not rows.flags.writeable:
@@ -285,17 +259,27 @@ class DatasetCache(Store):
         return Batch(lengths, rows, np.arange(ids.size))
 
     def _get_rpc(self, ids: np.ndarray) -> Batch:
-        if self._n_parts(ids) == 1:
-            # a blocking call waits on its own completion queue in this thread;
-            # a future would add a hand-off through the channel's thread per call
-            request = pb.GetRequest(session_id=self.session_id, pipeline=self.pipeline,
-                                    ids=ids.astype("<i8", copy=False).tobytes())
-            reply = self._call(self._get_kind(ids.size), request)
-            batch = _grpc_batch(reply)
-            if batch._rows.size:
-                self._row_bytes = batch._rows.shape[1]
-            return batch
-        return self._collect(self._submit_get(ids))
+        if self._n_parts(ids) > 1:
+            return self._collect(self._submit_get(ids))
+        # a blocking call waits on its own completion queue in this thread;
+        # a future would add a hand-off through the channel's thread per call
+        request = pb.GetRequest(session_id=self.session_id, pipeline=self._wire_pipeline,
+                                ids=ids.astype("<i8", copy=False).tobytes())
+        try:
+            reply = self._method(self._get_kind(ids.size))(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and ids.size > 1:
+                return self._get_halves(ids)  # above the message cap: ask for half as many
+            raise self._error(exc) from None
+        batch = grpc_batch(reply)
+        if batch.rows.size:
+            self._row_bytes = batch.rows.shape[1]
+        return self._verified(ids, batch)
+
+    def _get_halves(self, ids: np.ndarray) -> Batch:
+        half = ids.size // 2
+        a, b = self._get_rpc(ids[:half]), self._get_rpc(ids[half:])
+        return Batch.join([a, b])
 
     def _get_kind(self, n_ids: int) -> str:
         """Which connections a Get of ``n_ids`` (or one of its sub-calls) goes on."""
@@ -303,36 +287,40 @@ class DatasetCache(Store):
 
     def _n_parts(self, ids: np.ndarray) -> int:
         if self._row_bytes and ids.size > 1:
-            return min(ids.size, len(self._channels), -(-ids.size * self._row_bytes // SPLIT_REPLY_BYTES))
+            split = min(SPLIT_REPLY_BYTES, self._server_max // 2)
+            return min(ids.size, len(self._channels), -(-ids.size * self._row_bytes // split))
         return 1
 
     def _submit_get(self, ids: np.ndarray) -> list:
         """Start the Get calls for one batch: one call, or sub-calls of at most
-        ``SPLIT_REPLY_BYTES`` of reply (sized from the last reply's row width)."""
+        ``SPLIT_REPLY_BYTES`` of reply (sized from the last reply's row width).
+        Returns (future, ids) per call."""
         if self._closed:
             raise ValueError("this DatasetCache is closed")
         n_parts = self._n_parts(ids)
         ids = ids.astype("<i8", copy=False)
-        futures = []
+        calls = []
         for part in (np.array_split(ids, n_parts) if n_parts > 1 else [ids]):
-            req = pb.GetRequest(session_id=self.session_id, pipeline=self.pipeline, ids=part.tobytes())
-            futures.append(self._method(self._get_kind(part.size)).future(req, timeout=self.timeout,
-                                                                          metadata=self._metadata))
-        return futures
+            req = pb.GetRequest(session_id=self.session_id, pipeline=self._wire_pipeline, ids=part.tobytes())
+            calls.append((self._method(self._get_kind(part.size)).future(req, timeout=self.timeout,
+                                                                         metadata=self._metadata), part))
+        return calls
 
-    def _collect(self, futures: list) -> Batch:
+    def _collect(self, calls: list) -> Batch:
         parts = []
         try:
-            for fut in futures:
-                parts.append(_grpc_batch(fut.result()))
+            for fut, part in calls:
+                try:
+                    parts.append(self._verified(part, grpc_batch(fut.result())))
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or part.size < 2:
+                        raise
+                    parts.append(self._get_halves(part))
         except grpc.RpcError as exc:
-            for f in futures:
+            for f, _ in calls:
                 f.cancel()
-            err = translate(exc, self.host, self.port)
-            if isinstance(err, StoreUnavailable):
-                self._drop_attachment()
-            raise err from None
-        widths = [p._rows.shape[1] for p in parts if p._rows.size]
+            raise self._error(exc) from None
+        widths = [p.rows.shape[1] for p in parts if p._parts is None and p.rows.size]
         if widths:
             self._row_bytes = max(widths)
         return Batch.join(parts)
@@ -343,17 +331,24 @@ class DatasetCache(Store):
     def views(self, keys):
         """Zero-copy views into the server's slots (shared-memory path only).
 
-        Returns ``ShmViews``: ``.arrays[i]`` is a uint8 view or None; call
-        ``.valid()`` after using them (a slot reused meanwhile reads False).
+        Returns ``ShmViews``: ``.arrays[i]`` is a uint8 view or None (not in
+        memory, or failed its checksum); call ``.valid()`` after using them (a
+        slot reused meanwhile reads False).
         """
+        ids = _as_ids(keys)
         self._ensure()
         if self._reader is None:
             raise UserError("zero-copy views need the shared-memory path (a server on this host)")
         try:
-            return self._reader.views(_as_ids(keys))
+            views = self._reader.views(ids)
         except StaleMapping as exc:
-            self._drop_attachment()
-            raise StoreUnavailable(f"the cache server at {self.host}:{self.port} is unavailable ({exc})") from None
+            raise self._unavailable(exc) from None
+        if self.checksum:
+            for i, arr in enumerate(views.arrays):
+                if arr is not None:
+                    views.arrays[i] = check_view(arr, int(ids[i]))
+                    self.errors += views.arrays[i] is None
+        return views
 
     def iter_batches(self, batches: Iterable, as_list: bool = True) -> Iterator:
         """Read many batches, keeping up to ``prefetch_size`` gRPC calls in flight.
@@ -383,8 +378,8 @@ class DatasetCache(Store):
                 submit()
                 yield b.to_list() if as_list else b
         finally:
-            for futures in pending:  # an error, or the caller stopped early
-                for f in futures:
+            for calls in pending:  # an error, or the caller stopped early
+                for f, _ in calls:
                     f.cancel()
 
     # ---------------------------------------------------------------- writes
@@ -392,9 +387,15 @@ class DatasetCache(Store):
         ids = _as_ids(keys)
         check_batch(list(range(ids.size)), values)
         self._ensure()
-        lengths = np.fromiter((len(memoryview(v).cast("B")) for v in values), np.int64, count=ids.size)
+        if self.checksum:
+            parts, lengths = with_checksums(ids, values)
+            per_item = 2
+        else:
+            parts = list(values)
+            lengths = np.fromiter((len(memoryview(v).cast("B")) for v in values), np.int64, count=ids.size)
+            per_item = 1
         status = np.zeros(ids.size, np.bool_)
-        limit = max(1, self.max_message_bytes // 2)
+        limit = max(1, self._server_max // 2)
         start = 0
         while start < ids.size:  # keep each message under the size cap
             stop = start + 1
@@ -402,8 +403,9 @@ class DatasetCache(Store):
             while stop < ids.size and total + int(lengths[stop]) <= limit and stop - start < 65536:
                 total += int(lengths[stop])
                 stop += 1
-            reply = self._call("Put", encode_put_request(self.session_id, self.pipeline, ids[start:stop],
-                                                          lengths[start:stop], values[start:stop]))
+            reply = self._call("Put", encode_put_request(self.session_id, self._wire_pipeline, ids[start:stop],
+                                                          lengths[start:stop],
+                                                          parts[per_item * start: per_item * stop]))
             status[start:stop] = np.frombuffer(reply.status, np.uint8).astype(np.bool_)
             start = stop
         return status
@@ -412,13 +414,14 @@ class DatasetCache(Store):
         ids = _as_ids(keys)
         self._ensure()
         for start in range(0, ids.size, 65536):
-            self._call("Delete", pb.DeleteRequest(session_id=self.session_id, pipeline=self.pipeline,
+            self._call("Delete", pb.DeleteRequest(session_id=self.session_id, pipeline=self._wire_pipeline,
                                                   ids=ids[start:start + 65536].astype("<i8").tobytes()))
 
     def seal(self, n_items: int) -> None:
         """Streaming mode: the first epoch stored items 0..n_items-1 completely."""
         self._ensure()
-        self._call("Seal", pb.SealRequest(session_id=self.session_id, pipeline=self.pipeline, n_items=n_items))
+        self._call("Seal", pb.SealRequest(session_id=self.session_id, pipeline=self._wire_pipeline,
+                                          n_items=n_items))
         self.sealed_items = int(n_items)
 
     def refresh(self) -> None:
@@ -446,11 +449,14 @@ class DatasetCache(Store):
             pass  # statistics are best effort; data calls report the outage
 
     def stats(self) -> dict:
+        """The session's figures on the server, plus ``checksum_errors`` seen by this client."""
         from .admin import AdminClient
 
         self._report(detach=False)
         with AdminClient(self.host, self.port, self.token) as admin:
-            return admin.session_stats(self.session_id)
+            out = admin.session_stats(self.session_id)
+        out["checksum_errors"] = self.errors
+        return out
 
     def close(self) -> None:
         if self._closed:
@@ -458,6 +464,12 @@ class DatasetCache(Store):
         if self._attached:
             self._report(detach=True)
         self._drop_attachment()
+        if self.owns_session:
+            try:
+                self._stubs[0].DestroySession(pb.SessionRef(session_id=self.session_id), timeout=5.0,
+                                              metadata=self._metadata)
+            except grpc.RpcError:
+                pass  # the server is gone, and the session with it
         for c in self._channels:
             c.close()
         self._closed = True

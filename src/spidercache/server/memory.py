@@ -72,13 +72,22 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
-def rss_bytes() -> int:
-    """This process's resident set (VmRSS)."""
-    with open("/proc/self/status") as f:
+def rss_breakdown(pid: int | str = "self") -> dict[str, int]:
+    """A process's resident set in bytes: ``VmRSS`` and its parts ``RssAnon``
+    (private memory), ``RssShmem`` (shared-memory slots) and ``RssFile`` (pages
+    of mapped files: the LMDB maps of spill files, reclaimable page cache)."""
+    out = dict.fromkeys(("VmRSS", "RssAnon", "RssShmem", "RssFile"), 0)
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            key = line.split(":", 1)[0]
+            if key in out:
+                out[key] = int(line.split()[1]) * 1024
+    return out
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """A process's resident set (VmRSS)."""
+    return rss_breakdown(pid)["VmRSS"]
 
 
 # Request and reply buffers beyond the process's footprint at start, measured

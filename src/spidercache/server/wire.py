@@ -122,16 +122,6 @@ def finish_reply(message: bytes | bytearray) -> bytes:
     return message if isinstance(message, bytes) else bytes(message)
 
 
-def encode_get_reply(lengths: np.ndarray, rows: np.ndarray) -> bytes:
-    """GetReply{lengths, data=rows, row_width} from rows already gathered."""
-    rows = np.ascontiguousarray(rows)
-    n, w = rows.shape if rows.ndim == 2 else (0, 0)
-    message, out = new_get_reply(lengths, n, w)
-    if rows.size:
-        out[...] = rows
-    return finish_reply(message)
-
-
 def decode_get_reply(buf: bytes) -> tuple[np.ndarray, np.ndarray, int]:
     """(lengths int64, data uint8, row_width) as views into ``buf``; unknown fields skipped."""
     mv = memoryview(buf)

@@ -1,5 +1,7 @@
 """`spidercache bench server`: the cache server against redis-server, same data, same run.
 
+``run(**options) -> list[dict]`` is the benchmark (the runner's table points at it).
+
 For each value size the benchmark stores the same ``items`` random values in a
 redis-server it starts itself (pipelined SET) and in a cache server it starts
 itself (``put_many``), then reads the same random batches from each:
@@ -25,7 +27,10 @@ same epoch through storage that takes 5 ms per read.
 
 from __future__ import annotations
 
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -35,7 +40,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..testing.servers import rss_bytes, start_cache_server, start_redis
+from ..errors import UserError
+from ..server.memory import rss_bytes
 
 MB = 1 << 20
 TARGET_BYTES_PER_ROUND = 256 * MB
@@ -53,24 +59,100 @@ def _time(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Process:
+    """A server this benchmark started (and only it stops)."""
+
+    def __init__(self, port: int, pid: int, stop: Callable[[], None]) -> None:
+        self.port, self.pid, self.stop = port, pid, stop
+
+
+def _start_redis(workdir: Path) -> _Process:
+    """redis-server without persistence on a free loopback port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    try:
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(workdir)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise UserError("redis-server is not installed (Debian: apt-get install redis-server)") from None
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise UserError(f"redis-server did not start on port {port}")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    return _Process(port, proc.pid, stop)
+
+
+def _start_cache_server(**settings) -> _Process:
+    """The cache server as users start it (``spidercache server start``: a daemon)."""
+    from ..server.daemon import server_settings, start_server, stop_server
+
+    port = _free_port()
+    config, options = server_settings(port=port, **settings)
+    pid = start_server(config, options, "warning")
+    return _Process(port, pid, lambda: stop_server("127.0.0.1", port, None))
+
+
+def run(value_bytes: str = "3072,153600", batch: int = 256, items: int = 4096, batches: int = 200,
+        in_flight: str = "1,20", repeats: int = 7, extras: bool = True) -> list[dict]:
+    """The rows of the benchmark (progress lines go to stderr)."""
+    sizes, flights = _int_list(value_bytes, "--value-bytes"), _int_list(in_flight, "--in-flight")
+    if batch < 1 or items < batch or batches < 1 or repeats < 1:
+        raise UserError("need --batch >= 1, --items >= --batch, --batches >= 1 and --repeats >= 1")
+    return run_bench(sizes, batch, items, batches, flights, repeats, extras=extras)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        out = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{what} takes comma-separated integers, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise UserError(f"{what} takes positive integers, got {text!r}")
+    return out
+
+
 def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: list[int],
-              repeats: int = 7, log: Callable[[str], None] = print, extras: bool = True) -> list[dict]:
+              repeats: int = 7, log: Callable[[str], None] = _log, extras: bool = True) -> list[dict]:
     import redis
 
-    from .admin import AdminClient
-    from .client import DatasetCache
+    from ..server.admin import AdminClient
+    from ..server.client import DatasetCache
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="spidercache-bench-") as tmp:
         tmp = Path(tmp)
-        redis_proc = start_redis(tmp / "redis")
+        redis_proc = _start_redis(tmp / "redis")
         try:
             for size in sizes:
                 n_items = max(batch, min(items, (512 * MB) // size))
                 n_batches = max(5, min(batches, TARGET_BYTES_PER_ROUND // (batch * size)))
                 budget = 2 * n_items * size + 64 * MB
-                server = start_cache_server(tmp / f"home-{size}", "-m", f"{budget >> 20}M", "--no-spill",
-                                            "-w", "8")
+                server = _start_cache_server(memory=f"{budget >> 20}M", no_spill=True, workers=8)
                 try:
                     if size == sizes[0]:
                         rows += _bench_ping(redis, redis_proc.port, server.port, repeats, log)
@@ -92,9 +174,9 @@ def _bench_ping(redis, redis_port: int, port: int, repeats: int, log, calls: int
     gRPC: the cache server's ``Ping`` over the same kind of connection the
     benchmark's reads use; Redis: ``PING``. Same rounds, taking turns.
     """
-    from . import cache_pb2 as pb
-    from .admin import open_channel
-    from .service import SERVICE_NAME
+    from ..server import cache_pb2 as pb
+    from ..server.admin import open_channel
+    from ..server.limits import SERVICE_NAME
 
     channel = open_channel("127.0.0.1", port, separate=True)
     ping = channel.unary_unary(f"/{SERVICE_NAME}/Ping", request_serializer=pb.Empty.SerializeToString,
@@ -230,10 +312,10 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
 
 def _bench_memory(tmp: Path, log, budget_mb: int = 1024, value_bytes: int = 3072) -> dict:
     """Peak server RSS while a writer puts 2x the budget (no spill: the rest is refused)."""
-    from .admin import AdminClient
-    from .client import DatasetCache
+    from ..server.admin import AdminClient
+    from ..server.client import DatasetCache
 
-    server = start_cache_server(tmp / "home-rss", "-m", f"{budget_mb}M", "--no-spill")
+    server = _start_cache_server(memory=f"{budget_mb}M", no_spill=True)
     peak = [rss_bytes(server.pid)]
     baseline = peak[0]
     done = threading.Event()
@@ -279,10 +361,10 @@ def _bench_epoch(tmp: Path, log, n: int = 600, value_bytes: int = 784, read_ms: 
                  batch: int = 64) -> dict:
     """One epoch of 784 B samples: through 5 ms storage (epoch 1 fills the cache)
     against the next epoch through the server. A plain loop, not the training-data path."""
-    from .admin import AdminClient
-    from .client import DatasetCache
+    from ..server.admin import AdminClient
+    from ..server.client import DatasetCache
 
-    server = start_cache_server(tmp / "home-epoch", "-m", "64M", "--no-spill")
+    server = _start_cache_server(memory="64M", no_spill=True)
     try:
         with AdminClient("127.0.0.1", server.port) as admin:
             sid = admin.new_session()["session_id"]
