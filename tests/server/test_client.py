@@ -170,3 +170,23 @@ def test_stats_reach_the_server(cache_server, new_session):
     cache.get_many(range(20))
     st = cache.stats()
     assert st["hits"] == 10 and st["misses"] == 10 and st["items_in_memory"] == 10 and st["clients"] == 1
+
+
+def test_no_session_id_makes_a_session_of_its_own(cache_server):
+    from spidercache.server.admin import AdminClient
+
+    cache = DatasetCache(port=cache_server.port, size=8, pipeline="p")  # MindSpore: "the only channel"
+    cache.put_many([1], [b"mine"])
+    with AdminClient("127.0.0.1", cache_server.port) as admin:
+        assert admin.session_stats(cache.session_id)["memory_budget"] == 8 << 20
+        cache.close()  # nobody else knows the id: it goes with the cache
+        assert cache.session_id not in [s["session_id"] for s in admin.list_sessions()]
+
+
+def test_spill_comes_from_the_session(cache_server, new_session):
+    sid = new_session(cache_server.port)  # created without spill
+    with pytest.raises(UserError, match=f"session {sid} was created without spill"):
+        DatasetCache(sid, port=cache_server.port, pipeline="p", spilling=True)
+    spilling = new_session(cache_server.port, spill=True)
+    cache = DatasetCache(spilling, port=cache_server.port, pipeline="p")
+    assert cache.spill is True
