@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,7 +40,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..server.memory import rss_bytes
+
+from ..server.shm import SLOT_SIZES, slot_class
 
 MB = 1 << 20
 TARGET_BYTES_PER_ROUND = 256 * MB
@@ -151,7 +151,9 @@ def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: l
             for size in sizes:
                 n_items = max(batch, min(items, (512 * MB) // size))
                 n_batches = max(5, min(batches, TARGET_BYTES_PER_ROUND // (batch * size)))
-                budget = 2 * n_items * size + 64 * MB
+                # two copies (with and without checksums) in whole slots, plus the process itself
+                slot = int(SLOT_SIZES[slot_class(np.array([size + 8]))[0]])
+                budget = 2 * n_items * slot + 192 * MB
                 server = _start_cache_server(memory=f"{budget >> 20}M", no_spill=True, workers=8)
                 try:
                     if size == sizes[0]:
@@ -161,8 +163,12 @@ def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: l
                 finally:
                     server.stop()
             if extras:
-                rows.append(_bench_memory(tmp, log))
-                rows.append(_bench_epoch(tmp, log))
+                from .server_memory import bench_epoch, bench_memory, bench_sessions, bench_spill_rss
+
+                rows.append(bench_memory(log))
+                rows.append(bench_spill_rss(log))
+                rows.append(bench_sessions(log))
+                rows.append(bench_epoch(log))
         finally:
             redis_proc.stop()
     return rows
@@ -227,12 +233,15 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
         pipe.execute()
 
     with AdminClient("127.0.0.1", port) as admin:
-        session = admin.new_session()["session_id"]
+        session, raw_session = (admin.new_session()["session_id"] for _ in range(2))
     grpc_client = DatasetCache(session, port=port, pipeline="bench", use_shm=False, num_connections=12)
     shm_client = DatasetCache(session, port=port, pipeline="bench")
+    # the same values without checksums, in a session of their own: what the checksum costs
+    raw_client = DatasetCache(raw_session, port=port, pipeline="bench", checksum=False)
     for start in range(0, n_items, 1024):
         ids = np.arange(start, min(n_items, start + 1024))
         assert grpc_client.put_many(ids, values[start: start + ids.size]).all()
+        assert raw_client.put_many(ids, values[start: start + ids.size]).all()
 
     # correctness before speed
     first, first_keys = id_batches[0], key_batches[0]
@@ -242,7 +251,7 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
     assert shm_client.get_many(first) == expect
     b = shm_client.get_batch(first)
     assert np.array_equal(b.rows[:, :size], block[first])
-    assert shm_client.shared_memory
+    assert shm_client.shared_memory and raw_client.get_many(first) == expect
 
     pools: dict[int, list] = {}
 
@@ -278,8 +287,13 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
         for ids in id_batches:
             shm_client.get_many(ids)
 
+    def shm_raw_run(n: int) -> None:
+        for ids in id_batches:
+            raw_client.get_batch(ids)
+
     cases = [("redis", "mget", redis_run, flights), ("grpc", "list", grpc_run, flights),
-             ("shm", "batch", shm_batch_run, [1]), ("shm", "list", shm_list_run, [1])]
+             ("shm", "batch", shm_batch_run, [1]), ("shm", "list", shm_list_run, [1]),
+             ("shm", "batch-nosum", shm_raw_run, [1])]
     for _, _, fn, fl in cases:  # warm up (connections, first calls)
         for n in fl:
             fn(n)
@@ -303,108 +317,12 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
             f"{ips * size / MB:9,.1f} MB/s  {ips / ref:6.2f}x redis")
     grpc_client.close()
     shm_client.close()
+    raw_client.close()
     r.close()
     for clients in pools.values():
         for c in clients:
             c.close()
     return rows
-
-
-def _bench_memory(tmp: Path, log, budget_mb: int = 1024, value_bytes: int = 3072) -> dict:
-    """Peak server RSS while a writer puts 2x the budget (no spill: the rest is refused)."""
-    from ..server.admin import AdminClient
-    from ..server.client import DatasetCache
-
-    server = _start_cache_server(memory=f"{budget_mb}M", no_spill=True)
-    peak = [rss_bytes(server.pid)]
-    baseline = peak[0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.05):
-            try:
-                peak[0] = max(peak[0], rss_bytes(server.pid))
-            except OSError:
-                return
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        with AdminClient("127.0.0.1", server.port) as admin:
-            sid = admin.new_session()["session_id"]
-        client = DatasetCache(sid, port=server.port, pipeline="rss", use_shm=False)
-        per = 1024
-        block = np.random.default_rng(0).integers(0, 256, size=(per, value_bytes), dtype=np.uint8)
-        vals = [block[i].tobytes() for i in range(per)]
-        n_total = 2 * budget_mb * MB // value_bytes
-        stored = 0
-        for start in range(0, n_total, per):
-            stored += int(client.put_many(np.arange(start, start + per), vals).sum())
-        with AdminClient("127.0.0.1", server.port) as admin:
-            st = admin.status()
-        client.close()
-    finally:
-        done.set()
-        sampler.join()
-        peak[0] = max(peak[0], rss_bytes(server.pid))
-        server.stop()
-    budget = budget_mb * MB
-    row = dict(transport="grpc", api="rss", value_bytes=value_bytes, budget_bytes=budget,
-               written_bytes=n_total * value_bytes, stored_items=stored, memory_used=st["memory_used"],
-               baseline_rss_bytes=baseline, peak_rss_bytes=peak[0], peak_rss_over_budget=round(peak[0] / budget, 3))
-    log(f"rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB, stored {stored} items, "
-        f"server RSS baseline {baseline / MB:,.0f} MB, peak {peak[0] / MB:,.0f} MB = {peak[0] / budget:.3f}x budget")
-    return row
-
-
-def _bench_epoch(tmp: Path, log, n: int = 600, value_bytes: int = 784, read_ms: float = 5.0,
-                 batch: int = 64) -> dict:
-    """One epoch of 784 B samples: through 5 ms storage (epoch 1 fills the cache)
-    against the next epoch through the server. A plain loop, not the training-data path."""
-    from ..server.admin import AdminClient
-    from ..server.client import DatasetCache
-
-    server = _start_cache_server(memory="64M", no_spill=True)
-    try:
-        with AdminClient("127.0.0.1", server.port) as admin:
-            sid = admin.new_session()["session_id"]
-        block = np.random.default_rng(2).integers(0, 256, size=(n, value_bytes), dtype=np.uint8)
-
-        def storage_read(i: int) -> bytes:
-            time.sleep(read_ms / 1000)  # the slow storage: one read per sample
-            return block[i].tobytes()
-
-        cache = DatasetCache(sid, port=server.port, pipeline="fashion-mnist-like")
-        order = np.random.default_rng(3).permutation(n)
-
-        def epoch() -> int:
-            hits = 0
-            for start in range(0, n, batch):
-                ids = order[start: start + batch]
-                got = cache.get_many(ids)
-                miss = [k for k, v in enumerate(got) if v is None]
-                hits += len(ids) - len(miss)
-                if miss:
-                    loaded = [storage_read(int(ids[k])) for k in miss]
-                    cache.put_many(ids[miss], loaded)
-                    for k, v in zip(miss, loaded):
-                        got[k] = v
-                for i, v in zip(ids.tolist(), got):
-                    assert v == block[i].tobytes()
-            return hits
-
-        t_cold = _time(lambda: epoch())
-        hits_box = [0]
-        t_warm = _time(lambda: hits_box.__setitem__(0, epoch()))
-        cache.close()
-    finally:
-        server.stop()
-    row = dict(transport="shm", api="epoch", value_bytes=value_bytes, items=n, storage_read_ms=read_ms,
-               storage_epoch_seconds=round(t_cold, 3), cached_epoch_seconds=round(t_warm, 4),
-               cached_hits=hits_box[0], speedup=round(t_cold / t_warm, 1))
-    log(f"epoch: {n} samples of {value_bytes} B, 5 ms storage {t_cold:.2f} s, cached through the server "
-        f"{t_warm:.3f} s ({hits_box[0]} hits) = {t_cold / t_warm:,.1f}x faster")
-    return row
 
 
 def rows_table(rows: list[dict]):

@@ -217,9 +217,7 @@ def bench_server(
 
     from ..bench.server import format_markdown, rows_table, run
 
-    err = Console(stderr=True)
-    rows = run(value_bytes=value_bytes, batch=batch, items=items, batches=batches, in_flight=in_flight,
-               log=lambda m: err.print(m))
+    rows = run(value_bytes=value_bytes, batch=batch, items=items, batches=batches, in_flight=in_flight)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
     else:
@@ -227,7 +225,7 @@ def bench_server(
     if docs is not None:
         docs.parent.mkdir(parents=True, exist_ok=True)
         docs.write_text(format_markdown(rows))
-        err.print(f"wrote {docs}")
+        Console(stderr=True).print(f"wrote {docs}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ shared memory or received as one gRPC buffer; no per-item object exists until a
 caller asks for one.
 
 Checksums: ``DatasetCache`` appends to every value it writes an 8-byte trailer,
-``xxh3_64(value, seed=id)``, and checks it on every read, shared memory and gRPC
+``xxh3_64(value) ^ (id * 0x9E3779B97F4A7C15 mod 2**64)``, and checks it on every read, shared memory and gRPC
 alike. The server stores and sends the trailer like any other byte. A value
 whose bytes changed after it was written (another process of the same user
 writing into the shared segment, a bad disk under the spill files) or that
@@ -23,13 +23,21 @@ from .wire import decode_get_reply
 
 CHECKSUM_BYTES = 8
 _hash = xxhash.xxh3_64_intdigest
+# the id is mixed in after hashing: xxh3 with a seed derives a new secret per call,
+# which measured 48 us against 28 us for 256 values of 3 KB
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(ids: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return ids.astype(np.uint64) * _MIX
 
 
 def with_checksums(ids: np.ndarray, values) -> tuple[list, np.ndarray]:
     """(parts, lengths): each value followed by its trailer, ready to be joined
     into a Put message, and the stored lengths (value + trailer)."""
     views = [memoryview(v).cast("B") for v in values]
-    sums = np.fromiter((_hash(v, int(i)) for v, i in zip(views, ids.tolist())), np.uint64, count=len(views))
+    sums = np.fromiter(map(_hash, views), np.uint64, count=len(views)) ^ _mix(ids)
     trailers = sums.astype("<u8").view(np.uint8).reshape(-1, CHECKSUM_BYTES)
     parts = [x for pair in zip(views, trailers) for x in pair]
     lengths = np.fromiter((len(v) + CHECKSUM_BYTES for v in views), np.int64, count=len(views))
@@ -52,16 +60,17 @@ def check_batch_sums(ids: np.ndarray, batch: "Batch") -> int:
         r = batch.row_index[found]
         width = rows.shape[1]
         flat = memoryview(rows.reshape(-1))
-        got = np.fromiter((_hash(flat[j * width: j * width + k], i) for j, i in zip(r.tolist(), ids[found].tolist())),
-                          np.uint64, count=found.size)
+        got = np.fromiter(map(_hash, [flat[j * width: j * width + k] for j in r.tolist()]), np.uint64,
+                          count=found.size)
         stored = np.ascontiguousarray(rows[r, k: k + CHECKSUM_BYTES]).view("<u8").ravel()
-        good = got == stored
+        good = (got ^ _mix(ids[found])) == stored
     else:
         for j, (i, m) in enumerate(zip(found.tolist(), n.tolist())):
             if m < CHECKSUM_BYTES:
                 continue
             v = batch.value(i)
-            good[j] = _hash(v[: m - CHECKSUM_BYTES], int(ids[i])) == int.from_bytes(v[m - CHECKSUM_BYTES: m], "little")
+            stored = int.from_bytes(v[m - CHECKSUM_BYTES: m], "little")
+            good[j] = _hash(v[: m - CHECKSUM_BYTES]) ^ int(_mix(ids[i: i + 1])[0]) == stored
     lengths[found[good]] -= CHECKSUM_BYTES
     lengths[found[~good]] = -1
     return int((~good).sum())
@@ -70,7 +79,7 @@ def check_batch_sums(ids: np.ndarray, batch: "Batch") -> int:
 def check_view(value: np.ndarray, key: int) -> np.ndarray | None:
     """One value with its trailer: the value without it, or None if it fails."""
     m = value.size - CHECKSUM_BYTES
-    if m < 0 or _hash(value[:m], key) != int.from_bytes(value[m:].tobytes(), "little"):
+    if m < 0 or _hash(value[:m]) ^ int(_mix(np.array([key]))[0]) != int.from_bytes(value[m:].tobytes(), "little"):
         return None
     return value[:m]
 

@@ -33,7 +33,7 @@ from .arena import SlotArena
 
 if TYPE_CHECKING:
     from .manager import SessionManager
-from .shm import ABSENT, SLOT_META_BYTES, SLOT_SIZES, SPILLED, slot_class
+from .shm import ABSENT, SLOT_META_BYTES, SLOT_SIZES, SPILLED, slot_class, unpack
 
 CLIENT_IDLE_SECONDS = 300.0
 # what a session costs beside its arena (Session, locks, dicts, the mmap objects of
@@ -331,6 +331,9 @@ class Session:
             offsets = np.zeros(ids.size, np.int64)
         with self.lock:
             far = self._unaffordable(ids)
+            if far.any() and self.spill and self._open_disk() is not None:
+                self._spill_for_index(int(ids.max()))
+                far = self._unaffordable(ids)
             if far.any():  # refused outright: neither memory nor disk
                 self.arena.mark(ids[far], ABSENT)
                 self.counters.rejected += int(far.sum())
@@ -373,6 +376,26 @@ class Session:
                 ok[rest] = True
             status = np.isin(request_ids, ids[ok])  # a repeated id shares the status of its last write
             return int(admitted.sum()), spilled, rejected + int(far.sum()), status
+
+    def _spill_for_index(self, max_id: int) -> None:
+        """A spilling session whose memory is full still needs index entries for the
+        ids it spills: move values of the highest resident ids to disk until the
+        index (and policy state) for ``max_id`` fits. Freed slots grow the free
+        lists a little, hence the margin and the second round."""
+        per_id = 3 if self.policy is not None else 1
+        for _ in range(3):
+            need = self.arena.index_cost(max_id) * per_id - self.manager.room(self)
+            resident = np.flatnonzero(self.arena.index >= 0)[::-1]
+            if need <= 0 or resident.size == 0:
+                return
+            _, cls, _ = unpack(self.arena.index[resident])
+            k = int(np.searchsorted(np.cumsum(SLOT_SIZES[cls]), need + need // 8 + (64 << 10))) + 1
+            victims = resident[:k]
+            _, lengths, rows = self.arena.gather(victims)
+            self._disk_put(victims, [rows[r, :n].tobytes() for r, n in enumerate(lengths.tolist())])
+            self._mark_spilled(victims, lengths)
+            if self.policy is not None:
+                self.policy.remove(victims)
 
     def _unaffordable(self, ids: np.ndarray) -> np.ndarray:
         """Ids whose index entry (and policy state) would not fit in the room left:
