@@ -38,7 +38,7 @@ def test_round_trip(cache_server, use_shm, new_session):
 
 
 def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_session, monkeypatch):
-    from spidercache.server import client as client_mod
+    from spidercache.server import client_rpc as client_mod
 
     monkeypatch.setattr(client_mod, "SPLIT_REPLY_BYTES", 20_000)  # split every batch of a few values
     sid = new_session(cache_server.port)
@@ -60,7 +60,7 @@ def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_s
 
 
 def test_small_gets_use_few_connections_and_read_the_same_answers(cache_server, new_session, monkeypatch):
-    from spidercache.server import client as client_mod
+    from spidercache.server import client_rpc as client_mod
 
     monkeypatch.setattr(client_mod, "SMALL_REPLY_BYTES", 50_000)
     sid = new_session(cache_server.port)

@@ -216,22 +216,16 @@ def _bench_ping(redis, redis_port: int, port: int, repeats: int, log, calls: int
     return rows
 
 
-def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flights, repeats, log,
-                AdminClient, DatasetCache) -> list[dict]:
-    block, values = _values(n_items, size, seed=size)
-    rng = np.random.default_rng(1)
-    id_batches = [rng.integers(0, n_items, batch).astype(np.int64) for _ in range(n_batches)]
-    keys = [f"bench:{i}".encode() for i in range(n_items)]
-    key_batches = [[keys[i] for i in b.tolist()] for b in id_batches]
-
-    r = redis.Redis(host="127.0.0.1", port=redis_port)
+def _fill(r, port, keys, values, block, first, first_keys, AdminClient, DatasetCache) -> tuple:
+    """Store the values in Redis and in two sessions of the cache server (with and
+    without checksums); check the first batch on every transport before any timing."""
+    n_items, size = len(values), block.shape[1]
     r.flushall()
     for start in range(0, n_items, 512):
         pipe = r.pipeline(transaction=False)
         for i in range(start, min(n_items, start + 512)):
             pipe.set(keys[i], values[i])
         pipe.execute()
-
     with AdminClient("127.0.0.1", port) as admin:
         session, raw_session = (admin.new_session()["session_id"] for _ in range(2))
     grpc_client = DatasetCache(session, port=port, pipeline="bench", use_shm=False, num_connections=12)
@@ -242,16 +236,26 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
         ids = np.arange(start, min(n_items, start + 1024))
         assert grpc_client.put_many(ids, values[start: start + ids.size]).all()
         assert raw_client.put_many(ids, values[start: start + ids.size]).all()
-
-    # correctness before speed
-    first, first_keys = id_batches[0], key_batches[0]
     expect = [values[i] for i in first.tolist()]
     assert r.mget(first_keys) == expect
     assert grpc_client.get_many(first) == expect
     assert shm_client.get_many(first) == expect
-    b = shm_client.get_batch(first)
-    assert np.array_equal(b.rows[:, :size], block[first])
+    assert np.array_equal(shm_client.get_batch(first).rows[:, :size], block[first])
     assert shm_client.shared_memory and raw_client.get_many(first) == expect
+    return grpc_client, shm_client, raw_client
+
+
+def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flights, repeats, log,
+                AdminClient, DatasetCache) -> list[dict]:
+    block, values = _values(n_items, size, seed=size)
+    rng = np.random.default_rng(1)
+    id_batches = [rng.integers(0, n_items, batch).astype(np.int64) for _ in range(n_batches)]
+    keys = [f"bench:{i}".encode() for i in range(n_items)]
+    key_batches = [[keys[i] for i in b.tolist()] for b in id_batches]
+
+    r = redis.Redis(host="127.0.0.1", port=redis_port)
+    grpc_client, shm_client, raw_client = _fill(r, port, keys, values, block, id_batches[0], key_batches[0],
+                                                AdminClient, DatasetCache)
 
     pools: dict[int, list] = {}
 

@@ -49,7 +49,9 @@ def translate(exc: grpc.RpcError, host: str, port: int) -> Exception:
     if code in _GONE:
         return StoreUnavailable(f"the cache server at {host}:{port} is unavailable ({details.splitlines()[0]})")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return UserError(f"request too large for the cache server at {host}:{port}: {details}")
+        if "larger than max" in details:  # gRPC's own message-size check
+            return UserError(f"request too large for the cache server at {host}:{port}: {details}")
+        return UserError(details.splitlines()[0])  # the server's cap, named in its message
     return UserError(details.splitlines()[0] if details else f"cache server error {code}")
 
 

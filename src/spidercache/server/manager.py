@@ -21,8 +21,8 @@ from .sessions import (
     ServerFull,
     Session,
     SessionNotFound,
-    remove_tree,
 )
+from .session_disk import remove_tree
 
 TABLE_NAME = "sessions.json"
 
