@@ -163,9 +163,10 @@ def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: l
                 finally:
                     server.stop()
             if extras:
-                from .server_memory import bench_epoch, bench_memory, bench_sessions, bench_spill_rss
+                from .server_memory import bench_epoch, bench_memory, bench_put_burst, bench_sessions, bench_spill_rss
 
                 rows.append(bench_memory(log))
+                rows.append(bench_put_burst(log))
                 rows.append(bench_spill_rss(log))
                 rows.append(bench_sessions(log))
                 rows.append(bench_epoch(log))

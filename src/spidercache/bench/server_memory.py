@@ -216,3 +216,46 @@ def bench_sessions(log, budget_mb: int = 256, n: int = 3000, value_bytes: int = 
         f"status {st['memory_used'] / MB:,.1f} MB used, {files} files in /dev/shm, peak RSS {peak['VmRSS'] / MB:,.0f} MB "
         f"= {row['peak_rss_over_budget']:.3f}x budget, {row['rss_per_session_bytes'] / 1024:,.0f} KB RSS per session")
     return row
+
+
+def bench_put_burst(log, budget_mb: int = 256, clients: int = 16, batch_mb: int = 60, rounds: int = 5) -> dict:
+    """``clients`` writers at once, each putting batches of ``batch_mb`` 1 MB values
+    (far past the budget): the server's peak RSS against its budget."""
+    from ..server.admin import AdminClient
+    from ..server.client import DatasetCache
+
+    server = _start_cache_server(memory=f"{budget_mb}M", no_spill=True)
+    sampler = _Peak(server.pid)
+    errors: list[str] = []
+    try:
+        with AdminClient("127.0.0.1", server.port) as admin:
+            sid = admin.new_session()["session_id"]
+            cap = admin.status()["max_message_bytes"]
+        value = b"z" * MB
+
+        def writer(k: int) -> None:
+            cache = DatasetCache(sid, port=server.port, pipeline="burst", use_shm=False, num_connections=1,
+                                 max_message_bytes=256 * MB)
+            try:
+                for r in range(rounds):
+                    cache.put_many(np.arange(batch_mb) + 1000 * k + 100_000 * r, [value] * batch_mb)
+            except Exception as exc:  # reported in the row: a writer must not fail
+                errors.append(f"{type(exc).__name__}: {exc}")
+            cache.close()
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        peak = sampler.stop()
+        server.stop()
+    budget = budget_mb * MB
+    row = dict(transport="grpc", api="put-burst", value_bytes=MB, budget_bytes=budget, clients=clients,
+               batch_bytes=batch_mb * MB, max_message_bytes=cap, writer_errors=len(errors),
+               peak_rss_bytes=peak["VmRSS"], peak_rss_over_budget=round(peak["VmRSS"] / budget, 3))
+    log(f"put-burst: {clients} writers x {rounds} batches of {batch_mb} MB into a {budget_mb} MB server "
+        f"(message cap {cap / MB:.0f} MB): peak RSS {peak['VmRSS'] / MB:,.0f} MB = "
+        f"{row['peak_rss_over_budget']:.3f}x budget, {len(errors)} writer errors")
+    return row

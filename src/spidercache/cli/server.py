@@ -89,7 +89,8 @@ def server_start(
     persist: bool = typer.Option(False, "--persist", help="Write values through to disk and reload them after a restart."),
     policy: Optional[str] = typer.Option(None, "--policy", help="Evict with this engine policy when full (e.g. lru)."),
     token: Optional[str] = TOKEN_OPT,
-    max_message_mb: int = typer.Option(128, "--max-message-mb", help="Largest request or reply accepted."),
+    max_message_mb: Optional[int] = typer.Option(
+        None, "--max-message-mb", help="Largest request or reply (default: 1/64 of -m, 4 to 128 MB)."),
     max_sessions: Optional[int] = typer.Option(None, "--max-sessions", help="Most sessions at once (default 256)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     foreground: bool = typer.Option(False, "--foreground", help="Run in this process instead of as a daemon."),

@@ -24,7 +24,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--persist", action="store_true")
     p.add_argument("--policy", default=None)
     p.add_argument("--token", default=None)
-    p.add_argument("--max-message-mb", type=int, default=128)
+    p.add_argument("--max-message-mb", type=int, default=None)
     p.add_argument("--max-sessions", type=int, default=None)
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)

@@ -91,7 +91,7 @@ def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
 def server_settings(*, memory: str | int = "1G", spill_dir: str | None = None, no_spill: bool = False,
                     workers: int = 8, host: str = DEFAULT_HOST, port: int | str = DEFAULT_PORT,
                     persist: bool = False, policy: str | None = None, token: str | None = None,
-                    max_message_mb: int = DEFAULT_MAX_MESSAGE >> 20, max_sessions: int | None = None,
+                    max_message_mb: int | None = None, max_sessions: int | None = None,
                     log_level: str = "info") -> tuple[ServerConfig, ServeOptions]:
     """Check a server's start options (every front-end: ``spidercache server
     start``, ``ms_cache_server``, ``cache_admin``, ``python -m spidercache.server``)
@@ -101,6 +101,8 @@ def server_settings(*, memory: str | int = "1G", spill_dir: str | None = None, n
     budget = check_memory(memory if isinstance(memory, int) else parse_memory(memory))
     if workers < 1:
         raise UserError("--workers must be at least 1")
+    if max_message_mb is None:
+        max_message_mb = default_message_mb(budget)
     if max_message_mb < 1:
         raise UserError("--max-message-mb must be at least 1")
     if max_sessions is not None and max_sessions < 1:
@@ -122,6 +124,15 @@ def server_settings(*, memory: str | int = "1G", spill_dir: str | None = None, n
     options = ServeOptions(host=host, port=port, workers=workers, token=token,
                            max_message_bytes=max_message_mb << 20)
     return config, options
+
+
+def default_message_mb(budget: int) -> int:
+    """The message cap a budget gets unless one is given: 1/64 of it, 4 to 128 MB.
+    Every message in flight is held twice (gRPC's buffer, then Python's bytes):
+    measured on a 256 MB server with the old fixed 128 MB cap, four clients
+    putting 60 MB batches took it to 789 MB (3.1x); the cap keeps requests in
+    flight within the process's I/O allowance (docs/bench/server.md)."""
+    return int(min(DEFAULT_MAX_MESSAGE >> 20, max(4, (budget >> 20) // 64)))
 
 
 def server_argv(config: ServerConfig, options: ServeOptions, log_level: str = "info") -> list[str]:
