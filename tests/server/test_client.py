@@ -53,7 +53,9 @@ def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_s
     batch = cache.get_batch(query)
     assert batch.lengths.tolist() == [len(v) if v is not None else -1 for v in expect]
     assert [None if batch.value(i) is None else batch.value(i).tobytes() for i in range(len(query))] == expect
-    assert all(batch.rows[batch.row_index[i], : len(v)].tobytes() == v for i, v in enumerate(expect) if v is not None)
+    assert all(
+        batch.rows[batch.row_index[i], : len(v)].tobytes() == v for i, v in enumerate(expect) if v is not None
+    )
     batches = [np.arange(s, s + 10) for s in range(0, 40, 10)]
     assert [v for b in cache.iter_batches(batches) for v in b] == values[:40]
     cache.close()
@@ -156,8 +158,11 @@ def test_streaming_without_room_keeps_reading_the_source(cache_server, new_sessi
 
     with AdminClient("127.0.0.1", cache_server.port) as admin:
         sid = admin.new_session(64 << 10)["session_id"]  # room for ~16 of the 70 items
-    stream = CachedStream(lambda: (np.full(3000, i, np.uint8) for i in range(70)),
-                          DatasetCache(sid, port=cache_server.port, pipeline="s"), batch_size=16)
+    stream = CachedStream(
+        lambda: (np.full(3000, i, np.uint8) for i in range(70)),
+        DatasetCache(sid, port=cache_server.port, pipeline="s"),
+        batch_size=16,
+    )
     for _ in range(2):
         assert [int(a[0]) for a in stream] == list(range(70))
     assert stream.epochs_from_source == 2

@@ -16,8 +16,12 @@ from spidercache.server.sessions import SESSION_OVERHEAD
 
 
 def _raw(port: int, method: str):
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 1 << 30)])
-    return channel.unary_unary(f"/{SERVICE_NAME}/{method}", request_serializer=None, response_deserializer=None)
+    channel = grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 1 << 30)]
+    )
+    return channel.unary_unary(
+        f"/{SERVICE_NAME}/{method}", request_serializer=None, response_deserializer=None
+    )
 
 
 def test_get_reply_above_the_cap_is_refused_before_it_is_built(fresh_server, new_session):
@@ -49,15 +53,18 @@ def test_sessions_are_capped_and_their_overhead_is_counted(fresh_server):
     assert st["rss_bytes"] >= st["rss_anon_bytes"] > 0  # RSS reported beside the budget
 
 
-@pytest.mark.parametrize("method,message", [
-    ("Report", pb.ReportRequest(client_id="c", hits=-(2 ** 62))),
-    ("Report", pb.ReportRequest(client_id="c", misses=2 ** 62)),
-    ("Report", pb.ReportRequest(client_id="c" * 65)),
-    ("Seal", pb.SealRequest(pipeline="p", n_items=2 ** 62)),
-    ("Seal", pb.SealRequest(pipeline="p", n_items=50)),  # only 10 were stored
-    ("Attach", pb.AttachRequest(pipeline="p", memory_bytes=-5)),
-    ("Attach", pb.AttachRequest(pipeline="p\n")),
-])
+@pytest.mark.parametrize(
+    "method,message",
+    [
+        ("Report", pb.ReportRequest(client_id="c", hits=-(2**62))),
+        ("Report", pb.ReportRequest(client_id="c", misses=2**62)),
+        ("Report", pb.ReportRequest(client_id="c" * 65)),
+        ("Seal", pb.SealRequest(pipeline="p", n_items=2**62)),
+        ("Seal", pb.SealRequest(pipeline="p", n_items=50)),  # only 10 were stored
+        ("Attach", pb.AttachRequest(pipeline="p", memory_bytes=-5)),
+        ("Attach", pb.AttachRequest(pipeline="p\n")),
+    ],
+)
 def test_every_field_is_checked(cache_server, new_session, method, message):
     sid = new_session(cache_server.port)
     DatasetCache(sid, port=cache_server.port, pipeline="p", checksum=False).put_many(range(10), [b"x"] * 10)
@@ -99,7 +106,7 @@ def test_every_policy_evicts_to_spill_without_failed_puts(fresh_server, new_sess
     cache = DatasetCache(sid, port=server.port, pipeline="p")
     values = [bytes([i % 251]) * 3000 + i.to_bytes(4, "little") for i in range(300)]
     for start in range(0, 300, 20):  # 900 KB into a 256 KB session: every batch evicts
-        assert cache.put_many(range(start, start + 20), values[start: start + 20]).all()
+        assert cache.put_many(range(start, start + 20), values[start : start + 20]).all()
     assert cache.get_many(range(300)) == values  # from memory or from the spill files
     with AdminClient("127.0.0.1", server.port) as admin:
         s = admin.session_stats(sid)

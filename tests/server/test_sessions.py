@@ -167,13 +167,16 @@ def test_last_write_in_a_batch_wins(manager):
     assert _get(s, [1, 2]) == [b"new", b"two"]
 
 
-@pytest.mark.parametrize("ids,lengths,data", [
-    (b"\x01", b"", b""),  # not int64
-    (np.array([1], "<i8").tobytes(), b"", b""),  # no lengths
-    (np.array([1], "<i8").tobytes(), np.array([5], "<i8").tobytes(), b"abc"),  # lengths != data
-    (np.array([-1], "<i8").tobytes(), np.array([1], "<i8").tobytes(), b"a"),  # negative id
-    (np.array([1], "<i8").tobytes(), np.array([-3], "<i8").tobytes(), b""),  # negative length
-])
+@pytest.mark.parametrize(
+    "ids,lengths,data",
+    [
+        (b"\x01", b"", b""),  # not int64
+        (np.array([1], "<i8").tobytes(), b"", b""),  # no lengths
+        (np.array([1], "<i8").tobytes(), np.array([5], "<i8").tobytes(), b"abc"),  # lengths != data
+        (np.array([-1], "<i8").tobytes(), np.array([1], "<i8").tobytes(), b"a"),  # negative id
+        (np.array([1], "<i8").tobytes(), np.array([-3], "<i8").tobytes(), b""),  # negative length
+    ],
+)
 def test_malformed_puts_are_refused(ids, lengths, data):
     with pytest.raises(RequestError):
         validate_put(ids, lengths, data)

@@ -77,7 +77,9 @@ def test_index_growth_is_seen_by_an_open_reader(arena):
 
 
 def test_budget_stops_admission_and_overwrite_keeps_newest(arena):
-    admitted, _ = _put(arena, range(10), [bytes([i]) * 3072 for i in range(10)], room=5 * (3072 + 16) + 8 * 1024)  # slots + their gens/lens words + the first index block
+    admitted, _ = _put(
+        arena, range(10), [bytes([i]) * 3072 for i in range(10)], room=5 * (3072 + 16) + 8 * 1024
+    )  # slots + their gens/lens words + the first index block
     assert admitted.tolist() == [True] * 5 + [False] * 5
     admitted, _ = _put(arena, [0], [b"z" * 3072])
     assert admitted.all()

@@ -27,9 +27,7 @@ same epoch through storage that takes 5 ms per read.
 
 from __future__ import annotations
 
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ import numpy as np
 from ..errors import UserError
 
 from ..server.shm import SLOT_SIZES, slot_class
+from .server_launch import _start_cache_server, _start_redis
 
 MB = 1 << 20
 TARGET_BYTES_PER_ROUND = 256 * MB
@@ -59,62 +58,15 @@ def _time(fn: Callable[[], None]) -> float:
     return time.perf_counter() - t
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Process:
-    """A server this benchmark started (and only it stops)."""
-
-    def __init__(self, port: int, pid: int, stop: Callable[[], None]) -> None:
-        self.port, self.pid, self.stop = port, pid, stop
-
-
-def _start_redis(workdir: Path) -> _Process:
-    """redis-server without persistence on a free loopback port."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
-    try:
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no", "--dir", str(workdir)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise UserError("redis-server is not installed (Debian: apt-get install redis-server)") from None
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise UserError(f"redis-server did not start on port {port}")
-        time.sleep(0.05)
-
-    def stop() -> None:
-        proc.terminate()
-        proc.wait(10)
-
-    return _Process(port, proc.pid, stop)
-
-
-def _start_cache_server(**settings) -> _Process:
-    """The cache server as users start it (``spidercache server start``: a daemon)."""
-    from ..server.daemon import server_settings, start_server, stop_server
-
-    port = _free_port()
-    config, options = server_settings(port=port, **settings)
-    pid = start_server(config, options, "warning")
-    return _Process(port, pid, lambda: stop_server("127.0.0.1", port, None))
-
-
-def run(value_bytes: str = "3072,153600", batch: int = 256, items: int = 4096, batches: int = 200,
-        in_flight: str = "1,20", repeats: int = 7, extras: bool = True) -> list[dict]:
+def run(
+    value_bytes: str = "3072,153600",
+    batch: int = 256,
+    items: int = 4096,
+    batches: int = 200,
+    in_flight: str = "1,20",
+    repeats: int = 7,
+    extras: bool = True,
+) -> list[dict]:
     """The rows of the benchmark (progress lines go to stderr)."""
     sizes, flights = _int_list(value_bytes, "--value-bytes"), _int_list(in_flight, "--in-flight")
     if batch < 1 or items < batch or batches < 1 or repeats < 1:
@@ -136,8 +88,16 @@ def _int_list(text: str, what: str) -> list[int]:
     return out
 
 
-def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: list[int],
-              repeats: int = 7, log: Callable[[str], None] = _log, extras: bool = True) -> list[dict]:
+def run_bench(
+    sizes: list[int],
+    batch: int,
+    items: int,
+    batches: int,
+    flights: list[int],
+    repeats: int = 7,
+    log: Callable[[str], None] = _log,
+    extras: bool = True,
+) -> list[dict]:
     import redis
 
     from ..server.admin import AdminClient
@@ -158,12 +118,30 @@ def run_bench(sizes: list[int], batch: int, items: int, batches: int, flights: l
                 try:
                     if size == sizes[0]:
                         rows += _bench_ping(redis, redis_proc.port, server.port, repeats, log)
-                    rows += _bench_size(redis, redis_proc.port, server.port, size, batch, n_items, n_batches,
-                                        flights, repeats, log, AdminClient, DatasetCache)
+                    rows += _bench_size(
+                        redis,
+                        redis_proc.port,
+                        server.port,
+                        size,
+                        batch,
+                        n_items,
+                        n_batches,
+                        flights,
+                        repeats,
+                        log,
+                        AdminClient,
+                        DatasetCache,
+                    )
                 finally:
                     server.stop()
             if extras:
-                from .server_memory import bench_epoch, bench_memory, bench_put_burst, bench_sessions, bench_spill_rss
+                from .server_memory import (
+                    bench_epoch,
+                    bench_memory,
+                    bench_put_burst,
+                    bench_sessions,
+                    bench_spill_rss,
+                )
 
                 rows.append(bench_memory(log))
                 rows.append(bench_put_burst(log))
@@ -186,8 +164,11 @@ def _bench_ping(redis, redis_port: int, port: int, repeats: int, log, calls: int
     from ..server.limits import SERVICE_NAME
 
     channel = open_channel("127.0.0.1", port, separate=True)
-    ping = channel.unary_unary(f"/{SERVICE_NAME}/Ping", request_serializer=pb.Empty.SerializeToString,
-                               response_deserializer=pb.PingReply.FromString)
+    ping = channel.unary_unary(
+        f"/{SERVICE_NAME}/Ping",
+        request_serializer=pb.Empty.SerializeToString,
+        response_deserializer=pb.PingReply.FromString,
+    )
     r = redis.Redis(host="127.0.0.1", port=redis_port)
     calls_by = {"grpc": lambda: ping(pb.Empty(), timeout=10), "redis": r.ping}
     for fn in calls_by.values():
@@ -209,11 +190,24 @@ def _bench_ping(redis, redis_port: int, port: int, repeats: int, log, calls: int
     rate = {name: calls / statistics.median(ts) for name, ts in rounds.items()}  # like the batched rows
     for name, ts in times.items():
         mean, p50 = statistics.mean(ts) * 1e6, statistics.median(ts) * 1e6
-        rows.append(dict(transport=name, api="ping", value_bytes=0, batch=1, in_flight=1,
-                         items_per_second=round(rate[name], 1), mb_per_second=0.0,
-                         ratio_vs_redis=round(rate[name] / rate["redis"], 3), mean_us=round(mean, 1), p50_us=round(p50, 1)))
-        log(f"{name:5s} ping  empty call: mean {mean:7.1f} us, p50 {p50:7.1f} us "
-            f"({rate[name] / rate['redis']:.2f}x redis calls/s)")
+        rows.append(
+            dict(
+                transport=name,
+                api="ping",
+                value_bytes=0,
+                batch=1,
+                in_flight=1,
+                items_per_second=round(rate[name], 1),
+                mb_per_second=0.0,
+                ratio_vs_redis=round(rate[name] / rate["redis"], 3),
+                mean_us=round(mean, 1),
+                p50_us=round(p50, 1),
+            )
+        )
+        log(
+            f"{name:5s} ping  empty call: mean {mean:7.1f} us, p50 {p50:7.1f} us "
+            f"({rate[name] / rate['redis']:.2f}x redis calls/s)"
+        )
     return rows
 
 
@@ -235,8 +229,8 @@ def _fill(r, port, keys, values, block, first, first_keys, AdminClient, DatasetC
     raw_client = DatasetCache(raw_session, port=port, pipeline="bench", checksum=False)
     for start in range(0, n_items, 1024):
         ids = np.arange(start, min(n_items, start + 1024))
-        assert grpc_client.put_many(ids, values[start: start + ids.size]).all()
-        assert raw_client.put_many(ids, values[start: start + ids.size]).all()
+        assert grpc_client.put_many(ids, values[start : start + ids.size]).all()
+        assert raw_client.put_many(ids, values[start : start + ids.size]).all()
     expect = [values[i] for i in first.tolist()]
     assert r.mget(first_keys) == expect
     assert grpc_client.get_many(first) == expect
@@ -246,8 +240,9 @@ def _fill(r, port, keys, values, block, first, first_keys, AdminClient, DatasetC
     return grpc_client, shm_client, raw_client
 
 
-def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flights, repeats, log,
-                AdminClient, DatasetCache) -> list[dict]:
+def _bench_size(
+    redis, redis_port, port, size, batch, n_items, n_batches, flights, repeats, log, AdminClient, DatasetCache
+) -> list[dict]:
     block, values = _values(n_items, size, seed=size)
     rng = np.random.default_rng(1)
     id_batches = [rng.integers(0, n_items, batch).astype(np.int64) for _ in range(n_batches)]
@@ -255,8 +250,9 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
     key_batches = [[keys[i] for i in b.tolist()] for b in id_batches]
 
     r = redis.Redis(host="127.0.0.1", port=redis_port)
-    grpc_client, shm_client, raw_client = _fill(r, port, keys, values, block, id_batches[0], key_batches[0],
-                                                AdminClient, DatasetCache)
+    grpc_client, shm_client, raw_client = _fill(
+        r, port, keys, values, block, id_batches[0], key_batches[0], AdminClient, DatasetCache
+    )
 
     pools: dict[int, list] = {}
 
@@ -296,9 +292,13 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
         for ids in id_batches:
             raw_client.get_batch(ids)
 
-    cases = [("redis", "mget", redis_run, flights), ("grpc", "list", grpc_run, flights),
-             ("shm", "batch", shm_batch_run, [1]), ("shm", "list", shm_list_run, [1]),
-             ("shm", "batch-nosum", shm_raw_run, [1])]
+    cases = [
+        ("redis", "mget", redis_run, flights),
+        ("grpc", "list", grpc_run, flights),
+        ("shm", "batch", shm_batch_run, [1]),
+        ("shm", "list", shm_list_run, [1]),
+        ("shm", "batch-nosum", shm_raw_run, [1]),
+    ]
     for _, _, fn, fl in cases:  # warm up (connections, first calls)
         for n in fl:
             fn(n)
@@ -314,12 +314,21 @@ def _bench_size(redis, redis_port, port, size, batch, n_items, n_batches, flight
     for (transport, api, n), ts in timings.items():
         ips = total_items / statistics.median(ts)
         ref = redis_ips.get(n, redis_ips[1]) if transport != "shm" else redis_ips[1]
-        row = dict(transport=transport, api=api, value_bytes=size, batch=batch, in_flight=n,
-                   items_per_second=round(ips, 1), mb_per_second=round(ips * size / MB, 1),
-                   ratio_vs_redis=round(ips / ref, 3))
+        row = dict(
+            transport=transport,
+            api=api,
+            value_bytes=size,
+            batch=batch,
+            in_flight=n,
+            items_per_second=round(ips, 1),
+            mb_per_second=round(ips * size / MB, 1),
+            ratio_vs_redis=round(ips / ref, 3),
+        )
         rows.append(row)
-        log(f"{transport:5s} {api:5s} {size:>7d} B  in_flight {n:2d}: {ips:12,.0f} items/s  "
-            f"{ips * size / MB:9,.1f} MB/s  {ips / ref:6.2f}x redis")
+        log(
+            f"{transport:5s} {api:5s} {size:>7d} B  in_flight {n:2d}: {ips:12,.0f} items/s  "
+            f"{ips * size / MB:9,.1f} MB/s  {ips / ref:6.2f}x redis"
+        )
     grpc_client.close()
     shm_client.close()
     raw_client.close()
@@ -339,23 +348,39 @@ def rows_table(rows: list[dict]):
     for r in rows:
         if "items_per_second" not in r:
             continue
-        table.add_row(r["transport"], r["api"], str(r["value_bytes"]), str(r["batch"]), str(r["in_flight"]),
-                      f"{r['items_per_second']:,.0f}", f"{r['mb_per_second']:,.1f}", f"{r['ratio_vs_redis']:.2f}")
+        table.add_row(
+            r["transport"],
+            r["api"],
+            str(r["value_bytes"]),
+            str(r["batch"]),
+            str(r["in_flight"]),
+            f"{r['items_per_second']:,.0f}",
+            f"{r['mb_per_second']:,.1f}",
+            f"{r['ratio_vs_redis']:.2f}",
+        )
     return table
 
 
 def format_markdown(rows: list[dict]) -> str:
-    lines = ["| transport | api | value bytes | batch | in flight | items/s | MB/s | x redis |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| transport | api | value bytes | batch | in flight | items/s | MB/s | x redis |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if "items_per_second" in r:
-            lines.append(f"| {r['transport']} | {r['api']} | {r['value_bytes']} | {r['batch']} | {r['in_flight']} | "
-                         f"{r['items_per_second']:,.0f} | {r['mb_per_second']:,.1f} | {r['ratio_vs_redis']:.2f} |")
+            lines.append(
+                f"| {r['transport']} | {r['api']} | {r['value_bytes']} | {r['batch']} | {r['in_flight']} | "
+                f"{r['items_per_second']:,.0f} | {r['mb_per_second']:,.1f} | {r['ratio_vs_redis']:.2f} |"
+            )
     for r in rows:
         if r.get("api") == "rss":
-            lines.append(f"\nServer RSS: budget {r['budget_bytes'] / MB:,.0f} MB, wrote {r['written_bytes'] / MB:,.0f} MB; "
-                         f"peak RSS {r['peak_rss_bytes'] / MB:,.0f} MB = {r['peak_rss_over_budget']:.3f}x budget.")
+            lines.append(
+                f"\nServer RSS: budget {r['budget_bytes'] / MB:,.0f} MB, wrote {r['written_bytes'] / MB:,.0f} MB; "
+                f"peak RSS {r['peak_rss_bytes'] / MB:,.0f} MB = {r['peak_rss_over_budget']:.3f}x budget."
+            )
         if r.get("api") == "epoch":
-            lines.append(f"\nCached epoch ({r['items']} x {r['value_bytes']} B): 5 ms storage {r['storage_epoch_seconds']} s, "
-                         f"through the server {r['cached_epoch_seconds']} s = {r['speedup']}x.")
+            lines.append(
+                f"\nCached epoch ({r['items']} x {r['value_bytes']} B): 5 ms storage {r['storage_epoch_seconds']} s, "
+                f"through the server {r['cached_epoch_seconds']} s = {r['speedup']}x."
+            )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from ..server.memory import rss_breakdown
-from .server import MB, _start_cache_server, _time
+from .server import MB, _time
+from .server_launch import _start_cache_server
 
 
 class _Peak:
@@ -77,16 +78,26 @@ def bench_memory(log, budget_mb: int = 1024, value_bytes: int = 3072) -> dict:
         peak = [sampler.stop()["VmRSS"]]
         server.stop()
     budget = budget_mb * MB
-    row = dict(transport="grpc", api="rss", value_bytes=value_bytes, budget_bytes=budget,
-               written_bytes=n_total * value_bytes, stored_items=stored, memory_used=st["memory_used"],
-               baseline_rss_bytes=baseline, peak_rss_bytes=peak[0], peak_rss_over_budget=round(peak[0] / budget, 3))
-    log(f"rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB, stored {stored} items, "
-        f"server RSS baseline {baseline / MB:,.0f} MB, peak {peak[0] / MB:,.0f} MB = {peak[0] / budget:.3f}x budget")
+    row = dict(
+        transport="grpc",
+        api="rss",
+        value_bytes=value_bytes,
+        budget_bytes=budget,
+        written_bytes=n_total * value_bytes,
+        stored_items=stored,
+        memory_used=st["memory_used"],
+        baseline_rss_bytes=baseline,
+        peak_rss_bytes=peak[0],
+        peak_rss_over_budget=round(peak[0] / budget, 3),
+    )
+    log(
+        f"rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB, stored {stored} items, "
+        f"server RSS baseline {baseline / MB:,.0f} MB, peak {peak[0] / MB:,.0f} MB = {peak[0] / budget:.3f}x budget"
+    )
     return row
 
 
-def bench_epoch(log, n: int = 600, value_bytes: int = 784, read_ms: float = 5.0,
-                 batch: int = 64) -> dict:
+def bench_epoch(log, n: int = 600, value_bytes: int = 784, read_ms: float = 5.0, batch: int = 64) -> dict:
     """One epoch of 784 B samples: through 5 ms storage (epoch 1 fills the cache)
     against the next epoch through the server. A plain loop, not the training-data path."""
     from ..server.admin import AdminClient
@@ -108,7 +119,7 @@ def bench_epoch(log, n: int = 600, value_bytes: int = 784, read_ms: float = 5.0,
         def epoch() -> int:
             hits = 0
             for start in range(0, n, batch):
-                ids = order[start: start + batch]
+                ids = order[start : start + batch]
                 got = cache.get_many(ids)
                 miss = [k for k, v in enumerate(got) if v is None]
                 hits += len(ids) - len(miss)
@@ -127,14 +138,22 @@ def bench_epoch(log, n: int = 600, value_bytes: int = 784, read_ms: float = 5.0,
         cache.close()
     finally:
         server.stop()
-    row = dict(transport="shm", api="epoch", value_bytes=value_bytes, items=n, storage_read_ms=read_ms,
-               storage_epoch_seconds=round(t_cold, 3), cached_epoch_seconds=round(t_warm, 4),
-               cached_hits=hits_box[0], speedup=round(t_cold / t_warm, 1))
-    log(f"epoch: {n} samples of {value_bytes} B, 5 ms storage {t_cold:.2f} s, cached through the server "
-        f"{t_warm:.3f} s ({hits_box[0]} hits) = {t_cold / t_warm:,.1f}x faster")
+    row = dict(
+        transport="shm",
+        api="epoch",
+        value_bytes=value_bytes,
+        items=n,
+        storage_read_ms=read_ms,
+        storage_epoch_seconds=round(t_cold, 3),
+        cached_epoch_seconds=round(t_warm, 4),
+        cached_hits=hits_box[0],
+        speedup=round(t_cold / t_warm, 1),
+    )
+    log(
+        f"epoch: {n} samples of {value_bytes} B, 5 ms storage {t_cold:.2f} s, cached through the server "
+        f"{t_warm:.3f} s ({hits_box[0]} hits) = {t_cold / t_warm:,.1f}x faster"
+    )
     return row
-
-
 
 
 def bench_spill_rss(log, budget_mb: int = 300, value_bytes: int = 3072) -> dict:
@@ -167,16 +186,26 @@ def bench_spill_rss(log, budget_mb: int = 300, value_bytes: int = 3072) -> dict:
         peak = sampler.stop()
         server.stop()
     budget = budget_mb * MB
-    row = dict(transport="grpc", api="spill-rss", value_bytes=value_bytes, budget_bytes=budget,
-               written_bytes=n_total * value_bytes, stored_items=stored, spilled_bytes=st["spilled_bytes"],
-               peak_rss_bytes=peak["VmRSS"], peak_private_bytes=peak.get("private", 0),
-               peak_spill_file_pages_bytes=peak["RssFile"],
-               peak_private_over_budget=round(peak.get("private", 0) / budget, 3),
-               peak_rss_over_budget=round(peak["VmRSS"] / budget, 3))
-    log(f"spill-rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB ({st['spilled_bytes'] / MB:,.0f} MB "
+    row = dict(
+        transport="grpc",
+        api="spill-rss",
+        value_bytes=value_bytes,
+        budget_bytes=budget,
+        written_bytes=n_total * value_bytes,
+        stored_items=stored,
+        spilled_bytes=st["spilled_bytes"],
+        peak_rss_bytes=peak["VmRSS"],
+        peak_private_bytes=peak.get("private", 0),
+        peak_spill_file_pages_bytes=peak["RssFile"],
+        peak_private_over_budget=round(peak.get("private", 0) / budget, 3),
+        peak_rss_over_budget=round(peak["VmRSS"] / budget, 3),
+    )
+    log(
+        f"spill-rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB ({st['spilled_bytes'] / MB:,.0f} MB "
         f"spilled); peak private (anon+shmem) {row['peak_private_bytes'] / MB:,.0f} MB = "
         f"{row['peak_private_over_budget']:.3f}x budget; spill-file pages {peak['RssFile'] / MB:,.0f} MB; "
-        f"VmRSS {peak['VmRSS'] / MB:,.0f} MB = {row['peak_rss_over_budget']:.3f}x")
+        f"VmRSS {peak['VmRSS'] / MB:,.0f} MB = {row['peak_rss_over_budget']:.3f}x"
+    )
     return row
 
 
@@ -208,17 +237,31 @@ def bench_sessions(log, budget_mb: int = 256, n: int = 3000, value_bytes: int = 
         peak = sampler.stop()
         server.stop()
     budget = budget_mb * MB
-    row = dict(transport="grpc", api="sessions", value_bytes=value_bytes, budget_bytes=budget, sessions=made,
-               refused=refused, refused_reason=reason, memory_used=st["memory_used"], shm_files=files,
-               peak_rss_bytes=peak["VmRSS"], peak_rss_over_budget=round(peak["VmRSS"] / budget, 3),
-               rss_per_session_bytes=round((peak["VmRSS"] - sampler.baseline) / max(1, made)))
-    log(f"sessions: {made} made on a {budget_mb} MB server ({'refused: ' + reason if refused else 'none refused'}); "
+    row = dict(
+        transport="grpc",
+        api="sessions",
+        value_bytes=value_bytes,
+        budget_bytes=budget,
+        sessions=made,
+        refused=refused,
+        refused_reason=reason,
+        memory_used=st["memory_used"],
+        shm_files=files,
+        peak_rss_bytes=peak["VmRSS"],
+        peak_rss_over_budget=round(peak["VmRSS"] / budget, 3),
+        rss_per_session_bytes=round((peak["VmRSS"] - sampler.baseline) / max(1, made)),
+    )
+    log(
+        f"sessions: {made} made on a {budget_mb} MB server ({'refused: ' + reason if refused else 'none refused'}); "
         f"status {st['memory_used'] / MB:,.1f} MB used, {files} files in /dev/shm, peak RSS {peak['VmRSS'] / MB:,.0f} MB "
-        f"= {row['peak_rss_over_budget']:.3f}x budget, {row['rss_per_session_bytes'] / 1024:,.0f} KB RSS per session")
+        f"= {row['peak_rss_over_budget']:.3f}x budget, {row['rss_per_session_bytes'] / 1024:,.0f} KB RSS per session"
+    )
     return row
 
 
-def bench_put_burst(log, budget_mb: int = 256, clients: int = 16, batch_mb: int = 60, rounds: int = 5) -> dict:
+def bench_put_burst(
+    log, budget_mb: int = 256, clients: int = 16, batch_mb: int = 60, rounds: int = 5
+) -> dict:
     """``clients`` writers at once, each putting batches of ``batch_mb`` 1 MB values
     (far past the budget): the server's peak RSS against its budget."""
     from ..server.admin import AdminClient
@@ -234,8 +277,14 @@ def bench_put_burst(log, budget_mb: int = 256, clients: int = 16, batch_mb: int 
         value = b"z" * MB
 
         def writer(k: int) -> None:
-            cache = DatasetCache(sid, port=server.port, pipeline="burst", use_shm=False, num_connections=1,
-                                 max_message_bytes=256 * MB)
+            cache = DatasetCache(
+                sid,
+                port=server.port,
+                pipeline="burst",
+                use_shm=False,
+                num_connections=1,
+                max_message_bytes=256 * MB,
+            )
             try:
                 for r in range(rounds):
                     cache.put_many(np.arange(batch_mb) + 1000 * k + 100_000 * r, [value] * batch_mb)
@@ -252,10 +301,21 @@ def bench_put_burst(log, budget_mb: int = 256, clients: int = 16, batch_mb: int 
         peak = sampler.stop()
         server.stop()
     budget = budget_mb * MB
-    row = dict(transport="grpc", api="put-burst", value_bytes=MB, budget_bytes=budget, clients=clients,
-               batch_bytes=batch_mb * MB, max_message_bytes=cap, writer_errors=len(errors),
-               peak_rss_bytes=peak["VmRSS"], peak_rss_over_budget=round(peak["VmRSS"] / budget, 3))
-    log(f"put-burst: {clients} writers x {rounds} batches of {batch_mb} MB into a {budget_mb} MB server "
+    row = dict(
+        transport="grpc",
+        api="put-burst",
+        value_bytes=MB,
+        budget_bytes=budget,
+        clients=clients,
+        batch_bytes=batch_mb * MB,
+        max_message_bytes=cap,
+        writer_errors=len(errors),
+        peak_rss_bytes=peak["VmRSS"],
+        peak_rss_over_budget=round(peak["VmRSS"] / budget, 3),
+    )
+    log(
+        f"put-burst: {clients} writers x {rounds} batches of {batch_mb} MB into a {budget_mb} MB server "
         f"(message cap {cap / MB:.0f} MB): peak RSS {peak['VmRSS'] / MB:,.0f} MB = "
-        f"{row['peak_rss_over_budget']:.3f}x budget, {len(errors)} writer errors")
+        f"{row['peak_rss_over_budget']:.3f}x budget, {len(errors)} writer errors"
+    )
     return row

@@ -93,7 +93,9 @@ def _ms_cache_server(argv: list[str]) -> str:
     stop = sub.add_parser("stop", help="Stop the cache server.")
     _common(stop)
     session = sub.add_parser("session", help="Create a session and print its id.")
-    session.add_argument("-m", "--memory", default=None, help="Budget of the session (default: the server's).")
+    session.add_argument(
+        "-m", "--memory", default=None, help="Budget of the session (default: the server's)."
+    )
     session.add_argument("--spill", action="store_true", help="The session may spill.")
     _common(session)
     a = p.parse_args(argv)
@@ -126,8 +128,13 @@ def _cache_admin(argv: list[str]) -> str:
     p.add_argument("-w", "--workers", type=int, default=8, help="Threads serving calls (default 8).")
     p.add_argument("-s", "--spilldir", default=None, help="Spill directory (default: the state directory).")
     p.add_argument("-l", "--loglevel", type=int, default=1, choices=range(4), help="0 DEBUG .. 3 ERROR.")
-    p.add_argument("-m", "--memory_cap_ratio", type=float, default=0.0,
-                   help="Fraction of this machine's RAM for the cache (0 < r <= 1; default 1 GB).")
+    p.add_argument(
+        "-m",
+        "--memory_cap_ratio",
+        type=float,
+        default=0.0,
+        help="Fraction of this machine's RAM for the cache (0 < r <= 1; default 1 GB).",
+    )
     a = p.parse_args(argv)
     if a.start:
         memory = "1G"
@@ -137,8 +144,14 @@ def _cache_admin(argv: list[str]) -> str:
             if not 0 < a.memory_cap_ratio <= 1:
                 raise UserError(f"-m/--memory_cap_ratio must lie in (0, 1], got {a.memory_cap_ratio}")
             memory = int(a.memory_cap_ratio * physical_memory())
-        return _start(a.hostname, a.port, memory=memory, spill_dir=a.spilldir, workers=a.workers,
-                      log_level=LOG_LEVELS[a.loglevel])
+        return _start(
+            a.hostname,
+            a.port,
+            memory=memory,
+            spill_dir=a.spilldir,
+            workers=a.workers,
+            log_level=LOG_LEVELS[a.loglevel],
+        )
     if a.stop:
         return _stop(a.hostname, a.port)
     if a.generate_session:
@@ -152,8 +165,13 @@ def _cache_admin(argv: list[str]) -> str:
         return f"session {sid} destroyed"
     if a.list_sessions:
         rows = _admin(a.hostname, a.port, "list_sessions")
-        return "\n".join(f"{r['session_id']}\t{r['items_in_memory']} in memory\t{r['items_spilled']} spilled"
-                         for r in rows) or "no sessions"
+        return (
+            "\n".join(
+                f"{r['session_id']}\t{r['items_in_memory']} in memory\t{r['items_spilled']} spilled"
+                for r in rows
+            )
+            or "no sessions"
+        )
     return json.dumps(_admin(a.hostname, a.port, "status"), indent=2)
 
 
@@ -163,8 +181,13 @@ def cache_admin(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # python -m spidercache.cli.mindspore {ms_cache_server|cache_admin} ...
-    tool = {"ms_cache_server": ms_cache_server, "cache_admin": cache_admin}.get(sys.argv[1] if len(sys.argv) > 1 else "")
+    tool = {"ms_cache_server": ms_cache_server, "cache_admin": cache_admin}.get(
+        sys.argv[1] if len(sys.argv) > 1 else ""
+    )
     if tool is None:
-        print("error: usage: python -m spidercache.cli.mindspore {ms_cache_server|cache_admin} ARGS", file=sys.stderr)
+        print(
+            "error: usage: python -m spidercache.cli.mindspore {ms_cache_server|cache_admin} ARGS",
+            file=sys.stderr,
+        )
         sys.exit(2)
     sys.exit(tool(sys.argv[2:]))

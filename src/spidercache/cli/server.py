@@ -48,67 +48,111 @@ def session_table(rows: list[dict], title: str):
 
     table = Table(title=title)
     width = max([len(str(s["session_id"])) for s in rows] + [7])
-    for col in ("session", "pipeline", "memory used / budget", "in memory", "spilled", "hits", "misses",
-                "rejected", "evicted", "clients"):
+    for col in (
+        "session",
+        "pipeline",
+        "memory used / budget",
+        "in memory",
+        "spilled",
+        "hits",
+        "misses",
+        "rejected",
+        "evicted",
+        "clients",
+    ):
         if col == "session":  # the one value a user copies: never cut, whatever the width
             table.add_column(col, no_wrap=True, min_width=width, overflow="fold")
         else:
             table.add_column(col, justify="left" if col == "pipeline" else "right")
     for s in rows:
-        table.add_row(str(s["session_id"]), (s["pipeline"] or "-")[:16],
-                      f"{_mb(s['memory_used'])} / {_mb(s['memory_budget'])}", str(s["items_in_memory"]),
-                      f"{s['items_spilled']} ({_mb(s['spilled_bytes'])})", str(s["hits"]), str(s["misses"]),
-                      str(s["rejected"]), str(s["evicted"]), str(s["clients"]))
+        table.add_row(
+            str(s["session_id"]),
+            (s["pipeline"] or "-")[:16],
+            f"{_mb(s['memory_used'])} / {_mb(s['memory_budget'])}",
+            str(s["items_in_memory"]),
+            f"{s['items_spilled']} ({_mb(s['spilled_bytes'])})",
+            str(s["hits"]),
+            str(s["misses"]),
+            str(s["rejected"]),
+            str(s["evicted"]),
+            str(s["clients"]),
+        )
     return table
 
 
 def status_line(host: str, port: int, st: dict) -> str:
-    return (f"cache server {host}:{port} pid {st['pid']}: memory {_mb(st['memory_used'])} / "
-            f"{_mb(st['memory_budget'])} (process RSS {_mb(st['rss_bytes'] - st['rss_file_bytes'])}, "
-            f"spill-file pages {_mb(st['rss_file_bytes'])}), spilled {_mb(st['spilled_bytes'])}, "
-            f"hits {st['hits']}, misses {st['misses']}, clients {st['clients']}, "
-            f"sessions {len(st['sessions'])} of {st['max_sessions']}, spill {st['spill_dir'] or 'off'}"
-            f"{', persist' if st['persist'] else ''}{', policy ' + st['policy'] if st['policy'] else ''}")
+    return (
+        f"cache server {host}:{port} pid {st['pid']}: memory {_mb(st['memory_used'])} / "
+        f"{_mb(st['memory_budget'])} (process RSS {_mb(st['rss_bytes'] - st['rss_file_bytes'])}, "
+        f"spill-file pages {_mb(st['rss_file_bytes'])}), spilled {_mb(st['spilled_bytes'])}, "
+        f"hits {st['hits']}, misses {st['misses']}, clients {st['clients']}, "
+        f"sessions {len(st['sessions'])} of {st['max_sessions']}, spill {st['spill_dir'] or 'off'}"
+        f"{', persist' if st['persist'] else ''}{', policy ' + st['policy'] if st['policy'] else ''}"
+    )
 
 
-server_app = typer.Typer(help="Start, stop and inspect the local cache server.", no_args_is_help=True,
-                         context_settings=HELP)
-session_app = typer.Typer(help="Sessions of the cache server: one cache each.", no_args_is_help=True,
-                          context_settings=HELP)
+server_app = typer.Typer(
+    help="Start, stop and inspect the local cache server.", no_args_is_help=True, context_settings=HELP
+)
+session_app = typer.Typer(
+    help="Sessions of the cache server: one cache each.", no_args_is_help=True, context_settings=HELP
+)
 
 
 @server_app.command("start")
 def server_start(
     memory: str = typer.Option("1G", "-m", "--memory", help="Memory budget (MB, or with a unit: 512M, 2G)."),
-    spill_dir: Optional[Path] = typer.Option(None, "-s", "--spill-dir",
-                                             help="Where sessions spill (default: the state directory)."),
+    spill_dir: Optional[Path] = typer.Option(
+        None, "-s", "--spill-dir", help="Where sessions spill (default: the state directory)."
+    ),
     no_spill: bool = typer.Option(False, "--no-spill", help="Sessions may not spill."),
     workers: int = typer.Option(8, "-w", "--workers", help="Threads serving calls."),
     host: str = HOST_OPT,
     port: str = PORT_OPT,
-    persist: bool = typer.Option(False, "--persist", help="Write values through to disk and reload them after a restart."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="Evict with this engine policy when full (e.g. lru)."),
+    persist: bool = typer.Option(
+        False, "--persist", help="Write values through to disk and reload them after a restart."
+    ),
+    policy: Optional[str] = typer.Option(
+        None, "--policy", help="Evict with this engine policy when full (e.g. lru)."
+    ),
     token: Optional[str] = TOKEN_OPT,
     max_message_mb: Optional[int] = typer.Option(
-        None, "--max-message-mb", help="Largest request or reply (default: 1/64 of -m, 4 to 128 MB)."),
-    max_sessions: Optional[int] = typer.Option(None, "--max-sessions", help="Most sessions at once (default 256)."),
+        None, "--max-message-mb", help="Largest request or reply (default: 1/64 of -m, 4 to 128 MB)."
+    ),
+    max_sessions: Optional[int] = typer.Option(
+        None, "--max-sessions", help="Most sessions at once (default 256)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-    foreground: bool = typer.Option(False, "--foreground", help="Run in this process instead of as a daemon."),
+    foreground: bool = typer.Option(
+        False, "--foreground", help="Run in this process instead of as a daemon."
+    ),
 ) -> None:
     """Start the cache server; returns once it answers (unless --foreground)."""
     from ..server.daemon import configure_logging, run_foreground, server_settings, start_server
 
     config, options = server_settings(
-        memory=memory, spill_dir=None if spill_dir is None else str(spill_dir), no_spill=no_spill,
-        workers=workers, host=host, port=port, persist=persist, policy=policy, token=token,
-        max_message_mb=max_message_mb, max_sessions=max_sessions, log_level=log_level)
+        memory=memory,
+        spill_dir=None if spill_dir is None else str(spill_dir),
+        no_spill=no_spill,
+        workers=workers,
+        host=host,
+        port=port,
+        persist=persist,
+        policy=policy,
+        token=token,
+        max_message_mb=max_message_mb,
+        max_sessions=max_sessions,
+        log_level=log_level,
+    )
     if foreground:
         configure_logging(log_level)
         run_foreground(config, options)
         return
     pid = start_server(config, options, log_level)
-    typer.echo(f"cache server running on {options.host}:{options.port} (pid {pid}, memory "
-               f"{_mb(config.memory_bytes)}, spill {config.spill_dir or 'off'}{', persist' if persist else ''})")
+    typer.echo(
+        f"cache server running on {options.host}:{options.port} (pid {pid}, memory "
+        f"{_mb(config.memory_bytes)}, spill {config.spill_dir or 'off'}{', persist' if persist else ''})"
+    )
 
 
 @server_app.command("stop")
@@ -122,8 +166,9 @@ def server_stop(host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str]
 
 
 @server_app.command("status")
-def server_status(host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT,
-                  json_out: bool = JSON_OPT) -> None:
+def server_status(
+    host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT, json_out: bool = JSON_OPT
+) -> None:
     """Sessions, memory used / budget beside the process's RSS, spilled bytes, hits, misses."""
     from rich.console import Console
 
@@ -148,15 +193,21 @@ def _ask(call, host: str, port: int, *args):
     try:
         return call(*args)
     except StoreUnavailable:
-        raise UserError(f"no cache server answers on {host}:{port}; start one with "
-                        "`spidercache server start`") from None
+        raise UserError(
+            f"no cache server answers on {host}:{port}; start one with `spidercache server start`"
+        ) from None
 
 
 @session_app.command("new")
 def session_new(
-    memory: Optional[str] = typer.Option(None, "-m", "--memory", help="Budget of this session (default: the server's)."),
+    memory: Optional[str] = typer.Option(
+        None, "-m", "--memory", help="Budget of this session (default: the server's)."
+    ),
     spill: bool = typer.Option(False, "--spill", help="Spill to disk when memory is full."),
-    host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT, json_out: bool = JSON_OPT,
+    host: str = HOST_OPT,
+    port: str = PORT_OPT,
+    token: Optional[str] = TOKEN_OPT,
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Create a session and print its id (hand it to the pipeline)."""
     budget = parse_memory(memory) if memory is not None else 0
@@ -166,8 +217,9 @@ def session_new(
 
 
 @session_app.command("list")
-def session_list(host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT,
-                 json_out: bool = JSON_OPT) -> None:
+def session_list(
+    host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT, json_out: bool = JSON_OPT
+) -> None:
     """All sessions with their usage."""
     from rich.console import Console
 
@@ -182,8 +234,13 @@ def session_list(host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str
 
 
 @session_app.command("stats", context_settings=SID_COMMAND)
-def session_stats(session_id: str = SID_ARG, host: str = HOST_OPT, port: str = PORT_OPT,
-                  token: Optional[str] = TOKEN_OPT, json_out: bool = JSON_OPT) -> None:
+def session_stats(
+    session_id: str = SID_ARG,
+    host: str = HOST_OPT,
+    port: str = PORT_OPT,
+    token: Optional[str] = TOKEN_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """One session's usage and hit counts."""
     from rich.console import Console
 
@@ -196,8 +253,9 @@ def session_stats(session_id: str = SID_ARG, host: str = HOST_OPT, port: str = P
 
 
 @session_app.command("destroy", context_settings=SID_COMMAND)
-def session_destroy(session_id: str = SID_ARG, host: str = HOST_OPT, port: str = PORT_OPT,
-                    token: Optional[str] = TOKEN_OPT) -> None:
+def session_destroy(
+    session_id: str = SID_ARG, host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT
+) -> None:
     """Drop a session and everything it cached (memory and spill files)."""
     with _admin(host, port, token) as admin:
         _ask(admin.destroy_session, host, port, session_id)

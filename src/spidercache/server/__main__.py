@@ -39,9 +39,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         config, options = server_settings(
-            memory=args.memory, spill_dir=args.spill_dir, no_spill=args.no_spill, workers=args.workers,
-            host=args.host, port=args.port, persist=args.persist, policy=args.policy, token=args.token,
-            max_message_mb=args.max_message_mb, max_sessions=args.max_sessions, log_level=args.log_level)
+            memory=args.memory,
+            spill_dir=args.spill_dir,
+            no_spill=args.no_spill,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            persist=args.persist,
+            policy=args.policy,
+            token=args.token,
+            max_message_mb=args.max_message_mb,
+            max_sessions=args.max_sessions,
+            log_level=args.log_level,
+        )
         configure_logging(args.log_level)
         run_foreground(config, options)
     except UserError as exc:

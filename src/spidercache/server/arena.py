@@ -39,6 +39,7 @@ from .shm import (
     unpack,
 )
 
+
 class SlotArena:
     """The server's side: allocates slots, writes values, publishes index entries.
 

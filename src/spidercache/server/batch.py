@@ -63,15 +63,15 @@ def check_batch_sums(ids: np.ndarray, batch: "Batch") -> int:
         whole = r.size == rows.shape[0] and (r == np.arange(r.size)).all()
         views = rows[:, :k] if whole else (rows[j, :k] for j in r.tolist())
         got = np.fromiter(map(_hash, views), np.uint64, count=found.size)
-        stored = np.ascontiguousarray(rows[r, k: k + CHECKSUM_BYTES]).view("<u8").ravel()
+        stored = np.ascontiguousarray(rows[r, k : k + CHECKSUM_BYTES]).view("<u8").ravel()
         good = (got ^ _mix(ids[found])) == stored
     else:
         for j, (i, m) in enumerate(zip(found.tolist(), n.tolist())):
             if m < CHECKSUM_BYTES:
                 continue
             v = batch.value(i)
-            stored = int.from_bytes(v[m - CHECKSUM_BYTES: m], "little")
-            good[j] = _hash(v[: m - CHECKSUM_BYTES]) ^ int(_mix(ids[i: i + 1])[0]) == stored
+            stored = int.from_bytes(v[m - CHECKSUM_BYTES : m], "little")
+            good[j] = _hash(v[: m - CHECKSUM_BYTES]) ^ int(_mix(ids[i : i + 1])[0]) == stored
     lengths[found[good]] -= CHECKSUM_BYTES
     lengths[found[~good]] = -1
     return int((~good).sum())
@@ -80,7 +80,9 @@ def check_batch_sums(ids: np.ndarray, batch: "Batch") -> int:
 def check_view(value: np.ndarray, key: int) -> np.ndarray | None:
     """One value with its trailer: the value without it, or None if it fails."""
     m = value.size - CHECKSUM_BYTES
-    if m < 0 or _hash(value[:m]) ^ int(_mix(np.array([key]))[0]) != int.from_bytes(value[m:].tobytes(), "little"):
+    if m < 0 or _hash(value[:m]) ^ int(_mix(np.array([key]))[0]) != int.from_bytes(
+        value[m:].tobytes(), "little"
+    ):
         return None
     return value[:m]
 
@@ -118,7 +120,7 @@ class Batch:
             rows = np.zeros((sum(p.rows.shape[0] for p in self._parts), width), np.uint8)
             r = 0
             for p in self._parts:
-                rows[r: r + p.rows.shape[0], : p.rows.shape[1]] = p.rows
+                rows[r : r + p.rows.shape[0], : p.rows.shape[1]] = p.rows
                 r += p.rows.shape[0]
             self._rows = rows
         return self._rows
@@ -146,8 +148,10 @@ class Batch:
             return [v for p in self._parts for v in p.to_list()]
         width = self.rows.shape[1] if self.rows.ndim == 2 else 0
         flat = memoryview(np.ascontiguousarray(self.rows).reshape(-1))
-        return [flat[r * width: r * width + n].tobytes() if n >= 0 else None
-                for r, n in zip(self.row_index.tolist(), self.lengths.tolist())]
+        return [
+            flat[r * width : r * width + n].tobytes() if n >= 0 else None
+            for r, n in zip(self.row_index.tolist(), self.lengths.tolist())
+        ]
 
     @property
     def nbytes(self) -> int:

@@ -28,21 +28,19 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from typing import Sequence
 
 import grpc
 import numpy as np
 
-from ..engine.stores.base import Store, Value, check_batch
+from ..engine.stores.base import Store, Value
 from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
 from .admin import metadata, open_channel, resolve_token, translate
-from .batch import Batch, check_batch_sums, check_view, with_checksums
+from .batch import Batch, check_batch_sums, check_view
 from .limits import DEFAULT_MAX_MESSAGE, PING_TIMEOUT_SECONDS, SERVICE_NAME
-from .client_rpc import SMALL_REPLY_CONNECTIONS, RpcReads
+from .client_rpc import SMALL_REPLY_CONNECTIONS, RpcReads, RpcWrites
 from .reader import SPILLED, ShmReader, StaleMapping
-from .wire import encode_put_request
 
 REPORT_EVERY_SECONDS = 2.0
 
@@ -60,7 +58,7 @@ def _as_ids(keys) -> np.ndarray:
     return ids
 
 
-class DatasetCache(RpcReads, Store):
+class DatasetCache(RpcReads, RpcWrites, Store):
     """One pipeline's cache in a session of the cache server.
 
     ``session_id`` None: a session of its own is created (``size`` MB, ``spilling``)
@@ -76,11 +74,23 @@ class DatasetCache(RpcReads, Store):
     name = "server"
     _ids = staticmethod(_as_ids)
 
-    def __init__(self, session_id: int | None = None, size: int = 0, spilling: bool = False,
-                 hostname: str = "127.0.0.1", port: int = 50052, num_connections: int = 12,
-                 prefetch_size: int = 20, *, pipeline: str = "", token: str | None = None,
-                 use_shm: bool = True, timeout: float = 30.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE, checksum: bool = True) -> None:
+    def __init__(
+        self,
+        session_id: int | None = None,
+        size: int = 0,
+        spilling: bool = False,
+        hostname: str = "127.0.0.1",
+        port: int = 50052,
+        num_connections: int = 12,
+        prefetch_size: int = 20,
+        *,
+        pipeline: str = "",
+        token: str | None = None,
+        use_shm: bool = True,
+        timeout: float = 30.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE,
+        checksum: bool = True,
+    ) -> None:
         if num_connections < 1 or prefetch_size < 1:
             raise UserError("num_connections and prefetch_size must be at least 1")
         if size < 0:
@@ -99,14 +109,26 @@ class DatasetCache(RpcReads, Store):
         self.max_message_bytes = max_message_bytes
         self.client_id = secrets.token_hex(8)
         self._metadata = metadata(self.token)
-        self._channels = [open_channel(hostname, self.port, separate=True, max_message_bytes=max_message_bytes)
-                          for _ in range(int(num_connections))]
+        self._channels = [
+            open_channel(hostname, self.port, separate=True, max_message_bytes=max_message_bytes)
+            for _ in range(int(num_connections))
+        ]
         self._stubs = [pb_grpc.CacheServerStub(c) for c in self._channels]
         # the hot calls skip protobuf objects: Get replies and Put requests are raw bytes (wire.py)
-        self._raw_get = [c.unary_unary(f"/{SERVICE_NAME}/Get", request_serializer=pb.GetRequest.SerializeToString,
-                                       response_deserializer=None) for c in self._channels]
-        self._raw_put = [c.unary_unary(f"/{SERVICE_NAME}/Put", request_serializer=None,
-                                       response_deserializer=pb.PutReply.FromString) for c in self._channels]
+        self._raw_get = [
+            c.unary_unary(
+                f"/{SERVICE_NAME}/Get",
+                request_serializer=pb.GetRequest.SerializeToString,
+                response_deserializer=None,
+            )
+            for c in self._channels
+        ]
+        self._raw_put = [
+            c.unary_unary(
+                f"/{SERVICE_NAME}/Put", request_serializer=None, response_deserializer=pb.PutReply.FromString
+            )
+            for c in self._channels
+        ]
         self._next = itertools.cycle(range(len(self._stubs)))
         self._next_small = itertools.cycle(range(min(SMALL_REPLY_CONNECTIONS, len(self._stubs))))
         self._reader: ShmReader | None = None
@@ -122,8 +144,11 @@ class DatasetCache(RpcReads, Store):
         self.session_id = 0
         self.owns_session = session_id is None
         if session_id is None:
-            reply = self._call("NewSession", pb.NewSessionRequest(memory_bytes=self.size_mb << 20,
-                                                                  spill=self.spilling), timeout=10.0)
+            reply = self._call(
+                "NewSession",
+                pb.NewSessionRequest(memory_bytes=self.size_mb << 20, spill=self.spilling),
+                timeout=10.0,
+            )
             session_id = reply.session_id
         self.session_id = int(session_id)
         self._attach()
@@ -152,18 +177,28 @@ class DatasetCache(RpcReads, Store):
         its server restarted without --persist is an outage for the job, not a
         mistake of the user's (one destroyed on the same server is: UserError)."""
         err = translate(exc, self.host, self.port)
-        if (self._instance is not None and exc.code() == grpc.StatusCode.NOT_FOUND
-                and not self._same_server()):
-            err = StoreUnavailable(f"session {self.session_id} no longer exists: the cache server at "
-                                   f"{self.host}:{self.port} was restarted without --persist")
+        if self._instance is not None and exc.code() == grpc.StatusCode.NOT_FOUND and not self._same_server():
+            err = StoreUnavailable(
+                f"session {self.session_id} no longer exists: the cache server at "
+                f"{self.host}:{self.port} was restarted without --persist"
+            )
         if isinstance(err, StoreUnavailable):
             self._drop_attachment()
         return err
 
     def _attach(self) -> None:
-        reply = self._call("Attach", pb.AttachRequest(
-            session_id=self.session_id, pipeline=self._wire_pipeline, client_id=self.client_id,
-            want_shm=self.use_shm, memory_bytes=self.size_mb << 20, spill=self.spilling), timeout=10.0)
+        reply = self._call(
+            "Attach",
+            pb.AttachRequest(
+                session_id=self.session_id,
+                pipeline=self._wire_pipeline,
+                client_id=self.client_id,
+                want_shm=self.use_shm,
+                memory_bytes=self.size_mb << 20,
+                spill=self.spilling,
+            ),
+            timeout=10.0,
+        )
         self._instance = reply.instance
         self.sealed_items = int(reply.sealed_items)
         self.spill = bool(reply.spill)
@@ -265,48 +300,6 @@ class DatasetCache(RpcReads, Store):
                     self.errors += views.arrays[i] is None
         return views
 
-    # ---------------------------------------------------------------- writes
-    def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
-        ids = _as_ids(keys)
-        check_batch(list(range(ids.size)), values)
-        self._ensure()
-        if self.checksum:
-            parts, lengths = with_checksums(ids, values)
-            per_item = 2
-        else:
-            parts = list(values)
-            lengths = np.fromiter((len(memoryview(v).cast("B")) for v in values), np.int64, count=ids.size)
-            per_item = 1
-        status = np.zeros(ids.size, np.bool_)
-        limit = max(1, self._server_max // 2)
-        start = 0
-        while start < ids.size:  # keep each message under the size cap
-            stop = start + 1
-            total = int(lengths[start])
-            while stop < ids.size and total + int(lengths[stop]) <= limit and stop - start < 65536:
-                total += int(lengths[stop])
-                stop += 1
-            reply = self._call("Put", encode_put_request(self.session_id, self._wire_pipeline, ids[start:stop],
-                                                          lengths[start:stop],
-                                                          parts[per_item * start: per_item * stop]))
-            status[start:stop] = np.frombuffer(reply.status, np.uint8).astype(np.bool_)
-            start = stop
-        return status
-
-    def delete_many(self, keys) -> None:
-        ids = _as_ids(keys)
-        self._ensure()
-        for start in range(0, ids.size, 65536):
-            self._call("Delete", pb.DeleteRequest(session_id=self.session_id, pipeline=self._wire_pipeline,
-                                                  ids=ids[start:start + 65536].astype("<i8").tobytes()))
-
-    def seal(self, n_items: int) -> None:
-        """Streaming mode: the first epoch stored items 0..n_items-1 completely."""
-        self._ensure()
-        self._call("Seal", pb.SealRequest(session_id=self.session_id, pipeline=self._wire_pipeline,
-                                          n_items=n_items))
-        self.sealed_items = int(n_items)
-
     def refresh(self) -> None:
         """Re-read the session's state (e.g. ``sealed_items``) from the server."""
         self._attached = False
@@ -325,9 +318,17 @@ class DatasetCache(RpcReads, Store):
         self._hits = self._misses = 0
         self._last_report = time.monotonic()
         try:
-            self._stubs[0].Report(pb.ReportRequest(session_id=self.session_id, client_id=self.client_id,
-                                                   hits=hits, misses=misses, detach=detach),
-                                  timeout=2.0, metadata=self._metadata)
+            self._stubs[0].Report(
+                pb.ReportRequest(
+                    session_id=self.session_id,
+                    client_id=self.client_id,
+                    hits=hits,
+                    misses=misses,
+                    detach=detach,
+                ),
+                timeout=2.0,
+                metadata=self._metadata,
+            )
         except grpc.RpcError:
             pass  # statistics are best effort; data calls report the outage
 
@@ -349,8 +350,9 @@ class DatasetCache(RpcReads, Store):
         self._drop_attachment()
         if self.owns_session:
             try:
-                self._stubs[0].DestroySession(pb.SessionRef(session_id=self.session_id), timeout=5.0,
-                                              metadata=self._metadata)
+                self._stubs[0].DestroySession(
+                    pb.SessionRef(session_id=self.session_id), timeout=5.0, metadata=self._metadata
+                )
             except grpc.RpcError:
                 pass  # the server is gone, and the session with it
         for c in self._channels:
@@ -366,5 +368,7 @@ class DatasetCache(RpcReads, Store):
             pass
 
     def __repr__(self) -> str:
-        return (f"DatasetCache(session_id={self.session_id}, hostname={self.host!r}, port={self.port}, "
-                f"shm={self._reader is not None})")
+        return (
+            f"DatasetCache(session_id={self.session_id}, hostname={self.host!r}, port={self.port}, "
+            f"shm={self._reader is not None})"
+        )

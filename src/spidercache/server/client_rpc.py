@@ -1,4 +1,5 @@
-"""How ``DatasetCache`` reads over gRPC: one Get, or sub-calls in flight together.
+"""How ``DatasetCache`` talks gRPC: reads (one Get, or sub-calls in flight
+together) and writes (Put messages under the server's cap, with checksums).
 
 ``RpcReads`` is mixed into ``DatasetCache``; it uses the client's ``_method``,
 ``_error``, ``_verified``, ``_ids``, ``_channels`` and ``_server_max``.
@@ -7,13 +8,15 @@
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import grpc
 import numpy as np
 
 from . import cache_pb2 as pb
-from .batch import Batch, grpc_batch
+from ..engine.stores.base import Value, check_batch
+from .batch import Batch, grpc_batch, with_checksums
+from .wire import encode_put_request
 
 # A Get whose reply would exceed this is split into sub-calls on separate
 # connections, issued together. Replies above 32 MB land in fresh mmap'd
@@ -42,10 +45,15 @@ class RpcReads:
             return self._collect(self._submit_get(ids))
         # a blocking call waits on its own completion queue in this thread;
         # a future would add a hand-off through the channel's thread per call
-        request = pb.GetRequest(session_id=self.session_id, pipeline=self._wire_pipeline,
-                                ids=ids.astype("<i8", copy=False).tobytes())
+        request = pb.GetRequest(
+            session_id=self.session_id,
+            pipeline=self._wire_pipeline,
+            ids=ids.astype("<i8", copy=False).tobytes(),
+        )
         try:
-            reply = self._method(self._get_kind(ids.size))(request, timeout=self.timeout, metadata=self._metadata)
+            reply = self._method(self._get_kind(ids.size))(
+                request, timeout=self.timeout, metadata=self._metadata
+            )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and ids.size > 1:
                 return self._get_halves(ids)  # above the message cap: ask for half as many
@@ -79,10 +87,16 @@ class RpcReads:
         n_parts = self._n_parts(ids)
         ids = ids.astype("<i8", copy=False)
         calls = []
-        for part in (np.array_split(ids, n_parts) if n_parts > 1 else [ids]):
+        for part in np.array_split(ids, n_parts) if n_parts > 1 else [ids]:
             req = pb.GetRequest(session_id=self.session_id, pipeline=self._wire_pipeline, ids=part.tobytes())
-            calls.append((self._method(self._get_kind(part.size)).future(req, timeout=self.timeout,
-                                                                         metadata=self._metadata), part))
+            calls.append(
+                (
+                    self._method(self._get_kind(part.size)).future(
+                        req, timeout=self.timeout, metadata=self._metadata
+                    ),
+                    part,
+                )
+            )
         return calls
 
     def _collect(self, calls: list) -> Batch:
@@ -135,3 +149,62 @@ class RpcReads:
             for calls in pending:  # an error, or the caller stopped early
                 for f, _ in calls:
                     f.cancel()
+
+
+class RpcWrites:
+    """Writes always go through gRPC (mixed into ``DatasetCache``)."""
+
+    def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
+        ids = self._ids(keys)
+        check_batch(list(range(ids.size)), values)
+        self._ensure()
+        if self.checksum:
+            parts, lengths = with_checksums(ids, values)
+            per_item = 2
+        else:
+            parts = list(values)
+            lengths = np.fromiter((len(memoryview(v).cast("B")) for v in values), np.int64, count=ids.size)
+            per_item = 1
+        status = np.zeros(ids.size, np.bool_)
+        limit = max(1, self._server_max // 2)
+        start = 0
+        while start < ids.size:  # keep each message under the size cap
+            stop = start + 1
+            total = int(lengths[start])
+            while stop < ids.size and total + int(lengths[stop]) <= limit and stop - start < 65536:
+                total += int(lengths[stop])
+                stop += 1
+            reply = self._call(
+                "Put",
+                encode_put_request(
+                    self.session_id,
+                    self._wire_pipeline,
+                    ids[start:stop],
+                    lengths[start:stop],
+                    parts[per_item * start : per_item * stop],
+                ),
+            )
+            status[start:stop] = np.frombuffer(reply.status, np.uint8).astype(np.bool_)
+            start = stop
+        return status
+
+    def delete_many(self, keys) -> None:
+        ids = self._ids(keys)
+        self._ensure()
+        for start in range(0, ids.size, 65536):
+            self._call(
+                "Delete",
+                pb.DeleteRequest(
+                    session_id=self.session_id,
+                    pipeline=self._wire_pipeline,
+                    ids=ids[start : start + 65536].astype("<i8").tobytes(),
+                ),
+            )
+
+    def seal(self, n_items: int) -> None:
+        """Streaming mode: the first epoch stored items 0..n_items-1 completely."""
+        self._ensure()
+        self._call(
+            "Seal", pb.SealRequest(session_id=self.session_id, pipeline=self._wire_pipeline, n_items=n_items)
+        )
+        self.sealed_items = int(n_items)

@@ -22,8 +22,17 @@ from pathlib import Path
 
 from ..errors import UserError
 from .admin import resolve_token
-from .limits import (DEFAULT_HOST, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_SESSIONS, DEFAULT_PORT, check_log_level,
-                     check_memory, check_port, check_spill_dir, parse_memory)
+from .limits import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_PORT,
+    check_log_level,
+    check_memory,
+    check_port,
+    check_spill_dir,
+    parse_memory,
+)
 from .memory import tune_allocator
 from .sessions import ServerConfig
 from .service import ServeOptions, check_bind, serve
@@ -65,8 +74,9 @@ def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
     except BlockingIOError:
         os.close(lock_fd)
         pid = read_pid(options.port)
-        raise UserError(f"a cache server already runs on port {options.port}"
-                        + (f" (pid {pid})" if pid else "")) from None
+        raise UserError(
+            f"a cache server already runs on port {options.port}" + (f" (pid {pid})" if pid else "")
+        ) from None
     try:
         config.shm_prefix = shm_prefix(options.port)
         retire_segments(config.shm_prefix)  # a killed server's; its clients see them destroyed
@@ -88,11 +98,21 @@ def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
         os.close(lock_fd)
 
 
-def server_settings(*, memory: str | int = "1G", spill_dir: str | None = None, no_spill: bool = False,
-                    workers: int = 8, host: str = DEFAULT_HOST, port: int | str = DEFAULT_PORT,
-                    persist: bool = False, policy: str | None = None, token: str | None = None,
-                    max_message_mb: int | None = None, max_sessions: int | None = None,
-                    log_level: str = "info") -> tuple[ServerConfig, ServeOptions]:
+def server_settings(
+    *,
+    memory: str | int = "1G",
+    spill_dir: str | None = None,
+    no_spill: bool = False,
+    workers: int = 8,
+    host: str = DEFAULT_HOST,
+    port: int | str = DEFAULT_PORT,
+    persist: bool = False,
+    policy: str | None = None,
+    token: str | None = None,
+    max_message_mb: int | None = None,
+    max_sessions: int | None = None,
+    log_level: str = "info",
+) -> tuple[ServerConfig, ServeOptions]:
     """Check a server's start options (every front-end: ``spidercache server
     start``, ``ms_cache_server``, ``cache_admin``, ``python -m spidercache.server``)
     and turn them into its settings. ``spill_dir`` None: the state directory's
@@ -119,10 +139,16 @@ def server_settings(*, memory: str | int = "1G", spill_dir: str | None = None, n
     token = resolve_token(token)
     check_bind(host, token)
     spill = None if no_spill else check_spill_dir(str(spill_dir or state_dir() / f"spill-{port}"))
-    config = ServerConfig(memory_bytes=budget, spill_dir=spill, persist=persist, policy=policy,
-                          max_sessions=max_sessions or DEFAULT_MAX_SESSIONS)
-    options = ServeOptions(host=host, port=port, workers=workers, token=token,
-                           max_message_bytes=max_message_mb << 20)
+    config = ServerConfig(
+        memory_bytes=budget,
+        spill_dir=spill,
+        persist=persist,
+        policy=policy,
+        max_sessions=max_sessions or DEFAULT_MAX_SESSIONS,
+    )
+    options = ServeOptions(
+        host=host, port=port, workers=workers, token=token, max_message_bytes=max_message_mb << 20
+    )
     return config, options
 
 
@@ -139,10 +165,22 @@ def server_argv(config: ServerConfig, options: ServeOptions, log_level: str = "i
     """The ``python -m spidercache.server`` command line for these settings (no token: it goes
     through the environment, where ``ps`` does not show it)."""
     budget = config.memory_bytes
-    argv = ["-m", str(budget >> 20) if budget % (1 << 20) == 0 else f"{budget >> 10}K",
-            "-w", str(options.workers), "--host", options.host, "-p", str(options.port),
-            "--max-message-mb", str(options.max_message_bytes >> 20), "--max-sessions", str(config.max_sessions),
-            "--log-level", log_level]
+    argv = [
+        "-m",
+        str(budget >> 20) if budget % (1 << 20) == 0 else f"{budget >> 10}K",
+        "-w",
+        str(options.workers),
+        "--host",
+        options.host,
+        "-p",
+        str(options.port),
+        "--max-message-mb",
+        str(options.max_message_bytes >> 20),
+        "--max-sessions",
+        str(config.max_sessions),
+        "--log-level",
+        log_level,
+    ]
     argv += ["--no-spill"] if config.spill_dir is None else ["-s", config.spill_dir]
     if config.persist:
         argv.append("--persist")
@@ -171,13 +209,20 @@ def start_daemon(argv: list[str], host: str, port: int, token: str | None) -> in
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "spidercache.server", *argv],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
         )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(_last_error(log_path) or f"the cache server exited with status {proc.returncode}; see {log_path}")
+            raise UserError(
+                _last_error(log_path)
+                or f"the cache server exited with status {proc.returncode}; see {log_path}"
+            )
         if ping(host, port, token, timeout=0.5) is not None:
             return proc.pid
         time.sleep(0.1)
@@ -192,7 +237,7 @@ def _last_error(log_path: Path) -> str | None:
         return None
     for line in reversed(lines[-50:]):
         if line.startswith("error: "):
-            return line[len("error: "):]
+            return line[len("error: ") :]
     return None
 
 
@@ -250,5 +295,8 @@ def _lock_held(port: int) -> bool:
 
 
 def configure_logging(level: str = "info") -> None:
-    logging.basicConfig(level=check_log_level(level), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=check_log_level(level),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )

@@ -60,8 +60,10 @@ def check_memory(budget: int) -> int:
     """A server budget must fit in this machine's RAM."""
     ram = physical_memory()
     if budget > ram:
-        raise UserError(f"a memory budget of {budget / (1 << 30):,.1f} GB is more than this machine's "
-                        f"{ram / (1 << 30):,.1f} GB of RAM")
+        raise UserError(
+            f"a memory budget of {budget / (1 << 30):,.1f} GB is more than this machine's "
+            f"{ram / (1 << 30):,.1f} GB of RAM"
+        )
     return budget
 
 

@@ -63,8 +63,10 @@ class SessionManager:
         budget = min(memory_bytes or self.config.data_bytes, self.config.data_bytes)
         with self.lock:
             if len(self.sessions) >= self.config.max_sessions:
-                raise ServerFull(f"the server holds its maximum of {self.config.max_sessions} sessions "
-                                 "(--max-sessions): destroy one first")
+                raise ServerFull(
+                    f"the server holds its maximum of {self.config.max_sessions} sessions "
+                    "(--max-sessions): destroy one first"
+                )
             if self.config.data_bytes - self.used_bytes() < 2 * SESSION_OVERHEAD:
                 raise ServerFull("the server's memory budget is used up: no room for another session")
             while True:
@@ -111,8 +113,10 @@ class SessionManager:
         path = self.table_path
         if path is None:
             return
-        table = {str(s.id): dict(budget=s.budget, spill=s.spill, pipeline=s.pipeline,
-                                 sealed_items=s.sealed_items) for s in list(self.sessions.values())}
+        table = {
+            str(s.id): dict(budget=s.budget, spill=s.spill, pipeline=s.pipeline, sealed_items=s.sealed_items)
+            for s in list(self.sessions.values())
+        }
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(table, f)

@@ -52,14 +52,16 @@ def tune_allocator() -> bool:
     libc = _load_libc()
     if not libc:
         return False
-    ok = all([
-        libc.mallopt(M_ARENA_MAX, 1),
-        libc.mallopt(M_MMAP_MAX, 0),
-        # freed memory stays in the heap between heartbeats (reused warm);
-        # release_free_memory returns it to the OS
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30),
-        libc.mallopt(M_TOP_PAD, 16 << 20),
-    ])
+    ok = all(
+        [
+            libc.mallopt(M_ARENA_MAX, 1),
+            libc.mallopt(M_MMAP_MAX, 0),
+            # freed memory stays in the heap between heartbeats (reused warm);
+            # release_free_memory returns it to the OS
+            libc.mallopt(M_TRIM_THRESHOLD, 1 << 30),
+            libc.mallopt(M_TOP_PAD, 16 << 20),
+        ]
+    )
     if not ok:
         log.warning("mallopt refused a setting; the allocator keeps some defaults")
     return True
@@ -103,8 +105,11 @@ def reserve_for_process(memory_bytes: int) -> int:
     then exceeds ``-m``; the log says so)."""
     want = rss_bytes() + IO_ALLOWANCE
     if want > memory_bytes // 2:
-        log.warning("a memory budget of %d MB is below twice the server's own footprint (%d MB): "
-                    "half of it goes to data, and the process may use more than the budget",
-                    memory_bytes >> 20, want >> 20)
+        log.warning(
+            "a memory budget of %d MB is below twice the server's own footprint (%d MB): "
+            "half of it goes to data, and the process may use more than the budget",
+            memory_bytes >> 20,
+            want >> 20,
+        )
         return memory_bytes // 2
     return want

@@ -38,6 +38,7 @@ from .shm import (
     unpack,
 )
 
+
 class StaleMapping(Exception):
     """The server behind a mapping is gone or the session was destroyed."""
 
@@ -45,8 +46,9 @@ class StaleMapping(Exception):
 class ShmReader:
     """A client's read-only view of one session's slots (same host only)."""
 
-    def __init__(self, header_name: str, shm_dir: str = SHM_DIR,
-                 confirm: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, header_name: str, shm_dir: str = SHM_DIR, confirm: Callable[[], bool] | None = None
+    ) -> None:
         self.shm_dir = shm_dir
         # confirm(): asks the server (over gRPC) whether it is still the process that
         # made this mapping; called when the heartbeat is late (see limits.py)
@@ -105,7 +107,9 @@ class ShmReader:
         if age <= STALE_AFTER_NS or now - self._confirmed_ns <= STALE_AFTER_NS:
             return
         if self.confirm is None or not self.confirm():
-            raise StaleMapping(f"the cache server's heartbeat is {age / 1e9:.1f} s old and it does not answer")
+            raise StaleMapping(
+                f"the cache server's heartbeat is {age / 1e9:.1f} s old and it does not answer"
+            )
         self._confirmed_ns = time.monotonic_ns()
 
     def read(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,9 @@ def validate_ids(raw: bytes, what: str = "ids") -> np.ndarray:
     return ids.astype(np.int64)
 
 
-def validate_put(raw_ids: bytes, raw_lengths: bytes, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def validate_put(
+    raw_ids: bytes, raw_lengths: bytes, data: bytes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ids = validate_ids(raw_ids)
     if len(raw_lengths) != len(raw_ids):
         raise RequestError("one length per id is required")

@@ -24,7 +24,14 @@ from .. import __version__
 from ..errors import UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .limits import DEFAULT_MAX_MESSAGE, DEFAULT_PORT, HEARTBEAT_SECONDS, SERVICE_NAME, TOKEN_HEADER, grpc_options
+from .limits import (
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_PORT,
+    HEARTBEAT_SECONDS,
+    SERVICE_NAME,
+    TOKEN_HEADER,
+    grpc_options,
+)
 from .memory import release_free_memory, reserve_for_process, rss_breakdown
 from .wire import finish_reply, new_get_reply
 from . import requests as check
@@ -32,7 +39,6 @@ from .manager import SessionManager
 from .sessions import PipelineMismatch, ReplyTooLarge, RequestError, ServerConfig, ServerFull, SessionNotFound
 
 log = logging.getLogger("spidercache.server")
-
 
 
 @dataclass
@@ -100,14 +106,25 @@ class CacheService(pb_grpc.CacheServerServicer):
         cfg = self.manager.config
         rss = rss_breakdown()
         return pb.StatusReply(
-            rss_bytes=rss["VmRSS"], rss_anon_bytes=rss["RssAnon"], rss_shmem_bytes=rss["RssShmem"],
-            rss_file_bytes=rss["RssFile"], max_sessions=cfg.max_sessions, max_message_bytes=cfg.max_message_bytes,
-            pid=os.getpid(), host=self.options.host, port=self.options.port,
-            memory_budget=cfg.memory_bytes, memory_used=self.manager.used_bytes(),
+            rss_bytes=rss["VmRSS"],
+            rss_anon_bytes=rss["RssAnon"],
+            rss_shmem_bytes=rss["RssShmem"],
+            rss_file_bytes=rss["RssFile"],
+            max_sessions=cfg.max_sessions,
+            max_message_bytes=cfg.max_message_bytes,
+            pid=os.getpid(),
+            host=self.options.host,
+            port=self.options.port,
+            memory_budget=cfg.memory_bytes,
+            memory_used=self.manager.used_bytes(),
             spilled_bytes=sum(s["spilled_bytes"] for s in sessions),
-            hits=sum(s["hits"] for s in sessions), misses=sum(s["misses"] for s in sessions),
-            clients=sum(s["clients"] for s in sessions), spill_dir=cfg.spill_dir or "",
-            persist=cfg.persist, policy=cfg.policy or "", workers=self.options.workers,
+            hits=sum(s["hits"] for s in sessions),
+            misses=sum(s["misses"] for s in sessions),
+            clients=sum(s["clients"] for s in sessions),
+            spill_dir=cfg.spill_dir or "",
+            persist=cfg.persist,
+            policy=cfg.policy or "",
+            workers=self.options.workers,
             sessions=[_stats_msg(s) for s in sessions],
         )
 
@@ -123,7 +140,9 @@ class CacheService(pb_grpc.CacheServerServicer):
 
     @_handler
     def ListSessions(self, request, context):
-        return pb.ListSessionsReply(sessions=[_stats_msg(s.stats()) for s in list(self.manager.sessions.values())])
+        return pb.ListSessionsReply(
+            sessions=[_stats_msg(s.stats()) for s in list(self.manager.sessions.values())]
+        )
 
     @_handler
     def GetSessionStats(self, request, context):
@@ -137,18 +156,32 @@ class CacheService(pb_grpc.CacheServerServicer):
     @_handler
     def Attach(self, request, context):
         session = self.manager.get(request.session_id)
-        session.attach(check.pipeline(request.pipeline), check.client_id(request.client_id),
-                       check.memory(request.memory_bytes), bool(request.spill))
+        session.attach(
+            check.pipeline(request.pipeline),
+            check.client_id(request.client_id),
+            check.memory(request.memory_bytes),
+            bool(request.spill),
+        )
         shm = session.arena.header_name if (request.want_shm and session.policy is None) else ""
-        return pb.AttachReply(shm_header=shm, server_pid=os.getpid(), sealed_items=session.sealed_items,
-                              instance=self.instance, spill=session.spill, memory_budget=session.budget,
-                              max_message_bytes=self.manager.config.max_message_bytes)
+        return pb.AttachReply(
+            shm_header=shm,
+            server_pid=os.getpid(),
+            sealed_items=session.sealed_items,
+            instance=self.instance,
+            spill=session.spill,
+            memory_budget=session.budget,
+            max_message_bytes=self.manager.config.max_message_bytes,
+        )
 
     @_handler
     def Report(self, request, context):
         session = self.manager.get(request.session_id)
-        session.report(check.client_id(request.client_id), check.count(request.hits, "hits"),
-                       check.count(request.misses, "misses"), bool(request.detach))
+        session.report(
+            check.client_id(request.client_id),
+            check.count(request.hits, "hits"),
+            check.count(request.misses, "misses"),
+            bool(request.detach),
+        )
         return pb.Empty()
 
     @_handler
@@ -172,8 +205,9 @@ class CacheService(pb_grpc.CacheServerServicer):
         session.check_pipeline(request.pipeline)
         ids, lengths, data = check.validate_put(request.ids, request.lengths, request.data)
         stored, spilled, rejected, status = session.put(ids, lengths, data)
-        return pb.PutReply(stored=stored, spilled=spilled, rejected=rejected,
-                           status=status.astype(np.uint8).tobytes())
+        return pb.PutReply(
+            stored=stored, spilled=spilled, rejected=rejected, status=status.astype(np.uint8).tobytes()
+        )
 
     @_handler
     def Delete(self, request, context):
@@ -191,12 +225,19 @@ class CacheService(pb_grpc.CacheServerServicer):
 
 # method -> (request type, reply type); Get's reply is pre-encoded bytes (see wire.py)
 METHODS = {
-    "Ping": (pb.Empty, pb.PingReply), "Status": (pb.Empty, pb.StatusReply), "Shutdown": (pb.Empty, pb.Empty),
-    "NewSession": (pb.NewSessionRequest, pb.SessionStats), "ListSessions": (pb.Empty, pb.ListSessionsReply),
-    "GetSessionStats": (pb.SessionRef, pb.SessionStats), "DestroySession": (pb.SessionRef, pb.Empty),
-    "Attach": (pb.AttachRequest, pb.AttachReply), "Report": (pb.ReportRequest, pb.Empty),
-    "Get": (pb.GetRequest, None), "Put": (pb.PutRequest, pb.PutReply),
-    "Delete": (pb.DeleteRequest, pb.DeleteReply), "Seal": (pb.SealRequest, pb.Empty),
+    "Ping": (pb.Empty, pb.PingReply),
+    "Status": (pb.Empty, pb.StatusReply),
+    "Shutdown": (pb.Empty, pb.Empty),
+    "NewSession": (pb.NewSessionRequest, pb.SessionStats),
+    "ListSessions": (pb.Empty, pb.ListSessionsReply),
+    "GetSessionStats": (pb.SessionRef, pb.SessionStats),
+    "DestroySession": (pb.SessionRef, pb.Empty),
+    "Attach": (pb.AttachRequest, pb.AttachReply),
+    "Report": (pb.ReportRequest, pb.Empty),
+    "Get": (pb.GetRequest, None),
+    "Put": (pb.PutRequest, pb.PutReply),
+    "Delete": (pb.DeleteRequest, pb.DeleteReply),
+    "Seal": (pb.SealRequest, pb.Empty),
 }
 
 
@@ -209,8 +250,10 @@ def add_service(service: CacheService, server: grpc.Server) -> None:
     go out as the bytes the handler built."""
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(service, name), request_deserializer=req.FromString,
-            response_serializer=_identity if rep is None else rep.SerializeToString)
+            getattr(service, name),
+            request_deserializer=req.FromString,
+            response_serializer=_identity if rep is None else rep.SerializeToString,
+        )
         for name, (req, rep) in METHODS.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
@@ -230,9 +273,11 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
         config.reserved_bytes = reserve_for_process(config.memory_bytes)
     config.max_message_bytes = options.max_message_bytes
     manager = SessionManager(config)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(1, options.workers)),
-                         options=grpc_options(options.max_message_bytes),
-                         maximum_concurrent_rpcs=max(64, 16 * options.workers))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max(1, options.workers)),
+        options=grpc_options(options.max_message_bytes),
+        maximum_concurrent_rpcs=max(64, 16 * options.workers),
+    )
     service = CacheService(manager, options, stop)
     add_service(service, server)
     address = f"[{options.host}]:{options.port}" if ":" in options.host else f"{options.host}:{options.port}"
@@ -242,7 +287,9 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
         bound = 0
     if not bound:
         manager.close()
-        raise UserError(f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not this machine's)")
+        raise UserError(
+            f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not this machine's)"
+        )
     server.start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -98,8 +98,9 @@ class ServerConfig:
 
 
 class Session(SessionDisk):
-    def __init__(self, session_id: int, budget: int, spill: bool, config: ServerConfig,
-                 manager: "SessionManager") -> None:
+    def __init__(
+        self, session_id: int, budget: int, spill: bool, config: ServerConfig, manager: "SessionManager"
+    ) -> None:
         self.id = session_id
         self.budget = int(budget)
         self.spill = bool(spill)
@@ -129,8 +130,10 @@ class Session(SessionDisk):
     # -------------------------------------------------------- pipeline
     def attach(self, pipeline: str, client_id: str, memory_bytes: int = 0, spill: bool = False) -> None:
         if spill and not self.spill:
-            raise RequestError(f"session {self.id} was created without spill; a client cannot turn it on "
-                               "(create the session with --spill)")
+            raise RequestError(
+                f"session {self.id} was created without spill; a client cannot turn it on "
+                "(create the session with --spill)"
+            )
         with self.lock:
             if self.pipeline is None:
                 self.pipeline = pipeline
@@ -170,8 +173,10 @@ class Session(SessionDisk):
             e = self.arena.index[:n]
             missing = np.flatnonzero((e < 0) & (e != SPILLED))
             if missing.size:
-                raise RequestError(f"cannot seal {n} items: {missing.size} of them are not stored "
-                                   f"(the first is id {int(missing[0])})")
+                raise RequestError(
+                    f"cannot seal {n} items: {missing.size} of them are not stored "
+                    f"(the first is id {int(missing[0])})"
+                )
             self.sealed_items = n
         self.manager.save()
 
@@ -201,8 +206,11 @@ class Session(SessionDisk):
                     out[...] = rows
                     rows = out
             else:
-                rows = (alloc(lengths, slots.size, width) if alloc is not None
-                        else np.empty((slots.size, width), np.uint8))
+                rows = (
+                    alloc(lengths, slots.size, width)
+                    if alloc is not None
+                    else np.empty((slots.size, width), np.uint8)
+                )
                 self.arena.fill_rows(rows, cls, slots)
             found = int(np.count_nonzero(lengths >= 0))
             self.counters.hits += found
@@ -220,8 +228,10 @@ class Session(SessionDisk):
         size = 8 * ids.size + n_rows * width + 32
         cap = self.config.max_message_bytes
         if size > cap:
-            raise ReplyTooLarge(f"the reply would be {size / (1 << 20):,.1f} MB, above the server's message cap "
-                                f"of {cap / (1 << 20):,.0f} MB (--max-message-mb): ask for fewer ids per call")
+            raise ReplyTooLarge(
+                f"the reply would be {size / (1 << 20):,.1f} MB, above the server's message cap "
+                f"of {cap / (1 << 20):,.0f} MB (--max-message-mb): ask for fewer ids per call"
+            )
 
     # ---------------------------------------------------------- writes
     def put(self, ids: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> tuple[int, int, int, np.ndarray]:
@@ -260,7 +270,9 @@ class Session(SessionDisk):
             if rest.size:
                 rest_ids = ids[rest]
                 if self.spill and self._open_disk() is not None:
-                    self._disk_put(rest_ids, [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in rest])
+                    self._disk_put(
+                        rest_ids, [data[offsets[i] : offsets[i] + lengths[i]].tobytes() for i in rest]
+                    )
                     self._mark_spilled(rest_ids, lengths[rest])
                     spilled = rest.size
                 else:
@@ -277,7 +289,9 @@ class Session(SessionDisk):
             self._forget_spilled(ids[sel])  # in memory now
             if self.disk is not None and sel.size:
                 if self.config.persist:  # write-through: a crash loses nothing
-                    self._disk_put(ids[sel], [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in sel])
+                    self._disk_put(
+                        ids[sel], [data[offsets[i] : offsets[i] + lengths[i]].tobytes() for i in sel]
+                    )
                 else:  # an older spilled copy must not linger on disk
                     stale = ids[sel][before[sel] == SPILLED]
                     if stale.size:
@@ -328,11 +342,21 @@ class Session(SessionDisk):
     def stats(self) -> dict:
         c = self.counters
         return dict(
-            session_id=self.id, pipeline=self.pipeline or "", memory_budget=self.budget,
-            memory_used=self.used_bytes, items_in_memory=self.arena.items,
-            items_spilled=c.spilled_items, spilled_bytes=c.spilled_bytes, hits=c.hits,
-            misses=c.misses, rejected=c.rejected, evicted=c.evicted, clients=self.n_clients(),
-            spill=self.spill, sealed_items=self.sealed_items, overhead_bytes=self.overhead_bytes,
+            session_id=self.id,
+            pipeline=self.pipeline or "",
+            memory_budget=self.budget,
+            memory_used=self.used_bytes,
+            items_in_memory=self.arena.items,
+            items_spilled=c.spilled_items,
+            spilled_bytes=c.spilled_bytes,
+            hits=c.hits,
+            misses=c.misses,
+            rejected=c.rejected,
+            evicted=c.evicted,
+            clients=self.n_clients(),
+            spill=self.spill,
+            sealed_items=self.sealed_items,
+            overhead_bytes=self.overhead_bytes,
         )
 
     @property

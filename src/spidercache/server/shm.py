@@ -80,8 +80,9 @@ def slot_class(lengths: np.ndarray) -> np.ndarray:
     return np.searchsorted(SLOT_SIZES, lengths, side="left").astype(np.int64)
 
 
-def copy_in(data: np.ndarray, slots: np.ndarray, src: np.ndarray, offsets: np.ndarray,
-            lengths: np.ndarray) -> None:
+def copy_in(
+    data: np.ndarray, slots: np.ndarray, src: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
+) -> None:
     """Copy values (concatenated in ``src``) into their slots.
 
     Equal lengths (the usual case: one dataset, one sample size) take one numpy
@@ -93,10 +94,10 @@ def copy_in(data: np.ndarray, slots: np.ndarray, src: np.ndarray, offsets: np.nd
     n0 = int(lengths[0])
     if (lengths == n0).all() and (offsets == offsets[0] + n0 * np.arange(slots.size)).all():
         start = int(offsets[0])
-        data[slots, :n0] = src[start: start + n0 * slots.size].reshape(slots.size, n0)
+        data[slots, :n0] = src[start : start + n0 * slots.size].reshape(slots.size, n0)
         return
     for slot, off, n in zip(slots.tolist(), offsets.tolist(), lengths.tolist()):
-        data[slot, :n] = src[off: off + n]
+        data[slot, :n] = src[off : off + n]
 
 
 # --------------------------------------------------------------- segments
