@@ -36,8 +36,8 @@ from .shm import ABSENT, SLOT_META_BYTES, SLOT_SIZES, SPILLED, slot_class
 
 CLIENT_IDLE_SECONDS = 300.0
 # what a session costs beside its arena (Session, locks, dicts, the mmap objects of
-# its segments, the kernel's page tables for them): measured with 3,000 sessions
-# (docs/server.md), rounded up; counted in the server-wide budget
+# its segments): measured 32 KB of RSS per session with 2,018 sessions and 62 KB
+# with 50 (docs/bench/server.md, `sessions`); counted in the server-wide budget
 SESSION_OVERHEAD = 64 << 10
 
 
