@@ -274,7 +274,8 @@ def bench_server(
     """Cache server (gRPC, shared memory) against redis-server (MGET), same data, same run."""
     from rich.console import Console
 
-    from ..bench.server import format_markdown, rows_table, run
+    from ..bench.server import run
+    from ..bench.server_report import format_markdown, rows_table
 
     rows = run(value_bytes=value_bytes, batch=batch, items=items, batches=batches, in_flight=in_flight)
     if json_out:
