@@ -112,3 +112,30 @@ def test_every_policy_evicts_to_spill_without_failed_puts(fresh_server, new_sess
         s = admin.session_stats(sid)
     assert s["evicted"] > 0 and s["rejected"] == 0 and s["items_spilled"] > 0
     assert s["memory_used"] <= 256 << 10
+
+
+def test_slots_freed_in_one_size_do_not_stay_resident_beside_another(fresh_server, new_session):
+    """Fill with 64 B slots, delete everything, fill again with 128 B slots: the first
+    class's pages must not stay resident beside the second's."""
+    from spidercache.server.memory import rss_breakdown
+
+    server = fresh_server("-m", "256M", "--no-spill")
+    sid = new_session(server.port)
+    cache = DatasetCache(sid, port=server.port, pipeline="p", checksum=False, use_shm=False)
+
+    def fill(size: int) -> int:
+        start, step = 0, 20000
+        while True:
+            stored = cache.put_many(np.arange(start, start + step), [b"a" * size] * step)
+            if not stored.all():
+                return start + int(stored.sum())
+            start += step
+
+    first = fill(56)
+    cache.delete_many(np.arange(first))
+    second = fill(120)
+    assert first > 1_000_000 and second > 500_000
+    with AdminClient("127.0.0.1", server.port) as admin:
+        st = admin.status()
+    # what the budget counts is what is resident (it was 253 MB of slots against 146 MB counted)
+    assert rss_breakdown(server.pid)["RssShmem"] <= 1.1 * st["memory_used"] <= 1.1 * st["memory_budget"]

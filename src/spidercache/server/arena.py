@@ -39,6 +39,9 @@ from .shm import (
     unpack,
 )
 
+# slots at least this big hand their pages back one by one when freed
+BIG_SLOT = 4 * mmap.PAGESIZE
+
 
 class SlotArena:
     """The server's side: allocates slots, writes values, publishes index entries.
@@ -68,13 +71,16 @@ class SlotArena:
     # ---------------------------------------------------------------- sizes
     @property
     def used_bytes(self) -> int:
+        """Slots in use, plus the bookkeeping (``overhead_bytes``). Freed big slots
+        hand their pages back at once; freed small ones stay resident (and are
+        reused first) until their whole class is empty (``release``)."""
         return self.slot_bytes + self.overhead_bytes
 
     @property
     def overhead_bytes(self) -> int:
         """Memory beside the values: the header page, the index, each class's
         generation and length words of every slot ever used, the free lists."""
-        meta = sum(SLOT_META_BYTES * f.fresh + f.nbytes for f in self.free.values())
+        meta = sum(SLOT_META_BYTES * f.high + f.nbytes for f in self.free.values())
         return HEADER_BYTES + self.index.nbytes + meta
 
     def index_cost(self, max_id: int) -> int:
@@ -255,10 +261,16 @@ class SlotArena:
             self.free[c].give(s)
             self.slot_bytes -= s.size * view.slot_size
             self.items -= s.size
-            if view.slot_size >= 4 * mmap.PAGESIZE:
+            free = self.free[c]
+            if view.slot_size >= BIG_SLOT:
                 # big slots: hand their pages back so RSS follows the budget
                 for slot in s.tolist():
                     view.segment.release_pages(view.data_offset + slot * view.slot_size, view.slot_size)
+            elif free.used == 0:
+                # a class of small slots emptied: hand back its pages, start again from slot 0
+                # (the generation words stay, so old index entries still fail their check)
+                view.segment.release_pages(view.data_offset, free.fresh * view.slot_size)
+                free.reset()
 
     def heartbeat(self) -> None:
         self.header[H_HEARTBEAT] = time.monotonic_ns()

@@ -192,9 +192,18 @@ class FreeSlots:
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.fresh = 0  # slots fresh..cap-1 were never used
+        self.fresh = 0  # slots fresh..cap-1 were never used (or their pages were handed back)
+        self.high = 0  # most slots ever used: their generation and length words stay resident
         self.stack = np.empty(0, np.int64)
         self.top = 0
+
+    @property
+    def used(self) -> int:
+        return self.fresh - self.top
+
+    def reset(self) -> None:
+        """Every slot is free and its pages were handed back: start again from slot 0."""
+        self.fresh = self.top = 0
 
     @property
     def available(self) -> int:
@@ -211,6 +220,7 @@ class FreeSlots:
         self.top -= reused
         out[reused:] = np.arange(self.fresh, self.fresh + k - reused)
         self.fresh += k - reused
+        self.high = max(self.high, self.fresh)
         return out
 
     def give(self, slots: np.ndarray) -> None:
