@@ -115,26 +115,35 @@ def test_every_policy_evicts_to_spill_without_failed_puts(fresh_server, new_sess
 
 
 def test_slots_freed_in_one_size_do_not_stay_resident_beside_another(fresh_server, new_session):
-    """Fill with 64 B slots, delete everything, fill again with 128 B slots: the first
-    class's pages must not stay resident beside the second's."""
+    """Fill with 64 B slots, delete all but 1% of them, fill again with 128 B slots: the
+    first class's freed pages must not stay resident beside the second's."""
     from spidercache.server.memory import rss_breakdown
 
     server = fresh_server("-m", "256M", "--no-spill")
     sid = new_session(server.port)
     cache = DatasetCache(sid, port=server.port, pipeline="p", checksum=False, use_shm=False)
 
+    def value(i: int, size: int) -> bytes:
+        return i.to_bytes(8, "little") * (size // 8)
+
     def fill(size: int) -> int:
         start, step = 0, 20000
         while True:
-            stored = cache.put_many(np.arange(start, start + step), [b"a" * size] * step)
+            stored = cache.put_many(
+                np.arange(start, start + step), [value(i, size) for i in range(start, start + step)]
+            )
             if not stored.all():
                 return start + int(stored.sum())
             start += step
 
     first = fill(56)
-    cache.delete_many(np.arange(first))
+    cache.delete_many(np.setdiff1d(np.arange(first), np.arange(0, first, 100)))
     second = fill(120)
     assert first > 1_000_000 and second > 500_000
+    untouched = np.arange(0, first, 100)
+    untouched = untouched[untouched >= second + 20000]  # kept through the compaction, not rewritten
+    assert untouched.size > 1000
+    assert cache.get_many(untouched) == [value(i, 56) for i in untouched.tolist()]
     with AdminClient("127.0.0.1", server.port) as admin:
         st = admin.status()
     # what the budget counts is what is resident (it was 253 MB of slots against 146 MB counted)

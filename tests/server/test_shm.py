@@ -86,3 +86,23 @@ def test_budget_stops_admission_and_overwrite_keeps_newest(arena):
     _, lengths, rows = arena.gather(np.array([0]))
     assert rows[0, :3072].tobytes() == b"z" * 3072
     assert arena.items == 5
+
+
+def test_freed_small_slots_are_compacted_and_values_stay_right(arena):
+    n = 40_000  # 64 B slots: 2.5 MB of an 8 MB arena
+    values = [i.to_bytes(4, "little") * 12 for i in range(n)]
+    reader = ShmReader(arena.header_name)
+    admitted, _ = _put(arena, range(n), values)
+    assert admitted.all()
+    view = arena.classes[int(slot_class(np.array([48]))[0])]
+    before = view.gens.copy()
+    keep = np.arange(0, n, 50)
+    arena.mark(np.setdiff1d(np.arange(n), keep), ABSENT)  # 98% freed: more than 5% of the budget
+    free = arena.free[int(slot_class(np.array([48]))[0])]
+    assert free.fresh == keep.size and free.top == 0  # compacted: the kept values sit in the first slots
+    lengths, rows = reader.read(np.arange(n))
+    assert (lengths[keep] == 48).all() and (np.delete(lengths, keep) == ABSENT).all()
+    assert all(rows[i, :48].tobytes() == values[i] for i in keep.tolist())
+    assert (view.gens[: keep.size] >= before[: keep.size]).all()
+    admitted, _ = _put(arena, [n + 1], [b"z" * 48])  # and the class goes on from there
+    assert admitted.all() and reader.read(np.array([n + 1]))[0][0] == 48

@@ -11,6 +11,7 @@ import numpy as np
 
 from .shm import (
     ABSENT,
+    CLASS_MASK,
     H_CLASS0,
     H_HEARTBEAT,
     H_INDEX_CAP,
@@ -23,6 +24,8 @@ from .shm import (
     HEADER_WORDS,
     MAGIC,
     SHM_DIR,
+    SLOT_BITS,
+    SLOT_MASK,
     SLOT_META_BYTES,
     SLOT_SIZES,
     SPILLED,
@@ -261,16 +264,49 @@ class SlotArena:
             self.free[c].give(s)
             self.slot_bytes -= s.size * view.slot_size
             self.items -= s.size
-            free = self.free[c]
             if view.slot_size >= BIG_SLOT:
                 # big slots: hand their pages back so RSS follows the budget
                 for slot in s.tolist():
                     view.segment.release_pages(view.data_offset + slot * view.slot_size, view.slot_size)
-            elif free.used == 0:
-                # a class of small slots emptied: hand back its pages, start again from slot 0
-                # (the generation words stay, so old index entries still fail their check)
-                view.segment.release_pages(view.data_offset, free.fresh * view.slot_size)
-                free.reset()
+        waste = {
+            c: (f.fresh - f.used) * self.classes[c].slot_size
+            for c, f in self.free.items()
+            if self.classes[c].slot_size < BIG_SLOT
+        }
+        if waste and sum(waste.values()) > max(1 << 20, self.budget // 20):
+            self.compact(max(waste, key=waste.get))
+
+    def compact(self, c: int) -> None:
+        """Small slots share pages, so freed ones stay resident. Move the values of
+        class ``c`` that sit above its first ``used`` slots into the free slots below,
+        then hand back the pages above: what is resident follows what is stored
+        (within 5% of the budget, see ``release``), and the moves cost no more than
+        the slots freed since the last compaction. Readers stay safe by the seqlock:
+        a moved value is published at its new slot before the old slot's generation
+        changes, and the pages go back only after that."""
+        view, free = self.classes[c], self.free[c]
+        keep = free.used
+        if keep:
+            e = self.index
+            mine = np.flatnonzero((e >= 0) & (((e >> SLOT_BITS) & CLASS_MASK) == c))
+            slots = e[mine] & SLOT_MASK
+            high = slots >= keep
+            movers, ids = slots[high], mine[high]
+            occupied = np.zeros(keep, np.bool_)
+            occupied[slots[~high]] = True
+            holes = np.flatnonzero(~occupied)
+            if holes.size != movers.size:  # the index and the free list disagree: leave the class alone
+                return
+            view.gens[holes] += 1  # odd: being written
+            view.data[holes] = view.data[movers]
+            view.lens[holes] = view.lens[movers]
+            view.gens[holes] += 1
+            self.index[ids] = pack(view.gens[holes], c, holes)
+            view.gens[movers] += 2  # the old places no longer validate
+        view.segment.release_pages(
+            view.data_offset + keep * view.slot_size, (free.fresh - keep) * view.slot_size
+        )
+        free.compacted(keep)
 
     def heartbeat(self) -> None:
         self.header[H_HEARTBEAT] = time.monotonic_ns()

@@ -201,9 +201,9 @@ class FreeSlots:
     def used(self) -> int:
         return self.fresh - self.top
 
-    def reset(self) -> None:
-        """Every slot is free and its pages were handed back: start again from slot 0."""
-        self.fresh = self.top = 0
+    def compacted(self, keep: int) -> None:
+        """Slots 0..keep-1 hold every value now; the pages above were handed back."""
+        self.fresh, self.top = keep, 0
 
     @property
     def available(self) -> int:
