@@ -31,7 +31,7 @@ class _Peak:
 
     def _sample(self) -> None:
         now = rss_breakdown(self.pid)
-        now["private"] = now["RssAnon"] + now["RssShmem"]  # RSS without the spill files' page cache
+        now["private"] = now["RssAnon"] + now["RssShmem"]  # RSS without file-backed pages (libraries, LMDB maps)
         for k, v in now.items():
             self.peak[k] = max(self.peak.get(k, 0), v)
 
@@ -203,7 +203,7 @@ def bench_spill_rss(log, budget_mb: int = 300, value_bytes: int = 3072) -> dict:
     log(
         f"spill-rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB ({st['spilled_bytes'] / MB:,.0f} MB "
         f"spilled); peak private (anon+shmem) {row['peak_private_bytes'] / MB:,.0f} MB = "
-        f"{row['peak_private_over_budget']:.3f}x budget; spill-file pages {peak['RssFile'] / MB:,.0f} MB; "
+        f"{row['peak_private_over_budget']:.3f}x budget; file-backed pages {peak['RssFile'] / MB:,.0f} MB; "
         f"VmRSS {peak['VmRSS'] / MB:,.0f} MB = {row['peak_rss_over_budget']:.3f}x"
     )
     return row

@@ -53,7 +53,7 @@ def format_markdown(rows: list[dict]) -> str:
         if r.get("api") == "spill-rss":
             lines.append(
                 f"\nSpilling: {r['written_bytes'] / MB:,.0f} MB into {r['budget_bytes'] / MB:,.0f} MB; peak private "
-                f"memory {r['peak_private_over_budget']:.3f}x budget, spill-file pages "
+                f"memory {r['peak_private_over_budget']:.3f}x budget, file-backed pages "
                 f"{r['peak_spill_file_pages_bytes'] / MB:,.0f} MB apart (VmRSS {r['peak_rss_over_budget']:.3f}x)."
             )
         if r.get("api") == "sessions":

@@ -80,11 +80,41 @@ def session_table(rows: list[dict], title: str):
     return table
 
 
+_PLAIN = (
+    "session_id",
+    "pipeline",
+    "memory_used",
+    "memory_budget",
+    "items_in_memory",
+    "items_spilled",
+    "spilled_bytes",
+    "hits",
+    "misses",
+    "rejected",
+    "evicted",
+    "clients",
+)
+
+
+def print_sessions(rows: list[dict], title: str) -> None:
+    """A table on a terminal; tab-separated lines, nothing cut, into a pipe or a file."""
+    import sys
+
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        Console().print(session_table(rows, title))
+        return
+    typer.echo("\t".join(_PLAIN))
+    for s in rows:
+        typer.echo("\t".join(str(s[c]) if s[c] != "" else "-" for c in _PLAIN))
+
+
 def status_line(host: str, port: int, st: dict) -> str:
     return (
         f"cache server {host}:{port} pid {st['pid']}: memory {_mb(st['memory_used'])} / "
         f"{_mb(st['memory_budget'])} (process RSS {_mb(st['rss_bytes'] - st['rss_file_bytes'])}, "
-        f"spill-file pages {_mb(st['rss_file_bytes'])}), spilled {_mb(st['spilled_bytes'])}, "
+        f"file-backed pages {_mb(st['rss_file_bytes'])}), spilled {_mb(st['spilled_bytes'])}, "
         f"hits {st['hits']}, misses {st['misses']}, clients {st['clients']}, "
         f"sessions {len(st['sessions'])} of {st['max_sessions']}, spill {st['spill_dir'] or 'off'}"
         f"{', persist' if st['persist'] else ''}{', policy ' + st['policy'] if st['policy'] else ''}"
@@ -177,10 +207,9 @@ def server_status(
     if json_out:
         typer.echo(json.dumps(st, indent=2))
         return
-    console = Console()
-    console.print(status_line(host, port, st), soft_wrap=True)
+    Console().print(status_line(host, port, st), soft_wrap=True)
     if st["sessions"]:
-        console.print(session_table(st["sessions"], "sessions"))
+        print_sessions(st["sessions"], "sessions")
 
 
 def _admin(host: str, port: int, token: Optional[str]):
@@ -221,7 +250,6 @@ def session_list(
     host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT, json_out: bool = JSON_OPT
 ) -> None:
     """All sessions with their usage."""
-    from rich.console import Console
 
     with _admin(host, port, token) as admin:
         rows = _ask(admin.list_sessions, host, port)
@@ -230,7 +258,7 @@ def session_list(
     elif not rows:
         typer.echo("no sessions")
     else:
-        Console().print(session_table(rows, "sessions"))
+        print_sessions(rows, "sessions")
 
 
 @session_app.command("stats", context_settings=SID_COMMAND)
@@ -242,14 +270,13 @@ def session_stats(
     json_out: bool = JSON_OPT,
 ) -> None:
     """One session's usage and hit counts."""
-    from rich.console import Console
 
     with _admin(host, port, token) as admin:
         s = _ask(admin.session_stats, host, port, session_id)
     if json_out:
         typer.echo(json.dumps(s, indent=2))
     else:
-        Console().print(session_table([s], f"session {session_id}"))
+        print_sessions([s], f"session {session_id}")
 
 
 @session_app.command("destroy", context_settings=SID_COMMAND)

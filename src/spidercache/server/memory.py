@@ -77,7 +77,8 @@ def release_free_memory() -> None:
 def rss_breakdown(pid: int | str = "self") -> dict[str, int]:
     """A process's resident set in bytes: ``VmRSS`` and its parts ``RssAnon``
     (private memory), ``RssShmem`` (shared-memory slots) and ``RssFile`` (pages
-    of mapped files: the LMDB maps of spill files, reclaimable page cache)."""
+    of mapped files: the shared libraries, ~28 MB for the server, and the LMDB
+    maps of spill files; page cache the kernel can drop)."""
     out = dict.fromkeys(("VmRSS", "RssAnon", "RssShmem", "RssFile"), 0)
     with open(f"/proc/{pid}/status") as f:
         for line in f:
