@@ -299,6 +299,20 @@ def _bench_size(
         ("shm", "list", shm_list_run, [1]),
         ("shm", "batch-nosum", shm_raw_run, [1]),
     ]
+    rows = _time_cases(cases, flights, repeats, size, batch, n_batches, log)
+    grpc_client.close()
+    shm_client.close()
+    raw_client.close()
+    r.close()
+    for clients in pools.values():
+        for c in clients:
+            c.close()
+    return rows
+
+
+def _time_cases(cases, flights, repeats, size, batch, n_batches, log) -> list[dict]:
+    """Every case once per round, ``repeats`` rounds; each figure is the median round.
+    ``shm`` rows are compared with Redis at one call in flight, the others at theirs."""
     for _, _, fn, fl in cases:  # warm up (connections, first calls)
         for n in fl:
             fn(n)
@@ -307,33 +321,26 @@ def _bench_size(
         for transport, api, fn, fl in cases:
             for n in fl:
                 timings.setdefault((transport, api, n), []).append(_time(lambda: fn(n)))
-
     rows = []
     total_items = n_batches * batch
     redis_ips = {n: total_items / statistics.median(timings[("redis", "mget", n)]) for n in flights}
     for (transport, api, n), ts in timings.items():
         ips = total_items / statistics.median(ts)
         ref = redis_ips.get(n, redis_ips[1]) if transport != "shm" else redis_ips[1]
-        row = dict(
-            transport=transport,
-            api=api,
-            value_bytes=size,
-            batch=batch,
-            in_flight=n,
-            items_per_second=round(ips, 1),
-            mb_per_second=round(ips * size / MB, 1),
-            ratio_vs_redis=round(ips / ref, 3),
+        rows.append(
+            dict(
+                transport=transport,
+                api=api,
+                value_bytes=size,
+                batch=batch,
+                in_flight=n,
+                items_per_second=round(ips, 1),
+                mb_per_second=round(ips * size / MB, 1),
+                ratio_vs_redis=round(ips / ref, 3),
+            )
         )
-        rows.append(row)
         log(
             f"{transport:5s} {api:5s} {size:>7d} B  in_flight {n:2d}: {ips:12,.0f} items/s  "
             f"{ips * size / MB:9,.1f} MB/s  {ips / ref:6.2f}x redis"
         )
-    grpc_client.close()
-    shm_client.close()
-    raw_client.close()
-    r.close()
-    for clients in pools.values():
-        for c in clients:
-            c.close()
     return rows
