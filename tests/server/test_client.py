@@ -38,7 +38,7 @@ def test_round_trip(cache_server, use_shm, new_session):
 
 
 def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_session, monkeypatch):
-    from spidercache.server import client as client_mod
+    from spidercache.server import client_rpc as client_mod
 
     monkeypatch.setattr(client_mod, "SPLIT_REPLY_BYTES", 20_000)  # split every batch of a few values
     sid = new_session(cache_server.port)
@@ -53,14 +53,16 @@ def test_big_gets_split_into_sub_calls_give_the_same_answers(cache_server, new_s
     batch = cache.get_batch(query)
     assert batch.lengths.tolist() == [len(v) if v is not None else -1 for v in expect]
     assert [None if batch.value(i) is None else batch.value(i).tobytes() for i in range(len(query))] == expect
-    assert all(batch.rows[batch.row_index[i], : len(v)].tobytes() == v for i, v in enumerate(expect) if v is not None)
+    assert all(
+        batch.rows[batch.row_index[i], : len(v)].tobytes() == v for i, v in enumerate(expect) if v is not None
+    )
     batches = [np.arange(s, s + 10) for s in range(0, 40, 10)]
     assert [v for b in cache.iter_batches(batches) for v in b] == values[:40]
     cache.close()
 
 
 def test_small_gets_use_few_connections_and_read_the_same_answers(cache_server, new_session, monkeypatch):
-    from spidercache.server import client as client_mod
+    from spidercache.server import client_rpc as client_mod
 
     monkeypatch.setattr(client_mod, "SMALL_REPLY_BYTES", 50_000)
     sid = new_session(cache_server.port)
@@ -156,8 +158,11 @@ def test_streaming_without_room_keeps_reading_the_source(cache_server, new_sessi
 
     with AdminClient("127.0.0.1", cache_server.port) as admin:
         sid = admin.new_session(64 << 10)["session_id"]  # room for ~16 of the 70 items
-    stream = CachedStream(lambda: (np.full(3000, i, np.uint8) for i in range(70)),
-                          DatasetCache(sid, port=cache_server.port, pipeline="s"), batch_size=16)
+    stream = CachedStream(
+        lambda: (np.full(3000, i, np.uint8) for i in range(70)),
+        DatasetCache(sid, port=cache_server.port, pipeline="s"),
+        batch_size=16,
+    )
     for _ in range(2):
         assert [int(a[0]) for a in stream] == list(range(70))
     assert stream.epochs_from_source == 2
@@ -170,3 +175,23 @@ def test_stats_reach_the_server(cache_server, new_session):
     cache.get_many(range(20))
     st = cache.stats()
     assert st["hits"] == 10 and st["misses"] == 10 and st["items_in_memory"] == 10 and st["clients"] == 1
+
+
+def test_no_session_id_makes_a_session_of_its_own(cache_server):
+    from spidercache.server.admin import AdminClient
+
+    cache = DatasetCache(port=cache_server.port, size=8, pipeline="p")  # MindSpore: "the only channel"
+    cache.put_many([1], [b"mine"])
+    with AdminClient("127.0.0.1", cache_server.port) as admin:
+        assert admin.session_stats(cache.session_id)["memory_budget"] == 8 << 20
+        cache.close()  # nobody else knows the id: it goes with the cache
+        assert cache.session_id not in [s["session_id"] for s in admin.list_sessions()]
+
+
+def test_spill_comes_from_the_session(cache_server, new_session):
+    sid = new_session(cache_server.port)  # created without spill
+    with pytest.raises(UserError, match=f"session {sid} was created without spill"):
+        DatasetCache(sid, port=cache_server.port, pipeline="p", spilling=True)
+    spilling = new_session(cache_server.port, spill=True)
+    cache = DatasetCache(spilling, port=cache_server.port, pipeline="p")
+    assert cache.spill is True

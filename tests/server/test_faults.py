@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from spidercache.errors import StoreUnavailable, UserError
 from spidercache.server.admin import AdminClient, ping
 from spidercache.server.client import DatasetCache
 from spidercache.server.pipeline import CachedMappable
-from spidercache.server.service import SERVICE_NAME, TOKEN_HEADER
+from spidercache.server.limits import SERVICE_NAME
 
 
 def _pattern(i: int, n: int) -> bytes:
@@ -28,7 +27,7 @@ def _pattern(i: int, n: int) -> bytes:
 
 
 def test_client_killed_mid_put_leaves_nothing_half_written(fresh_server, new_session, tmp_path):
-    server = fresh_server("-m", "512M", "--no-spill")
+    server = fresh_server("-m", "512M", "--no-spill", "--max-message-mb", "128")  # 60 MB messages, whole
     sid = new_session(server.port)
     marker = tmp_path / "sending"
     script = textwrap.dedent(f"""
@@ -60,7 +59,7 @@ def test_client_killed_mid_put_leaves_nothing_half_written(fresh_server, new_ses
     for i, v in zip(ids.tolist(), got):
         assert v is None or v == _pattern(i, 200_000)
     # whole batches: a message is applied completely or not at all
-    per_round = [sum(v is not None for v in got[r * 300:(r + 1) * 300]) for r in range(rounds)]
+    per_round = [sum(v is not None for v in got[r * 300 : (r + 1) * 300]) for r in range(rounds)]
     assert set(per_round) <= {0, 300}
 
 
@@ -98,8 +97,17 @@ def test_wrong_token(fresh_server, new_session):
         DatasetCache(sid, port=server.port, pipeline="p", token="guess")
 
 
-_METHODS = ["Get", "Put", "Delete", "Seal", "Attach", "Report", "GetSessionStats", "DestroySession",
-            "NewSession"]
+_METHODS = [
+    "Get",
+    "Put",
+    "Delete",
+    "Seal",
+    "Attach",
+    "Report",
+    "GetSessionStats",
+    "DestroySession",
+    "NewSession",
+]
 
 
 def test_garbage_oversized_and_out_of_order_requests(fresh_server, new_session):
@@ -109,22 +117,37 @@ def test_garbage_oversized_and_out_of_order_requests(fresh_server, new_session):
     kept = {i: _pattern(i, 1000) for i in range(50)}
     cache.put_many(list(kept), list(kept.values()))
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    raw = {m: channel.unary_unary(f"/{SERVICE_NAME}/{m}", request_serializer=None, response_deserializer=None)
-           for m in _METHODS}
+    raw = {
+        m: channel.unary_unary(f"/{SERVICE_NAME}/{m}", request_serializer=None, response_deserializer=None)
+        for m in _METHODS
+    }
     from spidercache.server import cache_pb2 as pb
 
     # out of order: reads and writes on a session no pipeline attached to; seal before anything
     fresh = new_session(server.port)
-    for method, msg in [("Get", pb.GetRequest(session_id=fresh, ids=b"\0" * 8)),
-                        ("Put", pb.PutRequest(session_id=fresh, ids=b"\0" * 8, lengths=b"\0" * 8)),
-                        ("Seal", pb.SealRequest(session_id=sid, pipeline="p", n_items=-5)),
-                        ("Get", pb.GetRequest(session_id=sid, pipeline="other", ids=b"\0" * 8)),
-                        ("Put", pb.PutRequest(session_id=sid, pipeline="p", ids=b"\1" * 16,
-                                              lengths=np.array([1, 2], "<i8").tobytes(), data=b"ab"))]:
+    for method, msg in [
+        ("Get", pb.GetRequest(session_id=fresh, ids=b"\0" * 8)),
+        ("Put", pb.PutRequest(session_id=fresh, ids=b"\0" * 8, lengths=b"\0" * 8)),
+        ("Seal", pb.SealRequest(session_id=sid, pipeline="p", n_items=-5)),
+        ("Get", pb.GetRequest(session_id=sid, pipeline="other", ids=b"\0" * 8)),
+        (
+            "Put",
+            pb.PutRequest(
+                session_id=sid,
+                pipeline="p",
+                ids=b"\1" * 16,
+                lengths=np.array([1, 2], "<i8").tobytes(),
+                data=b"ab",
+            ),
+        ),
+    ]:
         with pytest.raises(grpc.RpcError) as err:
             raw[method](msg.SerializeToString(), timeout=5)
-        assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-                                    grpc.StatusCode.NOT_FOUND)
+        assert err.value.code() in (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.NOT_FOUND,
+        )
     # oversized: over the server's 1 MB cap
     with pytest.raises(UserError, match="too large"):
         cache.put_many([1], [b"x" * (2 << 20)])
@@ -135,12 +158,19 @@ def test_garbage_oversized_and_out_of_order_requests(fresh_server, new_session):
     DatasetCache(target, port=server.port, pipeline="p", use_shm=False).put_many([1, 2], [b"a", b"b"])
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(method=st.sampled_from(_METHODS), body=st.binary(max_size=300),
-           fields=st.lists(st.tuples(st.integers(1, 8), st.binary(max_size=40)), max_size=4))
+    @given(
+        method=st.sampled_from(_METHODS),
+        body=st.binary(max_size=300),
+        fields=st.lists(st.tuples(st.integers(1, 8), st.binary(max_size=40)), max_size=4),
+    )
     def fuzz(method, body, fields):
         # random bytes, and well-framed messages with random field contents
         framed = b"".join(bytes([(f << 3) | 2, len(v)]) + v for f, v in fields)
-        for payload in (body, framed, pb.GetRequest(session_id=target, pipeline="p", ids=body).SerializeToString()):
+        for payload in (
+            body,
+            framed,
+            pb.GetRequest(session_id=target, pipeline="p", ids=body).SerializeToString(),
+        ):
             if method in ("DestroySession", "NewSession"):
                 payload = body  # keep the session under test; NewSession with garbage is still exercised
             try:

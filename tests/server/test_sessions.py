@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spidercache.server.sessions import (PipelineMismatch, RequestError, ServerConfig, SessionManager,
-                                         SessionNotFound, validate_put)
+from spidercache.server.manager import SessionManager
+from spidercache.server.requests import validate_put
+from spidercache.server.sessions import PipelineMismatch, RequestError, ServerConfig, SessionNotFound
 
 
 def _put(session, ids, values):
@@ -154,7 +155,7 @@ def test_pipeline_check_and_unknown_session(manager):
 
 
 def test_session_ids_are_random_32_bit(manager):
-    m = manager()
+    m = manager(memory_bytes=16 << 20)  # 20 sessions' own overhead fits
     ids = {m.new().id for _ in range(20)}
     assert len(ids) == 20 and all(0 < i < 1 << 32 for i in ids)
 
@@ -166,13 +167,16 @@ def test_last_write_in_a_batch_wins(manager):
     assert _get(s, [1, 2]) == [b"new", b"two"]
 
 
-@pytest.mark.parametrize("ids,lengths,data", [
-    (b"\x01", b"", b""),  # not int64
-    (np.array([1], "<i8").tobytes(), b"", b""),  # no lengths
-    (np.array([1], "<i8").tobytes(), np.array([5], "<i8").tobytes(), b"abc"),  # lengths != data
-    (np.array([-1], "<i8").tobytes(), np.array([1], "<i8").tobytes(), b"a"),  # negative id
-    (np.array([1], "<i8").tobytes(), np.array([-3], "<i8").tobytes(), b""),  # negative length
-])
+@pytest.mark.parametrize(
+    "ids,lengths,data",
+    [
+        (b"\x01", b"", b""),  # not int64
+        (np.array([1], "<i8").tobytes(), b"", b""),  # no lengths
+        (np.array([1], "<i8").tobytes(), np.array([5], "<i8").tobytes(), b"abc"),  # lengths != data
+        (np.array([-1], "<i8").tobytes(), np.array([1], "<i8").tobytes(), b"a"),  # negative id
+        (np.array([1], "<i8").tobytes(), np.array([-3], "<i8").tobytes(), b""),  # negative length
+    ],
+)
 def test_malformed_puts_are_refused(ids, lengths, data):
     with pytest.raises(RequestError):
         validate_put(ids, lengths, data)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spidercache.server.shm import ABSENT, SPILLED, SLOT_SIZES, ShmReader, SlotArena, slot_class
+from spidercache.server.arena import SlotArena
+from spidercache.server.reader import ShmReader
+from spidercache.server.shm import ABSENT, SPILLED, SLOT_SIZES, slot_class
 
 
 def _put(arena, ids, values, room=1 << 30):
@@ -75,10 +77,32 @@ def test_index_growth_is_seen_by_an_open_reader(arena):
 
 
 def test_budget_stops_admission_and_overwrite_keeps_newest(arena):
-    admitted, _ = _put(arena, range(10), [bytes([i]) * 3072 for i in range(10)], room=5 * 3072 + 8 * 1024)  # slots + the first index block
+    admitted, _ = _put(
+        arena, range(10), [bytes([i]) * 3072 for i in range(10)], room=5 * (3072 + 16) + 8 * 1024
+    )  # slots + their gens/lens words + the first index block
     assert admitted.tolist() == [True] * 5 + [False] * 5
     admitted, _ = _put(arena, [0], [b"z" * 3072])
     assert admitted.all()
     _, lengths, rows = arena.gather(np.array([0]))
     assert rows[0, :3072].tobytes() == b"z" * 3072
     assert arena.items == 5
+
+
+def test_freed_small_slots_are_compacted_and_values_stay_right(arena):
+    n = 40_000  # 64 B slots: 2.5 MB of an 8 MB arena
+    values = [i.to_bytes(4, "little") * 12 for i in range(n)]
+    reader = ShmReader(arena.header_name)
+    admitted, _ = _put(arena, range(n), values)
+    assert admitted.all()
+    view = arena.classes[int(slot_class(np.array([48]))[0])]
+    before = view.gens.copy()
+    keep = np.arange(0, n, 50)
+    arena.mark(np.setdiff1d(np.arange(n), keep), ABSENT)  # 98% freed: more than 5% of the budget
+    free = arena.free[int(slot_class(np.array([48]))[0])]
+    assert free.fresh == keep.size and free.top == 0  # compacted: the kept values sit in the first slots
+    lengths, rows = reader.read(np.arange(n))
+    assert (lengths[keep] == 48).all() and (np.delete(lengths, keep) == ABSENT).all()
+    assert all(rows[i, :48].tobytes() == values[i] for i in keep.tolist())
+    assert (view.gens[: keep.size] >= before[: keep.size]).all()
+    admitted, _ = _put(arena, [n + 1], [b"z" * 48])  # and the class goes on from there
+    assert admitted.all() and reader.read(np.array([n + 1]))[0][0] == 48

@@ -17,10 +17,15 @@ from google.protobuf.json_format import MessageToDict
 from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .service import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, grpc_options
+from .limits import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, grpc_options
 
-_GONE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
-         grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+_GONE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+}
 
 
 def resolve_token(token: str | None) -> str | None:
@@ -35,8 +40,9 @@ def target(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def open_channel(host: str, port: int, *, separate: bool = False,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE) -> grpc.Channel:
+def open_channel(
+    host: str, port: int, *, separate: bool = False, max_message_bytes: int = DEFAULT_MAX_MESSAGE
+) -> grpc.Channel:
     options = [o for o in grpc_options(max_message_bytes) if o[0] != "grpc.so_reuseport"]
     if separate:  # its own TCP connection (channels otherwise share one)
         options.append(("grpc.use_local_subchannel_pool", 1))
@@ -47,15 +53,20 @@ def translate(exc: grpc.RpcError, host: str, port: int) -> Exception:
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
     if code in _GONE:
-        return StoreUnavailable(f"the cache server at {host}:{port} is unavailable ({details.splitlines()[0]})")
+        return StoreUnavailable(
+            f"the cache server at {host}:{port} is unavailable ({details.splitlines()[0]})"
+        )
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return UserError(f"request too large for the cache server at {host}:{port}: {details}")
+        if "larger than max" in details:  # gRPC's own message-size check
+            return UserError(f"request too large for the cache server at {host}:{port}: {details}")
+        return UserError(details.splitlines()[0])  # the server's cap, named in its message
     return UserError(details.splitlines()[0] if details else f"cache server error {code}")
 
 
 class AdminClient:
-    def __init__(self, host: str = "127.0.0.1", port: int = 50052, token: str | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 50052, token: str | None = None, timeout: float = 10.0
+    ) -> None:
         self.host, self.port, self.timeout = host, int(port), timeout
         self.token = resolve_token(token)
         self.channel = open_channel(host, port)
@@ -63,8 +74,9 @@ class AdminClient:
 
     def call(self, name: str, request, timeout: float | None = None):
         try:
-            return getattr(self.stub, name)(request, timeout=timeout or self.timeout,
-                                             metadata=metadata(self.token))
+            return getattr(self.stub, name)(
+                request, timeout=timeout or self.timeout, metadata=metadata(self.token)
+            )
         except grpc.RpcError as exc:
             raise translate(exc, self.host, self.port) from None
 

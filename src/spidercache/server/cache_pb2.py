@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1espidercache/server/cache.proto\x12\x12spidercache.server\"\x07\n\x05\x45mpty\";\n\tPingReply\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\"8\n\x11NewSessionRequest\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x03\x12\r\n\x05spill\x18\x02 \x01(\x08\" \n\nSessionRef\x12\x12\n\nsession_id\x18\x01 \x01(\x04\"\x9e\x02\n\x0cSessionStats\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x15\n\rmemory_budget\x18\x03 \x01(\x03\x12\x13\n\x0bmemory_used\x18\x04 \x01(\x03\x12\x17\n\x0fitems_in_memory\x18\x05 \x01(\x03\x12\x15\n\ritems_spilled\x18\x06 \x01(\x03\x12\x15\n\rspilled_bytes\x18\x07 \x01(\x03\x12\x0c\n\x04hits\x18\x08 \x01(\x03\x12\x0e\n\x06misses\x18\t \x01(\x03\x12\x10\n\x08rejected\x18\n \x01(\x03\x12\x0f\n\x07\x65victed\x18\x0b \x01(\x03\x12\x0f\n\x07\x63lients\x18\x0c \x01(\x03\x12\r\n\x05spill\x18\r \x01(\x08\x12\x14\n\x0csealed_items\x18\x0e \x01(\x03\"\xa1\x02\n\x0bStatusReply\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x15\n\rmemory_budget\x18\x04 \x01(\x03\x12\x13\n\x0bmemory_used\x18\x05 \x01(\x03\x12\x15\n\rspilled_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04hits\x18\x07 \x01(\x03\x12\x0e\n\x06misses\x18\x08 \x01(\x03\x12\x0f\n\x07\x63lients\x18\t \x01(\x03\x12\x11\n\tspill_dir\x18\n \x01(\t\x12\x0f\n\x07persist\x18\x0b \x01(\x08\x12\x0e\n\x06policy\x18\x0c \x01(\t\x12\x0f\n\x07workers\x18\r \x01(\x05\x12\x32\n\x08sessions\x18\x0e \x03(\x0b\x32 .spidercache.server.SessionStats\"G\n\x11ListSessionsReply\x12\x32\n\x08sessions\x18\x01 \x03(\x0b\x32 .spidercache.server.SessionStats\"\x7f\n\rAttachRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x10\n\x08want_shm\x18\x04 \x01(\x08\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x03\x12\r\n\x05spill\x18\x06 \x01(\x08\"K\n\x0b\x41ttachReply\x12\x12\n\nshm_header\x18\x01 \x01(\t\x12\x12\n\nserver_pid\x18\x02 \x01(\x03\x12\x14\n\x0csealed_items\x18\x03 \x01(\x03\"?\n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\"<\n\x08GetReply\x12\x0f\n\x07lengths\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\trow_width\x18\x03 \x01(\x03\"^\n\nPutRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\x12\x0f\n\x07lengths\x18\x04 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"M\n\x08PutReply\x12\x0e\n\x06stored\x18\x01 \x01(\x03\x12\x0f\n\x07spilled\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\x0c\"B\n\rDeleteRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"D\n\x0bSealRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0f\n\x07n_items\x18\x03 \x01(\x03\"d\n\rReportRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0c\n\x04hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65tach\x18\x05 \x01(\x08\x32\xd4\x07\n\x0b\x43\x61\x63heServer\x12@\n\x04Ping\x12\x19.spidercache.server.Empty\x1a\x1d.spidercache.server.PingReply\x12\x44\n\x06Status\x12\x19.spidercache.server.Empty\x1a\x1f.spidercache.server.StatusReply\x12@\n\x08Shutdown\x12\x19.spidercache.server.Empty\x1a\x19.spidercache.server.Empty\x12U\n\nNewSession\x12%.spidercache.server.NewSessionRequest\x1a .spidercache.server.SessionStats\x12P\n\x0cListSessions\x12\x19.spidercache.server.Empty\x1a%.spidercache.server.ListSessionsReply\x12S\n\x0fGetSessionStats\x12\x1e.spidercache.server.SessionRef\x1a .spidercache.server.SessionStats\x12K\n\x0e\x44\x65stroySession\x12\x1e.spidercache.server.SessionRef\x1a\x19.spidercache.server.Empty\x12L\n\x06\x41ttach\x12!.spidercache.server.AttachRequest\x1a\x1f.spidercache.server.AttachReply\x12\x46\n\x06Report\x12!.spidercache.server.ReportRequest\x1a\x19.spidercache.server.Empty\x12\x43\n\x03Get\x12\x1e.spidercache.server.GetRequest\x1a\x1c.spidercache.server.GetReply\x12\x43\n\x03Put\x12\x1e.spidercache.server.PutRequest\x1a\x1c.spidercache.server.PutReply\x12L\n\x06\x44\x65lete\x12!.spidercache.server.DeleteRequest\x1a\x1f.spidercache.server.DeleteReply\x12\x42\n\x04Seal\x12\x1f.spidercache.server.SealRequest\x1a\x19.spidercache.server.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1espidercache/server/cache.proto\x12\x12spidercache.server\"\x07\n\x05\x45mpty\";\n\tPingReply\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08instance\x18\x03 \x01(\t\"8\n\x11NewSessionRequest\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x03\x12\r\n\x05spill\x18\x02 \x01(\x08\" \n\nSessionRef\x12\x12\n\nsession_id\x18\x01 \x01(\x04\"\xb6\x02\n\x0cSessionStats\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x15\n\rmemory_budget\x18\x03 \x01(\x03\x12\x13\n\x0bmemory_used\x18\x04 \x01(\x03\x12\x17\n\x0fitems_in_memory\x18\x05 \x01(\x03\x12\x15\n\ritems_spilled\x18\x06 \x01(\x03\x12\x15\n\rspilled_bytes\x18\x07 \x01(\x03\x12\x0c\n\x04hits\x18\x08 \x01(\x03\x12\x0e\n\x06misses\x18\t \x01(\x03\x12\x10\n\x08rejected\x18\n \x01(\x03\x12\x0f\n\x07\x65victed\x18\x0b \x01(\x03\x12\x0f\n\x07\x63lients\x18\x0c \x01(\x03\x12\r\n\x05spill\x18\r \x01(\x08\x12\x14\n\x0csealed_items\x18\x0e \x01(\x03\x12\x16\n\x0eoverhead_bytes\x18\x0f \x01(\x03\"\xae\x03\n\x0bStatusReply\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x15\n\rmemory_budget\x18\x04 \x01(\x03\x12\x13\n\x0bmemory_used\x18\x05 \x01(\x03\x12\x15\n\rspilled_bytes\x18\x06 \x01(\x03\x12\x0c\n\x04hits\x18\x07 \x01(\x03\x12\x0e\n\x06misses\x18\x08 \x01(\x03\x12\x0f\n\x07\x63lients\x18\t \x01(\x03\x12\x11\n\tspill_dir\x18\n \x01(\t\x12\x0f\n\x07persist\x18\x0b \x01(\x08\x12\x0e\n\x06policy\x18\x0c \x01(\t\x12\x0f\n\x07workers\x18\r \x01(\x05\x12\x32\n\x08sessions\x18\x0e \x03(\x0b\x32 .spidercache.server.SessionStats\x12\x11\n\trss_bytes\x18\x0f \x01(\x03\x12\x16\n\x0erss_anon_bytes\x18\x10 \x01(\x03\x12\x17\n\x0frss_shmem_bytes\x18\x11 \x01(\x03\x12\x16\n\x0erss_file_bytes\x18\x12 \x01(\x03\x12\x14\n\x0cmax_sessions\x18\x13 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x14 \x01(\x03\"G\n\x11ListSessionsReply\x12\x32\n\x08sessions\x18\x01 \x03(\x0b\x32 .spidercache.server.SessionStats\"\x7f\n\rAttachRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x10\n\x08want_shm\x18\x04 \x01(\x08\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x03\x12\r\n\x05spill\x18\x06 \x01(\x08\"\x9e\x01\n\x0b\x41ttachReply\x12\x12\n\nshm_header\x18\x01 \x01(\t\x12\x12\n\nserver_pid\x18\x02 \x01(\x03\x12\x14\n\x0csealed_items\x18\x03 \x01(\x03\x12\x10\n\x08instance\x18\x04 \x01(\t\x12\r\n\x05spill\x18\x05 \x01(\x08\x12\x15\n\rmemory_budget\x18\x06 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\"?\n\nGetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\"<\n\x08GetReply\x12\x0f\n\x07lengths\x18\x01 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x11\n\trow_width\x18\x03 \x01(\x03\"^\n\nPutRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\x12\x0f\n\x07lengths\x18\x04 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"M\n\x08PutReply\x12\x0e\n\x06stored\x18\x01 \x01(\x03\x12\x0f\n\x07spilled\x18\x02 \x01(\x03\x12\x10\n\x08rejected\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\x0c\"B\n\rDeleteRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x01(\x0c\"\x1e\n\x0b\x44\x65leteReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"D\n\x0bSealRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0f\n\x07n_items\x18\x03 \x01(\x03\"d\n\rReportRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x0c\n\x04hits\x18\x03 \x01(\x03\x12\x0e\n\x06misses\x18\x04 \x01(\x03\x12\x0e\n\x06\x64\x65tach\x18\x05 \x01(\x08\x32\xd4\x07\n\x0b\x43\x61\x63heServer\x12@\n\x04Ping\x12\x19.spidercache.server.Empty\x1a\x1d.spidercache.server.PingReply\x12\x44\n\x06Status\x12\x19.spidercache.server.Empty\x1a\x1f.spidercache.server.StatusReply\x12@\n\x08Shutdown\x12\x19.spidercache.server.Empty\x1a\x19.spidercache.server.Empty\x12U\n\nNewSession\x12%.spidercache.server.NewSessionRequest\x1a .spidercache.server.SessionStats\x12P\n\x0cListSessions\x12\x19.spidercache.server.Empty\x1a%.spidercache.server.ListSessionsReply\x12S\n\x0fGetSessionStats\x12\x1e.spidercache.server.SessionRef\x1a .spidercache.server.SessionStats\x12K\n\x0e\x44\x65stroySession\x12\x1e.spidercache.server.SessionRef\x1a\x19.spidercache.server.Empty\x12L\n\x06\x41ttach\x12!.spidercache.server.AttachRequest\x1a\x1f.spidercache.server.AttachReply\x12\x46\n\x06Report\x12!.spidercache.server.ReportRequest\x1a\x19.spidercache.server.Empty\x12\x43\n\x03Get\x12\x1e.spidercache.server.GetRequest\x1a\x1c.spidercache.server.GetReply\x12\x43\n\x03Put\x12\x1e.spidercache.server.PutRequest\x1a\x1c.spidercache.server.PutReply\x12L\n\x06\x44\x65lete\x12!.spidercache.server.DeleteRequest\x1a\x1f.spidercache.server.DeleteReply\x12\x42\n\x04Seal\x12\x1f.spidercache.server.SealRequest\x1a\x19.spidercache.server.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,31 +40,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONREF']._serialized_start=182
   _globals['_SESSIONREF']._serialized_end=214
   _globals['_SESSIONSTATS']._serialized_start=217
-  _globals['_SESSIONSTATS']._serialized_end=503
-  _globals['_STATUSREPLY']._serialized_start=506
-  _globals['_STATUSREPLY']._serialized_end=795
-  _globals['_LISTSESSIONSREPLY']._serialized_start=797
-  _globals['_LISTSESSIONSREPLY']._serialized_end=868
-  _globals['_ATTACHREQUEST']._serialized_start=870
-  _globals['_ATTACHREQUEST']._serialized_end=997
-  _globals['_ATTACHREPLY']._serialized_start=999
-  _globals['_ATTACHREPLY']._serialized_end=1074
-  _globals['_GETREQUEST']._serialized_start=1076
-  _globals['_GETREQUEST']._serialized_end=1139
-  _globals['_GETREPLY']._serialized_start=1141
-  _globals['_GETREPLY']._serialized_end=1201
-  _globals['_PUTREQUEST']._serialized_start=1203
-  _globals['_PUTREQUEST']._serialized_end=1297
-  _globals['_PUTREPLY']._serialized_start=1299
-  _globals['_PUTREPLY']._serialized_end=1376
-  _globals['_DELETEREQUEST']._serialized_start=1378
-  _globals['_DELETEREQUEST']._serialized_end=1444
-  _globals['_DELETEREPLY']._serialized_start=1446
-  _globals['_DELETEREPLY']._serialized_end=1476
-  _globals['_SEALREQUEST']._serialized_start=1478
-  _globals['_SEALREQUEST']._serialized_end=1546
-  _globals['_REPORTREQUEST']._serialized_start=1548
-  _globals['_REPORTREQUEST']._serialized_end=1648
-  _globals['_CACHESERVER']._serialized_start=1651
-  _globals['_CACHESERVER']._serialized_end=2631
+  _globals['_SESSIONSTATS']._serialized_end=527
+  _globals['_STATUSREPLY']._serialized_start=530
+  _globals['_STATUSREPLY']._serialized_end=960
+  _globals['_LISTSESSIONSREPLY']._serialized_start=962
+  _globals['_LISTSESSIONSREPLY']._serialized_end=1033
+  _globals['_ATTACHREQUEST']._serialized_start=1035
+  _globals['_ATTACHREQUEST']._serialized_end=1162
+  _globals['_ATTACHREPLY']._serialized_start=1165
+  _globals['_ATTACHREPLY']._serialized_end=1323
+  _globals['_GETREQUEST']._serialized_start=1325
+  _globals['_GETREQUEST']._serialized_end=1388
+  _globals['_GETREPLY']._serialized_start=1390
+  _globals['_GETREPLY']._serialized_end=1450
+  _globals['_PUTREQUEST']._serialized_start=1452
+  _globals['_PUTREQUEST']._serialized_end=1546
+  _globals['_PUTREPLY']._serialized_start=1548
+  _globals['_PUTREPLY']._serialized_end=1625
+  _globals['_DELETEREQUEST']._serialized_start=1627
+  _globals['_DELETEREQUEST']._serialized_end=1693
+  _globals['_DELETEREPLY']._serialized_start=1695
+  _globals['_DELETEREPLY']._serialized_end=1725
+  _globals['_SEALREQUEST']._serialized_start=1727
+  _globals['_SEALREQUEST']._serialized_end=1795
+  _globals['_REPORTREQUEST']._serialized_start=1797
+  _globals['_REPORTREQUEST']._serialized_end=1897
+  _globals['_CACHESERVER']._serialized_start=1900
+  _globals['_CACHESERVER']._serialized_end=2880
 # @@protoc_insertion_point(module_scope)

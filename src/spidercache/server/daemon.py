@@ -12,7 +12,6 @@ port, once it holds the lock.
 from __future__ import annotations
 
 import fcntl
-import glob
 import logging
 import os
 import signal
@@ -22,10 +21,22 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from .admin import resolve_token
+from .limits import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_PORT,
+    check_log_level,
+    check_memory,
+    check_port,
+    check_spill_dir,
+    parse_memory,
+)
 from .memory import tune_allocator
 from .sessions import ServerConfig
 from .service import ServeOptions, check_bind, serve
-from .shm import SHM_DIR
+from .shm import retire_segments
 
 START_TIMEOUT = 30.0
 
@@ -63,17 +74,14 @@ def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
     except BlockingIOError:
         os.close(lock_fd)
         pid = read_pid(options.port)
-        raise UserError(f"a cache server already runs on port {options.port}"
-                        + (f" (pid {pid})" if pid else "")) from None
+        raise UserError(
+            f"a cache server already runs on port {options.port}" + (f" (pid {pid})" if pid else "")
+        ) from None
     try:
         config.shm_prefix = shm_prefix(options.port)
-        for stale in glob.glob(os.path.join(SHM_DIR, config.shm_prefix + "-*")):
-            try:
-                os.unlink(stale)
-            except OSError:
-                pass
+        retire_segments(config.shm_prefix)  # a killed server's; its clients see them destroyed
         if config.spill_dir:
-            os.makedirs(config.spill_dir, exist_ok=True)
+            config.spill_dir = check_spill_dir(config.spill_dir)
 
         def ready() -> None:
             tmp = pid_path.with_suffix(".tmp")
@@ -88,6 +96,102 @@ def run_foreground(config: ServerConfig, options: ServeOptions) -> None:
         except OSError:
             pass
         os.close(lock_fd)
+
+
+def server_settings(
+    *,
+    memory: str | int = "1G",
+    spill_dir: str | None = None,
+    no_spill: bool = False,
+    workers: int = 8,
+    host: str = DEFAULT_HOST,
+    port: int | str = DEFAULT_PORT,
+    persist: bool = False,
+    policy: str | None = None,
+    token: str | None = None,
+    max_message_mb: int | None = None,
+    max_sessions: int | None = None,
+    log_level: str = "info",
+) -> tuple[ServerConfig, ServeOptions]:
+    """Check a server's start options (every front-end: ``spidercache server
+    start``, ``ms_cache_server``, ``cache_admin``, ``python -m spidercache.server``)
+    and turn them into its settings. ``spill_dir`` None: the state directory's
+    ``spill-PORT``; ``no_spill``: none."""
+    port = check_port(port)
+    budget = check_memory(memory if isinstance(memory, int) else parse_memory(memory))
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
+    if max_message_mb is None:
+        max_message_mb = default_message_mb(budget)
+    if max_message_mb < 1:
+        raise UserError("--max-message-mb must be at least 1")
+    if max_sessions is not None and max_sessions < 1:
+        raise UserError("--max-sessions must be at least 1")
+    check_log_level(log_level)
+    if no_spill and spill_dir is not None:
+        raise UserError("give either --spill-dir or --no-spill, not both")
+    if no_spill and persist:
+        raise UserError("--persist keeps values in the spill directory; it cannot go with --no-spill")
+    if policy:
+        from ..engine.policies import make_policy
+
+        make_policy(policy, 1)  # an unknown name: one line now, not in the daemon's log
+    token = resolve_token(token)
+    check_bind(host, token)
+    spill = None if no_spill else check_spill_dir(str(spill_dir or state_dir() / f"spill-{port}"))
+    config = ServerConfig(
+        memory_bytes=budget,
+        spill_dir=spill,
+        persist=persist,
+        policy=policy,
+        max_sessions=max_sessions or DEFAULT_MAX_SESSIONS,
+    )
+    options = ServeOptions(
+        host=host, port=port, workers=workers, token=token, max_message_bytes=max_message_mb << 20
+    )
+    return config, options
+
+
+def default_message_mb(budget: int) -> int:
+    """The message cap a budget gets unless one is given: 1/64 of it, 4 to 128 MB.
+    Every message in flight is held twice (gRPC's buffer, then Python's bytes):
+    measured on a 256 MB server with the old fixed 128 MB cap, four clients
+    putting 60 MB batches took it to 789 MB (3.1x); the cap keeps requests in
+    flight within the process's I/O allowance (docs/bench/server.md)."""
+    return int(min(DEFAULT_MAX_MESSAGE >> 20, max(4, (budget >> 20) // 64)))
+
+
+def server_argv(config: ServerConfig, options: ServeOptions, log_level: str = "info") -> list[str]:
+    """The ``python -m spidercache.server`` command line for these settings (no token: it goes
+    through the environment, where ``ps`` does not show it)."""
+    budget = config.memory_bytes
+    argv = [
+        "-m",
+        str(budget >> 20) if budget % (1 << 20) == 0 else f"{budget >> 10}K",
+        "-w",
+        str(options.workers),
+        "--host",
+        options.host,
+        "-p",
+        str(options.port),
+        "--max-message-mb",
+        str(options.max_message_bytes >> 20),
+        "--max-sessions",
+        str(config.max_sessions),
+        "--log-level",
+        log_level,
+    ]
+    argv += ["--no-spill"] if config.spill_dir is None else ["-s", config.spill_dir]
+    if config.persist:
+        argv.append("--persist")
+    if config.policy:
+        argv += ["--policy", config.policy]
+    return argv
+
+
+def start_server(config: ServerConfig, options: ServeOptions, log_level: str = "info") -> int:
+    """Start the server as a daemon with these settings; returns its pid once it answers."""
+    return start_daemon(server_argv(config, options, log_level), options.host, options.port, options.token)
 
 
 def start_daemon(argv: list[str], host: str, port: int, token: str | None) -> int:
@@ -105,13 +209,20 @@ def start_daemon(argv: list[str], host: str, port: int, token: str | None) -> in
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "spidercache.server", *argv],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
         )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(_last_error(log_path) or f"the cache server exited with status {proc.returncode}; see {log_path}")
+            raise UserError(
+                _last_error(log_path)
+                or f"the cache server exited with status {proc.returncode}; see {log_path}"
+            )
         if ping(host, port, token, timeout=0.5) is not None:
             return proc.pid
         time.sleep(0.1)
@@ -126,7 +237,7 @@ def _last_error(log_path: Path) -> str | None:
         return None
     for line in reversed(lines[-50:]):
         if line.startswith("error: "):
-            return line[len("error: "):]
+            return line[len("error: ") :]
     return None
 
 
@@ -146,7 +257,8 @@ def stop_server(host: str, port: int, token: str | None, timeout: float = 15.0) 
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (pid is None or not _alive(pid)) and ping(host, port, token, timeout=0.3) is None:
+        gone = pid is None or (not _alive(pid) and not _lock_held(port))
+        if gone and ping(host, port, token, timeout=0.3) is None:
             return pid
         time.sleep(0.1)
     raise UserError(f"the cache server on {host}:{port} did not stop within {timeout:.0f} s")
@@ -182,6 +294,9 @@ def _lock_held(port: int) -> bool:
         os.close(fd)
 
 
-def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def configure_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=check_log_level(level),
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )

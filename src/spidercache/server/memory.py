@@ -52,14 +52,16 @@ def tune_allocator() -> bool:
     libc = _load_libc()
     if not libc:
         return False
-    ok = all([
-        libc.mallopt(M_ARENA_MAX, 1),
-        libc.mallopt(M_MMAP_MAX, 0),
-        # freed memory stays in the heap between heartbeats (reused warm);
-        # release_free_memory returns it to the OS
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30),
-        libc.mallopt(M_TOP_PAD, 16 << 20),
-    ])
+    ok = all(
+        [
+            libc.mallopt(M_ARENA_MAX, 1),
+            libc.mallopt(M_MMAP_MAX, 0),
+            # freed memory stays in the heap between heartbeats (reused warm);
+            # release_free_memory returns it to the OS
+            libc.mallopt(M_TRIM_THRESHOLD, 1 << 30),
+            libc.mallopt(M_TOP_PAD, 16 << 20),
+        ]
+    )
     if not ok:
         log.warning("mallopt refused a setting; the allocator keeps some defaults")
     return True
@@ -72,13 +74,23 @@ def release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
-def rss_bytes() -> int:
-    """This process's resident set (VmRSS)."""
-    with open("/proc/self/status") as f:
+def rss_breakdown(pid: int | str = "self") -> dict[str, int]:
+    """A process's resident set in bytes: ``VmRSS`` and its parts ``RssAnon``
+    (private memory), ``RssShmem`` (shared-memory slots) and ``RssFile`` (pages
+    of mapped files: the shared libraries, ~28 MB for the server, and the LMDB
+    maps of spill files; page cache the kernel can drop)."""
+    out = dict.fromkeys(("VmRSS", "RssAnon", "RssShmem", "RssFile"), 0)
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+            key = line.split(":", 1)[0]
+            if key in out:
+                out[key] = int(line.split()[1]) * 1024
+    return out
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """A process's resident set (VmRSS)."""
+    return rss_breakdown(pid)["VmRSS"]
 
 
 # Request and reply buffers beyond the process's footprint at start, measured
@@ -94,8 +106,11 @@ def reserve_for_process(memory_bytes: int) -> int:
     then exceeds ``-m``; the log says so)."""
     want = rss_bytes() + IO_ALLOWANCE
     if want > memory_bytes // 2:
-        log.warning("a memory budget of %d MB is below twice the server's own footprint (%d MB): "
-                    "half of it goes to data, and the process may use more than the budget",
-                    memory_bytes >> 20, want >> 20)
+        log.warning(
+            "a memory budget of %d MB is below twice the server's own footprint (%d MB): "
+            "half of it goes to data, and the process may use more than the budget",
+            memory_bytes >> 20,
+            want >> 20,
+        )
         return memory_bytes // 2
     return want

@@ -37,8 +37,13 @@ def fingerprint(*parts: Any) -> str:
 class CachedMappable:
     """``dataset[i]`` through the cache: lookup, load the misses, merge them in."""
 
-    def __init__(self, dataset: Sequence, cache: DatasetCache,
-                 encode: Callable[[Any], bytes] = codec.encode, decode: Callable = codec.decode) -> None:
+    def __init__(
+        self,
+        dataset: Sequence,
+        cache: DatasetCache,
+        encode: Callable[[Any], bytes] = codec.encode,
+        decode: Callable = codec.decode,
+    ) -> None:
         self.dataset = dataset
         self.cache = cache
         self.encode, self.decode = encode, decode
@@ -83,8 +88,14 @@ class CachedMappable:
 class CachedStream:
     """An iterable through the cache: epoch 1 builds it, later epochs read it."""
 
-    def __init__(self, source: Callable[[], Iterable], cache: DatasetCache, batch_size: int = 256,
-                 encode: Callable[[Any], bytes] = codec.encode, decode: Callable = codec.decode) -> None:
+    def __init__(
+        self,
+        source: Callable[[], Iterable],
+        cache: DatasetCache,
+        batch_size: int = 256,
+        encode: Callable[[Any], bytes] = codec.encode,
+        decode: Callable = codec.decode,
+    ) -> None:
         self.source = source  # called once per epoch that reads the source
         self.cache = cache
         self.batch_size = batch_size

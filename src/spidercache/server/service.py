@@ -14,7 +14,6 @@ import os
 import secrets
 import signal
 import threading
-import time
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -25,24 +24,21 @@ from .. import __version__
 from ..errors import UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .memory import release_free_memory, reserve_for_process
-from .wire import finish_reply, new_get_reply
-from .sessions import (
-    PipelineMismatch,
-    RequestError,
-    ServerConfig,
-    SessionManager,
-    SessionNotFound,
-    validate_ids,
-    validate_put,
+from .limits import (
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_PORT,
+    HEARTBEAT_SECONDS,
+    SERVICE_NAME,
+    TOKEN_HEADER,
+    grpc_options,
 )
+from .memory import release_free_memory, reserve_for_process, rss_breakdown
+from .wire import finish_reply, new_get_reply
+from . import requests as check
+from .manager import SessionManager
+from .sessions import PipelineMismatch, ReplyTooLarge, RequestError, ServerConfig, ServerFull, SessionNotFound
 
 log = logging.getLogger("spidercache.server")
-
-TOKEN_HEADER = "x-spidercache-token"
-DEFAULT_PORT = 50052
-DEFAULT_MAX_MESSAGE = 128 << 20
-MAX_PIPELINE_CHARS = 256
 
 
 @dataclass
@@ -79,6 +75,8 @@ def _handler(method):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except PipelineMismatch as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except (ReplyTooLarge, ServerFull) as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except UserError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
@@ -98,11 +96,6 @@ class CacheService(pb_grpc.CacheServerServicer):
         self.stop_event = stop
         self.instance = secrets.token_hex(8)
 
-    def _pipeline(self, text: str) -> str:
-        if len(text) > MAX_PIPELINE_CHARS:
-            raise RequestError(f"pipeline fingerprint longer than {MAX_PIPELINE_CHARS} characters")
-        return text
-
     @_handler
     def Ping(self, request, context):
         return pb.PingReply(pid=os.getpid(), version=__version__, instance=self.instance)
@@ -111,13 +104,27 @@ class CacheService(pb_grpc.CacheServerServicer):
     def Status(self, request, context):
         sessions = [s.stats() for s in list(self.manager.sessions.values())]
         cfg = self.manager.config
+        rss = rss_breakdown()
         return pb.StatusReply(
-            pid=os.getpid(), host=self.options.host, port=self.options.port,
-            memory_budget=cfg.memory_bytes, memory_used=self.manager.used_bytes(),
+            rss_bytes=rss["VmRSS"],
+            rss_anon_bytes=rss["RssAnon"],
+            rss_shmem_bytes=rss["RssShmem"],
+            rss_file_bytes=rss["RssFile"],
+            max_sessions=cfg.max_sessions,
+            max_message_bytes=cfg.max_message_bytes,
+            pid=os.getpid(),
+            host=self.options.host,
+            port=self.options.port,
+            memory_budget=cfg.memory_bytes,
+            memory_used=self.manager.used_bytes(),
             spilled_bytes=sum(s["spilled_bytes"] for s in sessions),
-            hits=sum(s["hits"] for s in sessions), misses=sum(s["misses"] for s in sessions),
-            clients=sum(s["clients"] for s in sessions), spill_dir=cfg.spill_dir or "",
-            persist=cfg.persist, policy=cfg.policy or "", workers=self.options.workers,
+            hits=sum(s["hits"] for s in sessions),
+            misses=sum(s["misses"] for s in sessions),
+            clients=sum(s["clients"] for s in sessions),
+            spill_dir=cfg.spill_dir or "",
+            persist=cfg.persist,
+            policy=cfg.policy or "",
+            workers=self.options.workers,
             sessions=[_stats_msg(s) for s in sessions],
         )
 
@@ -128,12 +135,14 @@ class CacheService(pb_grpc.CacheServerServicer):
 
     @_handler
     def NewSession(self, request, context):
-        session = self.manager.new(int(request.memory_bytes), bool(request.spill))
+        session = self.manager.new(check.memory(request.memory_bytes), bool(request.spill))
         return _stats_msg(session.stats())
 
     @_handler
     def ListSessions(self, request, context):
-        return pb.ListSessionsReply(sessions=[_stats_msg(s.stats()) for s in list(self.manager.sessions.values())])
+        return pb.ListSessionsReply(
+            sessions=[_stats_msg(s.stats()) for s in list(self.manager.sessions.values())]
+        )
 
     @_handler
     def GetSessionStats(self, request, context):
@@ -147,24 +156,39 @@ class CacheService(pb_grpc.CacheServerServicer):
     @_handler
     def Attach(self, request, context):
         session = self.manager.get(request.session_id)
-        if request.memory_bytes < 0:
-            raise RequestError("memory must be positive")
-        session.attach(self._pipeline(request.pipeline), request.client_id[:64],
-                       int(request.memory_bytes), bool(request.spill))
+        session.attach(
+            check.pipeline(request.pipeline),
+            check.client_id(request.client_id),
+            check.memory(request.memory_bytes),
+            bool(request.spill),
+        )
         shm = session.arena.header_name if (request.want_shm and session.policy is None) else ""
-        return pb.AttachReply(shm_header=shm, server_pid=os.getpid(), sealed_items=session.sealed_items)
+        return pb.AttachReply(
+            shm_header=shm,
+            server_pid=os.getpid(),
+            sealed_items=session.sealed_items,
+            instance=self.instance,
+            spill=session.spill,
+            memory_budget=session.budget,
+            max_message_bytes=self.manager.config.max_message_bytes,
+        )
 
     @_handler
     def Report(self, request, context):
         session = self.manager.get(request.session_id)
-        session.report(request.client_id[:64], request.hits, request.misses, request.detach)
+        session.report(
+            check.client_id(request.client_id),
+            check.count(request.hits, "hits"),
+            check.count(request.misses, "misses"),
+            bool(request.detach),
+        )
         return pb.Empty()
 
     @_handler
     def Get(self, request, context):
         session = self.manager.get(request.session_id)
         session.check_pipeline(request.pipeline)
-        ids = validate_ids(request.ids)
+        ids = check.validate_ids(request.ids)
         box: list = []
 
         def alloc(lengths: np.ndarray, n_rows: int, width: int) -> np.ndarray:
@@ -179,34 +203,41 @@ class CacheService(pb_grpc.CacheServerServicer):
     def Put(self, request, context):
         session = self.manager.get(request.session_id)
         session.check_pipeline(request.pipeline)
-        ids, lengths, data = validate_put(request.ids, request.lengths, request.data)
+        ids, lengths, data = check.validate_put(request.ids, request.lengths, request.data)
         stored, spilled, rejected, status = session.put(ids, lengths, data)
-        return pb.PutReply(stored=stored, spilled=spilled, rejected=rejected,
-                           status=status.astype(np.uint8).tobytes())
+        return pb.PutReply(
+            stored=stored, spilled=spilled, rejected=rejected, status=status.astype(np.uint8).tobytes()
+        )
 
     @_handler
     def Delete(self, request, context):
         session = self.manager.get(request.session_id)
         session.check_pipeline(request.pipeline)
-        return pb.DeleteReply(deleted=session.delete(validate_ids(request.ids)))
+        return pb.DeleteReply(deleted=session.delete(check.validate_ids(request.ids)))
 
     @_handler
     def Seal(self, request, context):
         session = self.manager.get(request.session_id)
         session.check_pipeline(request.pipeline)
-        session.seal(int(request.n_items))
+        session.seal(check.count(request.n_items, "n_items", 0, 1 << 32))
         return pb.Empty()
 
 
-SERVICE_NAME = "spidercache.server.CacheServer"
 # method -> (request type, reply type); Get's reply is pre-encoded bytes (see wire.py)
 METHODS = {
-    "Ping": (pb.Empty, pb.PingReply), "Status": (pb.Empty, pb.StatusReply), "Shutdown": (pb.Empty, pb.Empty),
-    "NewSession": (pb.NewSessionRequest, pb.SessionStats), "ListSessions": (pb.Empty, pb.ListSessionsReply),
-    "GetSessionStats": (pb.SessionRef, pb.SessionStats), "DestroySession": (pb.SessionRef, pb.Empty),
-    "Attach": (pb.AttachRequest, pb.AttachReply), "Report": (pb.ReportRequest, pb.Empty),
-    "Get": (pb.GetRequest, None), "Put": (pb.PutRequest, pb.PutReply),
-    "Delete": (pb.DeleteRequest, pb.DeleteReply), "Seal": (pb.SealRequest, pb.Empty),
+    "Ping": (pb.Empty, pb.PingReply),
+    "Status": (pb.Empty, pb.StatusReply),
+    "Shutdown": (pb.Empty, pb.Empty),
+    "NewSession": (pb.NewSessionRequest, pb.SessionStats),
+    "ListSessions": (pb.Empty, pb.ListSessionsReply),
+    "GetSessionStats": (pb.SessionRef, pb.SessionStats),
+    "DestroySession": (pb.SessionRef, pb.Empty),
+    "Attach": (pb.AttachRequest, pb.AttachReply),
+    "Report": (pb.ReportRequest, pb.Empty),
+    "Get": (pb.GetRequest, None),
+    "Put": (pb.PutRequest, pb.PutReply),
+    "Delete": (pb.DeleteRequest, pb.DeleteReply),
+    "Seal": (pb.SealRequest, pb.Empty),
 }
 
 
@@ -219,30 +250,19 @@ def add_service(service: CacheService, server: grpc.Server) -> None:
     go out as the bytes the handler built."""
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(service, name), request_deserializer=req.FromString,
-            response_serializer=_identity if rep is None else rep.SerializeToString)
+            getattr(service, name),
+            request_deserializer=req.FromString,
+            response_serializer=_identity if rep is None else rep.SerializeToString,
+        )
         for name, (req, rep) in METHODS.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
-def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-        # without this a second server could bind the same port silently
-        ("grpc.so_reuseport", 0),
-        # big replies (a batch of 150 KB values is ~40 MB): large HTTP/2 frames and a stream
-        # window that does not need a round trip of WINDOW_UPDATEs per 64 KB
-        ("grpc.http2.max_frame_size", (1 << 24) - 1),
-        ("grpc.http2.lookahead_bytes", 64 << 20),
-        ("grpc.http2.write_buffer_size", 8 << 20),
-        # read big replies in few large slices (each slice becomes a Python object
-        # and a copy on the receiving side of the Python API)
-        ("grpc.experimental.tcp_read_chunk_size", 1 << 20),
-        ("grpc.experimental.tcp_min_read_chunk_size", 256 << 10),
-        ("grpc.experimental.tcp_max_read_chunk_size", 8 << 20),
-    ]
+def _heartbeat(manager: SessionManager, stop: threading.Event) -> None:
+    """Stamp every session's header; readers treat a late stamp as a dead server (shm.py)."""
+    while not stop.wait(HEARTBEAT_SECONDS):
+        manager.heartbeat()
 
 
 def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
@@ -251,10 +271,13 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
     stop = threading.Event()
     if not config.reserved_bytes:  # -m is the whole server's memory (memory.py)
         config.reserved_bytes = reserve_for_process(config.memory_bytes)
+    config.max_message_bytes = options.max_message_bytes
     manager = SessionManager(config)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max(1, options.workers)),
-                         options=grpc_options(options.max_message_bytes),
-                         maximum_concurrent_rpcs=max(64, 16 * options.workers))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max(1, options.workers)),
+        options=grpc_options(options.max_message_bytes),
+        maximum_concurrent_rpcs=max(64, 16 * options.workers),
+    )
     service = CacheService(manager, options, stop)
     add_service(service, server)
     address = f"[{options.host}]:{options.port}" if ":" in options.host else f"{options.host}:{options.port}"
@@ -264,7 +287,9 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
         bound = 0
     if not bound:
         manager.close()
-        raise UserError(f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not this machine's)")
+        raise UserError(
+            f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not this machine's)"
+        )
     server.start()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -272,9 +297,10 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
     if on_ready is not None:
         on_ready()
     log.info("cache server listening on %s (pid %d)", address, os.getpid())
+    beat = threading.Thread(target=_heartbeat, args=(manager, stop), name="heartbeat", daemon=True)
+    beat.start()
     try:
         while not stop.wait(0.5):
-            manager.heartbeat()
             release_free_memory()  # freed request/reply buffers go back to the OS between bursts
     finally:
         server.stop(grace=1.0).wait(5)

@@ -18,25 +18,39 @@ after kill -9) finds its sessions and serves their values from disk.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..engine.stores.lmdb_store import LMDBStore
-from .shm import ABSENT, MAX_ID, MAX_VALUE_BYTES, SLOT_SIZES, SPILLED, SlotArena, slot_class
+from .limits import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_SESSIONS
+from .arena import SlotArena
+from .session_disk import SessionDisk, remove_tree
 
-MAX_BATCH = 1 << 16
+if TYPE_CHECKING:
+    from .manager import SessionManager
+from .shm import ABSENT, SLOT_META_BYTES, SLOT_SIZES, SPILLED, slot_class
+
 CLIENT_IDLE_SECONDS = 300.0
+# what a session costs beside its arena (Session, locks, dicts, the mmap objects of
+# its segments): measured 32 KB of RSS per session with 2,018 sessions and 62 KB
+# with 50 (docs/bench/server.md, `sessions`); counted in the server-wide budget
+SESSION_OVERHEAD = 64 << 10
 
 
 class RequestError(ValueError):
     """A request that is malformed or not allowed (answered INVALID_ARGUMENT)."""
+
+
+class ReplyTooLarge(Exception):
+    """A reply that would exceed the message cap (answered RESOURCE_EXHAUSTED)."""
+
+
+class ServerFull(Exception):
+    """No room for another session (answered RESOURCE_EXHAUSTED)."""
 
 
 class SessionNotFound(KeyError):
@@ -74,6 +88,8 @@ class ServerConfig:
     # ``memory_bytes`` is the server's total memory; this much of it is the
     # process itself (measured at start) plus request buffers (see memory.py)
     reserved_bytes: int = 0
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE
 
     @property
     def data_bytes(self) -> int:
@@ -81,9 +97,10 @@ class ServerConfig:
         return max(0, self.memory_bytes - self.reserved_bytes)
 
 
-class Session:
-    def __init__(self, session_id: int, budget: int, spill: bool, config: ServerConfig,
-                 manager: "SessionManager") -> None:
+class Session(SessionDisk):
+    def __init__(
+        self, session_id: int, budget: int, spill: bool, config: ServerConfig, manager: "SessionManager"
+    ) -> None:
         self.id = session_id
         self.budget = int(budget)
         self.spill = bool(spill)
@@ -102,90 +119,21 @@ class Session:
         if config.policy:
             from ..engine.policies import make_policy  # numba: loaded only when a policy is asked for
 
-            self.policy = make_policy(config.policy, 1 << 20)
-            self.policy.on_evict = self._on_evict
+            # as many of the smallest slots as the budget holds; _policy_capacity
+            # shrinks it to the slots actually used
+            first = max(1, self.budget // int(SLOT_SIZES[0] + SLOT_META_BYTES))
+            self.policy = make_policy(config.policy, first, on_evict=self._on_evict)
             self._policy_slot = 0
         if config.persist or spill:
             self._open_disk()
 
-    # ---------------------------------------------------------- disk
-    @property
-    def disk_path(self) -> str | None:
-        if not self.config.spill_dir:
-            return None
-        return os.path.join(self.config.spill_dir, f"session-{self.id}")
-
-    def _open_disk(self) -> LMDBStore | None:
-        if self.disk is None and self.disk_path is not None:
-            self.disk = LMDBStore(self.disk_path, map_size=64 << 20)
-        return self.disk
-
-    def reload_from_disk(self, chunk_bytes: int = 64 << 20) -> int:
-        """After a restart: values on disk go back into memory while the budget
-        lasts (in id order); the rest stay on disk, marked SPILLED."""
-        if self._open_disk() is None:
-            return 0
-        n = 0
-        ids: list[int] = []
-        values: list[bytes] = []
-        size = 0
-        with self.disk.env.begin() as txn:
-            for key, value in txn.cursor():
-                if key[:1] != b"i":
-                    continue
-                ids.append(struct.unpack(">q", key[1:9])[0])
-                values.append(bytes(value))
-                size += len(value)
-                if size >= chunk_bytes:
-                    n += self._reload_chunk(ids, values)
-                    ids, values, size = [], [], 0
-        if ids:
-            n += self._reload_chunk(ids, values)
-        return n
-
-    def _reload_chunk(self, ids: list[int], values: list[bytes]) -> int:
-        ids_a = np.array(ids, np.int64)
-        lengths = np.fromiter((len(v) for v in values), np.int64, count=len(values))
-        offsets = np.zeros(ids_a.size, np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        data = np.frombuffer(b"".join(values), np.uint8)
-        with self.lock:
-            admitted, _ = self.arena.put(ids_a, lengths, offsets, data, self.manager.room(self))
-            if self.policy is not None and admitted.any():
-                self._policy_capacity(ids_a[admitted], lengths[admitted])
-                self.policy.access(ids_a[admitted])
-            rest = np.flatnonzero(~admitted)
-            self._mark_spilled(ids_a[rest], lengths[rest])
-        return ids_a.size
-
-    # spilled = on disk only (index entry SPILLED); the counters follow every
-    # change of such an entry, so deleted or rewritten values are not counted
-    def _mark_spilled(self, ids: np.ndarray, lengths: np.ndarray) -> None:
-        if ids.size == 0:
-            return
-        self.arena.mark(ids, SPILLED)
-        for i, n in zip(ids.tolist(), lengths.tolist()):
-            old = self._spilled_len.get(i)
-            if old is None:
-                self.counters.spilled_items += 1
-            else:
-                self.counters.spilled_bytes -= old
-            self._spilled_len[i] = int(n)
-            self.counters.spilled_bytes += int(n)
-
-    def _forget_spilled(self, ids: np.ndarray) -> None:
-        if not self._spilled_len:
-            return
-        for i in ids.tolist():
-            n = self._spilled_len.pop(i, None)
-            if n is not None:
-                self.counters.spilled_items -= 1
-                self.counters.spilled_bytes -= n
-
     # -------------------------------------------------------- pipeline
     def attach(self, pipeline: str, client_id: str, memory_bytes: int = 0, spill: bool = False) -> None:
-        if spill and not self.spill and not self.config.spill_dir:
-            raise RequestError("this server was started with --no-spill; the cache cannot spill")
+        if spill and not self.spill:
+            raise RequestError(
+                f"session {self.id} was created without spill; a client cannot turn it on "
+                "(create the session with --spill)"
+            )
         with self.lock:
             if self.pipeline is None:
                 self.pipeline = pipeline
@@ -195,9 +143,6 @@ class Session:
                     self.arena.budget = self.budget
             elif self.pipeline != pipeline:
                 raise PipelineMismatch(self.id)
-            if spill and not self.spill:
-                self.spill = True
-                self._open_disk()
             if client_id:
                 self.clients[client_id] = time.monotonic()
         self.manager.save()
@@ -210,18 +155,29 @@ class Session:
 
     def report(self, client_id: str, hits: int, misses: int, detach: bool) -> None:
         with self.lock:
-            self.counters.hits += max(0, int(hits))
-            self.counters.misses += max(0, int(misses))
+            self.counters.hits += int(hits)
+            self.counters.misses += int(misses)
             if detach:
                 self.clients.pop(client_id, None)
             elif client_id:
                 self.clients[client_id] = time.monotonic()
 
     def seal(self, n_items: int) -> None:
-        if n_items < 0:
+        """Streaming: ids 0..n_items-1 are all stored (in memory or spilled)."""
+        n = int(n_items)
+        if n < 0:
             raise RequestError("n_items must be >= 0")
         with self.lock:
-            self.sealed_items = int(n_items)
+            if n > self.arena.index.size:
+                raise RequestError(f"cannot seal {n} items: ids {self.arena.index.size}.. were never stored")
+            e = self.arena.index[:n]
+            missing = np.flatnonzero((e < 0) & (e != SPILLED))
+            if missing.size:
+                raise RequestError(
+                    f"cannot seal {n} items: {missing.size} of them are not stored "
+                    f"(the first is id {int(missing[0])})"
+                )
+            self.sealed_items = n
         self.manager.save()
 
     # ----------------------------------------------------------- reads
@@ -235,6 +191,7 @@ class Session:
         """
         with self.lock:
             e, lengths, cls, slots, width = self.arena.locate(ids)
+            self._check_reply(ids, lengths, slots.size, width)
             if self.policy is not None:
                 resident = ids[e >= 0]
                 if resident.size:
@@ -249,27 +206,32 @@ class Session:
                     out[...] = rows
                     rows = out
             else:
-                rows = (alloc(lengths, slots.size, width) if alloc is not None
-                        else np.empty((slots.size, width), np.uint8))
+                rows = (
+                    alloc(lengths, slots.size, width)
+                    if alloc is not None
+                    else np.empty((slots.size, width), np.uint8)
+                )
                 self.arena.fill_rows(rows, cls, slots)
             found = int(np.count_nonzero(lengths >= 0))
             self.counters.hits += found
             self.counters.misses += ids.size - found
             return lengths, rows
 
-    def _merge_disk(self, ids, e, lengths, rows, spilled) -> np.ndarray:
-        values = self.disk.get_many(ids[spilled]) if self.disk is not None else [None] * spilled.size
-        lengths[spilled] = [len(v) if v is not None else ABSENT for v in values]
-        found = lengths >= 0
-        rank = np.cumsum(found) - 1
-        width = max(rows.shape[1] if rows.size else 0, int(lengths[spilled].max(initial=0)))
-        out = np.zeros((int(found.sum()), width), np.uint8)
-        if rows.size:
-            out[rank[e >= 0], : rows.shape[1]] = rows
-        for i, v in zip(spilled.tolist(), values):
-            if v is not None:
-                out[rank[i], : len(v)] = np.frombuffer(v, np.uint8)
-        return out
+    def _check_reply(self, ids: np.ndarray, lengths: np.ndarray, n_rows: int, width: int) -> None:
+        """Refuse a reply above the message cap before building it: 65,536 copies
+        of one 32 KB value would otherwise be gathered into a 2 GB buffer first."""
+        spilled = np.flatnonzero(lengths == SPILLED)
+        if spilled.size:
+            sizes = [self._spilled_len.get(i, 0) for i in ids[spilled].tolist()]
+            width = max(width, max(sizes))
+            n_rows += spilled.size
+        size = 8 * ids.size + n_rows * width + 32
+        cap = self.config.max_message_bytes
+        if size > cap:
+            raise ReplyTooLarge(
+                f"the reply would be {size / (1 << 20):,.1f} MB, above the server's message cap "
+                f"of {cap / (1 << 20):,.0f} MB (--max-message-mb): ask for fewer ids per call"
+            )
 
     # ---------------------------------------------------------- writes
     def put(self, ids: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> tuple[int, int, int, np.ndarray]:
@@ -289,18 +251,28 @@ class Session:
         else:
             offsets = np.zeros(ids.size, np.int64)
         with self.lock:
-            if self.policy is not None:
+            far = self._unaffordable(ids)
+            if far.any() and self.spill and self._open_disk() is not None:
+                self._spill_for_index(int(ids.max()))
+                far = self._unaffordable(ids)
+            if far.any():  # refused outright: neither memory nor disk
+                self.arena.mark(ids[far], ABSENT)
+                self.counters.rejected += int(far.sum())
+                keep = ~far
+                ids, lengths, offsets = ids[keep], lengths[keep], offsets[keep]
+            if self.policy is not None and ids.size:
                 self._policy_capacity(ids, lengths)
                 self.policy.access(ids)  # inserts; evictions free slots via _on_evict
             before = self.arena.entries(ids) if self.disk is not None else None
-            room = self.manager.room(self)
-            admitted, _ = self.arena.put(ids, lengths, offsets, data, room)
+            admitted, _ = self.arena.put(ids, lengths, offsets, data, self.manager.room(self))
             rest = np.flatnonzero(~admitted)
             spilled = rejected = 0
             if rest.size:
                 rest_ids = ids[rest]
                 if self.spill and self._open_disk() is not None:
-                    self._disk_put(rest_ids, [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in rest])
+                    self._disk_put(
+                        rest_ids, [data[offsets[i] : offsets[i] + lengths[i]].tobytes() for i in rest]
+                    )
                     self._mark_spilled(rest_ids, lengths[rest])
                     spilled = rest.size
                 else:
@@ -317,7 +289,9 @@ class Session:
             self._forget_spilled(ids[sel])  # in memory now
             if self.disk is not None and sel.size:
                 if self.config.persist:  # write-through: a crash loses nothing
-                    self._disk_put(ids[sel], [data[offsets[i]: offsets[i] + lengths[i]].tobytes() for i in sel])
+                    self._disk_put(
+                        ids[sel], [data[offsets[i] : offsets[i] + lengths[i]].tobytes() for i in sel]
+                    )
                 else:  # an older spilled copy must not linger on disk
                     stale = ids[sel][before[sel] == SPILLED]
                     if stale.size:
@@ -325,32 +299,29 @@ class Session:
             ok = admitted.copy()
             if spilled:
                 ok[rest] = True
-            order = np.argsort(ids, kind="stable")
-            status = ok[order][np.searchsorted(ids[order], request_ids)]
-            return int(admitted.sum()), spilled, rejected, status
+            status = np.isin(request_ids, ids[ok])  # a repeated id shares the status of its last write
+            return int(admitted.sum()), spilled, rejected + int(far.sum()), status
 
-    def _disk_put(self, ids: np.ndarray, values: list[bytes]) -> None:
-        self.disk.put_many(ids, values)
+    def _unaffordable(self, ids: np.ndarray) -> np.ndarray:
+        """Ids whose index entry (and policy state) would not fit in the room left:
+        a put of id 2**32-1 must not grow a 32 GB index, in memory or for a spilled value."""
+        if ids.size == 0 or int(ids.max()) < self.arena.index.size:
+            return np.zeros(ids.size, np.bool_)
+        per_id = 3 if self.policy is not None else 1  # policy state: ~16 B per id beside the index's 8
+        if self.arena.index_cost(int(ids.max())) * per_id <= self.manager.room(self):
+            return np.zeros(ids.size, np.bool_)
+        return ids >= self.arena.index.size
 
     def _policy_capacity(self, ids: np.ndarray, lengths: np.ndarray) -> None:
-        """Items the budget holds: (budget - index) / the biggest slot seen so far."""
+        """Items the budget holds: what the bookkeeping leaves of it (header, index
+        grown to these ids, policy state, spill margin), over the biggest slot seen so far."""
         if lengths.size:
             self._policy_slot = max(self._policy_slot, int(SLOT_SIZES[slot_class(lengths).max()]))
-        index_bytes = self.arena.index.nbytes + self.arena.index_cost(int(ids.max()) if ids.size else 0)
-        capacity = max(1, (self.budget - index_bytes) // max(1, self._policy_slot))
+        grow = self.arena.index_cost(int(ids.max()) if ids.size else 0)
+        fixed = self.arena.overhead_bytes + grow * 3 + self.policy.state_bytes()
+        capacity = max(1, (self.budget - fixed) // (self._policy_slot + SLOT_META_BYTES))
         if capacity != self.policy.capacity:
             self.policy.resize(capacity)
-
-    def _on_evict(self, ids: np.ndarray) -> None:
-        self.counters.evicted += ids.size
-        if self.spill and self._open_disk() is not None:
-            e = self.arena.entries(ids)
-            keep = e >= 0
-            values = [self.arena.read_one(int(x)) for x in e[keep]]
-            self._disk_put(ids[keep], values)
-            self._mark_spilled(ids[keep], np.array([len(v) for v in values], np.int64))
-        else:
-            self.arena.mark(ids, ABSENT)
 
     def delete(self, ids: np.ndarray) -> int:
         with self.lock:
@@ -371,154 +342,39 @@ class Session:
     def stats(self) -> dict:
         c = self.counters
         return dict(
-            session_id=self.id, pipeline=self.pipeline or "", memory_budget=self.budget,
-            memory_used=self.arena.used_bytes, items_in_memory=self.arena.items,
-            items_spilled=c.spilled_items, spilled_bytes=c.spilled_bytes, hits=c.hits,
-            misses=c.misses, rejected=c.rejected, evicted=c.evicted, clients=self.n_clients(),
-            spill=self.spill, sealed_items=self.sealed_items,
+            session_id=self.id,
+            pipeline=self.pipeline or "",
+            memory_budget=self.budget,
+            memory_used=self.used_bytes,
+            items_in_memory=self.arena.items,
+            items_spilled=c.spilled_items,
+            spilled_bytes=c.spilled_bytes,
+            hits=c.hits,
+            misses=c.misses,
+            rejected=c.rejected,
+            evicted=c.evicted,
+            clients=self.n_clients(),
+            spill=self.spill,
+            sealed_items=self.sealed_items,
+            overhead_bytes=self.overhead_bytes,
         )
 
+    @property
+    def overhead_bytes(self) -> int:
+        """Memory beside the values: the arena's index and bookkeeping, the policy's state."""
+        return self.arena.overhead_bytes + (self.policy.state_bytes() if self.policy is not None else 0)
+
+    @property
+    def used_bytes(self) -> int:
+        return self.arena.used_bytes + (self.policy.state_bytes() if self.policy is not None else 0)
+
     def close(self, destroyed: bool) -> None:
+        """Drop the shared memory (clients see the session destroyed); ``destroyed``:
+        also its spill files, else they stay for a ``--persist`` restart."""
         with self.lock:
             self.arena.close(destroyed=True)
             if self.disk is not None:
                 self.disk.close()
                 self.disk = None
             if destroyed:
-                _remove_tree(self.disk_path)
-
-
-def _remove_tree(path: str | None) -> None:
-    if path and os.path.isdir(path):
-        for name in os.listdir(path):
-            os.unlink(os.path.join(path, name))
-        os.rmdir(path)
-
-
-class SessionManager:
-    """All sessions of one server, and the server-wide memory budget."""
-
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.sessions: dict[int, Session] = {}
-        self.lock = threading.Lock()
-        if config.persist and config.spill_dir:
-            self._load()
-        elif config.spill_dir and os.path.isdir(config.spill_dir):
-            # spill files of a server that did not persist belong to sessions that are gone
-            for name in os.listdir(config.spill_dir):
-                if name.startswith("session-") and name[8:].isdigit():
-                    _remove_tree(os.path.join(config.spill_dir, name))
-
-    # ------------------------------------------------------------ budget
-    def used_bytes(self) -> int:
-        return sum(s.arena.used_bytes for s in list(self.sessions.values()))
-
-    def room(self, session: Session) -> int:
-        """Bytes ``session`` may still take: its own budget and the server's."""
-        return max(0, min(session.budget - session.arena.used_bytes,
-                          self.config.data_bytes - self.used_bytes()))
-
-    # ---------------------------------------------------------- sessions
-    def new(self, memory_bytes: int = 0, spill: bool = False) -> Session:
-        if memory_bytes < 0:
-            raise RequestError("memory must be positive")
-        if spill and not self.config.spill_dir:
-            raise RequestError("this server was started with --no-spill; a session cannot spill")
-        budget = min(memory_bytes or self.config.data_bytes, self.config.data_bytes)
-        with self.lock:
-            while True:
-                sid = secrets.randbits(32)
-                if sid and sid not in self.sessions:
-                    break
-            session = Session(sid, budget, spill, self.config, self)
-            self.sessions[sid] = session
-        self.save()
-        return session
-
-    def get(self, session_id: int) -> Session:
-        session = self.sessions.get(int(session_id))
-        if session is None:
-            raise SessionNotFound(int(session_id))
-        return session
-
-    def destroy(self, session_id: int) -> None:
-        with self.lock:
-            session = self.sessions.pop(int(session_id), None)
-        if session is None:
-            raise SessionNotFound(int(session_id))
-        session.close(destroyed=True)
-        self.save()
-
-    def heartbeat(self) -> None:
-        for s in list(self.sessions.values()):
-            s.arena.heartbeat()
-
-    def close(self) -> None:
-        """Server shutdown: drop shared memory; persisted data stays on disk."""
-        for s in list(self.sessions.values()):
-            with s.lock:
-                s.arena.close(destroyed=True)
-                if s.disk is not None:
-                    s.disk.close()
-                    s.disk = None
-        self.sessions.clear()
-
-    # ----------------------------------------------------------- persist
-    @property
-    def table_path(self) -> str | None:
-        if not (self.config.persist and self.config.spill_dir):
-            return None
-        return os.path.join(self.config.spill_dir, "sessions.json")
-
-    def save(self) -> None:
-        path = self.table_path
-        if path is None:
-            return
-        table = {str(s.id): dict(budget=s.budget, spill=s.spill, pipeline=s.pipeline,
-                                 sealed_items=s.sealed_items) for s in list(self.sessions.values())}
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: a crash leaves the old or the new table
-
-    def _load(self) -> None:
-        path = self.table_path
-        if path is None or not os.path.exists(path):
-            return
-        try:
-            with open(path) as f:
-                table = json.load(f)
-        except (OSError, ValueError):
-            return
-        for sid, row in table.items():
-            session = Session(int(sid), int(row["budget"]), bool(row["spill"]), self.config, self)
-            session.pipeline = row.get("pipeline")
-            session.sealed_items = int(row.get("sealed_items", -1))
-            self.sessions[int(sid)] = session  # before reloading: the server-wide budget counts it
-            session.reload_from_disk()
-
-
-def validate_ids(raw: bytes, what: str = "ids") -> np.ndarray:
-    if len(raw) % 8:
-        raise RequestError(f"{what} must be packed int64 (length a multiple of 8)")
-    ids = np.frombuffer(raw, "<i8")
-    if ids.size > MAX_BATCH:
-        raise RequestError(f"at most {MAX_BATCH} ids per call, got {ids.size}")
-    if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
-        raise RequestError(f"ids must lie in 0..{MAX_ID}")
-    return ids.astype(np.int64)
-
-
-def validate_put(raw_ids: bytes, raw_lengths: bytes, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ids = validate_ids(raw_ids)
-    if len(raw_lengths) != len(raw_ids):
-        raise RequestError("one length per id is required")
-    lengths = np.frombuffer(raw_lengths, "<i8").astype(np.int64)
-    if lengths.size and (lengths.min() < 0 or lengths.max() > MAX_VALUE_BYTES):
-        raise RequestError(f"value lengths must lie in 0..{MAX_VALUE_BYTES}")
-    if int(lengths.sum()) != len(data):
-        raise RequestError("the lengths do not add up to the data sent")
-    return ids, lengths, np.frombuffer(data, np.uint8)
+                remove_tree(self.disk_path)

@@ -108,11 +108,15 @@ def new_get_reply(lengths: np.ndarray, n_rows: int, width: int) -> tuple[bytes |
     out, buf = fresh_bytes(total)
     pos = len(head)
     buf[:pos] = np.frombuffer(head, np.uint8)
-    buf[pos: pos + lengths.nbytes] = lengths.view(np.uint8)
+    buf[pos : pos + lengths.nbytes] = lengths.view(np.uint8)
     pos += lengths.nbytes
-    buf[pos: pos + len(mid)] = np.frombuffer(mid, np.uint8)
+    buf[pos : pos + len(mid)] = np.frombuffer(mid, np.uint8)
     pos += len(mid)
-    rows = buf[pos: pos + data_bytes].reshape(n_rows, width) if data_bytes else np.empty((n_rows, width), np.uint8)
+    rows = (
+        buf[pos : pos + data_bytes].reshape(n_rows, width)
+        if data_bytes
+        else np.empty((n_rows, width), np.uint8)
+    )
     pos += data_bytes
     buf[pos:] = np.frombuffer(tail, np.uint8)
     return out, rows
@@ -120,16 +124,6 @@ def new_get_reply(lengths: np.ndarray, n_rows: int, width: int) -> tuple[bytes |
 
 def finish_reply(message: bytes | bytearray) -> bytes:
     return message if isinstance(message, bytes) else bytes(message)
-
-
-def encode_get_reply(lengths: np.ndarray, rows: np.ndarray) -> bytes:
-    """GetReply{lengths, data=rows, row_width} from rows already gathered."""
-    rows = np.ascontiguousarray(rows)
-    n, w = rows.shape if rows.ndim == 2 else (0, 0)
-    message, out = new_get_reply(lengths, n, w)
-    if rows.size:
-        out[...] = rows
-    return finish_reply(message)
 
 
 def decode_get_reply(buf: bytes) -> tuple[np.ndarray, np.ndarray, int]:
@@ -147,9 +141,9 @@ def decode_get_reply(buf: bytes) -> tuple[np.ndarray, np.ndarray, int]:
             if pos + n > len(mv):
                 raise ValueError("truncated field")
             if field == 1:
-                lengths = np.frombuffer(mv[pos: pos + n], "<i8")
+                lengths = np.frombuffer(mv[pos : pos + n], "<i8")
             elif field == 2:
-                data = np.frombuffer(mv[pos: pos + n], np.uint8)
+                data = np.frombuffer(mv[pos : pos + n], np.uint8)
             pos += n
         elif wire == _VARINT:
             value, pos = _read_varint(mv, pos)
@@ -160,8 +154,9 @@ def decode_get_reply(buf: bytes) -> tuple[np.ndarray, np.ndarray, int]:
     return lengths, data, width
 
 
-def encode_put_request(session_id: int, pipeline: str, ids: np.ndarray, lengths: np.ndarray,
-                       values: Sequence) -> bytes:
+def encode_put_request(
+    session_id: int, pipeline: str, ids: np.ndarray, lengths: np.ndarray, values: Sequence
+) -> bytes:
     """PutRequest with the values joined straight into the message (one copy)."""
     ids = np.ascontiguousarray(ids, dtype="<i8")
     lengths = np.ascontiguousarray(lengths, dtype="<i8")

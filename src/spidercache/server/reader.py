@@ -1,0 +1,208 @@
+"""A client's read-only view of one session's slots (same host only).
+
+The layout and the seqlock rules are in ``shm.py``; this side maps the
+segments, gathers a batch with one fancy-index per slot class, and checks,
+before every read, that the server behind the mapping is alive (``check_alive``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+from .shm import (
+    ABSENT,
+    GEN_MASK,
+    H_CLASS0,
+    H_HEARTBEAT,
+    H_INDEX_CAP,
+    H_INDEX_GEN,
+    H_MAGIC,
+    H_PID,
+    H_STATE,
+    H_VERSION,
+    HEADER_WORDS,
+    MAGIC,
+    SHM_DIR,
+    SLOT_SIZES,
+    SPILLED,
+    STALE_AFTER_NS,
+    STATE_LIVE,
+    ClassView,
+    Segment,
+    _class_layout,
+    _map_class,
+    unpack,
+)
+
+
+class StaleMapping(Exception):
+    """The server behind a mapping is gone or the session was destroyed."""
+
+
+class ShmReader:
+    """A client's read-only view of one session's slots (same host only)."""
+
+    def __init__(
+        self, header_name: str, shm_dir: str = SHM_DIR, confirm: Callable[[], bool] | None = None
+    ) -> None:
+        self.shm_dir = shm_dir
+        # confirm(): asks the server (over gRPC) whether it is still the process that
+        # made this mapping; called when the heartbeat is late (see limits.py)
+        self.confirm = confirm
+        self._confirmed_ns = 0
+        self.prefix = header_name[: -len("-hdr")]
+        self.header_seg = Segment(header_name, HEADER_WORDS * 8, False, shm_dir)
+        self.header = self.header_seg.array(np.int64, HEADER_WORDS)
+        if int(self.header[H_MAGIC]) != MAGIC:
+            raise StaleMapping("not a Spider Cache segment")
+        self.server_pid = int(self.header[H_PID])
+        self.version = -1
+        self.index = np.full(0, ABSENT, np.int64)
+        self.classes: dict[int, ClassView] = {}
+        self._refresh()
+
+    def _refresh(self) -> None:
+        version = int(self.header[H_VERSION])
+        if version == self.version:
+            return
+        gen = int(self.header[H_INDEX_GEN])
+        if gen > 0:
+            cap = int(self.header[H_INDEX_CAP])
+            try:
+                seg = Segment(f"{self.prefix}-idx{gen}", cap * 8, False, self.shm_dir)
+                self.index = seg.array(np.int64, cap)
+            except FileNotFoundError:
+                return  # replaced again meanwhile; the next call retries
+        for c in np.flatnonzero(self.header[H_CLASS0 : H_CLASS0 + SLOT_SIZES.size]):
+            c = int(c)
+            if c not in self.classes:
+                cap = int(self.header[H_CLASS0 + c])
+                slot_size = int(SLOT_SIZES[c])
+                _, _, _, total = _class_layout(cap, slot_size)
+                seg = Segment(f"{self.prefix}-c{c}", total, False, self.shm_dir)
+                self.classes[c] = _map_class(seg, cap, slot_size)
+        self.version = version
+
+    def check_alive(self) -> None:
+        """Raise StaleMapping unless the server behind this mapping is alive.
+
+        ``os.kill(pid, 0)`` catches a reaped server at once, but it succeeds on a
+        zombie (a killed server whose parent does not reap it, e.g. a container
+        without an init) and on a frozen one; the heartbeat catches those: a stamp
+        older than STALE_AFTER_SECONDS is confirmed with the server over gRPC."""
+        if int(self.header[H_STATE]) != STATE_LIVE:
+            raise StaleMapping("the session was destroyed, or its server was restarted")
+        try:
+            os.kill(self.server_pid, 0)
+        except ProcessLookupError:
+            raise StaleMapping("the cache server process is gone") from None
+        except PermissionError:
+            pass
+        now = time.monotonic_ns()
+        age = now - int(self.header[H_HEARTBEAT])
+        if age <= STALE_AFTER_NS or now - self._confirmed_ns <= STALE_AFTER_NS:
+            return
+        if self.confirm is None or not self.confirm():
+            raise StaleMapping(
+                f"the cache server's heartbeat is {age / 1e9:.1f} s old and it does not answer"
+            )
+        self._confirmed_ns = time.monotonic_ns()
+
+    def read(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gather a batch: (lengths, values[n, width]).
+
+        ``lengths[i]`` is -1 when ids[i] is not cached, -2 when it must be read
+        through the server (spilled to disk, or a slot changed while it was
+        copied); row i of ``values`` holds the value's bytes in ``[:lengths[i]]``.
+        One fancy-index per slot class, no per-item Python.
+        """
+        self.check_alive()
+        self._refresh()
+        ids = np.asarray(ids, np.int64)
+        e = np.full(ids.shape, ABSENT, np.int64)
+        ok = (ids >= 0) & (ids < self.index.size)
+        e[ok] = self.index[ids[ok]]
+        present = e >= 0
+        lengths = np.where(e == SPILLED, SPILLED, ABSENT).astype(np.int64)
+        if not present.any():
+            return lengths, np.empty((ids.size, 0), np.uint8)
+        gen, cls, slots = unpack(e)
+        first = int(cls[np.argmax(present)])
+        if (cls[present] == first).all():
+            view = self.classes.get(first)
+            if view is None:
+                lengths[present] = SPILLED
+                return lengths, np.empty((ids.size, 0), np.uint8)
+            rows = np.where(present, slots, 0)
+            g1 = view.gens[rows]
+            values = view.data[rows]
+            lens = view.lens[rows]
+            g2 = view.gens[rows]
+            good = present & (g1 == g2) & ((g1 & 1) == 0) & ((g1 & GEN_MASK) == gen)
+            lengths[good] = lens[good]
+            lengths[present & ~good] = SPILLED  # changed under us: ask the server
+            return lengths, values
+        width = max(self.classes[int(c)].slot_size for c in np.unique(cls[present]) if int(c) in self.classes)
+        values = np.empty((ids.size, width), np.uint8)
+        for c in np.unique(cls[present]):
+            sel = np.flatnonzero(present & (cls == c))
+            view = self.classes.get(int(c))
+            if view is None:
+                lengths[sel] = SPILLED
+                continue
+            rows = slots[sel]
+            g1 = view.gens[rows]
+            values[sel, : view.slot_size] = view.data[rows]
+            lens = view.lens[rows]
+            g2 = view.gens[rows]
+            good = (g1 == g2) & ((g1 & 1) == 0) & ((g1 & GEN_MASK) == gen[sel])
+            lengths[sel] = np.where(good, lens, SPILLED)
+        return lengths, values
+
+    def views(self, ids: np.ndarray) -> "ShmViews":
+        """Zero-copy views of cached values (None for those not in memory)."""
+        self.check_alive()
+        self._refresh()
+        ids = np.asarray(ids, np.int64)
+        e = np.full(ids.shape, ABSENT, np.int64)
+        ok = (ids >= 0) & (ids < self.index.size)
+        e[ok] = self.index[ids[ok]]
+        out: list[np.ndarray | None] = []
+        gen, cls, slots = unpack(e)
+        for i in range(ids.size):
+            if e[i] < 0 or int(cls[i]) not in self.classes:
+                out.append(None)
+                continue
+            view = self.classes[int(cls[i])]
+            s = int(slots[i])
+            out.append(view.data[s, : int(view.lens[s])])
+        return ShmViews(self, e, out)
+
+    def close(self) -> None:
+        # mappings are released when the arrays are garbage-collected
+        self.classes.clear()
+        self.index = np.full(0, ABSENT, np.int64)
+
+
+class ShmViews:
+    """Views straight into the server's slots. They stay readable, but the
+    server may reuse a slot once the item is deleted or evicted: call
+    ``valid()`` after using them; an item marked False must be discarded."""
+
+    def __init__(self, reader: ShmReader, entries: np.ndarray, arrays: list[np.ndarray | None]) -> None:
+        self.reader = reader
+        self.entries = entries
+        self.arrays = arrays
+
+    def valid(self) -> np.ndarray:
+        gen, cls, slots = unpack(self.entries)
+        out = np.zeros(self.entries.size, np.bool_)
+        for i in range(self.entries.size):
+            if self.arrays[i] is not None:
+                g = int(self.reader.classes[int(cls[i])].gens[int(slots[i])])
+                out[i] = (g & 1) == 0 and (g & GEN_MASK) == int(gen[i])
+        return out
