@@ -48,7 +48,7 @@ def test_learned_policies_keep_capacity_and_report_evictions(tiny):
     ids, n = remap_trace(keys)
     cache = load_model(d / "model")
     pre = load_model(d / "model" / "prefetch")
-    for name, kw in (("learned", {}), ("learned+prefetch", {"prefetch_model": pre, "prefetch_share": 0.2, "prefetch_threshold": 0.0})):
+    for name, kw in (("learned+offline", {}), ("learned", {}), ("learned+prefetch", {"prefetch_model": pre, "prefetch_share": 0.2, "prefetch_threshold": 0.0})):
         evicted: list[int] = []
         pol = make_policy(name, 200, n, model=cache, on_evict=lambda e: evicted.extend(e.tolist()), **kw)
         for s in range(0, ids.size, 1000):
@@ -89,31 +89,35 @@ def test_decay_ordering_equals_python_lrfu_and_next_use_ordering_runs(tiny):
     d, keys = tiny
     ids, n = remap_trace(keys[:6000])
     cache = load_model(d / "model")
-    pol = make_policy("learned", 150, n, model=cache, model_weight=0.0, decay_tau=2.0)
+    pol = make_policy("learned+offline", 150, n, model=cache, model_weight=0.0, decay_tau=2.0)
     got = np.concatenate([pol.access(ids[s : s + 700]) for s in range(0, ids.size, 700)])
     assert np.array_equal(got, _python_lrfu(ids, 150, 2.0 * 150))
     # the model's offset changes decisions (a weight that did nothing would pass silently)
-    weighted = make_policy("learned", 150, n, model=cache, model_weight=3.0, decay_tau=2.0)
+    weighted = make_policy("learned+offline", 150, n, model=cache, model_weight=3.0, decay_tau=2.0)
     other = np.concatenate([weighted.access(ids[s : s + 700]) for s in range(0, ids.size, 700)])
     assert not np.array_equal(other, got)
-    old = make_policy("learned", 150, n, model=cache, ordering="next_use")
+    old = make_policy("learned+offline", 150, n, model=cache, ordering="next_use")
     old.access(ids)
     assert old.size <= 150 and 0 < old.stats().hits < ids.size
     with pytest.raises(ValueError):
-        make_policy("learned", 150, n, model=cache, ordering="nope")
+        make_policy("learned+offline", 150, n, model=cache, ordering="nope")
 
 
 def test_eval_json_rows_and_gap(tiny):
     d, _ = tiny
     r = run_cli("embed", "eval", d / "trace.npy", "--model", d / "model",
-                "--policies", "lru,arc,opt,learned,learned+prefetch", "--cache-size", "0.1,300", "--json")
+                "--policies", "lru,lfu,arc,s3fifo,opt,learned,learned+prefetch", "--cache-size", "0.1,300", "--json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
-    assert len(rows) == 10
+    assert len(rows) == 14
     for row in rows:
-        assert {"policy", "cache_size", "capacity", "requests", "hits", "hit_ratio", "gap_closed"} <= set(row)
+        assert {"policy", "cache_size", "capacity", "requests", "hits", "hit_ratio", "gap_closed",
+                "best_heuristic", "winner"} <= set(row)
     by = {(x["policy"], x["cache_size"]): x for x in rows}
-    assert by[("lru", 0.1)]["gap_closed"] == 0.0 and by[("opt", 0.1)]["gap_closed"] == 1.0
+    best = by[("lru", 0.1)]["best_heuristic"]
+    assert by[(best, 0.1)]["gap_closed"] == 0.0 and by[("opt", 0.1)]["gap_closed"] == 1.0
+    top = max((x for x in rows if x["cache_size"] == 0.1 and x["policy"] != "opt"), key=lambda x: x["hit_ratio"])
+    assert by[("lru", 0.1)]["winner"] == top["policy"]
     assert by[("opt", 300)]["capacity"] == 300
     assert by[("opt", 0.1)]["hit_ratio"] >= by[("learned", 0.1)]["hit_ratio"]
 
@@ -148,6 +152,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny, capsys):
         ("embed", "train", "--model", "cache", "--trace", d / "trace.npy", "--out", d / "model", "--resume",
          "--hidden-size", "16"),
         ("embed", "eval", d / "trace.npy", "--model", d / "model" / "prefetch", "--policies", "learned"),
+        ("embed", "eval", d / "trace.npy", "--policies", "learned+offline"),
         ("embed", "headroom", "--cache-size", "0"),
         ("embed", "headroom", "--samples", "0"),
         ("embed", "headroom", "--drift", "1.5"),

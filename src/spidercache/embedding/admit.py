@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.policies import register
 from ..engine.policies.lru import LRU
 from .reuse import ReuseModel
 
 
-@register
 class AdmitLRU(LRU):
     name = "lru+admit"
 

@@ -132,6 +132,7 @@ FAMILIES: dict[str, tuple] = {
     "drift-slow": (drift, {"period": 200.0}),
     "drift-fast": (drift, {"period": 10.0}),
     "scan-hot": (scan, {}),
+    "scan-tune": (scan, {"seed": 5, "scan_len": 3_000, "scan_share": 0.25}),
     "blockio": (blockio, {}),
     "dlrm-a": (dlrm, {"seed": 1}),
     "dlrm-b": (dlrm, {"seed": 2}),
@@ -139,7 +140,7 @@ FAMILIES: dict[str, tuple] = {
     "dlrm-d": (dlrm, {"seed": 12}),
     "dlrm-fast": (dlrm, {"seed": 13, "speed": 4.0}),
 }
-TUNE = ("zipf-0.8", "drift-slow", "dlrm-a", "dlrm-b")
+TUNE = ("zipf-0.8", "drift-slow", "scan-tune", "dlrm-a", "dlrm-b")
 REPORT = tuple(n for n in FAMILIES if n not in TUNE)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..engine.policies import register
 from ..engine.policies.base import Policy
 from ._heap import heap_pop, heap_push
 
@@ -171,7 +170,6 @@ def _shrink(now, evicted, where, prev, nxt, s, pf, due, hk, hv):
 
 
 
-@register
 class LRFU(Policy):
     """Evict the row with the lowest decayed access count (time constant ``tau`` x capacity)."""
 

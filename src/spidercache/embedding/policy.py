@@ -36,9 +36,8 @@ import numba as nb
 import numpy as np
 import torch
 
-from ..engine.policies import register
 from ..engine.policies.base import Policy, PolicyStats
-from .lrfu import NIL, _farthest, _evict_one, _place, _decay_access, _remove, _shrink
+from .lrfu import NIL, _decay_access, _evict_one, _farthest, _place, _remove, _shrink, _unlink
 from .features import FeatureState
 from ..errors import UserError
 from .models import load_model
@@ -115,7 +114,6 @@ def _as_model(model, kind: str):
     return load_model(model, expect="cache" if kind == "learned+offline" else "prefetch")
 
 
-@register
 class OfflineLearned(Policy):
     """Eviction ordered by an offline-trained model (``embed train --model cache``)."""
 
@@ -217,14 +215,14 @@ class OfflineLearned(Policy):
         self._counters[:] = 0
 
 
-@register
 class LearnedPrefetch(OfflineLearned):
     """``learned`` plus a prefetch model that reloads recently evicted rows it expects back soon."""
 
     name = "learned+prefetch"
 
     def __init__(self, capacity: int, n_ids: int = 0, *, prefetch_model=None, prefetch_share: float = 0.005,
-                 prefetch_threshold: float = 0.0, **kw) -> None:
+                 prefetch_threshold: float = 0.0, batch: int = 16384, **kw) -> None:
+        self.batch = int(batch)
         self.prefetch_model = _as_model(prefetch_model, "learned+prefetch")
         self.prefetch_share = float(prefetch_share)
         self.prefetch_threshold = float(prefetch_threshold)
@@ -232,6 +230,17 @@ class LearnedPrefetch(OfflineLearned):
         super().__init__(capacity, n_ids, **kw)
 
     def access(self, ids: np.ndarray, admit: np.ndarray | None = None) -> np.ndarray:
+        """Serve ``ids`` in batches of ``batch``, prefetching after each."""
+        ids = np.ascontiguousarray(ids, np.int64)
+        if ids.size <= self.batch:
+            return self._access_batch(ids, admit)
+        out = np.empty(ids.size, np.bool_)
+        for a in range(0, ids.size, self.batch):
+            sub = None if admit is None else np.asarray(admit)[a : a + self.batch]
+            out[a : a + self.batch] = self._access_batch(ids[a : a + self.batch], sub)
+        return out
+
+    def _access_batch(self, ids: np.ndarray, admit: np.ndarray | None) -> np.ndarray:
         evicted_here: list[np.ndarray] = []
         user_cb = self.on_evict
         self.on_evict = evicted_here.append  # see this batch's evictions, pass them on below
@@ -271,4 +280,15 @@ class LearnedPrefetch(OfflineLearned):
         return hits
 
 
-from . import adaptive  # noqa: E402, F401  (registers learned, lru+admit, lrfu)
+def _register_all() -> None:
+    """Name the embedding policies in the engine's registry (the one place they are registered)."""
+    from ..engine.policies import register
+    from .adaptive import Learned
+    from .admit import AdmitLRU
+    from .lrfu import LRFU
+
+    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU):
+        register(cls)
+
+
+_register_all()

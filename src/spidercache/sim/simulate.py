@@ -128,9 +128,11 @@ class RunResult:
 
 
 def run_policy(name: str, ids: np.ndarray, n_ids: int, capacity: int,
-               next_use: np.ndarray | None = None) -> RunResult:
-    """Feed the whole trace of dense ids to one fresh policy; time only the loop."""
-    policy = make_policy(name, capacity, n_ids, **policy_kwargs(name, next_use))
+               next_use: np.ndarray | None = None, **kwargs: Any) -> RunResult:
+    """Feed the whole trace of dense ids to one fresh policy; time only the loop.
+
+    ``kwargs`` go to the policy's constructor (a front-end's policy may need a model or tables)."""
+    policy = make_policy(name, capacity, n_ids, **policy_kwargs(name, next_use), **kwargs)
     t0 = time.perf_counter()
     hit_mask = policy.access(ids)
     elapsed = time.perf_counter() - t0
