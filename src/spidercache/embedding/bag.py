@@ -13,8 +13,24 @@ the output is equal, bit for bit.
 
 backward: like FBGEMM's table-batched embeddings, the optimiser step is fused
 into backward (rows in a slow tier cannot be torch Parameters): each distinct
-row gets ``row -= lr * grad`` in whichever tier holds it at backward time.
-This equals ``nn.EmbeddingBag(sparse=True)`` followed by ``torch.optim.SGD(lr)``.
+row is updated in whichever tier holds it at backward time, by ``optimizer``:
+
+* ``"sgd"``: ``row -= lr * grad``, equal to ``nn.EmbeddingBag(sparse=True)`` + ``torch.optim.SGD``;
+* ``"adagrad"``: row-wise Adagrad (FBGEMM's ROWWISE_ADAGRAD): one accumulator per row,
+  ``s += mean(grad**2)``, ``row -= lr * grad / (sqrt(s) + eps)``;
+* ``"adam"``: partial row-wise Adam (FBGEMM's PARTIAL_ROWWISE_ADAM): a first moment per
+  element, a second moment per row, bias correction by the row's own step count (lazy Adam:
+  a row's moments only move when the row is looked up).
+
+The table is not a ``Parameter`` (it can be larger than memory); ``model.parameters()``
+holds only ``lr_anchor``, an empty Parameter. Learning rate: ``bag.follow(optimizer)``
+makes every step use the ``lr`` of the optimizer's param group that holds ``lr_anchor``
+(so ``model.parameters()`` passed to the optimizer and any ``lr_scheduler`` on it drive the
+table too); without ``follow`` the fixed ``lr`` given at construction is used.
+
+``state_dict()`` holds the whole table (``weight``, fast-tier rows flushed first) and the
+optimizer's row state (``optim.*``); ``load_state_dict`` empties the fast tier and restores
+both, so checkpoint -> resume continues bit for bit.
 """
 
 from __future__ import annotations
@@ -29,76 +45,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.policies import make_policy
+from ..errors import UserError
+
+OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
-@nb.njit(cache=True)
-def _unique_inverse(idx, stamp):
-    """Distinct rows in order of first appearance and each index's position among them.
-    ``stamp`` (one int64 per row, all -1) is left all -1 again."""
-    uniq = np.empty(idx.size, np.int64)
-    inv = np.empty(idx.size, np.int64)
-    u = 0
-    for i in range(idx.size):
-        r = idx[i]
-        s = stamp[r]
-        if s < 0:
-            s = u
-            stamp[r] = u
-            uniq[u] = r
-            u += 1
-        inv[i] = s
-    for j in range(u):
-        stamp[uniq[j]] = -1
-    return uniq[:u], inv
-
-
-@nb.njit(cache=True)
-def _row_grads(starts, end, inv, grad_out, psw, use_psw, mean, row_grad):
-    """row_grad[inv[i]] += grad_out[bag of i] (/ bag length, * psw[i]): the sum / mean
-    embedding_bag backward, reduced per distinct row in one pass (no per-lookup matrix)."""
-    n_bags, dim = grad_out.shape
-    for b in range(n_bags):
-        lo = starts[b]
-        hi = starts[b + 1] if b + 1 < n_bags else end
-        if hi <= lo:
-            continue
-        scale = np.float32(1.0 / (hi - lo)) if mean else np.float32(1.0)
-        for i in range(lo, hi):
-            w = scale * psw[i] if use_psw else scale
-            r = inv[i]
-            for d in range(dim):
-                row_grad[r, d] += grad_out[b, d] * w
-
-
-@nb.njit(cache=True)
-def _sgd_fast(slots, row_grad, fast, lr):
-    """fast[slot] -= lr * grad for the distinct rows that are in the fast tier."""
-    dim = row_grad.shape[1]
-    for j in range(slots.size):
-        s = slots[j]
-        if s >= 0:
-            for d in range(dim):
-                fast[s, d] -= lr * row_grad[j, d]
-
-
-class _FusedSGDBag(torch.autograd.Function):
-    """``F.embedding_bag`` over the gathered rows whose backward applies the SGD step to
-    the tiers directly (sum / mean): per-lookup gradients are the bag's output gradient
-    (scaled by 1 / bag length for mean, by the per-sample weight if given), summed per
-    distinct row with one ``index_add_``. Nothing is returned for ``rows``."""
-
-    @staticmethod
-    def forward(ctx, rows, bag, uniq, inv, offsets, psw):
-        ctx.bag, ctx.uniq = bag, uniq
-        ctx.save_for_backward(inv, offsets, psw)
-        return F.embedding_bag(inv, rows, offsets, mode=bag.mode, per_sample_weights=psw,
-                               include_last_offset=bag.include_last_offset)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        inv, offsets, psw = ctx.saved_tensors
-        ctx.bag._fused_backward(ctx.uniq, inv, offsets, psw, grad_out.contiguous())
-        return None, None, None, None, None, None
+from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
 
 
 class CachedEmbeddingBag(nn.Module):
@@ -109,7 +61,9 @@ class CachedEmbeddingBag(nn.Module):
         policy: engine policy name, or a callable ``(capacity, n_ids) -> Policy``.
         slow: ``None`` (host memory) or a file path for an ``np.memmap`` table
             (an existing file of the right size is opened, not overwritten).
-        lr: learning rate of the fused SGD step in backward.
+        lr: learning rate of the fused step in backward, until ``follow(optimizer)`` is called.
+        optimizer: ``"sgd"``, ``"adagrad"`` (row-wise) or ``"adam"`` (partial row-wise); see the module doc.
+        eps, betas: of Adagrad / Adam.
         weight: initial table (``num_embeddings x embedding_dim``); default N(0, 1) like torch.
         device: where the fast tier lives (``"cuda"`` puts it in GPU memory).
     """
@@ -118,8 +72,14 @@ class CachedEmbeddingBag(nn.Module):
                  cache_rows: int | None = None, cache_mb: float | None = None, policy="lru",
                  slow: str | os.PathLike | None = None, lr: float = 0.01, weight=None,
                  include_last_offset: bool = False, device: str | torch.device = "cpu",
-                 policy_kwargs: dict | None = None) -> None:
+                 policy_kwargs: dict | None = None, optimizer: str = "sgd", eps: float = 1e-8,
+                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        self.optimizer, self.eps, self.betas = optimizer, float(eps), (float(betas[0]), float(betas[1]))
+        self.lr_anchor = nn.Parameter(torch.zeros(0))
+        self._followed = None
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"mode must be sum, mean or max, got {mode!r}")
         if num_embeddings < 1 or embedding_dim < 1:
@@ -149,6 +109,32 @@ class CachedEmbeddingBag(nn.Module):
         self.policy.on_evict = self._write_back
         self.loads = 0
         self.write_backs = 0
+        self.optim_state = self._new_optim_state()
+
+    def _new_optim_state(self) -> dict[str, torch.Tensor]:
+        n, d = self.num_embeddings, self.embedding_dim
+        if self.optimizer == "adagrad":
+            return {"sum": torch.zeros(n)}
+        if self.optimizer == "adam":
+            return {"exp_avg": torch.zeros(n, d), "exp_avg_sq": torch.zeros(n), "step": torch.zeros(n)}
+        return {}
+
+    # ------------------------------------------------------ learning rate
+    def follow(self, optimizer: torch.optim.Optimizer) -> None:
+        """Take the learning rate from ``optimizer``'s param group that holds ``lr_anchor`` at every step."""
+        for j, group in enumerate(optimizer.param_groups):
+            if any(p is self.lr_anchor for p in group["params"]):
+                # the group is looked up at each step: load_state_dict replaces the group dicts
+                self._followed = (optimizer, j)
+                return
+        raise ValueError("the optimizer does not hold this bag's lr_anchor; build it from model.parameters()")
+
+    @property
+    def current_lr(self) -> float:
+        if self._followed is None:
+            return self.lr
+        opt, j = self._followed
+        return float(opt.param_groups[j]["lr"])
 
     # -------------------------------------------------------------- tiers
     def _make_slow(self, slow, weight) -> np.ndarray:
@@ -289,28 +275,110 @@ class CachedEmbeddingBag(nn.Module):
         w = psw.reshape(-1).to(torch.float32).numpy() if psw is not None else np.zeros(1, np.float32)
         _row_grads(offsets[:n_bags].numpy(), end, inv.numpy(), grad_out.to(torch.float32).numpy(), w,
                    psw is not None, self.mode == "mean", row_grad)
+        if self.optimizer != "sgd":
+            self._step_rowwise(uniq, torch.from_numpy(row_grad))
+            return
+        lr = self.current_lr
         slots = self.slot_of[uniq]  # where each row is now, not at forward time
-        _sgd_fast(slots, row_grad, self.fast.numpy(), np.float32(self.lr))
+        _sgd_fast(slots, row_grad, self.fast.numpy(), np.float32(lr))
         s = np.flatnonzero(slots < 0)
         if s.size:
-            self.slow[uniq[s]] -= self.lr * row_grad[s]
+            self.slow[uniq[s]] -= lr * row_grad[s]
 
     @torch.no_grad()
     def _apply_grad(self, uniq: np.ndarray, grad: torch.Tensor) -> None:
+        if self.optimizer != "sgd":
+            self._step_rowwise(uniq, grad)
+            return
+        lr = self.current_lr
         slots = self.slot_of[uniq]  # where each row is now, not at forward time
         in_fast = slots >= 0
         if in_fast.all():
-            self.fast.index_add_(0, torch.from_numpy(slots).to(self.device), grad, alpha=-self.lr)
+            self.fast.index_add_(0, torch.from_numpy(slots).to(self.device), grad, alpha=-lr)
             return
         f = np.flatnonzero(in_fast)
         if f.size:
             self.fast.index_add_(0, torch.from_numpy(slots[f]).to(self.device),
-                                 grad[torch.from_numpy(f).to(grad.device)], alpha=-self.lr)
+                                 grad[torch.from_numpy(f).to(grad.device)], alpha=-lr)
         s = np.flatnonzero(~in_fast)
         rows = uniq[s]
-        self.slow[rows] -= self.lr * grad[torch.from_numpy(s).to(grad.device)].cpu().numpy()
+        self.slow[rows] -= lr * grad[torch.from_numpy(s).to(grad.device)].cpu().numpy()
+
+    @torch.no_grad()
+    def _step_rowwise(self, uniq: np.ndarray, grad: torch.Tensor) -> None:
+        """Row-wise Adagrad / partial row-wise Adam on the distinct rows ``uniq`` (state on the CPU)."""
+        g = grad.to(torch.float32).cpu()
+        u = torch.from_numpy(uniq)
+        vals, _ = self._rows(uniq)
+        vals = vals.cpu()
+        lr, st = self.current_lr, self.optim_state
+        g2 = g.pow(2).mean(1)
+        if self.optimizer == "adagrad":
+            acc = st["sum"].index_select(0, u) + g2
+            st["sum"].index_copy_(0, u, acc)
+            new = vals - lr * g / (acc.sqrt() + self.eps).unsqueeze(1)
+        else:
+            b1, b2 = self.betas
+            step = st["step"].index_select(0, u) + 1
+            m = st["exp_avg"].index_select(0, u).mul_(b1).add_(g, alpha=1 - b1)
+            v = st["exp_avg_sq"].index_select(0, u).mul_(b2).add_(g2, alpha=1 - b2)
+            st["step"].index_copy_(0, u, step)
+            st["exp_avg"].index_copy_(0, u, m)
+            st["exp_avg_sq"].index_copy_(0, u, v)
+            mhat = m / (1 - b1**step).unsqueeze(1)
+            vhat = v / (1 - b2**step)
+            new = vals - lr * mhat / (vhat.sqrt() + self.eps).unsqueeze(1)
+        self._write_rows(uniq, new)
+
+    def _write_rows(self, uniq: np.ndarray, new: torch.Tensor) -> None:
+        slots = self.slot_of[uniq]  # where each row is now
+        f = np.flatnonzero(slots >= 0)
+        if f.size:
+            self.fast[torch.from_numpy(slots[f]).to(self.device)] = new[torch.from_numpy(f)].to(self.device)
+        s = np.flatnonzero(slots < 0)
+        if s.size:
+            self.slow[uniq[s]] = new[torch.from_numpy(s)].numpy()
+
+    # --------------------------------------------------------- state dict
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.weight  # flushes the fast tier first
+        for k, v in self.optim_state.items():
+            destination[prefix + "optim." + k] = v.clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        mine = {k[len(prefix):]: v for k, v in state_dict.items()
+                if k.startswith(prefix) and (k[len(prefix):] == "weight" or k[len(prefix):].startswith("optim."))}
+        rest = {k: v for k, v in state_dict.items() if not (k.startswith(prefix) and k[len(prefix):] in mine)}
+        super()._load_from_state_dict(rest, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if "weight" not in mine:
+            if strict:
+                missing_keys.append(prefix + "weight")
+            return
+        w = mine["weight"]
+        if tuple(w.shape) != (self.num_embeddings, self.embedding_dim):
+            raise UserError(f"state dict {prefix}weight is a {tuple(w.shape)} table; this bag is "
+                            f"({self.num_embeddings}, {self.embedding_dim})")
+        theirs = {k[len("optim."):] for k in mine if k != "weight"}
+        if theirs != set(self.optim_state):
+            raise UserError(f"state dict {prefix}optim.* holds {sorted(theirs) or 'no'} optimizer state; this bag's "
+                            f"optimizer is {self.optimizer} ({sorted(self.optim_state) or 'no state'})")
+        self._drop_fast_tier()
+        self.slow[:] = w.detach().cpu().numpy()
+        for k, v in self.optim_state.items():
+            v.copy_(mine["optim." + k])
+
+    def _drop_fast_tier(self) -> None:
+        """Forget every cached row without writing it back (the table is about to be replaced)."""
+        self.policy.remove(self.policy.resident_ids())
+        self.slot_of[:] = -1
+        self.row_of[:] = -1
+        self._free = list(range(self.cache_rows - 1, -1, -1))
 
     def extra_repr(self) -> str:
         return (f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
                 f"cache_rows={self.cache_rows}, policy={self.policy.name}, "
-                f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, lr={self.lr}")
+                f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, optimizer={self.optimizer}, "
+                f"lr={self.current_lr}")
