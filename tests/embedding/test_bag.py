@@ -147,3 +147,12 @@ def test_state_dict_of_another_shape_or_optimizer_is_one_user_error():
     other = CachedEmbeddingBag(30, 4, cache_rows=3, optimizer="adam")
     with pytest.raises(UserError, match="optimizer"):
         bag.load_state_dict(other.state_dict())
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adagrad", 0.05)])
+def test_dlrm_example_reaches_the_plain_embedding_bag_accuracy(optimizer, lr):
+    from spidercache.embedding.dlrm import compare
+
+    r = compare([400, 1_500, 300, 3_000], n=12_000, optimizer=optimizer, lr=lr)
+    assert r["plain"] > r["majority"] + 0.05  # the task is learnable and the plain model learns it
+    assert abs(r["cached"] - r["plain"]) < 0.02, r  # same seeds, same data: within noise (3,000 test rows)
