@@ -14,10 +14,14 @@ def _ratio(policy, ids, batch=4096):
     return np.concatenate([policy.access(ids[s : s + batch]) for s in range(0, ids.size, batch)]).mean()
 
 
-@pytest.mark.parametrize("keys", [
-    families.zipf(120_000, alpha=0.8, rows=10_000, seed=3),  # LFU-like traces favour frequency
-    families.drift(120_000, period=3.0, rows=10_000, seed=3),  # fast drift: LFU collapses, recency wins
-], ids=["zipf", "fast-drift"])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        families.zipf(120_000, alpha=0.8, rows=10_000, seed=3),  # LFU-like traces favour frequency
+        families.drift(120_000, period=3.0, rows=10_000, seed=3),  # fast drift: LFU collapses, recency wins
+    ],
+    ids=["zipf", "fast-drift"],
+)
 def test_learned_tracks_the_best_heuristic_with_no_model(keys):
     ids, n = remap_trace(keys)
     cap = n // 10
@@ -58,7 +62,9 @@ def test_reuse_model_learns_which_table_is_one_off():
     ids = np.where(tables == 0, 10_000 + np.arange(n), rng.integers(0, 50, n))  # table 0: fresh rows only;
     # table 1: 50 rows, each back after ~100 requests, P(within 500) = 1 - exp(-5) = 0.99
     model = ReuseModel(capacity=500, n_ids=int(ids.max()) + 1)
-    p = np.concatenate([model.observe(ids[s : s + 1000], tables[s : s + 1000], 500.0) for s in range(0, n, 1000)])
+    p = np.concatenate(
+        [model.observe(ids[s : s + 1000], tables[s : s + 1000], 500.0) for s in range(0, n, 1000)]
+    )
     late = slice(n // 2, n)
     assert p[late][tables[late] == 0].mean() < 0.05
     assert p[late][tables[late] == 1].mean() > 0.9

@@ -12,8 +12,9 @@ from typing import Optional
 
 import typer
 
-embed_app = typer.Typer(help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.",
-                        no_args_is_help=True)
+embed_app = typer.Typer(
+    help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.", no_args_is_help=True
+)
 
 
 def _console():
@@ -24,14 +25,18 @@ def _console():
 
 @embed_app.command("gen")
 def gen(
-    out: Path = typer.Option(..., "-o", "--out", help="Output .npy (or .txt) trace of keys table << 40 | row."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Output .npy (or .txt) trace of keys table << 40 | row."
+    ),
     tables: int = typer.Option(8, help="Number of embedding tables."),
     rows: int = typer.Option(50_000, help="Rows per table."),
     alpha: float = typer.Option(1.05, help="Zipf exponent per table (FBGEMM's --alpha)."),
     batch_size: int = typer.Option(128, help="Bags per table per batch."),
     pooling: float = typer.Option(10.0, help="Mean lookups per bag (pooling factor)."),
     batches: int = typer.Option(160, help="Number of batches."),
-    drift: float = typer.Option(0.001, help="Per batch, probability that a popularity rank moves to another row."),
+    drift: float = typer.Option(
+        0.001, help="Per batch, probability that a popularity rank moves to another row."
+    ),
     burst_rate: float = typer.Option(0.05, help="Expected bursts started per batch (0: none)."),
     one_off: float = typer.Option(0.05, help="Share of lookups that go to rows used only once."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -44,19 +49,36 @@ def gen(
     from ..embedding.traces import GenConfig, generate
     from ..sim.traces import write_trace
 
-    cfg = GenConfig(tables=tables, rows=rows, alpha=alpha, batch_size=batch_size, pooling=pooling,
-                    batches=batches, drift=drift, burst_rate=burst_rate, one_off=one_off, seed=seed)
+    cfg = GenConfig(
+        tables=tables,
+        rows=rows,
+        alpha=alpha,
+        batch_size=batch_size,
+        pooling=pooling,
+        batches=batches,
+        drift=drift,
+        burst_rate=burst_rate,
+        one_off=one_off,
+        seed=seed,
+    )
     cfg.check()
     err = _console()
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("generating", total=batches)
         keys = generate(cfg, progress=lambda done, total: bar.update(task, completed=done))
     path = write_trace(out, keys)
-    res = {"path": str(path), "lookups": int(keys.size), "distinct": int(np.unique(keys).size), "tables": tables}
+    res = {
+        "path": str(path),
+        "lookups": int(keys.size),
+        "distinct": int(np.unique(keys).size),
+        "tables": tables,
+    }
     if json_out:
         typer.echo(json.dumps(res))
     else:
-        typer.echo(f"wrote {path}: {res['lookups']:,} lookups, {res['distinct']:,} distinct rows, {tables} tables")
+        typer.echo(
+            f"wrote {path}: {res['lookups']:,} lookups, {res['distinct']:,} distinct rows, {tables} tables"
+        )
 
 
 @embed_app.command("family")
@@ -88,8 +110,10 @@ def sample_cmd(
     from ..embedding.traces import read_embedding_trace, sample
 
     res = sample(read_embedding_trace(trace), out, rate, batch_lookups, shard_size, seed)
-    typer.echo(f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
-               f"in {len(res.shards)} shard(s) under {out}")
+    typer.echo(
+        f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
+        f"in {len(res.shards)} shard(s) under {out}"
+    )
 
 
 @embed_app.command("optgen")
@@ -97,7 +121,9 @@ def optgen_cmd(
     trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets), .npy or text."),
     cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: number of rows."),
     out: Path = typer.Option(..., "-o", "--out", help="Labels .npy: records (hit, keep, next_use_distance)."),
-    bypass: bool = typer.Option(False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."),
+    bypass: bool = typer.Option(
+        False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Belady labels per access: OPT hit, keep-until-next-use, next-use distance (-1: never)."""
@@ -119,13 +145,21 @@ def optgen_cmd(
     labels = optgen(keys, cache_size, bypass=bypass)
     sec = time.perf_counter() - t0
     np.save(out, labels.to_records())
-    res = {"path": str(out), "labels": int(keys.size), "capacity": labels.capacity, "distinct": labels.distinct,
-           "opt_hit_ratio": labels.hit_ratio, "requests_per_s": keys.size / sec}
+    res = {
+        "path": str(out),
+        "labels": int(keys.size),
+        "capacity": labels.capacity,
+        "distinct": labels.distinct,
+        "opt_hit_ratio": labels.hit_ratio,
+        "requests_per_s": keys.size / sec,
+    }
     if json_out:
         typer.echo(json.dumps(res))
         return
-    typer.echo(f"wrote {out}: {keys.size:,} labels, capacity {labels.capacity:,} of {labels.distinct:,} distinct, "
-               f"OPT hit ratio {labels.hit_ratio:.4f}, {keys.size / sec:,.0f} requests/s")
+    typer.echo(
+        f"wrote {out}: {keys.size:,} labels, capacity {labels.capacity:,} of {labels.distinct:,} distinct, "
+        f"OPT hit ratio {labels.hit_ratio:.4f}, {keys.size / sec:,.0f} requests/s"
+    )
 
 
 @embed_app.command("train")
@@ -164,35 +198,62 @@ def train_cmd(
     else:
         cfg = ModelConfig(model=model)
     cfg.model = model
-    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every),
-                        ("hidden_size", hidden_size), ("batch_size", batch_size), ("seed", seed)):
+    for name, value in (
+        ("steps", steps),
+        ("checkpoint_every", checkpoint_every),
+        ("hidden_size", hidden_size),
+        ("batch_size", batch_size),
+        ("seed", seed),
+    ):
         if value is not None:
             setattr(cfg, name, value)
     keys = read_embedding_trace(trace)
     err = _console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=err,
-                  disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
         task = bar.add_task(f"training {model} model", total=cfg.steps, loss=float("nan"))
-        metrics = train(keys, out, cfg, resume=resume,
-                        progress=lambda s, total, loss: bar.update(task, completed=s, loss=loss))
+        metrics = train(
+            keys,
+            out,
+            cfg,
+            resume=resume,
+            progress=lambda s, total, loss: bar.update(task, completed=s, loss=loss),
+        )
     if json_out:
         typer.echo(json.dumps(metrics, indent=2))
         return
     typer.echo(f"wrote {out}/model.pt ({model} model, {metrics.get('steps', cfg.steps)} steps)")
     for k, v in metrics.items():
         if k != "steps":
-            typer.echo(f"  {k.replace('_', ' ')}: {v:.4f}" if isinstance(v, float) else f"  {k.replace('_', ' ')}: {v:,}")
+            typer.echo(
+                f"  {k.replace('_', ' ')}: {v:.4f}"
+                if isinstance(v, float)
+                else f"  {k.replace('_', ' ')}: {v:,}"
+            )
 
 
 @embed_app.command("eval")
 def eval_cmd(
     trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets) or any format `sim` reads."),
-    model: Optional[Path] = typer.Option(None, help="Cache-model folder from `embed train --model cache`: "
-                                                    "warm-starts `learned`; needed by learned+offline/+prefetch."),
-    prefetch_model: Optional[Path] = typer.Option(None, help="Prefetch-model folder (default: MODEL/prefetch)."),
+    model: Optional[Path] = typer.Option(
+        None,
+        help="Cache-model folder from `embed train --model cache`: "
+        "warm-starts `learned`; needed by learned+offline/+prefetch.",
+    ),
+    prefetch_model: Optional[Path] = typer.Option(
+        None, help="Prefetch-model folder (default: MODEL/prefetch)."
+    ),
     policies: str = typer.Option("lru,lfu,arc,s3fifo,opt,learned", help="Comma-separated."),
-    cache_size: str = typer.Option("0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."),
+    cache_size: str = typer.Option(
+        "0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of rows."),
 ) -> None:
     """Per cache size: each policy's hit ratio, the share of the best-heuristic -> OPT gap it closes
@@ -223,8 +284,14 @@ def eval_cmd(
             note.append(f"following {r['leader']} ({r['switches']} switches)")
         if "prefetches" in r:
             note.append(f"{r['prefetches']:,} prefetched ({r['prefetch_hits']:,} hit)")
-        table.add_row(r["policy"], f"{r['cache_size']:g}", f"{r['capacity']:,}", f"{r['hit_ratio']:.4f}",
-                      f"{r['gap_closed']:+.3f}", ", ".join(note))
+        table.add_row(
+            r["policy"],
+            f"{r['cache_size']:g}",
+            f"{r['capacity']:,}",
+            f"{r['hit_ratio']:.4f}",
+            f"{r['gap_closed']:+.3f}",
+            ", ".join(note),
+        )
     Console().print(table)
 
 
@@ -237,7 +304,9 @@ def headroom_cmd(
     requests: int = typer.Option(2_000_000, help="Lookups (about)."),
     cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: rows."),
     model: Optional[Path] = typer.Option(None, help="Cache-model folder: warm-starts the learned policy."),
-    ablations: bool = typer.Option(False, "--ablations", help="Also the posterior oracle without each piece of truth."),
+    ablations: bool = typer.Option(
+        False, "--ablations", help="Also the posterior oracle without each piece of truth."
+    ),
     samples: int = typer.Option(64, help="Residents sampled per eviction by the posterior oracle."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -262,8 +331,18 @@ def headroom_cmd(
         def step(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, description=what)
 
-        rows = headroom(requests, size, model, ablations, samples, progress=step, seed=seed, drift=drift,
-                        burst_rate=burst_rate, one_off=one_off)
+        rows = headroom(
+            requests,
+            size,
+            model,
+            ablations,
+            samples,
+            progress=step,
+            seed=seed,
+            drift=drift,
+            burst_rate=burst_rate,
+            one_off=one_off,
+        )
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -288,9 +367,11 @@ def register(app: typer.Typer) -> None:
 def bench_embed(
     requests: int = typer.Option(2_000_000, help="Lookups per validation trace."),
     steps: int = typer.Option(1500, help="Training steps of the warm-start model."),
-    docs_path: Path = typer.Option(Path("docs/bench/embedding-results.md"),
-                                   help="Generated tables (markdown; raw rows go next to it as .json). "
-                                        "The hand-written notes in docs/bench/embedding.md are never touched."),
+    docs_path: Path = typer.Option(
+        Path("docs/bench/embedding-results.md"),
+        help="Generated tables (markdown; raw rows go next to it as .json). "
+        "The hand-written notes in docs/bench/embedding.md are never touched.",
+    ),
     write_docs: bool = typer.Option(True, "--write-docs/--no-write-docs"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:

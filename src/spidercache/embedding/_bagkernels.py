@@ -68,8 +68,14 @@ class _FusedSGDBag(torch.autograd.Function):
     def forward(ctx, rows, bag, uniq, inv, offsets, psw):
         ctx.bag, ctx.uniq = bag, uniq
         ctx.save_for_backward(inv, offsets, psw)
-        return F.embedding_bag(inv, rows, offsets, mode=bag.mode, per_sample_weights=psw,
-                               include_last_offset=bag.include_last_offset)
+        return F.embedding_bag(
+            inv,
+            rows,
+            offsets,
+            mode=bag.mode,
+            per_sample_weights=psw,
+            include_last_offset=bag.include_last_offset,
+        )
 
     @staticmethod
     def backward(ctx, grad_out):

@@ -115,13 +115,27 @@ class Learned(Policy):
     """Follow-the-leader over shadow experts (see the module docstring)."""
 
     name = "learned"
-    _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL), "_pf": (np.int8, 0),
-                  "_last": (np.int64, -1)}
+    _id_arrays = {
+        "_prev": (np.int64, NIL),
+        "_next": (np.int64, NIL),
+        "_pf": (np.int8, 0),
+        "_last": (np.int64, -1),
+    }
     _n_scalars = 4
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, model=None, tables: np.ndarray | None = None,
-                 experts: tuple[str, ...] = DEFAULT_EXPERTS, window: float = 8.0, margin: float = 0.002,
-                 chunk: int | None = None, **kw) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        n_ids: int = 0,
+        *,
+        model=None,
+        tables: np.ndarray | None = None,
+        experts: tuple[str, ...] = DEFAULT_EXPERTS,
+        window: float = 8.0,
+        margin: float = 0.002,
+        chunk: int | None = None,
+        **kw,
+    ) -> None:
         if not experts:
             raise ValueError("learned needs at least one expert")
         # the follower reads the leader as of the previous chunk: a chunk well below the leader's
@@ -146,6 +160,7 @@ class Learned(Policy):
     def _catcher(self, j: int):
         def catch(ev: np.ndarray) -> None:
             self._evicted[j] = ev
+
         return catch
 
     def _init_scalars(self) -> None:
@@ -160,9 +175,23 @@ class Learned(Policy):
         n_ev = n_adm = n_rej = 0
         for a in range(0, ids.size, self.chunk):
             b = min(ids.size, a + self.chunk)
-            e, m, r = _follow(ids[a:b], admit[a:b] if use_admit else admit, use_admit, self.time,
-                              self.experts[self.leader]._where, self._stack, self._ns, self._where, self._prev,
-                              self._next, self._last, self._s, hits[a:b], evicted[n_ev:], record)
+            e, m, r = _follow(
+                ids[a:b],
+                admit[a:b] if use_admit else admit,
+                use_admit,
+                self.time,
+                self.experts[self.leader]._where,
+                self._stack,
+                self._ns,
+                self._where,
+                self._prev,
+                self._next,
+                self._last,
+                self._s,
+                hits[a:b],
+                evicted[n_ev:],
+                record,
+            )
             n_ev, n_adm, n_rej = n_ev + e, n_adm + m, n_rej + r
             self._shadow(ids[a:b])
             self.time += b - a
@@ -176,8 +205,11 @@ class Learned(Policy):
         self._since_switch += chunk.size
         best = int(np.argmax(self.scores))
         lead = self.scores[best] - self.scores[self.leader]
-        if (best != self.leader and lead > self.scores[self.leader] * self.margin
-                and self._since_switch >= self.window * self.capacity / 4):
+        if (
+            best != self.leader
+            and lead > self.scores[self.leader] * self.margin
+            and self._since_switch >= self.window * self.capacity / 4
+        ):
             self.leader = best
             self.switches += 1
             self._since_switch = 0

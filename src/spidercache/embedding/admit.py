@@ -17,8 +17,9 @@ from .reuse import ReuseModel
 class AdmitLRU(LRU):
     name = "lru+admit"
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, tables: np.ndarray | None = None,
-                 threshold: float = 0.4, **kw) -> None:
+    def __init__(
+        self, capacity: int, n_ids: int = 0, *, tables: np.ndarray | None = None, threshold: float = 0.4, **kw
+    ) -> None:
         super().__init__(capacity, n_ids, **kw)
         self.threshold = float(threshold)
         self.tables = None if tables is None else np.ascontiguousarray(tables, np.int64)

@@ -38,22 +38,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.policies import make_policy
-from ..errors import UserError
+from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
+from ._bagstate import RowOptimizerMixin
 
 OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
-from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
-
-
-class CachedEmbeddingBag(nn.Module):
+class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
     """``nn.EmbeddingBag(num_embeddings, embedding_dim, mode)`` over a fast and a slow tier.
 
     Args:
@@ -68,12 +65,25 @@ class CachedEmbeddingBag(nn.Module):
         device: where the fast tier lives (``"cuda"`` puts it in GPU memory).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean", *,
-                 cache_rows: int | None = None, cache_mb: float | None = None, policy="lru",
-                 slow: str | os.PathLike | None = None, lr: float = 0.01, weight=None,
-                 include_last_offset: bool = False, device: str | torch.device = "cpu",
-                 policy_kwargs: dict | None = None, optimizer: str = "sgd", eps: float = 1e-8,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        mode: str = "mean",
+        *,
+        cache_rows: int | None = None,
+        cache_mb: float | None = None,
+        policy="lru",
+        slow: str | os.PathLike | None = None,
+        lr: float = 0.01,
+        weight=None,
+        include_last_offset: bool = False,
+        device: str | torch.device = "cpu",
+        policy_kwargs: dict | None = None,
+        optimizer: str = "sgd",
+        eps: float = 1e-8,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -104,37 +114,15 @@ class CachedEmbeddingBag(nn.Module):
         self._free = list(range(self.cache_rows - 1, -1, -1))
         self._stamp = np.full(self.num_embeddings, -1, np.int64)
         kw = dict(policy_kwargs or {})
-        self.policy = (make_policy(policy, self.cache_rows, self.num_embeddings, **kw) if isinstance(policy, str)
-                       else policy(self.cache_rows, self.num_embeddings))
+        self.policy = (
+            make_policy(policy, self.cache_rows, self.num_embeddings, **kw)
+            if isinstance(policy, str)
+            else policy(self.cache_rows, self.num_embeddings)
+        )
         self.policy.on_evict = self._write_back
         self.loads = 0
         self.write_backs = 0
         self.optim_state = self._new_optim_state()
-
-    def _new_optim_state(self) -> dict[str, torch.Tensor]:
-        n, d = self.num_embeddings, self.embedding_dim
-        if self.optimizer == "adagrad":
-            return {"sum": torch.zeros(n)}
-        if self.optimizer == "adam":
-            return {"exp_avg": torch.zeros(n, d), "exp_avg_sq": torch.zeros(n), "step": torch.zeros(n)}
-        return {}
-
-    # ------------------------------------------------------ learning rate
-    def follow(self, optimizer: torch.optim.Optimizer) -> None:
-        """Take the learning rate from ``optimizer``'s param group that holds ``lr_anchor`` at every step."""
-        for j, group in enumerate(optimizer.param_groups):
-            if any(p is self.lr_anchor for p in group["params"]):
-                # the group is looked up at each step: load_state_dict replaces the group dicts
-                self._followed = (optimizer, j)
-                return
-        raise ValueError("the optimizer does not hold this bag's lr_anchor; build it from model.parameters()")
-
-    @property
-    def current_lr(self) -> float:
-        if self._followed is None:
-            return self.lr
-        opt, j = self._followed
-        return float(opt.param_groups[j]["lr"])
 
     # -------------------------------------------------------------- tiers
     def _make_slow(self, slow, weight) -> np.ndarray:
@@ -144,8 +132,9 @@ class CachedEmbeddingBag(nn.Module):
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape}, got {w.shape}")
         if slow is None:
-            return np.array(w, np.float32) if weight is not None else \
-                torch.randn(*shape).numpy()  # N(0, 1), as nn.EmbeddingBag initialises
+            return (
+                np.array(w, np.float32) if weight is not None else torch.randn(*shape).numpy()
+            )  # N(0, 1), as nn.EmbeddingBag initialises
         path = Path(slow)
         if path.exists() and weight is None:
             if path.stat().st_size != 4 * shape[0] * shape[1]:
@@ -154,8 +143,11 @@ class CachedEmbeddingBag(nn.Module):
         mm = np.memmap(path, np.float32, "w+", shape=shape)
         step = 1 << 16
         for s in range(0, shape[0], step):
-            mm[s : s + step] = w[s : s + step] if weight is not None else \
-                torch.randn(min(step, shape[0] - s), shape[1]).numpy()
+            mm[s : s + step] = (
+                w[s : s + step]
+                if weight is not None
+                else torch.randn(min(step, shape[0] - s), shape[1]).numpy()
+            )
         return mm
 
     def _write_back(self, rows: np.ndarray) -> None:
@@ -177,7 +169,8 @@ class CachedEmbeddingBag(nn.Module):
         n = rows.size
         slots = np.array([self._free.pop() for _ in range(n)], np.int64)
         self.fast[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(
-            np.ascontiguousarray(self.slow[rows])).to(self.device)
+            np.ascontiguousarray(self.slow[rows])
+        ).to(self.device)
         self.slot_of[rows] = slots
         self.row_of[slots] = rows
         self.loads += n
@@ -208,16 +201,22 @@ class CachedEmbeddingBag(nn.Module):
         s = np.flatnonzero(~in_fast)
         if f.size:
             out[torch.from_numpy(f).to(self.device)] = self.fast[torch.from_numpy(slots[f]).to(self.device)]
-        out[torch.from_numpy(s).to(self.device)] = torch.from_numpy(np.ascontiguousarray(self.slow[uniq[s]])).to(self.device)
+        out[torch.from_numpy(s).to(self.device)] = torch.from_numpy(
+            np.ascontiguousarray(self.slow[uniq[s]])
+        ).to(self.device)
         return out, slots
 
-    def forward(self, input: torch.Tensor, offsets: torch.Tensor | None = None,
-                per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input: torch.Tensor,
+        offsets: torch.Tensor | None = None,
+        per_sample_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if input.dim() == 2:
             if offsets is not None:
                 raise ValueError("offsets must be None when input is 2-D")
-            b, l = input.shape
-            offsets = torch.arange(0, b * l, l, dtype=torch.int64)
+            b, per_bag = input.shape
+            offsets = torch.arange(0, b * per_bag, per_bag, dtype=torch.int64)
             input = input.reshape(-1)
             if per_sample_weights is not None:
                 per_sample_weights = per_sample_weights.reshape(-1)
@@ -237,22 +236,40 @@ class CachedEmbeddingBag(nn.Module):
         inv_t = torch.from_numpy(inv).to(self.device)
         offsets = offsets.to(self.device)
         if not (torch.is_grad_enabled() and self.training):
-            return F.embedding_bag(inv_t, rows, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
-                                   include_last_offset=self.include_last_offset)
+            return F.embedding_bag(
+                inv_t,
+                rows,
+                offsets,
+                mode=self.mode,
+                per_sample_weights=per_sample_weights,
+                include_last_offset=self.include_last_offset,
+            )
         if self.mode == "max" or (per_sample_weights is not None and per_sample_weights.requires_grad):
             # rare cases: let autograd build the dense row gradient, apply it in a hook
             rows.requires_grad_(True)
             rows.register_hook(lambda g, u=uniq: self._apply_grad(u, g))
-            return F.embedding_bag(inv_t, rows, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
-                                   include_last_offset=self.include_last_offset)
+            return F.embedding_bag(
+                inv_t,
+                rows,
+                offsets,
+                mode=self.mode,
+                per_sample_weights=per_sample_weights,
+                include_last_offset=self.include_last_offset,
+            )
         # sum / mean: a fused backward that never builds autograd's dense embedding_bag
         # gradient (that kernel was 70 % of a training step); see _FusedSGDBag.
         rows.requires_grad_(True)
         return _FusedSGDBag.apply(rows, self, uniq, inv_t, offsets, per_sample_weights)
 
     @torch.no_grad()
-    def _fused_backward(self, uniq: np.ndarray, inv: torch.Tensor, offsets: torch.Tensor,
-                        psw: torch.Tensor | None, grad_out: torch.Tensor) -> None:
+    def _fused_backward(
+        self,
+        uniq: np.ndarray,
+        inv: torch.Tensor,
+        offsets: torch.Tensor,
+        psw: torch.Tensor | None,
+        grad_out: torch.Tensor,
+    ) -> None:
         n = inv.numel()
         n_bags = grad_out.shape[0]
         end = int(offsets[-1]) if self.include_last_offset else n
@@ -273,8 +290,16 @@ class CachedEmbeddingBag(nn.Module):
         # CPU: numba, one pass over the lookups, then one over the distinct rows
         row_grad = np.zeros((uniq.size, self.embedding_dim), np.float32)
         w = psw.reshape(-1).to(torch.float32).numpy() if psw is not None else np.zeros(1, np.float32)
-        _row_grads(offsets[:n_bags].numpy(), end, inv.numpy(), grad_out.to(torch.float32).numpy(), w,
-                   psw is not None, self.mode == "mean", row_grad)
+        _row_grads(
+            offsets[:n_bags].numpy(),
+            end,
+            inv.numpy(),
+            grad_out.to(torch.float32).numpy(),
+            w,
+            psw is not None,
+            self.mode == "mean",
+            row_grad,
+        )
         if self.optimizer != "sgd":
             self._step_rowwise(uniq, torch.from_numpy(row_grad))
             return
@@ -298,87 +323,20 @@ class CachedEmbeddingBag(nn.Module):
             return
         f = np.flatnonzero(in_fast)
         if f.size:
-            self.fast.index_add_(0, torch.from_numpy(slots[f]).to(self.device),
-                                 grad[torch.from_numpy(f).to(grad.device)], alpha=-lr)
+            self.fast.index_add_(
+                0,
+                torch.from_numpy(slots[f]).to(self.device),
+                grad[torch.from_numpy(f).to(grad.device)],
+                alpha=-lr,
+            )
         s = np.flatnonzero(~in_fast)
         rows = uniq[s]
         self.slow[rows] -= lr * grad[torch.from_numpy(s).to(grad.device)].cpu().numpy()
 
-    @torch.no_grad()
-    def _step_rowwise(self, uniq: np.ndarray, grad: torch.Tensor) -> None:
-        """Row-wise Adagrad / partial row-wise Adam on the distinct rows ``uniq`` (state on the CPU)."""
-        g = grad.to(torch.float32).cpu()
-        u = torch.from_numpy(uniq)
-        vals, _ = self._rows(uniq)
-        vals = vals.cpu()
-        lr, st = self.current_lr, self.optim_state
-        g2 = g.pow(2).mean(1)
-        if self.optimizer == "adagrad":
-            acc = st["sum"].index_select(0, u) + g2
-            st["sum"].index_copy_(0, u, acc)
-            new = vals - lr * g / (acc.sqrt() + self.eps).unsqueeze(1)
-        else:
-            b1, b2 = self.betas
-            step = st["step"].index_select(0, u) + 1
-            m = st["exp_avg"].index_select(0, u).mul_(b1).add_(g, alpha=1 - b1)
-            v = st["exp_avg_sq"].index_select(0, u).mul_(b2).add_(g2, alpha=1 - b2)
-            st["step"].index_copy_(0, u, step)
-            st["exp_avg"].index_copy_(0, u, m)
-            st["exp_avg_sq"].index_copy_(0, u, v)
-            mhat = m / (1 - b1**step).unsqueeze(1)
-            vhat = v / (1 - b2**step)
-            new = vals - lr * mhat / (vhat.sqrt() + self.eps).unsqueeze(1)
-        self._write_rows(uniq, new)
-
-    def _write_rows(self, uniq: np.ndarray, new: torch.Tensor) -> None:
-        slots = self.slot_of[uniq]  # where each row is now
-        f = np.flatnonzero(slots >= 0)
-        if f.size:
-            self.fast[torch.from_numpy(slots[f]).to(self.device)] = new[torch.from_numpy(f)].to(self.device)
-        s = np.flatnonzero(slots < 0)
-        if s.size:
-            self.slow[uniq[s]] = new[torch.from_numpy(s)].numpy()
-
-    # --------------------------------------------------------- state dict
-    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + "weight"] = self.weight  # flushes the fast tier first
-        for k, v in self.optim_state.items():
-            destination[prefix + "optim." + k] = v.clone()
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs) -> None:
-        mine = {k[len(prefix):]: v for k, v in state_dict.items()
-                if k.startswith(prefix) and (k[len(prefix):] == "weight" or k[len(prefix):].startswith("optim."))}
-        rest = {k: v for k, v in state_dict.items() if not (k.startswith(prefix) and k[len(prefix):] in mine)}
-        super()._load_from_state_dict(rest, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)
-        if "weight" not in mine:
-            if strict:
-                missing_keys.append(prefix + "weight")
-            return
-        w = mine["weight"]
-        if tuple(w.shape) != (self.num_embeddings, self.embedding_dim):
-            raise UserError(f"state dict {prefix}weight is a {tuple(w.shape)} table; this bag is "
-                            f"({self.num_embeddings}, {self.embedding_dim})")
-        theirs = {k[len("optim."):] for k in mine if k != "weight"}
-        if theirs != set(self.optim_state):
-            raise UserError(f"state dict {prefix}optim.* holds {sorted(theirs) or 'no'} optimizer state; this bag's "
-                            f"optimizer is {self.optimizer} ({sorted(self.optim_state) or 'no state'})")
-        self._drop_fast_tier()
-        self.slow[:] = w.detach().cpu().numpy()
-        for k, v in self.optim_state.items():
-            v.copy_(mine["optim." + k])
-
-    def _drop_fast_tier(self) -> None:
-        """Forget every cached row without writing it back (the table is about to be replaced)."""
-        self.policy.remove(self.policy.resident_ids())
-        self.slot_of[:] = -1
-        self.row_of[:] = -1
-        self._free = list(range(self.cache_rows - 1, -1, -1))
-
     def extra_repr(self) -> str:
-        return (f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
-                f"cache_rows={self.cache_rows}, policy={self.policy.name}, "
-                f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, optimizer={self.optimizer}, "
-                f"lr={self.current_lr}")
+        return (
+            f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
+            f"cache_rows={self.cache_rows}, policy={self.policy.name}, "
+            f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, optimizer={self.optimizer}, "
+            f"lr={self.current_lr}"
+        )

@@ -25,7 +25,9 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class DLRM(nn.Module):
     """Bottom MLP on dense features, one pooled bag per table, pairwise dot products, top MLP -> logit."""
 
-    def __init__(self, table_rows: list[int], dim: int = 16, dense_in: int = 8, hidden: int = 64, bag=None) -> None:
+    def __init__(
+        self, table_rows: list[int], dim: int = 16, dense_in: int = 8, hidden: int = 64, bag=None
+    ) -> None:
         super().__init__()
         make = bag or (lambda rows, d: nn.EmbeddingBag(rows, d, mode="sum", sparse=True))
         self.bottom = _mlp([dense_in, hidden, dim])
@@ -43,15 +45,24 @@ class DLRM(nn.Module):
 
 def cached_bag(cache_share: float = 0.1, optimizer: str = "sgd", policy: str = "lru"):
     """A ``bag`` factory for ``DLRM``: CachedEmbeddingBag with ``cache_share`` of each table cached."""
+
     def make(rows: int, dim: int) -> CachedEmbeddingBag:
-        return CachedEmbeddingBag(rows, dim, mode="sum", cache_rows=max(1, int(rows * cache_share)),
-                                  weight=nn.EmbeddingBag(rows, dim).weight.detach(), optimizer=optimizer,
-                                  policy=policy)
+        return CachedEmbeddingBag(
+            rows,
+            dim,
+            mode="sum",
+            cache_rows=max(1, int(rows * cache_share)),
+            weight=nn.EmbeddingBag(rows, dim).weight.detach(),
+            optimizer=optimizer,
+            policy=policy,
+        )
+
     return make
 
 
-def synthetic_clicks(n: int, table_rows: list[int], dense_in: int = 8, pooling: int = 4, seed: int = 0,
-                     sample_seed: int = 0):
+def synthetic_clicks(
+    n: int, table_rows: list[int], dense_in: int = 8, pooling: int = 4, seed: int = 0, sample_seed: int = 0
+):
     """(dense [n, dense_in], sparse [n, pooling] per table, labels [n]): each row has a hidden effect
     (drawn from ``seed``), rows are Zipf-popular, a label is a Bernoulli draw of
     sigmoid(2 (mean effect + dense . w)); the samples are drawn from ``sample_seed``."""
@@ -69,8 +80,9 @@ def synthetic_clicks(n: int, table_rows: list[int], dense_in: int = 8, pooling: 
     return torch.from_numpy(dense), sparse, torch.from_numpy(labels)
 
 
-def train_eval(model: DLRM, data, test, optimizer: str = "sgd", lr: float = 0.05, batch: int = 256,
-               epochs: int = 2) -> float:
+def train_eval(
+    model: DLRM, data, test, optimizer: str = "sgd", lr: float = 0.05, batch: int = 256, epochs: int = 2
+) -> float:
     """Train with ``optimizer`` on ``data``; accuracy on ``test``. Cached bags follow the optimizer's lr."""
     make = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}[optimizer]
     opt = make(model.parameters(), lr=lr)
@@ -93,8 +105,14 @@ def train_eval(model: DLRM, data, test, optimizer: str = "sgd", lr: float = 0.05
     return float((pred == (test[2] > 0.5)).float().mean())
 
 
-def compare(table_rows: list[int] | None = None, n: int = 40_000, optimizer: str = "sgd", seed: int = 0,
-            cache_share: float = 0.1, lr: float = 0.05) -> dict:
+def compare(
+    table_rows: list[int] | None = None,
+    n: int = 40_000,
+    optimizer: str = "sgd",
+    seed: int = 0,
+    cache_share: float = 0.1,
+    lr: float = 0.05,
+) -> dict:
     """Accuracy of the same DLRM (same seeds, same data) with nn.EmbeddingBag and with CachedEmbeddingBag."""
     table_rows = table_rows or [5_000, 20_000, 2_000, 50_000]
     data = synthetic_clicks(n, table_rows, seed=seed, sample_seed=0)

@@ -24,7 +24,6 @@ from .policy import OfflineLearned  # noqa: F401  (registers the embedding polic
 from .train import dense_tables
 
 
-
 def parse_list(text: str, what: str) -> list[str]:
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
@@ -49,8 +48,9 @@ def _prefetch_dir(model_dir: Path | None, prefetch_dir: Path | None) -> Path:
         return prefetch_dir
     if model_dir is not None and (model_dir / "prefetch" / "model.pt").exists():
         return model_dir / "prefetch"
-    raise UserError("learned+prefetch needs a prefetch model: --prefetch-model DIR "
-                    "(or a prefetch/ folder inside --model)")
+    raise UserError(
+        "learned+prefetch needs a prefetch model: --prefetch-model DIR (or a prefetch/ folder inside --model)"
+    )
 
 
 HEURISTICS = ("lru", "lfu", "arc", "s3fifo")
@@ -61,8 +61,10 @@ def _load_models(policies: list[str], model_dir: Path | None, prefetch_dir: Path
     if model_dir is not None and any(p.startswith("learned") for p in policies):
         cache_model = load_model(model_dir, expect="cache")
     if any(p in ("learned+offline", "learned+prefetch") for p in policies) and cache_model is None:
-        raise UserError("learned+offline and learned+prefetch need --model DIR (a folder made by "
-                        "`embed train --model cache`); `learned` runs without one")
+        raise UserError(
+            "learned+offline and learned+prefetch need --model DIR (a folder made by "
+            "`embed train --model cache`); `learned` runs without one"
+        )
     if "learned+prefetch" in policies:
         prefetch_model = load_model(_prefetch_dir(model_dir, prefetch_dir), expect="prefetch")
     return cache_model, prefetch_model
@@ -78,9 +80,15 @@ def _kwargs(name: str, cache_model, prefetch_model, table_of_id, batch: int) -> 
     return {}
 
 
-def evaluate(keys: np.ndarray, policies: list[str], cache_sizes: list[float],
-             model_dir: str | Path | None = None, prefetch_dir: str | Path | None = None,
-             batch: int = 16384, on_row=None) -> list[dict]:
+def evaluate(
+    keys: np.ndarray,
+    policies: list[str],
+    cache_sizes: list[float],
+    model_dir: str | Path | None = None,
+    prefetch_dir: str | Path | None = None,
+    batch: int = 16384,
+    on_row=None,
+) -> list[dict]:
     """One row per (policy, cache size): policy, cache_size, capacity, requests, hits, hit_ratio,
     best_heuristic (the best of lru/lfu/arc/s3fifo here), gap_closed (share of the best-heuristic
     -> OPT gap closed), winner (the best policy asked for, OPT aside), seconds; prefetches and
@@ -103,8 +111,15 @@ def evaluate(keys: np.ndarray, policies: list[str], cache_sizes: list[float],
         for name in dict.fromkeys([*HEURISTICS, "opt", *policies]):
             kw = _kwargs(name, cache_model, prefetch_model, table_of_id, batch)
             res = run_policy(name, ids, n, cap, nxt if name == "opt" else None, **kw)
-            row = {"policy": name, "cache_size": cs, "capacity": cap, "requests": int(ids.size),
-                   "hits": res.hits, "hit_ratio": res.hits / ids.size, "seconds": res.sim_seconds}
+            row = {
+                "policy": name,
+                "cache_size": cs,
+                "capacity": cap,
+                "requests": int(ids.size),
+                "hits": res.hits,
+                "hit_ratio": res.hits / ids.size,
+                "seconds": res.sim_seconds,
+            }
             st = res.policy.stats()
             if hasattr(st, "prefetches"):
                 row["prefetches"] = int(st.prefetches)

@@ -49,8 +49,15 @@ def drift(requests: int, period: float, alpha: float = 0.9, rows: int = 200_000,
     return perm[(ranks - shift) % rows]
 
 
-def scan(requests: int, alpha: float = 0.9, hot_rows: int = 50_000, cold_rows: int = 400_000,
-         scan_share: float = 0.3, scan_len: int = 5_000, seed: int = 0) -> np.ndarray:
+def scan(
+    requests: int,
+    alpha: float = 0.9,
+    hot_rows: int = 50_000,
+    cold_rows: int = 400_000,
+    scan_share: float = 0.3,
+    scan_len: int = 5_000,
+    seed: int = 0,
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = np.empty(requests, np.int64)
     hot = rng.permutation(hot_rows).astype(np.int64)
@@ -68,8 +75,15 @@ def scan(requests: int, alpha: float = 0.9, hot_rows: int = 50_000, cold_rows: i
     return out
 
 
-def blockio(requests: int, files: int = 20_000, alpha: float = 0.8, mean_run: float = 8.0,
-            file_blocks: int = 64, loop_share: float = 0.1, seed: int = 0) -> np.ndarray:
+def blockio(
+    requests: int,
+    files: int = 20_000,
+    alpha: float = 0.8,
+    mean_run: float = 8.0,
+    file_blocks: int = 64,
+    loop_share: float = 0.1,
+    seed: int = 0,
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     perm = rng.permutation(files).astype(np.int64)
     out = np.empty(requests, np.int64)
@@ -91,8 +105,14 @@ def blockio(requests: int, files: int = 20_000, alpha: float = 0.8, mean_run: fl
     return out
 
 
-def dlrm(requests: int, tables: int = 8, one_off: float = 0.03, burst_every: int = 20_000,
-         seed: int = 0, speed: float = 1.0) -> np.ndarray:
+def dlrm(
+    requests: int,
+    tables: int = 8,
+    one_off: float = 0.03,
+    burst_every: int = 20_000,
+    seed: int = 0,
+    speed: float = 1.0,
+) -> np.ndarray:
     """Sample-major DLRM-like lookups over ``tables`` tables (see the module docstring)."""
     rng = np.random.default_rng(seed)
     sizes = (rng.integers(20_000, 200_000, tables)).astype(np.int64)

@@ -20,8 +20,10 @@ ABLATION_ROWS = [
     ("posterior, not told rank changes", {"know_changes": False}),
     ("posterior, not told bursts", {"know_bursts": False}),
     ("posterior, not told one-offs", {"know_one_offs": False}),
-    ("posterior, told nothing (counts only)", {"know_changes": False, "know_bursts": False,
-                                               "know_one_offs": False}),
+    (
+        "posterior, told nothing (counts only)",
+        {"know_changes": False, "know_bursts": False, "know_one_offs": False},
+    ),
 ]
 
 
@@ -33,8 +35,15 @@ def sized_config(requests: int, **kw) -> GenConfig:
     return cfg
 
 
-def headroom(requests: int, cache_size: float = 0.1, model_dir: str | Path | None = None,
-             ablations: bool = False, n_samples: int = 64, progress=None, **gen_kw) -> list[dict]:
+def headroom(
+    requests: int,
+    cache_size: float = 0.1,
+    model_dir: str | Path | None = None,
+    ablations: bool = False,
+    n_samples: int = 64,
+    progress=None,
+    **gen_kw,
+) -> list[dict]:
     """Rows ``{name, hit_ratio, closed}``; ``closed`` is relative to the best classic policy.
     ``learned`` runs online (warm-started when ``model_dir`` is given). ``progress(done, total, what)``
     is called before each step."""
@@ -59,12 +68,22 @@ def headroom(requests: int, cache_size: float = 0.1, model_dir: str | Path | Non
     rows.append(("learned", by["learned"]))
     for name, kw in POSTERIOR_ROWS + (ABLATION_ROWS if ablations else []):
         tick(name)
-        rows.append((name, float(sampled_oracle_hits(keys, truth, cfg, cache_size, posterior=True,
-                                                     n_samples=n_samples, **kw).mean())))
+        rows.append(
+            (
+                name,
+                float(
+                    sampled_oracle_hits(
+                        keys, truth, cfg, cache_size, posterior=True, n_samples=n_samples, **kw
+                    ).mean()
+                ),
+            )
+        )
     tick("true-rate oracle")
     rows.append(("true-rate oracle", float(oracle_hits(keys, truth.events(), cfg, cache_size).mean())))
     rows.append(("opt", h_opt))
     gap = h_opt - h_best
-    out = [{"name": name, "hit_ratio": h, "closed": (h - h_best) / gap if gap > 0 else 0.0} for name, h in rows]
+    out = [
+        {"name": name, "hit_ratio": h, "closed": (h - h_best) / gap if gap > 0 else 0.0} for name, h in rows
+    ]
     out.append({"name": "target (0.15 of the gap)", "hit_ratio": h_best + 0.15 * gap, "closed": 0.15})
     return out

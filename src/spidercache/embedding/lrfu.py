@@ -103,8 +103,28 @@ def _place(i, key, where, prev, nxt, s, due, hk, hv):
 
 
 @nb.njit(cache=True)
-def _decay_access(ids, off, now0, inv_tau, admit, use_admit, hits, evicted, record, where, prev, nxt, s, pf, due, hk, hv,
-                  dec, seen, counters):
+def _decay_access(
+    ids,
+    off,
+    now0,
+    inv_tau,
+    admit,
+    use_admit,
+    hits,
+    evicted,
+    record,
+    where,
+    prev,
+    nxt,
+    s,
+    pf,
+    due,
+    hk,
+    hv,
+    dec,
+    seen,
+    counters,
+):
     """Ordering 1: each row's score is log(decayed access count) + (time of last access) / tau
     + the model's offset for that access; the lowest score goes first. Because a
     count decays as exp(-idle / tau), comparing scores fixed at access time is the
@@ -168,14 +188,18 @@ def _shrink(now, evicted, where, prev, nxt, s, pf, due, hk, hv):
     return n
 
 
-
-
 class LRFU(Policy):
     """Evict the row with the lowest decayed access count (time constant ``tau`` x capacity)."""
 
     name = "lrfu"
-    _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL), "_pf": (np.int8, 0),
-                  "_due": (np.float64, 0.0), "_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
+    _id_arrays = {
+        "_prev": (np.int64, NIL),
+        "_next": (np.int64, NIL),
+        "_pf": (np.int8, 0),
+        "_due": (np.float64, 0.0),
+        "_dec": (np.float64, 0.0),
+        "_seen": (np.int64, -1),
+    }
     _n_scalars = 7
 
     def __init__(self, capacity: int, n_ids: int = 0, *, tau: float = 8.0, **kw) -> None:
@@ -208,16 +232,45 @@ class LRFU(Policy):
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         now = self.time
         self.time += ids.size
-        return _decay_access(ids, np.zeros(ids.size), float(now), 1.0 / (self.tau * self.capacity), admit,
-                             use_admit, hits, evicted, record, self._where, self._prev, self._next, self._s,
-                             self._pf, self._due, self._hk, self._hv, self._dec, self._seen, self._counters)
+        return _decay_access(
+            ids,
+            np.zeros(ids.size),
+            float(now),
+            1.0 / (self.tau * self.capacity),
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._prev,
+            self._next,
+            self._s,
+            self._pf,
+            self._due,
+            self._hk,
+            self._hv,
+            self._dec,
+            self._seen,
+            self._counters,
+        )
 
     def _remove(self, ids):
         return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
 
     def _shrink(self, evicted):
-        return _shrink(float(self.time), evicted, self._where, self._prev, self._next, self._s,
-                       self._pf, self._due, self._hk, self._hv)
+        return _shrink(
+            float(self.time),
+            evicted,
+            self._where,
+            self._prev,
+            self._next,
+            self._s,
+            self._pf,
+            self._due,
+            self._hk,
+            self._hv,
+        )
 
     def _extra_arrays(self) -> list[np.ndarray]:
         return [self._hk, self._hv]

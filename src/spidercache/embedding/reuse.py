@@ -104,8 +104,21 @@ class ReuseModel:
             self._reserve(int(ids.max()))
         out = np.empty(ids.size, np.float64)
         h = float(min(max(horizon, 1.0), self.q_t.size))
-        _observe(ids, np.ascontiguousarray(tables, np.int64), self.time, h, self.seen, self.count,
-                 self.last_b, self.q_t, self.q_b, self.qs, self.pos, self.tot, out)
+        _observe(
+            ids,
+            np.ascontiguousarray(tables, np.int64),
+            self.time,
+            h,
+            self.seen,
+            self.count,
+            self.last_b,
+            self.q_t,
+            self.q_b,
+            self.qs,
+            self.pos,
+            self.tot,
+            out,
+        )
         self.time += ids.size
         self._since_decay += ids.size
         if self._since_decay >= self.capacity:
