@@ -4,9 +4,9 @@ Each access falls in a bucket of three features: the row's table (mod 16), how o
 row was seen before (log2 buckets) and the gap since its previous access in units of H
 (half-octave buckets; a first access has its own bucket). The label of an access is known
 H requests later at the latest: positive if the row came back within H, negative if not.
-Positives are counted when the row comes back; each access is counted in its bucket's
-total once it is H old (a ring queue holds the pending ones), so ``pos / tot`` is the
-empirical reuse rate of the bucket, over a memory that decays by ``decay`` every
+A ring queue holds the accesses younger than H; a return within H marks its previous
+access positive, and an access is counted in its bucket (total, and positive if marked)
+once it is H old, so ``pos / tot`` is the empirical reuse rate of the bucket, over a memory that decays by ``decay`` every
 ``capacity`` requests (so it follows a trace whose behaviour changes).
 
 H is the cache's horizon: for an LRU cache, the time an admitted row that is not used again
@@ -43,7 +43,7 @@ def _bucket(table, count, gap, horizon):
 
 
 @nb.njit(cache=True)
-def _observe(ids, tables, now0, horizon, seen, count, last_b, q_t, q_b, qs, pos, tot, p_out):
+def _observe(ids, tables, now0, horizon, seen, count, last_b, last_q, q_t, q_b, q_pos, qs, pos, tot, p_out):
     """Score each access (p_out) with the buckets' current rates, then learn from it."""
     mask = q_t.size - 1
     h = int(horizon)
@@ -51,18 +51,25 @@ def _observe(ids, tables, now0, horizon, seen, count, last_b, q_t, q_b, qs, pos,
         i = ids[k]
         now = now0 + k
         while qs[0] != qs[1] and q_t[qs[0] & mask] < now - h:  # accesses now H old: their label is final
-            tot[q_b[qs[0] & mask]] += 1.0
+            j = qs[0] & mask
+            tot[q_b[j]] += 1.0
+            pos[q_b[j]] += q_pos[j]
             qs[0] += 1
         gap = now - seen[i]
-        if count[i] > 0 and gap <= h:
-            pos[last_b[i]] += 1.0
+        if count[i] > 0 and gap <= h and last_q[i] >= qs[0]:  # back within H: the last access was a reuse
+            q_pos[last_q[i] & mask] = 1.0
         b = _bucket(tables[k], count[i], gap, horizon)
         p_out[k] = (pos[b] + 0.5) / (tot[b] + 1.0)
         if qs[1] - qs[0] == q_t.size:  # full ring: settle the oldest early
-            tot[q_b[qs[0] & mask]] += 1.0
+            j = qs[0] & mask
+            tot[q_b[j]] += 1.0
+            pos[q_b[j]] += q_pos[j]
             qs[0] += 1
-        q_t[qs[1] & mask] = now
-        q_b[qs[1] & mask] = b
+        j = qs[1] & mask
+        q_t[j] = now
+        q_b[j] = b
+        q_pos[j] = 0.0
+        last_q[i] = qs[1]
         qs[1] += 1
         last_b[i] = b
         seen[i] = now
@@ -78,9 +85,11 @@ class ReuseModel:
         self.seen = np.zeros(max(16, n_ids), np.int64)
         self.count = np.zeros(max(16, n_ids), np.int64)
         self.last_b = np.zeros(max(16, n_ids), np.int64)
+        self.last_q = np.full(max(16, n_ids), -1, np.int64)
         size = 1 << int(np.ceil(np.log2(max(1024, ring or 16 * self.capacity))))
         self.q_t = np.zeros(size, np.int64)
         self.q_b = np.zeros(size, np.int64)
+        self.q_pos = np.zeros(size, np.float64)
         self.qs = np.zeros(2, np.int64)
         self.pos = np.zeros(N_BUCKETS, np.float64)
         self.tot = np.zeros(N_BUCKETS, np.float64)
@@ -91,9 +100,9 @@ class ReuseModel:
         if hi < self.seen.size:
             return
         n = max(hi + 1, 2 * self.seen.size)
-        for name in ("seen", "count", "last_b"):
+        for name in ("seen", "count", "last_b", "last_q"):
             old = getattr(self, name)
-            new = np.zeros(n, np.int64)
+            new = np.full(n, -1 if name == "last_q" else 0, np.int64)
             new[: old.size] = old
             setattr(self, name, new)
 
@@ -112,8 +121,10 @@ class ReuseModel:
             self.seen,
             self.count,
             self.last_b,
+            self.last_q,
             self.q_t,
             self.q_b,
+            self.q_pos,
             self.qs,
             self.pos,
             self.tot,
