@@ -6,7 +6,7 @@ from spidercache.embedding.bag import CachedEmbeddingBag
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
-@pytest.mark.parametrize("policy", ["lru", "lfu", "arc", "s3fifo"])
+@pytest.mark.parametrize("policy", ["lru", "lfu", "arc", "s3fifo", "learned"])
 def test_forward_equals_embedding_bag_and_training_matches_sgd(mode, policy):
     torch.manual_seed(0)
     rows, dim = 200, 8
