@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..embedding import families
+from ..embedding.adaptive import DEFAULT_EXPERTS
 from ..embedding.bag import CachedEmbeddingBag
 from ..embedding.evaluate import HEURISTICS, evaluate
 from ..embedding.features import trace_features
@@ -247,7 +248,7 @@ def markdown(rows: list[dict], command: str = "spidercache bench embed") -> str:
             ]
     speeds = [r["requests_per_s"] for r in pol if r["policy"] == "learned"]
     lines += [
-        f"- online `learned` policy (7 shadow experts + follower): median "
+        f"- online `learned` policy ({len(DEFAULT_EXPERTS)} shadow experts + follower): median "
         f"**{np.median(speeds):,.0f} requests/s** over the families (min {min(speeds):,.0f})."
         if speeds
         else "",
