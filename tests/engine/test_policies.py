@@ -108,7 +108,7 @@ class RefARC:
     """The paper's pseudo-code; lists are OrderedDicts with the MRU end last."""
 
     def __init__(self, c):
-        self.c, self.p = c, 0
+        self.c, self.p = c, 0.0
         self.t1, self.t2, self.b1, self.b2 = OrderedDict(), OrderedDict(), OrderedDict(), OrderedDict()
 
     def _size(self):
@@ -137,13 +137,13 @@ class RefARC:
             return False, []
         ev = []
         if x in self.b1:
-            self.p = min(self.p + max(len(self.b2) // len(self.b1), 1), c)
+            self.p = min(self.p + max(len(self.b2) / len(self.b1), 1.0), c)
             if self._size() >= c:
                 ev.append(self._replace(False))
             del self.b1[x]
             self.t2[x] = True
         elif x in self.b2:
-            self.p = max(self.p - max(len(self.b1) // len(self.b2), 1), 0)
+            self.p = max(self.p - max(len(self.b1) / len(self.b2), 1.0), 0.0)
             if self._size() >= c:
                 ev.append(self._replace(True))
             del self.b2[x]

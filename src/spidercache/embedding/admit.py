@@ -34,7 +34,11 @@ class AdmitLRU(LRU):
         out[ok] = self.tables[ids[ok]]
         return out
 
-    def access(self, ids: np.ndarray, admit: np.ndarray | None = None) -> np.ndarray:
+    def access(
+        self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None
+    ) -> np.ndarray:
+        if sizes is not None:
+            raise ValueError("lru+admit counts objects; it does not run with sizes")
         ids = np.ascontiguousarray(ids, np.int64)
         if ids.size == 0:
             return np.zeros(0, np.bool_)

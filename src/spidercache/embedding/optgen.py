@@ -156,14 +156,10 @@ class Labels:
 
 
 def resolve_capacity(cache_size: float, distinct: int) -> int:
-    """A size <= 1 is a fraction of the distinct keys, above 1 a count of rows."""
-    if not np.isfinite(cache_size) or cache_size <= 0:
-        raise UserError(f"cache size must be > 0 (a fraction <= 1 or a number of rows), got {cache_size:g}")
-    if cache_size <= 1:
-        return max(1, int(round(cache_size * distinct)))
-    if cache_size != int(cache_size):
-        raise UserError(f"a cache size above 1 is a number of rows and must be whole, got {cache_size:g}")
-    return int(cache_size)
+    """A size <= 1 is a fraction of the distinct keys, above 1 a count of rows (the simulator's rule)."""
+    from ..engine.capacity import capacity_for
+
+    return capacity_for(cache_size, distinct)
 
 
 def optgen(keys: np.ndarray, cache_size: float, bypass: bool = False, ids_n: tuple | None = None) -> Labels:

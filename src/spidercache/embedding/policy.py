@@ -229,8 +229,10 @@ class LearnedPrefetch(OfflineLearned):
         self._recent = np.empty(0, np.int64)
         super().__init__(capacity, n_ids, **kw)
 
-    def access(self, ids: np.ndarray, admit: np.ndarray | None = None) -> np.ndarray:
+    def access(self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None) -> np.ndarray:
         """Serve ``ids`` in batches of ``batch``, prefetching after each."""
+        if sizes is not None:
+            raise ValueError("learned+prefetch counts objects; it does not run with sizes")
         ids = np.ascontiguousarray(ids, np.int64)
         if ids.size <= self.batch:
             return self._access_batch(ids, admit)

@@ -10,11 +10,13 @@ from typing import Any
 from ...errors import UserError
 from .arc import ARC
 from .base import Policy, PolicyStats
+from .clock import Clock
 from .fifo import FIFO
 from .lfu import LFU
 from .lru import LRU
 from .opt import OPT, next_use_positions, opt_hits
 from .s3fifo import S3FIFO
+from .sieve import Sieve
 
 POLICIES: dict[str, type[Policy]] = {
     LRU.name: LRU,
@@ -23,6 +25,8 @@ POLICIES: dict[str, type[Policy]] = {
     ARC.name: ARC,
     S3FIFO.name: S3FIFO,
     OPT.name: OPT,
+    Sieve.name: Sieve,
+    Clock.name: Clock,
 }
 
 # other names people use for the same policies
@@ -45,4 +49,4 @@ def make_policy(name: str, capacity: int, n_ids: int = 0, **kwargs: Any) -> Poli
 
 
 __all__ = ["POLICIES", "Policy", "PolicyStats", "make_policy", "register",
-           "LRU", "FIFO", "LFU", "ARC", "S3FIFO", "OPT", "next_use_positions", "opt_hits"]
+           "LRU", "FIFO", "LFU", "ARC", "S3FIFO", "OPT", "Sieve", "Clock", "next_use_positions", "opt_hits"]
