@@ -186,6 +186,7 @@ def test_gen_optgen_sample_commands(tmp_path):
 def test_bad_input_is_one_line_exit_2(tmp_path, tiny, capsys):
     d, _ = tiny
     np.save(tmp_path / "neg.npy", np.array([3, -1, 4]))
+    (tmp_path / "odd.bin").write_bytes(b"\x00\x01not a trace\xff")
     torch.save({"indices": torch.arange(3)}, tmp_path / "bad.pt")
     notes = tmp_path / "embedding.md"
     notes.write_text("# hand-written analysis\n")
@@ -210,6 +211,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tiny, capsys):
         ),
         ("embed", "eval", d / "trace.npy", "--model", d / "model" / "prefetch", "--policies", "learned"),
         ("embed", "eval", d / "trace.npy", "--policies", "learned+offline"),
+        ("embed", "eval", tmp_path / "odd.bin"),
         ("embed", "headroom", "--cache-size", "0"),
         ("embed", "headroom", "--samples", "0"),
         ("embed", "headroom", "--drift", "1.5"),
