@@ -119,7 +119,7 @@ def test_headroom_command_rows(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     best = next(name for name in rows if name.endswith("(best classic)"))
     assert rows[best]["closed"] == 0.0 and rows["opt"]["closed"] == 1.0
-    assert rows["target (0.25 of the gap)"]["closed"] == 0.25
+    assert rows["target (0.15 of the gap)"]["closed"] == 0.15
     assert "posterior, told nothing (counts only)" in rows and "true-rate oracle" in rows
     for r in rows.values():
         assert 0 < r["hit_ratio"] <= rows["opt"]["hit_ratio"] + 1e-12

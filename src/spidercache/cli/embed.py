@@ -12,8 +12,9 @@ from typing import Optional
 
 import typer
 
-embed_app = typer.Typer(help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.",
-                        no_args_is_help=True)
+embed_app = typer.Typer(
+    help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.", no_args_is_help=True
+)
 
 
 def _console():
@@ -24,17 +25,22 @@ def _console():
 
 @embed_app.command("gen")
 def gen(
-    out: Path = typer.Option(..., "-o", "--out", help="Output .npy (or .txt) trace of keys table << 40 | row."),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Output .npy (or .txt) trace of keys table << 40 | row."
+    ),
     tables: int = typer.Option(8, help="Number of embedding tables."),
     rows: int = typer.Option(50_000, help="Rows per table."),
     alpha: float = typer.Option(1.05, help="Zipf exponent per table (FBGEMM's --alpha)."),
     batch_size: int = typer.Option(128, help="Bags per table per batch."),
     pooling: float = typer.Option(10.0, help="Mean lookups per bag (pooling factor)."),
     batches: int = typer.Option(160, help="Number of batches."),
-    drift: float = typer.Option(0.001, help="Per batch, probability that a popularity rank moves to another row."),
+    drift: float = typer.Option(
+        0.001, help="Per batch, probability that a popularity rank moves to another row."
+    ),
     burst_rate: float = typer.Option(0.05, help="Expected bursts started per batch (0: none)."),
     one_off: float = typer.Option(0.05, help="Share of lookups that go to rows used only once."),
     seed: int = typer.Option(0, help="Random seed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Synthetic DLRM trace (per-table Zipf, pooling, batches) with drift, bursts and one-off rows."""
     import numpy as np
@@ -43,15 +49,52 @@ def gen(
     from ..embedding.traces import GenConfig, generate
     from ..sim.traces import write_trace
 
-    cfg = GenConfig(tables=tables, rows=rows, alpha=alpha, batch_size=batch_size, pooling=pooling,
-                    batches=batches, drift=drift, burst_rate=burst_rate, one_off=one_off, seed=seed)
+    cfg = GenConfig(
+        tables=tables,
+        rows=rows,
+        alpha=alpha,
+        batch_size=batch_size,
+        pooling=pooling,
+        batches=batches,
+        drift=drift,
+        burst_rate=burst_rate,
+        one_off=one_off,
+        seed=seed,
+    )
     cfg.check()
     err = _console()
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("generating", total=batches)
         keys = generate(cfg, progress=lambda done, total: bar.update(task, completed=done))
     path = write_trace(out, keys)
-    typer.echo(f"wrote {path}: {keys.size:,} lookups, {np.unique(keys).size:,} distinct rows, {tables} tables")
+    res = {
+        "path": str(path),
+        "lookups": int(keys.size),
+        "distinct": int(np.unique(keys).size),
+        "tables": tables,
+    }
+    if json_out:
+        typer.echo(json.dumps(res))
+    else:
+        typer.echo(
+            f"wrote {path}: {res['lookups']:,} lookups, {res['distinct']:,} distinct rows, {tables} tables"
+        )
+
+
+@embed_app.command("family")
+def family_cmd(
+    name: str = typer.Argument(..., help="Validation family (see docs/embedding.md): zipf-0.8, dlrm-c, ..."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output .npy (or .txt) trace."),
+    requests: int = typer.Option(2_000_000, help="Lookups."),
+    seed: Optional[int] = typer.Option(None, help="Seed (default: the family's own)."),
+) -> None:
+    """Write one of the validation trace families (built independently of `embed gen`)."""
+    from ..embedding import families
+    from ..sim.traces import write_trace
+
+    keys = families.make(name, requests, seed)
+    role = "tuning" if name in families.TUNE else "reporting"
+    typer.echo(f"wrote {write_trace(out, keys)}: {keys.size:,} lookups of family {name} (used for {role})")
 
 
 @embed_app.command("sample")
@@ -67,8 +110,10 @@ def sample_cmd(
     from ..embedding.traces import read_embedding_trace, sample
 
     res = sample(read_embedding_trace(trace), out, rate, batch_lookups, shard_size, seed)
-    typer.echo(f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
-               f"in {len(res.shards)} shard(s) under {out}")
+    typer.echo(
+        f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
+        f"in {len(res.shards)} shard(s) under {out}"
+    )
 
 
 @embed_app.command("optgen")
@@ -76,7 +121,10 @@ def optgen_cmd(
     trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets), .npy or text."),
     cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: number of rows."),
     out: Path = typer.Option(..., "-o", "--out", help="Labels .npy: records (hit, keep, next_use_distance)."),
-    bypass: bool = typer.Option(False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."),
+    bypass: bool = typer.Option(
+        False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Belady labels per access: OPT hit, keep-until-next-use, next-use distance (-1: never)."""
     import time
@@ -97,8 +145,21 @@ def optgen_cmd(
     labels = optgen(keys, cache_size, bypass=bypass)
     sec = time.perf_counter() - t0
     np.save(out, labels.to_records())
-    typer.echo(f"wrote {out}: {keys.size:,} labels, capacity {labels.capacity:,} of {labels.distinct:,} distinct, "
-               f"OPT hit ratio {labels.hit_ratio:.4f}, {keys.size / sec:,.0f} requests/s")
+    res = {
+        "path": str(out),
+        "labels": int(keys.size),
+        "capacity": labels.capacity,
+        "distinct": labels.distinct,
+        "opt_hit_ratio": labels.hit_ratio,
+        "requests_per_s": keys.size / sec,
+    }
+    if json_out:
+        typer.echo(json.dumps(res))
+        return
+    typer.echo(
+        f"wrote {out}: {keys.size:,} labels, capacity {labels.capacity:,} of {labels.distinct:,} distinct, "
+        f"OPT hit ratio {labels.hit_ratio:.4f}, {keys.size / sec:,.0f} requests/s"
+    )
 
 
 @embed_app.command("train")
@@ -113,6 +174,7 @@ def train_cmd(
     hidden_size: Optional[int] = typer.Option(None, help="Width of the MLP."),
     batch_size: Optional[int] = typer.Option(None, help="Minibatch size."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Train the cache model (OPT labels) or the prefetch model (set loss); checkpoints and resume."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -136,35 +198,68 @@ def train_cmd(
     else:
         cfg = ModelConfig(model=model)
     cfg.model = model
-    for name, value in (("steps", steps), ("checkpoint_every", checkpoint_every),
-                        ("hidden_size", hidden_size), ("batch_size", batch_size), ("seed", seed)):
+    for name, value in (
+        ("steps", steps),
+        ("checkpoint_every", checkpoint_every),
+        ("hidden_size", hidden_size),
+        ("batch_size", batch_size),
+        ("seed", seed),
+    ):
         if value is not None:
             setattr(cfg, name, value)
     keys = read_embedding_trace(trace)
     err = _console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=err,
-                  disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    ) as bar:
         task = bar.add_task(f"training {model} model", total=cfg.steps, loss=float("nan"))
-        metrics = train(keys, out, cfg, resume=resume,
-                        progress=lambda s, total, loss: bar.update(task, completed=s, loss=loss))
-    typer.echo(json.dumps(metrics, indent=2))
+        metrics = train(
+            keys,
+            out,
+            cfg,
+            resume=resume,
+            progress=lambda s, total, loss: bar.update(task, completed=s, loss=loss),
+        )
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+        return
+    typer.echo(f"wrote {out}/model.pt ({model} model, {metrics.get('steps', cfg.steps)} steps)")
+    for k, v in metrics.items():
+        if k != "steps":
+            typer.echo(
+                f"  {k.replace('_', ' ')}: {v:.4f}"
+                if isinstance(v, float)
+                else f"  {k.replace('_', ' ')}: {v:,}"
+            )
 
 
 @embed_app.command("eval")
 def eval_cmd(
-    trace: Path = typer.Argument(..., help="Trace: .pt, .npy or text."),
-    model: Optional[Path] = typer.Option(None, help="Cache-model folder from `embed train --model cache`."),
-    prefetch_model: Optional[Path] = typer.Option(None, help="Prefetch-model folder (default: MODEL/prefetch)."),
-    policies: str = typer.Option("lru,lfu,arc,s3fifo,opt,learned,learned+prefetch", help="Comma-separated."),
-    cache_size: str = typer.Option("0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."),
+    trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets) or any format `sim` reads."),
+    model: Optional[Path] = typer.Option(
+        None,
+        help="Cache-model folder from `embed train --model cache`: "
+        "warm-starts `learned`; needed by learned+offline/+prefetch.",
+    ),
+    prefetch_model: Optional[Path] = typer.Option(
+        None, help="Prefetch-model folder (default: MODEL/prefetch)."
+    ),
+    policies: str = typer.Option("lru,lfu,arc,s3fifo,opt,learned", help="Comma-separated."),
+    cache_size: str = typer.Option(
+        "0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of rows."),
 ) -> None:
-    """Hit ratio and gap closed (h - h_LRU) / (h_OPT - h_LRU) per policy and cache size."""
+    """Per cache size: each policy's hit ratio, the share of the best-heuristic -> OPT gap it closes
+    ((h - h_best) / (h_OPT - h_best), h_best the best of lru/lfu/arc/s3fifo), and the winner."""
     from rich.console import Console
     from rich.table import Table
-
-    import spidercache.embedding.policy  # noqa: F401  (registers learned, learned+prefetch)
 
     from ..embedding.evaluate import evaluate, parse_list, parse_sizes
     from ..embedding.traces import read_embedding_trace
@@ -176,13 +271,27 @@ def eval_cmd(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"Embedding cache: {trace.name}")
-    for col in ("policy", "cache size", "capacity", "requests", "hits", "hit ratio", "gap closed", "prefetches"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+    table = Table(title=f"Embedding cache: {trace.name} ({rows[0]['requests']:,} requests)")
+    for col in ("policy", "cache size", "capacity", "hit ratio", "gap closed", "note"):
+        table.add_column(col, justify="left" if col in ("policy", "note") else "right")
     for r in rows:
-        table.add_row(r["policy"], f"{r['cache_size']:g}", f"{r['capacity']:,}", f"{r['requests']:,}",
-                      f"{r['hits']:,}", f"{r['hit_ratio']:.4f}", f"{r['gap_closed']:.3f}",
-                      f"{r['prefetches']:,} ({r['prefetch_hits']:,} hit)" if "prefetches" in r else "")
+        note = []
+        if r["policy"] == r["best_heuristic"]:
+            note.append("best heuristic")
+        if r["policy"] == r["winner"]:
+            note.append("WINNER")
+        if "leader" in r:
+            note.append(f"following {r['leader']} ({r['switches']} switches)")
+        if "prefetches" in r:
+            note.append(f"{r['prefetches']:,} prefetched ({r['prefetch_hits']:,} hit)")
+        table.add_row(
+            r["policy"],
+            f"{r['cache_size']:g}",
+            f"{r['capacity']:,}",
+            f"{r['hit_ratio']:.4f}",
+            f"{r['gap_closed']:+.3f}",
+            ", ".join(note),
+        )
     Console().print(table)
 
 
@@ -194,8 +303,10 @@ def headroom_cmd(
     one_off: float = typer.Option(0.05, help="Share of lookups to one-off rows."),
     requests: int = typer.Option(2_000_000, help="Lookups (about)."),
     cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: rows."),
-    model: Optional[Path] = typer.Option(None, help="Cache-model folder: adds the learned policy."),
-    ablations: bool = typer.Option(False, "--ablations", help="Also the posterior oracle without each piece of truth."),
+    model: Optional[Path] = typer.Option(None, help="Cache-model folder: warm-starts the learned policy."),
+    ablations: bool = typer.Option(
+        False, "--ablations", help="Also the posterior oracle without each piece of truth."
+    ),
     samples: int = typer.Option(64, help="Residents sampled per eviction by the posterior oracle."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -204,8 +315,6 @@ def headroom_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    import spidercache.embedding.policy  # noqa: F401  (registers learned)
-
     from ..embedding.evaluate import parse_sizes
     from ..embedding.headroom import headroom
     from ..errors import UserError
@@ -213,8 +322,27 @@ def headroom_cmd(
     (size,) = parse_sizes(str(cache_size))
     if samples < 1:
         raise UserError(f"samples must be at least 1, got {samples}")
-    rows = headroom(requests, size, model, ablations, samples, seed=seed, drift=drift, burst_rate=burst_rate,
-                    one_off=one_off)
+    from rich.progress import Progress
+
+    err = _console()
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("headroom", total=None)
+
+        def step(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        rows = headroom(
+            requests,
+            size,
+            model,
+            ablations,
+            samples,
+            progress=step,
+            seed=seed,
+            drift=drift,
+            burst_rate=burst_rate,
+            one_off=one_off,
+        )
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -237,30 +365,30 @@ def register(app: typer.Typer) -> None:
 
 
 def bench_embed(
-    requests: int = typer.Option(2_000_000, help="Lookups of each generated trace (about)."),
-    steps: int = typer.Option(1500, help="Training steps of the cache model."),
-    docs_path: Path = typer.Option(Path("docs/bench/embedding-results.md"),
-                                   help="Generated tables (markdown; raw rows go next to it as .json). "
-                                        "The hand-written notes in docs/bench/embedding.md are never touched."),
+    requests: int = typer.Option(2_000_000, help="Lookups per validation trace."),
+    steps: int = typer.Option(1500, help="Training steps of the warm-start model."),
+    docs_path: Path = typer.Option(
+        Path("docs/bench/embedding-results.md"),
+        help="Generated tables (markdown; raw rows go next to it as .json). "
+        "The hand-written notes in docs/bench/embedding.md are never touched.",
+    ),
     write_docs: bool = typer.Option(True, "--write-docs/--no-write-docs"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """optgen vs plain-Python Belady, policies on 3 trace kinds, learned on held-out traces next to
-    the oracles that bound it, scoring speed, CachedEmbeddingBag vs nn.EmbeddingBag."""
-    from ..embedding.bench import GENERATED_MARK, run_benchmark
+    """Validation families (tune / report) with lru, lfu, arc, s3fifo, OPT and learned (no model and
+    warm-started), optgen and scoring speed, CachedEmbeddingBag vs nn.EmbeddingBag."""
+    from ..bench.embed import check_docs, markdown, run
     from ..errors import UserError
 
-    if write_docs and docs_path.exists() and not docs_path.read_text().startswith(GENERATED_MARK):
-        # an earlier run wrote the tables over the notes; refuse before an hour of work, not after
-        raise UserError(f"{docs_path} was not written by `bench embed` (hand-written notes?); "
-                        "choose another --docs-path or remove it")
-    result = run_benchmark(requests=requests, steps=steps, log=_console().print)
-    if json_out:
-        typer.echo(json.dumps(result["data"], indent=2))
-    else:
-        typer.echo(result["markdown"])
+    if requests < 1000:
+        raise UserError(f"--requests must be at least 1000, got {requests}")
+    if write_docs:
+        check_docs(docs_path)  # refuse before an hour of work, not after
+    rows = run(requests=requests, steps=steps, log=_console().print)
+    md = markdown(rows)
+    typer.echo(json.dumps(rows, indent=2) if json_out else md)
     if write_docs:
         docs_path.parent.mkdir(parents=True, exist_ok=True)
-        docs_path.write_text(result["markdown"])
-        docs_path.with_suffix(".json").write_text(json.dumps(result["data"], indent=2))
+        docs_path.write_text(md)
+        docs_path.with_suffix(".json").write_text(json.dumps(rows, indent=2))
         _console().print(f"wrote {docs_path} and {docs_path.with_suffix('.json')}")

@@ -13,8 +13,24 @@ the output is equal, bit for bit.
 
 backward: like FBGEMM's table-batched embeddings, the optimiser step is fused
 into backward (rows in a slow tier cannot be torch Parameters): each distinct
-row gets ``row -= lr * grad`` in whichever tier holds it at backward time.
-This equals ``nn.EmbeddingBag(sparse=True)`` followed by ``torch.optim.SGD(lr)``.
+row is updated in whichever tier holds it at backward time, by ``optimizer``:
+
+* ``"sgd"``: ``row -= lr * grad``, equal to ``nn.EmbeddingBag(sparse=True)`` + ``torch.optim.SGD``;
+* ``"adagrad"``: row-wise Adagrad (FBGEMM's ROWWISE_ADAGRAD): one accumulator per row,
+  ``s += mean(grad**2)``, ``row -= lr * grad / (sqrt(s) + eps)``;
+* ``"adam"``: partial row-wise Adam (FBGEMM's PARTIAL_ROWWISE_ADAM): a first moment per
+  element, a second moment per row, bias correction by the row's own step count (lazy Adam:
+  a row's moments only move when the row is looked up).
+
+The table is not a ``Parameter`` (it can be larger than memory); ``model.parameters()``
+holds only ``lr_anchor``, an empty Parameter. Learning rate: ``bag.follow(optimizer)``
+makes every step use the ``lr`` of the optimizer's param group that holds ``lr_anchor``
+(so ``model.parameters()`` passed to the optimizer and any ``lr_scheduler`` on it drive the
+table too); without ``follow`` the fixed ``lr`` given at construction is used.
+
+``state_dict()`` holds the whole table (``weight``, fast-tier rows flushed first) and the
+optimizer's row state (``optim.*``); ``load_state_dict`` empties the fast tier and restores
+both, so checkpoint -> resume continues bit for bit.
 """
 
 from __future__ import annotations
@@ -22,86 +38,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.policies import make_policy
+from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
+from ._bagstate import RowOptimizerMixin
+
+OPTIMIZERS = ("sgd", "adagrad", "adam")
 
 
-@nb.njit(cache=True)
-def _unique_inverse(idx, stamp):
-    """Distinct rows in order of first appearance and each index's position among them.
-    ``stamp`` (one int64 per row, all -1) is left all -1 again."""
-    uniq = np.empty(idx.size, np.int64)
-    inv = np.empty(idx.size, np.int64)
-    u = 0
-    for i in range(idx.size):
-        r = idx[i]
-        s = stamp[r]
-        if s < 0:
-            s = u
-            stamp[r] = u
-            uniq[u] = r
-            u += 1
-        inv[i] = s
-    for j in range(u):
-        stamp[uniq[j]] = -1
-    return uniq[:u], inv
-
-
-@nb.njit(cache=True)
-def _row_grads(starts, end, inv, grad_out, psw, use_psw, mean, row_grad):
-    """row_grad[inv[i]] += grad_out[bag of i] (/ bag length, * psw[i]): the sum / mean
-    embedding_bag backward, reduced per distinct row in one pass (no per-lookup matrix)."""
-    n_bags, dim = grad_out.shape
-    for b in range(n_bags):
-        lo = starts[b]
-        hi = starts[b + 1] if b + 1 < n_bags else end
-        if hi <= lo:
-            continue
-        scale = np.float32(1.0 / (hi - lo)) if mean else np.float32(1.0)
-        for i in range(lo, hi):
-            w = scale * psw[i] if use_psw else scale
-            r = inv[i]
-            for d in range(dim):
-                row_grad[r, d] += grad_out[b, d] * w
-
-
-@nb.njit(cache=True)
-def _sgd_fast(slots, row_grad, fast, lr):
-    """fast[slot] -= lr * grad for the distinct rows that are in the fast tier."""
-    dim = row_grad.shape[1]
-    for j in range(slots.size):
-        s = slots[j]
-        if s >= 0:
-            for d in range(dim):
-                fast[s, d] -= lr * row_grad[j, d]
-
-
-class _FusedSGDBag(torch.autograd.Function):
-    """``F.embedding_bag`` over the gathered rows whose backward applies the SGD step to
-    the tiers directly (sum / mean): per-lookup gradients are the bag's output gradient
-    (scaled by 1 / bag length for mean, by the per-sample weight if given), summed per
-    distinct row with one ``index_add_``. Nothing is returned for ``rows``."""
-
-    @staticmethod
-    def forward(ctx, rows, bag, uniq, inv, offsets, psw):
-        ctx.bag, ctx.uniq = bag, uniq
-        ctx.save_for_backward(inv, offsets, psw)
-        return F.embedding_bag(inv, rows, offsets, mode=bag.mode, per_sample_weights=psw,
-                               include_last_offset=bag.include_last_offset)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        inv, offsets, psw = ctx.saved_tensors
-        ctx.bag._fused_backward(ctx.uniq, inv, offsets, psw, grad_out.contiguous())
-        return None, None, None, None, None, None
-
-
-class CachedEmbeddingBag(nn.Module):
+class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
     """``nn.EmbeddingBag(num_embeddings, embedding_dim, mode)`` over a fast and a slow tier.
 
     Args:
@@ -109,17 +58,38 @@ class CachedEmbeddingBag(nn.Module):
         policy: engine policy name, or a callable ``(capacity, n_ids) -> Policy``.
         slow: ``None`` (host memory) or a file path for an ``np.memmap`` table
             (an existing file of the right size is opened, not overwritten).
-        lr: learning rate of the fused SGD step in backward.
+        lr: learning rate of the fused step in backward, until ``follow(optimizer)`` is called.
+        optimizer: ``"sgd"``, ``"adagrad"`` (row-wise) or ``"adam"`` (partial row-wise); see the module doc.
+        eps, betas: of Adagrad / Adam.
         weight: initial table (``num_embeddings x embedding_dim``); default N(0, 1) like torch.
         device: where the fast tier lives (``"cuda"`` puts it in GPU memory).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean", *,
-                 cache_rows: int | None = None, cache_mb: float | None = None, policy="lru",
-                 slow: str | os.PathLike | None = None, lr: float = 0.01, weight=None,
-                 include_last_offset: bool = False, device: str | torch.device = "cpu",
-                 policy_kwargs: dict | None = None) -> None:
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        mode: str = "mean",
+        *,
+        cache_rows: int | None = None,
+        cache_mb: float | None = None,
+        policy="lru",
+        slow: str | os.PathLike | None = None,
+        lr: float = 0.01,
+        weight=None,
+        include_last_offset: bool = False,
+        device: str | torch.device = "cpu",
+        policy_kwargs: dict | None = None,
+        optimizer: str = "sgd",
+        eps: float = 1e-8,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        self.optimizer, self.eps, self.betas = optimizer, float(eps), (float(betas[0]), float(betas[1]))
+        self.lr_anchor = nn.Parameter(torch.zeros(0))
+        self._followed = None
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"mode must be sum, mean or max, got {mode!r}")
         if num_embeddings < 1 or embedding_dim < 1:
@@ -144,11 +114,17 @@ class CachedEmbeddingBag(nn.Module):
         self._free = list(range(self.cache_rows - 1, -1, -1))
         self._stamp = np.full(self.num_embeddings, -1, np.int64)
         kw = dict(policy_kwargs or {})
-        self.policy = (make_policy(policy, self.cache_rows, self.num_embeddings, **kw) if isinstance(policy, str)
-                       else policy(self.cache_rows, self.num_embeddings))
+        if isinstance(policy, str) and policy.startswith(("learned", "lrfu", "lru+")):
+            from . import policy as _names  # noqa: F401  (names the embedding policies in the registry)
+        self.policy = (
+            make_policy(policy, self.cache_rows, self.num_embeddings, **kw)
+            if isinstance(policy, str)
+            else policy(self.cache_rows, self.num_embeddings)
+        )
         self.policy.on_evict = self._write_back
         self.loads = 0
         self.write_backs = 0
+        self.optim_state = self._new_optim_state()
 
     # -------------------------------------------------------------- tiers
     def _make_slow(self, slow, weight) -> np.ndarray:
@@ -158,8 +134,9 @@ class CachedEmbeddingBag(nn.Module):
             if w.shape != shape:
                 raise ValueError(f"weight must have shape {shape}, got {w.shape}")
         if slow is None:
-            return np.array(w, np.float32) if weight is not None else \
-                torch.randn(*shape).numpy()  # N(0, 1), as nn.EmbeddingBag initialises
+            return (
+                np.array(w, np.float32) if weight is not None else torch.randn(*shape).numpy()
+            )  # N(0, 1), as nn.EmbeddingBag initialises
         path = Path(slow)
         if path.exists() and weight is None:
             if path.stat().st_size != 4 * shape[0] * shape[1]:
@@ -168,8 +145,11 @@ class CachedEmbeddingBag(nn.Module):
         mm = np.memmap(path, np.float32, "w+", shape=shape)
         step = 1 << 16
         for s in range(0, shape[0], step):
-            mm[s : s + step] = w[s : s + step] if weight is not None else \
-                torch.randn(min(step, shape[0] - s), shape[1]).numpy()
+            mm[s : s + step] = (
+                w[s : s + step]
+                if weight is not None
+                else torch.randn(min(step, shape[0] - s), shape[1]).numpy()
+            )
         return mm
 
     def _write_back(self, rows: np.ndarray) -> None:
@@ -191,7 +171,8 @@ class CachedEmbeddingBag(nn.Module):
         n = rows.size
         slots = np.array([self._free.pop() for _ in range(n)], np.int64)
         self.fast[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(
-            np.ascontiguousarray(self.slow[rows])).to(self.device)
+            np.ascontiguousarray(self.slow[rows])
+        ).to(self.device)
         self.slot_of[rows] = slots
         self.row_of[slots] = rows
         self.loads += n
@@ -222,16 +203,22 @@ class CachedEmbeddingBag(nn.Module):
         s = np.flatnonzero(~in_fast)
         if f.size:
             out[torch.from_numpy(f).to(self.device)] = self.fast[torch.from_numpy(slots[f]).to(self.device)]
-        out[torch.from_numpy(s).to(self.device)] = torch.from_numpy(np.ascontiguousarray(self.slow[uniq[s]])).to(self.device)
+        out[torch.from_numpy(s).to(self.device)] = torch.from_numpy(
+            np.ascontiguousarray(self.slow[uniq[s]])
+        ).to(self.device)
         return out, slots
 
-    def forward(self, input: torch.Tensor, offsets: torch.Tensor | None = None,
-                per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input: torch.Tensor,
+        offsets: torch.Tensor | None = None,
+        per_sample_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         if input.dim() == 2:
             if offsets is not None:
                 raise ValueError("offsets must be None when input is 2-D")
-            b, l = input.shape
-            offsets = torch.arange(0, b * l, l, dtype=torch.int64)
+            b, per_bag = input.shape
+            offsets = torch.arange(0, b * per_bag, per_bag, dtype=torch.int64)
             input = input.reshape(-1)
             if per_sample_weights is not None:
                 per_sample_weights = per_sample_weights.reshape(-1)
@@ -251,22 +238,40 @@ class CachedEmbeddingBag(nn.Module):
         inv_t = torch.from_numpy(inv).to(self.device)
         offsets = offsets.to(self.device)
         if not (torch.is_grad_enabled() and self.training):
-            return F.embedding_bag(inv_t, rows, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
-                                   include_last_offset=self.include_last_offset)
+            return F.embedding_bag(
+                inv_t,
+                rows,
+                offsets,
+                mode=self.mode,
+                per_sample_weights=per_sample_weights,
+                include_last_offset=self.include_last_offset,
+            )
         if self.mode == "max" or (per_sample_weights is not None and per_sample_weights.requires_grad):
             # rare cases: let autograd build the dense row gradient, apply it in a hook
             rows.requires_grad_(True)
             rows.register_hook(lambda g, u=uniq: self._apply_grad(u, g))
-            return F.embedding_bag(inv_t, rows, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
-                                   include_last_offset=self.include_last_offset)
+            return F.embedding_bag(
+                inv_t,
+                rows,
+                offsets,
+                mode=self.mode,
+                per_sample_weights=per_sample_weights,
+                include_last_offset=self.include_last_offset,
+            )
         # sum / mean: a fused backward that never builds autograd's dense embedding_bag
         # gradient (that kernel was 70 % of a training step); see _FusedSGDBag.
         rows.requires_grad_(True)
         return _FusedSGDBag.apply(rows, self, uniq, inv_t, offsets, per_sample_weights)
 
     @torch.no_grad()
-    def _fused_backward(self, uniq: np.ndarray, inv: torch.Tensor, offsets: torch.Tensor,
-                        psw: torch.Tensor | None, grad_out: torch.Tensor) -> None:
+    def _fused_backward(
+        self,
+        uniq: np.ndarray,
+        inv: torch.Tensor,
+        offsets: torch.Tensor,
+        psw: torch.Tensor | None,
+        grad_out: torch.Tensor,
+    ) -> None:
         n = inv.numel()
         n_bags = grad_out.shape[0]
         end = int(offsets[-1]) if self.include_last_offset else n
@@ -287,30 +292,53 @@ class CachedEmbeddingBag(nn.Module):
         # CPU: numba, one pass over the lookups, then one over the distinct rows
         row_grad = np.zeros((uniq.size, self.embedding_dim), np.float32)
         w = psw.reshape(-1).to(torch.float32).numpy() if psw is not None else np.zeros(1, np.float32)
-        _row_grads(offsets[:n_bags].numpy(), end, inv.numpy(), grad_out.to(torch.float32).numpy(), w,
-                   psw is not None, self.mode == "mean", row_grad)
+        _row_grads(
+            offsets[:n_bags].numpy(),
+            end,
+            inv.numpy(),
+            grad_out.to(torch.float32).numpy(),
+            w,
+            psw is not None,
+            self.mode == "mean",
+            row_grad,
+        )
+        if self.optimizer != "sgd":
+            self._step_rowwise(uniq, torch.from_numpy(row_grad))
+            return
+        lr = self.current_lr
         slots = self.slot_of[uniq]  # where each row is now, not at forward time
-        _sgd_fast(slots, row_grad, self.fast.numpy(), np.float32(self.lr))
+        _sgd_fast(slots, row_grad, self.fast.numpy(), np.float32(lr))
         s = np.flatnonzero(slots < 0)
         if s.size:
-            self.slow[uniq[s]] -= self.lr * row_grad[s]
+            self.slow[uniq[s]] -= lr * row_grad[s]
 
     @torch.no_grad()
     def _apply_grad(self, uniq: np.ndarray, grad: torch.Tensor) -> None:
+        if self.optimizer != "sgd":
+            self._step_rowwise(uniq, grad)
+            return
+        lr = self.current_lr
         slots = self.slot_of[uniq]  # where each row is now, not at forward time
         in_fast = slots >= 0
         if in_fast.all():
-            self.fast.index_add_(0, torch.from_numpy(slots).to(self.device), grad, alpha=-self.lr)
+            self.fast.index_add_(0, torch.from_numpy(slots).to(self.device), grad, alpha=-lr)
             return
         f = np.flatnonzero(in_fast)
         if f.size:
-            self.fast.index_add_(0, torch.from_numpy(slots[f]).to(self.device),
-                                 grad[torch.from_numpy(f).to(grad.device)], alpha=-self.lr)
+            self.fast.index_add_(
+                0,
+                torch.from_numpy(slots[f]).to(self.device),
+                grad[torch.from_numpy(f).to(grad.device)],
+                alpha=-lr,
+            )
         s = np.flatnonzero(~in_fast)
         rows = uniq[s]
-        self.slow[rows] -= self.lr * grad[torch.from_numpy(s).to(grad.device)].cpu().numpy()
+        self.slow[rows] -= lr * grad[torch.from_numpy(s).to(grad.device)].cpu().numpy()
 
     def extra_repr(self) -> str:
-        return (f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
-                f"cache_rows={self.cache_rows}, policy={self.policy.name}, "
-                f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, lr={self.lr}")
+        return (
+            f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}, "
+            f"cache_rows={self.cache_rows}, policy={self.policy.name}, "
+            f"slow={'memmap' if isinstance(self.slow, np.memmap) else 'memory'}, optimizer={self.optimizer}, "
+            f"lr={self.current_lr}"
+        )

@@ -1,27 +1,29 @@
-"""Run policies over an embedding trace and report hit ratio and gap closed.
+"""Run policies over an embedding trace: hit ratio, share of the gap closed, winner.
 
-``gap_closed = (h - h_LRU) / (h_OPT - h_LRU)`` per policy and cache size (LRU
-and OPT are always simulated, even when not asked for, since the gap needs them).
-Every policy sees the trace in the same batches of ``batch`` requests; the
-``learned`` policies score each batch at once.
+``gap_closed = (h - h_best) / (h_OPT - h_best)`` per policy and cache size, where h_best is
+the best of lru / lfu / arc / s3fifo on that trace and size (those and OPT are always
+simulated, even when not asked for, since the gap needs them). The replay loop is the
+whole trace in one ``access`` call, as the simulator's ``run_policy`` does (which cannot pass a
+model or tables to a policy yet); ``learned+prefetch`` splits the
+trace into batches of ``batch`` requests itself, since it prefetches after each batch.
 """
 
 from __future__ import annotations
 
 import time
+
 from pathlib import Path
 
 import numpy as np
 
 from ..engine.ids import remap_trace
-from ..engine.policies import make_policy
+from ..engine.policies import POLICIES, make_policy
 from ..engine.policies.opt import next_use_positions
 from ..errors import UserError
 from .models import load_model
 from .optgen import resolve_capacity
+from .policy import OfflineLearned  # noqa: F401  (registers the embedding policies)
 from .train import dense_tables
-
-KNOWN_EXTRA = ("learned", "learned+prefetch")
 
 
 def parse_list(text: str, what: str) -> list[str]:
@@ -48,69 +50,111 @@ def _prefetch_dir(model_dir: Path | None, prefetch_dir: Path | None) -> Path:
         return prefetch_dir
     if model_dir is not None and (model_dir / "prefetch" / "model.pt").exists():
         return model_dir / "prefetch"
-    raise UserError("learned+prefetch needs a prefetch model: --prefetch-model DIR "
-                    "(or a prefetch/ folder inside --model)")
+    raise UserError(
+        "learned+prefetch needs a prefetch model: --prefetch-model DIR (or a prefetch/ folder inside --model)"
+    )
 
 
-def run_policy(policy, ids: np.ndarray, batch: int) -> np.ndarray:
-    hits = np.empty(ids.size, np.bool_)
-    for s in range(0, ids.size, batch):
-        hits[s : s + batch] = policy.access(ids[s : s + batch])
-    return hits
+HEURISTICS = ("lru", "lfu", "arc", "s3fifo")
 
 
-def evaluate(keys: np.ndarray, policies: list[str], cache_sizes: list[float],
-             model_dir: str | Path | None = None, prefetch_dir: str | Path | None = None,
-             batch: int = 16384, on_row=None) -> list[dict]:
-    """One row per (policy, cache size): policy, cache_size, capacity, requests, hits,
-    hit_ratio, gap_closed (plus seconds, and prefetches / prefetch_hits when prefetching)."""
-    policies = [p.lower() for p in policies]
-    model_dir = Path(model_dir) if model_dir is not None else None
-    prefetch_dir = Path(prefetch_dir) if prefetch_dir is not None else None
+def _load_models(policies: list[str], model_dir: Path | None, prefetch_dir: Path | None):
     cache_model = prefetch_model = None
-    if any(p.startswith("learned") for p in policies):
-        if model_dir is None:
-            raise UserError("the learned policies need --model DIR (a folder made by `embed train --model cache`)")
+    if model_dir is not None and any(p.startswith("learned") for p in policies):
         cache_model = load_model(model_dir, expect="cache")
+    if any(p in ("learned+offline", "learned+prefetch") for p in policies) and cache_model is None:
+        raise UserError(
+            "learned+offline and learned+prefetch need --model DIR (a folder made by "
+            "`embed train --model cache`); `learned` runs without one"
+        )
     if "learned+prefetch" in policies:
         prefetch_model = load_model(_prefetch_dir(model_dir, prefetch_dir), expect="prefetch")
-    for p in policies:  # unknown names fail before any work
-        if p not in KNOWN_EXTRA:
-            make_policy(p, 1, 0, **({"next_use": np.zeros(0, np.int64)} if p in ("opt", "belady", "min") else {}))
+    return cache_model, prefetch_model
+
+
+def _kwargs(name: str, cache_model, prefetch_model, table_of_id, batch: int) -> dict:
+    if name == "learned":
+        return {"model": cache_model, "tables": table_of_id}
+    if name == "learned+offline":
+        return {"model": cache_model, "tables": table_of_id}
+    if name == "learned+prefetch":
+        return {"model": cache_model, "prefetch_model": prefetch_model, "tables": table_of_id, "batch": batch}
+    return {}
+
+
+def evaluate(
+    keys: np.ndarray,
+    policies: list[str],
+    cache_sizes: list[float],
+    model_dir: str | Path | None = None,
+    prefetch_dir: str | Path | None = None,
+    batch: int = 16384,
+    on_row=None,
+) -> list[dict]:
+    """One row per (policy, cache size): policy, cache_size, capacity, requests, hits, hit_ratio,
+    best_heuristic (the best of lru/lfu/arc/s3fifo here), gap_closed (share of the best-heuristic
+    -> OPT gap closed), winner (the best policy asked for, OPT aside), seconds; prefetches and
+    prefetch_hits when prefetching. ``learned`` needs no model; with ``model_dir`` it is warm-started."""
+    policies = [canonical(p) for p in policies]
+    model_dir = Path(model_dir) if model_dir is not None else None
+    prefetch_dir = Path(prefetch_dir) if prefetch_dir is not None else None
+    cache_model, prefetch_model = _load_models(policies, model_dir, prefetch_dir)
+    keys = np.ascontiguousarray(keys, np.int64)
+    if keys.size == 0:
+        raise UserError("the trace is empty")
     ids, n = remap_trace(keys)
-    tables = dense_tables(keys)
     table_of_id = np.zeros(n, np.int64)
-    table_of_id[ids] = tables
+    table_of_id[ids] = dense_tables(keys)
     nxt = next_use_positions(ids)
     rows = []
     for cs in cache_sizes:
         cap = resolve_capacity(cs, n)
         results = {}
-        for name in dict.fromkeys(["lru", "opt", *policies]):
-            kw = {}
-            if name in ("opt", "belady", "min"):
-                kw = {"next_use": nxt}
-            elif name == "learned":
-                kw = {"model": cache_model, "tables": table_of_id}
-            elif name == "learned+prefetch":
-                kw = {"model": cache_model, "prefetch_model": prefetch_model, "tables": table_of_id}
+        for name in dict.fromkeys([*HEURISTICS, "opt", *policies]):
+            kw = _kwargs(name, cache_model, prefetch_model, table_of_id, batch)
+            if name == "opt":
+                kw["next_use"] = nxt
             pol = make_policy(name, cap, n, **kw)
             t0 = time.perf_counter()
-            h = run_policy(pol, ids, batch)
+            n_hits = int(np.count_nonzero(pol.access(ids)))
             sec = time.perf_counter() - t0
+            row = {
+                "policy": name,
+                "cache_size": cs,
+                "capacity": cap,
+                "requests": int(ids.size),
+                "hits": n_hits,
+                "hit_ratio": n_hits / ids.size,
+                "seconds": sec,
+            }
             st = pol.stats()
-            row = {"policy": name, "cache_size": cs, "capacity": cap, "requests": int(ids.size),
-                   "hits": int(h.sum()), "hit_ratio": float(h.mean()), "seconds": sec}
             if hasattr(st, "prefetches"):
                 row["prefetches"] = int(st.prefetches)
                 row["prefetch_hits"] = int(st.prefetch_hits)
+            if name == "learned":
+                row["leader"] = pol.leader_name
+                row["switches"] = pol.switches
             results[name] = row
-        h_lru, h_opt = results["lru"]["hit_ratio"], results["opt"]["hit_ratio"]
+        best = max(HEURISTICS, key=lambda h: results[h]["hit_ratio"])
+        h_best, h_opt = results[best]["hit_ratio"], results["opt"]["hit_ratio"]
+        asked = [p for p in policies if p != "opt"] or policies
+        winner = max(asked, key=lambda p: results[p]["hit_ratio"])
         for name in policies:
             r = results[name]
-            gap = h_opt - h_lru
-            r["gap_closed"] = (r["hit_ratio"] - h_lru) / gap if gap > 0 else 0.0
+            gap = h_opt - h_best
+            r["best_heuristic"] = best
+            r["gap_closed"] = (r["hit_ratio"] - h_best) / gap if gap > 0 else 0.0
+            r["winner"] = winner
             rows.append(r)
             if on_row is not None:
                 on_row(r)
     return rows
+
+
+def canonical(name: str) -> str:
+    """The registry's name for ``name``; an unknown name fails with one line before any work."""
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    key = {"belady": "opt", "min": "opt"}.get(key, key)
+    if key not in POLICIES:
+        raise UserError(f"unknown policy {name!r}; choose from {', '.join(sorted(POLICIES))}")
+    return key

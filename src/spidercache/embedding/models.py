@@ -97,10 +97,6 @@ class ModelConfig:
     history: float = 1.0  # prefetch: candidate keys seen within this many capacities
     validation_share: float = 0.1
 
-    def shape_dict(self) -> dict:
-        """The fields a checkpoint must agree on to be loaded into this model."""
-        return {k: getattr(self, k) for k in ("model", "features", "hidden_size", "num_layers")}
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 

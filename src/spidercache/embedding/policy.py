@@ -1,6 +1,9 @@
-"""Engine policies ``learned`` and ``learned+prefetch`` (RecMG's cache, done fast).
+"""Engine policies ``learned+offline`` and ``learned+prefetch`` (RecMG's cache, done fast).
 
-``learned``: every access is scored by the cache model, a whole batch at a time
+(The online ``learned`` policy is in ``adaptive.py``; with a model it uses ``learned+offline``
+as one of its experts, a warm start.)
+
+``learned+offline``: every access is scored by the cache model, a whole batch at a time
 (features and the MLP both in numba). The model predicts when the row will be
 used next (trained on optgen's next-use distances, in units of the capacity), so
 the policy can do what Belady does with the real future: evict the resident row
@@ -33,95 +36,11 @@ import numba as nb
 import numpy as np
 import torch
 
-from ..engine.policies import register
 from ..engine.policies.base import Policy, PolicyStats
-from ._heap import heap_pop, heap_push
+from .lrfu import NIL, _decay_access, _evict_one, _farthest, _place, _remove, _shrink, _unlink
 from .features import FeatureState
+from ..errors import UserError
 from .models import load_model
-
-NIL = -1
-# scalars: 0 capacity, 1 size, 2 LRU head (most recent), 3 LRU tail, 4 heap size, 5 bypass,
-# 6 ordering (0: predicted next-use time, 1: decayed-frequency score, see _decay_access)
-
-
-@nb.njit(cache=True, inline="always")
-def _unlink(i, prev, nxt, s):
-    p, n = prev[i], nxt[i]
-    if p != NIL:
-        nxt[p] = n
-    else:
-        s[2] = n
-    if n != NIL:
-        prev[n] = p
-    else:
-        s[3] = p
-    prev[i] = NIL
-    nxt[i] = NIL
-
-
-@nb.njit(cache=True, inline="always")
-def _push_front(i, prev, nxt, s):
-    head = s[2]
-    prev[i] = NIL
-    nxt[i] = head
-    if head != NIL:
-        prev[head] = i
-    else:
-        s[3] = i
-    s[2] = i
-
-
-@nb.njit(cache=True)
-def _compact(hk, hv, s, where, due):
-    m = 0
-    for j in range(s[4]):
-        i = hv[j]
-        if where[i] > 0 and due[i] == hk[j]:
-            hk[m] = hk[j]
-            hv[m] = hv[j]
-            m += 1
-    s[4] = 0
-    keys = hk[:m].copy()
-    vals = hv[:m].copy()
-    for j in range(m):
-        s[4] = heap_push(hk, hv, s[4], keys[j], vals[j])
-
-
-@nb.njit(cache=True, inline="always")
-def _farthest(hk, hv, s, where, due):
-    # top live entry (drops stale ones); -1 if none
-    while s[4] > 0:
-        i = hv[0]
-        if where[i] > 0 and due[i] == hk[0]:
-            return i
-        s[4] = heap_pop(hk, hv, s[4])
-    return -1
-
-
-@nb.njit(cache=True, inline="always")
-def _evict_one(now, where, prev, nxt, s, pf, due, hk, hv):
-    tail = s[3]
-    if s[6] == 0 and due[tail] < now:  # overdue: the prediction failed, the row is likely far
-        victim = tail
-    else:
-        victim = _farthest(hk, hv, s, where, due)
-        if victim < 0:
-            victim = tail
-    _unlink(victim, prev, nxt, s)
-    where[victim] = 0
-    pf[victim] = 0
-    s[1] -= 1
-    return victim
-
-
-@nb.njit(cache=True, inline="always")
-def _place(i, key, where, prev, nxt, s, due, hk, hv):
-    due[i] = key
-    if s[4] == hk.size:
-        _compact(hk, hv, s, where, due)
-    s[4] = heap_push(hk, hv, s[4], key, i)
-    _push_front(i, prev, nxt, s)
-    where[i] = 1
 
 
 @nb.njit(cache=True)
@@ -163,49 +82,6 @@ def _learned_access(ids, dist, now0, admit, use_admit, hits, evicted, record,
 
 
 @nb.njit(cache=True)
-def _decay_access(ids, off, now0, inv_tau, admit, use_admit, hits, evicted, record, where, prev, nxt, s, pf, due, hk, hv,
-                  dec, seen, counters):
-    """Ordering 1: each row's score is log(decayed access count) + (time of last access) / tau
-    + the model's offset for that access; the lowest score goes first. Because a
-    count decays as exp(-idle / tau), comparing scores fixed at access time is the
-    same as comparing the decayed counts now (LRFU), so one heap keyed at access
-    time orders the rows exactly. The heap is a max-heap, so it holds -score."""
-    n_ev = 0
-    n_adm = 0
-    n_rej = 0
-    for k in range(ids.size):
-        i = ids[k]
-        now = now0 + k
-        if seen[i] >= 0:
-            dec[i] = dec[i] * np.exp((seen[i] - now) * inv_tau) + 1.0
-        else:
-            dec[i] = 1.0
-        seen[i] = now
-        key = -(np.log(dec[i]) + now * inv_tau + off[k])
-        if where[i] > 0:
-            hits[k] = True
-            if pf[i]:
-                counters[0] += 1
-                pf[i] = 0
-            _unlink(i, prev, nxt, s)
-            _place(i, key, where, prev, nxt, s, due, hk, hv)
-            continue
-        hits[k] = False
-        if use_admit and not admit[k]:
-            n_rej += 1
-            continue
-        if s[1] >= s[0]:
-            v = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
-            if record:
-                evicted[n_ev] = v
-            n_ev += 1
-        _place(i, key, where, prev, nxt, s, due, hk, hv)
-        s[1] += 1
-        n_adm += 1
-    return n_ev, n_adm, n_rej
-
-
-@nb.njit(cache=True)
 def _prefetch_insert(cands, keys, now, where, prev, nxt, s, pf, due, hk, hv, evicted):
     n_ev = 0
     n_in = 0
@@ -223,28 +99,6 @@ def _prefetch_insert(cands, keys, now, where, prev, nxt, s, pf, due, hk, hv, evi
     return n_ev, n_in
 
 
-@nb.njit(cache=True)
-def _remove(ids, where, prev, nxt, s, pf):
-    n = 0
-    for k in range(ids.size):
-        i = ids[k]
-        if where[i] > 0:
-            _unlink(i, prev, nxt, s)
-            where[i] = 0
-            pf[i] = 0
-            s[1] -= 1
-            n += 1
-    return n
-
-
-@nb.njit(cache=True)
-def _shrink(now, evicted, where, prev, nxt, s, pf, due, hk, hv):
-    n = 0
-    while s[1] > s[0]:
-        evicted[n] = _evict_one(now, where, prev, nxt, s, pf, due, hk, hv)
-        n += 1
-    return n
-
 
 @dataclass
 class LearnedStats(PolicyStats):
@@ -254,17 +108,16 @@ class LearnedStats(PolicyStats):
 
 def _as_model(model, kind: str):
     if model is None:
-        raise ValueError(f"the {kind} policy needs a trained model (model=PATH or a model object)")
+        raise UserError(f"the {kind} policy needs a trained model (model=PATH or a model object)")
     if isinstance(model, torch.nn.Module):
         return model.eval()
-    return load_model(model, expect="cache" if kind == "learned" else "prefetch")
+    return load_model(model, expect="cache" if kind == "learned+offline" else "prefetch")
 
 
-@register
-class Learned(Policy):
-    """Eviction of the row with the farthest predicted next use (a learned Belady)."""
+class OfflineLearned(Policy):
+    """Eviction ordered by an offline-trained model (``embed train --model cache``)."""
 
-    name = "learned"
+    name = "learned+offline"
     _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL), "_pf": (np.int8, 0),
                   "_due": (np.float64, 0.0), "_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
     _n_scalars = 7
@@ -277,7 +130,7 @@ class Learned(Policy):
         self.ordering = ordering
         self.decay_tau = float(decay_tau)  # in units of the capacity
         self.model_weight = float(model_weight)
-        self.model = _as_model(model, "learned")
+        self.model = _as_model(model, "learned+offline")
         self._weights = self.model.numpy_weights()
         self.bypass = bool(bypass)
         self.tables = None if tables is None else np.ascontiguousarray(tables, np.int64)
@@ -362,21 +215,34 @@ class Learned(Policy):
         self._counters[:] = 0
 
 
-@register
-class LearnedPrefetch(Learned):
+class LearnedPrefetch(OfflineLearned):
     """``learned`` plus a prefetch model that reloads recently evicted rows it expects back soon."""
 
     name = "learned+prefetch"
 
     def __init__(self, capacity: int, n_ids: int = 0, *, prefetch_model=None, prefetch_share: float = 0.005,
-                 prefetch_threshold: float = 0.0, **kw) -> None:
+                 prefetch_threshold: float = 0.0, batch: int = 16384, **kw) -> None:
+        self.batch = int(batch)
         self.prefetch_model = _as_model(prefetch_model, "learned+prefetch")
         self.prefetch_share = float(prefetch_share)
         self.prefetch_threshold = float(prefetch_threshold)
         self._recent = np.empty(0, np.int64)
         super().__init__(capacity, n_ids, **kw)
 
-    def access(self, ids: np.ndarray, admit: np.ndarray | None = None) -> np.ndarray:
+    def access(self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None) -> np.ndarray:
+        """Serve ``ids`` in batches of ``batch``, prefetching after each."""
+        if sizes is not None:
+            raise ValueError("learned+prefetch counts objects; it does not run with sizes")
+        ids = np.ascontiguousarray(ids, np.int64)
+        if ids.size <= self.batch:
+            return self._access_batch(ids, admit)
+        out = np.empty(ids.size, np.bool_)
+        for a in range(0, ids.size, self.batch):
+            sub = None if admit is None else np.asarray(admit)[a : a + self.batch]
+            out[a : a + self.batch] = self._access_batch(ids[a : a + self.batch], sub)
+        return out
+
+    def _access_batch(self, ids: np.ndarray, admit: np.ndarray | None) -> np.ndarray:
         evicted_here: list[np.ndarray] = []
         user_cb = self.on_evict
         self.on_evict = evicted_here.append  # see this batch's evictions, pass them on below
@@ -414,3 +280,17 @@ class LearnedPrefetch(Learned):
                 if n_ev and user_cb is not None:
                     user_cb(ev[:n_ev].copy())
         return hits
+
+
+def _register_all() -> None:
+    """Name the embedding policies in the engine's registry (the one place they are registered)."""
+    from ..engine.policies import register
+    from .adaptive import Learned
+    from .admit import AdmitLRU
+    from .lrfu import LRFU
+
+    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU):
+        register(cls)
+
+
+_register_all()

@@ -235,9 +235,10 @@ def train(
             loss.backward()
             opt.step()
             step += 1
-            history.append((step, float(loss.detach())))
+            value = float(loss.detach())
+            history.append((step, value))
             if progress is not None:
-                progress(step, cfg.steps, float(loss))
+                progress(step, cfg.steps, value)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 model.eval()
                 ev = evaluate(model, data)

@@ -1,0 +1,177 @@
+"""Validation trace families, built independently of ``embed gen`` (``traces.generate``).
+
+``embed gen`` draws table-major batches of pooled bags and moves popularity by swapping two
+ranks at random. The families here are built another way, so that a policy tuned on one
+generator is checked on structures it was not shaped by:
+
+* ``zipf``: i.i.d. Zipf(alpha) over a shuffled universe (inverse-CDF sampling).
+* ``drift``: a "news" model -- the rank -> row map slides, every ``period`` requests the
+  hottest row cools by one rank and a fresh row enters at the top; ``fast`` / ``slow``.
+* ``scan``: a Zipf hot set interleaved with sequential scans over cold rows (each scan
+  row read once per scan, scans recur).
+* ``blockio``: a block-I/O-like trace: files with Zipf popularity read as sequential
+  runs of blocks from a random offset, some files re-read in loops.
+* ``dlrm``: 8 tables of different sizes and Zipf exponents, looked up sample-major (one
+  sample touches every table), each table's popularity drifting at its own speed (news
+  model), bursts (a few cold rows turn hot for a while) and one-off rows (about 40% of
+  the distinct rows are used once). Keys ``table << 40 | row``.
+
+``FAMILIES`` names the traces; ``TUNE`` are the ones parameters were chosen on, ``REPORT``
+the ones only reported (docs/embedding.md says which is which).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UserError
+from .traces import pack_keys
+
+
+def _zipf_ranks(rng: np.random.Generator, alpha: float, n: int, size: int) -> np.ndarray:
+    cdf = np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -alpha)
+    cdf /= cdf[-1]
+    return np.minimum(np.searchsorted(cdf, rng.random(size)), n - 1).astype(np.int64)
+
+
+def zipf(requests: int, alpha: float, rows: int = 200_000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(rows).astype(np.int64)
+    return perm[_zipf_ranks(rng, alpha, rows, requests)]
+
+
+def drift(requests: int, period: float, alpha: float = 0.9, rows: int = 200_000, seed: int = 0) -> np.ndarray:
+    """Rank r at time t is row ``perm[(r - t // period) mod rows]``: rows cool down one rank per period."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(rows).astype(np.int64)
+    ranks = _zipf_ranks(rng, alpha, rows, requests)
+    shift = (np.arange(requests, dtype=np.float64) / period).astype(np.int64)
+    return perm[(ranks - shift) % rows]
+
+
+def scan(
+    requests: int,
+    alpha: float = 0.9,
+    hot_rows: int = 50_000,
+    cold_rows: int = 400_000,
+    scan_share: float = 0.3,
+    scan_len: int = 5_000,
+    seed: int = 0,
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty(requests, np.int64)
+    hot = rng.permutation(hot_rows).astype(np.int64)
+    pos = 0
+    while pos < requests:
+        n = min(int(rng.geometric(scan_share / scan_len)), requests - pos)  # a run of hot lookups
+        out[pos : pos + n] = hot[_zipf_ranks(rng, alpha, hot_rows, n)]
+        pos += n
+        if pos >= requests:
+            break
+        m = min(scan_len, requests - pos)
+        start = int(rng.integers(0, cold_rows - m))
+        out[pos : pos + m] = hot_rows + start + np.arange(m)
+        pos += m
+    return out
+
+
+def blockio(
+    requests: int,
+    files: int = 20_000,
+    alpha: float = 0.8,
+    mean_run: float = 8.0,
+    file_blocks: int = 64,
+    loop_share: float = 0.1,
+    seed: int = 0,
+) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(files).astype(np.int64)
+    out = np.empty(requests, np.int64)
+    loop = np.arange(0)
+    pos = 0
+    while pos < requests:
+        if loop.size and rng.random() < loop_share:
+            run = loop
+        else:
+            f = perm[_zipf_ranks(rng, alpha, files, 1)[0]]
+            n = int(min(rng.geometric(1.0 / mean_run), file_blocks))
+            off = int(rng.integers(0, file_blocks - n + 1))
+            run = f * file_blocks + off + np.arange(n)
+            if rng.random() < 0.01:
+                loop = np.concatenate([loop, run])[-4_000:]
+        n = min(run.size, requests - pos)
+        out[pos : pos + n] = run[:n]
+        pos += n
+    return out
+
+
+def dlrm(
+    requests: int,
+    tables: int = 8,
+    one_off: float = 0.03,
+    burst_every: int = 20_000,
+    seed: int = 0,
+    speed: float = 1.0,
+) -> np.ndarray:
+    """Sample-major DLRM-like lookups over ``tables`` tables (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    sizes = (rng.integers(20_000, 200_000, tables)).astype(np.int64)
+    alphas = rng.uniform(0.7, 1.2, tables)
+    periods = rng.uniform(50.0, 2_000.0, tables) / speed  # requests per one-rank slide, per table
+    share = rng.dirichlet(np.full(tables, 2.0))
+    tab = rng.choice(tables, size=requests, p=share)
+    rows = np.empty(requests, np.int64)
+    t = np.arange(requests, dtype=np.float64)
+    for j in range(tables):
+        m = np.flatnonzero(tab == j)
+        perm = rng.permutation(int(sizes[j])).astype(np.int64)
+        ranks = _zipf_ranks(rng, float(alphas[j]), int(sizes[j]), m.size)
+        rows[m] = perm[(ranks - (t[m] / periods[j]).astype(np.int64)) % sizes[j]]
+    # bursts: 32 cold rows of one table take 20% of the lookups for a window of burst_every
+    for start in range(0, requests, burst_every):
+        if rng.random() < 0.5:
+            continue
+        j = int(rng.integers(tables))
+        hot = rng.integers(0, int(sizes[j]), 32)
+        sel = np.arange(start, min(requests, start + burst_every))
+        sel = sel[rng.random(sel.size) < 0.2]
+        tab[sel] = j
+        rows[sel] = hot[rng.integers(0, 32, sel.size)]
+    # one-off rows: fresh rows above the table's range, each used once
+    sel = np.flatnonzero(rng.random(requests) < one_off)
+    rows[sel] = (1 << 32) + np.arange(sel.size)
+    return pack_keys(tab, rows)
+
+
+# name -> (function, keyword arguments); sizes scale with ``requests``
+FAMILIES: dict[str, tuple] = {
+    "zipf-0.6": (zipf, {"alpha": 0.6}),
+    "zipf-0.8": (zipf, {"alpha": 0.8}),
+    "zipf-1.0": (zipf, {"alpha": 1.0}),
+    "zipf-1.2": (zipf, {"alpha": 1.2}),
+    "drift-slow": (drift, {"period": 200.0}),
+    "drift-fast": (drift, {"period": 10.0}),
+    "scan-hot": (scan, {}),
+    "scan-tune": (scan, {"seed": 5, "scan_len": 3_000, "scan_share": 0.25}),
+    "blockio": (blockio, {}),
+    "dlrm-a": (dlrm, {"seed": 1}),
+    "dlrm-b": (dlrm, {"seed": 2}),
+    "dlrm-c": (dlrm, {"seed": 11}),
+    "dlrm-d": (dlrm, {"seed": 12}),
+    "dlrm-fast": (dlrm, {"seed": 13, "speed": 4.0}),
+}
+TUNE = ("zipf-0.8", "drift-slow", "scan-tune", "dlrm-a", "dlrm-b")
+REPORT = tuple(n for n in FAMILIES if n not in TUNE)
+
+
+def make(name: str, requests: int = 2_000_000, seed: int | None = None) -> np.ndarray:
+    """The family trace ``name`` with about ``requests`` lookups (``seed`` overrides the family's)."""
+    if name not in FAMILIES:
+        raise UserError(f"unknown trace family {name!r}; choose from {', '.join(FAMILIES)}")
+    if requests < 1:
+        raise UserError(f"requests must be at least 1, got {requests}")
+    fn, kw = FAMILIES[name]
+    kw = dict(kw)
+    if seed is not None:
+        kw["seed"] = seed
+    return fn(requests, **kw)
