@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spidercache.engine.policies import POLICIES, make_policy, next_use_positions, opt_hits
+from spidercache.engine.policies import ENGINE_POLICIES, make_policy
+from spidercache.engine.policies.opt import next_use_positions, opt_hits
 from spidercache.engine.policies.opt import NEVER
 
 INF = float("inf")
@@ -433,7 +434,7 @@ def test_next_use_positions(trace):
 
 
 # ------------------------------------------------------------ other checks
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(ENGINE_POLICIES))
 def test_large_ids_grow_the_arrays(name):
     rng = np.random.default_rng(7)
     small = rng.integers(0, 40, 600)
@@ -446,7 +447,7 @@ def test_large_ids_grow_the_arrays(name):
     assert b.state_bytes() > a.state_bytes()
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(ENGINE_POLICIES))
 def test_bad_ids_and_capacity(name):
     kw = {"next_use": np.zeros(4, np.int64)} if name == "opt" else {}
     with pytest.raises(ValueError):
@@ -499,7 +500,7 @@ def test_lfu_tie_break_is_first_to_reach_the_count():
     assert evicted[2:] == [2]
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(ENGINE_POLICIES))
 def test_state_bytes_per_key_at_most_64(name):
     rng = np.random.default_rng(1)
     ids = (rng.zipf(1.1, 50_000) % 20_000).astype(np.int64)

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..engine.ids import remap_trace
-from . import policy as _policy  # noqa: F401  (registers learned, learned+prefetch)
 from .bag import CachedEmbeddingBag
 from .evaluate import evaluate
 from .features import trace_features

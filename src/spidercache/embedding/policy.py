@@ -33,7 +33,6 @@ import numba as nb
 import numpy as np
 import torch
 
-from ..engine.policies import register
 from ..engine.policies.base import Policy, PolicyStats
 from ._heap import heap_pop, heap_push
 from .features import FeatureState
@@ -260,7 +259,6 @@ def _as_model(model, kind: str):
     return load_model(model, expect="cache" if kind == "learned" else "prefetch")
 
 
-@register
 class Learned(Policy):
     """Eviction of the row with the farthest predicted next use (a learned Belady)."""
 
@@ -362,7 +360,6 @@ class Learned(Policy):
         self._counters[:] = 0
 
 
-@register
 class LearnedPrefetch(Learned):
     """``learned`` plus a prefetch model that reloads recently evicted rows it expects back soon."""
 
