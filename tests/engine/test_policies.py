@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spidercache.engine.policies import ENGINE_POLICIES, make_policy
-from spidercache.engine.policies.opt import next_use_positions, opt_hits
-from spidercache.engine.policies.opt import NEVER
+from spidercache.engine.nextuse import NEVER, next_use_positions
+from spidercache.engine.policies.opt import opt_hits
 
 INF = float("inf")
 

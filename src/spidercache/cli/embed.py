@@ -84,10 +84,10 @@ def optgen_cmd(
     import numpy as np
 
     from ..embedding.optgen import optgen
-    from ..embedding.optgen import resolve_capacity
+    from ..engine.capacity import capacity_for
     from ..embedding.traces import read_embedding_trace
 
-    resolve_capacity(cache_size, 1)  # a bad size fails before reading the trace
+    capacity_for(cache_size, 1)  # a bad size fails before reading the trace
     if out.parent and not out.parent.exists():
         from ..errors import UserError
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from ..engine.ids import remap_trace
 from ..engine.policies import make_policy
-from ..engine.policies.opt import next_use_positions
+from ..engine.nextuse import next_use_positions
 from ..errors import UserError
 from .models import load_model
-from .optgen import resolve_capacity
+from ..engine.capacity import capacity_for
 from .train import dense_tables
 
 KNOWN_EXTRA = ("learned", "learned+prefetch")
@@ -38,7 +38,7 @@ def parse_sizes(text: str) -> list[float]:
             v = float(item)
         except ValueError:
             raise UserError(f"cache size must be a number, got {item!r}") from None
-        resolve_capacity(v, 1)  # rejects <= 0 with one line
+        capacity_for(v, 1)  # rejects <= 0 with one line
         out.append(v)
     return out
 
@@ -84,7 +84,7 @@ def evaluate(keys: np.ndarray, policies: list[str], cache_sizes: list[float],
     nxt = next_use_positions(ids)
     rows = []
     for cs in cache_sizes:
-        cap = resolve_capacity(cs, n)
+        cap = capacity_for(cs, n)
         results = {}
         for name in dict.fromkeys(["lru", "opt", *policies]):
             kw = {}

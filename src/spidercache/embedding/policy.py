@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..engine.policies.base import Policy, PolicyStats
-from ._heap import heap_pop, heap_push
+from ..engine.heap import heap_pop, heap_push
 from .features import FeatureState
 from .models import load_model
 

@@ -25,7 +25,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..engine.capacity import capacity_for, check_size
 from ..engine.ids import remap_trace
+from ..engine.nextuse import next_use_positions
 from ..engine.policies import Policy, make_policy
 from ..errors import UserError
 
@@ -59,41 +61,14 @@ def parse_cache_sizes(text: str | Sequence[float]) -> list[float]:
             v = float(s)
         except ValueError:
             raise UserError(f"cache size {s!r} is not a number") from None
-        check_cache_size(v)
+        check_size(v)
         sizes.append(v)
     if not sizes:
         raise UserError("no cache size given; e.g. --cache-size 0.01,0.1")
     return sizes
 
 
-def check_cache_size(size: float) -> None:
-    if not np.isfinite(size) or size <= 0:
-        raise UserError(f"cache size must be > 0 (a fraction <= 1 or a number of objects), got {size:g}")
-    if size > 1 and size != int(size):
-        raise UserError(f"a cache size above 1 is a number of objects and must be whole, got {size:g}")
-
-
-def capacity_for(size: float, n_distinct: int) -> int:
-    """A size <= 1 is a fraction of the distinct keys; above 1 a number of objects.
-
-    Fractions round down (as libCacheSim does with a ratio), but never below 1.
-    """
-    check_cache_size(size)
-    if size <= 1:
-        return max(1, int(size * n_distinct))
-    return int(size)
-
-
 # ------------------------------------------------------------- kernels
-def next_use_positions(ids: np.ndarray) -> np.ndarray:
-    """Next-use positions for OPT, from the OPT policy's own module."""
-    try:
-        from ..engine.policies.opt import next_use_positions as _next_use
-    except ImportError:
-        raise UserError("policy 'opt' is not available in this build") from None
-    return _next_use(ids)
-
-
 def policy_kwargs(name: str, next_use: np.ndarray | None) -> dict[str, Any]:
     """Extra constructor arguments a policy needs from the trace (OPT: next use)."""
     return {"next_use": next_use} if _is_opt(name) else {}
