@@ -33,11 +33,31 @@ def _load_groups() -> None:
         module.register(app)
 
 
+def usage_error(exc: BaseException) -> str | None:
+    """The one-line message of a command-line usage error (bad option, missing argument), else None."""
+    if hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2:
+        return str(exc.format_message())
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     _load_groups()
     try:
-        app(args=argv, prog_name="spidercache", standalone_mode=True)
+        code = app(args=argv, prog_name="spidercache", standalone_mode=False)
     except (UserError, StoreUnavailable, CorruptValue) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        message = usage_error(exc)
+        if message is None:
+            raise
+        if message:  # (empty: a group called with no arguments; its help is printed)
+            typer.echo(f"error: {message}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

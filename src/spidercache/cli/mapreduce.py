@@ -1,4 +1,4 @@
-"""`spidercache mapreduce train|weights` and `spidercache bench weights` (DisCo's weight cache)."""
+"""`spidercache mapreduce train|weights` (DisCo's weight cache; its benchmark is `spidercache bench weights`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import sys
 from typing import Optional
 
 import typer
-
-from .bench import bench_app
 
 mapreduce_app = typer.Typer(help="Map/reduce training on Dask with layer weights cached in memcached.",
                             no_args_is_help=True)
@@ -105,7 +103,7 @@ def weights(
 ) -> None:
     """List the nodes of JOB with their latest cached version and fitness."""
     from ..weights.weight_cache import WeightCache
-    from .output import print_rows
+    from ..bench.runner import print_rows
 
     with WeightCache(servers) as cache:
         infos = cache.infos(job)
@@ -118,62 +116,6 @@ def weights(
         ("layers", lambda r: str(r["layers"])),
         ("megabytes", lambda r: f"{r['megabytes']:.3f}"),
     ])
-
-
-@bench_app.command("weights")
-def bench_weights(
-    servers: Optional[str] = typer.Option(None, help="memcached pool (default: start two on loopback with 1 GB each)."),
-    repeats: int = typer.Option(5, help="Timed repetitions per path; the fastest is kept."),
-    rounds: int = typer.Option(6, help="Map/reduce rounds."),
-    data: str = typer.Option("fashion-mnist", help="fashion-mnist or synthetic."),
-    skip_mapreduce: bool = typer.Option(False, "--skip-mapreduce", help="Only the throughput rows."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-) -> None:
-    """WeightCache vs raw pymemcache (ResNet-18), map/reduce cached vs scratch, memoized rerun."""
-    import contextlib
-    import warnings
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from ..errors import UserError
-    from ..weights.bench import bench_mapreduce_and_memo, bench_throughput
-    from ..weights.local_memcached import memcached_pool
-
-    if repeats < 1 or rounds < 1:
-        raise UserError("repeats and rounds must be at least 1")
-    console = Console(stderr=True, quiet=json_out)
-    with contextlib.ExitStack() as stack:
-        if servers:
-            addresses = servers.split(",")
-        else:
-            addresses = [p.address for p in stack.enter_context(memcached_pool(2, memory_mb=1024))]
-        console.print(f"memcached pool: {', '.join(addresses)}")
-        out = {"throughput": bench_throughput(addresses, repeats=repeats)}
-        if not skip_mapreduce:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out.update(bench_mapreduce_and_memo(addresses, rounds=rounds, data=data, on_round=lambda l, r, s: console.print(
-                    f"[{l}] round {r + 1}: {s['val_accuracy'] if s['val_accuracy'] is None else round(s['val_accuracy'], 3)}")))
-    if json_out:
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    tp = out["throughput"]
-    table = Table(title="WeightCache vs raw pymemcache (same bytes, same servers)")
-    for col in ("op", "path", "megabytes", "mb_per_second"):
-        table.add_column(col)
-    for r in tp["rows"]:
-        table.add_row(r["op"], r["path"], f"{r['megabytes']:.1f}", f"{r['mb_per_second']:.1f}")
-    Console().print(table)
-    print(f"put ratio {tp['put_ratio']:.2f}, get ratio {tp['get_ratio']:.2f} (target >= 0.70), bit-exact: {tp['bit_exact']}")
-    if "mapreduce" in out:
-        m, memo = out["mapreduce"], out["memo"]
-        print(f"map/reduce: cached {m['cached_accuracy']}; scratch {m['scratch_accuracy']}")
-        print(f"cached run reaches scratch final {m['scratch_final_accuracy']} in round {m['cached_rounds_to_match']} "
-              f"of {m['rounds']} (target <= half: {m['meets_half']})")
-        print(f"memo: first {memo['first_seconds']:.2f} s, rerun {memo['rerun_seconds']:.4f} s, "
-              f"speedup {memo['speedup']:.0f}x (target >= 10x), same result: {memo['same_result']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ def list_results(
 ) -> None:
     """One row per stored job result."""
     from ..weights.memo import ResultCache
-    from .output import print_rows
+    from ..bench.runner import print_rows
 
     with ResultCache.open(store) as cache:
         rows = cache.entries()

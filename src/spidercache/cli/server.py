@@ -282,6 +282,5 @@ def _int_list(text: str, what: str) -> list[int]:
 def register(app: typer.Typer) -> None:
     app.add_typer(server_app, name="server")
     app.add_typer(session_app, name="session")
-    from .bench import bench_app
-
-    bench_app.command("server")(bench_server)
+    # until server/bench.py moves to spidercache/bench/server.py (`spidercache bench server`)
+    server_app.command("bench")(bench_server)

@@ -35,7 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..testing.servers import rss_bytes, start_cache_server, start_redis
+from ..engine.stores.launch import rss_bytes, start_redis
+from .launch import start_cache_server
 
 MB = 1 << 20
 TARGET_BYTES_PER_ROUND = 256 * MB

@@ -417,7 +417,7 @@ def mapreduce_experiment(cfg: MapReduceConfig, compare: bool, servers: Sequence[
     Without ``servers`` two memcached servers are started on loopback for the
     run; ``on_ready(servers)`` is called once the pool is up.
     """
-    from .local_memcached import memcached_pool
+    from ..engine.stores.launch import memcached_pool
 
     with contextlib_pool(servers, memcached_pool) as addresses:
         WeightCache(addresses).close()  # a wrong address fails here, before Dask starts

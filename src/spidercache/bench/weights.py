@@ -1,4 +1,4 @@
-"""``spidercache bench weights``: the weight cache against raw pymemcache, map/reduce, memo.
+"""`spidercache bench weights`: the weight cache against raw pymemcache, map/reduce, memo.
 
 Every figure is a ratio measured in one run against a reference on the same
 machine:
@@ -13,20 +13,67 @@ machine:
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
-from typing import Callable, Sequence
+import warnings
+from typing import Callable, Optional, Sequence
 
-from .weight_cache import WeightCache
+from ..errors import UserError
+from ..weights.weight_cache import WeightCache
+from .runner import Rows, best_of
+
+HELP = {
+    "servers": "memcached pool HOST:PORT,... (default: start two on loopback with 1 GB each).",
+    "repeats": "Timed repetitions per path; the fastest is kept.",
+    "rounds": "Map/reduce rounds.",
+    "data": "fashion-mnist or synthetic.",
+    "skip_mapreduce": "Only the throughput rows.",
+}
 
 
-def _best_of(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+def run(servers: Optional[str] = None, repeats: int = 5, rounds: int = 6, data: str = "fashion-mnist",
+        skip_mapreduce: bool = False, log: Callable[[str], None] = print) -> Rows:
+    """WeightCache vs raw pymemcache (ResNet-18), map/reduce cached vs scratch, memoized rerun.
+
+    Rows: the throughput rows ``{op, path, megabytes, mb_per_second}``; ``info`` has the
+    put/get ratios, the bit-exact check and the map/reduce and memo figures.
+    """
+    from ..engine.stores.launch import memcached_pool
+
+    if repeats < 1 or rounds < 1:
+        raise UserError("repeats and rounds must be at least 1")
+    with contextlib.ExitStack() as stack:
+        if servers:
+            addresses = servers.split(",")
+        else:
+            addresses = [p.address for p in stack.enter_context(memcached_pool(2, memory_mb=1024))]
+        log(f"memcached pool: {', '.join(addresses)}")
+        tp = bench_throughput(addresses, repeats=repeats)
+        info = {k: v for k, v in tp.items() if k != "rows"}
+        log(f"put ratio {tp['put_ratio']:.2f}, get ratio {tp['get_ratio']:.2f} (target >= 0.70), "
+            f"bit-exact: {tp['bit_exact']}")
+        if not skip_mapreduce:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                info.update(bench_mapreduce_and_memo(addresses, rounds=rounds, data=data, on_round=lambda l, r, s: log(
+                    f"[{l}] round {r + 1}: {s['val_accuracy'] if s['val_accuracy'] is None else round(s['val_accuracy'], 3)}")))
+            _log_mapreduce(info, log)
+    return Rows(tp["rows"], info)
+
+
+TITLE = "WeightCache vs raw pymemcache (same bytes, same servers)"
+COLUMNS = [("op", lambda r: r["op"]), ("path", lambda r: r["path"]), ("megabytes", lambda r: f"{r['megabytes']:.1f}"),
+           ("mb_per_second", lambda r: f"{r['mb_per_second']:.1f}")]
+
+
+def _log_mapreduce(info: dict, log: Callable[[str], None]) -> None:
+    m, memo = info["mapreduce"], info["memo"]
+    log(f"map/reduce: cached {m['cached_accuracy']}; scratch {m['scratch_accuracy']}")
+    log(f"cached run reaches scratch final {m['scratch_final_accuracy']} in round {m['cached_rounds_to_match']} "
+        f"of {m['rounds']} (target <= half: {m['meets_half']})")
+    log(f"memo: first {memo['first_seconds']:.2f} s, rerun {memo['rerun_seconds']:.4f} s, "
+        f"speedup {memo['speedup']:.0f}x (target >= 10x), same result: {memo['same_result']}")
 
 
 def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "resnet18") -> dict:
@@ -67,7 +114,7 @@ def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "r
                               ("put/weightcache", lambda: cache.put("bench", "node01", state)),
                               ("get/raw", raw_get),
                               ("get/weightcache", lambda: cache.get("bench", "node01"))):
-                timings[label] = min(timings.get(label, float("inf")), _best_of(fn, 1))
+                timings[label] = min(timings.get(label, float("inf")), best_of(fn, 1))
         version = cache.get("bench", "node01")
         exact = version is not None and all(torch.equal(version.state[k], v) for k, v in state.items())
         rows = []
@@ -95,7 +142,7 @@ def bench_mapreduce_and_memo(servers: Sequence[str], rounds: int = 6, data: str 
                              on_round: Callable[[str, int, dict], None] | None = None,
                              processes: bool = True) -> dict:
     """One memoized map/reduce experiment run twice with a fresh results store: figures of both."""
-    from .mapreduce import MapReduceConfig, run_experiment
+    from ..weights.mapreduce import MapReduceConfig, run_experiment
 
     cfg = MapReduceConfig(job="benchmr", rounds=rounds, data=data)
     with tempfile.TemporaryDirectory(prefix="spidercache-memo-") as store:

@@ -1,0 +1,97 @@
+"""`spidercache bench loader`: the training loader's own figures.
+
+Two rows: ``warm`` (a warm in-process cache holding all of Fashion-MNIST, one
+process, against a plain in-RAM ``DataLoader`` over the same tensors) and
+``slow`` (storage with a per-read latency, working set 1.0, the cached loader
+against ``none`` with the same workers; epochs after the first).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from typing import Callable
+
+from .runner import Rows, timings
+
+HELP = {
+    "slow_samples": "Subset for the slow-storage comparison.",
+    "workers": "Workers for the slow-storage comparison (both runs).",
+    "epochs": "Epochs of the slow-storage comparison.",
+    "repeat": "Warm-epoch measurements; the fastest is kept.",
+}
+
+
+def _plain_epoch(x, y, batch_size: int, seed: int) -> None:
+    import torch
+
+    ds = torch.utils.data.TensorDataset(x, y)
+    g = torch.Generator().manual_seed(seed)
+    deque(torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g), maxlen=0)
+
+
+def run(batch_size: int = 256, storage_latency_ms: float = 5.0, slow_samples: int = 6000, workers: int = 2,
+        epochs: int = 3, repeat: int = 3, log: Callable[[str], None] = print) -> Rows:
+    """Warm cache vs a plain in-RAM DataLoader; slow storage, cached vs none."""
+    import torch
+
+    from ..data.backends import make_backend
+    from ..data.cached import CachedDataset
+    from ..data.datasets import FashionMNIST
+    from ..data.loader import CachedLoader
+    from ..data.policies import make_training_policy
+    from ..data.storage import SlowStorage, StorageModel
+    from ..data.transforms import Normalize, channel_stats
+
+    ds = FashionMNIST()
+    x, y = ds.data, ds.targets
+    mean, std = channel_stats(x)
+    norm = Normalize(mean, std)
+
+    def cached_loader(xs, ys, policy, latency, nworkers):
+        st = SlowStorage(xs, ys, StorageModel(latency))
+        cap = len(xs) if policy != "none" else 0
+        be = make_backend("memory", capacity=cap, sample_shape=st.sample_shape, dtype=st.dtype,
+                          fingerprint="bench", batch_size=batch_size, workers=nworkers) if cap else None
+        pol = make_training_policy(policy, len(xs), cap, ys)
+        return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=nworkers)
+
+    # 1. warm in-process cache, one process, everything cached
+    loader = cached_loader(x, y, "minio", 0.0, 0)
+    for _ in loader.epoch(0):
+        pass  # fill
+    epoch = iter(range(1, repeat + 1))
+
+    def cached_epoch() -> None:
+        deque(loader.epoch(next(epoch)), maxlen=0)
+        assert loader.stats.hit_ratio == 1.0
+
+    c = min(timings(cached_epoch, repeat))
+    n = len(x)
+    xt, yt = norm(torch.from_numpy(x)), torch.from_numpy(y)
+    seeds = iter(range(repeat))
+    p = min(timings(lambda: _plain_epoch(xt, yt, batch_size, next(seeds)), repeat))
+    warm = {"measure": "warm", "samples": n, "cached_epoch_seconds": c, "plain_epoch_seconds": p,
+            "cached_samples_per_second": n / c, "plain_samples_per_second": n / p, "ratio": c / p}
+    log(f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
+        f"{n / c:,.0f} samples/s (epoch {c:.3f} s); plain in-RAM DataLoader {n / p:,.0f} samples/s "
+        f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)")
+
+    # 2. slow storage, working set 1.0: cached (minio) vs none, same workers
+    xs, ys = x[:slow_samples], y[:slow_samples]
+    res = {}
+    for policy in ("none", "minio"):
+        ld = cached_loader(xs, ys, policy, storage_latency_ms, workers)
+        epochs_left = iter(range(epochs))
+        res[policy] = timings(lambda ld=ld, e=epochs_left: deque(ld.epoch(next(e)), maxlen=0), epochs)
+        ld.close()
+    later_none = statistics.mean(res["none"][1:] or res["none"])
+    later_cached = statistics.mean(res["minio"][1:] or res["minio"])
+    slow = {"measure": "slow", "samples": slow_samples, "latency_ms": storage_latency_ms, "workers": workers,
+            "none_epoch_seconds": res["none"], "cached_epoch_seconds": res["minio"],
+            "speedup_after_first": later_none / later_cached}
+    log(f"{storage_latency_ms:g} ms storage, {slow_samples} samples, {workers} workers, working set 1.0, "
+        f"loader only: none {['%.2f' % t for t in res['none']]} s per epoch, cached "
+        f"{['%.2f' % t for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
+        f"shorter (target >= 5x)")
+    return Rows([warm, slow], {"batch_size": batch_size})
