@@ -1,13 +1,13 @@
-"""The contract every policy passes, engine and training alike, each built through the one registry.
+"""The contract every policy passes, engine and training alike, each built through the registry.
 
 Engine policies (``access(ids) -> hits``): a hit only for an id resident before
 the access, never more residents than the capacity, an evicted id is not
 resident afterwards, every eviction is reported once.
 Training policies (``lookup(ids) -> Lookup``): served == requested unless
 substituted, a substituted request is served by a resident stand-in (with the
-requested label, except where the policy's paper says any sample will do), a hit only for a resident id (or one admitted earlier in the
-batch), never more residents than the capacity, evicted ids are not resident
-afterwards.
+requested label, except where the policy's paper says any sample will do), a
+hit only for a resident id (or one admitted earlier in the batch), never more
+residents than the capacity, evicted ids are not resident afterwards.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def _engine_kwargs(name: str, ids: np.ndarray) -> dict:
 def test_engine_policy_contract(name, capacity):
     ids = _trace()
     evicted: list[int] = []
-    p = make_policy(name, capacity, 60, on_evict=lambda e: evicted.extend(e.tolist()), **_engine_kwargs(name, ids))
+    p = make_policy(
+        name, capacity, 60, on_evict=lambda e: evicted.extend(e.tolist()), **_engine_kwargs(name, ids)
+    )
     for x in ids:
         before = set(p.resident_ids().tolist())
         n_evicted = len(evicted)
@@ -110,8 +112,10 @@ def test_training_policy_contract(name):
                     admitted_before.add(s)
             after = p.resident()
             assert after.size <= cap
-            assert not np.isin(lk.evicted, after).any() or np.isin(lk.evicted[np.isin(lk.evicted, after)],
-                                                                   lk.served[lk.admit]).all()
+            assert (
+                not np.isin(lk.evicted, after).any()
+                or np.isin(lk.evicted[np.isin(lk.evicted, after)], lk.served[lk.admit]).all()
+            )
             substitutions += int(sub.sum())
             _feedback(p, lk.served, rng)
     assert p.resident().size <= cap

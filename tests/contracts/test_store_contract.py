@@ -46,8 +46,9 @@ def store(request, tmp_path, key_prefix):
         server = request.getfixturevalue("cache_server")
         with AdminClient(server.host, server.port) as admin:
             sid = admin.new_session(0, False)["session_id"]
-        s = DatasetCache(sid, port=server.port, pipeline=key_prefix, use_shm=kind == "server-shm",
-                         num_connections=2)
+        s = DatasetCache(
+            sid, port=server.port, pipeline=key_prefix, use_shm=kind == "server-shm", num_connections=2
+        )
     yield s
     s.close()
 
@@ -147,8 +148,9 @@ def _flip_stored_byte(store, key, offset, request):
             txn.put(_lmdb_key(key), bytes(buf))
     elif isinstance(store, RedisStore):
         if store.cluster:
-            raw = redis.cluster.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(h, p)
-                                                            for h, p in store.startup_nodes])
+            raw = redis.cluster.RedisCluster(
+                startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in store.startup_nodes]
+            )
         else:
             raw = redis.Redis(store.host, store.port)
         rkey = store._key(key)

@@ -1,4 +1,6 @@
-"""Each store's own promises (byte budgets, server failures, key layout); the contract they all pass is tests/contracts/."""
+"""Each store's own promises (byte budgets, server failures, key layout).
+
+The contract they all pass is tests/contracts/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -10,9 +12,16 @@ import redis
 from pymemcache.client.base import Client as MemcacheClient
 
 from spidercache.engine.codec import decode, encode
-from spidercache.engine.stores import (LMDBStore, MemcachedStore, MemoryStore, RedisStore, SpillStore,
-                                       open_store)
+from spidercache.engine.stores import (
+    LMDBStore,
+    MemcachedStore,
+    MemoryStore,
+    RedisStore,
+    SpillStore,
+    open_store,
+)
 from spidercache.errors import StoreUnavailable, UserError
+
 
 # --------------------------------------------------------------- memory
 def test_memory_store_enforces_its_byte_budget_and_keeps_values_without_copies():
@@ -206,8 +215,21 @@ def test_open_store_specs(tmp_path, redis_server, memcached_pool, redis_cluster)
         x.close()
 
 
-@pytest.mark.parametrize("spec", ["ftp://x", "memory:-1", "memory:abc", "lmdb:", "spill:10", "spill:x:/tmp/a",
-                                  "redis://", "redis://host", "memcached://h:notaport", ""])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "ftp://x",
+        "memory:-1",
+        "memory:abc",
+        "lmdb:",
+        "spill:10",
+        "spill:x:/tmp/a",
+        "redis://",
+        "redis://host",
+        "memcached://h:notaport",
+        "",
+    ],
+)
 def test_open_store_rejects_bad_specs_with_user_error(spec):
     with pytest.raises(UserError):
         open_store(spec)

@@ -11,8 +11,13 @@ from pymemcache.client.hash import HashClient
 
 from spidercache.errors import UserError
 from spidercache.models import build_model
-from spidercache.weights.weight_cache import (WeightCache, WeightCacheWarning, check_compatible, load_into,
-                                              ring_graph)
+from spidercache.weights.weight_cache import (
+    WeightCache,
+    WeightCacheWarning,
+    check_compatible,
+    load_into,
+    ring_graph,
+)
 
 
 def _addresses(pool) -> list[str]:
@@ -34,7 +39,9 @@ def _state(seed: int = 0) -> dict:
 
 def _equal(a, b) -> bool:
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        return (
+            isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        )
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
@@ -151,12 +158,15 @@ def test_non_strict_open_skips_a_dead_server(memcached_pool_fn, key_prefix) -> N
         assert torch.equal(cache.get("job", "node01").state["w"], torch.ones(3))
 
 
-@pytest.mark.parametrize("servers,match", [
-    ("127.0.0.1:1", "does not answer"),
-    ("localhost", "not HOST:PORT"),
-    ("127.0.0.1:99999", "port out of range"),
-    ("", "no memcached servers"),
-])
+@pytest.mark.parametrize(
+    "servers,match",
+    [
+        ("127.0.0.1:1", "does not answer"),
+        ("localhost", "not HOST:PORT"),
+        ("127.0.0.1:99999", "port out of range"),
+        ("", "no memcached servers"),
+    ],
+)
 def test_bad_server_addresses(servers: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
         WeightCache(servers)

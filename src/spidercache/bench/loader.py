@@ -30,8 +30,15 @@ def _plain_epoch(x, y, batch_size: int, seed: int) -> None:
     deque(torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g), maxlen=0)
 
 
-def run(batch_size: int = 256, storage_latency_ms: float = 5.0, slow_samples: int = 6000, workers: int = 2,
-        epochs: int = 3, repeat: int = 3, log: Callable[[str], None] = print) -> Rows:
+def run(
+    batch_size: int = 256,
+    storage_latency_ms: float = 5.0,
+    slow_samples: int = 6000,
+    workers: int = 2,
+    epochs: int = 3,
+    repeat: int = 3,
+    log: Callable[[str], None] = print,
+) -> Rows:
     """Warm cache vs a plain in-RAM DataLoader; slow storage, cached vs none."""
     import torch
 
@@ -51,8 +58,19 @@ def run(batch_size: int = 256, storage_latency_ms: float = 5.0, slow_samples: in
     def cached_loader(xs, ys, policy, latency, nworkers):
         st = SlowStorage(xs, ys, StorageModel(latency))
         cap = len(xs) if policy != "none" else 0
-        be = make_backend("memory", capacity=cap, sample_shape=st.sample_shape, dtype=st.dtype,
-                          fingerprint="bench", batch_size=batch_size, workers=nworkers) if cap else None
+        be = (
+            make_backend(
+                "memory",
+                capacity=cap,
+                sample_shape=st.sample_shape,
+                dtype=st.dtype,
+                fingerprint="bench",
+                batch_size=batch_size,
+                workers=nworkers,
+            )
+            if cap
+            else None
+        )
         pol = make_training_policy(policy, len(xs), cap, ys)
         return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=nworkers)
 
@@ -71,11 +89,20 @@ def run(batch_size: int = 256, storage_latency_ms: float = 5.0, slow_samples: in
     xt, yt = norm(torch.from_numpy(x)), torch.from_numpy(y)
     seeds = iter(range(repeat))
     p = min(timings(lambda: _plain_epoch(xt, yt, batch_size, next(seeds)), repeat))
-    warm = {"measure": "warm", "samples": n, "cached_epoch_seconds": c, "plain_epoch_seconds": p,
-            "cached_samples_per_second": n / c, "plain_samples_per_second": n / p, "ratio": c / p}
-    log(f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
+    warm = {
+        "measure": "warm",
+        "samples": n,
+        "cached_epoch_seconds": c,
+        "plain_epoch_seconds": p,
+        "cached_samples_per_second": n / c,
+        "plain_samples_per_second": n / p,
+        "ratio": c / p,
+    }
+    log(
+        f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
         f"{n / c:,.0f} samples/s (epoch {c:.3f} s); plain in-RAM DataLoader {n / p:,.0f} samples/s "
-        f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)")
+        f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)"
+    )
 
     # 2. slow storage, working set 1.0: cached (minio) vs none, same workers
     xs, ys = x[:slow_samples], y[:slow_samples]
@@ -87,11 +114,19 @@ def run(batch_size: int = 256, storage_latency_ms: float = 5.0, slow_samples: in
         ld.close()
     later_none = statistics.mean(res["none"][1:] or res["none"])
     later_cached = statistics.mean(res["minio"][1:] or res["minio"])
-    slow = {"measure": "slow", "samples": slow_samples, "latency_ms": storage_latency_ms, "workers": workers,
-            "none_epoch_seconds": res["none"], "cached_epoch_seconds": res["minio"],
-            "speedup_after_first": later_none / later_cached}
-    log(f"{storage_latency_ms:g} ms storage, {slow_samples} samples, {workers} workers, working set 1.0, "
-        f"loader only: none {['%.2f' % t for t in res['none']]} s per epoch, cached "
-        f"{['%.2f' % t for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
-        f"shorter (target >= 5x)")
+    slow = {
+        "measure": "slow",
+        "samples": slow_samples,
+        "latency_ms": storage_latency_ms,
+        "workers": workers,
+        "none_epoch_seconds": res["none"],
+        "cached_epoch_seconds": res["minio"],
+        "speedup_after_first": later_none / later_cached,
+    }
+    log(
+        f"{storage_latency_ms:g} ms storage, {slow_samples} samples, {workers} workers, working set 1.0, "
+        f"loader only: none {[f'{t:.2f}' for t in res['none']]} s per epoch, cached "
+        f"{[f'{t:.2f}' for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
+        f"shorter (target >= 5x)"
+    )
     return Rows([warm, slow], {"batch_size": batch_size})

@@ -37,8 +37,9 @@ class Rows(list):
         self.info = dict(info or {})
 
 
-def timings(fn: Callable[[], object], repeat: int, *, warmup: bool = False,
-            sync: Callable[[], None] | None = None) -> list[float]:
+def timings(
+    fn: Callable[[], object], repeat: int, *, warmup: bool = False, sync: Callable[[], None] | None = None
+) -> list[float]:
     """Seconds of ``repeat`` calls of ``fn`` (after one untimed call when ``warmup``)."""
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
@@ -93,8 +94,9 @@ def rows_table(rows: Sequence[Mapping[str, Any]], title: str, columns: Sequence[
     return table
 
 
-def print_rows(rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str,
-               columns: Sequence[Column] | None = None) -> None:
+def print_rows(
+    rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str, columns: Sequence[Column] | None = None
+) -> None:
     """``rows`` as indented JSON on stdout, or as a table."""
     if json_out:
         json.dump(list(rows), sys.stdout, indent=2)
@@ -105,9 +107,17 @@ def print_rows(rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str,
     Console(width=None if sys.stdout.isatty() else 150).print(rows_table(rows, title, columns))
 
 
-def run_benchmark(name: str, options: Mapping[str, Any] | None = None, *, json_out: bool = False,
-                  out: str | Path | None = None, write_docs: bool = True, docs_path: str | Path | None = None,
-                  command: str = "", log: Callable[[str], None] | None = None) -> list[dict]:
+def run_benchmark(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    json_out: bool = False,
+    out: str | Path | None = None,
+    write_docs: bool = True,
+    docs_path: str | Path | None = None,
+    command: str = "",
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Run benchmark ``name`` with ``options``; print its rows (table or JSON), write JSON / docs."""
     import inspect
 
@@ -128,8 +138,11 @@ def run_benchmark(name: str, options: Mapping[str, Any] | None = None, *, json_o
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        renderable = (module.table(rows) if hasattr(module, "table")
-                      else rows_table(rows, getattr(module, "TITLE", f"bench {name}"), getattr(module, "COLUMNS", None)))
+        renderable = (
+            module.table(rows)
+            if hasattr(module, "table")
+            else rows_table(rows, getattr(module, "TITLE", f"bench {name}"), getattr(module, "COLUMNS", None))
+        )
         Console(width=None if sys.stdout.isatty() else 150).print(renderable)
     if out is not None:
         Path(out).write_text(json.dumps(doc, indent=1))

@@ -30,9 +30,18 @@ HELP = {
 }
 
 
-def run(trace: Optional[Path] = None, column: Optional[str] = None, alpha: float = 1.0, keys: int = 1_000_000,
-        requests: int = 10_000_000, seed: int = 0, policy: str = "lru,fifo,lfu,arc,s3fifo,opt",
-        cache_size: str = "0.01,0.1", repeat: int = 3, log: Callable[[str], None] = print) -> Rows:
+def run(
+    trace: Optional[Path] = None,
+    column: Optional[str] = None,
+    alpha: float = 1.0,
+    keys: int = 1_000_000,
+    requests: int = 10_000_000,
+    seed: int = 0,
+    policy: str = "lru,fifo,lfu,arc,s3fifo,opt",
+    cache_size: str = "0.01,0.1",
+    repeat: int = 3,
+    log: Callable[[str], None] = print,
+) -> Rows:
     """Same trace through libCacheSim and Spider Cache: hit ratios, |Δ|, requests/s, bytes/key."""
     policies = parse_policies(policy)
     sizes = parse_cache_sizes(cache_size)
@@ -44,8 +53,14 @@ def run(trace: Optional[Path] = None, column: Optional[str] = None, alpha: float
         log(f"generated Zipf trace: alpha {alpha}, {keys:,} keys, {requests:,} requests, seed {seed}")
         info = {"kind": "zipf", "alpha": alpha, "keys": keys, "seed": seed}
     result = compare(
-        data, policies, sizes, repeat=repeat, trace_info=info,
-        on_row=lambda r: log(f"  {r.policy:7s} size {r.cache_size:g}: |Δ| {r.delta:.4f}, speed ratio {r.speedup:.2f}x"),
+        data,
+        policies,
+        sizes,
+        repeat=repeat,
+        trace_info=info,
+        on_row=lambda r: log(
+            f"  {r.policy:7s} size {r.cache_size:g}: |Δ| {r.delta:.4f}, speed ratio {r.speedup:.2f}x"
+        ),
     )
     d = result.as_dict()
     return Rows(d["rows"], {"trace": d["trace"], "environment": d["environment"]})
@@ -56,8 +71,17 @@ def _result(rows: Rows) -> CompareResult:
 
 
 def _row(r: dict) -> CompareRow:
-    return CompareRow(r["policy"], r["cache_size"], r["capacity"], r["requests"], r["hit_ratio"],
-                      r["libcachesim_hit_ratio"], r["seconds"], r["libcachesim_seconds"], r["state_bytes_per_key"])
+    return CompareRow(
+        r["policy"],
+        r["cache_size"],
+        r["capacity"],
+        r["requests"],
+        r["hit_ratio"],
+        r["libcachesim_hit_ratio"],
+        r["seconds"],
+        r["libcachesim_seconds"],
+        r["state_bytes_per_key"],
+    )
 
 
 def table(rows: Rows):

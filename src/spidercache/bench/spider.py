@@ -42,8 +42,18 @@ import numpy as np
 from ..errors import UserError
 from .runner import Rows, parse_options
 
-ROW_KEYS = ("policy", "working_set", "seed", "epoch", "hit_ratio", "substitution_ratio", "epoch_seconds",
-            "data_wait_seconds", "test_accuracy", "lost_hits")
+ROW_KEYS = (
+    "policy",
+    "working_set",
+    "seed",
+    "epoch",
+    "hit_ratio",
+    "substitution_ratio",
+    "epoch_seconds",
+    "data_wait_seconds",
+    "test_accuracy",
+    "lost_hits",
+)
 HELP = {
     "mode": "study (train, append rows), report (merge row files) or loader (the data path alone).",
     "policies": "Comma-separated training policies.",
@@ -57,12 +67,26 @@ HELP = {
 }
 
 
-def run(mode: str = "study", seed: int = 0, policies: str = "spider,none,shade,icache,lru",
-        working_set: str = "0.1", epochs: int = 5, train_samples: int = 20000, test_samples: int = 0,
-        storage_latency_ms: float = 5.0, workers: int = 2, network: str = "small", batch_size: int = 256,
-        threads: int = 0, option: Optional[list[str]] = None, label: str = "", append: Optional[Path] = None,
-        merge: Optional[list[Path]] = None, plot: Optional[Path] = None,
-        log: Callable[[str], None] = print) -> Rows:
+def run(
+    mode: str = "study",
+    seed: int = 0,
+    policies: str = "spider,none,shade,icache,lru",
+    working_set: str = "0.1",
+    epochs: int = 5,
+    train_samples: int = 20000,
+    test_samples: int = 0,
+    storage_latency_ms: float = 5.0,
+    workers: int = 2,
+    network: str = "small",
+    batch_size: int = 256,
+    threads: int = 0,
+    option: Optional[list[str]] = None,
+    label: str = "",
+    append: Optional[Path] = None,
+    merge: Optional[list[Path]] = None,
+    plot: Optional[Path] = None,
+    log: Callable[[str], None] = print,
+) -> Rows:
     """SpiderCache study stream, report over row files, or the data path alone (see the module)."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
     sets = [float(w) for w in working_set.split(",") if w.strip()]
@@ -76,13 +100,27 @@ def run(mode: str = "study", seed: int = 0, policies: str = "spider,none,shade,i
             draw(summary, rows, str(plot))
         return Rows(summary, {"mode": mode, "files": [str(p) for p in merge]})
     if mode == "loader":
-        rows = loader_rows(names, train_samples, epochs, storage_latency_ms, workers, sets[0], batch_size, seed,
-                           opts, log)
+        rows = loader_rows(
+            names, train_samples, epochs, storage_latency_ms, workers, sets[0], batch_size, seed, opts, log
+        )
         return Rows(rows, {"mode": mode})
     if mode != "study":
         raise UserError(f"--mode must be study, report or loader, got {mode!r}")
-    rows = study_rows(names, sets, seed, epochs, train_samples, test_samples, storage_latency_ms, workers,
-                      network, threads, opts, label, log)
+    rows = study_rows(
+        names,
+        sets,
+        seed,
+        epochs,
+        train_samples,
+        test_samples,
+        storage_latency_ms,
+        workers,
+        network,
+        threads,
+        opts,
+        label,
+        log,
+    )
     if append is not None:
         with open(append, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -100,8 +138,21 @@ def _loader_table(rows: Rows):
 
 
 # ------------------------------------------------------------------ study
-def study_rows(names, sets, seed, epochs, train_samples, test_samples, storage_latency_ms, workers, network,
-               threads, opts, label, log) -> list[dict]:
+def study_rows(
+    names,
+    sets,
+    seed,
+    epochs,
+    train_samples,
+    test_samples,
+    storage_latency_ms,
+    workers,
+    network,
+    threads,
+    opts,
+    label,
+    log,
+) -> list[dict]:
     import torch
 
     from ..data.train import TrainConfig, train
@@ -112,10 +163,19 @@ def study_rows(names, sets, seed, epochs, train_samples, test_samples, storage_l
     for ws in sets:
         for p in names:
             sink: list[dict] = []
-            cfg = TrainConfig(network=network, epochs=epochs, policy=p, working_set_size=ws,
-                              storage_latency_ms=storage_latency_ms, train_samples=train_samples,
-                              test_samples=test_samples, workers=workers, seed=seed, progress=False,
-                              policy_options=dict(opts, stats_sink=sink) if p.startswith("spider") else {})
+            cfg = TrainConfig(
+                network=network,
+                epochs=epochs,
+                policy=p,
+                working_set_size=ws,
+                storage_latency_ms=storage_latency_ms,
+                train_samples=train_samples,
+                test_samples=test_samples,
+                workers=workers,
+                seed=seed,
+                progress=False,
+                policy_options=dict(opts, stats_sink=sink) if p.startswith("spider") else {},
+            )
             t0 = time.perf_counter()
             result = train(cfg)
             per_epoch = {s["epoch"]: s for s in sink}
@@ -123,15 +183,21 @@ def study_rows(names, sets, seed, epochs, train_samples, test_samples, storage_l
                 row = {k: r[k] for k in ROW_KEYS}
                 if label:
                     row["policy"] = label
-                row.update(network=network, train_samples=r["train_samples"], storage_latency_ms=storage_latency_ms)
+                row.update(
+                    network=network, train_samples=r["train_samples"], storage_latency_ms=storage_latency_ms
+                )
                 s = per_epoch.get(r["epoch"])
                 if s is not None:
-                    row.update(split_ratio=s["ratio"], upkeep_seconds=s["upkeep_seconds"], clusters=s["clusters"])
+                    row.update(
+                        split_ratio=s["ratio"], upkeep_seconds=s["upkeep_seconds"], clusters=s["clusters"]
+                    )
                 out.append(row)
-            log(f"{p} ws={ws} seed={seed}: acc {result.rows[-1]['test_accuracy']:.2f} "
+            log(
+                f"{p} ws={ws} seed={seed}: acc {result.rows[-1]['test_accuracy']:.2f} "
                 f"hit {result.summary['hit_ratio_after_first_epoch']:.3f} "
                 f"sub {result.summary['substitution_ratio_after_first_epoch']:.3f} "
-                f"({time.perf_counter() - t0:.0f} s)")
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
     return out
 
 
@@ -142,7 +208,9 @@ def stand_in_features(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     t = torch.from_numpy(x).float() / 255.0
     emb = F.adaptive_avg_pool2d(t, 7).flatten(1).numpy()
-    means = np.stack([emb[y == c].mean(0) if (y == c).any() else np.zeros(emb.shape[1]) for c in range(y.max() + 1)])
+    means = np.stack(
+        [emb[y == c].mean(0) if (y == c).any() else np.zeros(emb.shape[1]) for c in range(y.max() + 1)]
+    )
     loss = np.linalg.norm(emb - means[y], axis=1)
     return emb.astype(np.float32), loss
 
@@ -156,10 +224,24 @@ def loader_rows(names, train_samples, epochs, latency_ms, workers, ws, batch, se
     emb, loss = stand_in_features(x, y)
     rows: list[dict] = []
     for p in names:
-        rows += _loader_epochs(p, x, y, emb, loss, epochs, latency_ms, workers, ws, batch, seed,
-                               opts if p.startswith("spider") else None)
-    warm = {p: statistics.mean(r["epoch_seconds"] for r in rows if r["policy"] == p and r["epoch"] > 0)
-            for p in dict.fromkeys(r["policy"] for r in rows)}
+        rows += _loader_epochs(
+            p,
+            x,
+            y,
+            emb,
+            loss,
+            epochs,
+            latency_ms,
+            workers,
+            ws,
+            batch,
+            seed,
+            opts if p.startswith("spider") else None,
+        )
+    warm = {
+        p: statistics.mean(r["epoch_seconds"] for r in rows if r["policy"] == p and r["epoch"] > 0)
+        for p in dict.fromkeys(r["policy"] for r in rows)
+    }
     for p, s in warm.items():
         base = warm.get("none")
         log(f"{p:12s} warm epoch {s:6.2f} s" + (f"  {base / s:.2f}x shorter than none" if base else ""))
@@ -176,8 +258,19 @@ def _loader_epochs(policy_name, x, y, emb, loss, epochs, latency_ms, workers, ws
     storage = SlowStorage(x, y, StorageModel(latency_ms))
     n = len(x)
     cap = int(round(ws * n)) if policy_name != "none" else 0
-    backend = make_backend("memory", capacity=cap, sample_shape=storage.sample_shape, dtype=storage.dtype,
-                           fingerprint="bench", batch_size=batch, workers=workers) if cap else None
+    backend = (
+        make_backend(
+            "memory",
+            capacity=cap,
+            sample_shape=storage.sample_shape,
+            dtype=storage.dtype,
+            fingerprint="bench",
+            batch_size=batch,
+            workers=workers,
+        )
+        if cap
+        else None
+    )
     policy = make_training_policy(policy_name, n, cap, y, seed=seed, **(options or {}))
     loader = CachedLoader(CachedDataset(storage, backend), policy, batch, workers=workers)
     rows = []
@@ -187,9 +280,16 @@ def _loader_epochs(policy_name, x, y, emb, loss, epochs, latency_ms, workers, ws
             for b in loader.epoch(epoch):
                 loader.update(b.ids, loss[b.ids], emb[b.ids])
             st = loader.stats
-            rows.append({"policy": policy_name, "epoch": epoch, "epoch_seconds": time.perf_counter() - t0,
-                         "hit_ratio": st.hit_ratio, "substitution_ratio": st.substitution_ratio,
-                         "storage_reads": st.storage_reads})
+            rows.append(
+                {
+                    "policy": policy_name,
+                    "epoch": epoch,
+                    "epoch_seconds": time.perf_counter() - t0,
+                    "hit_ratio": st.hit_ratio,
+                    "substitution_ratio": st.substitution_ratio,
+                    "storage_reads": st.storage_reads,
+                }
+            )
     finally:
         loader.close()
     return rows
@@ -221,18 +321,31 @@ def summarize(rows: list[dict]) -> list[dict]:
             per["epochs"].append(len(seed_rows))
             if "upkeep_seconds" in seed_rows[0]:
                 per["upkeep"].append(statistics.mean(r["upkeep_seconds"] for r in later))
-                per["upkeep_share"].append(statistics.mean(r["upkeep_seconds"] / r["epoch_seconds"] for r in later))
+                per["upkeep_share"].append(
+                    statistics.mean(r["upkeep_seconds"] / r["epoch_seconds"] for r in later)
+                )
                 per["ratio"].append(later[-1].get("split_ratio", float("nan")))
         acc = per["acc"]
-        row = {"policy": policy, "working_set": ws, "seeds": len(acc), "epochs": max(per["epochs"]),
-               "hit": statistics.mean(per["hit"]), "sub": statistics.mean(per["sub"]),
-               "served": statistics.mean(per["hit"]) + statistics.mean(per["sub"]),
-               "acc": statistics.mean(acc), "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-               "acc_half_range": (max(acc) - min(acc)) / 2, "accs": acc,
-               "epoch_seconds": statistics.mean(per["sec"])}
+        row = {
+            "policy": policy,
+            "working_set": ws,
+            "seeds": len(acc),
+            "epochs": max(per["epochs"]),
+            "hit": statistics.mean(per["hit"]),
+            "sub": statistics.mean(per["sub"]),
+            "served": statistics.mean(per["hit"]) + statistics.mean(per["sub"]),
+            "acc": statistics.mean(acc),
+            "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "acc_half_range": (max(acc) - min(acc)) / 2,
+            "accs": acc,
+            "epoch_seconds": statistics.mean(per["sec"]),
+        }
         if per["upkeep"]:
-            row.update(upkeep_seconds=statistics.mean(per["upkeep"]),
-                       upkeep_share=statistics.mean(per["upkeep_share"]), final_ratio=statistics.mean(per["ratio"]))
+            row.update(
+                upkeep_seconds=statistics.mean(per["upkeep"]),
+                upkeep_share=statistics.mean(per["upkeep_share"]),
+                final_ratio=statistics.mean(per["ratio"]),
+            )
         out.append(row)
     lru = {r["working_set"]: r["served"] for r in out if r["policy"] == "lru"}
     for r in out:
@@ -242,16 +355,20 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def report_table(summary: list[dict]) -> str:
-    head = ("| policy | ws | seeds | hits | subst. | served | × LRU | final acc % (mean ± sd; per seed) "
-            "| epoch s | upkeep s (share) | split |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| policy | ws | seeds | hits | subst. | served | × LRU | final acc % (mean ± sd; per seed) "
+        "| epoch s | upkeep s (share) | split |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in summary:
         up = f"{r['upkeep_seconds']:.2f} ({100 * r['upkeep_share']:.1f}%)" if "upkeep_seconds" in r else ""
         split = f"{r['final_ratio']:.2f}" if "final_ratio" in r else ""
         accs = ", ".join(f"{a:.2f}" for a in r["accs"])
-        lines.append(f"| {r['policy']} | {r['working_set']:g} | {r['seeds']} | {r['hit']:.3f} | {r['sub']:.3f} | "
-                     f"{r['served']:.3f} | {r['served_vs_lru']:.1f} | {r['acc']:.2f} ± {r['acc_std']:.2f} ({accs}) | "
-                     f"{r['epoch_seconds']:.1f} | {up} | {split} |")
+        lines.append(
+            f"| {r['policy']} | {r['working_set']:g} | {r['seeds']} | {r['hit']:.3f} | {r['sub']:.3f} | "
+            f"{r['served']:.3f} | {r['served_vs_lru']:.1f} | {r['acc']:.2f} ± {r['acc_std']:.2f} ({accs}) | "
+            f"{r['epoch_seconds']:.1f} | {up} | {split} |"
+        )
     return "\n".join(lines)
 
 
@@ -280,8 +397,13 @@ def draw(summary: list[dict], rows: list[dict], path: str) -> None:
     at = [r for r in summary if r["working_set"] == ws0]
     for r in at:
         a2.errorbar(r["served"], r["acc"], yerr=r["acc_std"], fmt="o", capsize=3, color=color[r["policy"]])
-        a2.annotate(r["policy"], (r["served"], r["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    a2.set_xlabel(f"served from cache at working set {ws0:g}"), a2.set_ylabel("final test accuracy %, mean ± sd")
+        a2.annotate(
+            r["policy"], (r["served"], r["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    (
+        a2.set_xlabel(f"served from cache at working set {ws0:g}"),
+        a2.set_ylabel("final test accuracy %, mean ± sd"),
+    )
     # Per-epoch curves only for the policies run with the most seeds: a mean over
     # another set of seeds starts from another epoch-0 accuracy and would mislead.
     most = max(r["seeds"] for r in at)

@@ -32,8 +32,14 @@ HELP = {
 }
 
 
-def run(servers: Optional[str] = None, repeats: int = 5, rounds: int = 6, data: str = "fashion-mnist",
-        skip_mapreduce: bool = False, log: Callable[[str], None] = print) -> Rows:
+def run(
+    servers: Optional[str] = None,
+    repeats: int = 5,
+    rounds: int = 6,
+    data: str = "fashion-mnist",
+    skip_mapreduce: bool = False,
+    log: Callable[[str], None] = print,
+) -> Rows:
     """WeightCache vs raw pymemcache (ResNet-18), map/reduce cached vs scratch, memoized rerun.
 
     Rows: the throughput rows ``{op, path, megabytes, mb_per_second}``; ``info`` has the
@@ -51,29 +57,50 @@ def run(servers: Optional[str] = None, repeats: int = 5, rounds: int = 6, data: 
         log(f"memcached pool: {', '.join(addresses)}")
         tp = bench_throughput(addresses, repeats=repeats)
         info = {k: v for k, v in tp.items() if k != "rows"}
-        log(f"put ratio {tp['put_ratio']:.2f}, get ratio {tp['get_ratio']:.2f} (target >= 0.70), "
-            f"bit-exact: {tp['bit_exact']}")
+        log(
+            f"put ratio {tp['put_ratio']:.2f}, get ratio {tp['get_ratio']:.2f} (target >= 0.70), "
+            f"bit-exact: {tp['bit_exact']}"
+        )
         if not skip_mapreduce:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                info.update(bench_mapreduce_and_memo(addresses, rounds=rounds, data=data, on_round=lambda l, r, s: log(
-                    f"[{l}] round {r + 1}: {s['val_accuracy'] if s['val_accuracy'] is None else round(s['val_accuracy'], 3)}")))
+                info.update(
+                    bench_mapreduce_and_memo(
+                        addresses,
+                        rounds=rounds,
+                        data=data,
+                        on_round=lambda label, r, s: log(f"[{label}] round {r + 1}: {_accuracy(s)}"),
+                    )
+                )
             _log_mapreduce(info, log)
     return Rows(tp["rows"], info)
 
 
 TITLE = "WeightCache vs raw pymemcache (same bytes, same servers)"
-COLUMNS = [("op", lambda r: r["op"]), ("path", lambda r: r["path"]), ("megabytes", lambda r: f"{r['megabytes']:.1f}"),
-           ("mb_per_second", lambda r: f"{r['mb_per_second']:.1f}")]
+COLUMNS = [
+    ("op", lambda r: r["op"]),
+    ("path", lambda r: r["path"]),
+    ("megabytes", lambda r: f"{r['megabytes']:.1f}"),
+    ("mb_per_second", lambda r: f"{r['mb_per_second']:.1f}"),
+]
+
+
+def _accuracy(summary: dict):
+    acc = summary["val_accuracy"]
+    return acc if acc is None else round(acc, 3)
 
 
 def _log_mapreduce(info: dict, log: Callable[[str], None]) -> None:
     m, memo = info["mapreduce"], info["memo"]
     log(f"map/reduce: cached {m['cached_accuracy']}; scratch {m['scratch_accuracy']}")
-    log(f"cached run reaches scratch final {m['scratch_final_accuracy']} in round {m['cached_rounds_to_match']} "
-        f"of {m['rounds']} (target <= half: {m['meets_half']})")
-    log(f"memo: first {memo['first_seconds']:.2f} s, rerun {memo['rerun_seconds']:.4f} s, "
-        f"speedup {memo['speedup']:.0f}x (target >= 10x), same result: {memo['same_result']}")
+    log(
+        f"cached run reaches scratch final {m['scratch_final_accuracy']} "
+        f"in round {m['cached_rounds_to_match']} of {m['rounds']} (target <= half: {m['meets_half']})"
+    )
+    log(
+        f"memo: first {memo['first_seconds']:.2f} s, rerun {memo['rerun_seconds']:.4f} s, "
+        f"speedup {memo['speedup']:.0f}x (target >= 10x), same result: {memo['same_result']}"
+    )
 
 
 def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "resnet18") -> dict:
@@ -86,17 +113,23 @@ def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "r
     torch.manual_seed(0)
     state = build_model(network, 3, 10).state_dict()
     cache = WeightCache(servers, prefix="benchw")
-    raw_client = HashClient(cache.servers, connect_timeout=1.0, timeout=5.0, ignore_exc=True,
-                            retry_attempts=0, default_noreply=False)
+    raw_client = HashClient(
+        cache.servers,
+        connect_timeout=1.0,
+        timeout=5.0,
+        ignore_exc=True,
+        retry_attempts=0,
+        default_noreply=False,
+    )
     try:
         info = cache.put("bench", "node01", state)
         # The raw path stores the same bytes, cut into the same chunks.
         chunks: dict[str, bytes] = {}
         cb = cache.chunk_bytes
-        for name, value in state.items():
+        for value in state.values():
             raw = value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b""
             for i in range(0, max(len(raw), 1), cb):
-                chunks[f"benchraw/{len(chunks)}"] = raw[i:i + cb]
+                chunks[f"benchraw/{len(chunks)}"] = raw[i : i + cb]
         megabytes = info.nbytes / 1e6
         if raw_client.set_many(chunks):
             raise RuntimeError("raw set_many failed: memcached full? start the servers with more memory (-m)")
@@ -110,18 +143,26 @@ def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "r
         timings = {}
         # Interleave the paths so that drift in machine load hits both alike.
         for _ in range(repeats):
-            for label, fn in (("put/raw", lambda: raw_client.set_many(chunks)),
-                              ("put/weightcache", lambda: cache.put("bench", "node01", state)),
-                              ("get/raw", raw_get),
-                              ("get/weightcache", lambda: cache.get("bench", "node01"))):
+            for label, fn in (
+                ("put/raw", lambda: raw_client.set_many(chunks)),
+                ("put/weightcache", lambda: cache.put("bench", "node01", state)),
+                ("get/raw", raw_get),
+                ("get/weightcache", lambda: cache.get("bench", "node01")),
+            ):
                 timings[label] = min(timings.get(label, float("inf")), best_of(fn, 1))
         version = cache.get("bench", "node01")
         exact = version is not None and all(torch.equal(version.state[k], v) for k, v in state.items())
         rows = []
         for label, seconds in timings.items():
             op, path = label.split("/")
-            rows.append({"op": op, "path": path, "megabytes": round(megabytes, 3),
-                         "mb_per_second": round(megabytes / seconds, 1)})
+            rows.append(
+                {
+                    "op": op,
+                    "path": path,
+                    "megabytes": round(megabytes, 3),
+                    "mb_per_second": round(megabytes / seconds, 1),
+                }
+            )
         rate = {r["op"] + "/" + r["path"]: r["mb_per_second"] for r in rows}
         return {
             "rows": rows,
@@ -138,9 +179,13 @@ def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "r
         cache.close()
 
 
-def bench_mapreduce_and_memo(servers: Sequence[str], rounds: int = 6, data: str = "fashion-mnist",
-                             on_round: Callable[[str, int, dict], None] | None = None,
-                             processes: bool = True) -> dict:
+def bench_mapreduce_and_memo(
+    servers: Sequence[str],
+    rounds: int = 6,
+    data: str = "fashion-mnist",
+    on_round: Callable[[str, int, dict], None] | None = None,
+    processes: bool = True,
+) -> dict:
     """One memoized map/reduce experiment run twice with a fresh results store: figures of both."""
     from ..weights.mapreduce import MapReduceConfig, run_experiment
 
@@ -154,9 +199,17 @@ def bench_mapreduce_and_memo(servers: Sequence[str], rounds: int = 6, data: str 
         second_seconds = time.perf_counter() - t
     same = second["cached"]["accuracy"] == first["cached"]["accuracy"]
     return {
-        "mapreduce": {"cached_accuracy": first["cached"]["accuracy"], "scratch_accuracy": first["scratch"]["accuracy"],
-                      **first["figure"], "warnings": first["cached"]["warnings"] + first["scratch"]["warnings"]},
-        "memo": {"first_seconds": round(first_seconds, 3), "rerun_seconds": round(second_seconds, 4),
-                 "speedup": first_seconds / second_seconds, "rerun_hit": second["memo"]["hit"],
-                 "same_result": same},
+        "mapreduce": {
+            "cached_accuracy": first["cached"]["accuracy"],
+            "scratch_accuracy": first["scratch"]["accuracy"],
+            **first["figure"],
+            "warnings": first["cached"]["warnings"] + first["scratch"]["warnings"],
+        },
+        "memo": {
+            "first_seconds": round(first_seconds, 3),
+            "rerun_seconds": round(second_seconds, 4),
+            "speedup": first_seconds / second_seconds,
+            "rerun_hit": second["memo"]["hit"],
+            "same_result": same,
+        },
     }

@@ -24,7 +24,19 @@ app = typer.Typer(
 )
 
 # Group modules, in the order they appear in --help. Each has ``register(app)``.
-_GROUPS = ["demo", "train", "trace", "sim", "store", "bench", "server", "gati", "embed", "mapreduce", "results"]
+_GROUPS = [
+    "demo",
+    "train",
+    "trace",
+    "sim",
+    "store",
+    "bench",
+    "server",
+    "gati",
+    "embed",
+    "mapreduce",
+    "results",
+]
 
 
 def _load_groups() -> None:

@@ -23,7 +23,10 @@ _COMMON = {
     "out": (Optional[Path], typer.Option(None, "--out", help="Also write the run as JSON here.")),
 }
 _DOCS = {
-    "write_docs": (bool, typer.Option(True, "--write-docs/--no-write-docs", help="Write the docs/bench section.")),
+    "write_docs": (
+        bool,
+        typer.Option(True, "--write-docs/--no-write-docs", help="Write the docs/bench section."),
+    ),
 }
 
 
@@ -45,16 +48,27 @@ def _command(name: str):
     common = dict(_COMMON)
     if hasattr(module, "markdown"):
         common.update(_DOCS)
-        common["docs_path"] = (Path, typer.Option(Path(module.DOCS), "--docs-path", help="Where the section goes."))
+        common["docs_path"] = (
+            Path,
+            typer.Option(Path(module.DOCS), "--docs-path", help="Where the section goes."),
+        )
     for key, (annotation, default) in common.items():
-        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+        params.append(
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
 
     def command(**kw) -> None:
         extra = {k: kw.pop(k) for k in list(kw) if k in common}
-        argv = sys.argv[sys.argv.index(name) + 1:] if name in sys.argv else []
-        run_benchmark(name, kw, json_out=extra["json_out"], out=extra["out"],
-                      write_docs=extra.get("write_docs", False), docs_path=extra.get("docs_path"),
-                      command="spidercache " + shlex.join(["bench", name, *argv]))
+        argv = sys.argv[sys.argv.index(name) + 1 :] if name in sys.argv else []
+        run_benchmark(
+            name,
+            kw,
+            json_out=extra["json_out"],
+            out=extra["out"],
+            write_docs=extra.get("write_docs", False),
+            docs_path=extra.get("docs_path"),
+            command="spidercache " + shlex.join(["bench", name, *argv]),
+        )
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
@@ -73,9 +87,16 @@ def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="B
     if name is None or name in ("--help", "-h"):
         from ..bench.runner import print_rows
 
-        print_rows(list_benchmarks(), json_out="--json" in ctx.args, title="benchmarks (spidercache bench NAME)",
-                   columns=[("name", lambda r: r["name"]), ("function", lambda r: r["function"]),
-                            ("in this build", lambda r: "yes" if r["available"] else "not yet")])
+        print_rows(
+            list_benchmarks(),
+            json_out="--json" in ctx.args,
+            title="benchmarks (spidercache bench NAME)",
+            columns=[
+                ("name", lambda r: r["name"]),
+                ("function", lambda r: r["function"]),
+                ("in this build", lambda r: "yes" if r["available"] else "not yet"),
+            ],
+        )
         return
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(name=name)(_command(name))
@@ -85,5 +106,7 @@ def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="B
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                           "help_option_names": []})(bench)
+    app.command(
+        "bench",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    )(bench)

@@ -1,4 +1,4 @@
-"""`spidercache mapreduce train|weights` (DisCo's weight cache; its benchmark is `spidercache bench weights`)."""
+"""`spidercache mapreduce train|weights`: DisCo's weight cache (benchmark: `spidercache bench weights`)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,30 @@ from typing import Optional
 
 import typer
 
-mapreduce_app = typer.Typer(help="Map/reduce training on Dask with layer weights cached in memcached.",
-                            no_args_is_help=True)
+mapreduce_app = typer.Typer(
+    help="Map/reduce training on Dask with layer weights cached in memcached.", no_args_is_help=True
+)
 
 
 @mapreduce_app.command("train")
 def train(
-    servers: Optional[str] = typer.Option(None, help="memcached pool HOST:PORT,HOST:PORT (default: start two on loopback)."),
+    servers: Optional[str] = typer.Option(
+        None, help="memcached pool HOST:PORT,HOST:PORT (default: start two on loopback)."
+    ),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (default: a LocalCluster)."),
     workers: int = typer.Option(2, help="LocalCluster workers (ignored with --scheduler)."),
-    threads: bool = typer.Option(False, "--threads", help="LocalCluster workers as threads instead of processes."),
+    threads: bool = typer.Option(
+        False, "--threads", help="LocalCluster workers as threads instead of processes."
+    ),
     job: str = typer.Option("fmnist", help="Job name: the weights live under JOB/NODE."),
     network: str = typer.Option("small", help="Network to train (see spidercache.models)."),
     data: str = typer.Option("fashion-mnist", help="fashion-mnist or synthetic."),
     data_root: str = typer.Option("/usr/share/datasets/fashion-mnist", help="Fashion-MNIST folder."),
     nodes: int = typer.Option(2, help="Map tasks (data partitions) per round."),
     rounds: int = typer.Option(6, help="Map/reduce rounds."),
-    start: str = typer.Option("reduced", help="Start weights of a map task: reduced, own, best, neighbour, scratch."),
+    start: str = typer.Option(
+        "reduced", help="Start weights of a map task: reduced, own, best, neighbour, scratch."
+    ),
     reduce: str = typer.Option("average", help="Reduce: average or fittest."),
     steps: int = typer.Option(40, help="SGD steps per map task."),
     batch_size: int = typer.Option(64, help="Batch size."),
@@ -33,10 +40,16 @@ def train(
     val_samples: int = typer.Option(1000, help="Validation samples (fitness and the plot)."),
     seed: int = typer.Option(0, help="Seed."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Also run from scratch every round."),
-    plot: Optional[str] = typer.Option("mapreduce.png", help="PNG of validation accuracy per round ('' for none)."),
-    results: Optional[str] = typer.Option(None, help="Results store: lmdb:PATH, redis://HOST:PORT, memcached://HOST:PORT."),
+    plot: Optional[str] = typer.Option(
+        "mapreduce.png", help="PNG of validation accuracy per round ('' for none)."
+    ),
+    results: Optional[str] = typer.Option(
+        None, help="Results store: lmdb:PATH, redis://HOST:PORT, memcached://HOST:PORT."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run even if this exact job's result is cached."),
-    resume: bool = typer.Option(False, "--resume", help="Start from weights an earlier run left in the cache."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Start from weights an earlier run left in the cache."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Train in map/reduce rounds, starting map tasks from cached weights; plot vs from scratch."""
@@ -47,22 +60,47 @@ def train(
 
     from ..weights.mapreduce import MapReduceConfig, plot_rounds, run_experiment
 
-    cfg = MapReduceConfig(job=job, network=network, data=data, data_root=data_root, nodes=nodes, rounds=rounds,
-                          start=start, reduce=reduce, steps=steps, batch_size=batch_size, lr=lr,
-                          train_samples=train_samples, val_samples=val_samples, seed=seed).validate()
+    cfg = MapReduceConfig(
+        job=job,
+        network=network,
+        data=data,
+        data_root=data_root,
+        nodes=nodes,
+        rounds=rounds,
+        start=start,
+        reduce=reduce,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        train_samples=train_samples,
+        val_samples=val_samples,
+        seed=seed,
+    ).validate()
     console = Console(stderr=True, quiet=json_out)
 
     def on_round(label: str, r: int, summary: dict) -> None:
         acc = summary["val_accuracy"]
-        console.print(f"[{label}] round {r + 1}/{rounds}: val accuracy "
-                      f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
-                      f"starts: {', '.join(m['source'] for m in summary['maps'])})")
+        console.print(
+            f"[{label}] round {r + 1}/{rounds}: val accuracy "
+            f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
+            f"starts: {', '.join(m['source'] for m in summary['maps'])})"
+        )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fallbacks are reported in the result's warning list
-        out = run_experiment(cfg, servers=servers, scheduler=scheduler, workers=workers, processes=not threads,
-                             compare=compare, results=results, no_cache=no_cache, resume=resume, on_round=on_round,
-                             on_ready=lambda addrs: console.print(f"memcached pool: {', '.join(addrs)}"))
+        out = run_experiment(
+            cfg,
+            servers=servers,
+            scheduler=scheduler,
+            workers=workers,
+            processes=not threads,
+            compare=compare,
+            results=results,
+            no_cache=no_cache,
+            resume=resume,
+            on_round=on_round,
+            on_ready=lambda addrs: console.print(f"memcached pool: {', '.join(addrs)}"),
+        )
     if plot:
         series = {f"cached weights (start={start})": out["cached"]["accuracy"]}
         if out["scratch"]:
@@ -72,8 +110,10 @@ def train(
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    table = Table(title=f"map/reduce {job}: validation accuracy per round"
-                        + (" (cached result)" if out["memo"]["hit"] else ""))
+    table = Table(
+        title=f"map/reduce {job}: validation accuracy per round"
+        + (" (cached result)" if out["memo"]["hit"] else "")
+    )
     table.add_column("round", justify="right")
     table.add_column(f"start={start}", justify="right")
     if out["scratch"]:
@@ -89,8 +129,10 @@ def train(
         console.print(f"warning: {line}")
     if out["figure"]:
         f = out["figure"]
-        console.print(f"from-scratch final accuracy {f['scratch_final_accuracy']:.3f} reached by the cached run in "
-                      f"round {f['cached_rounds_to_match']} of {f['rounds']}")
+        console.print(
+            f"from-scratch final accuracy {f['scratch_final_accuracy']:.3f} reached by the cached run in "
+            f"round {f['cached_rounds_to_match']} of {f['rounds']}"
+        )
     if plot:
         console.print(f"plot: {plot}")
 
@@ -102,20 +144,34 @@ def weights(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the nodes of JOB with their latest cached version and fitness."""
-    from ..weights.weight_cache import WeightCache
     from ..bench.runner import print_rows
+    from ..weights.weight_cache import WeightCache
 
     with WeightCache(servers) as cache:
         infos = cache.infos(job)
-    rows = [{"node": i.node, "version": i.seq, "fitness": i.fitness, "layers": len(i.layers),
-             "megabytes": round(i.nbytes / 1e6, 3), "created": i.created} for i in infos]
-    print_rows(rows, json_out=json_out, title=f"cached weights of {job}", columns=[
-        ("node", lambda r: r["node"]),
-        ("version", lambda r: str(r["version"])),
-        ("fitness", lambda r: "-" if r["fitness"] is None else f"{r['fitness']:.4f}"),
-        ("layers", lambda r: str(r["layers"])),
-        ("megabytes", lambda r: f"{r['megabytes']:.3f}"),
-    ])
+    rows = [
+        {
+            "node": i.node,
+            "version": i.seq,
+            "fitness": i.fitness,
+            "layers": len(i.layers),
+            "megabytes": round(i.nbytes / 1e6, 3),
+            "created": i.created,
+        }
+        for i in infos
+    ]
+    print_rows(
+        rows,
+        json_out=json_out,
+        title=f"cached weights of {job}",
+        columns=[
+            ("node", lambda r: r["node"]),
+            ("version", lambda r: str(r["version"])),
+            ("fitness", lambda r: "-" if r["fitness"] is None else f"{r['fitness']:.4f}"),
+            ("layers", lambda r: str(r["layers"])),
+            ("megabytes", lambda r: f"{r['megabytes']:.3f}"),
+        ],
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,8 @@ keys arrive batch by batch. Ids are given in order of first appearance.
 
 from __future__ import annotations
 
-import numpy as np
 import numba as nb
+import numpy as np
 
 _EMPTY = np.int64(-(2**63))  # sentinel key for an empty hash slot
 

@@ -20,5 +20,15 @@ from ..engine.stores.launch import (
 )
 from ..server.launch import start_cache_server
 
-__all__ = ["HOST", "Process", "ServerGroup", "free_port", "memcached_pool", "rss_bytes", "start_cache_server",
-           "start_memcached", "start_redis", "start_redis_cluster"]
+__all__ = [
+    "HOST",
+    "Process",
+    "ServerGroup",
+    "free_port",
+    "memcached_pool",
+    "rss_bytes",
+    "start_cache_server",
+    "start_memcached",
+    "start_redis",
+    "start_redis_cluster",
+]

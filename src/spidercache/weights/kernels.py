@@ -184,5 +184,13 @@ def matmul_tiled(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return matmul_tiled_cuda(a, b) if cuda_available() else matmul_blocked_cpu(a, b)
 
 
-__all__ = ["matmul_naive_cpu", "matmul_blocked_cpu", "matmul_tiled_cuda", "matmul_naive_cuda", "matmul_tiled",
-           "cuda_available", "TILE", "CPU_BLOCK"]
+__all__ = [
+    "matmul_naive_cpu",
+    "matmul_blocked_cpu",
+    "matmul_tiled_cuda",
+    "matmul_naive_cuda",
+    "matmul_tiled",
+    "cuda_available",
+    "TILE",
+    "CPU_BLOCK",
+]

@@ -33,8 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import StoreUnavailable, UserError
-from .weight_cache import (WeightCache, WeightCacheWarning, check_name, load_into, parse_servers,
-                           ring_graph)
+from .weight_cache import WeightCache, WeightCacheWarning, check_name, load_into, parse_servers, ring_graph
 
 START_MODES = ("reduced", "own", "best", "neighbour", "scratch")
 REDUCE_MODES = ("average", "fittest")
@@ -60,7 +59,7 @@ class MapReduceConfig:
     val_samples: int = 1000
     seed: int = 0
 
-    def validate(self) -> "MapReduceConfig":
+    def validate(self) -> MapReduceConfig:
         check_name("job", self.job)
         if self.start not in START_MODES:
             raise UserError(f"unknown start {self.start!r}; choose one of: {', '.join(START_MODES)}")
@@ -72,7 +71,9 @@ class MapReduceConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.train_samples < self.nodes:
-            raise UserError(f"train-samples ({self.train_samples}) must be at least the number of nodes ({self.nodes})")
+            raise UserError(
+                f"train-samples ({self.train_samples}) must be at least the number of nodes ({self.nodes})"
+            )
         if not self.lr > 0:
             raise UserError(f"lr must be positive, got {self.lr}")
         from ..models import build_model
@@ -95,8 +96,9 @@ def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def load_data(data: str, root: str, train_samples: int, val_samples: int, seed: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_data(
+    data: str, root: str, train_samples: int, val_samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train x, train y, val x, val y) as float32 N x 1 x 28 x 28 and int64; cached per worker process."""
     if data == "synthetic":
         xt, yt = _synthetic(train_samples, seed)
@@ -121,7 +123,10 @@ def data_fingerprint(cfg: MapReduceConfig) -> str:
         return "synthetic-v1"
     from ..data.datasets import FashionMNIST
 
-    return FashionMNIST(cfg.data_root, train=True).fingerprint() + FashionMNIST(cfg.data_root, train=False).fingerprint()
+    return (
+        FashionMNIST(cfg.data_root, train=True).fingerprint()
+        + FashionMNIST(cfg.data_root, train=False).fingerprint()
+    )
 
 
 # ------------------------------------------------------------- model work
@@ -145,10 +150,10 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            logits = model(torch.from_numpy(x[i:i + batch]))
+            logits = model(torch.from_numpy(x[i : i + batch]))
             if isinstance(logits, tuple):
                 logits = logits[0]
-            correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
+            correct += int((logits.argmax(1).numpy() == y[i : i + batch]).sum())
     return correct / max(1, len(x))
 
 
@@ -178,8 +183,9 @@ def _open_cache(servers: Sequence[str]) -> WeightCache:
     return WeightCache(list(servers), strict=False)
 
 
-def _start_weights(cache: WeightCache, cfg: MapReduceConfig, node: str, round_index: int,
-                   log: list[str]) -> tuple[Any, str]:
+def _start_weights(
+    cache: WeightCache, cfg: MapReduceConfig, node: str, round_index: int, log: list[str]
+) -> tuple[Any, str]:
     """(verified state dict or None, where it came from), falling back as the module says."""
     job = cfg.job
     if round_index == 0 or cfg.start == "scratch":
@@ -197,8 +203,10 @@ def _start_weights(cache: WeightCache, cfg: MapReduceConfig, node: str, round_in
         version = load()
         if version is not None:
             if label != tries[0][0]:
-                log.append(f"round {round_index + 1} {node}: {tries[0][0]} weights unavailable, "
-                           f"started from {version.node}'s (by fitness)")
+                log.append(
+                    f"round {round_index + 1} {node}: {tries[0][0]} weights unavailable, "
+                    f"started from {version.node}'s (by fitness)"
+                )
             return version.state, version.node
     log.append(f"round {round_index + 1} {node}: no complete cached weights, started fresh")
     return None, "fresh"
@@ -226,7 +234,7 @@ def map_task(cfg_dict: dict, node: str, round_index: int, servers: Sequence[str]
         began = time.perf_counter()
         xt, yt, xv, yv = load_data(cfg.data, cfg.data_root, cfg.train_samples, cfg.val_samples, cfg.seed)
         part = cfg.node_names().index(node)
-        x, y = xt[part::cfg.nodes], yt[part::cfg.nodes]
+        x, y = xt[part :: cfg.nodes], yt[part :: cfg.nodes]
         model = _fresh_model(cfg, round_index)
         with _open_cache(servers) as cache:
             state, source = _start_weights(cache, cfg, node, round_index, log)
@@ -239,8 +247,13 @@ def map_task(cfg_dict: dict, node: str, round_index: int, servers: Sequence[str]
                 cache.put(cfg.job, node, model, fitness=fitness)
             except StoreUnavailable as exc:
                 log.append(f"round {round_index + 1} {node}: weights not cached ({exc})")
-        return {"node": node, "source": source, "fitness": fitness, "loss": loss,
-                "seconds": time.perf_counter() - began}
+        return {
+            "node": node,
+            "source": source,
+            "fitness": fitness,
+            "loss": loss,
+            "seconds": time.perf_counter() - began,
+        }
 
     return _with_warnings(work)
 
@@ -265,7 +278,9 @@ def reduce_task(cfg_dict: dict, round_index: int, servers: Sequence[str], map_re
                     if cfg.reduce == "fittest":
                         break
             if not versions:
-                log.append(f"round {round_index + 1}: no node's weights are complete in the cache; nothing reduced")
+                log.append(
+                    f"round {round_index + 1}: no node's weights are complete in the cache; nothing reduced"
+                )
                 return {"val_accuracy": None, "reduced_from": []}
             load_into(model, _average([v.state for v in versions]))
             accuracy = evaluate(model, xv, yv)
@@ -315,8 +330,13 @@ def open_dask(scheduler: str | None, workers: int = 2, processes: bool = True):
             raise UserError(f"Dask scheduler at {scheduler} does not answer ({type(exc).__name__})") from None
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
     client = Client(cluster)
     client._spidercache_cluster = cluster  # closed together in close_dask
     return client
@@ -329,8 +349,13 @@ def close_dask(client) -> None:
         cluster.close()
 
 
-def run_mapreduce(cfg: MapReduceConfig, servers: Sequence[str], client,
-                  on_round: Callable[[int, dict], None] | None = None, fresh: bool = True) -> RunResult:
+def run_mapreduce(
+    cfg: MapReduceConfig,
+    servers: Sequence[str],
+    client,
+    on_round: Callable[[int, dict], None] | None = None,
+    fresh: bool = True,
+) -> RunResult:
     """Run ``cfg.rounds`` rounds of map/reduce on the Dask ``client``; returns accuracy per round.
 
     ``fresh`` forgets weights left in the cache under ``cfg.job`` by an earlier
@@ -348,12 +373,18 @@ def run_mapreduce(cfg: MapReduceConfig, servers: Sequence[str], client,
     cfg_dict = asdict(cfg)
     for r in range(cfg.rounds):
         round_began = time.perf_counter()
-        futures = [client.submit(map_task, cfg_dict, node, r, servers, pure=False) for node in cfg.node_names()]
+        futures = [
+            client.submit(map_task, cfg_dict, node, r, servers, pure=False) for node in cfg.node_names()
+        ]
         maps = client.gather(futures)
         reduced = client.gather(client.submit(reduce_task, cfg_dict, r, servers, maps, pure=False))
-        summary = {"round": r + 1, "val_accuracy": reduced["val_accuracy"], "reduced_from": reduced["reduced_from"],
-                   "maps": [{k: m[k] for k in ("node", "source", "fitness", "loss", "seconds")} for m in maps],
-                   "seconds": time.perf_counter() - round_began}
+        summary = {
+            "round": r + 1,
+            "val_accuracy": reduced["val_accuracy"],
+            "reduced_from": reduced["reduced_from"],
+            "maps": [{k: m[k] for k in ("node", "source", "fitness", "loss", "seconds")} for m in maps],
+            "seconds": time.perf_counter() - round_began,
+        }
         for item in [*maps, reduced]:
             result.warnings.extend(item["warnings"])
         result.accuracy.append(reduced["val_accuracy"])
@@ -376,9 +407,13 @@ def compare_summary(cached: Sequence[float | None], scratch: Sequence[float | No
     """The figure: rounds the cached run needs to reach the from-scratch run's final accuracy."""
     final = next((a for a in reversed(scratch) if a is not None), None)
     reach = rounds_to_reach(cached, final) if final is not None else None
-    return {"scratch_final_accuracy": final, "cached_final_accuracy": next((a for a in reversed(cached) if a is not None), None),
-            "rounds": len(scratch), "cached_rounds_to_match": reach,
-            "meets_half": reach is not None and reach <= len(scratch) / 2}
+    return {
+        "scratch_final_accuracy": final,
+        "cached_final_accuracy": next((a for a in reversed(cached) if a is not None), None),
+        "rounds": len(scratch),
+        "cached_rounds_to_match": reach,
+        "meets_half": reach is not None and reach <= len(scratch) / 2,
+    }
 
 
 def plot_rounds(series: dict[str, Sequence[float | None]], path: str, title: str = "") -> str:
@@ -408,10 +443,17 @@ def plot_rounds(series: dict[str, Sequence[float | None]], path: str, title: str
 
 
 # -------------------------------------------------------------- experiment
-def mapreduce_experiment(cfg: MapReduceConfig, compare: bool, servers: Sequence[str] | None,
-                         scheduler: str | None, workers: int, processes: bool, resume: bool,
-                         on_round: Callable[[str, int, dict], None] | None,
-                         on_ready: Callable[[list[str]], None] | None) -> dict:
+def mapreduce_experiment(
+    cfg: MapReduceConfig,
+    compare: bool,
+    servers: Sequence[str] | None,
+    scheduler: str | None,
+    workers: int,
+    processes: bool,
+    resume: bool,
+    on_round: Callable[[str, int, dict], None] | None,
+    on_ready: Callable[[list[str]], None] | None,
+) -> dict:
     """Train with cached weights (and, with ``compare``, from scratch every round).
 
     Without ``servers`` two memcached servers are started on loopback for the
@@ -428,22 +470,36 @@ def mapreduce_experiment(cfg: MapReduceConfig, compare: bool, servers: Sequence[
             runs = {}
             variants = [("cached", cfg)]
             if compare:
-                variants.append(("scratch", MapReduceConfig(**{**asdict(cfg), "job": cfg.job + "-scratch",
-                                                                "start": "scratch"})))
+                variants.append(
+                    (
+                        "scratch",
+                        MapReduceConfig(**{**asdict(cfg), "job": cfg.job + "-scratch", "start": "scratch"}),
+                    )
+                )
             for label, variant in variants:
                 hook = (lambda r, s, _l=label: on_round(_l, r, s)) if on_round else None
-                runs[label] = run_mapreduce(variant, addresses, client, fresh=not resume, on_round=hook).to_dict()
+                runs[label] = run_mapreduce(
+                    variant, addresses, client, fresh=not resume, on_round=hook
+                ).to_dict()
         finally:
             close_dask(client)
     figure = compare_summary(runs["cached"]["accuracy"], runs["scratch"]["accuracy"]) if compare else None
     return {"cached": runs["cached"], "scratch": runs.get("scratch"), "figure": figure}
 
 
-def run_experiment(cfg: MapReduceConfig, servers: Sequence[str] | None = None, scheduler: str | None = None,
-                   workers: int = 2, processes: bool = True, compare: bool = True,
-                   results: str | None = None, no_cache: bool = False, resume: bool = False,
-                   on_round: Callable[[str, int, dict], None] | None = None,
-                   on_ready: Callable[[list[str]], None] | None = None) -> dict:
+def run_experiment(
+    cfg: MapReduceConfig,
+    servers: Sequence[str] | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    processes: bool = True,
+    compare: bool = True,
+    results: str | None = None,
+    no_cache: bool = False,
+    resume: bool = False,
+    on_round: Callable[[str, int, dict], None] | None = None,
+    on_ready: Callable[[list[str]], None] | None = None,
+) -> dict:
     """``mapreduce_experiment`` memoized in the job-result cache.
 
     The key covers that function's source, the config, ``compare`` and the
@@ -458,11 +514,15 @@ def run_experiment(cfg: MapReduceConfig, servers: Sequence[str] | None = None, s
     fingerprint = data_fingerprint(cfg)
     with ResultCache.open(results) as cache:
         outcome = cache.run(
-            mapreduce_experiment, (fingerprint,), {**asdict(cfg), "compare": compare},
+            mapreduce_experiment,
+            (fingerprint,),
+            {**asdict(cfg), "compare": compare},
             no_cache=no_cache or resume,
-            call=lambda: mapreduce_experiment(cfg, compare, servers, scheduler, workers, processes, resume,
-                                              on_round, on_ready),
-            save_if=lambda out: not out["cached"]["warnings"] and not (out["scratch"] or {}).get("warnings"))
+            call=lambda: mapreduce_experiment(
+                cfg, compare, servers, scheduler, workers, processes, resume, on_round, on_ready
+            ),
+            save_if=lambda out: not out["cached"]["warnings"] and not (out["scratch"] or {}).get("warnings"),
+        )
     out = dict(outcome.result)
     out["memo"] = {"hit": outcome.hit, "key": outcome.key, "seconds": outcome.seconds}
     return out

@@ -147,7 +147,9 @@ def state_of(model_or_state: Any) -> Mapping[str, Any]:
         return model_or_state.state_dict()
     if isinstance(model_or_state, Mapping):
         return model_or_state
-    raise UserError(f"expected a torch module or a mapping of layer name to tensor, got {type(model_or_state).__name__}")
+    raise UserError(
+        f"expected a torch module or a mapping of layer name to tensor, got {type(model_or_state).__name__}"
+    )
 
 
 def architecture_of(state: Mapping[str, Any]) -> str:
@@ -172,7 +174,10 @@ def check_compatible(model_or_state: Any, state: Mapping[str, Any]) -> None:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} with other shapes (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+            parts.append(
+                f"{len(wrong)} with other shapes "
+                f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})"
+            )
         raise UserError("cached weights are of another architecture: " + "; ".join(parts))
 
 
@@ -180,7 +185,9 @@ def load_into(model: Any, state: Mapping[str, Any]) -> Any:
     """Check the architecture, then copy ``state`` into ``model``; returns the model."""
     check_compatible(model, state)
     torch = _torch()
-    model.load_state_dict({k: (v if _is_tensor(v) else torch.from_numpy(np.asarray(v))) for k, v in state.items()})
+    model.load_state_dict(
+        {k: (v if _is_tensor(v) else torch.from_numpy(np.asarray(v))) for k, v in state.items()}
+    )
     return model
 
 
@@ -249,9 +256,14 @@ class WeightCache:
         # dead_timeout seconds), so its keys read as misses instead of stalling
         # every later call on the same timeout.
         self._client = HashClient(
-            self.servers, connect_timeout=connect_timeout, timeout=timeout,
-            ignore_exc=True, retry_attempts=0, dead_timeout=dead_timeout,
-            default_noreply=False, allow_unicode_keys=False,
+            self.servers,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            ignore_exc=True,
+            retry_attempts=0,
+            dead_timeout=dead_timeout,
+            default_noreply=False,
+            allow_unicode_keys=False,
         )
         self._registered: set[tuple[str, str]] = set()
 
@@ -281,14 +293,16 @@ class WeightCache:
             size = int(settings.get(b"item_size_max", 1 << 20))
             item_max = size if item_max is None else min(item_max, size)
         if not alive:
-            raise StoreUnavailable("no memcached server of the pool answers: " + ", ".join(f"{h}:{p}" for h, p in self.servers))
+            raise StoreUnavailable(
+                "no memcached server of the pool answers: " + ", ".join(f"{h}:{p}" for h, p in self.servers)
+            )
         self.servers = alive
         return int(item_max)
 
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "WeightCache":
+    def __enter__(self) -> WeightCache:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -338,15 +352,24 @@ class WeightCache:
             entry = LayerEntry(str(name), kind, dtype, shape, n, -(-n // cb), xxhash.xxh3_64_intdigest(raw))
             entries.append(entry)
             for i, key in enumerate(self._chunk_keys(job, node, vid, entry)):
-                batch[key] = bytes(raw[i * cb:(i + 1) * cb])
+                batch[key] = bytes(raw[i * cb : (i + 1) * cb])
                 batch_bytes += len(batch[key])
             if batch_bytes >= self.batch_bytes:
                 self._set_all(batch)
                 batch, batch_bytes = {}, 0
         if batch:
             self._set_all(batch)
-        info = WeightInfo(job, node, seq, vid, None if fitness is None else float(fitness), time.time(),
-                          architecture_of(state), cb, entries)
+        info = WeightInfo(
+            job,
+            node,
+            seq,
+            vid,
+            None if fitness is None else float(fitness),
+            time.time(),
+            architecture_of(state),
+            cb,
+            entries,
+        )
         # The manifest goes last: until this set succeeds readers see the old version.
         if not self._client.set(self._manifest_key(job, node), _pack_manifest(info)):
             raise StoreUnavailable(f"could not store the manifest of {job}/{node} (memcached server down?)")
@@ -358,7 +381,10 @@ class WeightCache:
     def _set_all(self, batch: dict[str, bytes]) -> None:
         failed = self._client.set_many(batch)
         if failed:
-            raise StoreUnavailable(f"{len(failed)} of {len(batch)} weight chunks were not stored (memcached server down or full?)")
+            raise StoreUnavailable(
+                f"{len(failed)} of {len(batch)} weight chunks were not stored "
+                "(memcached server down or full?)"
+            )
 
     def _delete_version(self, info: WeightInfo) -> None:
         keys = [k for entry in info.layers for k in self._chunk_keys(info.job, info.node, info.vid, entry)]
@@ -436,7 +462,9 @@ class WeightCache:
         try:
             return _unpack_manifest(raw)
         except CorruptValue as exc:
-            warnings.warn(f"weights of {job}/{node}: damaged manifest ignored ({exc})", WeightCacheWarning, stacklevel=3)
+            warnings.warn(
+                f"weights of {job}/{node}: damaged manifest ignored ({exc})", WeightCacheWarning, stacklevel=3
+            )
             return None
 
     def get(self, job: str, node: str, retries: int = 2) -> WeightVersion | None:
@@ -453,8 +481,11 @@ class WeightCache:
             if latest is not None and latest.vid != info.vid:
                 info = latest
                 continue
-            warnings.warn(f"weights of {job}/{node} version {info.seq} are incomplete ({problem}); not used",
-                          WeightCacheWarning, stacklevel=2)
+            warnings.warn(
+                f"weights of {job}/{node} version {info.seq} are incomplete ({problem}); not used",
+                WeightCacheWarning,
+                stacklevel=2,
+            )
             return None
         return None
 
@@ -465,7 +496,7 @@ class WeightCache:
         found: dict[str, bytes] = {}
         all_keys = [k for _, keys in plan for k in keys]
         for start in range(0, len(all_keys), per_batch):
-            part = all_keys[start:start + per_batch]
+            part = all_keys[start : start + per_batch]
             got = self._client.get_many(part)
             if len(got) != len(part):
                 return None, f"{len(part) - len(got)} chunk(s) missing: evicted or on a server that is down"
@@ -481,8 +512,9 @@ class WeightCache:
             state[entry.name] = _rebuild(entry, buf)
         return state, ""
 
-    def best(self, job: str, fitness: Callable[[WeightInfo], float] | None = None,
-             exclude: Iterable[str] = ()) -> WeightVersion | None:
+    def best(
+        self, job: str, fitness: Callable[[WeightInfo], float] | None = None, exclude: Iterable[str] = ()
+    ) -> WeightVersion | None:
         """The fittest node's latest complete version (stored fitness, higher is better, by default).
 
         If the fittest one cannot be read completely the next fittest is tried,
@@ -492,8 +524,13 @@ class WeightCache:
         candidates = [i for i in self.infos(job) if i.node not in skip]
         return self._first_complete(_rank(candidates, fitness))
 
-    def neighbours(self, job: str, node: str, graph: Mapping[str, Iterable[str]],
-                   fitness: Callable[[WeightInfo], float] | None = None) -> WeightVersion | None:
+    def neighbours(
+        self,
+        job: str,
+        node: str,
+        graph: Mapping[str, Iterable[str]],
+        fitness: Callable[[WeightInfo], float] | None = None,
+    ) -> WeightVersion | None:
         """Walk ``graph`` (node -> neighbour nodes) breadth-first from ``node``.
 
         Returns the fittest complete version among the nearest nodes that have
@@ -535,11 +572,23 @@ def _rank(infos: list[WeightInfo], fitness: Callable[[WeightInfo], float] | None
 
 
 def _pack_manifest(info: WeightInfo) -> bytes:
-    body = msgpack.packb({
-        "format": _MANIFEST_FORMAT, "job": info.job, "node": info.node, "seq": info.seq, "vid": info.vid,
-        "fitness": info.fitness, "created": info.created, "arch": info.arch, "chunk_bytes": info.chunk_bytes,
-        "layers": [[e.name, e.kind, e.dtype, list(e.shape), e.nbytes, e.nchunks, e.checksum] for e in info.layers],
-    }, use_bin_type=True)
+    body = msgpack.packb(
+        {
+            "format": _MANIFEST_FORMAT,
+            "job": info.job,
+            "node": info.node,
+            "seq": info.seq,
+            "vid": info.vid,
+            "fitness": info.fitness,
+            "created": info.created,
+            "arch": info.arch,
+            "chunk_bytes": info.chunk_bytes,
+            "layers": [
+                [e.name, e.kind, e.dtype, list(e.shape), e.nbytes, e.nchunks, e.checksum] for e in info.layers
+            ],
+        },
+        use_bin_type=True,
+    )
     return xxhash.xxh64_intdigest(body).to_bytes(8, "little") + body
 
 
@@ -550,10 +599,21 @@ def _unpack_manifest(raw: bytes) -> WeightInfo:
         d = msgpack.unpackb(raw[8:], raw=False)
         if d.get("format") != _MANIFEST_FORMAT:
             raise CorruptValue(f"manifest format {d.get('format')!r} is not {_MANIFEST_FORMAT}")
-        layers = [LayerEntry(n, k, dt, tuple(int(s) for s in sh), int(nb), int(nc), int(cs))
-                  for n, k, dt, sh, nb, nc, cs in d["layers"]]
-        return WeightInfo(d["job"], d["node"], int(d["seq"]), d["vid"], d["fitness"], float(d["created"]),
-                          d["arch"], int(d["chunk_bytes"]), layers)
+        layers = [
+            LayerEntry(n, k, dt, tuple(int(s) for s in sh), int(nb), int(nc), int(cs))
+            for n, k, dt, sh, nb, nc, cs in d["layers"]
+        ]
+        return WeightInfo(
+            d["job"],
+            d["node"],
+            int(d["seq"]),
+            d["vid"],
+            d["fitness"],
+            float(d["created"]),
+            d["arch"],
+            int(d["chunk_bytes"]),
+            layers,
+        )
     except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
         raise CorruptValue(f"malformed manifest: {exc}") from None
 
@@ -567,6 +627,16 @@ def ring_graph(nodes: Sequence[str]) -> dict[str, list[str]]:
 
 
 __all__ = [
-    "WeightCache", "WeightInfo", "WeightVersion", "LayerEntry", "WeightCacheWarning",
-    "check_name", "parse_servers", "state_of", "architecture_of", "check_compatible", "load_into", "ring_graph",
+    "WeightCache",
+    "WeightInfo",
+    "WeightVersion",
+    "LayerEntry",
+    "WeightCacheWarning",
+    "check_name",
+    "parse_servers",
+    "state_of",
+    "architecture_of",
+    "check_compatible",
+    "load_into",
+    "ring_graph",
 ]

@@ -9,4 +9,12 @@ from __future__ import annotations
 from .base import Policy, PolicyStats
 from .registry import ENGINE_POLICIES, POLICIES, make_policy, policy_class, policy_names
 
-__all__ = ["ENGINE_POLICIES", "POLICIES", "Policy", "PolicyStats", "make_policy", "policy_class", "policy_names"]
+__all__ = [
+    "ENGINE_POLICIES",
+    "POLICIES",
+    "Policy",
+    "PolicyStats",
+    "make_policy",
+    "policy_class",
+    "policy_names",
+]

@@ -96,7 +96,7 @@ class Policy:
         self._s = np.zeros(self._n_scalars, np.int64)
         self._s[0] = int(capacity)
         self._n_ids = 0
-        self._where = np.zeros(0, self._where_dtype)
+        self._where: np.ndarray = np.zeros(0, self._where_dtype)
         for attr in self._id_arrays:
             setattr(self, attr, np.zeros(0, self._id_arrays[attr][0]))
         self._init_scalars()
@@ -139,7 +139,7 @@ class Policy:
         st.admissions += int(n_adm)
         st.rejections += int(n_rej)
         st.evictions += int(n_ev)
-        if record and n_ev:
+        if record and n_ev and self.on_evict is not None:
             self.on_evict(evicted[:n_ev].copy())
         return hits
 

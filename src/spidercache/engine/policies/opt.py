@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..nextuse import NEVER, next_use_positions
+from ..nextuse import next_use_positions
 from .base import Policy
 
 NIL = -1
@@ -174,8 +174,15 @@ class OPT(Policy):
     _id_arrays = {"_hkey": (np.int64, 0), "_hid": (np.int32, NIL)}
     _n_scalars = 4  # 0 capacity, 1 size, 2 cursor into the trace, 3 bypass
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, next_use: np.ndarray | None = None,
-                 bypass: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        n_ids: int = 0,
+        *,
+        next_use: np.ndarray | None = None,
+        bypass: bool = False,
+        **kwargs,
+    ) -> None:
         if next_use is None:
             raise ValueError("OPT needs next_use (see next_use_positions)")
         self.next_use = np.ascontiguousarray(next_use, dtype=np.int64)
@@ -196,13 +203,28 @@ class OPT(Policy):
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         if self.cursor + ids.size > self.next_use.size:
-            raise ValueError(f"OPT was given next-use positions for {self.next_use.size} requests; "
-                             f"this batch goes to request {self.cursor + ids.size}")
-        n_ev, n_adm, n_rej, bad = _opt_access(ids, admit, use_admit, hits, evicted, record,
-                                              self._where, self._hkey, self._hid, self._s, self.next_use)
+            raise ValueError(
+                f"OPT was given next-use positions for {self.next_use.size} requests; "
+                f"this batch goes to request {self.cursor + ids.size}"
+            )
+        n_ev, n_adm, n_rej, bad = _opt_access(
+            ids,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._hkey,
+            self._hid,
+            self._s,
+            self.next_use,
+        )
         if bad >= 0:
-            raise ValueError(f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
-                             "next_use was computed from")
+            raise ValueError(
+                f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
+                "next_use was computed from"
+            )
         return n_ev, n_adm, n_rej
 
     def _remove(self, ids):
@@ -212,8 +234,9 @@ class OPT(Policy):
         return _opt_shrink(evicted, self._where, self._hkey, self._hid, self._s)
 
 
-def opt_hits(ids: np.ndarray, capacity: int, *, bypass: bool = False,
-             next_use: np.ndarray | None = None) -> np.ndarray:
+def opt_hits(
+    ids: np.ndarray, capacity: int, *, bypass: bool = False, next_use: np.ndarray | None = None
+) -> np.ndarray:
     """Per-request hit mask of OPT over a whole trace of dense ids (the reference decision)."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if ids.size == 0:

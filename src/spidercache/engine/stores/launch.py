@@ -12,16 +12,15 @@ here is stopped by the same handle; nothing is found or killed by name.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -127,15 +126,18 @@ class Process:
         """Start the server again with the same arguments on the same port."""
         self.stop()
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env, stdin=subprocess.DEVNULL
+            )
         self.wait_ready()
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if not self.alive:
-                raise RuntimeError(f"{self.kind} exited at start (code {self.proc.returncode}): {self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.kind} exited at start (code {self.proc.returncode}): {self.log_tail()}"
+                )
             if self.ready():
                 return
             time.sleep(0.02)
@@ -148,17 +150,27 @@ class Process:
         except OSError:
             return ""
 
-    def __enter__(self) -> "Process":
+    def __enter__(self) -> Process:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def _launch(kind: str, port: int, args: list[str], workdir: Path, log: Path, ready: Callable[[], bool],
-            scheme: str = "tcp", env: dict[str, str] | None = None) -> Process:
+def _launch(
+    kind: str,
+    port: int,
+    args: list[str],
+    workdir: Path,
+    log: Path,
+    ready: Callable[[], bool],
+    scheme: str = "tcp",
+    env: dict[str, str] | None = None,
+) -> Process:
     with open(log, "ab") as out:
-        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        popen = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+        )
     proc = Process(kind, port, popen, workdir, log, args, ready, scheme, env)
     proc.wait_ready()
     return proc
@@ -178,23 +190,60 @@ def _workdir(workdir: Path | None, prefix: str) -> Path:
 
 
 def start_redis(workdir: Path | None = None, *, cluster: bool = False) -> Process:
-    """A redis-server without persistence on a free loopback port (a cluster-enabled node with ``cluster``)."""
+    """A redis-server without persistence on a free loopback port (cluster-enabled with ``cluster``)."""
     binary = _binary("redis-server", "redis-server")
     workdir = _workdir(workdir, "spidercache-redis-")
     port = free_port(10000 if cluster else None)
     log = workdir / "redis.log"
-    args = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
-            "--dir", str(workdir), "--pidfile", str(workdir / "redis.pid"), "--daemonize", "no",
-            "--logfile", str(log), "--protected-mode", "no"]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--pidfile",
+        str(workdir / "redis.pid"),
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(log),
+        "--protected-mode",
+        "no",
+    ]
     if cluster:
-        args += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
-                 "--cluster-node-timeout", "2000"]
-    return _launch("redis-server", port, args, workdir, log, lambda: _answers(port, b"PING\r\n", b"+PONG"),
-                   scheme="redis")
+        args += [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(workdir / "nodes.conf"),
+            "--cluster-node-timeout",
+            "2000",
+        ]
+    return _launch(
+        "redis-server",
+        port,
+        args,
+        workdir,
+        log,
+        lambda: _answers(port, b"PING\r\n", b"+PONG"),
+        scheme="redis",
+    )
 
 
-def start_memcached(memory_mb: int = 256, item_size: str = "1m", workdir: Path | None = None, *,
-                    threads: int = 2, max_connections: int = 1024) -> Process:
+def start_memcached(
+    memory_mb: int = 256,
+    item_size: str = "1m",
+    workdir: Path | None = None,
+    *,
+    threads: int = 2,
+    max_connections: int = 1024,
+) -> Process:
     """A memcached on a free loopback port (the real Debian binary a user runs)."""
     binary = _binary("memcached", "memcached")
     workdir = _workdir(workdir, "spidercache-memcached-")
@@ -202,10 +251,33 @@ def start_memcached(memory_mb: int = 256, item_size: str = "1m", workdir: Path |
     log = workdir / "memcached.log"
     # memcached refuses to run as root unless told which user to be.
     user = ["-u", "root"] if os.geteuid() == 0 else []
-    args = [binary, *user, "-l", HOST, "-p", str(port), "-U", "0", "-m", str(memory_mb),
-            "-I", item_size, "-t", str(threads), "-c", str(max_connections)]
-    return _launch("memcached", port, args, workdir, log, lambda: _answers(port, b"version\r\n", b"VERSION"),
-                   scheme="memcached")
+    args = [
+        binary,
+        *user,
+        "-l",
+        HOST,
+        "-p",
+        str(port),
+        "-U",
+        "0",
+        "-m",
+        str(memory_mb),
+        "-I",
+        item_size,
+        "-t",
+        str(threads),
+        "-c",
+        str(max_connections),
+    ]
+    return _launch(
+        "memcached",
+        port,
+        args,
+        workdir,
+        log,
+        lambda: _answers(port, b"version\r\n", b"VERSION"),
+        scheme="memcached",
+    )
 
 
 @dataclass
@@ -237,15 +309,34 @@ def start_redis_cluster(workdir: Path | None = None, masters: int = 3) -> Server
         for i in range(masters):
             group.members.append(start_redis(workdir / f"node{i}", cluster=True))
         create = subprocess.run(
-            [cli, "--cluster", "create", *[m.address for m in group.members],
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=60)
+            [
+                cli,
+                "--cluster",
+                "create",
+                *[m.address for m in group.members],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if create.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout[-1500:]} {create.stderr[-500:]}")
+            raise RuntimeError(
+                f"redis-cli --cluster create failed: {create.stdout[-1500:]} {create.stderr[-500:]}"
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
-            states = [subprocess.run([cli, "-h", h, "-p", str(p), "cluster", "info"], capture_output=True,
-                                     text=True, timeout=10).stdout for h, p in group.servers]
+            states = [
+                subprocess.run(
+                    [cli, "-h", h, "-p", str(p), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout
+                for h, p in group.servers
+            ]
             if all("cluster_state:ok" in s for s in states):
                 break
             if time.monotonic() > deadline:

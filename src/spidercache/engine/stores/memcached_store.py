@@ -128,8 +128,9 @@ class MemcachedStore(Store):
                 nonce, n_chunks, total, checksum = _MANIFEST.unpack_from(item, 1)
                 manifests[i] = (ek, nonce, n_chunks, total, checksum)
         if manifests:
-            chunk_keys = [_chunk_key(ek, nonce, j) for ek, nonce, n, _, _ in manifests.values()
-                          for j in range(n)]
+            chunk_keys = [
+                _chunk_key(ek, nonce, j) for ek, nonce, n, _, _ in manifests.values() for j in range(n)
+            ]
             try:
                 chunks = self._client.get_many(chunk_keys)
             except (MemcacheError, OSError) as exc:
@@ -208,12 +209,14 @@ class MemcachedStore(Store):
             pass
 
     def __getstate__(self) -> dict:
-        return {k: getattr(self, k) for k in ("servers", "prefix", "item_limit", "connect_timeout",
-                                               "timeout", "ttl")}
+        return {
+            k: getattr(self, k)
+            for k in ("servers", "prefix", "item_limit", "connect_timeout", "timeout", "ttl")
+        }
 
     def __setstate__(self, state: dict) -> None:
         servers = state.pop("servers")
-        self.__init__(servers, **state)
+        MemcachedStore.__init__(self, servers, **state)
 
     def __repr__(self) -> str:
         return f"MemcachedStore({self.address}, prefix={self.prefix!r})"
