@@ -13,9 +13,36 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "spidercache"
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
-GENERATED = {"server/cache_pb2.py", "server/cache_pb2_grpc.py", "inference/gati_pb2.py", "inference/gati_pb2_grpc.py"}
+GENERATED = {
+    "server/cache_pb2.py",
+    "server/cache_pb2_grpc.py",
+    "inference/gati_pb2.py",
+    "inference/gati_pb2_grpc.py",
+}
 # hand-inlined policy kernels: "file:function"
-KERNELS: set[str] = set()
+KERNELS = {
+    "engine/policies/arc.py:_arc_access",
+    "engine/policies/lfu.py:_lfu_access",
+    "engine/policies/s3fifo.py:_s3fifo_run",
+}
+# Over the limits when issue 13's check came in; each is being split by the helper who owns it (listed so
+# that the check fails on anything new; remove an entry when its file is split).
+PENDING = {
+    "data/cached.py": "data (issue 18: plan/execute)",
+    "data/policies/spider.py": "data",
+    "data/policies/spider.py:lookup": "data",
+    "data/train.py:_train": "data",
+    "engine/cache.py:_lookup": "data (issue 18: plan/execute)",
+    "cli/train.py:register": "data",
+    "cli/train.py:train_cmd": "data",
+    "embedding/policy.py": "embed (issue 19)",
+    "server/client.py": "server (issue 15)",
+    "server/sessions.py": "server (issue 15)",
+    "server/shm.py": "server (issue 15)",
+    "server/bench.py:_bench_size": "server (moves to bench/server.py)",
+    "inference/bench.py:run_bench": "gati (moves to bench/gati.py)",
+    "cli/gati.py:register": "gati (issue 17)",
+}
 
 
 def _files() -> list[Path]:
@@ -23,7 +50,12 @@ def _files() -> list[Path]:
 
 
 def test_no_file_over_400_lines():
-    long = {p.relative_to(SRC).as_posix(): n for p in _files() if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES}
+    long = {
+        rel: n
+        for p in _files()
+        if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES
+        and (rel := p.relative_to(SRC).as_posix()) not in PENDING
+    }
     assert not long, f"files over {MAX_FILE_LINES} lines: {long}"
 
 
@@ -34,6 +66,7 @@ def test_no_function_over_80_lines():
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
-                if n > MAX_FUNCTION_LINES and f"{rel}:{node.name}" not in KERNELS:
-                    long[f"{rel}:{node.name}"] = n
+                name = f"{rel}:{node.name}"
+                if n > MAX_FUNCTION_LINES and name not in KERNELS and name not in PENDING:
+                    long[name] = n
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"

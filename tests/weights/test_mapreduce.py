@@ -6,15 +6,8 @@ import pytest
 
 from spidercache.errors import UserError
 from spidercache.models import build_model
-from spidercache.weights.mapreduce import (
-    MapReduceConfig,
-    close_dask,
-    compare_summary,
-    open_dask,
-    plot_rounds,
-    run_experiment,
-    run_mapreduce,
-)
+from spidercache.weights.experiment import compare_summary, plot_rounds, run_experiment
+from spidercache.weights.mapreduce import MapReduceConfig, close_dask, open_dask, run_mapreduce
 from spidercache.weights.weight_cache import WeightCache
 
 

@@ -11,13 +11,8 @@ from pymemcache.client.hash import HashClient
 
 from spidercache.errors import UserError
 from spidercache.models import build_model
-from spidercache.weights.weight_cache import (
-    WeightCache,
-    WeightCacheWarning,
-    check_compatible,
-    load_into,
-    ring_graph,
-)
+from spidercache.weights.layers import WeightCacheWarning, check_compatible, load_into, ring_graph
+from spidercache.weights.weight_cache import WeightCache
 
 
 def _addresses(pool) -> list[str]:

@@ -40,44 +40,49 @@ def run(
     log: Callable[[str], None] = print,
 ) -> Rows:
     """Warm cache vs a plain in-RAM DataLoader; slow storage, cached vs none."""
-    import torch
-
-    from ..data.backends import make_backend
-    from ..data.cached import CachedDataset
     from ..data.datasets import FashionMNIST
-    from ..data.loader import CachedLoader
-    from ..data.policies import make_training_policy
-    from ..data.storage import SlowStorage, StorageModel
     from ..data.transforms import Normalize, channel_stats
 
     ds = FashionMNIST()
     x, y = ds.data, ds.targets
-    mean, std = channel_stats(x)
-    norm = Normalize(mean, std)
+    norm = Normalize(*channel_stats(x))
+    warm = _warm(x, y, norm, batch_size, repeat, log)
+    slow = _slow(
+        x[:slow_samples], y[:slow_samples], norm, batch_size, storage_latency_ms, workers, epochs, log
+    )
+    return Rows([warm, slow], {"batch_size": batch_size})
 
-    def cached_loader(xs, ys, policy, latency, nworkers):
-        st = SlowStorage(xs, ys, StorageModel(latency))
-        cap = len(xs) if policy != "none" else 0
-        be = (
-            make_backend(
-                "memory",
-                capacity=cap,
-                sample_shape=st.sample_shape,
-                dtype=st.dtype,
-                fingerprint="bench",
-                batch_size=batch_size,
-                workers=nworkers,
-            )
-            if cap
-            else None
+
+def _cached_loader(xs, ys, norm, policy: str, latency_ms: float, workers: int, batch_size: int):
+    from ..data.backends import make_backend
+    from ..data.cached import CachedDataset
+    from ..data.loader import CachedLoader
+    from ..data.policies import make_training_policy
+    from ..data.storage import SlowStorage, StorageModel
+
+    st = SlowStorage(xs, ys, StorageModel(latency_ms))
+    cap = len(xs) if policy != "none" else 0
+    be = None
+    if cap:
+        be = make_backend(
+            "memory",
+            capacity=cap,
+            sample_shape=st.sample_shape,
+            dtype=st.dtype,
+            fingerprint="bench",
+            batch_size=batch_size,
+            workers=workers,
         )
-        pol = make_training_policy(policy, len(xs), cap, ys)
-        return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=nworkers)
+    pol = make_training_policy(policy, len(xs), cap, ys)
+    return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=workers)
 
-    # 1. warm in-process cache, one process, everything cached
-    loader = cached_loader(x, y, "minio", 0.0, 0)
-    for _ in loader.epoch(0):
-        pass  # fill
+
+def _warm(x, y, norm, batch_size: int, repeat: int, log) -> dict:
+    """A warm in-process cache, one process, everything cached, against a plain DataLoader."""
+    import torch
+
+    loader = _cached_loader(x, y, norm, "minio", 0.0, 0, batch_size)
+    deque(loader.epoch(0), maxlen=0)  # fill
     epoch = iter(range(1, repeat + 1))
 
     def cached_epoch() -> None:
@@ -89,7 +94,12 @@ def run(
     xt, yt = norm(torch.from_numpy(x)), torch.from_numpy(y)
     seeds = iter(range(repeat))
     p = min(timings(lambda: _plain_epoch(xt, yt, batch_size, next(seeds)), repeat))
-    warm = {
+    log(
+        f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
+        f"{n / c:,.0f} samples/s (epoch {c:.3f} s); plain in-RAM DataLoader {n / p:,.0f} samples/s "
+        f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)"
+    )
+    return {
         "measure": "warm",
         "samples": n,
         "cached_epoch_seconds": c,
@@ -98,35 +108,30 @@ def run(
         "plain_samples_per_second": n / p,
         "ratio": c / p,
     }
-    log(
-        f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
-        f"{n / c:,.0f} samples/s (epoch {c:.3f} s); plain in-RAM DataLoader {n / p:,.0f} samples/s "
-        f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)"
-    )
 
-    # 2. slow storage, working set 1.0: cached (minio) vs none, same workers
-    xs, ys = x[:slow_samples], y[:slow_samples]
+
+def _slow(xs, ys, norm, batch_size, latency_ms, workers, epochs, log) -> dict:
+    """Slow storage, working set 1.0: cached (minio) vs none, same workers."""
     res = {}
     for policy in ("none", "minio"):
-        ld = cached_loader(xs, ys, policy, storage_latency_ms, workers)
+        ld = _cached_loader(xs, ys, norm, policy, latency_ms, workers, batch_size)
         epochs_left = iter(range(epochs))
         res[policy] = timings(lambda ld=ld, e=epochs_left: deque(ld.epoch(next(e)), maxlen=0), epochs)
         ld.close()
     later_none = statistics.mean(res["none"][1:] or res["none"])
     later_cached = statistics.mean(res["minio"][1:] or res["minio"])
-    slow = {
+    log(
+        f"{latency_ms:g} ms storage, {len(xs)} samples, {workers} workers, working set 1.0, "
+        f"loader only: none {[f'{t:.2f}' for t in res['none']]} s per epoch, cached "
+        f"{[f'{t:.2f}' for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
+        f"shorter (target >= 5x)"
+    )
+    return {
         "measure": "slow",
-        "samples": slow_samples,
-        "latency_ms": storage_latency_ms,
+        "samples": len(xs),
+        "latency_ms": latency_ms,
         "workers": workers,
         "none_epoch_seconds": res["none"],
         "cached_epoch_seconds": res["minio"],
         "speedup_after_first": later_none / later_cached,
     }
-    log(
-        f"{storage_latency_ms:g} ms storage, {slow_samples} samples, {workers} workers, working set 1.0, "
-        f"loader only: none {[f'{t:.2f}' for t in res['none']]} s per epoch, cached "
-        f"{[f'{t:.2f}' for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
-        f"shorter (target >= 5x)"
-    )
-    return Rows([warm, slow], {"batch_size": batch_size})

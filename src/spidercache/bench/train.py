@@ -26,6 +26,35 @@ HELP = {
 }
 
 
+EPOCH_KEYS = (
+    "policy",
+    "working_set",
+    "seed",
+    "epoch",
+    "hit_ratio",
+    "substitution_ratio",
+    "epoch_seconds",
+    "data_wait_seconds",
+    "test_accuracy",
+    "lost_hits",
+)
+
+
+def train_logged(config: dict, log: Callable[[str], None]):
+    """``data.train.train`` of ``TrainConfig(**config)``, with one line of log per run."""
+    from ..data.train import TrainConfig, train
+
+    t0 = time.perf_counter()
+    result = train(TrainConfig(**config))
+    log(
+        f"{config['policy']:8s} ws={config['working_set_size']:<5g} seed={config['seed']}: "
+        f"final acc {result.rows[-1]['test_accuracy']:.2f}%, "
+        f"hit {result.summary['hit_ratio_after_first_epoch']:.3f}, subst "
+        f"{result.summary['substitution_ratio_after_first_epoch']:.3f} ({time.perf_counter() - t0:.0f} s)"
+    )
+    return result
+
+
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(t) for t in text.split(",") if t.strip()]
@@ -130,7 +159,6 @@ def run(
 ) -> Rows:
     """Train once per policy x working set x seed; hit ratio, substitution, epoch time, accuracy."""
     from ..data.policies import policy_class
-    from ..data.train import TrainConfig, train
 
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for p in names:
@@ -139,6 +167,18 @@ def run(
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
     opts = parse_options(policy_option or [])
+    base = dict(
+        train_paths=_dataset_paths(dataset),
+        network=network,
+        epochs=epochs,
+        batch_size=batch_size,
+        storage_latency_ms=storage_latency_ms,
+        train_samples=train_samples,
+        test_samples=test_samples,
+        workers=workers,
+        cache_backend=cache_backend,
+        progress=False,
+    )
     rows: list[dict] = []
     for seed in range(seeds):
         for ws in sets:
@@ -146,48 +186,8 @@ def run(
                 if p == "none" and ws != sets[0]:
                     # `none` caches nothing: one run per seed serves every working set
                     continue
-                cfg = TrainConfig(
-                    train_paths=_dataset_paths(dataset),
-                    network=network,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    policy=p,
-                    working_set_size=ws,
-                    storage_latency_ms=storage_latency_ms,
-                    train_samples=train_samples,
-                    test_samples=test_samples,
-                    workers=workers,
-                    seed=seed,
-                    cache_backend=cache_backend,
-                    progress=False,
-                    policy_options=dict(opts),
-                )
-                t0 = time.perf_counter()
-                result = train(cfg)
-                log(
-                    f"{p:8s} ws={ws:<5g} seed={seed}: final acc {result.rows[-1]['test_accuracy']:.2f}%, "
-                    f"hit {result.summary['hit_ratio_after_first_epoch']:.3f}, subst "
-                    f"{result.summary['substitution_ratio_after_first_epoch']:.3f} "
-                    f"({time.perf_counter() - t0:.0f} s)"
-                )
-                for r in result.rows:
-                    rows.append(
-                        {
-                            k: r[k]
-                            for k in (
-                                "policy",
-                                "working_set",
-                                "seed",
-                                "epoch",
-                                "hit_ratio",
-                                "substitution_ratio",
-                                "epoch_seconds",
-                                "data_wait_seconds",
-                                "test_accuracy",
-                                "lost_hits",
-                            )
-                        }
-                    )
+                cfg = dict(base, policy=p, working_set_size=ws, seed=seed, policy_options=dict(opts))
+                rows += [{k: r[k] for k in EPOCH_KEYS} for r in train_logged(cfg, log).rows]
     # `none` ran once per seed: its rows stand for every working set
     rows += [dict(r, working_set=ws) for r in rows if r["policy"] == "none" for ws in sets[1:]]
     agg = aggregate(rows)

@@ -187,7 +187,8 @@ def bench_mapreduce_and_memo(
     processes: bool = True,
 ) -> dict:
     """One memoized map/reduce experiment run twice with a fresh results store: figures of both."""
-    from ..weights.mapreduce import MapReduceConfig, run_experiment
+    from ..weights.experiment import run_experiment
+    from ..weights.mapreduce import MapReduceConfig
 
     cfg = MapReduceConfig(job="benchmr", rounds=rounds, data=data)
     with tempfile.TemporaryDirectory(prefix="spidercache-memo-") as store:

@@ -84,12 +84,12 @@ def list_benchmarks() -> list[dict]:
 
 def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Benchmark to run.")) -> None:
     """Benchmarks: each measures ratios against a reference in the same run. NAME --help for its options."""
-    if name is None or name in ("--help", "-h"):
+    if name is None or name.startswith("-"):  # a listing: `bench`, `bench --json`, `bench --help`
         from ..bench.runner import print_rows
 
         print_rows(
             list_benchmarks(),
-            json_out="--json" in ctx.args,
+            json_out="--json" in [name, *ctx.args],
             title="benchmarks (spidercache bench NAME)",
             columns=[
                 ("name", lambda r: r["name"]),

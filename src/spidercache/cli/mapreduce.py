@@ -53,38 +53,20 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Train in map/reduce rounds, starting map tasks from cached weights; plot vs from scratch."""
+    values = dict(locals())
     import warnings
+    from dataclasses import fields
 
     from rich.console import Console
-    from rich.table import Table
 
-    from ..weights.mapreduce import MapReduceConfig, plot_rounds, run_experiment
+    from ..weights.experiment import plot_rounds, run_experiment
+    from ..weights.mapreduce import MapReduceConfig
 
-    cfg = MapReduceConfig(
-        job=job,
-        network=network,
-        data=data,
-        data_root=data_root,
-        nodes=nodes,
-        rounds=rounds,
-        start=start,
-        reduce=reduce,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        train_samples=train_samples,
-        val_samples=val_samples,
-        seed=seed,
-    ).validate()
+    cfg = MapReduceConfig(**{f.name: values[f.name] for f in fields(MapReduceConfig) if f.name in values})
+    cfg.validate()
     console = Console(stderr=True, quiet=json_out)
 
-    def on_round(label: str, r: int, summary: dict) -> None:
-        acc = summary["val_accuracy"]
-        console.print(
-            f"[{label}] round {r + 1}/{rounds}: val accuracy "
-            f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
-            f"starts: {', '.join(m['source'] for m in summary['maps'])})"
-        )
+    on_round = _round_printer(console, rounds)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fallbacks are reported in the result's warning list
@@ -110,6 +92,25 @@ def train(
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
+    _print_result(out, job, start, plot, console)
+
+
+def _round_printer(console, rounds: int):
+    def on_round(label: str, r: int, summary: dict) -> None:
+        acc = summary["val_accuracy"]
+        console.print(
+            f"[{label}] round {r + 1}/{rounds}: val accuracy "
+            f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
+            f"starts: {', '.join(m['source'] for m in summary['maps'])})"
+        )
+
+    return on_round
+
+
+def _print_result(out: dict, job: str, start: str, plot: Optional[str], console) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"map/reduce {job}: validation accuracy per round"
         + (" (cached result)" if out["memo"]["hit"] else "")

@@ -58,7 +58,7 @@ def open_results_store(spec: str | None = None):
         return RedisStore(url=spec, prefix="sc-results")
     if spec.startswith("memcached://"):
         from ..engine.stores.memcached_store import MemcachedStore
-        from .weight_cache import parse_servers
+        from .layers import parse_servers
 
         return MemcachedStore(parse_servers(spec[len("memcached://") :].strip("/")), prefix="sc-results")
     if "://" in spec:

@@ -31,195 +31,31 @@ import re
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import msgpack
-import numpy as np
 import xxhash
 
 from ..errors import CorruptValue, StoreUnavailable, UserError
+from .layers import (
+    NAME_RE,
+    LayerEntry,
+    WeightCacheWarning,
+    WeightInfo,
+    WeightVersion,
+    architecture_of,
+    assemble,
+    check_name,
+    layer_bytes,
+    pack_manifest,
+    parse_servers,
+    rank_versions,
+    state_of,
+    unpack_manifest,
+)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_MAX_KEY = 250  # memcached's key length limit
-_MANIFEST_FORMAT = 1
 # Room left in each item for memcached's item header, the key and the CAS value.
 _ITEM_OVERHEAD = 1024
 _GET_BATCH_BYTES = 64 << 20  # fetch at most about this many bytes per get_many
-
-
-class WeightCacheWarning(RuntimeWarning):
-    """A load fell back (server gone, version evicted, damaged item)."""
-
-
-def check_name(kind: str, name: str) -> str:
-    """Job and node names become memcached keys: letters, digits, ``_ . -`` only."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise UserError(
-            f"{kind} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-' "
-            f"(starting with a letter or digit)"
-        )
-    return name
-
-
-def parse_servers(servers: str | Sequence[str] | Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    """``"host:port,host:port"`` or a list of such strings or ``(host, port)`` pairs."""
-    items: Iterable[Any] = servers.split(",") if isinstance(servers, str) else servers
-    parsed: list[tuple[str, int]] = []
-    for item in items:
-        if isinstance(item, tuple):
-            host, port = item
-        else:
-            text = str(item).strip()
-            if not text:
-                continue
-            host, sep, port_text = text.rpartition(":")
-            if not sep or not host or not port_text.isdigit():
-                raise UserError(f"memcached server {text!r} is not HOST:PORT")
-            port = int(port_text)
-        if not 0 < int(port) < 65536:
-            raise UserError(f"memcached server {host}:{port}: port out of range")
-        parsed.append((str(host), int(port)))
-    if not parsed:
-        raise UserError("no memcached servers given")
-    return parsed
-
-
-@dataclass
-class LayerEntry:
-    name: str
-    kind: str  # "torch" or "numpy"
-    dtype: str
-    shape: tuple[int, ...]
-    nbytes: int
-    nchunks: int
-    checksum: int
-
-
-@dataclass
-class WeightInfo:
-    """What a manifest says about one node's latest version (no tensor data)."""
-
-    job: str
-    node: str
-    seq: int
-    vid: str
-    fitness: float | None
-    created: float
-    arch: str
-    chunk_bytes: int
-    layers: list[LayerEntry] = field(default_factory=list)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers)
-
-
-@dataclass
-class WeightVersion:
-    """One complete, verified version of a node's weights."""
-
-    info: WeightInfo
-    state: dict[str, Any]
-
-    @property
-    def node(self) -> str:
-        return self.info.node
-
-    @property
-    def fitness(self) -> float | None:
-        return self.info.fitness
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def _is_tensor(value: Any) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
-def state_of(model_or_state: Any) -> Mapping[str, Any]:
-    """The state dict of a torch module, or the mapping itself."""
-    if hasattr(model_or_state, "state_dict") and callable(model_or_state.state_dict):
-        return model_or_state.state_dict()
-    if isinstance(model_or_state, Mapping):
-        return model_or_state
-    raise UserError(
-        f"expected a torch module or a mapping of layer name to tensor, got {type(model_or_state).__name__}"
-    )
-
-
-def architecture_of(state: Mapping[str, Any]) -> str:
-    """A digest of layer names, shapes and dtypes: equal only for the same architecture."""
-    h = xxhash.xxh64()
-    for name, value in state.items():
-        h.update(f"{name}|{tuple(value.shape)}|{value.dtype};".encode())
-    return h.hexdigest()
-
-
-def check_compatible(model_or_state: Any, state: Mapping[str, Any]) -> None:
-    """Raise ``UserError`` (one line) unless ``state`` has exactly the model's layers and shapes."""
-    expected = state_of(model_or_state)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} with other shapes "
-                f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})"
-            )
-        raise UserError("cached weights are of another architecture: " + "; ".join(parts))
-
-
-def load_into(model: Any, state: Mapping[str, Any]) -> Any:
-    """Check the architecture, then copy ``state`` into ``model``; returns the model."""
-    check_compatible(model, state)
-    torch = _torch()
-    model.load_state_dict(
-        {k: (v if _is_tensor(v) else torch.from_numpy(np.asarray(v))) for k, v in state.items()}
-    )
-    return model
-
-
-def _layer_bytes(value: Any) -> tuple[str, str, tuple[int, ...], memoryview]:
-    """(kind, dtype, shape, raw bytes view) of a tensor or array, without copying when contiguous."""
-    if _is_tensor(value):
-        torch = _torch()
-        t = value.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        t = t.contiguous()
-        # Viewing as uint8 works for every dtype, bfloat16 included (numpy has none).
-        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
-        return "torch", str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(raw).cast("B")
-    if isinstance(value, np.ndarray):
-        arr = np.ascontiguousarray(value)
-        if arr.dtype.hasobject:
-            raise UserError("numpy arrays of Python objects cannot be cached as weights")
-        return "numpy", arr.dtype.str, tuple(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)).cast("B")
-    raise UserError(f"a weight must be a torch tensor or numpy array, got {type(value).__name__}")
-
-
-def _rebuild(entry: LayerEntry, buf: bytearray) -> Any:
-    if entry.kind == "torch":
-        torch = _torch()
-        dtype = getattr(torch, entry.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise CorruptValue(f"unknown torch dtype {entry.dtype!r} in manifest")
-        if entry.nbytes == 0:
-            return torch.empty(entry.shape, dtype=dtype)
-        return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(entry.shape)
-    return np.frombuffer(buf, dtype=np.dtype(entry.dtype)).reshape(entry.shape)
 
 
 class WeightCache:
@@ -347,7 +183,7 @@ class WeightCache:
         batch: dict[str, bytes] = {}
         batch_bytes = 0
         for name, value in state.items():
-            kind, dtype, shape, raw = _layer_bytes(value)
+            kind, dtype, shape, raw = layer_bytes(value)
             n = raw.nbytes
             entry = LayerEntry(str(name), kind, dtype, shape, n, -(-n // cb), xxhash.xxh3_64_intdigest(raw))
             entries.append(entry)
@@ -371,7 +207,7 @@ class WeightCache:
             entries,
         )
         # The manifest goes last: until this set succeeds readers see the old version.
-        if not self._client.set(self._manifest_key(job, node), _pack_manifest(info)):
+        if not self._client.set(self._manifest_key(job, node), pack_manifest(info)):
             raise StoreUnavailable(f"could not store the manifest of {job}/{node} (memcached server down?)")
         if previous is not None:
             self._delete_version(previous)
@@ -433,7 +269,7 @@ class WeightCache:
             except Exception:
                 continue
             for line in (raw or b"").decode(errors="replace").split():
-                if _NAME_RE.match(line):
+                if NAME_RE.match(line):
                     seen[line] = None
         return sorted(seen)
 
@@ -460,7 +296,7 @@ class WeightCache:
         if raw is None:
             return None
         try:
-            return _unpack_manifest(raw)
+            return unpack_manifest(raw)
         except CorruptValue as exc:
             warnings.warn(
                 f"weights of {job}/{node}: damaged manifest ignored ({exc})", WeightCacheWarning, stacklevel=3
@@ -501,16 +337,7 @@ class WeightCache:
             if len(got) != len(part):
                 return None, f"{len(part) - len(got)} chunk(s) missing: evicted or on a server that is down"
             found.update(got)
-        state: dict[str, Any] = {}
-        for entry, keys in plan:
-            chunks = [found[k] for k in keys]
-            buf = bytearray().join(chunks) if chunks else bytearray()
-            if len(buf) != entry.nbytes:
-                return None, f"layer {entry.name}: {len(buf)} bytes, manifest says {entry.nbytes}"
-            if xxhash.xxh3_64_intdigest(buf) != entry.checksum:
-                return None, f"layer {entry.name}: checksum mismatch"
-            state[entry.name] = _rebuild(entry, buf)
-        return state, ""
+        return assemble([(entry, [found[k] for k in keys]) for entry, keys in plan])
 
     def best(
         self, job: str, fitness: Callable[[WeightInfo], float] | None = None, exclude: Iterable[str] = ()
@@ -522,7 +349,7 @@ class WeightCache:
         """
         skip = set(exclude)
         candidates = [i for i in self.infos(job) if i.node not in skip]
-        return self._first_complete(_rank(candidates, fitness))
+        return self._first_complete(rank_versions(candidates, fitness))
 
     def neighbours(
         self,
@@ -549,7 +376,7 @@ class WeightCache:
                         ring.append(nb)
             if not ring:
                 return None
-            found = self._first_complete(_rank(self.infos(job, ring), fitness))
+            found = self._first_complete(rank_versions(self.infos(job, ring), fitness))
             if found is not None:
                 return found
             frontier = ring
@@ -563,80 +390,4 @@ class WeightCache:
         return None
 
 
-def _rank(infos: list[WeightInfo], fitness: Callable[[WeightInfo], float] | None) -> list[WeightInfo]:
-    def score(info: WeightInfo) -> tuple[float, float]:
-        value = fitness(info) if fitness is not None else info.fitness
-        return (float("-inf") if value is None else float(value), info.created)
-
-    return sorted(infos, key=score, reverse=True)
-
-
-def _pack_manifest(info: WeightInfo) -> bytes:
-    body = msgpack.packb(
-        {
-            "format": _MANIFEST_FORMAT,
-            "job": info.job,
-            "node": info.node,
-            "seq": info.seq,
-            "vid": info.vid,
-            "fitness": info.fitness,
-            "created": info.created,
-            "arch": info.arch,
-            "chunk_bytes": info.chunk_bytes,
-            "layers": [
-                [e.name, e.kind, e.dtype, list(e.shape), e.nbytes, e.nchunks, e.checksum] for e in info.layers
-            ],
-        },
-        use_bin_type=True,
-    )
-    return xxhash.xxh64_intdigest(body).to_bytes(8, "little") + body
-
-
-def _unpack_manifest(raw: bytes) -> WeightInfo:
-    if len(raw) < 9 or int.from_bytes(raw[:8], "little") != xxhash.xxh64_intdigest(raw[8:]):
-        raise CorruptValue("manifest checksum mismatch")
-    try:
-        d = msgpack.unpackb(raw[8:], raw=False)
-        if d.get("format") != _MANIFEST_FORMAT:
-            raise CorruptValue(f"manifest format {d.get('format')!r} is not {_MANIFEST_FORMAT}")
-        layers = [
-            LayerEntry(n, k, dt, tuple(int(s) for s in sh), int(nb), int(nc), int(cs))
-            for n, k, dt, sh, nb, nc, cs in d["layers"]
-        ]
-        return WeightInfo(
-            d["job"],
-            d["node"],
-            int(d["seq"]),
-            d["vid"],
-            d["fitness"],
-            float(d["created"]),
-            d["arch"],
-            int(d["chunk_bytes"]),
-            layers,
-        )
-    except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
-        raise CorruptValue(f"malformed manifest: {exc}") from None
-
-
-def ring_graph(nodes: Sequence[str]) -> dict[str, list[str]]:
-    """Each node's neighbours are the next and previous nodes on a ring (the default walk)."""
-    n = len(nodes)
-    if n < 2:
-        return {node: [] for node in nodes}
-    return {nodes[i]: list(dict.fromkeys([nodes[(i + 1) % n], nodes[(i - 1) % n]])) for i in range(n)}
-
-
-__all__ = [
-    "WeightCache",
-    "WeightInfo",
-    "WeightVersion",
-    "LayerEntry",
-    "WeightCacheWarning",
-    "check_name",
-    "parse_servers",
-    "state_of",
-    "architecture_of",
-    "check_compatible",
-    "load_into",
-    "ring_graph",
-]
+__all__ = ["WeightCache"]
