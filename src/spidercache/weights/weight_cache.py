@@ -19,10 +19,14 @@ Read protocol: read the manifest, fetch every chunk it names in one
 manifest is read again, and if it still names the same version the read returns
 ``None`` with a warning; it never assembles a tensor from part of a version.
 
-The pool is a pymemcache ``HashClient`` (consistent hashing). It runs with
-``ignore_exc`` so that a server that dies mid-run is dropped from the ring and
-its keys read as misses; the manifest and checksums turn those misses into "no
-complete version" instead of wrong data.
+The pool is the engine's memcached store (``engine/stores/memcached_store.py``,
+consistent hashing, one set-up and one failure rule for every memcached user):
+a server that does not answer raises ``StoreUnavailable``. Opening a
+WeightCache with ``strict=False`` leaves servers that are already down out of
+the pool (with a warning); a server that dies later makes reads fall back with
+a ``WeightCacheWarning`` (``get``, ``best`` and ``neighbours`` return None) and
+writes raise ``StoreUnavailable``, so the job goes on from other weights or
+from scratch and says so; never a tensor from part of a version.
 """
 
 from __future__ import annotations
@@ -74,33 +78,28 @@ class WeightCache:
         chunk_bytes: int | None = None,
         connect_timeout: float = 1.0,
         timeout: float = 5.0,
-        dead_timeout: float = 30.0,
         strict: bool = True,
         batch_bytes: int = _GET_BATCH_BYTES,
     ) -> None:
         from pymemcache.client.base import Client
-        from pymemcache.client.hash import HashClient
+
+        from ..engine.stores.memcached_store import MemcachedStore
 
         self.servers = parse_servers(servers)
         self.prefix = check_name("key prefix", prefix)
         self.batch_bytes = int(batch_bytes)
         item_max = self._probe_servers(Client, connect_timeout, timeout, strict)
-        self.chunk_bytes = int(chunk_bytes or (item_max - _ITEM_OVERHEAD))
-        if not 4096 <= self.chunk_bytes <= item_max - 256:
-            raise UserError(f"chunk size {self.chunk_bytes} does not fit memcached's item size {item_max}")
-        # retry_attempts=0: a server that fails once leaves the ring at once (for
-        # dead_timeout seconds), so its keys read as misses instead of stalling
-        # every later call on the same timeout.
-        self._client = HashClient(
+        self.store = MemcachedStore(
             self.servers,
+            prefix=self.prefix,
+            item_limit=item_max,
             connect_timeout=connect_timeout,
             timeout=timeout,
-            ignore_exc=True,
-            retry_attempts=0,
-            dead_timeout=dead_timeout,
-            default_noreply=False,
-            allow_unicode_keys=False,
         )
+        # the largest chunk the store keeps in one item (bigger ones it would cut again)
+        self.chunk_bytes = int(chunk_bytes or (self.store.chunk_size - 1))
+        if not 4096 <= self.chunk_bytes <= item_max - 256:
+            raise UserError(f"chunk size {self.chunk_bytes} does not fit memcached's item size {item_max}")
         self._registered: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ setup
@@ -136,7 +135,7 @@ class WeightCache:
         return int(item_max)
 
     def close(self) -> None:
-        self._client.close()
+        self.store.close()
 
     def __enter__(self) -> WeightCache:
         return self
@@ -146,13 +145,13 @@ class WeightCache:
 
     # ------------------------------------------------------------------- keys
     def _base(self, job: str, node: str) -> str:
-        return f"{self.prefix}/{job}/{node}"
+        return f"{job}/{node}"  # the store puts its prefix in front
 
     def _manifest_key(self, job: str, node: str) -> str:
         return f"{self._base(job, node)}/manifest"
 
     def _nodes_key(self, job: str) -> str:
-        return f"{self.prefix}/{job}/_nodes"
+        return f"{job}/_nodes"
 
     def _chunk_keys(self, job: str, node: str, vid: str, entry: LayerEntry) -> list[str]:
         # Layer names are free text; keep them readable in keys when they are
@@ -188,7 +187,7 @@ class WeightCache:
             entry = LayerEntry(str(name), kind, dtype, shape, n, -(-n // cb), xxhash.xxh3_64_intdigest(raw))
             entries.append(entry)
             for i, key in enumerate(self._chunk_keys(job, node, vid, entry)):
-                batch[key] = bytes(raw[i * cb : (i + 1) * cb])
+                batch[key] = raw[i * cb : (i + 1) * cb]  # a view: the store copies it once
                 batch_bytes += len(batch[key])
             if batch_bytes >= self.batch_bytes:
                 self._set_all(batch)
@@ -207,7 +206,7 @@ class WeightCache:
             entries,
         )
         # The manifest goes last: until this set succeeds readers see the old version.
-        if not self._client.set(self._manifest_key(job, node), pack_manifest(info)):
+        if not self.store.put(self._manifest_key(job, node), pack_manifest(info)):
             raise StoreUnavailable(f"could not store the manifest of {job}/{node} (memcached server down?)")
         if previous is not None:
             self._delete_version(previous)
@@ -215,37 +214,27 @@ class WeightCache:
         return info
 
     def _set_all(self, batch: dict[str, bytes]) -> None:
-        failed = self._client.set_many(batch)
+        failed = int((~self.store.put_many(list(batch), list(batch.values()))).sum())
         if failed:
             raise StoreUnavailable(
-                f"{len(failed)} of {len(batch)} weight chunks were not stored "
-                "(memcached server down or full?)"
+                f"{failed} of {len(batch)} weight chunks were not stored (memcached server down or full?)"
             )
 
     def _delete_version(self, info: WeightInfo) -> None:
         keys = [k for entry in info.layers for k in self._chunk_keys(info.job, info.node, info.vid, entry)]
-        # One pipelined, no-reply batch per server, sent to every server: cheaper
-        # than HashClient.delete_many, which hashes each key (in Python) and
-        # sends one command per call; deleting an absent key costs memcached nothing.
-        for client in list(self._client.clients.values()):
-            try:
-                client.delete_many(keys, noreply=True)
-            except Exception:  # a dead server holds nothing to delete
-                continue
+        try:
+            self.store.delete_many(keys)
+        except StoreUnavailable:  # a dead server holds nothing to delete; memcached's LRU takes the rest
+            pass
 
     def _register(self, job: str, node: str) -> None:
         """Add ``node`` to the job's node list on every live server (append is atomic there)."""
         if (job, node) in self._registered:
             return
-        key = self._nodes_key(job).encode()
-        line = node.encode() + b"\n"
-        for client in list(self._client.clients.values()):
-            try:
-                if not client.append(key, line, noreply=False):
-                    client.add(key, b"", noreply=False)
-                    client.append(key, line, noreply=False)
-            except Exception:  # a dead server: the others keep the list
-                continue
+        try:
+            self.store.append_everywhere(self._nodes_key(job), node.encode() + b"\n")
+        except StoreUnavailable:  # none answers: the next put registers it
+            return
         self._registered.add((job, node))
 
     def delete(self, job: str, node: str) -> bool:
@@ -253,7 +242,7 @@ class WeightCache:
         info = self.info(job, node)
         if info is None:
             return False
-        self._client.delete(self._manifest_key(job, node), noreply=False)
+        self.store.delete(self._manifest_key(job, node))
         self._delete_version(info)
         return True
 
@@ -261,14 +250,9 @@ class WeightCache:
     def nodes(self, job: str) -> list[str]:
         """Nodes that stored weights in ``job`` (union over the servers still up)."""
         check_name("job", job)
-        key = self._nodes_key(job).encode()
         seen: dict[str, None] = {}
-        for client in list(self._client.clients.values()):
-            try:
-                raw = client.get(key)
-            except Exception:
-                continue
-            for line in (raw or b"").decode(errors="replace").split():
+        for raw in self.store.read_everywhere(self._nodes_key(job)):
+            for line in raw.decode(errors="replace").split():
                 if NAME_RE.match(line):
                     seen[line] = None
         return sorted(seen)
@@ -277,34 +261,45 @@ class WeightCache:
         """The manifest of ``(job, node)``'s latest version, or None."""
         check_name("job", job)
         check_name("node", node)
-        return self._parse(self._client.get(self._manifest_key(job, node)), job, node)
+        return self._parse(self.store.get(self._manifest_key(job, node)), job, node)
 
     def infos(self, job: str, nodes: Iterable[str] | None = None) -> list[WeightInfo]:
         """Manifests of the given nodes (default: every registered node), in one round trip."""
         names = list(nodes) if nodes is not None else self.nodes(job)
         for name in names:
             check_name("node", name)
-        raw = self._client.get_many([self._manifest_key(job, n) for n in names])
+        raw = self.store.get_many([self._manifest_key(job, n) for n in names])
         out = []
-        for n in names:
-            parsed = self._parse(raw.get(self._manifest_key(job, n)), job, n)
+        for n, value in zip(names, raw):
+            parsed = self._parse(value, job, n)
             if parsed is not None:
                 out.append(parsed)
         return out
 
-    def _parse(self, raw: bytes | None, job: str, node: str) -> WeightInfo | None:
+    def _parse(self, raw, job: str, node: str) -> WeightInfo | None:
         if raw is None:
             return None
         try:
-            return unpack_manifest(raw)
+            return unpack_manifest(bytes(raw))
         except CorruptValue as exc:
             warnings.warn(
                 f"weights of {job}/{node}: damaged manifest ignored ({exc})", WeightCacheWarning, stacklevel=3
             )
             return None
 
+    def _reading(self, what: str, read: Callable[[], WeightVersion | None]) -> WeightVersion | None:
+        """A load that falls back: a server that stops answering makes it None, with a warning."""
+        try:
+            return read()
+        except StoreUnavailable as exc:
+            warnings.warn(f"{what}: {exc}; not used", WeightCacheWarning, stacklevel=3)
+            return None
+
     def get(self, job: str, node: str, retries: int = 2) -> WeightVersion | None:
         """The latest complete version of ``(job, node)``, or None (with a warning when one was lost)."""
+        return self._reading(f"weights of {job}/{node}", lambda: self._get(job, node, retries))
+
+    def _get(self, job: str, node: str, retries: int) -> WeightVersion | None:
         info = self.info(job, node)
         for _ in range(retries + 1):
             if info is None:
@@ -329,14 +324,15 @@ class WeightCache:
         """All layers of one version, verified; (None, reason) if any byte is missing or wrong."""
         plan = [(entry, self._chunk_keys(info.job, info.node, info.vid, entry)) for entry in info.layers]
         per_batch = max(1, self.batch_bytes // info.chunk_bytes)
-        found: dict[str, bytes] = {}
+        found: dict[str, Any] = {}
         all_keys = [k for _, keys in plan for k in keys]
         for start in range(0, len(all_keys), per_batch):
             part = all_keys[start : start + per_batch]
-            got = self._client.get_many(part)
-            if len(got) != len(part):
-                return None, f"{len(part) - len(got)} chunk(s) missing: evicted or on a server that is down"
-            found.update(got)
+            got = self.store.get_many(part)
+            missing = sum(v is None for v in got)
+            if missing:
+                return None, f"{missing} chunk(s) missing: evicted or on a server that is down"
+            found.update(zip(part, got))
         return assemble([(entry, [found[k] for k in keys]) for entry, keys in plan])
 
     def best(
@@ -348,8 +344,12 @@ class WeightCache:
         with a warning; None when no node has a complete version.
         """
         skip = set(exclude)
-        candidates = [i for i in self.infos(job) if i.node not in skip]
-        return self._first_complete(rank_versions(candidates, fitness))
+
+        def read() -> WeightVersion | None:
+            candidates = [i for i in self.infos(job) if i.node not in skip]
+            return self._first_complete(rank_versions(candidates, fitness))
+
+        return self._reading(f"best weights of {job}", read)
 
     def neighbours(
         self,
@@ -365,6 +365,9 @@ class WeightCache:
         never returned. None if no reachable node has complete weights.
         """
         check_name("node", node)
+        return self._reading(f"neighbours of {job}/{node}", lambda: self._walk(job, node, graph, fitness))
+
+    def _walk(self, job, node, graph, fitness) -> WeightVersion | None:
         seen = {node}
         frontier = [node]
         while frontier:
