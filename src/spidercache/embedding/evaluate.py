@@ -17,6 +17,7 @@ from ..engine.ids import remap_trace
 from ..engine.policies import make_policy
 from ..engine.nextuse import next_use_positions
 from ..errors import UserError
+from ..sim.simulate import replay
 from .models import load_model
 from ..engine.capacity import capacity_for
 from .train import dense_tables
@@ -50,13 +51,6 @@ def _prefetch_dir(model_dir: Path | None, prefetch_dir: Path | None) -> Path:
         return model_dir / "prefetch"
     raise UserError("learned+prefetch needs a prefetch model: --prefetch-model DIR "
                     "(or a prefetch/ folder inside --model)")
-
-
-def run_policy(policy, ids: np.ndarray, batch: int) -> np.ndarray:
-    hits = np.empty(ids.size, np.bool_)
-    for s in range(0, ids.size, batch):
-        hits[s : s + batch] = policy.access(ids[s : s + batch])
-    return hits
 
 
 def evaluate(keys: np.ndarray, policies: list[str], cache_sizes: list[float],
@@ -96,7 +90,7 @@ def evaluate(keys: np.ndarray, policies: list[str], cache_sizes: list[float],
                 kw = {"model": cache_model, "prefetch_model": prefetch_model, "tables": table_of_id}
             pol = make_policy(name, cap, n, **kw)
             t0 = time.perf_counter()
-            h = run_policy(pol, ids, batch)
+            h = replay(pol, ids, batch)
             sec = time.perf_counter() - t0
             st = pol.stats()
             row = {"policy": name, "cache_size": cs, "capacity": cap, "requests": int(ids.size),
