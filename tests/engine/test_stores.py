@@ -187,6 +187,32 @@ def test_memcached_server_killed_mid_use_raises_store_unavailable(memcached_pool
     s.close()
 
 
+def test_memcached_list_kept_on_every_server_survives_one(memcached_pool_fn):
+    s = MemcachedStore(memcached_pool_fn.servers, prefix="k")
+    assert s.read_everywhere("nodes") == []
+    assert s.append_everywhere("nodes", b"a\n") == 2
+    assert s.append_everywhere("nodes", b"b\n") == 2
+    assert s.read_everywhere("nodes") == [b"a\nb\n", b"a\nb\n"]
+    assert bytes(s.get("nodes")) == b"a\nb\n"  # an ordinary value for the store's own reads
+    memcached_pool_fn.members[0].kill()
+    assert s.append_everywhere("nodes", b"c\n") == 1
+    assert s.read_everywhere("nodes") == [b"a\nb\nc\n"]
+    memcached_pool_fn.members[1].kill()
+    with pytest.raises(StoreUnavailable):
+        s.read_everywhere("nodes")
+    with pytest.raises(StoreUnavailable):
+        s.append_everywhere("nodes", b"d\n")
+    s.close()
+
+
+def test_memcached_delete_of_a_chunked_value_is_a_miss_at_once(memcached_pool, key_prefix):
+    s = MemcachedStore(memcached_pool.servers, prefix=key_prefix)
+    s.put_many([1, 2], [b"\x02" * (3 * s.chunk_size), b"small"])
+    s.delete_many([1, 2, 404])
+    assert s.get_many([1, 2]) == [None, None]
+    s.close()
+
+
 def test_memcached_bad_address_raises_store_unavailable_at_start(memcached_server):
     from spidercache.testing.servers import free_port as _free_port
 
