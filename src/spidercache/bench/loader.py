@@ -22,6 +22,27 @@ HELP = {
 }
 
 
+TITLE = "bench loader: cached loader vs its reference (epoch seconds; slow: epochs after the first)"
+COLUMNS = [
+    ("measure", lambda r: r["measure"]),
+    ("samples", lambda r: f"{r['samples']:,}"),
+    ("cached s", lambda r: _seconds(r["cached_epoch_seconds"])),
+    ("reference s", lambda r: _seconds(r.get("plain_epoch_seconds", r.get("none_epoch_seconds")))),
+    (
+        "figure",
+        lambda r: (
+            f"{r['ratio']:.2f}x the plain loader's time"
+            if r["measure"] == "warm"
+            else f"{r['speedup_after_first']:.1f}x shorter than none"
+        ),
+    ),
+]
+
+
+def _seconds(v) -> str:
+    return ", ".join(f"{t:.2f}" for t in v) if isinstance(v, list) else f"{v:.3f}"
+
+
 def _plain_epoch(x, y, batch_size: int, seed: int) -> None:
     import torch
 
