@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROW_KEYS = {"policy", "cache_size", "capacity", "requests", "hits", "hit_ratio", "seconds",
-            "requests_per_second"}
+ROW_KEYS = {"policy", "cache_size", "unit", "capacity", "requests", "hits", "hit_ratio", "byte_hit_ratio",
+            "seconds", "sim_seconds", "requests_per_second", "state_bytes"}
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -82,15 +82,16 @@ def test_sim_json_schema_and_hits(zipf_trace: Path) -> None:
     assert len(rows) == 2
     keys = np.load(zipf_trace)
     n_distinct = np.unique(keys).size
-    for row, capacity in zip(rows, [int(0.1 * n_distinct), 50]):
+    for row, capacity in zip(rows, [round(0.1 * n_distinct), 50]):
         assert set(row) == ROW_KEYS
         assert row["policy"] == "lru"
         assert row["capacity"] == capacity
         assert row["requests"] == keys.size
         assert row["hits"] == plain_lru_hits(keys, capacity)
         assert row["hit_ratio"] == pytest.approx(row["hits"] / keys.size)
-        assert row["seconds"] > 0
+        assert row["seconds"] > row["sim_seconds"] > 0  # the row's share of the remap is on top
         assert row["requests_per_second"] == pytest.approx(keys.size / row["seconds"])
+        assert row["byte_hit_ratio"] is None and row["unit"] == "objects"
 
 
 def test_sim_reads_text_traces(tmp_path: Path) -> None:
@@ -128,6 +129,14 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     np.save(tmp / "empty.npy", np.array([], np.int64))
     (tmp / "blob.bin").write_bytes(bytes(range(256)))
     np.save(tmp / "ok.npy", np.array([1, 2, 1], np.int64))
+    np.save(tmp / "sized.npy", np.array([1, 2, 1], np.int64))
+    np.save(tmp / "sized.sizes.npy", np.array([10, 20, 10], np.int64))
+    (tmp / "big.csv").write_text("t,key\n0,18446744073709551615\n1,5\n")
+    (tmp / "mixed.txt").write_text("-1\n18446744073709551615\n")
+    (tmp / "huge.txt").write_text("1\n18446744073709551616\n")
+    (tmp / "short.vscsi").write_bytes(bytes(20))
+    (tmp / "odd.oracleGeneral").write_bytes(bytes(25))
+    (tmp / "bad.lis").write_text("12\n")
     return {p.name: p for p in tmp.iterdir()}
 
 
@@ -152,6 +161,19 @@ BAD_INPUTS = [
     (["trace", "gen", "zipf", "--alpha", "-1", "-o", "{tmp}/z.npy"], "alpha"),
     (["trace", "gen", "zipf", "-o", "{tmp}/no/such/dir/z.npy"], "does not exist"),
     (["bench", "sim", "--requests", "0", "--no-write-docs"], "requests"),
+    (["sim", "{tmp}/big.csv", "--column", "key", "--cache-size", "abc"], "cache size"),
+    (["sim", "{tmp}/ok.npy", "--cache-size", "1MiB"], "sizes"),
+    (["sim", "{tmp}/sized.npy", "--cache-size", "1MiB", "--policy", "lfu"], "object sizes"),
+    (["sim", "{tmp}/ok.npy", "--cache-size", "0.1,1MiB"], "mix"),
+    (["sim", "{tmp}/ok.npy", "--cache-size", "4Xb"], "unit"),
+    (["sim", "{tmp}/mixed.txt"], "negative"),
+    (["sim", "{tmp}/huge.txt"], "64 bits"),
+    (["sim", "{tmp}/ok.npy", "--format", "parquet"], "format"),
+    (["sim", "{tmp}/short.vscsi"], "vscsi"),
+    (["sim", "{tmp}/odd.oracleGeneral"], "24-byte"),
+    (["sim", "{tmp}/bad.lis"], "line 1"),
+    (["sim", "{tmp}/ok.npy", "--workers", "-1"], "workers"),
+    (["trace", "gen", "zipf", "--keys", "abc", "-o", "{tmp}/z.npy"], "keys"),
     (["bench", "sim", "--trace", "{tmp}/ok.npy", "--policy", "lru", "--cache-size", "0",
       "--no-write-docs"], "cache size"),
 ]
@@ -177,20 +199,52 @@ def test_bad_input_is_one_line_exit_2(bad_dir: Path, args: list[str], needle: st
 
 def test_bench_sim_small_run_writes_docs(tmp_path: Path) -> None:
     docs = tmp_path / "bench" / "sim.md"
-    r = run_cli("bench", "sim", "--keys", "2000", "--requests", "30000", "--policy", "lru",
+    r = run_cli("bench", "sim", "--requests", "30000", "--policy", "lru,fifo",
                 "--cache-size", "0.05,0.2", "--repeat", "1", "--json", "--docs-path", docs)
     assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout)
-    assert result["trace"]["requests"] == 30000
-    rows = result["rows"]
-    assert [row["policy"] for row in rows] == ["lru", "lru"]
-    for row in rows:
-        # LRU has no ties to break: both simulators must agree hit for hit.
-        assert row["abs_delta"] == 0.0
-        assert row["hit_ratio"] == row["libcachesim_hit_ratio"]
-        assert row["requests_per_second"] > 0 and row["libcachesim_requests_per_second"] > 0
+    rows = json.loads(r.stdout)
+    assert [row["policy"] for row in rows] == ["lru", "lru", "fifo", "fifo", "sweep"]
+    for row in rows[:-1]:
+        assert row["requests"] == 30000 and "block" in row["trace"]
+        # LRU and FIFO have no ties to break: both simulators must agree hit for hit
+        # (libCacheSim reports 1 - miss ratio in floating point: 1e-12 is far below one request).
+        assert row["abs_delta"] < 1e-12
+        assert row["hit_ratio"] == pytest.approx(row["libcachesim_hit_ratio"], abs=1e-12)
+        assert row["seconds"] > 0 and row["libcachesim_seconds"] > 0
         assert row["speed_ratio"] == pytest.approx(row["libcachesim_seconds"] / row["seconds"])
         assert 0 < row["state_bytes_per_key"] <= 64
+    sweep = rows[-1]
+    assert sweep["rows"] == 4 and sweep["speed_ratio"] == pytest.approx(sweep["libcachesim_seconds"] / sweep["seconds"])
     text = docs.read_text()
-    assert "spidercache bench sim --keys 2000" in text
-    assert text.count("\n| lru |") == 2
+    assert "spidercache bench sim --requests 30000" in text
+    assert text.count("\n| lru |") == 2 and "| sweep (all rows) |" in text
+
+
+def test_bench_sim_with_byte_capacities_matches_byte_hit_ratios(tmp_path: Path) -> None:
+    r = run_cli("bench", "sim", "--requests", "30000", "--policy", "lru", "--cache-size", "64KiB,1MiB",
+                "--repeat", "1", "--json", "--no-write-docs")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    for row in rows[:-1]:
+        assert row["unit"] == "bytes"
+        assert row["hit_ratio"] == pytest.approx(row["libcachesim_hit_ratio"], abs=1e-12)
+        assert row["byte_hit_ratio"] == pytest.approx(row["libcachesim_byte_hit_ratio"], abs=1e-12)
+
+
+def test_sim_byte_capacities_and_unsigned_csv(tmp_path: Path) -> None:
+    path = tmp_path / "sized.csv"
+    rows = [(2**64 - 1, 300), (5, 100), (2**64 - 1, 300), (9, 250), (5, 100), (2**64 - 1, 300)]
+    path.write_text("time,obj_id,obj_size\n" + "".join(f"{i},{k},{z}\n" for i, (k, z) in enumerate(rows)))
+    r = run_cli("sim", path, "--column", "obj_id", "--size-column", "obj_size", "--policy", "lru",
+                "--cache-size", "400,1e30", "--bytes", "--json")
+    assert r.returncode == 0, r.stderr
+    small, huge = json.loads(r.stdout)
+    # 400 bytes: big (300) in; 5 (100) in: full; big hits; 9 (250) evicts 5 then big; 5 in (350);
+    # big (300) evicts 9: one hit, 300 bytes of 1,350
+    assert small["hits"] == 1 and small["unit"] == "bytes"
+    assert small["byte_hit_ratio"] == pytest.approx(300 / 1350)
+    assert huge["hits"] == 3 and huge["byte_hit_ratio"] == pytest.approx(700 / 1350)  # everything fits
+    r = run_cli("trace", "convert", path, "--column", "obj_id", "--size-column", "obj_size", "-o", tmp_path / "c.npy")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "c.npy").view(np.uint64)[0] == 2**64 - 1
+    assert np.load(tmp_path / "c.sizes.npy").tolist() == [z for _, z in rows]

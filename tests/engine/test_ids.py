@@ -36,3 +36,26 @@ def test_key_remapper_incremental_equals_whole_trace(batches):
     assert r.n == want_n
     if want_n:
         assert r.keys(np.arange(want_n)).tolist() == list(dict.fromkeys(all_keys.tolist()))
+
+
+def test_unsigned_keys_are_their_64_bit_patterns():
+    u = np.array([2**64 - 1, 5, 2**63, 5, 2**64 - 1, 0], np.uint64)
+    ids, n = remap_trace(u)
+    assert n == 4 and ids.tolist() == [0, 1, 2, 1, 0, 3]
+    r = KeyRemapper(expected_keys=2)
+    assert r.ids(u).tolist() == [0, 1, 2, 1, 0, 3]
+
+
+def test_distinct_estimate_is_close_and_a_short_estimate_still_remaps(monkeypatch):
+    import spidercache.engine.ids as ids_module
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 2**40, 60_000) << 20  # a span far wider than 4x the requests: hashed
+    true_n = np.unique(keys).size
+    assert abs(ids_module.estimate_distinct(keys) - true_n) <= 0.03 * true_n
+    want, want_n = remap_trace(keys)
+    monkeypatch.setattr(ids_module, "estimate_distinct", lambda k: 3)  # forces the table to grow
+    got, got_n = remap_trace(keys)
+    assert got_n == want_n == true_n
+    assert np.array_equal(got, want)
+    assert np.array_equal(got, first_appearance_ids(keys)[0])

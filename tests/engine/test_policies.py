@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spidercache.engine.policies import ENGINE_POLICIES, make_policy
 from spidercache.engine.nextuse import NEVER, next_use_positions
+from spidercache.engine.policies import ENGINE_POLICIES, make_policy
 from spidercache.engine.policies.opt import opt_hits
 
 INF = float("inf")
@@ -109,7 +109,7 @@ class RefARC:
     """The paper's pseudo-code; lists are OrderedDicts with the MRU end last."""
 
     def __init__(self, c):
-        self.c, self.p = c, 0
+        self.c, self.p = c, 0.0
         self.t1, self.t2, self.b1, self.b2 = OrderedDict(), OrderedDict(), OrderedDict(), OrderedDict()
 
     def _size(self):
@@ -138,13 +138,13 @@ class RefARC:
             return False, []
         ev = []
         if x in self.b1:
-            self.p = min(self.p + max(len(self.b2) // len(self.b1), 1), c)
+            self.p = min(self.p + max(len(self.b2) / len(self.b1), 1.0), c)
             if self._size() >= c:
                 ev.append(self._replace(False))
             del self.b1[x]
             self.t2[x] = True
         elif x in self.b2:
-            self.p = max(self.p - max(len(self.b1) // len(self.b2), 1), 0)
+            self.p = max(self.p - max(len(self.b1) / len(self.b2), 1.0), 0.0)
             if self._size() >= c:
                 ev.append(self._replace(True))
             del self.b2[x]
@@ -336,8 +336,11 @@ def programs(draw, with_remove=True, with_resize=True):
     capacity = draw(st.integers(1, 12))
     ops = []
     for _ in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(
-            ["access"] * 4 + (["remove"] if with_remove else []) + (["resize"] if with_resize else [])))
+        kind = draw(
+            st.sampled_from(
+                ["access"] * 4 + (["remove"] if with_remove else []) + (["resize"] if with_resize else [])
+            )
+        )
         if kind == "access":
             ids = draw(st.lists(st.integers(0, n_keys - 1), min_size=1, max_size=40))
             admit = draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=len(ids), max_size=len(ids))))

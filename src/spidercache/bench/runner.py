@@ -1,18 +1,21 @@
 """What every benchmark shares: timing (best / median of repeats), output, docs.
 
 A benchmark module ``spidercache.bench.NAME`` has a function (``run``) whose
-keyword parameters are its options and which returns rows (a list of dicts,
-``Rows`` when it has more to say about the run, e.g. the trace). Optional module
-attributes the runner reads:
+keyword parameters are its options (typed by their hints, or by their default
+values) and which returns rows (a list of dicts, ``Rows`` when it has more to
+say about the run, e.g. the trace). Optional module attributes the runner reads:
 
-* ``HELP``: option name -> help text (the CLI shows it);
+* ``HELP``: option name -> help text; ``OPTION_NAMES``: option name -> flag
+  (e.g. ``{"by_bytes": "--bytes"}``; default ``--name-with-dashes``);
 * ``TITLE``: the table's title; ``COLUMNS``: ``[(header, cell(row) -> str)]``,
   or ``table(rows)`` returning a rich renderable; default: every key of the rows;
-* ``DOCS`` (a path) and ``markdown(rows, command) -> str``: the module's
-  docs/bench section, written unless ``write_docs=False``; ``check_docs(path)``
-  may refuse a path before any work.
+* ``DOCS`` (a path) and ``markdown(rows, command[, load])`` -> str: the module's
+  docs/bench section, written unless ``write_docs=False`` (``load``: the load
+  average when the run began); ``check_docs(path)`` may refuse a path before any work;
+* ``progress(row) -> str``: a line per finished row, for an ``on_row`` parameter.
 
 A ``log`` parameter of the function, if any, receives progress lines (stderr).
+``--json`` prints the rows; ``--out PATH`` writes ``{"benchmark", **info, "rows"}``.
 """
 
 from __future__ import annotations
@@ -94,17 +97,20 @@ def rows_table(rows: Sequence[Mapping[str, Any]], title: str, columns: Sequence[
     return table
 
 
-def print_rows(
-    rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str, columns: Sequence[Column] | None = None
-) -> None:
-    """``rows`` as indented JSON on stdout, or as a table."""
-    if json_out:
-        json.dump(list(rows), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
+HOOKS = ("log", "on_row")  # parameters the runner fills, not options
+
+
+def console(stderr: bool = False, quiet: bool = False):
+    """A rich Console that wraps on a terminal and never cuts a table going to a pipe or a file.
+
+    (rich sizes a console to 80 columns when its stream is not a terminal, which cut flag
+    names, numbers and session ids in CI logs and under ``| grep``: such a stream gets a
+    width no table reaches, so a table is exactly as wide as its cells.)
+    """
     from rich.console import Console
 
-    Console(width=None if sys.stdout.isatty() else 150).print(rows_table(rows, title, columns))
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, quiet=quiet, width=None if stream.isatty() else 10_000)
 
 
 def run_benchmark(
@@ -120,8 +126,7 @@ def run_benchmark(
 ) -> list[dict]:
     """Run benchmark ``name`` with ``options``; print its rows (table or JSON), write JSON / docs."""
     import inspect
-
-    from rich.console import Console
+    import os
 
     fn = load(name)
     module = sys.modules[fn.__module__]
@@ -129,27 +134,33 @@ def run_benchmark(
     docs = Path(docs_path or getattr(module, "DOCS", "")) if hasattr(module, "markdown") else None
     if docs is not None and write_docs and hasattr(module, "check_docs"):
         module.check_docs(docs)
-    err = Console(stderr=True)
-    if "log" in inspect.signature(fn).parameters:
-        options["log"] = log or (lambda m: err.print(m, highlight=False))
+    err = console(stderr=True)
+    say = log or (lambda m: err.print(m, highlight=False))
+    params = inspect.signature(fn).parameters
+    if "log" in params:
+        options["log"] = say
+    if "on_row" in params and hasattr(module, "progress"):
+        options["on_row"] = lambda row: say(module.progress(row))
+    load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
     rows = fn(**options)
-    doc = document(name, rows)
     if json_out:
-        json.dump(doc, sys.stdout, indent=2)
+        json.dump(list(rows), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        renderable = (
+        title = getattr(module, "TITLE", f"bench {name}")
+        table = (
             module.table(rows)
             if hasattr(module, "table")
-            else rows_table(rows, getattr(module, "TITLE", f"bench {name}"), getattr(module, "COLUMNS", None))
+            else rows_table(rows, title, getattr(module, "COLUMNS", None))
         )
-        Console(width=None if sys.stdout.isatty() else 150).print(renderable)
+        console().print(table)
     if out is not None:
-        Path(out).write_text(json.dumps(doc, indent=1))
+        Path(out).write_text(json.dumps(document(name, rows), indent=1))
         err.print(f"wrote {out}")
     if docs is not None and write_docs:
         docs.parent.mkdir(parents=True, exist_ok=True)
-        docs.write_text(module.markdown(rows, command or f"spidercache bench {name}"))
+        extra = (load_avg,) if len(inspect.signature(module.markdown).parameters) > 2 else ()
+        docs.write_text(module.markdown(rows, command or f"spidercache bench {name}", *extra))
         err.print(f"wrote {docs}")
     return rows
 

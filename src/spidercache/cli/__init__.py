@@ -1,9 +1,18 @@
 """The ``spidercache`` command: one typer app, one module per command group.
 
-Each group module defines ``app`` (a typer.Typer) or a ``register(root)``
-function; the commands are thin layers over Python functions. A ``UserError``
-(or a store that is down, or a value that fails its checksum) anywhere ends
-in one line on stderr and exit status 2, never a traceback.
+Each group module defines ``register(root)``; the commands are thin layers over
+Python functions. Whatever a user can get wrong ends in one line on stderr and
+exit status 2, never a traceback or a usage box:
+
+* a bad flag or value (click's ``UsageError``: ``--keys abc``, ``--port 99999``);
+* a ``UserError`` raised by the library, a store that is down, a damaged value;
+* a path the user gave that cannot be opened (``FileNotFoundError``,
+  ``PermissionError``, ...).
+
+Help and tables are plain text that wraps instead of being cut: typer's rich
+panels are turned off because rich sizes them to 80 columns whenever stdout is
+not a terminal (CI logs, ``| grep``), which cut flag names and numbers, and
+because rich parses ``[/prefix]`` in a help text as markup and crashed.
 """
 
 from __future__ import annotations
@@ -12,8 +21,19 @@ import importlib
 import sys
 
 import typer
+import typer.core
+import typer.main
 
 from ..errors import CorruptValue, StoreUnavailable, UserError
+
+try:  # typer >= 0.20 carries its own copy of click; its exceptions are the ones raised
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as click_exc
+
+# Plain click help (wraps to the terminal, never truncates, no markup parsing).
+typer.core.HAS_RICH = False
+typer.main.HAS_RICH = False
 
 app = typer.Typer(
     name="spidercache",
@@ -21,11 +41,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 # Group modules, in the order they appear in --help. Each has ``register(app)``.
 _GROUPS = [
     "demo",
+    "doctor",
     "train",
     "trace",
     "sim",
@@ -38,6 +61,17 @@ _GROUPS = [
     "results",
 ]
 
+# Errors of the user's making: one line, exit 2.
+_USER_ERRORS = (
+    UserError,
+    StoreUnavailable,
+    CorruptValue,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
 
 def _load_groups() -> None:
     for name in _GROUPS:
@@ -45,11 +79,10 @@ def _load_groups() -> None:
         module.register(app)
 
 
-def usage_error(exc: BaseException) -> str | None:
-    """The one-line message of a command-line usage error (bad option, missing argument), else None."""
-    if hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2:
-        return str(exc.format_message())
-    return None
+def _fail(message: str) -> None:
+    # One line, whatever the message held (click messages can span lines).
+    typer.echo("error: " + " ".join(str(message).split()), err=True)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,19 +90,17 @@ def main(argv: list[str] | None = None) -> None:
     _load_groups()
     try:
         code = app(args=argv, prog_name="spidercache", standalone_mode=False)
-    except (UserError, StoreUnavailable, CorruptValue) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
+    except click_exc.NoArgsIsHelpError as exc:
+        # A group called without a command: its help, as before, and success.
+        typer.echo(exc.ctx.get_help() if exc.ctx else "")
+        sys.exit(0)
+    except click_exc.UsageError as exc:
+        _fail(exc.format_message())
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:
-        message = usage_error(exc)
-        if message is None:
-            raise
-        if message:  # (empty: a group called with no arguments; its help is printed)
-            typer.echo(f"error: {message}", err=True)
-        sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(130)
+    except click_exc.ClickException as exc:
+        _fail(exc.format_message())
+    except _USER_ERRORS as exc:
+        _fail(str(exc))
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode: always exit

@@ -33,18 +33,20 @@ _DOCS = {
 def _command(name: str):
     """A function with the benchmark's options (for typer) that runs it through the runner."""
     from ..bench import load
-    from ..bench.runner import run_benchmark
+    from ..bench.runner import HOOKS, run_benchmark
 
     fn = load(name)
     module = sys.modules[fn.__module__]
     hints = typing.get_type_hints(fn)
     help_text = getattr(module, "HELP", {})
     params = []
+    names = getattr(module, "OPTION_NAMES", {})
     for p in inspect.signature(fn).parameters.values():
-        if p.name == "log":
+        if p.name in HOOKS:
             continue
-        option = typer.Option(p.default, help=help_text.get(p.name, ""))
-        params.append(p.replace(kind=p.KEYWORD_ONLY, default=option, annotation=hints.get(p.name, str)))
+        decls = (names[p.name],) if p.name in names else ()
+        option = typer.Option(p.default, *decls, help=help_text.get(p.name, ""))
+        params.append(p.replace(kind=p.KEYWORD_ONLY, default=option, annotation=_annotation(p, hints)))
     common = dict(_COMMON)
     if hasattr(module, "markdown"):
         common.update(_DOCS)
@@ -76,6 +78,15 @@ def _command(name: str):
     return command
 
 
+def _annotation(p: inspect.Parameter, hints: dict):
+    """The option's type: its hint, else the type of its default (text when the default is None)."""
+    if p.name in hints:
+        return hints[p.name]
+    if p.default is None or p.default is inspect.Parameter.empty:
+        return Optional[str]
+    return type(p.default)
+
+
 def list_benchmarks() -> list[dict]:
     from ..bench import BENCHMARKS, available
 
@@ -85,7 +96,7 @@ def list_benchmarks() -> list[dict]:
 def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Benchmark to run.")) -> None:
     """Benchmarks: each measures ratios against a reference in the same run. NAME --help for its options."""
     if name is None or name.startswith("-"):  # a listing: `bench`, `bench --json`, `bench --help`
-        from ..bench.runner import print_rows
+        from .output import print_rows
 
         print_rows(
             list_benchmarks(),

@@ -145,8 +145,8 @@ def weights(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the nodes of JOB with their latest cached version and fitness."""
-    from ..bench.runner import print_rows
     from ..weights.weight_cache import WeightCache
+    from .output import print_rows
 
     with WeightCache(servers) as cache:
         infos = cache.infos(job)

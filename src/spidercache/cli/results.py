@@ -20,8 +20,8 @@ def list_results(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """One row per stored job result."""
-    from ..bench.runner import print_rows
     from ..weights.memo import ResultCache
+    from .output import print_rows
 
     with ResultCache.open(store) as cache:
         rows = cache.entries()

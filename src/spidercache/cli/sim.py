@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,33 +11,58 @@ import typer
 
 
 def sim(
-    trace: Path = typer.Argument(..., help="A .npy of integer keys, a text file with one key per line, or a CSV."),
+    trace: Path = typer.Argument(
+        ..., help="A trace: .npy, text (one key per line), CSV, oracleGeneral, vscsi or ARC .lis."
+    ),
     policy: str = typer.Option("lru,fifo,lfu,arc,s3fifo,opt", help="Comma-separated policy names."),
     cache_size: str = typer.Option(
-        "0.01,0.1", help="Comma-separated sizes: <= 1 is a fraction of distinct keys, > 1 a number of objects."),
+        "0.01,0.1",
+        help="Comma-separated sizes: <= 1 a fraction of the distinct keys (or of the "
+        "footprint in bytes), > 1 a number of objects; with a unit (1GiB, 512MiB) bytes.",
+    ),
+    by_bytes: bool = typer.Option(False, "--bytes", help="Plain numbers in --cache-size are bytes."),
     column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
+    size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes in bytes."),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        help="Trace format when the name does not tell it: npy, txt, csv, oracleGeneral, vscsi, lis.",
+    ),
+    workers: int = typer.Option(0, help="Processes for the sweep (0: one per core)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
-    """Simulate every policy at every cache size; one row each."""
+    """Simulate every policy at every cache size; one row each (hit ratio, byte hit ratio)."""
     from rich.console import Console
     from rich.progress import Progress
 
+    from ..errors import UserError
     from ..sim.report import rows_json, rows_table
     from ..sim.simulate import parse_cache_sizes, parse_policies, simulate
-    from ..sim.traces import read_trace
+    from ..sim.traces import load_trace
 
     # Check the cheap arguments before reading a possibly large trace.
     policies = parse_policies(policy)
-    sizes = parse_cache_sizes(cache_size)
-    keys = read_trace(trace, column)
+    parse_cache_sizes(cache_size, by_bytes)
+    if workers < 0:
+        raise UserError(f"--workers must be 0 (one per core) or more, got {workers}")
+    data = load_trace(trace, column, size_column, fmt)
     err = Console(stderr=True)
+    n_workers = workers or os.cpu_count() or 1
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
-        task = progress.add_task("simulating", total=len(policies) * len(sizes))
-        rows = simulate(keys, policies, sizes, on_row=lambda _row: progress.advance(task))
+        task = progress.add_task("simulating", total=None)
+        rows = simulate(
+            data.keys,
+            policies,
+            cache_size,
+            sizes=data.sizes,
+            by_bytes=by_bytes,
+            workers=n_workers,
+            on_row=lambda _row: progress.advance(task),
+        )
     if json_out:
         typer.echo(rows_json(rows))
     else:
-        out = Console(width=None if sys.stdout.isatty() else 120)
+        out = Console(width=None if sys.stdout.isatty() else 160)
         out.print(rows_table(rows, title=f"Trace simulation: {trace.name}"))
 
 

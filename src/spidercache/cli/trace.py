@@ -47,18 +47,39 @@ def gen_uniform(
     _say_written(write_trace(output, trace), trace)
 
 
+@gen_app.command("block")
+def gen_block(
+    requests: int = typer.Option(8_200_000, help="Sector requests in the trace."),
+    seed: int = typer.Option(0, help="Random seed."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .npy (sizes go to NAME.sizes.npy)."),
+) -> None:
+    """A block-I/O-like trace (hot extents, sequential runs, cold reads) in 512-byte sectors."""
+    from ..sim.blocks import block_trace
+    from ..sim.traces import check_output_path, write_trace
+
+    check_output_path(output)
+    trace = block_trace(requests, seed)
+    _say_written(write_trace(output, trace.keys, trace.sizes), trace.keys)
+
+
 @trace_app.command("convert")
 def convert(
-    source: Path = typer.Argument(..., help="A .npy, text (one key per line) or CSV trace."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
+    source: Path = typer.Argument(..., help="A trace: .npy, text, CSV, oracleGeneral, vscsi or ARC .lis."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .npy (+ NAME.sizes.npy) or .txt."),
     column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
+    size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes in bytes."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Input format when the name does not tell it: "
+                                                             "npy, txt, csv, oracleGeneral, vscsi, lis."),
 ) -> None:
-    """Read a trace in any supported format and write it as .npy (or text)."""
-    from ..sim.traces import read_trace, write_trace
+    """Read a trace in any supported format and write it as .npy (+ sizes) or text."""
+    from ..sim.traces import check_output_path, load_trace, write_trace
 
-    trace = read_trace(source, column)
-    written = write_trace(output, trace)
-    typer.echo(f"wrote {trace.size:,} requests to {written}")
+    check_output_path(output)
+    trace = load_trace(source, column, size_column, fmt)
+    written = write_trace(output, trace.keys, trace.sizes)
+    sizes = f" (sizes in {written.with_name(written.stem + '.sizes.npy').name})" if trace.sizes is not None \
+        and written.suffix == ".npy" else ""
+    typer.echo(f"wrote {trace.keys.size:,} requests to {written}{sizes}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ from ..engine.ids import remap_trace
 from ..engine.policies import make_policy
 from ..engine.nextuse import next_use_positions
 from ..errors import UserError
-from ..sim.simulate import replay
+from ..sim.run import replay
 from .models import load_model
 from ..engine.capacity import capacity_for
 from .train import dense_tables

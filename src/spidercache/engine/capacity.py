@@ -16,11 +16,23 @@ from ..errors import UserError
 
 # Binary and decimal byte units; a size with a unit is a number of bytes.
 _UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
-    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "pb": 10**15,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "pib": 2**50,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "t": 2**40,
 }
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_SIZE_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
 def check_size(size: float) -> None:
@@ -48,12 +60,14 @@ def parse_size(text: str) -> tuple[float, bool]:
         raise UserError(f"cache size {str(text).strip()!r} is not a number (e.g. 0.01, 5000, 1GiB)")
     number, unit = m.group(1), m.group(2).lower()
     if unit and unit not in _UNITS:
-        raise UserError(f"cache size {str(text).strip()!r}: unknown unit {m.group(2)!r}; use B, KiB, MiB, GiB, KB, MB, GB")
-    value = float(number)
+        raise UserError(
+            f"cache size {str(text).strip()!r}: unknown unit {m.group(2)!r}; use B, KiB, MiB, GiB, KB, MB, GB"
+        )
+    value = int(number) if number.lstrip("+-").isdigit() else float(number)  # whole numbers stay exact
     if unit:
         size = value * _UNITS[unit]
         if size < 1 or size != int(size):
             raise UserError(f"cache size {str(text).strip()!r} is not a whole number of bytes")
         return int(size), True
     check_size(value)
-    return (int(value) if value > 1 else value), False
+    return (int(value) if value > 1 else float(value)), False

@@ -1,39 +1,58 @@
 """The trace simulator: a loop over a trace, through the engine's own policies.
 
-``simulate(keys, ["lru", "opt"], [0.01, 0.1])`` remaps the keys to dense ids,
-builds each policy with ``make_policy`` and feeds it the whole trace in one
+``simulate(keys, ["lru", "opt"], [0.01, 0.1])`` remaps the keys to dense ids
+once, builds each policy with ``make_policy`` and feeds it the whole trace in one
 ``access`` call: the very kernels a live ``Cache`` runs, never a second
-implementation.
+implementation. With ``sizes`` (bytes per request) and byte capacities
+(``"1GiB"``, ``"512MiB"``, or any size with ``by_bytes=True``) the policies run
+byte-sized, with libCacheSim's definition (see ``engine.policies.base``); every
+row then has a byte hit ratio too.
 
-What ``seconds`` counts: everything after the trace is in memory, i.e.
-remapping keys to dense ids, next-use positions (OPT only) and the simulation
-itself. The remapping (and, for OPT, the next-use pass) is done once per trace
-and its time is added to every row that uses it, so each row's ``seconds`` is
-what that one simulation would cost on its own.
+Capacities follow ``engine.capacity.capacity_for``: a size <= 1 is a fraction of
+the distinct keys (of the trace's footprint in bytes, for a byte capacity),
+rounded to the nearest integer; a whole number above 1 is itself. A capacity
+above the footprint is fine (everything fits) and allocates nothing extra.
 
-What it does not count: numba compile time. Before timing anything,
-``warm_up`` runs every kernel involved on a tiny trace, so the JIT (or the
-load of numba's on-disk cache) is paid outside the clock. The same warm-up
-checks the policy names, so an unknown policy fails before any work is done.
+What ``seconds`` counts: everything after the trace is in memory. The remap to
+dense ids (and, for OPT, the next-use pass) is done once per sweep; each row is
+charged its share of it (the time divided over the rows that used it) on top
+of its own simulation, which ``sim_seconds`` gives alone. Numba compile time is
+not counted: ``warm_up`` runs every kernel on a tiny trace first (and checks the
+policy names, so an unknown policy fails before any work is done).
+
+``workers > 1`` runs the simulations of a sweep in forked processes (traces of
+at least ``PARALLEL_MIN_REQUESTS`` requests); the trace is shared with them
+copy-on-write, never pickled.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from ..engine.capacity import capacity_for, check_size
+from ..engine.capacity import capacity_for, parse_size
 from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
-from ..engine.policies import Policy, make_policy
+from ..engine.policies import make_policy
 from ..errors import UserError
+from .run import PolicyRun, footprint_bytes, is_opt, policy_kwargs, run_policy
 
 ROW_KEYS = (
-    "policy", "cache_size", "capacity", "requests", "hits", "hit_ratio",
-    "seconds", "requests_per_second",
+    "policy",
+    "cache_size",
+    "unit",
+    "capacity",
+    "requests",
+    "hits",
+    "hit_ratio",
+    "byte_hit_ratio",
+    "seconds",
+    "sim_seconds",
+    "requests_per_second",
+    "state_bytes",
 )
 
 ALL_POLICIES = ("lru", "fifo", "lfu", "arc", "s3fifo", "opt")
@@ -49,133 +68,168 @@ def parse_policies(text: str | Sequence[str]) -> list[str]:
     return names
 
 
-def parse_cache_sizes(text: str | Sequence[float]) -> list[float]:
-    """``"0.01,0.1,5000"`` -> floats; each must be > 0."""
+def parse_cache_sizes(text: str | Sequence, by_bytes: bool = False) -> list[tuple[float, bool]]:
+    """``"0.01,5000,1GiB"`` -> ``[(0.01, False), (5000, False), (1073741824, True)]``.
+
+    The flag says the size is in bytes: it has a unit, or ``by_bytes`` is set.
+    One sweep is all objects or all bytes.
+    """
     items = text.split(",") if isinstance(text, str) else list(text)
-    sizes: list[float] = []
+    out = []
     for item in items:
-        s = str(item).strip()
-        if not s:
-            continue
-        try:
-            v = float(s)
-        except ValueError:
-            raise UserError(f"cache size {s!r} is not a number") from None
-        check_size(v)
-        sizes.append(v)
-    if not sizes:
-        raise UserError("no cache size given; e.g. --cache-size 0.01,0.1")
-    return sizes
+        if str(item).strip():
+            value, in_bytes = parse_size(str(item))
+            out.append((value, in_bytes or by_bytes))
+    if not out:
+        raise UserError("no cache size given; e.g. --cache-size 0.01,0.1 or 1GiB,4GiB")
+    if len({b for _, b in out}) > 1:
+        raise UserError(
+            "cache sizes mix bytes (a unit, e.g. 1GiB) and objects; use one kind per run "
+            "(--bytes makes plain numbers bytes)"
+        )
+    return out
 
 
-# ------------------------------------------------------------- kernels
-def policy_kwargs(name: str, next_use: np.ndarray | None) -> dict[str, Any]:
-    """Extra constructor arguments a policy needs from the trace (OPT: next use)."""
-    return {"next_use": next_use} if _is_opt(name) else {}
-
-
-def _is_opt(name: str) -> bool:
-    return name.lower().replace("-", "").replace("_", "") in {"opt", "belady", "min"}
-
-
-def warm_up(policies: Sequence[str]) -> None:
+def warm_up(policies: Sequence[str], by_bytes: bool = False) -> None:
     """Compile (or load) every numba kernel the run will use, outside the clock.
 
-    Raises ``UserError`` for an unknown policy name.
+    Raises ``UserError`` for an unknown policy name or one that has no byte-sized form.
     """
     small = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8, 4], np.int64)
     remap_trace(small)  # the direct-table path
     remap_trace(small * (1 << 40))  # the hashed path (a span too wide for a table)
     ids, n = remap_trace(small)
-    nxt = next_use_positions(ids) if any(_is_opt(p) for p in policies) else None
+    sizes = (ids % 3 + 1).astype(np.int64)
+    footprint_bytes(ids, sizes, n)
+    nxt = next_use_positions(ids) if any(is_opt(p) for p in policies) else None
     for name in policies:
         policy = make_policy(name, 3, n, **policy_kwargs(name, nxt))
         policy.access(ids)
+        if by_bytes:
+            if not policy.supports_sizes:
+                from ..engine.policies import ENGINE_POLICIES, policy_class
 
-
-@dataclass
-class RunResult:
-    """One policy at one capacity over a trace (the policy object is kept for state_bytes)."""
-
-    policy: Policy
-    hits: int
-    sim_seconds: float
-
-
-def replay(policy: Policy, ids: np.ndarray, batch: int | None = None) -> np.ndarray:
-    """The one trace-replay loop: ``ids`` through ``policy`` (whole, or ``batch`` at a time) -> hits."""
-    if not batch or batch >= ids.size:
-        return policy.access(ids)
-    hits = np.empty(ids.size, np.bool_)
-    for s in range(0, ids.size, batch):
-        hits[s : s + batch] = policy.access(ids[s : s + batch])
-    return hits
-
-
-def run_policy(name: str, ids: np.ndarray, n_ids: int, capacity: int,
-               next_use: np.ndarray | None = None) -> RunResult:
-    """Feed the whole trace of dense ids to one fresh policy; time only the loop."""
-    policy = make_policy(name, capacity, n_ids, **policy_kwargs(name, next_use))
-    t0 = time.perf_counter()
-    hit_mask = replay(policy, ids)
-    elapsed = time.perf_counter() - t0
-    return RunResult(policy, int(np.count_nonzero(hit_mask)), elapsed)
+                sized = ", ".join(n for n in ENGINE_POLICIES if policy_class(n).supports_sizes)
+                raise UserError(
+                    f"policy {name!r} does not run with object sizes yet; byte capacities work with {sized}"
+                )
+            make_policy(name, 5, n, by_bytes=True, **policy_kwargs(name, nxt)).access(ids, sizes=sizes)
 
 
 # ----------------------------------------------------------- simulator
 def simulate(
     keys: np.ndarray,
     policies: Sequence[str],
-    cache_sizes: Sequence[float],
+    cache_sizes: Sequence,
     *,
+    sizes: np.ndarray | None = None,
+    by_bytes: bool = False,
+    workers: int = 1,
+    dense: tuple[np.ndarray, int] | None = None,
     on_row: Callable[[dict], None] | None = None,
-    keep: list[RunResult] | None = None,
 ) -> list[dict]:
-    """Run every policy at every cache size over ``keys``; one row each.
+    """Run every policy at every cache size over ``keys``; one row each (keys ``ROW_KEYS``).
 
-    Rows have exactly the keys in ``ROW_KEYS``. ``on_row`` is called as each
-    row is finished (for a progress bar); ``keep`` collects the ``RunResult``
-    objects (the benchmark reads ``policy.state_bytes()`` from them).
+    ``sizes``: bytes per request (byte hit ratios; byte capacities need them).
+    ``dense``: ``(ids, n)`` already remapped (a cached dense trace): no remap is timed.
+    ``on_row`` is called as each row is finished (for a progress bar).
     """
     policies = parse_policies(policies)
-    cache_sizes = parse_cache_sizes(cache_sizes)
+    specs = parse_cache_sizes(cache_sizes, by_bytes)
+    in_bytes = specs[0][1]
     keys = np.asarray(keys)
     if keys.ndim != 1 or keys.size == 0:
         raise UserError("the trace is empty")
-    # Writable, contiguous int64: the layout the warmed kernels were compiled
-    # for (a read-only array would trigger a fresh compile inside the clock).
-    keys = np.require(keys, np.int64, ["C_CONTIGUOUS", "WRITEABLE"])
-    warm_up(policies)
+    if sizes is not None:
+        sizes = np.require(sizes, np.int64, ["C_CONTIGUOUS", "WRITEABLE"])
+        if sizes.shape != keys.shape:
+            raise UserError(f"the trace has {keys.size:,} keys but {sizes.size:,} sizes")
+    if in_bytes and sizes is None:
+        raise UserError(
+            "byte capacities need object sizes: a CSV with --size-column, an "
+            "oracleGeneral or vscsi trace, or NAME.sizes.npy beside NAME.npy"
+        )
+    if workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
+    warm_up(policies, in_bytes)
 
     t0 = time.perf_counter()
-    ids, n = remap_trace(keys)
+    if dense is None:
+        # Writable, contiguous: the layout the warmed kernels were compiled for.
+        keys = keys.view(np.int64) if keys.dtype == np.uint64 else keys
+        ids, n = remap_trace(np.require(keys, np.int64, ["C_CONTIGUOUS", "WRITEABLE"]))
+    else:
+        ids, n = np.require(dense[0], np.int64, ["C_CONTIGUOUS", "WRITEABLE"]), int(dense[1])
+    footprint = footprint_bytes(ids, sizes, n) if sizes is not None else n
     remap_seconds = time.perf_counter() - t0
 
     next_use, next_use_seconds = None, 0.0
-    if any(_is_opt(p) for p in policies):
+    if any(is_opt(p) for p in policies):
         t0 = time.perf_counter()
         next_use = next_use_positions(ids)
         next_use_seconds = time.perf_counter() - t0
 
-    rows = []
+    # Nothing resident can exceed n objects or every byte requested: a larger
+    # capacity is built at that bound (same hits, no memory for the excess).
+    bound = max(int(sizes.sum()), 1) if in_bytes else n
+    runs = []
     for name in policies:
-        for size in cache_sizes:
-            capacity = capacity_for(size, n)
-            result = run_policy(name, ids, n, capacity, next_use)
-            seconds = result.sim_seconds + remap_seconds + (next_use_seconds if _is_opt(name) else 0.0)
-            row = {
-                "policy": result.policy.name,
-                "cache_size": size,
-                "capacity": capacity,
-                "requests": int(ids.size),
-                "hits": result.hits,
-                "hit_ratio": result.hits / ids.size,
-                "seconds": seconds,
-                "requests_per_second": ids.size / seconds if seconds > 0 else float("inf"),
-            }
-            rows.append(row)
-            if keep is not None:
-                keep.append(result)
-            if on_row is not None:
-                on_row(row)
+        for size, _ in specs:
+            capacity = capacity_for(size, footprint if in_bytes else n)
+            runs.append(PolicyRun(name, size, capacity, min(capacity, bound), in_bytes))
+    n_opt = sum(is_opt(r.policy) for r in runs)
+    results = _run_all(runs, ids, n, sizes, next_use, workers)
+    rows = []
+    for run, res in zip(runs, results):
+        share = remap_seconds / len(runs) + (next_use_seconds / n_opt if is_opt(run.policy) else 0.0)
+        seconds = res["sim_seconds"] + share
+        row = {
+            "policy": res["policy"],
+            "cache_size": run.size,
+            "unit": "bytes" if in_bytes else "objects",
+            "capacity": run.capacity,
+            "requests": int(ids.size),
+            "hits": res["hits"],
+            "hit_ratio": res["hits"] / ids.size,
+            "byte_hit_ratio": None if sizes is None else res["bytes_hit"] / max(int(sizes.sum()), 1),
+            "seconds": seconds,
+            "sim_seconds": res["sim_seconds"],
+            "requests_per_second": ids.size / seconds if seconds > 0 else float("inf"),
+            "state_bytes": res["state_bytes"],
+        }
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return rows
+
+
+# The sweep's shared inputs, set before forking so the workers inherit them.
+_SHARED: dict = {}
+
+
+def _run_index(i: int) -> dict:
+    s = _SHARED
+    return run_policy(s["runs"][i], s["ids"], s["n"], s["sizes"], s["next_use"])
+
+
+# Below this many requests per simulation, forking costs more than it saves.
+PARALLEL_MIN_REQUESTS = 1_000_000
+
+
+def _run_all(runs, ids, n, sizes, next_use, workers) -> list[dict]:
+    workers = min(workers, len(runs), os.cpu_count() or 1)
+    if ids.size < PARALLEL_MIN_REQUESTS:
+        workers = 1
+    if workers <= 1:
+        return [run_policy(r, ids, n, sizes, next_use) for r in runs]
+    import multiprocessing as mp
+
+    _SHARED.update(runs=runs, ids=ids, n=n, sizes=sizes, next_use=next_use)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            # longest first (OPT, then the rest), so the last worker is not left with a long one
+            order = sorted(range(len(runs)), key=lambda i: not is_opt(runs[i].policy))
+            done = dict(zip(order, pool.map(_run_index, order, chunksize=1)))
+    finally:
+        _SHARED.clear()
+    return [done[i] for i in range(len(runs))]

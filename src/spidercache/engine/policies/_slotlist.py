@@ -157,6 +157,84 @@ def access_batch(ids, admit, use_admit, hits, evicted, record, where, sid, sprev
     return n_ev, n_adm, n_rej
 
 
+@nb.njit(cache=True)
+def access_sized(
+    ids, sizes, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, s, osize, used, move_on_hit
+):
+    # Byte-sized LRU / FIFO (libCacheSim's definition, see ``base``): a miss
+    # evicts tails until the newcomer fits; an object larger than the cache is
+    # not inserted. Cold enough next to the object-count kernel to use drop_slot.
+    cap = s[0]
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        i = ids[k]
+        z = sizes[k]
+        w = where[i]
+        if w > 0:
+            hits[k] = True
+            slot = w - 1
+            if move_on_hit and slot != s[2]:
+                unlink(slot, sprev, snext, s)
+                sprev[slot] = NIL
+                snext[slot] = s[2]
+                sprev[s[2]] = slot
+                s[2] = slot
+            continue
+        hits[k] = False
+        if (use_admit and not admit[k]) or z > cap:
+            n_rej += 1
+            continue
+        n_adm += 1
+        while used[0] + z > cap:
+            victim = sid[s[3]]
+            used[0] -= osize[victim]
+            drop_slot(s[3], where, sid, sprev, snext, s)
+            if record:
+                evicted[n_ev] = victim
+            n_ev += 1
+        slot = s[1]
+        s[1] = slot + 1
+        sprev[slot] = NIL
+        snext[slot] = s[2]
+        if s[2] != NIL:
+            sprev[s[2]] = slot
+        else:
+            s[3] = slot
+        s[2] = slot
+        sid[slot] = i
+        where[i] = slot + 1
+        osize[i] = z
+        used[0] += z
+    return n_ev, n_adm, n_rej
+
+
+@nb.njit(cache=True)
+def remove_sized(ids, where, sid, sprev, snext, s, osize, used):
+    n = 0
+    for k in range(ids.size):
+        w = where[ids[k]]
+        if w > 0:
+            used[0] -= osize[ids[k]]
+            drop_slot(w - 1, where, sid, sprev, snext, s)
+            n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def shrink_sized(evicted, where, sid, sprev, snext, s, osize, used):
+    n = 0
+    while used[0] > s[0] and s[1] > 0:
+        slot = s[3]
+        victim = sid[slot]
+        evicted[n] = victim
+        n += 1
+        used[0] -= osize[victim]
+        drop_slot(slot, where, sid, sprev, snext, s)
+    return n
+
+
 class SlotListPolicy(Policy):
     """LRU and FIFO: one slot list, differing only in whether a hit moves to the front."""
 
@@ -164,17 +242,57 @@ class SlotListPolicy(Policy):
     _where_dtype = np.int32
     _id_arrays = {"_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL)}
     _n_scalars = 4
+    supports_sizes = True
 
     def _init_scalars(self) -> None:
         self._s[2] = NIL
         self._s[3] = NIL
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return access_batch(ids, admit, use_admit, hits, evicted, record, self._where,
-                            self._sid, self._sprev, self._snext, self._s, self.move_on_hit)
+        return access_batch(
+            ids,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._sid,
+            self._sprev,
+            self._snext,
+            self._s,
+            self.move_on_hit,
+        )
+
+    def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
+        return access_sized(
+            ids,
+            sizes,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._sid,
+            self._sprev,
+            self._snext,
+            self._s,
+            self._osize,
+            self._used,
+            self.move_on_hit,
+        )
 
     def _remove(self, ids):
+        if self.by_bytes:
+            return remove_sized(
+                ids, self._where, self._sid, self._sprev, self._snext, self._s, self._osize, self._used
+            )
         return remove_ids(ids, self._where, self._sid, self._sprev, self._snext, self._s)
 
     def _shrink(self, evicted):
+        if self.by_bytes:
+            return shrink_sized(
+                evicted, self._where, self._sid, self._sprev, self._snext, self._s, self._osize, self._used
+            )
         return shrink_to_capacity(evicted, self._where, self._sid, self._sprev, self._snext, self._s)

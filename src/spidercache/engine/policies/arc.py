@@ -3,12 +3,13 @@
 Four LRU lists: T1 (seen once recently) and T2 (seen at least twice) hold the
 resident ids; the ghost lists B1 and B2 remember ids recently evicted from T1
 and T2 (no value). A request that hits B1 grows the target size ``p`` of T1 by
-``max(|B2| // |B1|, 1)`` (capped at the capacity c); a hit in B2 shrinks it by
-``max(|B1| // |B2|, 1)``. REPLACE evicts the LRU of T1 into B1 when
-``|T1| > p`` (or ``|T1| == p`` and the request was in B2), else the LRU of T2
+``max(|B2| / |B1|, 1)`` (capped at the capacity c); a hit in B2 shrinks it by
+``max(|B1| / |B2|, 1)`` (floored at 0): real numbers, as in the paper and
+libCacheSim's current ARC (an older one divided integers). REPLACE evicts the
+LRU of T1 into B1 when ``|T1| > p`` (or ``|T1| == p`` and the request was in
+B2, or T2 is empty), else the LRU of T2
 into B2. Directory sizes are kept at ``|T1| + |B1| <= c`` and
-``|T1| + |T2| + |B1| + |B2| <= 2c``, as in the paper's pseudo-code (integer p,
-like libCacheSim's ARC).
+``|T1| + |T2| + |B1| + |B2| <= 2c``, as in the paper's pseudo-code.
 
 Extensions for a live cache: REPLACE runs only when the cache is full (after
 ``remove`` it may not be); a request whose admission is refused changes nothing
@@ -52,12 +53,13 @@ TAG_T1, TAG_T2, TAG_B1, TAG_B2 = 0, 1, 2, 3
 
 
 @nb.njit(cache=True)
-def _arc_access(ids, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, stag, s):
+def _arc_access(ids, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, stag, s, pf):
     c = s[0]
     size = s[1]
     h1, t1, h2, t2, hb1, tb1, hb2, tb2 = s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9]
     n1, n2, nb1, nb2 = s[N_T1], s[N_T2], s[N_B1], s[N_B2]
-    p = s[P]
+    p = pf[0]
+    cf = float(c)
     free = s[FREE]
     high = s[HIGH]
     n_ev = 0
@@ -119,12 +121,10 @@ def _arc_access(ids, admit, use_admit, hits, evicted, record, where, sid, sprev,
         if w < 0:  # ghost hit
             sl = -w - 1
             if stag[sl] == TAG_B1:  # favour recency
-                d = nb2 // nb1
-                p = min(p + max(d, 1), c)
+                p = min(p + max(nb2 / nb1, 1.0), cf)
             else:  # in B2: favour frequency
                 in_b2 = True
-                d = nb1 // nb2
-                p = max(p - max(d, 1), 0)
+                p = max(p - max(nb1 / nb2, 1.0), 0.0)
             do_replace = size >= c
         elif n1 + nb1 >= c:  # a complete miss, L1 full
             if n1 < c:
@@ -272,7 +272,8 @@ def _arc_access(ids, admit, use_admit, hits, evicted, record, where, sid, sprev,
     s[1] = size
     s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9] = h1, t1, h2, t2, hb1, tb1, hb2, tb2
     s[N_T1], s[N_T2], s[N_B1], s[N_B2] = n1, n2, nb1, nb2
-    s[P] = p
+    pf[0] = p
+    s[P] = int(p)
     s[FREE] = free
     s[HIGH] = high
     s[SINK] = sink
@@ -287,10 +288,10 @@ def _free_slot(sl, snext, s):
 
 
 @nb.njit(cache=True, inline="always")
-def _replace(where, sid, sprev, snext, stag, s):
+def _replace(where, sid, sprev, snext, stag, s, pf):
     """Move the LRU of T1 or T2 to its ghost list; return the id that left the cache."""
     n1 = s[N_T1]
-    if n1 >= 1 and (n1 > s[P] or s[N_T2] == 0):
+    if n1 >= 1 and (n1 > pf[0] or s[N_T2] == 0):
         v = il.pop_tail(T1, sprev, snext, s)
         s[N_T1] -= 1
         il.push_head(v, B1, sprev, snext, s)
@@ -317,7 +318,7 @@ def _forget(L, N, where, sid, sprev, snext, s):
 
 
 @nb.njit(cache=True)
-def _arc_remove(ids, where, sid, sprev, snext, stag, s):
+def _arc_remove(ids, where, sid, sprev, snext, stag, s, pf):
     n = 0
     for k in range(ids.size):
         x = ids[k]
@@ -339,9 +340,10 @@ def _arc_remove(ids, where, sid, sprev, snext, stag, s):
 
 
 @nb.njit(cache=True)
-def _arc_trim_ghosts(where, sid, sprev, snext, stag, s):
+def _arc_trim_ghosts(where, sid, sprev, snext, stag, s, pf):
     c = s[0]
-    s[P] = min(s[P], c)
+    pf[0] = min(pf[0], float(c))
+    s[P] = int(pf[0])
     while s[N_T1] + s[N_B1] > c and s[N_B1] > 0:
         _forget(B1, N_B1, where, sid, sprev, snext, s)
     while s[N_T1] + s[N_T2] + s[N_B1] + s[N_B2] > 2 * c:
@@ -354,34 +356,40 @@ def _arc_trim_ghosts(where, sid, sprev, snext, stag, s):
 
 
 @nb.njit(cache=True)
-def _arc_shrink(evicted, where, sid, sprev, snext, stag, s):
+def _arc_shrink(evicted, where, sid, sprev, snext, stag, s, pf):
     n = 0
     while s[1] > s[0]:
-        evicted[n] = _replace(where, sid, sprev, snext, stag, s)
+        evicted[n] = _replace(where, sid, sprev, snext, stag, s, pf)
         n += 1
-    _arc_trim_ghosts(where, sid, sprev, snext, stag, s)
+    _arc_trim_ghosts(where, sid, sprev, snext, stag, s, pf)
     return n
 
 
 class ARC(Policy):
     name = "arc"
     _where_dtype = np.int32
-    _id_arrays = {"_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL),
-                  "_stag": (np.int8, 0)}
-    _n_scalars = 18  # 0 c, 1 size, 2-9 list heads/tails, 10-13 lengths, 14 p, 15 free slots, 16 high-water, 17 sink
+    _id_arrays = {
+        "_sid": (np.int32, NIL),
+        "_sprev": (np.int32, NIL),
+        "_snext": (np.int32, NIL),
+        "_stag": (np.int8, 0),
+    }
+    # 0 c, 1 size, 2-9 list heads/tails, 10-13 lengths, 14 int(p), 15 free slots, 16 high-water, 17 sink
+    _n_scalars = 18
 
     def _init_scalars(self) -> None:
+        self._pf = np.zeros(1, np.float64)  # the target size p of T1 (a real number)
         self._s[2:10] = NIL
         self._s[FREE] = NIL
         self._s[HIGH] = 0
 
     @property
-    def p(self) -> int:
-        """Current target size of T1."""
-        return int(self._s[P])
+    def p(self) -> float:
+        """Current target size of T1 (a real number)."""
+        return float(self._pf[0])
 
     def _arrays(self):
-        return self._where, self._sid, self._sprev, self._snext, self._stag, self._s
+        return self._where, self._sid, self._sprev, self._snext, self._stag, self._s, self._pf
 
     def _on_resize(self) -> None:
         _arc_trim_ghosts(*self._arrays())

@@ -23,6 +23,15 @@ policy holds at most ``MAX_IDS`` distinct ids; ``reserve`` says so beyond that.
 ``_where`` is ``int8`` unless a subclass sets ``_where_dtype`` (LRU, FIFO and
 OPT store a slot number + 1 there, so one load answers both "resident?" and
 "where is its state?").
+
+Object sizes: a policy built with ``by_bytes=True`` has a capacity in bytes and
+takes ``access(ids, sizes=...)``, one size per request, with libCacheSim's
+definition: a miss whose object is larger than the whole cache is not inserted;
+otherwise the policy evicts until the newcomer fits, then inserts it; a hit
+keeps the size the object was inserted with (libCacheSim's ``cache_find_base``
+does not update it either). Policies
+that implement it set ``supports_sizes`` and write ``_access_sized``; the
+per-id size array ``_osize`` and the bytes in use (``_used``) live here.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ EvictionCallback = Callable[[np.ndarray], None]
 ABSENT = 0
 # int32 links and slot numbers: one value (-1) is the NIL link.
 MAX_IDS = 2**31 - 2
+# Capacities are int64 scalars; anything larger holds every object anyway.
+MAX_CAPACITY = 2**62
 
 
 @dataclass
@@ -50,6 +61,9 @@ class PolicyStats:
     admissions: int = 0
     rejections: int = 0
     evictions: int = 0
+    # byte counts (only for a policy built with ``by_bytes=True``)
+    bytes_requested: int = 0
+    bytes_hit: int = 0
 
     @property
     def misses(self) -> int:
@@ -58,6 +72,10 @@ class PolicyStats:
     @property
     def hit_ratio(self) -> float:
         return self.hits / self.requests if self.requests else 0.0
+
+    @property
+    def byte_hit_ratio(self) -> float:
+        return self.bytes_hit / self.bytes_requested if self.bytes_requested else 0.0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -80,6 +98,8 @@ class Policy:
     _where_dtype: ClassVar[type] = np.int8
     # number of int64 scalars a subclass keeps in ``self._s`` (index 0 is capacity, 1 is size).
     _n_scalars: ClassVar[int] = 2
+    # whether ``_access_sized`` exists (capacity in bytes, one size per request)
+    supports_sizes: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -88,13 +108,19 @@ class Policy:
         *,
         admission: AdmissionHook | None = None,
         on_evict: EvictionCallback | None = None,
+        by_bytes: bool = False,
     ) -> None:
         if int(capacity) < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if by_bytes and not self.supports_sizes:
+            raise ValueError(f"policy {self.name!r} does not run with object sizes")
         self.admission = admission
         self.on_evict = on_evict
+        self.by_bytes = bool(by_bytes)
         self._s = np.zeros(self._n_scalars, np.int64)
-        self._s[0] = int(capacity)
+        self._s[0] = min(int(capacity), MAX_CAPACITY)
+        self._used = np.zeros(1, np.int64)  # bytes in use (by_bytes only)
+        self._osize = np.zeros(0, np.int64)
         self._n_ids = 0
         self._where: np.ndarray = np.zeros(0, self._where_dtype)
         for attr in self._id_arrays:
@@ -113,12 +139,27 @@ class Policy:
         """Number of resident ids."""
         return int(self._s[1])
 
-    def access(self, ids: np.ndarray, admit: np.ndarray | None = None) -> np.ndarray:
-        """Serve a batch of requests in order; return the hit mask."""
+    @property
+    def used_bytes(self) -> int:
+        """Bytes held (a policy built with ``by_bytes=True``)."""
+        return int(self._used[0])
+
+    def access(
+        self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Serve a batch of requests in order; return the hit mask.
+
+        ``sizes`` (one per request, bytes) is required by, and only accepted
+        by, a policy built with ``by_bytes=True``.
+        """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if (sizes is not None) != self.by_bytes:
+            raise ValueError("sizes are required with by_bytes=True and refused without it")
         if ids.size == 0:
             return np.zeros(0, np.bool_)
         self._check_ids(ids)
+        if sizes is not None:
+            return self._access_with_sizes(ids, admit, sizes)
         if admit is None and self.admission is not None:
             admit = self.admission(ids)
         if admit is None:
@@ -143,6 +184,35 @@ class Policy:
             self.on_evict(evicted[:n_ev].copy())
         return hits
 
+    def _access_with_sizes(self, ids, admit, sizes) -> np.ndarray:
+        sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+        if sizes.shape != ids.shape:
+            raise ValueError("sizes must have the shape of ids")
+        if sizes.size and int(sizes.min()) < 0:
+            raise ValueError("object sizes must be >= 0")
+        if admit is None and self.admission is not None:
+            admit = self.admission(ids)
+        use_admit = admit is not None
+        admit_arr = np.ascontiguousarray(admit, dtype=np.bool_) if use_admit else _NO_ADMIT
+        if use_admit and admit_arr.shape != ids.shape:
+            raise ValueError("admit mask must have the shape of ids")
+        hits = np.empty(ids.size, np.bool_)
+        record = self.on_evict is not None
+        # with sizes one miss may evict many: at most everything resident plus every newcomer
+        evicted = np.empty(ids.size + self.size + 16, np.int64) if record else _NO_EVICT
+        n_ev, n_adm, n_rej = self._access_sized(ids, sizes, admit_arr, use_admit, hits, evicted, record)
+        st = self._stats
+        st.requests += ids.size
+        st.hits += int(np.count_nonzero(hits))
+        st.admissions += int(n_adm)
+        st.rejections += int(n_rej)
+        st.evictions += int(n_ev)
+        st.bytes_requested += int(sizes.sum())
+        st.bytes_hit += int(sizes[hits].sum())
+        if record and n_ev and self.on_evict is not None:
+            self.on_evict(evicted[:n_ev].copy())
+        return hits
+
     def contains(self, ids: np.ndarray) -> np.ndarray:
         """Mask of which ids are resident (does not count as an access)."""
         ids = np.asarray(ids, dtype=np.int64)
@@ -163,9 +233,13 @@ class Policy:
         """Change the capacity; shrinking evicts (and reports) what no longer fits."""
         if int(capacity) < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self._s[0] = int(capacity)
+        self._s[0] = min(int(capacity), MAX_CAPACITY)
         self._on_resize()
-        excess = self.size - self.capacity
+        excess = (
+            (self.size if self.used_bytes > self.capacity else 0)
+            if self.by_bytes
+            else self.size - self.capacity
+        )
         if excess > 0:
             evicted = np.empty(excess + 16, np.int64)
             n_ev = int(self._shrink(evicted))
@@ -184,7 +258,7 @@ class Policy:
 
     def state_bytes(self) -> int:
         """Bytes of policy state (all arrays), for the memory figure."""
-        total = self._where.nbytes + self._s.nbytes
+        total = self._where.nbytes + self._s.nbytes + self._osize.nbytes
         for attr in self._id_arrays:
             total += getattr(self, attr).nbytes
         total += sum(a.nbytes for a in self._extra_arrays())
@@ -198,8 +272,10 @@ class Policy:
             raise ValueError(f"a policy holds at most {MAX_IDS} distinct ids, got id {n_ids - 1}")
         new_n = min(max(n_ids, 2 * self._n_ids), MAX_IDS) if self._n_ids else n_ids
         self._where = _grown(self._where, new_n, 0)
-        for attr, (dtype, fill) in self._id_arrays.items():
+        for attr, (_dtype, fill) in self._id_arrays.items():
             setattr(self, attr, _grown(getattr(self, attr), new_n, fill))
+        if self.by_bytes:
+            self._osize = _grown(self._osize, new_n, 0)
         self._n_ids = new_n
 
     # ------------------------------------------------------ subclass hooks
@@ -213,6 +289,9 @@ class Policy:
         return []
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):  # pragma: no cover
+        raise NotImplementedError
+
+    def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):  # pragma: no cover
         raise NotImplementedError
 
     def _remove(self, ids):  # pragma: no cover

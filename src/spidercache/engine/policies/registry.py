@@ -19,6 +19,7 @@ from ...errors import UserError
 
 POLICIES: dict[str, str] = {
     "arc": "spidercache.engine.policies.arc:ARC",
+    "clock": "spidercache.engine.policies.clock:Clock",
     "fifo": "spidercache.engine.policies.fifo:FIFO",
     "learned": "spidercache.embedding.policy:Learned",
     "learned+prefetch": "spidercache.embedding.policy:LearnedPrefetch",
@@ -26,6 +27,7 @@ POLICIES: dict[str, str] = {
     "lru": "spidercache.engine.policies.lru:LRU",
     "opt": "spidercache.engine.policies.opt:OPT",
     "s3fifo": "spidercache.engine.policies.s3fifo:S3FIFO",
+    "sieve": "spidercache.engine.policies.sieve:Sieve",
     "train-icache": "spidercache.data.policies.icache:ICachePolicy",
     "train-lru": "spidercache.data.policies.lru:LRUPolicy",
     "train-minio": "spidercache.data.policies.minio:MinIOPolicy",
@@ -42,7 +44,7 @@ ALIASES: dict[str, str] = {"belady": "opt", "min": "opt"}
 TRAINING = "train-"  # the prefix of training policies' names
 
 # engine policies of the simulator's default comparison (need no model or trace of their own but OPT's)
-ENGINE_POLICIES: tuple[str, ...] = ("arc", "fifo", "lfu", "lru", "opt", "s3fifo")
+ENGINE_POLICIES: tuple[str, ...] = ("arc", "clock", "fifo", "lfu", "lru", "opt", "s3fifo", "sieve")
 
 _loaded: dict[str, type] = {}
 
