@@ -74,7 +74,19 @@ def run(
     return Rows([warm, slow], {"batch_size": batch_size})
 
 
-def _cached_loader(xs, ys, norm, policy: str, latency_ms: float, workers: int, batch_size: int):
+def cached_loader(
+    xs,
+    ys,
+    norm,
+    policy: str,
+    latency_ms: float,
+    workers: int,
+    batch_size: int,
+    working_set: float = 1.0,
+    seed: int = 0,
+    options: dict | None = None,
+):
+    """A ``CachedLoader`` over ``SlowStorage`` with an in-process cache of ``working_set`` of the data."""
     from ..data.backends import make_backend
     from ..data.cached import CachedDataset
     from ..data.loader import CachedLoader
@@ -82,7 +94,7 @@ def _cached_loader(xs, ys, norm, policy: str, latency_ms: float, workers: int, b
     from ..data.storage import SlowStorage, StorageModel
 
     st = SlowStorage(xs, ys, StorageModel(latency_ms))
-    cap = len(xs) if policy != "none" else 0
+    cap = int(round(working_set * len(xs))) if policy != "none" else 0
     be = None
     if cap:
         be = make_backend(
@@ -94,7 +106,7 @@ def _cached_loader(xs, ys, norm, policy: str, latency_ms: float, workers: int, b
             batch_size=batch_size,
             workers=workers,
         )
-    pol = make_training_policy(policy, len(xs), cap, ys)
+    pol = make_training_policy(policy, len(xs), cap, ys, seed=seed, **(options or {}))
     return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=workers)
 
 
@@ -102,7 +114,7 @@ def _warm(x, y, norm, batch_size: int, repeat: int, log) -> dict:
     """A warm in-process cache, one process, everything cached, against a plain DataLoader."""
     import torch
 
-    loader = _cached_loader(x, y, norm, "minio", 0.0, 0, batch_size)
+    loader = cached_loader(x, y, norm, "minio", 0.0, 0, batch_size)
     deque(loader.epoch(0), maxlen=0)  # fill
     epoch = iter(range(1, repeat + 1))
 
@@ -135,7 +147,7 @@ def _slow(xs, ys, norm, batch_size, latency_ms, workers, epochs, log) -> dict:
     """Slow storage, working set 1.0: cached (minio) vs none, same workers."""
     res = {}
     for policy in ("none", "minio"):
-        ld = _cached_loader(xs, ys, norm, policy, latency_ms, workers, batch_size)
+        ld = cached_loader(xs, ys, norm, policy, latency_ms, workers, batch_size)
         epochs_left = iter(range(epochs))
         res[policy] = timings(lambda ld=ld, e=epochs_left: deque(ld.epoch(next(e)), maxlen=0), epochs)
         ld.close()

@@ -229,30 +229,9 @@ def loader_rows(names, train_samples, epochs, latency_ms, workers, ws, batch, se
 
 
 def _loader_epochs(policy_name, x, y, emb, loss, epochs, latency_ms, workers, ws, batch, seed, options):
-    from ..data.backends import make_backend
-    from ..data.cached import CachedDataset
-    from ..data.loader import CachedLoader
-    from ..data.policies import make_training_policy
-    from ..data.storage import SlowStorage, StorageModel
+    from .loader import cached_loader
 
-    storage = SlowStorage(x, y, StorageModel(latency_ms))
-    n = len(x)
-    cap = int(round(ws * n)) if policy_name != "none" else 0
-    backend = (
-        make_backend(
-            "memory",
-            capacity=cap,
-            sample_shape=storage.sample_shape,
-            dtype=storage.dtype,
-            fingerprint="bench",
-            batch_size=batch,
-            workers=workers,
-        )
-        if cap
-        else None
-    )
-    policy = make_training_policy(policy_name, n, cap, y, seed=seed, **(options or {}))
-    loader = CachedLoader(CachedDataset(storage, backend), policy, batch, workers=workers)
+    loader = cached_loader(x, y, None, policy_name, latency_ms, workers, batch, ws, seed, options)
     rows = []
     try:
         for epoch in range(epochs):
