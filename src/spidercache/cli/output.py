@@ -21,7 +21,7 @@ __all__ = ["Column", "console", "print_rows"]
 def print_rows(
     rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str, columns: Sequence[Column]
 ) -> None:
-    """``rows`` as indented JSON (machine output), or as a rich table of ``columns`` (header, cell formatter)."""
+    """``rows`` as indented JSON (machine output), or a rich table of ``columns`` (header, cell formatter)."""
     if json_out:
         json.dump(list(rows), sys.stdout, indent=2)
         sys.stdout.write("\n")
