@@ -10,13 +10,21 @@ DEBS    := redis-server memcached dataset-fashion-mnist
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test setup system-packages python-packages proto docs clean
+.PHONY: demo test lint setup system-packages python-packages proto docs clean
 
 demo: setup
 	$(VENV)/bin/spidercache demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Style, types and layers (configured in pyproject.toml): ruff lint and format,
+# mypy on the engine, import-linter's layer and `testing` contracts.
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 setup: system-packages python-packages
 

@@ -119,6 +119,15 @@ def memcached_pool_fn(tmp_path):
         group.stop()
 
 
+@pytest.fixture(scope="module")
+def cache_server(tmp_path_factory):
+    """One cache server (256 MB, spill allowed) shared by a module's tests; each test makes its own session."""
+    home = tmp_path_factory.mktemp("cache-home")
+    proc = servers.start_cache_server(home, "-m", "256M", "-s", str(home / "spill"))
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
 def key_prefix(request) -> str:
     """A prefix no other test uses, for keys in shared servers."""

@@ -6,8 +6,12 @@ import sys
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "spidercache", "store", "check", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "spidercache", "store", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def free_port():
@@ -25,9 +29,12 @@ def assert_one_line_error(proc, needle):
 
 
 def test_check_redis_and_memcached_and_lmdb(redis_server, memcached_server, tmp_path):
-    for spec in (f"redis://{redis_server.host}:{redis_server.port}/check",
-                 f"memcached://{memcached_server.host}:{memcached_server.port}",
-                 f"lmdb:{tmp_path / 'db'}", "memory:8"):
+    for spec in (
+        f"redis://{redis_server.host}:{redis_server.port}/check",
+        f"memcached://{memcached_server.host}:{memcached_server.port}",
+        f"lmdb:{tmp_path / 'db'}",
+        "memory:8",
+    ):
         proc = run_cli(spec)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("ok:") and "checksum verified" in proc.stdout

@@ -142,7 +142,7 @@ def test_split_get_many_then_put_many():
 
 
 def test_dense_ids_are_used_directly_and_opt_works_on_a_trace():
-    from spidercache.engine.policies.opt import next_use_positions
+    from spidercache.engine.nextuse import next_use_positions
 
     trace = np.random.default_rng(3).integers(0, 30, 400)
     nxt = next_use_positions(trace)
@@ -228,7 +228,7 @@ def test_redis_killed_mid_use_the_job_keeps_going_and_the_cache_comes_back(redis
 
     # the server comes back (empty); once the back-off expires the cache uses it again
     redis_server_fn.restart()
-    cache._down_until = 0.0  # the back-off elapsing, without sleeping in a test
+    cache._backoff.down_until = 0.0  # the back-off elapsing, without sleeping in a test
     assert_right(cache.get_or_load(keys, loader), keys)
     assert_right(cache.get_or_load(keys, loader), keys)
     st2 = cache.stats()

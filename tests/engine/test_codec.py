@@ -71,8 +71,15 @@ def test_bytes_round_trip(value):
 
 
 def test_msgpack_objects_with_nested_arrays():
-    value = {"epoch": 3, "loss": 0.25, "name": "run", "tags": ["a", "b"], 5: None,
-             "weights": np.arange(4, dtype=np.float32), "t": torch.ones(2, dtype=torch.int32)}
+    value = {
+        "epoch": 3,
+        "loss": 0.25,
+        "name": "run",
+        "tags": ["a", "b"],
+        5: None,
+        "weights": np.arange(4, dtype=np.float32),
+        "t": torch.ones(2, dtype=torch.int32),
+    }
     out = decode(encode(value))
     assert out["epoch"] == 3 and out["loss"] == 0.25 and out["tags"] == ["a", "b"] and out[5] is None
     np.testing.assert_array_equal(out["weights"], value["weights"])
@@ -96,8 +103,15 @@ def test_compression_shrinks_repetitive_data_and_round_trips():
     assert len(encode(noise, compress=True)) == len(encode(noise))
 
 
-@pytest.mark.parametrize("value", [np.arange(10, dtype=np.int32), b"payload bytes", {"k": [1, 2]},
-                                   torch.arange(6, dtype=torch.float32).reshape(2, 3)])
+@pytest.mark.parametrize(
+    "value",
+    [
+        np.arange(10, dtype=np.int32),
+        b"payload bytes",
+        {"k": [1, 2]},
+        torch.arange(6, dtype=torch.float32).reshape(2, 3),
+    ],
+)
 def test_every_single_flipped_byte_is_caught(value):
     buf = encode(value)
     for pos in range(len(buf)):
@@ -130,7 +144,11 @@ def test_truncated_and_extended_buffers_raise_corrupt_value():
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(dtype=hnp.scalar_dtypes(), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)))
+@given(
+    hnp.arrays(
+        dtype=hnp.scalar_dtypes(), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)
+    )
+)
 def test_property_any_numpy_array_round_trips(arr):
     out = decode(encode(arr))
     assert out.dtype == arr.dtype and out.shape == arr.shape

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spidercache.engine.policies import POLICIES, make_policy, next_use_positions, opt_hits
-from spidercache.engine.policies.opt import NEVER
+from spidercache.engine.nextuse import NEVER, next_use_positions
+from spidercache.engine.policies import ENGINE_POLICIES, make_policy
+from spidercache.engine.policies.opt import opt_hits
 
 INF = float("inf")
 
@@ -335,8 +336,11 @@ def programs(draw, with_remove=True, with_resize=True):
     capacity = draw(st.integers(1, 12))
     ops = []
     for _ in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(
-            ["access"] * 4 + (["remove"] if with_remove else []) + (["resize"] if with_resize else [])))
+        kind = draw(
+            st.sampled_from(
+                ["access"] * 4 + (["remove"] if with_remove else []) + (["resize"] if with_resize else [])
+            )
+        )
         if kind == "access":
             ids = draw(st.lists(st.integers(0, n_keys - 1), min_size=1, max_size=40))
             admit = draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=len(ids), max_size=len(ids))))
@@ -433,7 +437,7 @@ def test_next_use_positions(trace):
 
 
 # ------------------------------------------------------------ other checks
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(ENGINE_POLICIES))
 def test_large_ids_grow_the_arrays(name):
     rng = np.random.default_rng(7)
     small = rng.integers(0, 40, 600)
@@ -446,7 +450,7 @@ def test_large_ids_grow_the_arrays(name):
     assert b.state_bytes() > a.state_bytes()
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(ENGINE_POLICIES))
 def test_bad_ids_and_capacity(name):
     kw = {"next_use": np.zeros(4, np.int64)} if name == "opt" else {}
     with pytest.raises(ValueError):
@@ -499,7 +503,7 @@ def test_lfu_tie_break_is_first_to_reach_the_count():
     assert evicted[2:] == [2]
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", sorted(ENGINE_POLICIES))
 def test_state_bytes_per_key_at_most_64(name):
     rng = np.random.default_rng(1)
     ids = (rng.zipf(1.1, 50_000) % 20_000).astype(np.int64)

@@ -1,4 +1,6 @@
-"""Every store against the same contract, with real servers; then each store's own promises."""
+"""Each store's own promises (byte budgets, server failures, key layout).
+
+The contract they all pass is tests/contracts/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -7,140 +9,18 @@ import pickle
 import numpy as np
 import pytest
 import redis
-import torch
 from pymemcache.client.base import Client as MemcacheClient
 
 from spidercache.engine.codec import decode, encode
-from spidercache.engine.stores import (LMDBStore, MemcachedStore, MemoryStore, RedisStore, SpillStore,
-                                       open_store)
-from spidercache.engine.stores.lmdb_store import _lmdb_key
-from spidercache.errors import CorruptValue, StoreUnavailable, UserError
-
-STORE_KINDS = ["memory", "lmdb", "spill", "redis", "redis-cluster", "memcached"]
-
-
-@pytest.fixture(params=STORE_KINDS)
-def store(request, tmp_path, key_prefix):
-    kind = request.param
-    if kind == "memory":
-        s = MemoryStore(64 << 20)
-    elif kind == "lmdb":
-        s = LMDBStore(tmp_path / "db", map_size=1 << 24)
-    elif kind == "spill":
-        # a tiny memory tier so that the batches below overflow onto disk
-        s = SpillStore(MemoryStore(4096), LMDBStore(tmp_path / "spill", map_size=1 << 24))
-    elif kind == "redis":
-        server = request.getfixturevalue("redis_server")
-        s = RedisStore(server.host, server.port, prefix=key_prefix)
-    elif kind == "redis-cluster":
-        cluster = request.getfixturevalue("redis_cluster")
-        s = RedisStore(prefix=key_prefix, cluster=True, startup_nodes=cluster.servers)
-    else:
-        pool = request.getfixturevalue("memcached_pool")
-        s = MemcachedStore(pool.servers, prefix=key_prefix)
-    yield s
-    s.close()
-
-
-def _values():
-    return [
-        encode(b"raw bytes"),
-        encode(np.arange(1000, dtype=np.float32).reshape(10, 100)),
-        encode(torch.arange(12, dtype=torch.int64).reshape(3, 4)),
-        encode({"result": [1, 2, 3], "ok": True}),
-        encode(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8)),
-    ]
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    return a == b
-
-
-# ------------------------------------------------------------ the contract
-def test_round_trip_of_every_kind(store):
-    values = _values()
-    keys = [3, 10**12, 0, 77, 5]
-    assert store.put_many(keys, values).all()
-    got = store.get_many(keys)
-    assert [bytes(g) for g in got] == values
-    for g, v in zip(got, values):
-        assert _same(decode(g), decode(v))
-
-
-def test_missing_keys_are_none_and_batches_keep_order(store):
-    store.put_many(np.array([1, 2], np.int64), [encode(b"one"), encode(b"two")])
-    got = store.get_many([2, 99, 1, 2])
-    assert got[1] is None
-    assert [decode(got[i]) for i in (0, 2, 3)] == [b"two", b"one", b"two"]
-    assert 1 in store and 99 not in store
-    assert store.get_many([]) == []
-
-
-def test_delete_and_overwrite(store):
-    store.put_many([1, 2, 3], [encode(b"a"), encode(b"b"), encode(b"c")])
-    store.delete_many([2, 404])
-    assert store.get(2) is None
-    store.put(1, encode(b"A"))
-    assert decode(store.get(1)) == b"A" and decode(store.get(3)) == b"c"
-
-
-def test_string_and_int_keys_do_not_collide(store):
-    store.put_many([7, "7", "name with spaces é"], [encode(b"int"), encode(b"str"), encode(b"uni")])
-    assert [decode(v) for v in store.get_many([7, "7", "name with spaces é"])] == [b"int", b"str", b"uni"]
-
-
-def test_put_many_needs_one_value_per_key(store):
-    with pytest.raises(ValueError):
-        store.put_many([1, 2], [encode(b"x")])
-
-
-def test_flipped_byte_in_a_stored_value_is_caught(store, request):
-    key = 42
-    store.put(key, encode(np.arange(64, dtype=np.int64)))
-    _flip_stored_byte(store, key, offset=-5, request=request)
-    damaged = store.get(key)
-    assert damaged is not None
-    with pytest.raises(CorruptValue):
-        decode(damaged)
-
-
-def _flip_stored_byte(store, key, offset, request):
-    """Damage a value in place, behind the store's back, the way a bad disk or a bad peer would."""
-    if isinstance(store, SpillStore):
-        tier = store.memory if key in store.memory else store.disk
-        return _flip_stored_byte(tier, key, offset, request)
-    if isinstance(store, MemoryStore):
-        buf = bytearray(store._data[key])
-        buf[offset] ^= 0x10
-        store._data[key] = bytes(buf)
-    elif isinstance(store, LMDBStore):
-        with store.env.begin(write=True) as txn:
-            buf = bytearray(txn.get(_lmdb_key(key)))
-            buf[offset] ^= 0x10
-            txn.put(_lmdb_key(key), bytes(buf))
-    elif isinstance(store, RedisStore):
-        if store.cluster:
-            raw = redis.cluster.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(h, p)
-                                                            for h, p in store.startup_nodes])
-        else:
-            raw = redis.Redis(store.host, store.port)
-        rkey = store._key(key)
-        buf = bytearray(raw.get(rkey))
-        buf[offset] ^= 0x10
-        raw.set(rkey, bytes(buf))
-        raw.close()
-    elif isinstance(store, MemcachedStore):
-        ek = store._entry_key(key)
-        item = bytearray(store._client.get(ek))
-        assert item[:1] == b"V"
-        item[offset] ^= 0x10
-        store._client.set(ek, bytes(item), noreply=False)
-    else:  # pragma: no cover
-        raise AssertionError(type(store))
+from spidercache.engine.stores import (
+    LMDBStore,
+    MemcachedStore,
+    MemoryStore,
+    RedisStore,
+    SpillStore,
+    open_store,
+)
+from spidercache.errors import StoreUnavailable, UserError
 
 
 # --------------------------------------------------------------- memory
@@ -307,6 +187,32 @@ def test_memcached_server_killed_mid_use_raises_store_unavailable(memcached_pool
     s.close()
 
 
+def test_memcached_list_kept_on_every_server_survives_one(memcached_pool_fn):
+    s = MemcachedStore(memcached_pool_fn.servers, prefix="k")
+    assert s.read_everywhere("nodes") == []
+    assert s.append_everywhere("nodes", b"a\n") == 2
+    assert s.append_everywhere("nodes", b"b\n") == 2
+    assert s.read_everywhere("nodes") == [b"a\nb\n", b"a\nb\n"]
+    assert bytes(s.get("nodes")) == b"a\nb\n"  # an ordinary value for the store's own reads
+    memcached_pool_fn.members[0].kill()
+    assert s.append_everywhere("nodes", b"c\n") == 1
+    assert s.read_everywhere("nodes") == [b"a\nb\nc\n"]
+    memcached_pool_fn.members[1].kill()
+    with pytest.raises(StoreUnavailable):
+        s.read_everywhere("nodes")
+    with pytest.raises(StoreUnavailable):
+        s.append_everywhere("nodes", b"d\n")
+    s.close()
+
+
+def test_memcached_delete_of_a_chunked_value_is_a_miss_at_once(memcached_pool, key_prefix):
+    s = MemcachedStore(memcached_pool.servers, prefix=key_prefix)
+    s.put_many([1, 2], [b"\x02" * (3 * s.chunk_size), b"small"])
+    s.delete_many([1, 2, 404])
+    assert s.get_many([1, 2]) == [None, None]
+    s.close()
+
+
 def test_memcached_bad_address_raises_store_unavailable_at_start(memcached_server):
     from spidercache.testing.servers import free_port as _free_port
 
@@ -335,8 +241,21 @@ def test_open_store_specs(tmp_path, redis_server, memcached_pool, redis_cluster)
         x.close()
 
 
-@pytest.mark.parametrize("spec", ["ftp://x", "memory:-1", "memory:abc", "lmdb:", "spill:10", "spill:x:/tmp/a",
-                                  "redis://", "redis://host", "memcached://h:notaport", ""])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "ftp://x",
+        "memory:-1",
+        "memory:abc",
+        "lmdb:",
+        "spill:10",
+        "spill:x:/tmp/a",
+        "redis://",
+        "redis://host",
+        "memcached://h:notaport",
+        "",
+    ],
+)
 def test_open_store_rejects_bad_specs_with_user_error(spec):
     with pytest.raises(UserError):
         open_store(spec)

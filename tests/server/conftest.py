@@ -8,15 +8,6 @@ from spidercache.server.admin import AdminClient
 from spidercache.testing.servers import start_cache_server
 
 
-@pytest.fixture(scope="module")
-def cache_server(tmp_path_factory):
-    """One server (256 MB, spill allowed) shared by a module's tests; each test makes its own session."""
-    home = tmp_path_factory.mktemp("cache-home")
-    proc = start_cache_server(home, "-m", "256M", "-s", str(home / "spill"))
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture
 def fresh_server(tmp_path):
     """A server of the test's own (for tests that kill or restart it)."""

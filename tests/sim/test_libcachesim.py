@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from spidercache.engine.ids import remap_trace
-from spidercache.engine.policies.opt import NEVER, next_use_positions
+from spidercache.engine.nextuse import NEVER, next_use_positions
 from spidercache.sim.blocks import block_trace
 from spidercache.sim.formats import write_oracle_general, write_vscsi
 from spidercache.sim.simulate import simulate

@@ -30,7 +30,9 @@ def _operands(n: int, k: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.nda
 def test_blocked_cpu_matches_torch(n: int, k: int, m: int) -> None:
     a, b = _operands(n, k, m)
     for block in (1, 7, kernels.CPU_BLOCK):
-        np.testing.assert_allclose(kernels.matmul_blocked_cpu(a, b, block=block), _ref(a, b), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            kernels.matmul_blocked_cpu(a, b, block=block), _ref(a, b), rtol=1e-4, atol=1e-4
+        )
 
 
 @pytest.mark.parametrize("n,k,m", SHAPES)
@@ -74,8 +76,14 @@ def test_tiled_cuda_matches_torch_on_gpu(n: int, k: int, m: int) -> None:
 
 
 def test_benchmark_rows_check_against_torch() -> None:
-    rows = kernels.benchmark(n=48, repeats=1, gpu=False)
-    assert [(r["device"], r["kernel"]) for r in rows] == [("cpu", "naive"), ("cpu", "tiled"), ("cpu", "torch.matmul")]
+    from spidercache.bench.kernels import run
+
+    rows = run(n=48, repeats=1, gpu=False)
+    assert [(r["device"], r["kernel"]) for r in rows] == [
+        ("cpu", "naive"),
+        ("cpu", "tiled"),
+        ("cpu", "torch.matmul"),
+    ]
     for r in rows:
         assert r["seconds"] > 0 and r["gflops"] > 0
     assert rows[0]["max_abs_error"] < 1e-3 and rows[1]["max_abs_error"] < 1e-3

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from spidercache.errors import UserError
 from spidercache.models import build_model
-from spidercache.weights.mapreduce import (MapReduceConfig, close_dask, compare_summary, open_dask, plot_rounds,
-                                           run_experiment, run_mapreduce)
+from spidercache.weights.experiment import compare_summary, plot_rounds, run_experiment
+from spidercache.weights.mapreduce import MapReduceConfig, close_dask, open_dask, run_mapreduce
 from spidercache.weights.weight_cache import WeightCache
 
 
@@ -21,7 +20,9 @@ def dask_client():
 
 
 def _cfg(job: str = "ok", **kw) -> MapReduceConfig:
-    base = dict(job=job, data="synthetic", rounds=3, steps=8, batch_size=32, train_samples=400, val_samples=200)
+    base = dict(
+        job=job, data="synthetic", rounds=3, steps=8, batch_size=32, train_samples=400, val_samples=200
+    )
     return MapReduceConfig(**{**base, **kw})
 
 
@@ -29,11 +30,19 @@ def _addresses(pool) -> list[str]:
     return [f"{h}:{p}" for h, p in pool.servers]
 
 
-@pytest.mark.parametrize("start,expect", [
-    ("reduced", {"reduce"}), ("own", {"own"}), ("best", {"node01", "node02", "reduce"}),
-    ("neighbour", {"other"}), ("scratch", {"fresh"}),
-])
-def test_map_tasks_start_from_the_chosen_weights(dask_client, memcached_pool, key_prefix, start, expect) -> None:
+@pytest.mark.parametrize(
+    "start,expect",
+    [
+        ("reduced", {"reduce"}),
+        ("own", {"own"}),
+        ("best", {"node01", "node02", "reduce"}),
+        ("neighbour", {"other"}),
+        ("scratch", {"fresh"}),
+    ],
+)
+def test_map_tasks_start_from_the_chosen_weights(
+    dask_client, memcached_pool, key_prefix, start, expect
+) -> None:
     cfg = _cfg(f"{key_prefix}-{start}", start=start)
     result = run_mapreduce(cfg, _addresses(memcached_pool), dask_client)
     assert len(result.accuracy) == 3 and all(a is not None and 0 <= a <= 1 for a in result.accuracy)
@@ -51,7 +60,9 @@ def test_map_tasks_start_from_the_chosen_weights(dask_client, memcached_pool, ke
 
 
 def test_fittest_reduce_keeps_the_best_node(dask_client, memcached_pool, key_prefix) -> None:
-    result = run_mapreduce(_cfg(f"{key_prefix}-fit", reduce="fittest", rounds=2), _addresses(memcached_pool), dask_client)
+    result = run_mapreduce(
+        _cfg(f"{key_prefix}-fit", reduce="fittest", rounds=2), _addresses(memcached_pool), dask_client
+    )
     for summary in result.rounds:
         best = max(summary["maps"], key=lambda m: m["fitness"])
         assert summary["reduced_from"] == [best["node"]]
@@ -78,13 +89,21 @@ def test_other_architecture_in_the_cache_is_a_user_error(dask_client, memcached_
         cache.put(cfg.job, "planted", build_model("small", 1, 5), fitness=2.0)
     with pytest.raises(UserError, match="another architecture"):
         # Round 1 starts fresh; round 2 loads the fittest weights: the planted ones.
-        run_mapreduce(_cfg(cfg.job, rounds=2, start="best"), _addresses(memcached_pool), dask_client, fresh=False)
+        run_mapreduce(
+            _cfg(cfg.job, rounds=2, start="best"), _addresses(memcached_pool), dask_client, fresh=False
+        )
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"start": "nowhere"}, "unknown start"), ({"reduce": "median"}, "unknown reduce"),
-    ({"job": "bad job"}, "job name"), ({"rounds": 0}, "rounds must be"), ({"network": "lenet9"}, "unknown network"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"start": "nowhere"}, "unknown start"),
+        ({"reduce": "median"}, "unknown reduce"),
+        ({"job": "bad job"}, "job name"),
+        ({"rounds": 0}, "rounds must be"),
+        ({"network": "lenet9"}, "unknown network"),
+    ],
+)
 def test_bad_config(kw, match) -> None:
     with pytest.raises(UserError, match=match):
         _cfg(**{"job": "ok", **kw}).validate()
@@ -100,8 +119,10 @@ def test_experiment_is_memoized_and_plotted(dask_client, memcached_pool, key_pre
     assert second["figure"] == first["figure"] and first["figure"]["rounds"] == 1
     third = run_experiment(cfg, no_cache=True, **kw)
     assert not third["memo"]["hit"]
-    png = plot_rounds({"cached": first["cached"]["accuracy"], "scratch": first["scratch"]["accuracy"]},
-                      str(tmp_path / "plot.png"))
+    png = plot_rounds(
+        {"cached": first["cached"]["accuracy"], "scratch": first["scratch"]["accuracy"]},
+        str(tmp_path / "plot.png"),
+    )
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 

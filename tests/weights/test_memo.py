@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
-import threading
 
 import numpy as np
 import pytest
@@ -84,8 +84,10 @@ def test_decorator_and_save_if(tmp_path) -> None:
 
 
 def test_redis_and_memcached_stores(redis_server, memcached_server) -> None:
-    for spec in (f"redis://{redis_server.host}:{redis_server.port}",
-                 f"memcached://{memcached_server.host}:{memcached_server.port}"):
+    for spec in (
+        f"redis://{redis_server.host}:{redis_server.port}",
+        f"memcached://{memcached_server.host}:{memcached_server.port}",
+    ):
         with ResultCache.open(spec) as cache:
             cache.purge()
             assert not cache.run(square_sum, ([1, 2, 3],), {}).hit
@@ -110,10 +112,18 @@ def test_http_view_is_read_only(tmp_path) -> None:
             assert [r["key"] for r in listing] == [out.key]
             record = json.load(urllib.request.urlopen(f"{base}/results/{out.key}"))
             assert record["result"] == {"total": 5.0, "array": [0, 2, 4]}
-            for path, method, code in [(f"/results/{'0' * 64}", "GET", 404), ("/nothing", "GET", 404),
-                                       ("/results", "POST", 405), (f"/results/{out.key}", "DELETE", 405)]:
+            for path, method, code in [
+                (f"/results/{'0' * 64}", "GET", 404),
+                ("/nothing", "GET", 404),
+                ("/results", "POST", 405),
+                (f"/results/{out.key}", "DELETE", 405),
+            ]:
                 with pytest.raises(urllib.error.HTTPError) as err:
-                    urllib.request.urlopen(urllib.request.Request(base + path, method=method, data=b"" if method == "POST" else None))
+                    urllib.request.urlopen(
+                        urllib.request.Request(
+                            base + path, method=method, data=b"" if method == "POST" else None
+                        )
+                    )
                 assert err.value.code == code
             assert cache.lookup(out.key) is not None  # DELETE did nothing
         finally:

@@ -11,8 +11,8 @@ from pymemcache.client.hash import HashClient
 
 from spidercache.errors import UserError
 from spidercache.models import build_model
-from spidercache.weights.weight_cache import (WeightCache, WeightCacheWarning, check_compatible, load_into,
-                                              ring_graph)
+from spidercache.weights.layers import WeightCacheWarning, check_compatible, load_into, ring_graph
+from spidercache.weights.weight_cache import WeightCache
 
 
 def _addresses(pool) -> list[str]:
@@ -34,7 +34,9 @@ def _state(seed: int = 0) -> dict:
 
 def _equal(a, b) -> bool:
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        return (
+            isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        )
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
@@ -63,7 +65,7 @@ def test_model_round_trip_and_new_version_replaces_old(memcached_pool, key_prefi
         assert second.seq == first.seq + 1 and second.vid != first.vid
         # The old version's chunks are gone once the new manifest is in place.
         old_keys = [k for e in first.layers for k in cache._chunk_keys("job", "node01", first.vid, e)]
-        assert cache._client.get_many(old_keys) == {}
+        assert cache.store.get_many(old_keys) == [None] * len(old_keys)
         fresh = build_model("small", 1, 10)
         load_into(fresh, cache.get("job", "node01").state)
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
@@ -87,7 +89,10 @@ def test_half_written_version_is_never_seen(memcached_pool, key_prefix) -> None:
 def test_evicted_or_damaged_chunk_is_detected(memcached_pool, key_prefix) -> None:
     with WeightCache(_addresses(memcached_pool), prefix=key_prefix) as cache:
         info = cache.put("job", "node01", _state())
-        keys = cache._chunk_keys("job", "node01", info.vid, info.layers[0])
+        # the items as memcached holds them (the store's key layout and framing)
+        keys = [
+            cache.store._entry_key(k) for k in cache._chunk_keys("job", "node01", info.vid, info.layers[0])
+        ]
         raw = HashClient(memcached_pool.servers, default_noreply=False)
         # Same length, one byte changed: only the checksum can tell.
         chunk = bytearray(raw.get(keys[1]))
@@ -96,7 +101,8 @@ def test_evicted_or_damaged_chunk_is_detected(memcached_pool, key_prefix) -> Non
         with pytest.warns(WeightCacheWarning, match="checksum mismatch"):
             assert cache.get("job", "node01") is None
         info = cache.put("job", "node01", _state())
-        raw.delete(cache._chunk_keys("job", "node01", info.vid, info.layers[0])[2])  # as if evicted
+        gone = cache.store._entry_key(cache._chunk_keys("job", "node01", info.vid, info.layers[0])[2])
+        raw.delete(gone)  # as if evicted
         with pytest.warns(WeightCacheWarning, match="missing"):
             assert cache.get("job", "node01") is None
         raw.close()
@@ -151,12 +157,15 @@ def test_non_strict_open_skips_a_dead_server(memcached_pool_fn, key_prefix) -> N
         assert torch.equal(cache.get("job", "node01").state["w"], torch.ones(3))
 
 
-@pytest.mark.parametrize("servers,match", [
-    ("127.0.0.1:1", "does not answer"),
-    ("localhost", "not HOST:PORT"),
-    ("127.0.0.1:99999", "port out of range"),
-    ("", "no memcached servers"),
-])
+@pytest.mark.parametrize(
+    "servers,match",
+    [
+        ("127.0.0.1:1", "does not answer"),
+        ("localhost", "not HOST:PORT"),
+        ("127.0.0.1:99999", "port out of range"),
+        ("", "no memcached servers"),
+    ],
+)
 def test_bad_server_addresses(servers: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
         WeightCache(servers)

@@ -19,14 +19,20 @@ def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     return exc.value.code, out, err
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["mapreduce", "train", "--job", "bad job", "--data", "synthetic"], "job name"),
-    (["mapreduce", "train", "--start", "sideways", "--data", "synthetic"], "unknown start"),
-    (["mapreduce", "train", "--servers", "127.0.0.1:1", "--data", "synthetic", "--no-cache"], "does not answer"),
-    (["mapreduce", "weights", "job", "--servers", "nohost"], "not HOST:PORT"),
-    (["results", "list", "--store", "ftp://x"], "results store"),
-    (["bench", "weights", "--repeats", "0"], "at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["mapreduce", "train", "--job", "bad job", "--data", "synthetic"], "job name"),
+        (["mapreduce", "train", "--start", "sideways", "--data", "synthetic"], "unknown start"),
+        (
+            ["mapreduce", "train", "--servers", "127.0.0.1:1", "--data", "synthetic", "--no-cache"],
+            "does not answer",
+        ),
+        (["mapreduce", "weights", "job", "--servers", "nohost"], "not HOST:PORT"),
+        (["results", "list", "--store", "ftp://x"], "results store"),
+        (["bench", "weights", "--repeats", "0"], "at least 1"),
+    ],
+)
 def test_user_mistakes_are_one_line_exit_2(argv, match, capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SPIDERCACHE_RESULTS", str(tmp_path / "res"))
     code, _, err = _run(argv, capsys)

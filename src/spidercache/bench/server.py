@@ -38,11 +38,11 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-
 from ..server.shm import SLOT_SIZES, slot_class
 from .server_launch import _start_cache_server, _start_redis
 
 MB = 1 << 20
+TITLE = "Cache server (gRPC, shared memory) against redis-server MGET, same data, same run"
 TARGET_BYTES_PER_ROUND = 256 * MB
 
 
@@ -344,3 +344,10 @@ def _time_cases(cases, flights, repeats, size, batch, n_batches, log) -> list[di
             f"{ips * size / MB:9,.1f} MB/s  {ips / ref:6.2f}x redis"
         )
     return rows
+
+
+def table(rows: list[dict]):
+    """The runner's table: one row per measurement (bench/server_report.py)."""
+    from .server_report import rows_table
+
+    return rows_table(rows)

@@ -40,10 +40,11 @@ from typing import Callable
 import numpy as np
 
 from ..engine.ids import remap_trace
+from ..engine.nextuse import next_use_positions
 from ..errors import UserError
 from ..sim.blocks import block_trace
 from ..sim.formats import Trace, write_oracle_general
-from ..sim.run import footprint_bytes, is_opt, next_use_positions
+from ..sim.run import footprint_bytes, is_opt
 from ..sim.simulate import parse_cache_sizes, parse_policies, simulate, warm_up
 from ..sim.traces import load_trace, zipf
 
@@ -249,3 +250,40 @@ def _row(common, ours_runs, i, lcs_times, lcs_hits, n) -> dict:
         "memory": per_key <= BYTES_PER_KEY_TARGET,
     }
     return row
+
+
+# ------------------------------------------ what `spidercache bench sim` reads (bench/runner.py)
+DOCS = "docs/bench/sim.md"
+OPTION_NAMES = {"fmt": "--format", "by_bytes": "--bytes"}
+HELP = {
+    "trace": "Trace file instead of a generated trace.",
+    "column": "CSV column with the keys (name or 0-based index).",
+    "size_column": "CSV column with the object sizes.",
+    "fmt": "Trace format when the name does not tell it.",
+    "kind": "Generated trace: block (block I/O in 512-byte sectors) or zipf.",
+    "alpha": "Zipf exponent of a generated Zipf trace.",
+    "keys": "Distinct keys of a generated Zipf trace.",
+    "requests": "Length of the generated trace.",
+    "seed": "Seed of the generated trace.",
+    "policy": "Comma-separated policy names.",
+    "cache_size": "Comma-separated cache sizes (<= 1: a fraction).",
+    "by_bytes": "Byte-sized caches (plain numbers are bytes).",
+    "repeat": "Runs per measurement; the median is kept.",
+    "workers": "Our worker processes (0: one per core).",
+}
+
+
+def progress(row: dict) -> str:
+    return f"  {row['policy']:7s} {row['cache_size'] or '':<8}: speed ratio {row['speed_ratio']:.2f}x"
+
+
+def table(rows: list[dict]):
+    from .sim_report import compare_table
+
+    return compare_table(rows)
+
+
+def markdown(rows: list[dict], command: str, load: str = "") -> str:
+    from .sim_report import compare_markdown
+
+    return compare_markdown(rows, command, load)

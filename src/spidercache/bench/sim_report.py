@@ -13,10 +13,6 @@ def _mark(ok: bool | None) -> str:
     return "" if ok is None else ("ok" if ok else "SHORT")
 
 
-def _ratio(v) -> str:
-    return "" if v is None else f"{v:.4f}"
-
-
 def _cells(row: dict) -> list[str]:
     meets = row["meets"]
     if row["policy"] == "sweep":

@@ -1,16 +1,13 @@
-"""Merge SpiderCache study rows (JSON lines) into the tables and plots of docs/bench/spider.md.
+"""The report of the SpiderCache study (`spidercache bench spider --mode report`).
 
-``python -m spidercache.bench.spider_report rows.jsonl [...] --plot docs/img/spider-served.png``
-prints, per (policy, working set): seeds, hits, substitutions, served (their
-sum) averaged over the epochs after the first, served relative to LRU, the
-final test accuracy (mean, standard deviation and half-range over seeds),
-epoch seconds after the first, and for the spider policies the mean index
-upkeep seconds per epoch and its share of the epoch time.
+Merges study rows (JSON lines) per (policy, working set): seeds, hits,
+substitutions, served averaged over the epochs after the first, served
+relative to LRU, final test accuracy over seeds, epoch seconds, and for the
+spider policies the index upkeep and its share; a markdown table and a plot.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from collections import defaultdict
@@ -41,18 +38,31 @@ def summarize(rows: list[dict]) -> list[dict]:
             per["epochs"].append(len(seed_rows))
             if "upkeep_seconds" in seed_rows[0]:
                 per["upkeep"].append(statistics.mean(r["upkeep_seconds"] for r in later))
-                per["upkeep_share"].append(statistics.mean(r["upkeep_seconds"] / r["epoch_seconds"] for r in later))
+                per["upkeep_share"].append(
+                    statistics.mean(r["upkeep_seconds"] / r["epoch_seconds"] for r in later)
+                )
                 per["ratio"].append(later[-1].get("split_ratio", float("nan")))
         acc = per["acc"]
-        row = {"policy": policy, "working_set": ws, "seeds": len(acc), "epochs": max(per["epochs"]),
-               "hit": statistics.mean(per["hit"]), "sub": statistics.mean(per["sub"]),
-               "served": statistics.mean(per["hit"]) + statistics.mean(per["sub"]),
-               "acc": statistics.mean(acc), "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-               "acc_half_range": (max(acc) - min(acc)) / 2, "accs": acc,
-               "epoch_seconds": statistics.mean(per["sec"])}
+        row = {
+            "policy": policy,
+            "working_set": ws,
+            "seeds": len(acc),
+            "epochs": max(per["epochs"]),
+            "hit": statistics.mean(per["hit"]),
+            "sub": statistics.mean(per["sub"]),
+            "served": statistics.mean(per["hit"]) + statistics.mean(per["sub"]),
+            "acc": statistics.mean(acc),
+            "acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "acc_half_range": (max(acc) - min(acc)) / 2,
+            "accs": acc,
+            "epoch_seconds": statistics.mean(per["sec"]),
+        }
         if per["upkeep"]:
-            row.update(upkeep_seconds=statistics.mean(per["upkeep"]),
-                       upkeep_share=statistics.mean(per["upkeep_share"]), final_ratio=statistics.mean(per["ratio"]))
+            row.update(
+                upkeep_seconds=statistics.mean(per["upkeep"]),
+                upkeep_share=statistics.mean(per["upkeep_share"]),
+                final_ratio=statistics.mean(per["ratio"]),
+            )
         out.append(row)
     lru = {r["working_set"]: r["served"] for r in out if r["policy"] == "lru"}
     for r in out:
@@ -61,21 +71,25 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def table(summary: list[dict]) -> str:
-    head = ("| policy | ws | seeds | hits | subst. | served | × LRU | final acc % (mean ± sd; per seed) "
-            "| epoch s | upkeep s (share) | split |\n|---|---|---|---|---|---|---|---|---|---|---|")
+def report_table(summary: list[dict]) -> str:
+    head = (
+        "| policy | ws | seeds | hits | subst. | served | × LRU | final acc % (mean ± sd; per seed) "
+        "| epoch s | upkeep s (share) | split |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in summary:
         up = f"{r['upkeep_seconds']:.2f} ({100 * r['upkeep_share']:.1f}%)" if "upkeep_seconds" in r else ""
         split = f"{r['final_ratio']:.2f}" if "final_ratio" in r else ""
         accs = ", ".join(f"{a:.2f}" for a in r["accs"])
-        lines.append(f"| {r['policy']} | {r['working_set']:g} | {r['seeds']} | {r['hit']:.3f} | {r['sub']:.3f} | "
-                     f"{r['served']:.3f} | {r['served_vs_lru']:.1f} | {r['acc']:.2f} ± {r['acc_std']:.2f} ({accs}) | "
-                     f"{r['epoch_seconds']:.1f} | {up} | {split} |")
+        lines.append(
+            f"| {r['policy']} | {r['working_set']:g} | {r['seeds']} | {r['hit']:.3f} | {r['sub']:.3f} | "
+            f"{r['served']:.3f} | {r['served_vs_lru']:.1f} | {r['acc']:.2f} ± {r['acc_std']:.2f} ({accs}) | "
+            f"{r['epoch_seconds']:.1f} | {up} | {split} |"
+        )
     return "\n".join(lines)
 
 
-def plot(summary: list[dict], rows: list[dict], path: str) -> None:
+def draw(summary: list[dict], rows: list[dict], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,8 +114,13 @@ def plot(summary: list[dict], rows: list[dict], path: str) -> None:
     at = [r for r in summary if r["working_set"] == ws0]
     for r in at:
         a2.errorbar(r["served"], r["acc"], yerr=r["acc_std"], fmt="o", capsize=3, color=color[r["policy"]])
-        a2.annotate(r["policy"], (r["served"], r["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    a2.set_xlabel(f"served from cache at working set {ws0:g}"), a2.set_ylabel("final test accuracy %, mean ± sd")
+        a2.annotate(
+            r["policy"], (r["served"], r["acc"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    (
+        a2.set_xlabel(f"served from cache at working set {ws0:g}"),
+        a2.set_ylabel("final test accuracy %, mean ± sd"),
+    )
     # Per-epoch curves only for the policies run with the most seeds: a mean over
     # another set of seeds starts from another epoch-0 accuracy and would mislead.
     most = max(r["seeds"] for r in at)
@@ -118,23 +137,3 @@ def plot(summary: list[dict], rows: list[dict], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("rows", nargs="+")
-    ap.add_argument("--plot")
-    ap.add_argument("--json")
-    a = ap.parse_args(argv)
-    rows = load(a.rows)
-    summary = summarize(rows)
-    print(table(summary))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(summary, f, indent=1)
-    if a.plot:
-        plot(summary, rows, a.plot)
-
-
-if __name__ == "__main__":
-    main()

@@ -46,7 +46,20 @@ app = typer.Typer(
 )
 
 # Group modules, in the order they appear in --help. Each has ``register(app)``.
-_GROUPS = ["demo", "doctor", "train", "trace", "sim", "store", "bench", "server", "gati", "embed", "mapreduce", "results"]
+_GROUPS = [
+    "demo",
+    "doctor",
+    "train",
+    "trace",
+    "sim",
+    "store",
+    "bench",
+    "server",
+    "gati",
+    "embed",
+    "mapreduce",
+    "results",
+]
 
 # Errors of the user's making: one line, exit 2.
 _USER_ERRORS = (

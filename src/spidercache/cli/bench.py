@@ -1,78 +1,123 @@
-"""`spidercache bench`: benchmarks that compare against a reference in the same run.
+"""`spidercache bench` lists the benchmarks; `spidercache bench NAME [options]` runs one.
 
-``bench_app`` is defined at module level so that other front-ends can add
-their own benchmarks::
-
-    from spidercache.cli.bench import bench_app
-
-    @bench_app.command("train")
-    def bench_train(...): ...
+The benchmarks live in ``spidercache.bench`` (one module each, named in its
+``BENCHMARKS`` table); only the one asked for is imported. Its options are the
+keyword parameters of its function, plus what every benchmark has: ``--json``,
+``--out PATH`` and, for those that write a docs/bench section,
+``--write-docs/--no-write-docs`` and ``--docs-path``.
 """
 
 from __future__ import annotations
 
-import os
+import inspect
 import shlex
 import sys
+import typing
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-bench_app = typer.Typer(
-    help="Benchmarks: each measures ratios against a reference in the same run.",
-    no_args_is_help=True,
-)
+_COMMON = {
+    "json_out": (bool, typer.Option(False, "--json", help="Print the run as JSON instead of a table.")),
+    "out": (Optional[Path], typer.Option(None, "--out", help="Also write the run as JSON here.")),
+}
+_DOCS = {
+    "write_docs": (
+        bool,
+        typer.Option(True, "--write-docs/--no-write-docs", help="Write the docs/bench section."),
+    ),
+}
 
-DEFAULT_DOCS = Path("docs/bench/sim.md")
+
+def _command(name: str):
+    """A function with the benchmark's options (for typer) that runs it through the runner."""
+    from ..bench import load
+    from ..bench.runner import HOOKS, run_benchmark
+
+    fn = load(name)
+    module = sys.modules[fn.__module__]
+    hints = typing.get_type_hints(fn)
+    help_text = getattr(module, "HELP", {})
+    params = []
+    names = getattr(module, "OPTION_NAMES", {})
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in HOOKS:
+            continue
+        decls = (names[p.name],) if p.name in names else ()
+        option = typer.Option(p.default, *decls, help=help_text.get(p.name, ""))
+        params.append(p.replace(kind=p.KEYWORD_ONLY, default=option, annotation=_annotation(p, hints)))
+    common = dict(_COMMON)
+    if hasattr(module, "markdown"):
+        common.update(_DOCS)
+        common["docs_path"] = (
+            Path,
+            typer.Option(Path(module.DOCS), "--docs-path", help="Where the section goes."),
+        )
+    for key, (annotation, default) in common.items():
+        params.append(
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+
+    def command(**kw) -> None:
+        extra = {k: kw.pop(k) for k in list(kw) if k in common}
+        argv = sys.argv[sys.argv.index(name) + 1 :] if name in sys.argv else []
+        run_benchmark(
+            name,
+            kw,
+            json_out=extra["json_out"],
+            out=extra["out"],
+            write_docs=extra.get("write_docs", False),
+            docs_path=extra.get("docs_path"),
+            command="spidercache " + shlex.join(["bench", name, *argv]),
+        )
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = fn.__doc__ or module.__doc__
+    return command
 
 
-@bench_app.command("sim")
-def bench_sim(
-    trace: Optional[Path] = typer.Option(None, help="Trace file instead of a generated trace."),
-    column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
-    size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Trace format when the name does not tell it."),
-    kind: str = typer.Option("block", help="Generated trace: block (block I/O in 512-byte sectors) or zipf."),
-    alpha: float = typer.Option(1.0, help="Zipf exponent of a generated Zipf trace."),
-    keys: int = typer.Option(1_000_000, help="Distinct keys of a generated Zipf trace."),
-    requests: int = typer.Option(8_200_000, help="Length of the generated trace."),
-    seed: int = typer.Option(0, help="Seed of the generated trace."),
-    policy: str = typer.Option("lru,fifo,lfu,arc,s3fifo,opt", help="Comma-separated policy names."),
-    cache_size: str = typer.Option("0.001,0.01,0.1", help="Comma-separated cache sizes (<= 1: a fraction)."),
-    by_bytes: bool = typer.Option(False, "--bytes", help="Byte-sized caches (plain numbers are bytes)."),
-    repeat: int = typer.Option(3, help="Runs per measurement; the median is kept."),
-    workers: int = typer.Option(0, help="Our worker processes (0: one per core)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON rows instead of a table."),
-    write_docs: bool = typer.Option(True, "--write-docs/--no-write-docs", help="Write the markdown page."),
-    docs_path: Path = typer.Option(DEFAULT_DOCS, help="Where the markdown page goes."),
-) -> None:
-    """Same trace through libCacheSim and Spider Cache: hit ratios, |Δ|, seconds, bytes/key."""
-    import json
+def _annotation(p: inspect.Parameter, hints: dict):
+    """The option's type: its hint, else the type of its default (text when the default is None)."""
+    if p.name in hints:
+        return hints[p.name]
+    if p.default is None or p.default is inspect.Parameter.empty:
+        return Optional[str]
+    return type(p.default)
 
-    from rich.console import Console
 
-    from ..bench.sim import run
-    from ..bench.sim_report import compare_markdown, compare_table
+def list_benchmarks() -> list[dict]:
+    from ..bench import BENCHMARKS, available
 
-    err = Console(stderr=True)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    rows = run(trace=trace, column=column, size_column=size_column, fmt=fmt, kind=kind, alpha=alpha, keys=keys,
-               requests=requests, seed=seed, policy=policy, cache_size=cache_size, by_bytes=by_bytes,
-               repeat=repeat, workers=workers,
-               on_row=lambda r: err.print(f"  {r['policy']:7s} {r['cache_size'] or '':<8}: "
-                                          f"speed ratio {r['speed_ratio']:.2f}x"))
-    if json_out:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        Console(width=None if sys.stdout.isatty() else 170).print(compare_table(rows))
-    if write_docs:
-        command = "spidercache " + shlex.join(["bench", "sim", *sys.argv[sys.argv.index("sim") + 1:]]) \
-            if "sim" in sys.argv else "spidercache bench sim"
-        docs_path.parent.mkdir(parents=True, exist_ok=True)
-        docs_path.write_text(compare_markdown(rows, command, load))
-        err.print(f"wrote {docs_path}")
+    return [{"name": n, "function": BENCHMARKS[n], "available": available(n)} for n in sorted(BENCHMARKS)]
+
+
+def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Benchmark to run.")) -> None:
+    """Benchmarks: each measures ratios against a reference in the same run. NAME --help for its options."""
+    if name is None or name.startswith("-"):  # a listing: `bench`, `bench --json`, `bench --help`
+        from .output import print_rows
+
+        print_rows(
+            list_benchmarks(),
+            json_out="--json" in [name, *ctx.args],
+            title="benchmarks (spidercache bench NAME)",
+            columns=[
+                ("name", lambda r: r["name"]),
+                ("function", lambda r: r["function"]),
+                ("in this build", lambda r: "yes" if r["available"] else "not yet"),
+            ],
+        )
+        return
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command(name=name)(_command(name))
+    code = app(args=list(ctx.args), prog_name=f"spidercache bench {name}", standalone_mode=False)
+    if isinstance(code, int) and code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(bench_app, name="bench")
+    app.command(
+        "bench",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    )(bench)

@@ -132,10 +132,10 @@ def optgen_cmd(
     import numpy as np
 
     from ..embedding.optgen import optgen
-    from ..embedding.optgen import resolve_capacity
     from ..embedding.traces import read_embedding_trace
+    from ..engine.capacity import capacity_for
 
-    resolve_capacity(cache_size, 1)  # a bad size fails before reading the trace
+    capacity_for(cache_size, 1)  # a bad size fails before reading the trace
     if out.parent and not out.parent.exists():
         from ..errors import UserError
 
@@ -356,39 +356,3 @@ def headroom_cmd(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(embed_app, name="embed")
-    try:
-        from .bench import bench_app
-    except ImportError:  # no bench group: the benchmark lives under embed
-        embed_app.command("bench")(bench_embed)
-    else:
-        bench_app.command("embed")(bench_embed)
-
-
-def bench_embed(
-    requests: int = typer.Option(2_000_000, help="Lookups per validation trace."),
-    steps: int = typer.Option(1500, help="Training steps of the warm-start model."),
-    docs_path: Path = typer.Option(
-        Path("docs/bench/embedding-results.md"),
-        help="Generated tables (markdown; raw rows go next to it as .json). "
-        "The hand-written notes in docs/bench/embedding.md are never touched.",
-    ),
-    write_docs: bool = typer.Option(True, "--write-docs/--no-write-docs"),
-    json_out: bool = typer.Option(False, "--json"),
-) -> None:
-    """Validation families (tune / report) with lru, lfu, arc, s3fifo, OPT and learned (no model and
-    warm-started), optgen and scoring speed, CachedEmbeddingBag vs nn.EmbeddingBag."""
-    from ..bench.embed import check_docs, markdown, run
-    from ..errors import UserError
-
-    if requests < 1000:
-        raise UserError(f"--requests must be at least 1000, got {requests}")
-    if write_docs:
-        check_docs(docs_path)  # refuse before an hour of work, not after
-    rows = run(requests=requests, steps=steps, log=_console().print)
-    md = markdown(rows)
-    typer.echo(json.dumps(rows, indent=2) if json_out else md)
-    if write_docs:
-        docs_path.parent.mkdir(parents=True, exist_ok=True)
-        docs_path.write_text(md)
-        docs_path.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-        _console().print(f"wrote {docs_path} and {docs_path.with_suffix('.json')}")

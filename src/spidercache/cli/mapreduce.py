@@ -1,4 +1,4 @@
-"""`spidercache mapreduce train|weights` and `spidercache bench weights` (DisCo's weight cache)."""
+"""`spidercache mapreduce train|weights`: DisCo's weight cache (benchmark: `spidercache bench weights`)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,30 @@ from typing import Optional
 
 import typer
 
-from .bench import bench_app
-
-mapreduce_app = typer.Typer(help="Map/reduce training on Dask with layer weights cached in memcached.",
-                            no_args_is_help=True)
+mapreduce_app = typer.Typer(
+    help="Map/reduce training on Dask with layer weights cached in memcached.", no_args_is_help=True
+)
 
 
 @mapreduce_app.command("train")
 def train(
-    servers: Optional[str] = typer.Option(None, help="memcached pool HOST:PORT,HOST:PORT (default: start two on loopback)."),
+    servers: Optional[str] = typer.Option(
+        None, help="memcached pool HOST:PORT,HOST:PORT (default: start two on loopback)."
+    ),
     scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address (default: a LocalCluster)."),
     workers: int = typer.Option(2, help="LocalCluster workers (ignored with --scheduler)."),
-    threads: bool = typer.Option(False, "--threads", help="LocalCluster workers as threads instead of processes."),
+    threads: bool = typer.Option(
+        False, "--threads", help="LocalCluster workers as threads instead of processes."
+    ),
     job: str = typer.Option("fmnist", help="Job name: the weights live under JOB/NODE."),
     network: str = typer.Option("small", help="Network to train (see spidercache.models)."),
     data: str = typer.Option("fashion-mnist", help="fashion-mnist or synthetic."),
     data_root: str = typer.Option("/usr/share/datasets/fashion-mnist", help="Fashion-MNIST folder."),
     nodes: int = typer.Option(2, help="Map tasks (data partitions) per round."),
     rounds: int = typer.Option(6, help="Map/reduce rounds."),
-    start: str = typer.Option("reduced", help="Start weights of a map task: reduced, own, best, neighbour, scratch."),
+    start: str = typer.Option(
+        "reduced", help="Start weights of a map task: reduced, own, best, neighbour, scratch."
+    ),
     reduce: str = typer.Option("average", help="Reduce: average or fittest."),
     steps: int = typer.Option(40, help="SGD steps per map task."),
     batch_size: int = typer.Option(64, help="Batch size."),
@@ -35,36 +40,49 @@ def train(
     val_samples: int = typer.Option(1000, help="Validation samples (fitness and the plot)."),
     seed: int = typer.Option(0, help="Seed."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Also run from scratch every round."),
-    plot: Optional[str] = typer.Option("mapreduce.png", help="PNG of validation accuracy per round ('' for none)."),
-    results: Optional[str] = typer.Option(None, help="Results store: lmdb:PATH, redis://HOST:PORT, memcached://HOST:PORT."),
+    plot: Optional[str] = typer.Option(
+        "mapreduce.png", help="PNG of validation accuracy per round ('' for none)."
+    ),
+    results: Optional[str] = typer.Option(
+        None, help="Results store: lmdb:PATH, redis://HOST:PORT, memcached://HOST:PORT."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run even if this exact job's result is cached."),
-    resume: bool = typer.Option(False, "--resume", help="Start from weights an earlier run left in the cache."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Start from weights an earlier run left in the cache."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Train in map/reduce rounds, starting map tasks from cached weights; plot vs from scratch."""
+    values = dict(locals())
     import warnings
+    from dataclasses import fields
 
     from rich.console import Console
-    from rich.table import Table
 
-    from ..weights.mapreduce import MapReduceConfig, plot_rounds, run_experiment
+    from ..weights.experiment import plot_rounds, run_experiment
+    from ..weights.mapreduce import MapReduceConfig
 
-    cfg = MapReduceConfig(job=job, network=network, data=data, data_root=data_root, nodes=nodes, rounds=rounds,
-                          start=start, reduce=reduce, steps=steps, batch_size=batch_size, lr=lr,
-                          train_samples=train_samples, val_samples=val_samples, seed=seed).validate()
+    cfg = MapReduceConfig(**{f.name: values[f.name] for f in fields(MapReduceConfig) if f.name in values})
+    cfg.validate()
     console = Console(stderr=True, quiet=json_out)
 
-    def on_round(label: str, r: int, summary: dict) -> None:
-        acc = summary["val_accuracy"]
-        console.print(f"[{label}] round {r + 1}/{rounds}: val accuracy "
-                      f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
-                      f"starts: {', '.join(m['source'] for m in summary['maps'])})")
+    on_round = _round_printer(console, rounds)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fallbacks are reported in the result's warning list
-        out = run_experiment(cfg, servers=servers, scheduler=scheduler, workers=workers, processes=not threads,
-                             compare=compare, results=results, no_cache=no_cache, resume=resume, on_round=on_round,
-                             on_ready=lambda addrs: console.print(f"memcached pool: {', '.join(addrs)}"))
+        out = run_experiment(
+            cfg,
+            servers=servers,
+            scheduler=scheduler,
+            workers=workers,
+            processes=not threads,
+            compare=compare,
+            results=results,
+            no_cache=no_cache,
+            resume=resume,
+            on_round=on_round,
+            on_ready=lambda addrs: console.print(f"memcached pool: {', '.join(addrs)}"),
+        )
     if plot:
         series = {f"cached weights (start={start})": out["cached"]["accuracy"]}
         if out["scratch"]:
@@ -74,8 +92,29 @@ def train(
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    table = Table(title=f"map/reduce {job}: validation accuracy per round"
-                        + (" (cached result)" if out["memo"]["hit"] else ""))
+    _print_result(out, job, start, plot, console)
+
+
+def _round_printer(console, rounds: int):
+    def on_round(label: str, r: int, summary: dict) -> None:
+        acc = summary["val_accuracy"]
+        console.print(
+            f"[{label}] round {r + 1}/{rounds}: val accuracy "
+            f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
+            f"starts: {', '.join(m['source'] for m in summary['maps'])})"
+        )
+
+    return on_round
+
+
+def _print_result(out: dict, job: str, start: str, plot: Optional[str], console) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"map/reduce {job}: validation accuracy per round"
+        + (" (cached result)" if out["memo"]["hit"] else "")
+    )
     table.add_column("round", justify="right")
     table.add_column(f"start={start}", justify="right")
     if out["scratch"]:
@@ -91,8 +130,10 @@ def train(
         console.print(f"warning: {line}")
     if out["figure"]:
         f = out["figure"]
-        console.print(f"from-scratch final accuracy {f['scratch_final_accuracy']:.3f} reached by the cached run in "
-                      f"round {f['cached_rounds_to_match']} of {f['rounds']}")
+        console.print(
+            f"from-scratch final accuracy {f['scratch_final_accuracy']:.3f} reached by the cached run in "
+            f"round {f['cached_rounds_to_match']} of {f['rounds']}"
+        )
     if plot:
         console.print(f"plot: {plot}")
 
@@ -109,71 +150,29 @@ def weights(
 
     with WeightCache(servers) as cache:
         infos = cache.infos(job)
-    rows = [{"node": i.node, "version": i.seq, "fitness": i.fitness, "layers": len(i.layers),
-             "megabytes": round(i.nbytes / 1e6, 3), "created": i.created} for i in infos]
-    print_rows(rows, json_out=json_out, title=f"cached weights of {job}", columns=[
-        ("node", lambda r: r["node"]),
-        ("version", lambda r: str(r["version"])),
-        ("fitness", lambda r: "-" if r["fitness"] is None else f"{r['fitness']:.4f}"),
-        ("layers", lambda r: str(r["layers"])),
-        ("megabytes", lambda r: f"{r['megabytes']:.3f}"),
-    ])
-
-
-@bench_app.command("weights")
-def bench_weights(
-    servers: Optional[str] = typer.Option(None, help="memcached pool (default: start two on loopback with 1 GB each)."),
-    repeats: int = typer.Option(5, help="Timed repetitions per path; the fastest is kept."),
-    rounds: int = typer.Option(6, help="Map/reduce rounds."),
-    data: str = typer.Option("fashion-mnist", help="fashion-mnist or synthetic."),
-    skip_mapreduce: bool = typer.Option(False, "--skip-mapreduce", help="Only the throughput rows."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-) -> None:
-    """WeightCache vs raw pymemcache (ResNet-18), map/reduce cached vs scratch, memoized rerun."""
-    import contextlib
-    import warnings
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from ..errors import UserError
-    from ..weights.bench import bench_mapreduce_and_memo, bench_throughput
-    from ..weights.local_memcached import memcached_pool
-
-    if repeats < 1 or rounds < 1:
-        raise UserError("repeats and rounds must be at least 1")
-    console = Console(stderr=True, quiet=json_out)
-    with contextlib.ExitStack() as stack:
-        if servers:
-            addresses = servers.split(",")
-        else:
-            addresses = [p.address for p in stack.enter_context(memcached_pool(2, memory_mb=1024))]
-        console.print(f"memcached pool: {', '.join(addresses)}")
-        out = {"throughput": bench_throughput(addresses, repeats=repeats)}
-        if not skip_mapreduce:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out.update(bench_mapreduce_and_memo(addresses, rounds=rounds, data=data, on_round=lambda l, r, s: console.print(
-                    f"[{l}] round {r + 1}: {s['val_accuracy'] if s['val_accuracy'] is None else round(s['val_accuracy'], 3)}")))
-    if json_out:
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    tp = out["throughput"]
-    table = Table(title="WeightCache vs raw pymemcache (same bytes, same servers)")
-    for col in ("op", "path", "megabytes", "mb_per_second"):
-        table.add_column(col)
-    for r in tp["rows"]:
-        table.add_row(r["op"], r["path"], f"{r['megabytes']:.1f}", f"{r['mb_per_second']:.1f}")
-    Console().print(table)
-    print(f"put ratio {tp['put_ratio']:.2f}, get ratio {tp['get_ratio']:.2f} (target >= 0.70), bit-exact: {tp['bit_exact']}")
-    if "mapreduce" in out:
-        m, memo = out["mapreduce"], out["memo"]
-        print(f"map/reduce: cached {m['cached_accuracy']}; scratch {m['scratch_accuracy']}")
-        print(f"cached run reaches scratch final {m['scratch_final_accuracy']} in round {m['cached_rounds_to_match']} "
-              f"of {m['rounds']} (target <= half: {m['meets_half']})")
-        print(f"memo: first {memo['first_seconds']:.2f} s, rerun {memo['rerun_seconds']:.4f} s, "
-              f"speedup {memo['speedup']:.0f}x (target >= 10x), same result: {memo['same_result']}")
+    rows = [
+        {
+            "node": i.node,
+            "version": i.seq,
+            "fitness": i.fitness,
+            "layers": len(i.layers),
+            "megabytes": round(i.nbytes / 1e6, 3),
+            "created": i.created,
+        }
+        for i in infos
+    ]
+    print_rows(
+        rows,
+        json_out=json_out,
+        title=f"cached weights of {job}",
+        columns=[
+            ("node", lambda r: r["node"]),
+            ("version", lambda r: str(r["version"])),
+            ("fitness", lambda r: "-" if r["fitness"] is None else f"{r['fitness']:.4f}"),
+            ("layers", lambda r: str(r["layers"])),
+            ("megabytes", lambda r: f"{r['megabytes']:.3f}"),
+        ],
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -10,35 +10,20 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-# Wide enough for any table we print; a table that does not expand takes only what it needs.
-_PIPE_WIDTH = 10_000
+# one console rule and one table builder for the commands and the benchmarks (bench/runner.py)
+from ..bench.runner import Column, console, rows_table
 
-
-def console(stderr: bool = False, quiet: bool = False):
-    """A rich Console for stdout (or stderr) that wraps on a terminal and never truncates elsewhere."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else _PIPE_WIDTH
-    return Console(stderr=stderr, quiet=quiet, width=width)
+__all__ = ["Column", "console", "print_rows"]
 
 
-Column = tuple[str, Callable[[Mapping[str, Any]], str]]
-
-
-def print_rows(rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str, columns: Sequence[Column]) -> None:
-    """``rows`` as indented JSON (machine output), or as a rich table of ``columns`` (header, cell formatter)."""
+def print_rows(
+    rows: Sequence[Mapping[str, Any]], *, json_out: bool, title: str, columns: Sequence[Column]
+) -> None:
+    """``rows`` as indented JSON (machine output), or a rich table of ``columns`` (header, cell formatter)."""
     if json_out:
         json.dump(list(rows), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    from rich.table import Table
-
-    table = Table(title=title)
-    for header, _ in columns:
-        table.add_column(header)
-    for row in rows:
-        table.add_row(*(cell(row) for _, cell in columns))
-    console().print(table)
+    console().print(rows_table(rows, title, columns))

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-results_app = typer.Typer(help="Memoized job results: list, purge, serve read-only over HTTP.", no_args_is_help=True)
+results_app = typer.Typer(
+    help="Memoized job results: list, purge, serve read-only over HTTP.", no_args_is_help=True
+)
 
 STORE_HELP = "Results store: lmdb:PATH (default: ~/.cache/spidercache/results), redis://HOST:PORT, memcached://HOST:PORT,..."
 
@@ -23,13 +25,18 @@ def list_results(
 
     with ResultCache.open(store) as cache:
         rows = cache.entries()
-    print_rows(rows, json_out=json_out, title=f"{len(rows)} cached job result(s)", columns=[
-        ("key", lambda r: r["key"][:16]),
-        ("function", lambda r: r["function"]),
-        ("created", lambda r: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
-        ("first run (s)", lambda r: f"{r['seconds']:.2f}"),
-        ("bytes", lambda r: str(r["bytes"])),
-    ])
+    print_rows(
+        rows,
+        json_out=json_out,
+        title=f"{len(rows)} cached job result(s)",
+        columns=[
+            ("key", lambda r: r["key"][:16]),
+            ("function", lambda r: r["function"]),
+            ("created", lambda r: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))),
+            ("first run (s)", lambda r: f"{r['seconds']:.2f}"),
+            ("bytes", lambda r: str(r["bytes"])),
+        ],
+    )
 
 
 @results_app.command("purge")
@@ -59,7 +66,9 @@ def serve(
         raise UserError(f"port {port} out of range")
     with ResultCache.open(store) as cache:
         server = make_server(cache, port)
-        print(f"serving results on http://127.0.0.1:{server.server_address[1]}/results (read-only)", flush=True)
+        print(
+            f"serving results on http://127.0.0.1:{server.server_address[1]}/results (read-only)", flush=True
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -289,35 +289,6 @@ def session_destroy(
     typer.echo(f"session {session_id} destroyed")
 
 
-def bench_server(
-    value_bytes: str = typer.Option("3072,153600", "--value-bytes", help="Comma-separated value sizes."),
-    batch: int = typer.Option(256, "--batch", help="Items per batch."),
-    items: int = typer.Option(4096, "--items", help="Distinct items stored per value size."),
-    batches: int = typer.Option(200, "--batches", help="Batches read per measurement."),
-    in_flight: str = typer.Option("1,20", "--in-flight", help="Comma-separated numbers of calls in flight."),
-    json_out: bool = JSON_OPT,
-    docs: Optional[Path] = typer.Option(None, "--docs", help="Also write the table as markdown here."),
-) -> None:
-    """Cache server (gRPC, shared memory) against redis-server (MGET), same data, same run."""
-    from rich.console import Console
-
-    from ..bench.server import run
-    from ..bench.server_report import format_markdown, rows_table
-
-    rows = run(value_bytes=value_bytes, batch=batch, items=items, batches=batches, in_flight=in_flight)
-    if json_out:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        Console().print(rows_table(rows))
-    if docs is not None:
-        docs.parent.mkdir(parents=True, exist_ok=True)
-        docs.write_text(format_markdown(rows))
-        Console(stderr=True).print(f"wrote {docs}")
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(server_app, name="server")
     app.add_typer(session_app, name="session")
-    from .bench import bench_app
-
-    bench_app.command("server")(bench_server)

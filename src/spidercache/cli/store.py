@@ -40,8 +40,12 @@ def check_store(spec: str, value_bytes: int = 4096) -> dict:
         if not np.array_equal(back, value):
             raise CorruptValue(f"store {spec} returned different bytes than it was given")
         store.delete_many([_PROBE_KEY])
-        return {"store": spec, "value_bytes": value_bytes,
-                "put_ms": (t1 - t0) * 1e3, "get_ms": (t2 - t1) * 1e3}
+        return {
+            "store": spec,
+            "value_bytes": value_bytes,
+            "put_ms": (t1 - t0) * 1e3,
+            "get_ms": (t2 - t1) * 1e3,
+        }
     finally:
         store.close()
 
@@ -53,8 +57,10 @@ def check(
 ) -> None:
     """Write, read back and delete one probe value; print the round-trip times."""
     result = check_store(spec, value_bytes)
-    typer.echo(f"ok: {result['store']} put {result['put_ms']:.2f} ms, get {result['get_ms']:.2f} ms "
-               f"({value_bytes} bytes, checksum verified)")
+    typer.echo(
+        f"ok: {result['store']} put {result['put_ms']:.2f} ms, get {result['get_ms']:.2f} ms "
+        f"({value_bytes} bytes, checksum verified)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -19,24 +19,11 @@ from typing import List, Optional
 
 import typer
 
+from ..bench.runner import parse_options
 from ..errors import UserError
 
 _INT_FIELDS = {"batch_size", "epochs", "cache_nodes", "port_num", "port_num2", "port_num3", "workers",
                "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port"}
-
-
-def parse_policy_options(items: list[str]) -> dict:
-    """``key=value`` pairs; values are parsed as JSON when they can be (numbers, true/false)."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--policy-option expects key=value, got {item!r}")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
 
 
 def load_config_file(path: Path) -> dict:
@@ -61,7 +48,6 @@ def load_config_file(path: Path) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    from . import train_bench  # noqa: F401  (adds `bench train` and `bench loader`)
 
     @app.command("train", context_settings={"allow_interspersed_args": True})
     def train_cmd(
@@ -142,7 +128,7 @@ def register(app: typer.Typer) -> None:
         if not values.get("policy"):
             values["policy"] = DEFAULT_POLICY
         opts = dict(values.pop("policy_options", {}) or {})
-        opts.update(parse_policy_options(policy_option or []))
+        opts.update(parse_options(policy_option or []))
         values["progress"] = not (quiet or json_out)
         try:
             cfg = TrainConfig(**values, policy_options=opts)

@@ -23,7 +23,7 @@ from .samplers import PlanningBatchSampler
 
 
 @dataclass
-class CacheStats:
+class LoaderStats:
     """What the cache did over some batches (one rank)."""
 
     requests: int = 0
@@ -90,8 +90,8 @@ class CachedLoader:
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=self.batch_sampler, num_workers=self.workers,
             collate_fn=unwrap_batch, **kw)
-        self.stats = CacheStats()        # the epoch in progress (or last finished)
-        self.total = CacheStats()        # since the loader was made
+        self.stats = LoaderStats()        # the epoch in progress (or last finished)
+        self.total = LoaderStats()        # since the loader was made
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -111,7 +111,7 @@ class CachedLoader:
         if getattr(self, "_started", None) != epoch:
             self.start_epoch(epoch)
         self._started = None
-        self.stats = CacheStats()
+        self.stats = LoaderStats()
         it = iter(self.loader)
         while True:
             t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from .backends import make_backend
 from .cached import CachedDataset
 from .datasets import ArrayImageDataset, files_fingerprint, open_dataset
 from .distributed import DistInfo, all_gather_array, all_reduce_sum, barrier, init_distributed, shutdown
-from .loader import CachedLoader, CacheStats
+from .loader import CachedLoader, LoaderStats
 from .policies import DEFAULT_POLICY, make_training_policy, policy_class
 from .storage import SlowStorage, StorageModel
 from .transforms import Compose, Normalize, RandomFlipCrop, channel_stats

@@ -114,8 +114,6 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self._free = list(range(self.cache_rows - 1, -1, -1))
         self._stamp = np.full(self.num_embeddings, -1, np.int64)
         kw = dict(policy_kwargs or {})
-        if isinstance(policy, str) and policy.startswith(("learned", "lrfu", "lru+")):
-            from . import policy as _names  # noqa: F401  (names the embedding policies in the registry)
         self.policy = (
             make_policy(policy, self.cache_rows, self.num_embeddings, **kw)
             if isinstance(policy, str)

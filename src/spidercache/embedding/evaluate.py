@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.ids import remap_trace
-from ..engine.policies import POLICIES, make_policy
-from ..engine.policies.opt import next_use_positions
+from ..engine.capacity import capacity_for, check_size
+from ..engine.nextuse import next_use_positions
+from ..engine.policies import make_policy
+from ..engine.policies.registry import canonical_name
 from ..errors import UserError
 from .models import load_model
-from .optgen import resolve_capacity
-from .policy import OfflineLearned  # noqa: F401  (registers the embedding policies)
 from .train import dense_tables
 
 
@@ -40,7 +40,7 @@ def parse_sizes(text: str) -> list[float]:
             v = float(item)
         except ValueError:
             raise UserError(f"cache size must be a number, got {item!r}") from None
-        resolve_capacity(v, 1)  # rejects <= 0 with one line
+        check_size(v)  # rejects <= 0 with one line
         out.append(v)
     return out
 
@@ -108,7 +108,7 @@ def evaluate(
     nxt = next_use_positions(ids)
     rows = []
     for cs in cache_sizes:
-        cap = resolve_capacity(cs, n)
+        cap = capacity_for(cs, n)
         results = {}
         for name in dict.fromkeys([*HEURISTICS, "opt", *policies]):
             kw = _kwargs(name, cache_model, prefetch_model, table_of_id, batch)
@@ -153,8 +153,4 @@ def evaluate(
 
 def canonical(name: str) -> str:
     """The registry's name for ``name``; an unknown name fails with one line before any work."""
-    key = name.strip().lower().replace("-", "").replace("_", "")
-    key = {"belady": "opt", "min": "opt"}.get(key, key)
-    if key not in POLICIES:
-        raise UserError(f"unknown policy {name!r}; choose from {', '.join(sorted(POLICIES))}")
-    return key
+    return canonical_name(name)

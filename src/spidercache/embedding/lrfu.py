@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from ..engine.policies.base import Policy
-from ._heap import heap_pop, heap_push
+from ..engine.heap import heap_pop, heap_push
 
 NIL = -1
 # scalars: 0 capacity, 1 size, 2 LRU head (most recent), 3 LRU tail, 4 heap size, 5 bypass,

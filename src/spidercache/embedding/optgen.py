@@ -7,8 +7,12 @@ For each access ``i`` of a trace we want:
   (the admission label a cache model learns): ``hit[next_use[i]]``;
 * ``next_use_distance[i]``: requests until the same key comes again (``-1``: never).
 
+Next-use positions come from ``engine/nextuse.py`` (``NEVER`` for a last access),
+the heap from ``engine/heap.py`` and the capacity rule from ``engine/capacity.py``.
+
 The simulation is one numba pass with a max-heap keyed by next-use position.
-Next-use positions are unique for keys that come again, so any correct Belady
+Next-use positions are unique for keys that come again (all last accesses share
+``NEVER``, and which of those goes first changes no hit), so any correct Belady
 makes the same hit/miss decisions and our hits equal the engine's OPT hit for
 hit. Heap entries are never deleted on a hit: a stale entry's key is a position
 already passed, so it can never be the maximum while a live entry exists; the
@@ -25,59 +29,13 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from ..engine.capacity import capacity_for
+from ..engine.heap import heap_pop, heap_push, heapify
 from ..engine.ids import remap_trace
+from ..engine.nextuse import next_use_positions
 from ..errors import UserError
 
 LABEL_DTYPE = np.dtype([("hit", np.bool_), ("keep", np.bool_), ("next_use_distance", np.int64)])
-
-
-@nb.njit(cache=True)
-def _next_use(ids, n_ids):
-    """next[i] = position of the next access of ids[i], or n + i when none (unique keys)."""
-    n = ids.size
-    last = np.full(n_ids, -1, np.int64)
-    nxt = np.empty(n, np.int64)
-    for i in range(n - 1, -1, -1):
-        j = last[ids[i]]
-        nxt[i] = j if j >= 0 else n + i
-        last[ids[i]] = i
-    return nxt
-
-
-def next_use(ids: np.ndarray, n_ids: int | None = None) -> np.ndarray:
-    """Next-use positions of dense ids; ``n + i`` (past the end) for a last access."""
-    ids = np.ascontiguousarray(ids, np.int64)
-    if n_ids is None:
-        n_ids = int(ids.max()) + 1 if ids.size else 0
-    return _next_use(ids, n_ids)
-
-
-@nb.njit(cache=True, inline="always")
-def _sift_up(hk, hv, pos):
-    k, v = hk[pos], hv[pos]
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if hk[parent] >= k:
-            break
-        hk[pos], hv[pos] = hk[parent], hv[parent]
-        pos = parent
-    hk[pos], hv[pos] = k, v
-
-
-@nb.njit(cache=True, inline="always")
-def _sift_down(hk, hv, pos, size):
-    k, v = hk[pos], hv[pos]
-    while True:
-        c = 2 * pos + 1
-        if c >= size:
-            break
-        if c + 1 < size and hk[c + 1] > hk[c]:
-            c += 1
-        if hk[c] <= k:
-            break
-        hk[pos], hv[pos] = hk[c], hv[c]
-        pos = c
-    hk[pos], hv[pos] = k, v
 
 
 @nb.njit(cache=True)
@@ -103,10 +61,7 @@ def _belady(ids, nxt, n_ids, capacity, bypass):
                 victim = hv[0]
                 cur[victim] = -1
                 size -= 1
-                hsize -= 1
-                if hsize > 0:
-                    hk[0], hv[0] = hk[hsize], hv[hsize]
-                    _sift_down(hk, hv, 0, hsize)
+                hsize = heap_pop(hk, hv, hsize)
             size += 1
         cur[x] = nu
         if hsize == hcap:  # compact: keep live entries only, re-heapify
@@ -116,11 +71,8 @@ def _belady(ids, nxt, n_ids, capacity, bypass):
                     hk[m], hv[m] = hk[j], hv[j]
                     m += 1
             hsize = m
-            for j in range(hsize // 2 - 1, -1, -1):
-                _sift_down(hk, hv, j, hsize)
-        hk[hsize], hv[hsize] = nu, x
-        hsize += 1
-        _sift_up(hk, hv, hsize - 1)
+            heapify(hk, hv, hsize)
+        hsize = heap_push(hk, hv, hsize, nu, x)
     return hits
 
 
@@ -133,7 +85,7 @@ def belady_hits(ids: np.ndarray, capacity: int, bypass: bool = False, nxt: np.nd
     if n_ids is None:
         n_ids = int(ids.max()) + 1 if ids.size else 0
     if nxt is None:
-        nxt = _next_use(ids, n_ids)
+        nxt = next_use_positions(ids, n_ids)
     return _belady(ids, nxt, n_ids, int(capacity), bool(bypass))
 
 
@@ -155,21 +107,14 @@ class Labels:
         return out
 
 
-def resolve_capacity(cache_size: float, distinct: int) -> int:
-    """A size <= 1 is a fraction of the distinct keys, above 1 a count of rows (the simulator's rule)."""
-    from ..engine.capacity import capacity_for
-
-    return capacity_for(cache_size, distinct)
-
-
 def optgen(keys: np.ndarray, cache_size: float, bypass: bool = False, ids_n: tuple | None = None) -> Labels:
     """Belady labels of a key trace at ``cache_size`` (fraction of distinct keys or a count)."""
     keys = np.ascontiguousarray(keys, np.int64)
     if keys.size == 0:
         raise UserError("trace is empty")
     ids, n = ids_n if ids_n is not None else remap_trace(keys)
-    cap = resolve_capacity(cache_size, n)
-    nxt = _next_use(ids, n)
+    cap = capacity_for(cache_size, n)
+    nxt = next_use_positions(ids, n)
     hits = _belady(ids, nxt, n, cap, bool(bypass))
     total = ids.size
     has_next = nxt < total

@@ -32,8 +32,8 @@ import numba as nb
 import numpy as np
 
 from ..engine.ids import remap_trace
-from ._heap import heap_pop, heap_push
-from .optgen import resolve_capacity
+from ..engine.heap import heap_pop, heap_push
+from ..engine.capacity import capacity_for
 from .traces import GenConfig, generate, row_of, table_of
 
 
@@ -174,7 +174,7 @@ def generate_with_rates(cfg: GenConfig) -> tuple[np.ndarray, tuple[np.ndarray, n
 def oracle_hits(keys: np.ndarray, events, cfg: GenConfig, cache_size: float, bypass: bool = True) -> np.ndarray:
     """Hit mask of the true-rate oracle on ``keys`` (made by ``generate_with_rates(cfg)``)."""
     ids, n = remap_trace(keys)
-    cap = resolve_capacity(cache_size, n)
+    cap = capacity_for(cache_size, n)
     pos, slot, rate = events
     return _oracle_sim(ids, _rate_slots(keys, ids, n, cfg), pos, slot, rate, n, cfg.tables * cfg.rows, cap, bypass)
 
@@ -332,7 +332,7 @@ def sampled_oracle_hits(keys: np.ndarray, truth: "GeneratorTruth", cfg: GenConfi
     if horizon > 0 and not know_one_offs:
         raise ValueError("the phase-aware oracle needs to know the one-off rows")
     ids, n = remap_trace(keys)
-    cap = resolve_capacity(cache_size, n)
+    cap = capacity_for(cache_size, n)
     table, le0, inv = posterior_table(cfg)
     cat = np.concatenate
     empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)

@@ -281,16 +281,3 @@ class LearnedPrefetch(OfflineLearned):
                     user_cb(ev[:n_ev].copy())
         return hits
 
-
-def _register_all() -> None:
-    """Name the embedding policies in the engine's registry (the one place they are registered)."""
-    from ..engine.policies import register
-    from .adaptive import Learned
-    from .admit import AdmitLRU
-    from .lrfu import LRFU
-
-    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU):
-        register(cls)
-
-
-_register_all()

@@ -29,7 +29,9 @@ from ..engine.ids import remap_trace
 from ..errors import UserError
 from .features import FeatureState, trace_features
 from .models import MAX_DISTANCE, ModelConfig, build_model, save_model
-from .optgen import _next_use, optgen, resolve_capacity
+from ..engine.capacity import capacity_for
+from ..engine.nextuse import next_use_positions
+from .optgen import optgen
 from .traces import table_of
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,10 +76,10 @@ def prefetch_data(keys: np.ndarray, cfg: ModelConfig) -> TrainData:
     ``history * C`` requests), their features now, and whether each comes in the window."""
     ids, n = remap_trace(keys)
     tables = dense_tables(keys)
-    cap = resolve_capacity(cfg.cache_sizes[len(cfg.cache_sizes) // 2], n)
+    cap = capacity_for(cfg.cache_sizes[len(cfg.cache_sizes) // 2], n)
     w = max(1, int(cfg.window * cap))
     h = max(1, int(cfg.history * cap))
-    nxt = _next_use(ids, n)
+    nxt = next_use_positions(ids, n)
     table_of_id = np.zeros(n, np.int64)
     table_of_id[ids] = tables
     state = FeatureState(cap, n, int(tables.max()) + 1, cfg.batch_lookups)
@@ -195,7 +197,7 @@ def train(
     if cfg.steps < 1 or cfg.checkpoint_every < 1 or cfg.batch_size < 1:
         raise UserError("steps, checkpoint-every and batch-size must be at least 1")
     for cs in cfg.cache_sizes:
-        resolve_capacity(cs, 1)
+        capacity_for(cs, 1)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out exists and is not a folder: {out}")

@@ -188,7 +188,7 @@ def _encode_numpy(arr: np.ndarray, compress: bool) -> bytes:
         raise TypeError(f"cannot encode numpy dtype {arr.dtype} (object or structured)")
     shape = arr.shape  # ascontiguousarray turns 0-d arrays into 1-d ones
     flat = np.ascontiguousarray(arr).reshape(-1)
-    payload = memoryview(flat.view(np.uint8)) if flat.size else b""
+    payload = flat.view(np.uint8).data if flat.size else b""
     return _pack(KIND_NUMPY, arr.dtype.str.encode("ascii"), shape, payload, compress)
 
 

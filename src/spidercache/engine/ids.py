@@ -19,8 +19,8 @@ grows and the pass resumes where it stopped.
 
 from __future__ import annotations
 
-import numpy as np
 import numba as nb
+import numpy as np
 
 # HyperLogLog: 2^14 one-byte registers, about 0.8 % standard error.
 _HLL_BITS = 14
@@ -165,7 +165,7 @@ class _Table:
         self.ids = np.full(size, -1, np.int32 if size <= 2**31 else np.int64)
         self.limit = (size - 16) // 2
 
-    def grown(self, ids_so_far: np.ndarray, keys_so_far: np.ndarray, n_keys: int) -> "_Table":
+    def grown(self, ids_so_far: np.ndarray, keys_so_far: np.ndarray, n_keys: int) -> _Table:
         bigger = _Table(n_keys)
         n = int(ids_so_far.max()) + 1 if ids_so_far.size else 0
         first = np.empty(n, np.int64)

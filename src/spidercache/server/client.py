@@ -49,10 +49,13 @@ def _as_ids(keys) -> np.ndarray:
     if isinstance(keys, np.ndarray):
         ids = keys.astype(np.int64, copy=False).ravel()
     else:
+        keys = list(keys)
+        if not all(isinstance(k, (int, np.integer)) for k in keys):  # "7" must not become id 7
+            raise UserError("the cache server takes integer keys (dense ids)")
         try:
-            ids = np.fromiter((int(k) for k in keys), np.int64)
-        except (TypeError, ValueError):
-            raise UserError("the cache server takes integer keys (dense ids)") from None
+            ids = np.array(keys, np.int64).reshape(-1)
+        except OverflowError:
+            raise UserError("the cache server takes ids below 2**63") from None
     if ids.size and ids.min() < 0:
         raise UserError("the cache server takes non-negative integer keys")
     return ids

@@ -15,7 +15,6 @@ import numba as nb
 import numpy as np
 
 from ..engine.policies import make_policy
-from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -31,15 +30,6 @@ class PolicyRun:
 
 def is_opt(name: str) -> bool:
     return name.lower().replace("-", "").replace("_", "") in {"opt", "belady", "min"}
-
-
-def next_use_positions(ids: np.ndarray) -> np.ndarray:
-    """Next-use positions for OPT, from the OPT policy's own module."""
-    try:
-        from ..engine.policies.opt import next_use_positions as _next_use
-    except ImportError:
-        raise UserError("policy 'opt' is not available in this build") from None
-    return _next_use(ids)
 
 
 def policy_kwargs(name: str, next_use: np.ndarray | None) -> dict[str, Any]:
@@ -66,6 +56,21 @@ def footprint_bytes(ids: np.ndarray, sizes: np.ndarray | None, n: int) -> int:
     return int(_first_sizes_sum(ids, sizes))
 
 
+def replay(
+    policy: Any, ids: np.ndarray, batch: int | None = None, sizes: np.ndarray | None = None
+) -> np.ndarray:
+    """The one trace-replay loop: ``ids`` through ``policy`` (whole, or ``batch`` at a time) -> hits."""
+    if not batch or batch >= ids.size:
+        return policy.access(ids) if sizes is None else policy.access(ids, sizes=sizes)
+    hits = np.empty(ids.size, np.bool_)
+    for s in range(0, ids.size, batch):
+        part = slice(s, s + batch)
+        hits[part] = (
+            policy.access(ids[part]) if sizes is None else policy.access(ids[part], sizes=sizes[part])
+        )
+    return hits
+
+
 def run_policy(
     run: PolicyRun,
     ids: np.ndarray,
@@ -79,7 +84,7 @@ def run_policy(
         kwargs["by_bytes"] = True
     policy = make_policy(run.policy, max(run.built, 1), n_ids, **kwargs)
     t0 = time.perf_counter()
-    hit_mask = policy.access(ids, sizes=sizes if run.by_bytes else None)
+    hit_mask = replay(policy, ids, sizes=sizes if run.by_bytes else None)
     elapsed = time.perf_counter() - t0
     return {
         "policy": policy.name,

@@ -35,9 +35,10 @@ import numpy as np
 
 from ..engine.capacity import capacity_for, parse_size
 from ..engine.ids import remap_trace
+from ..engine.nextuse import next_use_positions
 from ..engine.policies import make_policy
 from ..errors import UserError
-from .run import PolicyRun, footprint_bytes, is_opt, next_use_positions, policy_kwargs, run_policy
+from .run import PolicyRun, footprint_bytes, is_opt, policy_kwargs, run_policy
 
 ROW_KEYS = (
     "policy",
@@ -106,9 +107,9 @@ def warm_up(policies: Sequence[str], by_bytes: bool = False) -> None:
         policy.access(ids)
         if by_bytes:
             if not policy.supports_sizes:
-                from ..engine.policies import POLICIES
+                from ..engine.policies import ENGINE_POLICIES, policy_class
 
-                sized = ", ".join(sorted(k for k, c in POLICIES.items() if c.supports_sizes))
+                sized = ", ".join(n for n in ENGINE_POLICIES if policy_class(n).supports_sizes)
                 raise UserError(
                     f"policy {name!r} does not run with object sizes yet; byte capacities work with {sized}"
                 )

@@ -1,1 +1,1 @@
-"""Helpers that start real servers (redis-server, the cache server) for benchmarks and tests."""
+"""What only the tests import: the servers their fixtures start (``servers``)."""

@@ -20,7 +20,6 @@ machine that has none of the network clients.
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable
 
 import numpy as np
@@ -149,7 +148,7 @@ def _kernels() -> dict[str, Callable]:
     return _cuda_kernels
 
 
-def _launch_cuda(kind: str, a, b, c) -> None:
+def launch_cuda(kind: str, a, b, c) -> None:
     """Launch on device arrays (numba device arrays or anything with __cuda_array_interface__)."""
     n, m = c.shape
     if kind == "tiled":
@@ -167,7 +166,7 @@ def _matmul_cuda(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = _check(a, b)
     da, db = cuda.to_device(a), cuda.to_device(b)
     dc = cuda.device_array((a.shape[0], b.shape[1]), np.float32)
-    _launch_cuda(kind, da, db, dc)
+    launch_cuda(kind, da, db, dc)
     return dc.copy_to_host()
 
 
@@ -185,66 +184,13 @@ def matmul_tiled(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return matmul_tiled_cuda(a, b) if cuda_available() else matmul_blocked_cpu(a, b)
 
 
-# --------------------------------------------------------------- benchmark
-def _best_of(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    fn()  # compile / warm up
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def benchmark(n: int = 512, repeats: int = 3, gpu: bool | None = None, seed: int = 0,
-              cpu: bool = True) -> list[dict]:
-    """Naive vs tiled vs torch.matmul on n x n float32 matrices (CPU, and GPU when present).
-
-    Rows: ``{device, kernel, n, seconds, gflops, max_abs_error}``; the error is
-    against torch.matmul on the same device. GPU timings exclude host-device
-    copies (operands stay on the device), as torch's do.
-    """
-    import torch
-
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    flops = 2.0 * n ** 3
-    rows: list[dict] = []
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    ref = torch.matmul(ta, tb).numpy()
-
-    def row(device: str, kernel: str, seconds: float, out: np.ndarray | None) -> dict:
-        err = None if out is None else float(np.abs(out - ref).max())
-        return {"device": device, "kernel": kernel, "n": n, "seconds": seconds,
-                "gflops": flops / seconds / 1e9, "max_abs_error": err}
-
-    if cpu:
-        out_naive = matmul_naive_cpu(a, b)
-        rows.append(row("cpu", "naive", _best_of(lambda: matmul_naive_cpu(a, b), repeats), out_naive))
-        out_blocked = matmul_blocked_cpu(a, b)
-        rows.append(row("cpu", "tiled", _best_of(lambda: matmul_blocked_cpu(a, b), repeats), out_blocked))
-        rows.append(row("cpu", "torch.matmul", _best_of(lambda: torch.matmul(ta, tb), repeats), None))
-    if gpu is None:
-        gpu = cuda_available()
-    if gpu:
-        from numba import cuda
-
-        da, db = cuda.to_device(a), cuda.to_device(b)
-        dc = cuda.device_array((n, n), np.float32)
-        for kind in ("naive", "tiled"):
-            seconds = _best_of(lambda: _launch_cuda(kind, da, db, dc), repeats, cuda.synchronize)
-            rows.append(row("cuda", kind, seconds, dc.copy_to_host()))
-        ga, gb = ta.cuda(), tb.cuda()
-        seconds = _best_of(lambda: torch.matmul(ga, gb), repeats, torch.cuda.synchronize)
-        gref = torch.matmul(ga, gb).cpu().numpy()
-        r = row("cuda", "torch.matmul", seconds, None)
-        r["max_abs_error"] = float(np.abs(gref - ref).max())  # GPU torch (TF32 may apply) vs CPU torch
-        rows.append(r)
-    return rows
-
-
-__all__ = ["matmul_naive_cpu", "matmul_blocked_cpu", "matmul_tiled_cuda", "matmul_naive_cuda", "matmul_tiled",
-           "cuda_available", "benchmark", "TILE", "CPU_BLOCK"]
+__all__ = [
+    "matmul_naive_cpu",
+    "matmul_blocked_cpu",
+    "matmul_tiled_cuda",
+    "matmul_naive_cuda",
+    "matmul_tiled",
+    "cuda_available",
+    "TILE",
+    "CPU_BLOCK",
+]

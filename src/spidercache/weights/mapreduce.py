@@ -33,8 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import StoreUnavailable, UserError
-from .weight_cache import (WeightCache, WeightCacheWarning, check_name, load_into, parse_servers,
-                           ring_graph)
+from .layers import WeightCacheWarning, check_name, load_into, parse_servers, ring_graph
+from .weight_cache import WeightCache
 
 START_MODES = ("reduced", "own", "best", "neighbour", "scratch")
 REDUCE_MODES = ("average", "fittest")
@@ -60,7 +60,7 @@ class MapReduceConfig:
     val_samples: int = 1000
     seed: int = 0
 
-    def validate(self) -> "MapReduceConfig":
+    def validate(self) -> MapReduceConfig:
         check_name("job", self.job)
         if self.start not in START_MODES:
             raise UserError(f"unknown start {self.start!r}; choose one of: {', '.join(START_MODES)}")
@@ -72,7 +72,9 @@ class MapReduceConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.train_samples < self.nodes:
-            raise UserError(f"train-samples ({self.train_samples}) must be at least the number of nodes ({self.nodes})")
+            raise UserError(
+                f"train-samples ({self.train_samples}) must be at least the number of nodes ({self.nodes})"
+            )
         if not self.lr > 0:
             raise UserError(f"lr must be positive, got {self.lr}")
         from ..models import build_model
@@ -95,8 +97,9 @@ def _synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def load_data(data: str, root: str, train_samples: int, val_samples: int, seed: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_data(
+    data: str, root: str, train_samples: int, val_samples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train x, train y, val x, val y) as float32 N x 1 x 28 x 28 and int64; cached per worker process."""
     if data == "synthetic":
         xt, yt = _synthetic(train_samples, seed)
@@ -121,7 +124,10 @@ def data_fingerprint(cfg: MapReduceConfig) -> str:
         return "synthetic-v1"
     from ..data.datasets import FashionMNIST
 
-    return FashionMNIST(cfg.data_root, train=True).fingerprint() + FashionMNIST(cfg.data_root, train=False).fingerprint()
+    return (
+        FashionMNIST(cfg.data_root, train=True).fingerprint()
+        + FashionMNIST(cfg.data_root, train=False).fingerprint()
+    )
 
 
 # ------------------------------------------------------------- model work
@@ -145,10 +151,10 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            logits = model(torch.from_numpy(x[i:i + batch]))
+            logits = model(torch.from_numpy(x[i : i + batch]))
             if isinstance(logits, tuple):
                 logits = logits[0]
-            correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
+            correct += int((logits.argmax(1).numpy() == y[i : i + batch]).sum())
     return correct / max(1, len(x))
 
 
@@ -178,8 +184,9 @@ def _open_cache(servers: Sequence[str]) -> WeightCache:
     return WeightCache(list(servers), strict=False)
 
 
-def _start_weights(cache: WeightCache, cfg: MapReduceConfig, node: str, round_index: int,
-                   log: list[str]) -> tuple[Any, str]:
+def _start_weights(
+    cache: WeightCache, cfg: MapReduceConfig, node: str, round_index: int, log: list[str]
+) -> tuple[Any, str]:
     """(verified state dict or None, where it came from), falling back as the module says."""
     job = cfg.job
     if round_index == 0 or cfg.start == "scratch":
@@ -197,8 +204,10 @@ def _start_weights(cache: WeightCache, cfg: MapReduceConfig, node: str, round_in
         version = load()
         if version is not None:
             if label != tries[0][0]:
-                log.append(f"round {round_index + 1} {node}: {tries[0][0]} weights unavailable, "
-                           f"started from {version.node}'s (by fitness)")
+                log.append(
+                    f"round {round_index + 1} {node}: {tries[0][0]} weights unavailable, "
+                    f"started from {version.node}'s (by fitness)"
+                )
             return version.state, version.node
     log.append(f"round {round_index + 1} {node}: no complete cached weights, started fresh")
     return None, "fresh"
@@ -226,7 +235,7 @@ def map_task(cfg_dict: dict, node: str, round_index: int, servers: Sequence[str]
         began = time.perf_counter()
         xt, yt, xv, yv = load_data(cfg.data, cfg.data_root, cfg.train_samples, cfg.val_samples, cfg.seed)
         part = cfg.node_names().index(node)
-        x, y = xt[part::cfg.nodes], yt[part::cfg.nodes]
+        x, y = xt[part :: cfg.nodes], yt[part :: cfg.nodes]
         model = _fresh_model(cfg, round_index)
         with _open_cache(servers) as cache:
             state, source = _start_weights(cache, cfg, node, round_index, log)
@@ -239,8 +248,13 @@ def map_task(cfg_dict: dict, node: str, round_index: int, servers: Sequence[str]
                 cache.put(cfg.job, node, model, fitness=fitness)
             except StoreUnavailable as exc:
                 log.append(f"round {round_index + 1} {node}: weights not cached ({exc})")
-        return {"node": node, "source": source, "fitness": fitness, "loss": loss,
-                "seconds": time.perf_counter() - began}
+        return {
+            "node": node,
+            "source": source,
+            "fitness": fitness,
+            "loss": loss,
+            "seconds": time.perf_counter() - began,
+        }
 
     return _with_warnings(work)
 
@@ -265,7 +279,9 @@ def reduce_task(cfg_dict: dict, round_index: int, servers: Sequence[str], map_re
                     if cfg.reduce == "fittest":
                         break
             if not versions:
-                log.append(f"round {round_index + 1}: no node's weights are complete in the cache; nothing reduced")
+                log.append(
+                    f"round {round_index + 1}: no node's weights are complete in the cache; nothing reduced"
+                )
                 return {"val_accuracy": None, "reduced_from": []}
             load_into(model, _average([v.state for v in versions]))
             accuracy = evaluate(model, xv, yv)
@@ -315,8 +331,13 @@ def open_dask(scheduler: str | None, workers: int = 2, processes: bool = True):
             raise UserError(f"Dask scheduler at {scheduler} does not answer ({type(exc).__name__})") from None
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
     client = Client(cluster)
     client._spidercache_cluster = cluster  # closed together in close_dask
     return client
@@ -329,8 +350,13 @@ def close_dask(client) -> None:
         cluster.close()
 
 
-def run_mapreduce(cfg: MapReduceConfig, servers: Sequence[str], client,
-                  on_round: Callable[[int, dict], None] | None = None, fresh: bool = True) -> RunResult:
+def run_mapreduce(
+    cfg: MapReduceConfig,
+    servers: Sequence[str],
+    client,
+    on_round: Callable[[int, dict], None] | None = None,
+    fresh: bool = True,
+) -> RunResult:
     """Run ``cfg.rounds`` rounds of map/reduce on the Dask ``client``; returns accuracy per round.
 
     ``fresh`` forgets weights left in the cache under ``cfg.job`` by an earlier
@@ -348,12 +374,18 @@ def run_mapreduce(cfg: MapReduceConfig, servers: Sequence[str], client,
     cfg_dict = asdict(cfg)
     for r in range(cfg.rounds):
         round_began = time.perf_counter()
-        futures = [client.submit(map_task, cfg_dict, node, r, servers, pure=False) for node in cfg.node_names()]
+        futures = [
+            client.submit(map_task, cfg_dict, node, r, servers, pure=False) for node in cfg.node_names()
+        ]
         maps = client.gather(futures)
         reduced = client.gather(client.submit(reduce_task, cfg_dict, r, servers, maps, pure=False))
-        summary = {"round": r + 1, "val_accuracy": reduced["val_accuracy"], "reduced_from": reduced["reduced_from"],
-                   "maps": [{k: m[k] for k in ("node", "source", "fitness", "loss", "seconds")} for m in maps],
-                   "seconds": time.perf_counter() - round_began}
+        summary = {
+            "round": r + 1,
+            "val_accuracy": reduced["val_accuracy"],
+            "reduced_from": reduced["reduced_from"],
+            "maps": [{k: m[k] for k in ("node", "source", "fitness", "loss", "seconds")} for m in maps],
+            "seconds": time.perf_counter() - round_began,
+        }
         for item in [*maps, reduced]:
             result.warnings.extend(item["warnings"])
         result.accuracy.append(reduced["val_accuracy"])
@@ -362,122 +394,3 @@ def run_mapreduce(cfg: MapReduceConfig, servers: Sequence[str], client,
             on_round(r, summary)
     result.seconds = time.perf_counter() - began
     return result
-
-
-def rounds_to_reach(accuracy: Sequence[float | None], target: float) -> int | None:
-    """1-based round at which ``accuracy`` first reaches ``target``, or None."""
-    for i, acc in enumerate(accuracy):
-        if acc is not None and acc >= target:
-            return i + 1
-    return None
-
-
-def compare_summary(cached: Sequence[float | None], scratch: Sequence[float | None]) -> dict:
-    """The figure: rounds the cached run needs to reach the from-scratch run's final accuracy."""
-    final = next((a for a in reversed(scratch) if a is not None), None)
-    reach = rounds_to_reach(cached, final) if final is not None else None
-    return {"scratch_final_accuracy": final, "cached_final_accuracy": next((a for a in reversed(cached) if a is not None), None),
-            "rounds": len(scratch), "cached_rounds_to_match": reach,
-            "meets_half": reach is not None and reach <= len(scratch) / 2}
-
-
-def plot_rounds(series: dict[str, Sequence[float | None]], path: str, title: str = "") -> str:
-    """PNG of validation accuracy per round, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, acc in series.items():
-        xs = [i + 1 for i, a in enumerate(acc) if a is not None]
-        ax.plot(xs, [a for a in acc if a is not None], marker="o", label=label)
-    ax.set_xlabel("round")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(title or "map/reduce: cached weights vs from scratch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise UserError(f"cannot write plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
-    return path
-
-
-# -------------------------------------------------------------- experiment
-def mapreduce_experiment(cfg: MapReduceConfig, compare: bool, servers: Sequence[str] | None,
-                         scheduler: str | None, workers: int, processes: bool, resume: bool,
-                         on_round: Callable[[str, int, dict], None] | None,
-                         on_ready: Callable[[list[str]], None] | None) -> dict:
-    """Train with cached weights (and, with ``compare``, from scratch every round).
-
-    Without ``servers`` two memcached servers are started on loopback for the
-    run; ``on_ready(servers)`` is called once the pool is up.
-    """
-    from .local_memcached import memcached_pool
-
-    with contextlib_pool(servers, memcached_pool) as addresses:
-        WeightCache(addresses).close()  # a wrong address fails here, before Dask starts
-        if on_ready is not None:
-            on_ready(addresses)
-        client = open_dask(scheduler, workers, processes)
-        try:
-            runs = {}
-            variants = [("cached", cfg)]
-            if compare:
-                variants.append(("scratch", MapReduceConfig(**{**asdict(cfg), "job": cfg.job + "-scratch",
-                                                                "start": "scratch"})))
-            for label, variant in variants:
-                hook = (lambda r, s, _l=label: on_round(_l, r, s)) if on_round else None
-                runs[label] = run_mapreduce(variant, addresses, client, fresh=not resume, on_round=hook).to_dict()
-        finally:
-            close_dask(client)
-    figure = compare_summary(runs["cached"]["accuracy"], runs["scratch"]["accuracy"]) if compare else None
-    return {"cached": runs["cached"], "scratch": runs.get("scratch"), "figure": figure}
-
-
-def run_experiment(cfg: MapReduceConfig, servers: Sequence[str] | None = None, scheduler: str | None = None,
-                   workers: int = 2, processes: bool = True, compare: bool = True,
-                   results: str | None = None, no_cache: bool = False, resume: bool = False,
-                   on_round: Callable[[str, int, dict], None] | None = None,
-                   on_ready: Callable[[list[str]], None] | None = None) -> dict:
-    """``mapreduce_experiment`` memoized in the job-result cache.
-
-    The key covers that function's source, the config, ``compare`` and the
-    data's fingerprint; servers and the Dask cluster do not change the result
-    and are left out. A run that hit faults (warnings) is not stored, nor is a
-    ``resume`` run (it depends on what the cache held). Returns the experiment's
-    dict plus ``"memo": {"hit", "key", "seconds"}``.
-    """
-    from .memo import ResultCache
-
-    cfg.validate()
-    fingerprint = data_fingerprint(cfg)
-    with ResultCache.open(results) as cache:
-        outcome = cache.run(
-            mapreduce_experiment, (fingerprint,), {**asdict(cfg), "compare": compare},
-            no_cache=no_cache or resume,
-            call=lambda: mapreduce_experiment(cfg, compare, servers, scheduler, workers, processes, resume,
-                                              on_round, on_ready),
-            save_if=lambda out: not out["cached"]["warnings"] and not (out["scratch"] or {}).get("warnings"))
-    out = dict(outcome.result)
-    out["memo"] = {"hit": outcome.hit, "key": outcome.key, "seconds": outcome.seconds}
-    return out
-
-
-def contextlib_pool(servers: Sequence[str] | None, launcher):
-    """The given servers, or a throw-away pool of two started by ``launcher``."""
-    import contextlib
-
-    if servers:
-        return contextlib.nullcontext([f"{h}:{p}" for h, p in parse_servers(servers)])
-
-    @contextlib.contextmanager
-    def started():
-        with launcher(2) as procs:
-            yield [p.address for p in procs]
-
-    return started()

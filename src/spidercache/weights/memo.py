@@ -58,16 +58,18 @@ def open_results_store(spec: str | None = None):
         return RedisStore(url=spec, prefix="sc-results")
     if spec.startswith("memcached://"):
         from ..engine.stores.memcached_store import MemcachedStore
-        from .weight_cache import parse_servers
+        from .layers import parse_servers
 
-        return MemcachedStore(parse_servers(spec[len("memcached://"):].strip("/")), prefix="sc-results")
+        return MemcachedStore(parse_servers(spec[len("memcached://") :].strip("/")), prefix="sc-results")
     if "://" in spec:
-        raise UserError(f"results store {spec!r}: use lmdb:PATH, redis://HOST:PORT or memcached://HOST:PORT,...")
-    return LMDBStore(spec[len("lmdb:"):] if spec.startswith("lmdb:") else spec)
+        raise UserError(
+            f"results store {spec!r}: use lmdb:PATH, redis://HOST:PORT or memcached://HOST:PORT,..."
+        )
+    return LMDBStore(spec[len("lmdb:") :] if spec.startswith("lmdb:") else spec)
 
 
 # ------------------------------------------------------------------ hashing
-def _feed(h: "hashlib._Hash", value: Any, depth: int = 0) -> None:
+def _feed(h: hashlib._Hash, value: Any, depth: int = 0) -> None:
     """Feed a canonical, type-tagged encoding of ``value`` into ``h``."""
     if depth > 50:
         raise UserError("job inputs are nested too deeply to hash")
@@ -110,7 +112,9 @@ def _feed(h: "hashlib._Hash", value: Any, depth: int = 0) -> None:
     elif callable(getattr(value, "fingerprint", None)):
         _feed(h, ("fingerprint", type(value).__qualname__, value.fingerprint()), depth + 1)
     else:
-        raise UserError(f"job inputs: cannot hash a {type(value).__name__} (give numbers, text, arrays or a dataset)")
+        raise UserError(
+            f"job inputs: cannot hash a {type(value).__name__} (give numbers, text, arrays or a dataset)"
+        )
 
 
 def function_identity(fn: Callable) -> tuple[str, str]:
@@ -121,7 +125,9 @@ def function_identity(fn: Callable) -> tuple[str, str]:
     except (OSError, TypeError):
         code = getattr(fn, "__code__", None)
         if code is None:
-            raise UserError(f"cannot memoize {name}: neither its source nor its bytecode is available") from None
+            raise UserError(
+                f"cannot memoize {name}: neither its source nor its bytecode is available"
+            ) from None
         source = code.co_code.hex() + repr(code.co_consts)
     return name, source
 
@@ -172,21 +178,28 @@ class ResultCache:
         self.errors = 0  # damaged or mismatched records seen (served as misses)
 
     @classmethod
-    def open(cls, spec: str | None = None) -> "ResultCache":
+    def open(cls, spec: str | None = None) -> ResultCache:
         return cls(open_results_store(spec))
 
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "ResultCache":
+    def __enter__(self) -> ResultCache:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def run(self, fn: Callable, inputs: Any = (), params: Mapping[str, Any] | None = None, *,
-            no_cache: bool = False, call: Callable[[], Any] | None = None,
-            save_if: Callable[[Any], bool] | None = None) -> MemoOutcome:
+    def run(
+        self,
+        fn: Callable,
+        inputs: Any = (),
+        params: Mapping[str, Any] | None = None,
+        *,
+        no_cache: bool = False,
+        call: Callable[[], Any] | None = None,
+        save_if: Callable[[Any], bool] | None = None,
+    ) -> MemoOutcome:
         """Return ``fn(*inputs, **params)`` (or ``call()``), from the store when this exact job ran before.
 
         ``no_cache`` skips the lookup and does not store the result either;
@@ -222,10 +235,18 @@ class ResultCache:
             return None
         return record
 
-    def save(self, key: str, fn: Callable, result: Any, seconds: float, params: Mapping[str, Any] | None) -> None:
+    def save(
+        self, key: str, fn: Callable, result: Any, seconds: float, params: Mapping[str, Any] | None
+    ) -> None:
         name, _ = function_identity(fn)
-        record = {"key": key, "function": name, "created": time.time(), "seconds": float(seconds),
-                  "params": to_jsonable(dict(params or {})), "result": result}
+        record = {
+            "key": key,
+            "function": name,
+            "created": time.time(),
+            "seconds": float(seconds),
+            "params": to_jsonable(dict(params or {})),
+            "result": result,
+        }
         try:
             blob = codec.encode(record)
         except (TypeError, ValueError) as exc:
@@ -257,14 +278,19 @@ class ResultCache:
             if raw is None:
                 continue  # evicted from memcached, or purged by another process
             name, created, seconds, nbytes = index[key]
-            rows.append({"key": key, "function": name, "created": created, "seconds": seconds, "bytes": nbytes})
+            rows.append(
+                {"key": key, "function": name, "created": created, "seconds": seconds, "bytes": nbytes}
+            )
         return sorted(rows, key=lambda r: r["created"])
 
     def purge(self, function: str | None = None) -> int:
         """Delete every result (or those of one function, by full or last name); returns how many."""
         index = self._index()
-        doomed = [k for k, (name, *_rest) in index.items()
-                  if function is None or name == function or name.rsplit(".", 1)[-1] == function]
+        doomed = [
+            k
+            for k, (name, *_rest) in index.items()
+            if function is None or name == function or name.rsplit(".", 1)[-1] == function
+        ]
         if doomed:
             self.store.delete_many([_RECORD_PREFIX + k for k in doomed])
         for k in doomed:
@@ -292,5 +318,14 @@ def result_json(record: dict) -> str:
     return json.dumps(to_jsonable(record), sort_keys=True)
 
 
-__all__ = ["ResultCache", "MemoOutcome", "memoize", "job_key", "function_identity", "open_results_store",
-           "default_results_path", "to_jsonable", "result_json"]
+__all__ = [
+    "ResultCache",
+    "MemoOutcome",
+    "memoize",
+    "job_key",
+    "function_identity",
+    "open_results_store",
+    "default_results_path",
+    "to_jsonable",
+    "result_json",
+]

@@ -19,10 +19,14 @@ Read protocol: read the manifest, fetch every chunk it names in one
 manifest is read again, and if it still names the same version the read returns
 ``None`` with a warning; it never assembles a tensor from part of a version.
 
-The pool is a pymemcache ``HashClient`` (consistent hashing). It runs with
-``ignore_exc`` so that a server that dies mid-run is dropped from the ring and
-its keys read as misses; the manifest and checksums turn those misses into "no
-complete version" instead of wrong data.
+The pool is the engine's memcached store (``engine/stores/memcached_store.py``,
+consistent hashing, one set-up and one failure rule for every memcached user):
+a server that does not answer raises ``StoreUnavailable``. Opening a
+WeightCache with ``strict=False`` leaves servers that are already down out of
+the pool (with a warning); a server that dies later makes reads fall back with
+a ``WeightCacheWarning`` (``get``, ``best`` and ``neighbours`` return None) and
+writes raise ``StoreUnavailable``, so the job goes on from other weights or
+from scratch and says so; never a tensor from part of a version.
 """
 
 from __future__ import annotations
@@ -31,188 +35,31 @@ import re
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import msgpack
-import numpy as np
 import xxhash
 
 from ..errors import CorruptValue, StoreUnavailable, UserError
+from .layers import (
+    NAME_RE,
+    LayerEntry,
+    WeightCacheWarning,
+    WeightInfo,
+    WeightVersion,
+    architecture_of,
+    assemble,
+    check_name,
+    layer_bytes,
+    pack_manifest,
+    parse_servers,
+    rank_versions,
+    state_of,
+    unpack_manifest,
+)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-_MAX_KEY = 250  # memcached's key length limit
-_MANIFEST_FORMAT = 1
 # Room left in each item for memcached's item header, the key and the CAS value.
 _ITEM_OVERHEAD = 1024
 _GET_BATCH_BYTES = 64 << 20  # fetch at most about this many bytes per get_many
-
-
-class WeightCacheWarning(RuntimeWarning):
-    """A load fell back (server gone, version evicted, damaged item)."""
-
-
-def check_name(kind: str, name: str) -> str:
-    """Job and node names become memcached keys: letters, digits, ``_ . -`` only."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise UserError(
-            f"{kind} name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-' "
-            f"(starting with a letter or digit)"
-        )
-    return name
-
-
-def parse_servers(servers: str | Sequence[str] | Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-    """``"host:port,host:port"`` or a list of such strings or ``(host, port)`` pairs."""
-    items: Iterable[Any] = servers.split(",") if isinstance(servers, str) else servers
-    parsed: list[tuple[str, int]] = []
-    for item in items:
-        if isinstance(item, tuple):
-            host, port = item
-        else:
-            text = str(item).strip()
-            if not text:
-                continue
-            host, sep, port_text = text.rpartition(":")
-            if not sep or not host or not port_text.isdigit():
-                raise UserError(f"memcached server {text!r} is not HOST:PORT")
-            port = int(port_text)
-        if not 0 < int(port) < 65536:
-            raise UserError(f"memcached server {host}:{port}: port out of range")
-        parsed.append((str(host), int(port)))
-    if not parsed:
-        raise UserError("no memcached servers given")
-    return parsed
-
-
-@dataclass
-class LayerEntry:
-    name: str
-    kind: str  # "torch" or "numpy"
-    dtype: str
-    shape: tuple[int, ...]
-    nbytes: int
-    nchunks: int
-    checksum: int
-
-
-@dataclass
-class WeightInfo:
-    """What a manifest says about one node's latest version (no tensor data)."""
-
-    job: str
-    node: str
-    seq: int
-    vid: str
-    fitness: float | None
-    created: float
-    arch: str
-    chunk_bytes: int
-    layers: list[LayerEntry] = field(default_factory=list)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers)
-
-
-@dataclass
-class WeightVersion:
-    """One complete, verified version of a node's weights."""
-
-    info: WeightInfo
-    state: dict[str, Any]
-
-    @property
-    def node(self) -> str:
-        return self.info.node
-
-    @property
-    def fitness(self) -> float | None:
-        return self.info.fitness
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def _is_tensor(value: Any) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
-
-
-def state_of(model_or_state: Any) -> Mapping[str, Any]:
-    """The state dict of a torch module, or the mapping itself."""
-    if hasattr(model_or_state, "state_dict") and callable(model_or_state.state_dict):
-        return model_or_state.state_dict()
-    if isinstance(model_or_state, Mapping):
-        return model_or_state
-    raise UserError(f"expected a torch module or a mapping of layer name to tensor, got {type(model_or_state).__name__}")
-
-
-def architecture_of(state: Mapping[str, Any]) -> str:
-    """A digest of layer names, shapes and dtypes: equal only for the same architecture."""
-    h = xxhash.xxh64()
-    for name, value in state.items():
-        h.update(f"{name}|{tuple(value.shape)}|{value.dtype};".encode())
-    return h.hexdigest()
-
-
-def check_compatible(model_or_state: Any, state: Mapping[str, Any]) -> None:
-    """Raise ``UserError`` (one line) unless ``state`` has exactly the model's layers and shapes."""
-    expected = state_of(model_or_state)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with other shapes (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        raise UserError("cached weights are of another architecture: " + "; ".join(parts))
-
-
-def load_into(model: Any, state: Mapping[str, Any]) -> Any:
-    """Check the architecture, then copy ``state`` into ``model``; returns the model."""
-    check_compatible(model, state)
-    torch = _torch()
-    model.load_state_dict({k: (v if _is_tensor(v) else torch.from_numpy(np.asarray(v))) for k, v in state.items()})
-    return model
-
-
-def _layer_bytes(value: Any) -> tuple[str, str, tuple[int, ...], memoryview]:
-    """(kind, dtype, shape, raw bytes view) of a tensor or array, without copying when contiguous."""
-    if _is_tensor(value):
-        torch = _torch()
-        t = value.detach()
-        if t.device.type != "cpu":
-            t = t.cpu()
-        t = t.contiguous()
-        # Viewing as uint8 works for every dtype, bfloat16 included (numpy has none).
-        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
-        return "torch", str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(raw).cast("B")
-    if isinstance(value, np.ndarray):
-        arr = np.ascontiguousarray(value)
-        if arr.dtype.hasobject:
-            raise UserError("numpy arrays of Python objects cannot be cached as weights")
-        return "numpy", arr.dtype.str, tuple(arr.shape), memoryview(arr.reshape(-1).view(np.uint8)).cast("B")
-    raise UserError(f"a weight must be a torch tensor or numpy array, got {type(value).__name__}")
-
-
-def _rebuild(entry: LayerEntry, buf: bytearray) -> Any:
-    if entry.kind == "torch":
-        torch = _torch()
-        dtype = getattr(torch, entry.dtype, None)
-        if not isinstance(dtype, torch.dtype):
-            raise CorruptValue(f"unknown torch dtype {entry.dtype!r} in manifest")
-        if entry.nbytes == 0:
-            return torch.empty(entry.shape, dtype=dtype)
-        return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(entry.shape)
-    return np.frombuffer(buf, dtype=np.dtype(entry.dtype)).reshape(entry.shape)
 
 
 class WeightCache:
@@ -231,28 +78,28 @@ class WeightCache:
         chunk_bytes: int | None = None,
         connect_timeout: float = 1.0,
         timeout: float = 5.0,
-        dead_timeout: float = 30.0,
         strict: bool = True,
         batch_bytes: int = _GET_BATCH_BYTES,
     ) -> None:
         from pymemcache.client.base import Client
-        from pymemcache.client.hash import HashClient
+
+        from ..engine.stores.memcached_store import MemcachedStore
 
         self.servers = parse_servers(servers)
         self.prefix = check_name("key prefix", prefix)
         self.batch_bytes = int(batch_bytes)
         item_max = self._probe_servers(Client, connect_timeout, timeout, strict)
-        self.chunk_bytes = int(chunk_bytes or (item_max - _ITEM_OVERHEAD))
+        self.store = MemcachedStore(
+            self.servers,
+            prefix=self.prefix,
+            item_limit=item_max,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+        )
+        # the largest chunk the store keeps in one item (bigger ones it would cut again)
+        self.chunk_bytes = int(chunk_bytes or (self.store.chunk_size - 1))
         if not 4096 <= self.chunk_bytes <= item_max - 256:
             raise UserError(f"chunk size {self.chunk_bytes} does not fit memcached's item size {item_max}")
-        # retry_attempts=0: a server that fails once leaves the ring at once (for
-        # dead_timeout seconds), so its keys read as misses instead of stalling
-        # every later call on the same timeout.
-        self._client = HashClient(
-            self.servers, connect_timeout=connect_timeout, timeout=timeout,
-            ignore_exc=True, retry_attempts=0, dead_timeout=dead_timeout,
-            default_noreply=False, allow_unicode_keys=False,
-        )
         self._registered: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ setup
@@ -281,14 +128,16 @@ class WeightCache:
             size = int(settings.get(b"item_size_max", 1 << 20))
             item_max = size if item_max is None else min(item_max, size)
         if not alive:
-            raise StoreUnavailable("no memcached server of the pool answers: " + ", ".join(f"{h}:{p}" for h, p in self.servers))
+            raise StoreUnavailable(
+                "no memcached server of the pool answers: " + ", ".join(f"{h}:{p}" for h, p in self.servers)
+            )
         self.servers = alive
         return int(item_max)
 
     def close(self) -> None:
-        self._client.close()
+        self.store.close()
 
-    def __enter__(self) -> "WeightCache":
+    def __enter__(self) -> WeightCache:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -296,13 +145,13 @@ class WeightCache:
 
     # ------------------------------------------------------------------- keys
     def _base(self, job: str, node: str) -> str:
-        return f"{self.prefix}/{job}/{node}"
+        return f"{job}/{node}"  # the store puts its prefix in front
 
     def _manifest_key(self, job: str, node: str) -> str:
         return f"{self._base(job, node)}/manifest"
 
     def _nodes_key(self, job: str) -> str:
-        return f"{self.prefix}/{job}/_nodes"
+        return f"{job}/_nodes"
 
     def _chunk_keys(self, job: str, node: str, vid: str, entry: LayerEntry) -> list[str]:
         # Layer names are free text; keep them readable in keys when they are
@@ -333,22 +182,31 @@ class WeightCache:
         batch: dict[str, bytes] = {}
         batch_bytes = 0
         for name, value in state.items():
-            kind, dtype, shape, raw = _layer_bytes(value)
+            kind, dtype, shape, raw = layer_bytes(value)
             n = raw.nbytes
             entry = LayerEntry(str(name), kind, dtype, shape, n, -(-n // cb), xxhash.xxh3_64_intdigest(raw))
             entries.append(entry)
             for i, key in enumerate(self._chunk_keys(job, node, vid, entry)):
-                batch[key] = bytes(raw[i * cb:(i + 1) * cb])
+                batch[key] = raw[i * cb : (i + 1) * cb]  # a view: the store copies it once
                 batch_bytes += len(batch[key])
             if batch_bytes >= self.batch_bytes:
                 self._set_all(batch)
                 batch, batch_bytes = {}, 0
         if batch:
             self._set_all(batch)
-        info = WeightInfo(job, node, seq, vid, None if fitness is None else float(fitness), time.time(),
-                          architecture_of(state), cb, entries)
+        info = WeightInfo(
+            job,
+            node,
+            seq,
+            vid,
+            None if fitness is None else float(fitness),
+            time.time(),
+            architecture_of(state),
+            cb,
+            entries,
+        )
         # The manifest goes last: until this set succeeds readers see the old version.
-        if not self._client.set(self._manifest_key(job, node), _pack_manifest(info)):
+        if not self.store.put(self._manifest_key(job, node), pack_manifest(info)):
             raise StoreUnavailable(f"could not store the manifest of {job}/{node} (memcached server down?)")
         if previous is not None:
             self._delete_version(previous)
@@ -356,34 +214,27 @@ class WeightCache:
         return info
 
     def _set_all(self, batch: dict[str, bytes]) -> None:
-        failed = self._client.set_many(batch)
+        failed = int((~self.store.put_many(list(batch), list(batch.values()))).sum())
         if failed:
-            raise StoreUnavailable(f"{len(failed)} of {len(batch)} weight chunks were not stored (memcached server down or full?)")
+            raise StoreUnavailable(
+                f"{failed} of {len(batch)} weight chunks were not stored (memcached server down or full?)"
+            )
 
     def _delete_version(self, info: WeightInfo) -> None:
         keys = [k for entry in info.layers for k in self._chunk_keys(info.job, info.node, info.vid, entry)]
-        # One pipelined, no-reply batch per server, sent to every server: cheaper
-        # than HashClient.delete_many, which hashes each key (in Python) and
-        # sends one command per call; deleting an absent key costs memcached nothing.
-        for client in list(self._client.clients.values()):
-            try:
-                client.delete_many(keys, noreply=True)
-            except Exception:  # a dead server holds nothing to delete
-                continue
+        try:
+            self.store.delete_many(keys)
+        except StoreUnavailable:  # a dead server holds nothing to delete; memcached's LRU takes the rest
+            pass
 
     def _register(self, job: str, node: str) -> None:
         """Add ``node`` to the job's node list on every live server (append is atomic there)."""
         if (job, node) in self._registered:
             return
-        key = self._nodes_key(job).encode()
-        line = node.encode() + b"\n"
-        for client in list(self._client.clients.values()):
-            try:
-                if not client.append(key, line, noreply=False):
-                    client.add(key, b"", noreply=False)
-                    client.append(key, line, noreply=False)
-            except Exception:  # a dead server: the others keep the list
-                continue
+        try:
+            self.store.append_everywhere(self._nodes_key(job), node.encode() + b"\n")
+        except StoreUnavailable:  # none answers: the next put registers it
+            return
         self._registered.add((job, node))
 
     def delete(self, job: str, node: str) -> bool:
@@ -391,7 +242,7 @@ class WeightCache:
         info = self.info(job, node)
         if info is None:
             return False
-        self._client.delete(self._manifest_key(job, node), noreply=False)
+        self.store.delete(self._manifest_key(job, node))
         self._delete_version(info)
         return True
 
@@ -399,15 +250,10 @@ class WeightCache:
     def nodes(self, job: str) -> list[str]:
         """Nodes that stored weights in ``job`` (union over the servers still up)."""
         check_name("job", job)
-        key = self._nodes_key(job).encode()
         seen: dict[str, None] = {}
-        for client in list(self._client.clients.values()):
-            try:
-                raw = client.get(key)
-            except Exception:
-                continue
-            for line in (raw or b"").decode(errors="replace").split():
-                if _NAME_RE.match(line):
+        for raw in self.store.read_everywhere(self._nodes_key(job)):
+            for line in raw.decode(errors="replace").split():
+                if NAME_RE.match(line):
                     seen[line] = None
         return sorted(seen)
 
@@ -415,32 +261,45 @@ class WeightCache:
         """The manifest of ``(job, node)``'s latest version, or None."""
         check_name("job", job)
         check_name("node", node)
-        return self._parse(self._client.get(self._manifest_key(job, node)), job, node)
+        return self._parse(self.store.get(self._manifest_key(job, node)), job, node)
 
     def infos(self, job: str, nodes: Iterable[str] | None = None) -> list[WeightInfo]:
         """Manifests of the given nodes (default: every registered node), in one round trip."""
         names = list(nodes) if nodes is not None else self.nodes(job)
         for name in names:
             check_name("node", name)
-        raw = self._client.get_many([self._manifest_key(job, n) for n in names])
+        raw = self.store.get_many([self._manifest_key(job, n) for n in names])
         out = []
-        for n in names:
-            parsed = self._parse(raw.get(self._manifest_key(job, n)), job, n)
+        for n, value in zip(names, raw):
+            parsed = self._parse(value, job, n)
             if parsed is not None:
                 out.append(parsed)
         return out
 
-    def _parse(self, raw: bytes | None, job: str, node: str) -> WeightInfo | None:
+    def _parse(self, raw, job: str, node: str) -> WeightInfo | None:
         if raw is None:
             return None
         try:
-            return _unpack_manifest(raw)
+            return unpack_manifest(bytes(raw))
         except CorruptValue as exc:
-            warnings.warn(f"weights of {job}/{node}: damaged manifest ignored ({exc})", WeightCacheWarning, stacklevel=3)
+            warnings.warn(
+                f"weights of {job}/{node}: damaged manifest ignored ({exc})", WeightCacheWarning, stacklevel=3
+            )
+            return None
+
+    def _reading(self, what: str, read: Callable[[], WeightVersion | None]) -> WeightVersion | None:
+        """A load that falls back: a server that stops answering makes it None, with a warning."""
+        try:
+            return read()
+        except StoreUnavailable as exc:
+            warnings.warn(f"{what}: {exc}; not used", WeightCacheWarning, stacklevel=3)
             return None
 
     def get(self, job: str, node: str, retries: int = 2) -> WeightVersion | None:
         """The latest complete version of ``(job, node)``, or None (with a warning when one was lost)."""
+        return self._reading(f"weights of {job}/{node}", lambda: self._get(job, node, retries))
+
+    def _get(self, job: str, node: str, retries: int) -> WeightVersion | None:
         info = self.info(job, node)
         for _ in range(retries + 1):
             if info is None:
@@ -453,8 +312,11 @@ class WeightCache:
             if latest is not None and latest.vid != info.vid:
                 info = latest
                 continue
-            warnings.warn(f"weights of {job}/{node} version {info.seq} are incomplete ({problem}); not used",
-                          WeightCacheWarning, stacklevel=2)
+            warnings.warn(
+                f"weights of {job}/{node} version {info.seq} are incomplete ({problem}); not used",
+                WeightCacheWarning,
+                stacklevel=2,
+            )
             return None
         return None
 
@@ -462,38 +324,40 @@ class WeightCache:
         """All layers of one version, verified; (None, reason) if any byte is missing or wrong."""
         plan = [(entry, self._chunk_keys(info.job, info.node, info.vid, entry)) for entry in info.layers]
         per_batch = max(1, self.batch_bytes // info.chunk_bytes)
-        found: dict[str, bytes] = {}
+        found: dict[str, Any] = {}
         all_keys = [k for _, keys in plan for k in keys]
         for start in range(0, len(all_keys), per_batch):
-            part = all_keys[start:start + per_batch]
-            got = self._client.get_many(part)
-            if len(got) != len(part):
-                return None, f"{len(part) - len(got)} chunk(s) missing: evicted or on a server that is down"
-            found.update(got)
-        state: dict[str, Any] = {}
-        for entry, keys in plan:
-            chunks = [found[k] for k in keys]
-            buf = bytearray().join(chunks) if chunks else bytearray()
-            if len(buf) != entry.nbytes:
-                return None, f"layer {entry.name}: {len(buf)} bytes, manifest says {entry.nbytes}"
-            if xxhash.xxh3_64_intdigest(buf) != entry.checksum:
-                return None, f"layer {entry.name}: checksum mismatch"
-            state[entry.name] = _rebuild(entry, buf)
-        return state, ""
+            part = all_keys[start : start + per_batch]
+            got = self.store.get_many(part)
+            missing = sum(v is None for v in got)
+            if missing:
+                return None, f"{missing} chunk(s) missing: evicted or on a server that is down"
+            found.update(zip(part, got))
+        return assemble([(entry, [found[k] for k in keys]) for entry, keys in plan])
 
-    def best(self, job: str, fitness: Callable[[WeightInfo], float] | None = None,
-             exclude: Iterable[str] = ()) -> WeightVersion | None:
+    def best(
+        self, job: str, fitness: Callable[[WeightInfo], float] | None = None, exclude: Iterable[str] = ()
+    ) -> WeightVersion | None:
         """The fittest node's latest complete version (stored fitness, higher is better, by default).
 
         If the fittest one cannot be read completely the next fittest is tried,
         with a warning; None when no node has a complete version.
         """
         skip = set(exclude)
-        candidates = [i for i in self.infos(job) if i.node not in skip]
-        return self._first_complete(_rank(candidates, fitness))
 
-    def neighbours(self, job: str, node: str, graph: Mapping[str, Iterable[str]],
-                   fitness: Callable[[WeightInfo], float] | None = None) -> WeightVersion | None:
+        def read() -> WeightVersion | None:
+            candidates = [i for i in self.infos(job) if i.node not in skip]
+            return self._first_complete(rank_versions(candidates, fitness))
+
+        return self._reading(f"best weights of {job}", read)
+
+    def neighbours(
+        self,
+        job: str,
+        node: str,
+        graph: Mapping[str, Iterable[str]],
+        fitness: Callable[[WeightInfo], float] | None = None,
+    ) -> WeightVersion | None:
         """Walk ``graph`` (node -> neighbour nodes) breadth-first from ``node``.
 
         Returns the fittest complete version among the nearest nodes that have
@@ -501,6 +365,9 @@ class WeightCache:
         never returned. None if no reachable node has complete weights.
         """
         check_name("node", node)
+        return self._reading(f"neighbours of {job}/{node}", lambda: self._walk(job, node, graph, fitness))
+
+    def _walk(self, job, node, graph, fitness) -> WeightVersion | None:
         seen = {node}
         frontier = [node]
         while frontier:
@@ -512,7 +379,7 @@ class WeightCache:
                         ring.append(nb)
             if not ring:
                 return None
-            found = self._first_complete(_rank(self.infos(job, ring), fitness))
+            found = self._first_complete(rank_versions(self.infos(job, ring), fitness))
             if found is not None:
                 return found
             frontier = ring
@@ -526,47 +393,4 @@ class WeightCache:
         return None
 
 
-def _rank(infos: list[WeightInfo], fitness: Callable[[WeightInfo], float] | None) -> list[WeightInfo]:
-    def score(info: WeightInfo) -> tuple[float, float]:
-        value = fitness(info) if fitness is not None else info.fitness
-        return (float("-inf") if value is None else float(value), info.created)
-
-    return sorted(infos, key=score, reverse=True)
-
-
-def _pack_manifest(info: WeightInfo) -> bytes:
-    body = msgpack.packb({
-        "format": _MANIFEST_FORMAT, "job": info.job, "node": info.node, "seq": info.seq, "vid": info.vid,
-        "fitness": info.fitness, "created": info.created, "arch": info.arch, "chunk_bytes": info.chunk_bytes,
-        "layers": [[e.name, e.kind, e.dtype, list(e.shape), e.nbytes, e.nchunks, e.checksum] for e in info.layers],
-    }, use_bin_type=True)
-    return xxhash.xxh64_intdigest(body).to_bytes(8, "little") + body
-
-
-def _unpack_manifest(raw: bytes) -> WeightInfo:
-    if len(raw) < 9 or int.from_bytes(raw[:8], "little") != xxhash.xxh64_intdigest(raw[8:]):
-        raise CorruptValue("manifest checksum mismatch")
-    try:
-        d = msgpack.unpackb(raw[8:], raw=False)
-        if d.get("format") != _MANIFEST_FORMAT:
-            raise CorruptValue(f"manifest format {d.get('format')!r} is not {_MANIFEST_FORMAT}")
-        layers = [LayerEntry(n, k, dt, tuple(int(s) for s in sh), int(nb), int(nc), int(cs))
-                  for n, k, dt, sh, nb, nc, cs in d["layers"]]
-        return WeightInfo(d["job"], d["node"], int(d["seq"]), d["vid"], d["fitness"], float(d["created"]),
-                          d["arch"], int(d["chunk_bytes"]), layers)
-    except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
-        raise CorruptValue(f"malformed manifest: {exc}") from None
-
-
-def ring_graph(nodes: Sequence[str]) -> dict[str, list[str]]:
-    """Each node's neighbours are the next and previous nodes on a ring (the default walk)."""
-    n = len(nodes)
-    if n < 2:
-        return {node: [] for node in nodes}
-    return {nodes[i]: list(dict.fromkeys([nodes[(i + 1) % n], nodes[(i - 1) % n]])) for i in range(n)}
-
-
-__all__ = [
-    "WeightCache", "WeightInfo", "WeightVersion", "LayerEntry", "WeightCacheWarning",
-    "check_name", "parse_servers", "state_of", "architecture_of", "check_compatible", "load_into", "ring_graph",
-]
+__all__ = ["WeightCache"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...engine.policies import LRU as EngineLRU
+from ...engine.policies.lru import LRU as EngineLRU
 from .base import Lookup, TrainingPolicy
 
 

@@ -158,8 +158,9 @@ def access_batch(ids, admit, use_admit, hits, evicted, record, where, sid, sprev
 
 
 @nb.njit(cache=True)
-def access_sized(ids, sizes, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, s,
-                 osize, used, move_on_hit):
+def access_sized(
+    ids, sizes, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, s, osize, used, move_on_hit
+):
     # Byte-sized LRU / FIFO (libCacheSim's definition, see ``base``): a miss
     # evicts tails until the newcomer fits; an object larger than the cache is
     # not inserted. Cold enough next to the object-count kernel to use drop_slot.
@@ -248,21 +249,50 @@ class SlotListPolicy(Policy):
         self._s[3] = NIL
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return access_batch(ids, admit, use_admit, hits, evicted, record, self._where,
-                            self._sid, self._sprev, self._snext, self._s, self.move_on_hit)
+        return access_batch(
+            ids,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._sid,
+            self._sprev,
+            self._snext,
+            self._s,
+            self.move_on_hit,
+        )
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return access_sized(ids, sizes, admit, use_admit, hits, evicted, record, self._where, self._sid,
-                            self._sprev, self._snext, self._s, self._osize, self._used, self.move_on_hit)
+        return access_sized(
+            ids,
+            sizes,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._sid,
+            self._sprev,
+            self._snext,
+            self._s,
+            self._osize,
+            self._used,
+            self.move_on_hit,
+        )
 
     def _remove(self, ids):
         if self.by_bytes:
-            return remove_sized(ids, self._where, self._sid, self._sprev, self._snext, self._s,
-                                self._osize, self._used)
+            return remove_sized(
+                ids, self._where, self._sid, self._sprev, self._snext, self._s, self._osize, self._used
+            )
         return remove_ids(ids, self._where, self._sid, self._sprev, self._snext, self._s)
 
     def _shrink(self, evicted):
         if self.by_bytes:
-            return shrink_sized(evicted, self._where, self._sid, self._sprev, self._snext, self._s,
-                                self._osize, self._used)
+            return shrink_sized(
+                evicted, self._where, self._sid, self._sprev, self._snext, self._s, self._osize, self._used
+            )
         return shrink_to_capacity(evicted, self._where, self._sid, self._sprev, self._snext, self._s)

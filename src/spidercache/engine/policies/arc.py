@@ -5,8 +5,9 @@ resident ids; the ghost lists B1 and B2 remember ids recently evicted from T1
 and T2 (no value). A request that hits B1 grows the target size ``p`` of T1 by
 ``max(|B2| / |B1|, 1)`` (capped at the capacity c); a hit in B2 shrinks it by
 ``max(|B1| / |B2|, 1)`` (floored at 0): real numbers, as in the paper and
-libCacheSim's current ARC (an older one divided integers). REPLACE evicts the LRU of T1 into B1 when ``|T1| > p`` (or
-``|T1| == p`` and the request was in B2, or T2 is empty), else the LRU of T2
+libCacheSim's current ARC (an older one divided integers). REPLACE evicts the
+LRU of T1 into B1 when ``|T1| > p`` (or ``|T1| == p`` and the request was in
+B2, or T2 is empty), else the LRU of T2
 into B2. Directory sizes are kept at ``|T1| + |B1| <= c`` and
 ``|T1| + |T2| + |B1| + |B2| <= 2c``, as in the paper's pseudo-code.
 
@@ -367,8 +368,12 @@ def _arc_shrink(evicted, where, sid, sprev, snext, stag, s, pf):
 class ARC(Policy):
     name = "arc"
     _where_dtype = np.int32
-    _id_arrays = {"_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL),
-                  "_stag": (np.int8, 0)}
+    _id_arrays = {
+        "_sid": (np.int32, NIL),
+        "_sprev": (np.int32, NIL),
+        "_snext": (np.int32, NIL),
+        "_stag": (np.int8, 0),
+    }
     # 0 c, 1 size, 2-9 list heads/tails, 10-13 lengths, 14 int(p), 15 free slots, 16 high-water, 17 sink
     _n_scalars = 18
 

@@ -122,7 +122,7 @@ class Policy:
         self._used = np.zeros(1, np.int64)  # bytes in use (by_bytes only)
         self._osize = np.zeros(0, np.int64)
         self._n_ids = 0
-        self._where = np.zeros(0, self._where_dtype)
+        self._where: np.ndarray = np.zeros(0, self._where_dtype)
         for attr in self._id_arrays:
             setattr(self, attr, np.zeros(0, self._id_arrays[attr][0]))
         self._init_scalars()
@@ -144,8 +144,9 @@ class Policy:
         """Bytes held (a policy built with ``by_bytes=True``)."""
         return int(self._used[0])
 
-    def access(self, ids: np.ndarray, admit: np.ndarray | None = None,
-               sizes: np.ndarray | None = None) -> np.ndarray:
+    def access(
+        self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None
+    ) -> np.ndarray:
         """Serve a batch of requests in order; return the hit mask.
 
         ``sizes`` (one per request, bytes) is required by, and only accepted
@@ -179,7 +180,7 @@ class Policy:
         st.admissions += int(n_adm)
         st.rejections += int(n_rej)
         st.evictions += int(n_ev)
-        if record and n_ev:
+        if record and n_ev and self.on_evict is not None:
             self.on_evict(evicted[:n_ev].copy())
         return hits
 
@@ -208,7 +209,7 @@ class Policy:
         st.evictions += int(n_ev)
         st.bytes_requested += int(sizes.sum())
         st.bytes_hit += int(sizes[hits].sum())
-        if record and n_ev:
+        if record and n_ev and self.on_evict is not None:
             self.on_evict(evicted[:n_ev].copy())
         return hits
 
@@ -234,8 +235,11 @@ class Policy:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self._s[0] = min(int(capacity), MAX_CAPACITY)
         self._on_resize()
-        excess = (self.size if self.used_bytes > self.capacity else 0) if self.by_bytes \
+        excess = (
+            (self.size if self.used_bytes > self.capacity else 0)
+            if self.by_bytes
             else self.size - self.capacity
+        )
         if excess > 0:
             evicted = np.empty(excess + 16, np.int64)
             n_ev = int(self._shrink(evicted))
@@ -268,7 +272,7 @@ class Policy:
             raise ValueError(f"a policy holds at most {MAX_IDS} distinct ids, got id {n_ids - 1}")
         new_n = min(max(n_ids, 2 * self._n_ids), MAX_IDS) if self._n_ids else n_ids
         self._where = _grown(self._where, new_n, 0)
-        for attr, (dtype, fill) in self._id_arrays.items():
+        for attr, (_dtype, fill) in self._id_arrays.items():
             setattr(self, attr, _grown(getattr(self, attr), new_n, fill))
         if self.by_bytes:
             self._osize = _grown(self._osize, new_n, 0)

@@ -41,8 +41,25 @@ LOOKAHEAD = 8
 
 
 @nb.njit(cache=True)
-def _lfu_access(ids, admit, use_admit, hits, evicted, record,
-                where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
+def _lfu_access(
+    ids,
+    admit,
+    use_admit,
+    hits,
+    evicted,
+    record,
+    where,
+    sid,
+    sprev,
+    snext,
+    snode,
+    nfreq,
+    nhead,
+    ntail,
+    nprev,
+    nnext,
+    s,
+):
     cap, size, first, free, high = s[0], s[1], s[FIRST], s[FREE], s[HIGH]
     n_ev = 0
     n_adm = 0
@@ -252,10 +269,15 @@ class LFU(Policy):
     name = "lfu"
     _where_dtype = np.int32
     _id_arrays = {
-        "_sid": (np.int32, NIL), "_sprev": (np.int32, NIL), "_snext": (np.int32, NIL),
+        "_sid": (np.int32, NIL),
+        "_sprev": (np.int32, NIL),
+        "_snext": (np.int32, NIL),
         "_snode": (np.int32, NIL),
-        "_nfreq": (np.int64, 0), "_nhead": (np.int32, NIL), "_ntail": (np.int32, NIL),
-        "_nprev": (np.int32, NIL), "_nnext": (np.int32, NIL),
+        "_nfreq": (np.int64, 0),
+        "_nhead": (np.int32, NIL),
+        "_ntail": (np.int32, NIL),
+        "_nprev": (np.int32, NIL),
+        "_nnext": (np.int32, NIL),
     }
     _n_scalars = 6
 
@@ -265,8 +287,19 @@ class LFU(Policy):
         self._s[HIGH] = 0
 
     def _arrays(self):
-        return (self._where, self._sid, self._sprev, self._snext, self._snode, self._nfreq,
-                self._nhead, self._ntail, self._nprev, self._nnext, self._s)
+        return (
+            self._where,
+            self._sid,
+            self._sprev,
+            self._snext,
+            self._snode,
+            self._nfreq,
+            self._nhead,
+            self._ntail,
+            self._nprev,
+            self._nnext,
+            self._s,
+        )
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         return _lfu_access(ids, admit, use_admit, hits, evicted, record, *self._arrays())

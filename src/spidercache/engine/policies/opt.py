@@ -2,7 +2,7 @@
 
 It needs the future, given as ``next_use``: for every request of the trace the
 position of the next request of the same id (``NEVER`` if none), as computed by
-``next_use_positions``. The policy keeps a cursor into the trace, so successive
+``engine.nextuse.next_use_positions``. The policy keeps a cursor into the trace, so successive
 ``access`` batches must be consecutive slices of the very trace ``next_use`` was
 computed from (a hit whose recorded next use is not the current position means
 they are not, and raises ``ValueError``).
@@ -30,36 +30,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ..nextuse import next_use_positions
 from .base import Policy
 
-NEVER = np.iinfo(np.int64).max  # next use of an id that is never requested again
 NIL = -1
-
-
-@nb.njit(cache=True)
-def _next_use(ids, n_ids, last):
-    # One backward pass; ``last`` (int32 when positions fit: half the scattered
-    # memory traffic, which is what this loop costs) holds each id's latest
-    # position seen so far, -1 for none.
-    out = np.empty(ids.size, np.int64)
-    for t in range(ids.size - 1, -1, -1):
-        i = ids[t]
-        nxt = last[i]
-        out[t] = NEVER if nxt < 0 else nxt
-        last[i] = t
-    return out
-
-
-def next_use_positions(ids: np.ndarray) -> np.ndarray:
-    """Position of the next request of the same id for every request (``NEVER`` if none). O(n)."""
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    if ids.size == 0:
-        return np.empty(0, np.int64)
-    if int(ids.min()) < 0:
-        raise ValueError("ids must be non-negative dense ids (remap keys first)")
-    n_ids = int(ids.max()) + 1
-    last = np.full(n_ids, -1, np.int32 if ids.size < 2**31 else np.int64)
-    return _next_use(ids, n_ids, last)
 
 
 @nb.njit(cache=True, inline="always")
@@ -200,8 +174,15 @@ class OPT(Policy):
     _id_arrays = {"_hkey": (np.int64, 0), "_hid": (np.int32, NIL)}
     _n_scalars = 4  # 0 capacity, 1 size, 2 cursor into the trace, 3 bypass
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, next_use: np.ndarray | None = None,
-                 bypass: bool = False, **kwargs) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        n_ids: int = 0,
+        *,
+        next_use: np.ndarray | None = None,
+        bypass: bool = False,
+        **kwargs,
+    ) -> None:
         if next_use is None:
             raise ValueError("OPT needs next_use (see next_use_positions)")
         self.next_use = np.ascontiguousarray(next_use, dtype=np.int64)
@@ -222,13 +203,28 @@ class OPT(Policy):
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         if self.cursor + ids.size > self.next_use.size:
-            raise ValueError(f"OPT was given next-use positions for {self.next_use.size} requests; "
-                             f"this batch goes to request {self.cursor + ids.size}")
-        n_ev, n_adm, n_rej, bad = _opt_access(ids, admit, use_admit, hits, evicted, record,
-                                              self._where, self._hkey, self._hid, self._s, self.next_use)
+            raise ValueError(
+                f"OPT was given next-use positions for {self.next_use.size} requests; "
+                f"this batch goes to request {self.cursor + ids.size}"
+            )
+        n_ev, n_adm, n_rej, bad = _opt_access(
+            ids,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._hkey,
+            self._hid,
+            self._s,
+            self.next_use,
+        )
         if bad >= 0:
-            raise ValueError(f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
-                             "next_use was computed from")
+            raise ValueError(
+                f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
+                "next_use was computed from"
+            )
         return n_ev, n_adm, n_rej
 
     def _remove(self, ids):
@@ -238,8 +234,9 @@ class OPT(Policy):
         return _opt_shrink(evicted, self._where, self._hkey, self._hid, self._s)
 
 
-def opt_hits(ids: np.ndarray, capacity: int, *, bypass: bool = False,
-             next_use: np.ndarray | None = None) -> np.ndarray:
+def opt_hits(
+    ids: np.ndarray, capacity: int, *, bypass: bool = False, next_use: np.ndarray | None = None
+) -> np.ndarray:
     """Per-request hit mask of OPT over a whole trace of dense ids (the reference decision)."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if ids.size == 0:

@@ -78,13 +78,19 @@ def _compact(ring, tail, used, where, pos, lo, hi):
 
 
 @nb.njit(cache=True)
-def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink,
-                where, pos, rs, rm, rg, s):
+def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink, where, pos, rs, rm, rg, s):
     cap, size = s[0], s[1]
     n_s, n_m, n_g = s[N_S], s[N_M], s[N_G]
     cap_s, cap_m, cap_g = s[CAP_S], s[CAP_M], s[CAP_G]
     has_evicted = s[HAS_EVICTED]
-    s_tail, s_used, m_tail, m_used, g_tail, g_used = s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED], s[G_TAIL], s[G_USED]
+    s_tail, s_used, m_tail, m_used, g_tail, g_used = (
+        s[S_TAIL],
+        s[S_USED],
+        s[M_TAIL],
+        s[M_USED],
+        s[G_TAIL],
+        s[G_USED],
+    )
     rs_n, rm_n, rg_n = rs.size, rm.size, rg.size
     n_ev = 0
     n_adm = 0
@@ -239,7 +245,14 @@ def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink,
     s[1] = size
     s[N_S], s[N_M], s[N_G] = n_s, n_m, n_g
     s[HAS_EVICTED] = has_evicted
-    s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED], s[G_TAIL], s[G_USED] = s_tail, s_used, m_tail, m_used, g_tail, g_used
+    s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED], s[G_TAIL], s[G_USED] = (
+        s_tail,
+        s_used,
+        m_tail,
+        m_used,
+        g_tail,
+        g_used,
+    )
     return n_ev, n_adm, n_rej
 
 
@@ -292,6 +305,7 @@ def _ring_sizes(capacity: int, ghost_cap: int) -> tuple[int, int]:
 class S3FIFO(Policy):
     name = "s3fifo"
     _id_arrays = {"_pos": (np.int32, 0)}
+    _pos: np.ndarray
     _n_scalars = 15
 
     def _init_scalars(self) -> None:
@@ -316,9 +330,11 @@ class S3FIFO(Policy):
         rq, rg = _ring_sizes(self.capacity, int(self._s[CAP_G]))
         if rq > self._rs.size or rg > self._rg.size:  # grow the rings (live entries only, in order)
             s = self._s
-            for attr, tail, used, lo, hi, size in (("_rs", S_TAIL, S_USED, S0, S0 + 3, rq),
-                                                   ("_rm", M_TAIL, M_USED, M0, M0 + 3, rq),
-                                                   ("_rg", G_TAIL, G_USED, GHOST, GHOST, rg)):
+            for attr, tail, used, lo, hi, size in (
+                ("_rs", S_TAIL, S_USED, S0, S0 + 3, rq),
+                ("_rm", M_TAIL, M_USED, M0, M0 + 3, rq),
+                ("_rg", G_TAIL, G_USED, GHOST, GHOST, rg),
+            ):
                 old = getattr(self, attr)
                 new = np.zeros(max(size, old.size), np.int32)
                 s[used] = _rebuild(old, s[tail], s[used], new, self._where, self._pos, lo, hi)
@@ -330,13 +346,39 @@ class S3FIFO(Policy):
     def _evict_down(self, evicted: np.ndarray) -> int:
         """Evict until size <= capacity, then trim G to its size (the kernel's shrink mode)."""
         none = np.zeros(0, np.int64)
-        n_ev, _, _ = _s3fifo_run(none, np.ones(1, np.bool_), False, np.zeros(0, np.bool_), evicted, True,
-                                 True, self._where, self._pos, self._rs, self._rm, self._rg, self._s)
+        n_ev, _, _ = _s3fifo_run(
+            none,
+            np.ones(1, np.bool_),
+            False,
+            np.zeros(0, np.bool_),
+            evicted,
+            True,
+            True,
+            self._where,
+            self._pos,
+            self._rs,
+            self._rm,
+            self._rg,
+            self._s,
+        )
         return int(n_ev)
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return _s3fifo_run(ids, admit, use_admit, hits, evicted, record, False,
-                           self._where, self._pos, self._rs, self._rm, self._rg, self._s)
+        return _s3fifo_run(
+            ids,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            False,
+            self._where,
+            self._pos,
+            self._rs,
+            self._rm,
+            self._rg,
+            self._s,
+        )
 
     def _remove(self, ids):
         return _s3fifo_remove(ids, self._where, self._s)

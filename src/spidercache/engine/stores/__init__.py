@@ -27,8 +27,10 @@ from .spill import SpillStore
 
 _MB = 1 << 20
 
-SPEC_HELP = ("memory[:MB] | lmdb:PATH | spill:MB:PATH | redis://host:port[/prefix] | "
-             "redis-cluster://h:p,h:p[/prefix] | memcached://h:p,h:p[/prefix]")
+SPEC_HELP = (
+    "memory[:MB] | lmdb:PATH | spill:MB:PATH | redis://host:port[/prefix] | "
+    "redis-cluster://h:p,h:p[/prefix] | memcached://h:p,h:p[/prefix]"
+)
 
 
 def _megabytes(text: str, spec: str) -> int:
@@ -77,5 +79,16 @@ def open_store(spec: str, *, prefix: str | None = None) -> Store:
     raise UserError(f"unknown store {spec!r}; expected one of: {SPEC_HELP}")
 
 
-__all__ = ["Store", "Key", "Value", "MemoryStore", "LMDBStore", "SpillStore", "RedisStore",
-           "MemcachedStore", "open_store", "StoreUnavailable", "SPEC_HELP"]
+__all__ = [
+    "Store",
+    "Key",
+    "Value",
+    "MemoryStore",
+    "LMDBStore",
+    "SpillStore",
+    "RedisStore",
+    "MemcachedStore",
+    "open_store",
+    "StoreUnavailable",
+    "SPEC_HELP",
+]

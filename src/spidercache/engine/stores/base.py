@@ -61,7 +61,7 @@ class Store(ABC):
     def delete_many(self, keys: Sequence[Key] | np.ndarray) -> None:
         """Drop keys (absent keys are ignored)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: stores with nothing to release keep it)
         """Release resources; the store must not be used afterwards."""
 
     # ------------------------------------------------ conveniences on top

@@ -38,8 +38,14 @@ def _lmdb_key(key: Key) -> bytes:
 class LMDBStore(Store):
     name = "lmdb"
 
-    def __init__(self, path: str | os.PathLike, map_size: int = DEFAULT_MAP_SIZE, *,
-                 sync: bool = False, max_map_size: int = 1 << 40) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        map_size: int = DEFAULT_MAP_SIZE,
+        *,
+        sync: bool = False,
+        max_map_size: int = 1 << 40,
+    ) -> None:
         self.path = os.fspath(path)
         self.map_size = int(map_size)
         self.sync = sync
@@ -52,8 +58,15 @@ class LMDBStore(Store):
     def _open(self) -> None:
         try:
             os.makedirs(self.path, exist_ok=True)
-            self._env = lmdb.open(self.path, map_size=self.map_size, subdir=True, sync=self.sync,
-                                  readahead=False, max_dbs=0, lock=True)
+            self._env = lmdb.open(
+                self.path,
+                map_size=self.map_size,
+                subdir=True,
+                sync=self.sync,
+                readahead=False,
+                max_dbs=0,
+                lock=True,
+            )
         except (OSError, lmdb.Error) as exc:
             raise UserError(f"cannot open LMDB store at {self.path}: {exc}") from exc
         self._pid = os.getpid()
@@ -123,12 +136,17 @@ class LMDBStore(Store):
         self._env = None
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "map_size": self.map_size, "sync": self.sync,
-                "max_map_size": self.max_map_size}
+        return {
+            "path": self.path,
+            "map_size": self.map_size,
+            "sync": self.sync,
+            "max_map_size": self.max_map_size,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["map_size"], sync=state["sync"],
-                      max_map_size=state["max_map_size"])
+        LMDBStore.__init__(
+            self, state["path"], state["map_size"], sync=state["sync"], max_map_size=state["max_map_size"]
+        )
 
     def __repr__(self) -> str:
         return f"LMDBStore({self.path!r}, map_size={self.map_size})"

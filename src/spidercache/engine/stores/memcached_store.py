@@ -11,7 +11,9 @@ Chunks are written first and the manifest last, and every rewrite uses a fresh
 nonce, so a reader sees either the old complete value, the new complete value,
 or a miss -- never half of one. A read that finds a chunk missing (memcached
 evicted it, a server lost it) or a length / checksum that does not match is a
-miss. Chunks of an overwritten value are left for memcached's own LRU.
+miss. Chunks of an overwritten or deleted value are left for memcached's own LRU.
+``append_everywhere`` / ``read_everywhere`` keep a small list on every server
+(the weight cache's node list), so that it survives a server.
 
 A server that does not answer raises ``StoreUnavailable``: ``HashClient`` is
 configured with ``ignore_exc=False`` and an unbounded retry count with no
@@ -128,8 +130,9 @@ class MemcachedStore(Store):
                 nonce, n_chunks, total, checksum = _MANIFEST.unpack_from(item, 1)
                 manifests[i] = (ek, nonce, n_chunks, total, checksum)
         if manifests:
-            chunk_keys = [_chunk_key(ek, nonce, j) for ek, nonce, n, _, _ in manifests.values()
-                          for j in range(n)]
+            chunk_keys = [
+                _chunk_key(ek, nonce, j) for ek, nonce, n, _, _ in manifests.values() for j in range(n)
+            ]
             try:
                 chunks = self._client.get_many(chunk_keys)
             except (MemcacheError, OSError) as exc:
@@ -158,7 +161,7 @@ class MemcachedStore(Store):
             mv = memoryview(v).cast("B")
             entry_index[ek] = i
             if len(mv) + 1 <= self.chunk_size:
-                entries[ek] = _INLINE + mv.tobytes()
+                entries[ek] = b"".join((_INLINE, mv))  # one copy
                 continue
             nonce = int.from_bytes(os.urandom(8), "little")
             n = -(-len(mv) // self.chunk_size)
@@ -183,20 +186,52 @@ class MemcachedStore(Store):
         return stored
 
     def delete_many(self, keys) -> None:
+        # Entry items only: a chunked value's chunks become unreachable with its manifest and are
+        # left to memcached's LRU, as when a value is overwritten (no read-back to find them).
         keys = as_key_list(keys)
         if not keys:
             return
-        entry_keys = list(dict.fromkeys(self._entry_key(k) for k in keys))
         try:
-            found = self._client.get_many(entry_keys)
-            doomed = list(entry_keys)
-            for ek, item in found.items():
-                if item[:1] == _CHUNKED and len(item) == 1 + _MANIFEST.size:
-                    nonce, n, _, _ = _MANIFEST.unpack_from(item, 1)
-                    doomed.extend(_chunk_key(_as_str(ek), nonce, j) for j in range(n))
-            self._client.delete_many(doomed, noreply=True)
+            self._client.delete_many(list(dict.fromkeys(self._entry_key(k) for k in keys)), noreply=True)
         except (MemcacheError, OSError) as exc:
             raise self._unavailable(exc, "delete_many") from exc
+
+    # ------------------------------------------------ replicated lists
+    def append_everywhere(self, key: Key, data: bytes) -> int:
+        """Append ``data`` to ``key``'s value on every server (memcached's atomic append).
+
+        A list kept this way survives the loss of any server but one. Returns how
+        many servers took it; raises ``StoreUnavailable`` only when none did.
+        """
+        ek = self._entry_key(key)
+        took = 0
+        for client in list(self._client.clients.values()):
+            try:
+                if not client.append(ek, data, noreply=False):
+                    client.add(ek, _INLINE, noreply=False)  # (a concurrent add wins; append then works)
+                    client.append(ek, data, noreply=False)
+                took += 1
+            except (MemcacheError, OSError):
+                continue
+        if not took:
+            raise StoreUnavailable(f"no memcached server of {self.address} answers")
+        return took
+
+    def read_everywhere(self, key: Key) -> list[bytes]:
+        """``key``'s value on each server that answers and holds it (see ``append_everywhere``)."""
+        ek = self._entry_key(key)
+        out, answered = [], 0
+        for client in list(self._client.clients.values()):
+            try:
+                item = client.get(ek)
+            except (MemcacheError, OSError):
+                continue
+            answered += 1
+            if item and item[:1] == _INLINE:
+                out.append(bytes(item[1:]))
+        if not answered:
+            raise StoreUnavailable(f"no memcached server of {self.address} answers")
+        return out
 
     def __contains__(self, key: Key) -> bool:
         return self.get_many([key])[0] is not None
@@ -208,12 +243,14 @@ class MemcachedStore(Store):
             pass
 
     def __getstate__(self) -> dict:
-        return {k: getattr(self, k) for k in ("servers", "prefix", "item_limit", "connect_timeout",
-                                               "timeout", "ttl")}
+        return {
+            k: getattr(self, k)
+            for k in ("servers", "prefix", "item_limit", "connect_timeout", "timeout", "ttl")
+        }
 
     def __setstate__(self, state: dict) -> None:
         servers = state.pop("servers")
-        self.__init__(servers, **state)
+        MemcachedStore.__init__(self, servers, **state)
 
     def __repr__(self) -> str:
         return f"MemcachedStore({self.address}, prefix={self.prefix!r})"

@@ -81,4 +81,6 @@ class MemoryStore(Store):
             self._nbytes = 0
 
     def __repr__(self) -> str:
-        return f"MemoryStore(budget_bytes={self.budget_bytes}, nbytes={self._nbytes}, items={len(self._data)})"
+        return (
+            f"MemoryStore(budget_bytes={self.budget_bytes}, nbytes={self._nbytes}, items={len(self._data)})"
+        )

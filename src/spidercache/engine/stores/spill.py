@@ -42,9 +42,9 @@ class SpillStore(Store):
         stored = in_memory.copy()
         rest = np.flatnonzero(~in_memory)
         if rest.size:
-            rest_keys = [keys[i] for i in rest]
+            rest_keys = [keys[int(i)] for i in rest]
             self.memory.delete_many(rest_keys)
-            stored[rest] = self.disk.put_many(rest_keys, [values[i] for i in rest])
+            stored[rest] = self.disk.put_many(rest_keys, [values[int(i)] for i in rest])
         put_in_memory = [k for k, m in zip(keys, in_memory) if m]
         if put_in_memory and _may_hold_anything(self.disk):
             self.disk.delete_many(put_in_memory)

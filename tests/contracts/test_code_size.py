@@ -1,0 +1,77 @@
+"""Files under 400 lines, functions under 80, in src/ (issue 13's figures).
+
+Exceptions are listed by name with the reason: generated code, and the
+hand-inlined numba policy kernels (one loop over a batch, inlined by hand so
+that numba keeps the state in registers).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "spidercache"
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 80
+GENERATED = {
+    "server/cache_pb2.py",
+    "server/cache_pb2_grpc.py",
+    "inference/gati_pb2.py",
+    "inference/gati_pb2_grpc.py",
+}
+# hand-inlined policy kernels: "file:function"
+KERNELS = {
+    "engine/policies/arc.py:_arc_access",
+    "engine/policies/lfu.py:_lfu_access",
+    "engine/policies/s3fifo.py:_s3fifo_run",
+}
+# files of hand-inlined policy kernels (the issue allows them over 400 lines)
+KERNEL_FILES = {"engine/policies/arc.py"}
+# Over the limits when issue 13's check came in; each is being split by the helper who owns it (listed so
+# that the check fails on anything new; remove an entry when its file is split).
+PENDING = {
+    "data/cached.py": "data (issue 18: plan/execute)",
+    "data/policies/spider.py": "data",
+    "data/policies/spider.py:lookup": "data",
+    "data/train.py:_train": "data",
+    "engine/cache.py:_lookup": "data (issue 18: plan/execute)",
+    "cli/train.py:register": "data",
+    "cli/train.py:train_cmd": "data",
+    "embedding/policy.py": "embed (issue 19)",
+    "server/client.py": "server (issue 15)",
+    "server/sessions.py": "server (issue 15)",
+    "server/shm.py": "server (issue 15)",
+    "server/bench.py:_bench_size": "server (moves to bench/server.py)",
+    "inference/bench.py:run_bench": "gati (moves to bench/gati.py)",
+    "cli/gati.py:register": "gati (issue 17)",
+    "bench/sim.py:run": "sim (issue 16)",
+    "sim/simulate.py:simulate": "sim (issue 16)",
+}
+
+
+def _files() -> list[Path]:
+    return sorted(p for p in SRC.rglob("*.py") if p.relative_to(SRC).as_posix() not in GENERATED)
+
+
+def test_no_file_over_400_lines():
+    long = {
+        rel: n
+        for p in _files()
+        if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES
+        and (rel := p.relative_to(SRC).as_posix()) not in PENDING
+        and rel not in KERNEL_FILES
+    }
+    assert not long, f"files over {MAX_FILE_LINES} lines: {long}"
+
+
+def test_no_function_over_80_lines():
+    long = {}
+    for p in _files():
+        rel = p.relative_to(SRC).as_posix()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                name = f"{rel}:{node.name}"
+                if n > MAX_FUNCTION_LINES and name not in KERNELS and name not in PENDING:
+                    long[name] = n
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
