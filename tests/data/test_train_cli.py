@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from spidercache.data.datasets import CIFAR, ImageFolder, NpzDataset, open_dataset
+from spidercache.data import ImageFolder, open_splits
+from spidercache.data.datasets import CIFAR, NpzDataset
 from tiny_npz import make_npz
 
 PY = sys.executable
@@ -104,17 +105,21 @@ def test_dataset_readers_and_fingerprints(tmp_path):
             pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 3]}, f)
     with open(cdir / "test_batch", "wb") as f:
         pickle.dump({"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [1, 2]}, f)
-    ds = open_dataset([str(cdir)])
+    ds, test, note = open_splits([str(cdir)])
     assert isinstance(ds, CIFAR) and ds.data.shape == (20, 3, 32, 32) and ds.num_classes == 10
-    assert len(open_dataset([str(cdir)], train=False)) == 2
+    assert len(test) == 2 and note == ""
     # ImageFolder
     for cls in ("cat", "dog"):
         (tmp_path / "imgs" / "train" / cls).mkdir(parents=True)
         for j in range(3):
             Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
                 tmp_path / "imgs" / "train" / cls / f"{j}.png")
-    im = open_dataset([str(tmp_path / "imgs")], image_size=16)
-    assert isinstance(im, ImageFolder) and im.data.shape == (6, 3, 16, 16) and im.classes == ["cat", "dog"]
+    # (read lazily now: one file per access; no test split next to train/: a held-out part, said in a note)
+    im, held, note = open_splits([str(tmp_path / "imgs")], image_size=16)
+    assert isinstance(im.dataset, ImageFolder) and im.dataset.classes == ["cat", "dog"]
+    assert len(im) + len(held) == 6 and len(held) == 1 and "held-out" in note
+    assert tuple(im[0][0].shape) == (3, 16, 16)
+    assert ImageFolder(str(tmp_path / "imgs" / "train"), 8).fingerprint() != im.dataset.fingerprint()
     # npz + fingerprint changes with the transform and with the file
     tr, te = make_npz(tmp_path, n=32)
     a = NpzDataset(tr).fingerprint()

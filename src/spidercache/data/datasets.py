@@ -107,13 +107,12 @@ class ArrayImageDataset(Dataset):
             image = self.transform(image)
         return image, int(self.targets[index])
 
+    def __getitems__(self, ids: list[int]) -> list:
+        return [self[i] for i in ids]
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.data.shape[1:])  # type: ignore[return-value]
 
     def fingerprint(self) -> str:
         extra = {"name": self.name, "n": len(self), "transform": describe_transform(self.transform)}
@@ -196,48 +195,6 @@ class CIFAR(ArrayImageDataset):
                          name=f"{name}-{'train' if train else 'test'}", classes=[str(i) for i in range(n_classes)])
 
 
-_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-class ImageFolder(ArrayImageDataset):
-    """``root/<class>/<image>`` trees (PNG/JPEG via Pillow), decoded and resized to ``size`` once.
-
-    Images are converted to RGB (or L when ``channels=1``) and resized to
-    ``size x size``, so every sample has the same shape and can live in the
-    in-process slot cache; the resize is part of the fingerprint.
-    """
-
-    def __init__(self, root: str | os.PathLike, size: int = 32, channels: int = 3,
-                 transform: Callable | None = None) -> None:
-        from PIL import Image, UnidentifiedImageError
-
-        root = Path(root)
-        if not root.is_dir():
-            raise UserError(f"image folder not found: {root}")
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-        if not classes:
-            raise UserError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
-        paths, labels = [], []
-        for c, cls in enumerate(classes):
-            for p in sorted((root / cls).rglob("*")):
-                if p.suffix.lower() in _IMAGE_EXTS:
-                    paths.append(p)
-                    labels.append(c)
-        if not paths:
-            raise UserError(f"{root} has no images ({', '.join(sorted(_IMAGE_EXTS))})")
-        mode = "L" if channels == 1 else "RGB"
-        data = np.empty((len(paths), channels, size, size), np.uint8)
-        for i, p in enumerate(paths):
-            try:
-                with Image.open(p) as im:
-                    arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR), np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise UserError(f"cannot decode image {p}: {exc}") from None
-            data[i] = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
-        super().__init__(data, np.asarray(labels, np.int64), transform, source_paths=[str(p) for p in paths],
-                         name=f"imagefolder-{size}px-{mode}", classes=classes)
-
-
 class NpzDataset(ArrayImageDataset):
     """A ``.npz`` with ``x`` (N x H x W, N x C x H x W or N x H x W x C, uint8) and ``y`` (N)."""
 
@@ -268,38 +225,33 @@ class NpzDataset(ArrayImageDataset):
                          name=f"npz-{path.stem}", classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [])
 
 
-def open_dataset(train_paths: Sequence[str] = (), train: bool = True, image_size: int = 32,
-                 transform: Callable | None = None) -> ArrayImageDataset:
-    """The dataset named by ``train_paths`` (none: the embedded Fashion-MNIST).
+class Subset(Dataset):
+    """Some items of a dataset, with their ``targets`` and a fingerprint that names the choice."""
 
-    One path: a Fashion-MNIST folder or images .gz file, a CIFAR folder, an
-    ImageFolder tree, or a ``.npz``. For ``.npz`` the test split is a second
-    path (``train.npz test.npz``); for folders it comes from the same folder.
-    """
-    paths = [str(p) for p in train_paths]
-    if not paths:
-        return FashionMNIST(train=train, transform=transform)
-    first = Path(paths[0])
-    if not first.exists():
-        raise UserError(f"dataset path not found: {first}")
-    if first.suffix == ".npz":
-        if not train:
-            if len(paths) < 2:
-                raise UserError(f"{first}: give the test split as a second .npz path")
-            return NpzDataset(paths[1], transform)
-        return NpzDataset(first, transform)
-    if first.is_file() and first.name.endswith("-idx3-ubyte.gz"):
-        first = first.parent
-    if first.is_dir():
-        if (first / "train-images-idx3-ubyte.gz").exists():
-            return FashionMNIST(first, train=train, transform=transform)
-        if any((first / n).exists() for n in ("data_batch_1", "test_batch", "train", "test")) and \
-                not any(d.is_dir() for d in first.iterdir() if d.name in ("train", "test")):
-            return CIFAR(first, train=train, transform=transform)
-        split = first / ("train" if train else "test")
-        if split.is_dir():
-            return ImageFolder(split, size=image_size, transform=transform)
-        if train:
-            return ImageFolder(first, size=image_size, transform=transform)
-        raise UserError(f"{first}: no test split (expected {first}/test/<class>/...)")
-    raise UserError(f"do not know how to read {first} (expected a folder or a .npz file)")
+    def __init__(self, dataset, ids: np.ndarray, why: str) -> None:
+        self.dataset, self.ids, self.why = dataset, np.asarray(ids, np.int64), why
+        self.targets = np.asarray(dataset.targets, np.int64)[self.ids]
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.ids[int(i)])]
+
+    def __getitems__(self, ids: list[int]) -> list:
+        inner = [int(self.ids[int(i)]) for i in ids]
+        get = getattr(self.dataset, "__getitems__", None)
+        return get(inner) if callable(get) else [self.dataset[i] for i in inner]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(f"{self.dataset.fingerprint()}:{self.why}".encode())
+        h.update(self.ids.tobytes())
+        return h.hexdigest()[:32]
+
+    # for raw caching over a lazily read dataset
+    def raw(self, i: int):
+        return self.dataset.raw(int(self.ids[int(i)]))
+
+    def decode(self, raw, i: int):
+        return self.dataset.decode(raw, int(self.ids[int(i)]))

@@ -18,12 +18,12 @@ per-rank store it decides only the rank's own block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cached import BatchPlan, CachePlanner
+    from ..engine.plan import BatchPlan, Planner
 
 
 def weighted_draw(scores: np.ndarray, n_draws: int, rng: np.random.Generator,
@@ -50,8 +50,8 @@ def weighted_draw(scores: np.ndarray, n_draws: int, rng: np.random.Generator,
 class PlanningBatchSampler:
     """Yields one ``BatchPlan`` per step of this rank; ``set_epoch`` before each epoch."""
 
-    def __init__(self, planner: "CachePlanner", batch_size: int, rank: int = 0, world: int = 1,
-                 drop_last: bool | None = None) -> None:
+    def __init__(self, planner: "Planner", batch_size: int, rank: int = 0, world: int = 1,
+                 drop_last: bool | None = None, order_fn: Callable[[int], np.ndarray] | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.planner = planner
@@ -61,11 +61,13 @@ class PlanningBatchSampler:
         # DDP needs the same number of steps on every rank: drop the ragged tail.
         self.drop_last = (world > 1) if drop_last is None else bool(drop_last)
         self.epoch = 0
+        # the epoch's global request order: the policy's own unless the loader says otherwise
+        self.order_fn = order_fn or planner.policy.order
         self._order = np.empty(0, np.int64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        self._order = self.planner.policy.order(self.epoch)
+        self._order = np.asarray(self.order_fn(self.epoch), np.int64)
 
     def __len__(self) -> int:
         per_step = self.batch_size * self.world

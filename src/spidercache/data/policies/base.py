@@ -25,37 +25,13 @@ Hooks, in the order the loader and the training loop call them:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ...engine.plan import Lookup
 
-@dataclass
-class Lookup:
-    """The policy's decision for one batch (arrays have one entry per request).
-
-    ``served[k]`` is the id whose data answers request ``k``: the requested id
-    itself, or a resident stand-in (``substituted[k]``). ``hit[k]`` means the
-    served id is resident and is read from the cache (true for substitutions).
-    ``admit[k]`` means: load ``served[k]`` from storage and insert it.
-    ``evicted`` are the ids this batch pushed out (the store drops them).
-    ``level`` (optional) says which cache level holds each served id (0 =
-    importance cache, 1 = unimportant / homophily cache); a backend with one
-    store per level (SpiderCache's Redis layout) reads and writes there.
-    """
-
-    served: np.ndarray
-    hit: np.ndarray
-    substituted: np.ndarray
-    admit: np.ndarray
-    evicted: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    level: np.ndarray | None = None
-
-    @classmethod
-    def all_miss(cls, ids: np.ndarray, admit: bool = False) -> "Lookup":
-        n = ids.size
-        return cls(ids.copy(), np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.full(n, admit, np.bool_))
+__all__ = ["Lookup", "TrainingPolicy", "loss_rank_scores"]
 
 
 class TrainingPolicy:
@@ -64,6 +40,8 @@ class TrainingPolicy:
     name: ClassVar[str] = "base"
     # The training loop gathers embeddings (and all-gathers them under DDP) only when asked.
     wants_embeddings: ClassVar[bool] = False
+    # Policies that substitute a miss by a resident sample of the same label need the labels.
+    needs_labels: ClassVar[bool] = False
 
     def __init__(self, n_samples: int, capacity: int, labels: np.ndarray | None = None,
                  seed: int = 0, **options: Any) -> None:

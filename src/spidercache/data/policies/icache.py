@@ -27,6 +27,7 @@ from .scored import ScoreCache, ShadowScores
 
 class ICachePolicy(TrainingPolicy):
     name = "icache"
+    needs_labels = True  # substitutes a miss by a resident sample: the loader refuses to run without labels
 
     def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0,
                  h_fraction: float = 0.3, h_share: float = 0.8, epoch_fraction: float = 0.8,

@@ -73,10 +73,6 @@ class ScoreCache:
                 return
             heapq.heappop(h)
 
-    def min_score(self) -> float:
-        self._clean_top()
-        return self._heap[0][0] if self._heap else -np.inf
-
     def offer(self, i: int, score: float) -> tuple[bool, int]:
         """Admit ``i`` if there is room or it beats the lowest score; return (admitted, evicted id or -1)."""
         if self.capacity <= 0 or self.resident[i]:

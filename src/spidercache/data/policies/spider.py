@@ -64,6 +64,7 @@ STAND_IN_RULES = ("nearest", "neighbourhood", "label")
 
 class SpiderPolicy(TrainingPolicy):
     name = "spider"
+    needs_labels = True  # look-alikes must share the label of the sample they stand in for
     wants_embeddings = True
     use_homophily = True
     use_importance_sampling = True
