@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 
 import numpy as np
 import torch
@@ -31,12 +32,16 @@ from .cached import BadSample
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
-def open_fs(root: str):
-    """(file system, path) of a local path or URL; UserError if it cannot be listed."""
+def open_fs(root: str, fresh: bool = False):
+    """(file system, path) of a local path or URL; UserError if it cannot be listed.
+
+    ``fresh``: a new instance (fsspec caches them; an async one made before a
+    fork must not be used after it).
+    """
     import fsspec
 
     try:
-        fs, path = fsspec.core.url_to_fs(str(root))
+        fs, path = fsspec.core.url_to_fs(str(root), skip_instance_cache=fresh)
         if not fs.isdir(path):
             raise UserError(f"image folder not found: {root}")
     except UserError:
@@ -75,12 +80,26 @@ class ImageFolder(Dataset):
                     sizes.append(found[p].get("size"))
         if not paths:
             raise UserError(f"{root} has no images ({', '.join(IMAGE_EXTS)})")
-        self.fs, self.paths, self.classes = fs, paths, classes
+        self._fs, self._pid = fs, os.getpid()
+        self.paths, self.classes = paths, classes
         self.targets = np.asarray(labels, np.int64)
         self._listing = hashlib.sha256(json.dumps([paths, sizes]).encode()).hexdigest()
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def fs(self):
+        """The file system, opened anew in each process (DataLoader workers included)."""
+        if self._fs is None or self._pid != os.getpid():
+            import fsspec
+
+            self._fs = fsspec.core.url_to_fs(self.root, skip_instance_cache=True)[0]
+            self._pid = os.getpid()
+        return self._fs
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fs": None}
 
     @property
     def num_classes(self) -> int:

@@ -111,11 +111,11 @@ def _subset(ds, n: int, seed: int, why: str):
     return Subset(ds, np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False)), f"{why}-{n}-{seed}")
 
 
-def _channel_stats(ds, seed: int, n: int = 512) -> tuple[list[float], list[float]]:
-    """Per-channel mean / std (0..255 scale) of up to ``n`` samples, read through the dataset."""
-    ids = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
-    x = np.stack([np.asarray(ds[int(i)][0]) for i in ids])
-    return channel_stats(x)
+def _channel_stats(cached, seed: int, n: int = 512) -> tuple[np.ndarray, tuple[list[float], list[float]]]:
+    """One sample and the per-channel mean / std (0..255 scale) of up to ``n``, read as a miss is."""
+    ids = np.sort(np.random.default_rng(seed).choice(len(cached), min(n, len(cached)), replace=False))
+    x = np.stack([np.asarray(cached.item(v, int(i))[0]) for v, i in zip(cached.load(ids), ids) if v is not None])
+    return x[0], channel_stats(x)
 
 
 def _evaluate(model, test_ds, norm: Normalize, device, workers: int, batch: int = 1000) -> float:
@@ -198,8 +198,6 @@ def _setup(cfg: TrainConfig, info: DistInfo):
         print(note, file=sys.stderr)
     train_ds = _subset(train_ds, cfg.train_samples, cfg.seed, "train-subset")
     test_ds = _subset(test_ds, cfg.test_samples, cfg.seed + 1, "test-subset")
-    mean, std = _channel_stats(train_ds, cfg.seed)
-    norm = Normalize(mean, std)
     policy_name = cfg.policy if cfg.cache_training_data else "none"
     specs = train_store_specs(cfg.cache_backend, host_ip=cfg.host_ip, port_num=cfg.port_num,
                               port_num2=cfg.port_num2, cache_nodes=cfg.cache_nodes, redis_nodes=cfg.redis_nodes,
@@ -216,7 +214,8 @@ def _setup(cfg: TrainConfig, info: DistInfo):
                           persistent_workers=cfg.workers > 0, cache=cfg.cache, strict=cfg.strict,
                           rank=info.rank, world=info.world, policy_options=opts,
                           storage_model=StorageModel(cfg.storage_latency_ms, cfg.storage_bandwidth_mbps))
-    x0, _ = train_ds[0]
+    x0, (mean, std) = _channel_stats(loader.dataset, cfg.seed)
+    norm = Normalize(mean, std)
     num_classes = len(getattr(train_ds, "classes", None) or []) or int(np.max(loader.labels)) + 1
     return train_ds, test_ds, loader, norm, int(np.asarray(x0).shape[0]), num_classes, " + ".join(specs)
 

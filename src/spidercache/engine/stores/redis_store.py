@@ -291,7 +291,7 @@ class ShardedStore(Store):
                 pass
 
     def _each(self, keys: list, method: str, *args):
-        """Yield (positions, result or None) per node; raise when every node involved is down."""
+        """(positions, result or None) per node; raise only when every node of the store is down."""
         owner = self.node_of(keys)
         results, alive = [], False
         for k in np.unique(owner).tolist():
@@ -307,7 +307,7 @@ class ShardedStore(Store):
                 except StoreUnavailable:
                     self._failed(k)
             results.append((pos, res))
-        if keys and not alive:
+        if keys and not alive and all(b.down for b in self._backoff):
             raise StoreUnavailable(f"no node of {', '.join(self.names)} answers")
         return results
 
