@@ -33,8 +33,9 @@ class Counting(torch.utils.data.Dataset):
 @pytest.mark.parametrize("policy", ["lru", "spider"])
 def test_two_workers_reads_after_warmup_equal_misses_and_values_equal_the_source(policy):
     ds = Counting()
-    loader = spidercache.CachedLoader(ds, batch_size=32, shuffle=True, num_workers=2, policy=policy,
-                                      working_set=0.5, store="memory", seed=0)
+    loader = spidercache.CachedLoader(
+        ds, batch_size=32, shuffle=True, num_workers=2, policy=policy, working_set=0.5, store="memory", seed=0
+    )
     assert isinstance(loader.dataset, torch.utils.data.Dataset) and len(loader.dataset) == len(ds)
     rng = np.random.default_rng(0)
     for epoch in range(3):
@@ -79,8 +80,9 @@ def test_samples_of_any_size_with_the_users_collate():
         def __getitem__(self, i):
             return np.arange(i + 1, dtype=np.int64), i % 3
 
-    loader = spidercache.CachedLoader(Ragged(), batch_size=10, policy="minio", working_set=1.0,
-                                      collate_fn=lambda items: items)
+    loader = spidercache.CachedLoader(
+        Ragged(), batch_size=10, policy="minio", working_set=1.0, collate_fn=lambda items: items
+    )
     for _ in range(2):
         for batch in loader:
             for s, y in batch:
@@ -115,8 +117,9 @@ def test_bad_input_is_one_user_error():
         spidercache.CachedLoader(NotPairs(), batch_size=2)
     with pytest.raises(UserError, match="targets="):
         spidercache.CachedLoader(Counting(40, labels=False), batch_size=4, policy="icache")
-    ok = spidercache.CachedLoader(Counting(40, labels=False), batch_size=4, policy="spider",
-                                  targets=[i % 7 for i in range(40)])
+    ok = spidercache.CachedLoader(
+        Counting(40, labels=False), batch_size=4, policy="spider", targets=[i % 7 for i in range(40)]
+    )
     assert ok.policy.labels is not None
     with pytest.raises(UserError, match="working_set"):
         spidercache.CachedLoader(Counting(40), batch_size=4, working_set=1.5)
@@ -127,8 +130,9 @@ def test_bad_input_is_one_user_error():
 def test_sampler_and_set_epoch_like_a_dataloader():
     ds = Counting(40)
     sampler = torch.utils.data.DistributedSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=0)
-    loader = spidercache.CachedLoader(ds, batch_size=5, policy="lru", working_set=0.5, sampler=sampler,
-                                      drop_last=True)
+    loader = spidercache.CachedLoader(
+        ds, batch_size=5, policy="lru", working_set=0.5, sampler=sampler, drop_last=True
+    )
     loader.set_epoch(3)
     got = np.concatenate([loader.last.served.copy() for _ in loader])
     sampler.set_epoch(3)

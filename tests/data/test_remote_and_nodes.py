@@ -27,7 +27,9 @@ def write_tree(root, n_per_class=12, size=20, classes=("a", "b", "c")):
             d = root / split / cls
             d.mkdir(parents=True)
             for j in range(n):
-                img = np.full((size, size, 3), 40 * c, np.uint8) + rng.integers(0, 30, (size, size, 3), dtype=np.uint8)
+                img = np.full((size, size, 3), 40 * c, np.uint8) + rng.integers(
+                    0, 30, (size, size, 3), dtype=np.uint8
+                )
                 ext = "jpg" if j % 2 else "png"
                 Image.fromarray(img).save(d / f"{j}.{ext}")
     return root
@@ -54,8 +56,9 @@ def test_imagefolder_over_http_end_to_end(tmp_path, cache):
         ds = spidercache.data.ImageFolder(f"{url}/train", size=16)
         local = spidercache.data.ImageFolder(str(tmp_path / "data" / "train"), size=16)
         assert len(ds) == 36 and ds.classes == ["a", "b", "c"]
-        loader = spidercache.CachedLoader(ds, batch_size=8, shuffle=True, num_workers=2, policy="minio",
-                                          working_set=1.0, cache=cache)
+        loader = spidercache.CachedLoader(
+            ds, batch_size=8, shuffle=True, num_workers=2, policy="minio", working_set=1.0, cache=cache
+        )
         for _ in range(2):
             for x, y in loader:
                 ids = loader.last.served
@@ -67,8 +70,25 @@ def test_imagefolder_over_http_end_to_end(tmp_path, cache):
         assert st["hits"] == 36 and st["source_reads"] == 0
         loader.close()
         # the CLI trains from the URL and evaluates on the sibling test split
-        r = cli("train", f"{url}/train", "--epochs", "1", "--batch_size", "12", "--image-size", "16",
-                "--workers", "0", "--storage-latency-ms", "0", "--policy", "lru", "--cache", cache, "--json")
+        r = cli(
+            "train",
+            f"{url}/train",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "12",
+            "--image-size",
+            "16",
+            "--workers",
+            "0",
+            "--storage-latency-ms",
+            "0",
+            "--policy",
+            "lru",
+            "--cache",
+            cache,
+            "--json",
+        )
         assert r.returncode == 0, r.stderr
         row = json.loads(r.stdout)["rows"][0]
         assert row["requests"] == 36 and row["source_reads"] == 36 and 0 <= row["test_accuracy"] <= 100
@@ -78,12 +98,31 @@ def test_bad_image_skipped_with_a_warning_or_an_error_with_strict(tmp_path):
     root = write_tree(tmp_path / "data", n_per_class=4)
     (root / "train" / "a" / "broken.jpg").write_bytes(b"not a jpeg at all")
     with pytest.warns(UserWarning, match="broken.jpg"):
-        loader = spidercache.CachedLoader(spidercache.data.ImageFolder(str(root / "train"), 8), batch_size=4,
-                                          policy="lru", working_set=0.5, shuffle=True)
+        loader = spidercache.CachedLoader(
+            spidercache.data.ImageFolder(str(root / "train"), 8),
+            batch_size=4,
+            policy="lru",
+            working_set=0.5,
+            shuffle=True,
+        )
         n = sum(len(y) for _, y in loader)
     assert n == 12 and loader.stats()["epoch"]["skipped"] == 1
-    r = cli("train", str(root / "train"), "--epochs", "1", "--workers", "0", "--storage-latency-ms", "0",
-            "--image-size", "8", "--strict", "--quiet", "--batch_size", "4")
+    r = cli(
+        "train",
+        str(root / "train"),
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--storage-latency-ms",
+        "0",
+        "--image-size",
+        "8",
+        "--strict",
+        "--quiet",
+        "--batch_size",
+        "4",
+    )
     assert r.returncode == 2 and "broken.jpg" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -110,10 +149,13 @@ def test_cache_nodes_2_one_killed_mid_epoch(tmp_path):
     try:
         from spidercache.data.stores import train_store_specs
 
-        specs = train_store_specs("redis", host_ip="127.0.0.1", port_num=a.port, port_num2=b.port, cache_nodes=2)
+        specs = train_store_specs(
+            "redis", host_ip="127.0.0.1", port_num=a.port, port_num2=b.port, cache_nodes=2
+        )
         assert specs == [f"redis://127.0.0.1:{a.port},127.0.0.1:{b.port}"]
-        loader = spidercache.CachedLoader(Ids(), batch_size=50, shuffle=True, policy="minio", working_set=1.0,
-                                          store=specs)
+        loader = spidercache.CachedLoader(
+            Ids(), batch_size=50, shuffle=True, policy="minio", working_set=1.0, store=specs
+        )
         for _ in loader:  # fills both servers
             pass
         sharded = loader.dataset.stores[0].opener()
@@ -124,7 +166,9 @@ def test_cache_nodes_2_one_killed_mid_epoch(tmp_path):
             if k == 2:
                 b.kill()
             ids = loader.last.served
-            assert torch.equal(x[:, 0], torch.as_tensor(ids, dtype=torch.float32)) and torch.equal(y, torch.as_tensor(ids % 5))
+            assert torch.equal(x[:, 0], torch.as_tensor(ids, dtype=torch.float32)) and torch.equal(
+                y, torch.as_tensor(ids % 5)
+            )
             seen.append(ids.copy())
         st = loader.stats()["epoch"]
         assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(600))  # every sample, once

@@ -51,8 +51,15 @@ class Sizing:
     slot_bytes: int = 0
 
 
-def size_cache(est: Estimate, working_set: float | None, cache_bytes: int | None, *, slots: bool,
-               batch_size: int = 1, delay: int = 2) -> Sizing:
+def size_cache(
+    est: Estimate,
+    working_set: float | None,
+    cache_bytes: int | None,
+    *,
+    slots: bool,
+    batch_size: int = 1,
+    delay: int = 2,
+) -> Sizing:
     """How many samples a cache of ``working_set`` (fraction of samples) or ``cache_bytes`` holds.
 
     ``slots``: the shared-memory store, whose arena (every slot, held-back
@@ -79,9 +86,11 @@ def size_cache(est: Estimate, working_set: float | None, cache_bytes: int | None
     n_slots = budget // sb
     capacity = min(n_slots - held, est.n)
     if capacity < 1:
-        raise UserError(f"cache budget of {budget} bytes holds {n_slots} samples of up to {sb} bytes, but "
-                        f"{held} slots are held back for batches in flight (batch_size x (prefetch window + 1)); "
-                        "raise the budget or lower batch_size")
+        raise UserError(
+            f"cache budget of {budget} bytes holds {n_slots} samples of up to {sb} bytes, but "
+            f"{held} slots are held back for batches in flight (batch_size x (prefetch window + 1)); "
+            "raise the budget or lower batch_size"
+        )
     return Sizing(int(capacity), budget, int(capacity + held), sb)
 
 

@@ -70,8 +70,10 @@ class KeyOf:
 
 def check_item(item: Any, index: int) -> tuple[Any, Any]:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise UserError(f"dataset item {index} is not (sample, label) but {type(item).__name__}"
-                        + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else ""))
+        raise UserError(
+            f"dataset item {index} is not (sample, label) but {type(item).__name__}"
+            + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+        )
     return item[0], item[1]
 
 
@@ -87,15 +89,26 @@ def _plain(v: Any) -> Any:
 class CachedDataset(torch.utils.data.Dataset):
     """A map-style dataset over ``dataset`` whose batches run cache plans (see the module docstring)."""
 
-    def __init__(self, dataset, stores: Sequence[StoreHandle] = (), key: KeyOf | None = None,
-                 cache: str = "decoded", transform: Callable | None = None, strict: bool = False,
-                 storage_model: StorageModel | None = None, write_back: bool = True) -> None:
+    def __init__(
+        self,
+        dataset,
+        stores: Sequence[StoreHandle] = (),
+        key: KeyOf | None = None,
+        cache: str = "decoded",
+        transform: Callable | None = None,
+        strict: bool = False,
+        storage_model: StorageModel | None = None,
+        write_back: bool = True,
+    ) -> None:
         if cache not in CACHE_MODES:
             raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
-        if cache == "raw" and not (callable(getattr(dataset, "raw", None))
-                                   and callable(getattr(dataset, "decode", None))):
-            raise UserError(f"cache='raw' needs a dataset with raw(i) and decode(raw, i); "
-                            f"{type(dataset).__name__} has not: use cache='decoded'")
+        if cache == "raw" and not (
+            callable(getattr(dataset, "raw", None)) and callable(getattr(dataset, "decode", None))
+        ):
+            raise UserError(
+                f"cache='raw' needs a dataset with raw(i) and decode(raw, i); "
+                f"{type(dataset).__name__} has not: use cache='decoded'"
+            )
         self.dataset = dataset
         self.stores = list(stores)
         self.key = key or KeyOf(None)
@@ -132,7 +145,9 @@ class CachedDataset(torch.utils.data.Dataset):
         if self.cache == "decoded" and callable(getitems):
             try:
                 items = getitems(id_list)
-                out = [[_plain(s), _plain(y)] for s, y in (check_item(it, i) for it, i in zip(items, id_list))]
+                out = [
+                    [_plain(s), _plain(y)] for s, y in (check_item(it, i) for it, i in zip(items, id_list))
+                ]
             except BadSample:
                 out = [self._read_one(i) for i in id_list]  # find and skip the bad one
         else:
@@ -172,13 +187,25 @@ class CachedDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, plan):
         if not isinstance(plan, BatchPlan):
-            raise UserError("this dataset is served through a cache: iterate it with spidercache.CachedLoader "
-                            "(a plain DataLoader would read around the cache)")
+            raise UserError(
+                "this dataset is served through a cache: iterate it with spidercache.CachedLoader "
+                "(a plain DataLoader would read around the cache)"
+            )
         ex = execute(plan, self.stores, self.load, self.key, self.write_back)
         keep = np.asarray([v is not None for v in ex.values], np.bool_)
         items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
-        meta = BatchMeta(plan.requested[keep], ex.served[keep], ex.hit[keep], ex.substituted[keep], ex.lost,
-                         ex.store_errors, ex.source_reads, ex.source_seconds, int((~keep).sum()), ex.written)
+        meta = BatchMeta(
+            plan.requested[keep],
+            ex.served[keep],
+            ex.hit[keep],
+            ex.substituted[keep],
+            ex.lost,
+            ex.store_errors,
+            ex.source_reads,
+            ex.source_seconds,
+            int((~keep).sum()),
+            ex.written,
+        )
         return _Executed(items, meta)
 
 

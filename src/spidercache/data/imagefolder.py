@@ -47,8 +47,9 @@ def open_fs(root: str, fresh: bool = False):
     except UserError:
         raise
     except Exception as exc:  # each file system raises its own errors (aiohttp, botocore, OSError)
-        raise UserError(f"cannot reach {root}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
-            from None
+        raise UserError(
+            f"cannot reach {root}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     return fs, path.rstrip("/")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..engine import codec
+from ..engine.plan import Planner
 from ..errors import UserError
 from .budget import estimate, size_cache, slot_delay
 from .cached import BatchMeta, CachedDataset, Collate, KeyOf
@@ -28,7 +29,6 @@ from .policies.base import TrainingPolicy
 from .samplers import PlanningBatchSampler
 from .storage import StorageModel
 from .stores import as_specs, is_memory, open_handles
-from ..engine.plan import Planner
 
 
 @dataclass
@@ -80,10 +80,14 @@ def default_fingerprint(dataset) -> str:
 
 def _check_dataset(dataset) -> int:
     if isinstance(dataset, torch.utils.data.IterableDataset):
-        raise UserError(f"{type(dataset).__name__} is an iterable dataset; a cache needs a map-style dataset "
-                        "(__getitem__ and __len__)")
+        raise UserError(
+            f"{type(dataset).__name__} is an iterable dataset; a cache needs a map-style dataset "
+            "(__getitem__ and __len__)"
+        )
     if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
-        raise UserError(f"{type(dataset).__name__} is not a map-style dataset (needs __getitem__ and __len__)")
+        raise UserError(
+            f"{type(dataset).__name__} is not a map-style dataset (needs __getitem__ and __len__)"
+        )
     n = len(dataset)
     if n < 1:
         raise UserError("the dataset is empty")
@@ -103,15 +107,35 @@ def _labels(dataset, targets, n: int) -> np.ndarray | None:
 class CachedLoader:
     """A DataLoader whose batches come through a training policy's cache (see docs/training.md)."""
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, num_workers: int = 0,
-                 policy: str | TrainingPolicy = "lru", working_set: float | None = None,
-                 cache_bytes: int | None = None, store: str | list[str] = "memory", seed: int = 0,
-                 collate_fn: Callable | None = None, pin_memory: bool = False, drop_last: bool = False,
-                 persistent_workers: bool = False, prefetch_factor: int | None = None, sampler=None,
-                 targets=None, cache: str = "decoded", transform: Callable | None = None, *,
-                 strict: bool = False, fingerprint: str | None = None, rank: int = 0, world: int = 1,
-                 policy_options: dict[str, Any] | None = None, storage_model: StorageModel | None = None,
-                 multiprocessing_context=None) -> None:
+    def __init__(
+        self,
+        dataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        num_workers: int = 0,
+        policy: str | TrainingPolicy = "lru",
+        working_set: float | None = None,
+        cache_bytes: int | None = None,
+        store: str | list[str] = "memory",
+        seed: int = 0,
+        collate_fn: Callable | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        sampler=None,
+        targets=None,
+        cache: str = "decoded",
+        transform: Callable | None = None,
+        *,
+        strict: bool = False,
+        fingerprint: str | None = None,
+        rank: int = 0,
+        world: int = 1,
+        policy_options: dict[str, Any] | None = None,
+        storage_model: StorageModel | None = None,
+        multiprocessing_context=None,
+    ) -> None:
         n = _check_dataset(dataset)
         if int(batch_size) < 1 or int(num_workers) < 0:
             raise UserError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
@@ -121,27 +145,51 @@ class CachedLoader:
         delay = slot_delay(int(num_workers), prefetch) + (int(world) if world > 1 else 0)
         probe = CachedDataset(dataset, cache=cache, strict=strict)
         est = estimate(probe)
-        self.sizing = size_cache(est, working_set, cache_bytes, slots=is_memory(specs),
-                                 batch_size=batch_size, delay=delay)
+        self.sizing = size_cache(
+            est, working_set, cache_bytes, slots=is_memory(specs), batch_size=batch_size, delay=delay
+        )
         self.policy = self._policy(policy, n, seed, policy_options or {})
         prefix = (fingerprint or default_fingerprint(dataset))[:16]
         private = is_memory(specs)
-        handles = [] if self.policy.capacity == 0 else open_handles(
-            specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
-        self.dataset = CachedDataset(dataset, handles, KeyOf(None if private else prefix), cache, transform,
-                                     strict, storage_model)
-        self.planner = Planner(self.policy, handles[0].opener() if private and handles else None,
-                               rank, world, delay, shared_store=not private)
-        self.batch_sampler = PlanningBatchSampler(self.planner, batch_size, rank, world,
-                                                  drop_last if world == 1 else True,
-                                                  self._order_fn(shuffle, sampler, n, seed))
+        handles = (
+            []
+            if self.policy.capacity == 0
+            else open_handles(specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
+        )
+        self.dataset = CachedDataset(
+            dataset, handles, KeyOf(None if private else prefix), cache, transform, strict, storage_model
+        )
+        self.planner = Planner(
+            self.policy,
+            handles[0].opener() if private and handles else None,
+            rank,
+            world,
+            delay,
+            shared_store=not private,
+        )
+        self.batch_sampler = PlanningBatchSampler(
+            self.planner,
+            batch_size,
+            rank,
+            world,
+            drop_last if world == 1 else True,
+            self._order_fn(shuffle, sampler, n, seed),
+        )
         kw: dict[str, Any] = {}
         if int(num_workers) > 0:
-            kw = dict(prefetch_factor=prefetch, persistent_workers=persistent_workers,
-                      multiprocessing_context=multiprocessing_context)
-        self.loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batch_sampler,
-                                                  num_workers=int(num_workers), collate_fn=Collate(collate_fn),
-                                                  pin_memory=pin_memory, **kw)
+            kw = dict(
+                prefetch_factor=prefetch,
+                persistent_workers=persistent_workers,
+                multiprocessing_context=multiprocessing_context,
+            )
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=self.batch_sampler,
+            num_workers=int(num_workers),
+            collate_fn=Collate(collate_fn),
+            pin_memory=pin_memory,
+            **kw,
+        )
         self.sampler = sampler
         self._size = np.zeros(n, np.int64)  # encoded bytes stored per id
         self._next_epoch = 0
@@ -154,16 +202,20 @@ class CachedLoader:
         if isinstance(policy, TrainingPolicy):
             return policy
         if getattr(policy_class(policy), "needs_labels", False) and self.labels is None:
-            raise UserError(f"policy {policy!r} substitutes a miss by a sample of the same label: give "
-                            "targets= or a dataset with a .targets attribute")
+            raise UserError(
+                f"policy {policy!r} substitutes a miss by a sample of the same label: give "
+                "targets= or a dataset with a .targets attribute"
+            )
         return make_training_policy(policy, n, self.sizing.capacity, self.labels, seed=seed, **options)
 
     def _order_fn(self, shuffle: bool, sampler, n: int, seed: int):
         if sampler is not None:
+
             def order(epoch: int) -> np.ndarray:
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
                 return np.fromiter((int(i) for i in sampler), np.int64)
+
             return order
         own = type(self.policy).order is not TrainingPolicy.order
         if shuffle or own:
@@ -214,8 +266,10 @@ class CachedLoader:
         losses = np.asarray(losses, np.float64).reshape(-1)
         ids = np.asarray(ids, np.int64)
         if losses.size != ids.size:
-            raise UserError(f"update() got {losses.size} losses for a batch of {ids.size} samples "
-                            "(use a criterion with reduction='none')")
+            raise UserError(
+                f"update() got {losses.size} losses for a batch of {ids.size} samples "
+                "(use a criterion with reduction='none')"
+            )
         if isinstance(embeddings, torch.Tensor):
             embeddings = embeddings.detach().cpu().numpy()
         self.policy.update(ids, losses, None if embeddings is None else np.asarray(embeddings, np.float32))
@@ -226,8 +280,10 @@ class CachedLoader:
 
     def stats(self) -> dict:
         cb = self.cached_bytes()
-        return {"epoch": {**asdict(self.epoch_stats), "cached_bytes": cb},
-                "total": {**asdict(self.total), "cached_bytes": cb}}
+        return {
+            "epoch": {**asdict(self.epoch_stats), "cached_bytes": cb},
+            "total": {**asdict(self.total), "cached_bytes": cb},
+        }
 
     def close(self) -> None:
         self.loader = None  # type: ignore[assignment]  # persistent workers end with their iterator

@@ -31,7 +31,9 @@ def as_specs(store) -> list[str]:
     return [s.strip() for s in specs]
 
 
-def open_handles(specs: list[str], sizing: Sizing, n_ids: int, prefix: str, shared: bool) -> list[StoreHandle]:
+def open_handles(
+    specs: list[str], sizing: Sizing, n_ids: int, prefix: str, shared: bool
+) -> list[StoreHandle]:
     """One handle per level; network stores are checked now (UserError if one does not answer)."""
     if is_memory(specs):
         return [StoreHandle(Opened(ShmSlotStore(n_ids, sizing.n_slots, sizing.slot_bytes, shared)), "memory")]
@@ -50,11 +52,20 @@ def open_handles(specs: list[str], sizing: Sizing, n_ids: int, prefix: str, shar
     return handles
 
 
-def train_store_specs(backend: str, *, host_ip: str = "127.0.0.1", port_num: int = 6379,
-                      port_num2: int | None = 6380, cache_nodes: int = 1, redis_nodes: str | None = None,
-                      redis_cluster: bool = False, lmdb_path: str | None = None,
-                      memcached_servers: str | None = None, session: int | None = None,
-                      server_port: int = 50052) -> list[str]:
+def train_store_specs(
+    backend: str,
+    *,
+    host_ip: str = "127.0.0.1",
+    port_num: int = 6379,
+    port_num2: int | None = 6380,
+    cache_nodes: int = 1,
+    redis_nodes: str | None = None,
+    redis_cluster: bool = False,
+    lmdb_path: str | None = None,
+    memcached_servers: str | None = None,
+    session: int | None = None,
+    server_port: int = 50052,
+) -> list[str]:
     """``spidercache train``'s ``--cache-backend`` and SpiderCache's flags as store specs (one per level).
 
     ``redis`` with ``--cache_nodes N > 1`` (or ``--redis-nodes``): N independent

@@ -18,8 +18,17 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .distributed import all_gather_array, all_reduce_sum
 
-_SUMMED = ("requests", "hits", "substitutions", "misses", "lost_hits", "store_errors", "source_reads", "skipped",
-           "data_wait_seconds")
+_SUMMED = (
+    "requests",
+    "hits",
+    "substitutions",
+    "misses",
+    "lost_hits",
+    "store_errors",
+    "source_reads",
+    "skipped",
+    "data_wait_seconds",
+)
 
 
 class _Run:
@@ -67,8 +76,13 @@ class _Run:
             ls, cor = self._step(x, y)
             loss_sum, correct, seen = loss_sum + ls, correct + cor, seen + len(y)
             st = loader.current
-            progress.advance(task, rate=seen / max(time.perf_counter() - t_epoch, 1e-9), hit=st.hit_ratio,
-                             sub=st.substitution_ratio, loss=loss_sum / max(seen, 1))
+            progress.advance(
+                task,
+                rate=seen / max(time.perf_counter() - t_epoch, 1e-9),
+                hit=st.hit_ratio,
+                sub=st.substitution_ratio,
+                loss=loss_sum / max(seen, 1),
+            )
         self.sched.step()
         epoch_seconds = time.perf_counter() - t_epoch
         st = asdict(loader.epoch_stats)
@@ -78,16 +92,31 @@ class _Run:
         epoch_seconds = max(all_reduce_sum(info, [epoch_seconds])[0] / info.world, 0.0)
         req = max(c["requests"], 1)
         return {
-            "epoch": epoch, "policy": self.policy.name, "working_set": cfg.working_set_size,
-            "network": cfg.network, "seed": cfg.seed, "train_samples": len(loader.dataset),
-            "loss": ls / max(sn, 1), "train_accuracy": 100.0 * cor / max(sn, 1), "test_accuracy": float("nan"),
-            "requests": int(c["requests"]), "hits": int(c["hits"]), "substitutions": int(c["substitutions"]),
-            "misses": int(c["misses"]), "hit_ratio": c["hits"] / req, "substitution_ratio": c["substitutions"] / req,
-            "lost_hits": int(c["lost_hits"]), "store_errors": int(c["store_errors"]),
-            "source_reads": int(c["source_reads"]), "storage_reads": int(c["source_reads"]),
-            "skipped": int(c["skipped"]), "cached_bytes": loader.cached_bytes(),
-            "epoch_seconds": epoch_seconds, "data_wait_seconds": c["data_wait_seconds"] / info.world,
-            "samples_per_second": sn / max(epoch_seconds, 1e-9), "ranks": info.world,
+            "epoch": epoch,
+            "policy": self.policy.name,
+            "working_set": cfg.working_set_size,
+            "network": cfg.network,
+            "seed": cfg.seed,
+            "train_samples": len(loader.dataset),
+            "loss": ls / max(sn, 1),
+            "train_accuracy": 100.0 * cor / max(sn, 1),
+            "test_accuracy": float("nan"),
+            "requests": int(c["requests"]),
+            "hits": int(c["hits"]),
+            "substitutions": int(c["substitutions"]),
+            "misses": int(c["misses"]),
+            "hit_ratio": c["hits"] / req,
+            "substitution_ratio": c["substitutions"] / req,
+            "lost_hits": int(c["lost_hits"]),
+            "store_errors": int(c["store_errors"]),
+            "source_reads": int(c["source_reads"]),
+            "storage_reads": int(c["source_reads"]),
+            "skipped": int(c["skipped"]),
+            "cached_bytes": loader.cached_bytes(),
+            "epoch_seconds": epoch_seconds,
+            "data_wait_seconds": c["data_wait_seconds"] / info.world,
+            "samples_per_second": sn / max(epoch_seconds, 1e-9),
+            "ranks": info.world,
         }
 
     def resume(self) -> tuple[list[dict], int]:
@@ -110,8 +139,18 @@ class _Run:
             return
         self.ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.ckpt.with_suffix(".tmp")
-        torch.save({"epoch": epoch, "model": self.bare.state_dict(), "optimizer": self.opt.state_dict(),
-                    "scheduler": self.sched.state_dict(), "policy": self.policy.state_dict(), "rows": rows,
-                    "fingerprint": self.fingerprint, "network": self.cfg.network,
-                    "config": {k: v for k, v in asdict(self.cfg).items() if k != "policy_options"}}, tmp)
+        torch.save(
+            {
+                "epoch": epoch,
+                "model": self.bare.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "policy": self.policy.state_dict(),
+                "rows": rows,
+                "fingerprint": self.fingerprint,
+                "network": self.cfg.network,
+                "config": {k: v for k, v in asdict(self.cfg).items() if k != "policy_options"},
+            },
+            tmp,
+        )
         tmp.replace(self.ckpt)

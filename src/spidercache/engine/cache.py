@@ -32,7 +32,6 @@ wrong value.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -40,6 +39,7 @@ import numpy as np
 
 from ..errors import CorruptValue, StoreUnavailable
 from . import codec as default_codec
+from .execute import Backoff
 from .ids import KeyRemapper
 from .stores.base import Store
 
@@ -98,10 +98,7 @@ class Cache:
         self.compress = compress
         self.dense_ids = dense_ids
         self._remapper = None if dense_ids else KeyRemapper()
-        self.retry_after = float(retry_after)
-        self.max_retry_after = float(max_retry_after)
-        self._backoff = self.retry_after
-        self._down_until = 0.0
+        self.backoff = Backoff(retry_after, max_retry_after)  # the one back-off (engine.execute)
         self.last_error: str | None = None
         self._lock = threading.RLock()
         self._stats = CacheStats()
@@ -172,7 +169,7 @@ class Cache:
     @property
     def store_down(self) -> bool:
         """True while the cache is backing off from an unavailable store."""
-        return time.monotonic() < self._down_until
+        return self.backoff.down
 
     def close(self) -> None:
         try:
@@ -220,13 +217,11 @@ class Cache:
         with self._lock:
             self._stats.store_unavailable += 1
             self.last_error = str(exc)
-            self._down_until = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, self.max_retry_after)
+            self.backoff.failed()
 
     def _note_available(self) -> None:
-        if self._backoff != self.retry_after:
-            with self._lock:
-                self._backoff = self.retry_after
+        with self._lock:
+            self.backoff.succeeded()
 
     def _store_call(self, fn, *args):
         """Run a store call; on StoreUnavailable count it, start the back-off and return None."""

@@ -27,7 +27,6 @@ from ..errors import CorruptValue, StoreUnavailable
 from . import codec
 from .plan import BatchPlan
 
-
 DOWN = object()  # what ``StoreHandle.call`` returns while the store is unavailable
 
 
@@ -55,8 +54,13 @@ class Backoff:
 class StoreHandle:
     """A store opened on first use in each process, with a back-off when it fails."""
 
-    def __init__(self, opener: Callable[[], Any], label: str = "store", retry_after: float = 1.0,
-                 max_retry_after: float = 30.0) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        label: str = "store",
+        retry_after: float = 1.0,
+        max_retry_after: float = 30.0,
+    ) -> None:
         self.opener = opener
         self.label = label
         self.retry = (float(retry_after), float(max_retry_after))
@@ -150,8 +154,13 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
     return np.asarray(failed, np.int64), errors
 
 
-def execute(plan: BatchPlan, stores: Sequence[StoreHandle], load: Callable[[np.ndarray], list],
-            key: Callable[[int], Any] = int, write_back: bool = True) -> Executed:
+def execute(
+    plan: BatchPlan,
+    stores: Sequence[StoreHandle],
+    load: Callable[[np.ndarray], list],
+    key: Callable[[int], Any] = int,
+    write_back: bool = True,
+) -> Executed:
     """Run ``plan``: hits from ``stores`` (one per level), misses from ``load(ids)``."""
     served, hit, sub = plan.served.copy(), plan.hit.copy(), plan.substituted.copy()
     n = served.size
@@ -162,8 +171,7 @@ def execute(plan: BatchPlan, stores: Sequence[StoreHandle], load: Callable[[np.n
         # a hit on an id this very batch admits is copied from the loaded value
         same = np.isin(served[hit_pos], served[plan.admit])
         in_batch, hit_pos = hit_pos[same], hit_pos[~same]
-    failed, errors = (_read(plan, hit_pos, stores, key, values) if hit_pos.size and stores
-                      else (hit_pos, 0))
+    failed, errors = _read(plan, hit_pos, stores, key, values) if hit_pos.size and stores else (hit_pos, 0)
     if failed.size:  # a failed stand-in is pointless: read what was asked for instead
         served[failed] = np.where(sub[failed], plan.requested[failed], served[failed])
         hit[failed] = sub[failed] = False

@@ -119,8 +119,9 @@ class Planner:
     evictions, ``delay`` plans late (another rank may still be reading them).
     """
 
-    def __init__(self, policy, store=None, rank: int = 0, world: int = 1, delay: int = 4,
-                 shared_store: bool = True) -> None:
+    def __init__(
+        self, policy, store=None, rank: int = 0, world: int = 1, delay: int = 4, shared_store: bool = True
+    ) -> None:
         self.policy = policy
         self.rank = int(rank)
         self.world = int(world)
@@ -162,6 +163,14 @@ class Planner:
                 if gone.size:
                     self.slots.release(gone)
             evict = np.empty(0, np.int64)  # slots are recycled here, nothing to delete
-        return BatchPlan(epoch, step, np.asarray(requested, np.int64), np.asarray(served, np.int64),
-                         np.asarray(hit, np.bool_), np.asarray(sub, np.bool_), np.asarray(admit, np.bool_),
-                         np.asarray(evict, np.int64), None if level is None else np.asarray(level, np.int8))
+        return BatchPlan(
+            epoch,
+            step,
+            np.asarray(requested, np.int64),
+            np.asarray(served, np.int64),
+            np.asarray(hit, np.bool_),
+            np.asarray(sub, np.bool_),
+            np.asarray(admit, np.bool_),
+            np.asarray(evict, np.int64),
+            None if level is None else np.asarray(level, np.int8),
+        )

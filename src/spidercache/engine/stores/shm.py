@@ -78,8 +78,9 @@ class ShmSlotStore(Store):
         v1 = self.version[s0].copy()
         ok &= ((v1 & 1) == 0) & (self.owner[s0] == ids)
         lengths = self.length[s0].copy()
-        out: list[Value | None] = [bytes(self.data[j, : lengths[k]]) if ok[k] else None
-                                   for k, j in enumerate(s0.tolist())]
+        out: list[Value | None] = [
+            bytes(self.data[j, : lengths[k]]) if ok[k] else None for k, j in enumerate(s0.tolist())
+        ]
         # seqlock: a write that began after v1 was read changed the counter
         bad = ok & ((self.version[s0] != v1) | (self.owner[s0] != ids))
         for k in np.flatnonzero(bad).tolist():
