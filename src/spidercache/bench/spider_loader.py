@@ -3,7 +3,7 @@
 Training on these shared 2-core machines is compute-bound (the model step
 dwarfs 5 ms reads), so the end-to-end epoch time cannot show what the cache
 saves on storage. This bench runs the real ``CachedLoader`` (DataLoader
-workers, shared-memory slots, ``SlowStorage`` sleeping per read) with the
+workers, the shared-memory store, a ``StorageModel`` sleeping per read) with the
 policy's real decisions and no model: after each batch the policy is fed
 per-sample losses and embeddings from a fixed stand-in model (embedding =
 the image downsampled to 7x7, loss = distance to its class mean), so
@@ -24,12 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.cached import CachedDataset
-from ..data.backends import make_backend
-from ..data.datasets import open_dataset
+from ..data.datasets import ArrayImageDataset, FashionMNIST
 from ..data.loader import CachedLoader
-from ..data.policies import make_training_policy
-from ..data.storage import SlowStorage, StorageModel
+from ..data.storage import StorageModel
 
 
 def stand_in_features(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,24 +39,20 @@ def stand_in_features(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def run(policy_name: str, x, y, emb, loss, epochs: int, latency_ms: float, workers: int, ws: float,
         batch: int, seed: int, options: dict | None = None) -> list[dict]:
-    storage = SlowStorage(x, y, StorageModel(latency_ms))
-    n = len(x)
-    cap = int(round(ws * n)) if policy_name != "none" else 0
-    backend = make_backend("memory", capacity=cap, sample_shape=storage.sample_shape, dtype=storage.dtype,
-                           fingerprint="bench", batch_size=batch, workers=workers) if cap else None
-    policy = make_training_policy(policy_name, n, cap, y, seed=seed, **(options or {}))
-    loader = CachedLoader(CachedDataset(storage, backend), policy, batch, workers=workers)
+    loader = CachedLoader(ArrayImageDataset(x, y), batch, shuffle=True, num_workers=workers, policy=policy_name,
+                          working_set=ws, seed=seed, persistent_workers=workers > 0, policy_options=options,
+                          storage_model=StorageModel(latency_ms))
     rows = []
     try:
         for epoch in range(epochs):
             t0 = time.perf_counter()
-            for b in loader.epoch(epoch):
-                ids = b.ids
-                loader.update(ids, loss[ids], emb[ids])
-            st = loader.stats
+            for _ in loader:
+                ids = loader.last.served
+                loader.update(loss[ids], embeddings=emb[ids])
+            st = loader.epoch_stats
             rows.append({"policy": policy_name, "epoch": epoch, "epoch_seconds": time.perf_counter() - t0,
                          "hit_ratio": st.hit_ratio, "substitution_ratio": st.substitution_ratio,
-                         "storage_reads": st.storage_reads})
+                         "storage_reads": st.source_reads})
     finally:
         loader.close()
     return rows
@@ -78,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--option", action="append", default=[], help="key=value for the spider policies")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
-    ds = open_dataset([], train=True)
+    ds = FashionMNIST(train=True)
     idx = np.sort(np.random.default_rng(a.seed).choice(len(ds), a.train_samples, replace=False))
     x, y = ds.data[idx], ds.targets[idx]
     emb, loss = stand_in_features(x, y)

@@ -7,8 +7,10 @@ Pillow, converted to RGB (or L with ``channels=1``) and resized to
 ``size x size`` (``size=None`` keeps each image's own size; a collate_fn
 must then handle samples of different shapes). The resize is part of the
 dataset and of its ``fingerprint()``, so a cache of decoded samples never
-serves another resolution. ``__getitems__`` fetches a batch's files
-concurrently on file systems that can (HTTP).
+serves another resolution. Files are fetched one by one, in each DataLoader
+worker (fsspec's concurrent ``cat`` of a batch measured 14.6 s for 256 files
+from Python's http.server against 0.3 s one by one: the parallelism is the
+workers').
 
 For ``cache="raw"`` the dataset offers ``raw(i)`` (the file's bytes) and
 ``decode(raw, i)``. A file that does not decode raises ``BadSample``: the
@@ -132,15 +134,3 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, i: int):
         return self.decode(self.raw(int(i)), int(i))
-
-    def __getitems__(self, ids: list[int]) -> list:
-        """A batch: its files fetched together (concurrently over HTTP), then decoded."""
-        paths = [self.paths[int(i)] for i in ids]
-        got = self.fs.cat(paths, on_error="return") if len(paths) > 1 else {paths[0]: self.raw(int(ids[0]))}
-        out = []
-        for i, p in zip(ids, paths):
-            raw = got.get(p)
-            if not isinstance(raw, (bytes, bytearray)):
-                raise BadSample(f"cannot read {p}: {raw}")
-            out.append(self.decode(raw, int(i)))
-        return out

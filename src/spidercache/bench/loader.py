@@ -1,0 +1,148 @@
+"""``bench loader``: the data path alone over a real JPEG ImageFolder served by a local HTTP server.
+
+``jpeg_folder`` writes Fashion-MNIST images as JPEG files (upscaled to
+``file_px``) into ``root/train/<class>/`` (and a small ``root/test``);
+``http_server`` serves the tree with Python's ``http.server`` in its own
+process on loopback; ``data_path`` iterates a ``CachedLoader`` over
+``ImageFolder(url)`` (each miss: one HTTP GET, a JPEG decode, a resize to
+``size``) with no model step, and returns one row per epoch. ``warm_vs_tensor``
+compares a warm cache with a plain DataLoader over an in-memory
+``TensorDataset`` of the same tensors. ``run`` does the issue's comparisons
+and returns all rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def jpeg_folder(root: str | os.PathLike, n: int, file_px: int = 64, n_test: int = 500, seed: int = 0) -> Path:
+    """``n`` training and ``n_test`` test JPEGs from Fashion-MNIST (kept if already written)."""
+    from PIL import Image
+
+    from ..data.datasets import FashionMNIST
+
+    root = Path(root)
+    done = root / f".done-{n}-{n_test}-{file_px}"
+    if done.exists():
+        return root
+    for split, count, train in (("train", n, True), ("test", n_test, False)):
+        ds = FashionMNIST(train=train)
+        ids = np.random.default_rng(seed).permutation(len(ds))[:count]
+        for k, i in enumerate(ids.tolist()):
+            d = root / split / str(int(ds.targets[i]))
+            d.mkdir(parents=True, exist_ok=True)
+            img = Image.fromarray(ds.data[i, 0]).convert("RGB").resize((file_px, file_px), Image.BILINEAR)
+            img.save(d / f"{k:06d}.jpg", quality=90)
+    done.touch()
+    return root
+
+
+@contextlib.contextmanager
+def http_server(root: str | os.PathLike):
+    """``http://127.0.0.1:PORT`` serving ``root`` from a separate ``python -m http.server`` process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def data_path(dataset, policy: str, working_set: float | None, epochs: int, workers: int = 2,
+              batch_size: int = 256, seed: int = 0, label: str = "", **loader_kw) -> list[dict]:
+    """Epoch seconds of a CachedLoader over ``dataset`` with no model step (random losses as feedback)."""
+    from ..data.loader import CachedLoader
+
+    loader = CachedLoader(dataset, batch_size, shuffle=True, num_workers=workers, policy=policy,
+                          working_set=working_set, seed=seed, persistent_workers=workers > 0, **loader_kw)
+    rng = np.random.default_rng(seed)
+    rows = []
+    try:
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            n = 0
+            for _, y in loader:
+                n += len(y)
+                loader.update(rng.random(len(y)))
+            st = loader.stats()["epoch"]
+            rows.append({"bench": "loader", "case": label or policy, "policy": policy, "working_set": working_set,
+                         "epoch": epoch, "samples": n, "epoch_seconds": time.perf_counter() - t0,
+                         "hits": st["hits"], "substitutions": st["substitutions"],
+                         "source_reads": st["source_reads"], "lost_hits": st["lost_hits"],
+                         "cached_bytes": st["cached_bytes"], "workers": workers, "load": os.getloadavg()[0]})
+    finally:
+        loader.close()
+    return rows
+
+
+def warm_vs_tensor(dataset, batch_size: int = 256, repeat: int = 3) -> list[dict]:
+    """A warm cache (everything cached, 1 process) against DataLoader(TensorDataset) of the same tensors."""
+    from ..data.loader import CachedLoader
+
+    loader = CachedLoader(dataset, batch_size, shuffle=True, policy="minio", working_set=1.0)
+    xs, ys = [], []
+    for x, y in loader:  # fills the cache; keeps the tensors for the plain loader
+        xs.append(x)
+        ys.append(y)
+    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.cat(xs), torch.cat(ys)),
+                                        batch_size=batch_size, shuffle=True)
+    rows = []
+    for r in range(repeat):
+        for case, it in (("warm cache", loader), ("TensorDataset", plain)):
+            t0 = time.perf_counter()
+            n = sum(len(y) for _, y in it)
+            rows.append({"bench": "loader", "case": case, "repeat": r, "samples": n,
+                         "epoch_seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]})
+    assert loader.stats()["epoch"]["hits"] == len(dataset)
+    loader.close()
+    return rows
+
+
+def run(root: str = ".spidercache/bench-jpeg", n: int = 20000, file_px: int = 64, size: int = 64, epochs: int = 3,
+        workers: int = 2, batch_size: int = 256, cases: str = "none,ws1,spider") -> list[dict]:
+    """The issue's data-path comparisons over ``n`` JPEG files read through their URL."""
+    from ..data.imagefolder import ImageFolder
+
+    jpeg_folder(root, n, file_px)
+    rows: list[dict] = []
+    with http_server(root) as url:
+        ds = ImageFolder(f"{url}/train", size=size)
+        for case in cases.split(","):
+            policy, ws = {"none": ("none", None), "ws1": ("minio", 1.0), "spider": ("spider", 0.1),
+                          "lru": ("lru", 0.1)}[case]
+            rows += data_path(ds, policy, ws, epochs, workers, batch_size, label=case)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """Mean epoch seconds after the first, per case, and the ratios the issue asks for."""
+    later: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("epoch", 1) > 0:
+            later.setdefault(r["case"], []).append(r["epoch_seconds"])
+    mean = {k: float(np.mean(v)) for k, v in later.items()}
+    out = {"epoch_seconds_after_first": mean}
+    if "none" in mean:
+        out["speedup_vs_none"] = {k: mean["none"] / v for k, v in mean.items()}
+    if "warm cache" in mean and "TensorDataset" in mean:
+        out["warm_over_tensor"] = min(r["epoch_seconds"] for r in rows if r["case"] == "warm cache") / min(
+            r["epoch_seconds"] for r in rows if r["case"] == "TensorDataset")
+    return out
