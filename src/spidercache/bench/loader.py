@@ -53,8 +53,11 @@ def http_server(root: str | os.PathLike):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -66,13 +69,31 @@ def http_server(root: str | os.PathLike):
         proc.wait(10)
 
 
-def data_path(dataset, policy: str, working_set: float | None, epochs: int, workers: int = 2,
-              batch_size: int = 256, seed: int = 0, label: str = "", **loader_kw) -> list[dict]:
+def data_path(
+    dataset,
+    policy: str,
+    working_set: float | None,
+    epochs: int,
+    workers: int = 2,
+    batch_size: int = 256,
+    seed: int = 0,
+    label: str = "",
+    **loader_kw,
+) -> list[dict]:
     """Epoch seconds of a CachedLoader over ``dataset`` with no model step (random losses as feedback)."""
     from ..data.loader import CachedLoader
 
-    loader = CachedLoader(dataset, batch_size, shuffle=True, num_workers=workers, policy=policy,
-                          working_set=working_set, seed=seed, persistent_workers=workers > 0, **loader_kw)
+    loader = CachedLoader(
+        dataset,
+        batch_size,
+        shuffle=True,
+        num_workers=workers,
+        policy=policy,
+        working_set=working_set,
+        seed=seed,
+        persistent_workers=workers > 0,
+        **loader_kw,
+    )
     rng = np.random.default_rng(seed)
     rows = []
     try:
@@ -83,11 +104,24 @@ def data_path(dataset, policy: str, working_set: float | None, epochs: int, work
                 n += len(y)
                 loader.update(rng.random(len(y)))
             st = loader.stats()["epoch"]
-            rows.append({"bench": "loader", "case": label or policy, "policy": policy, "working_set": working_set,
-                         "epoch": epoch, "samples": n, "epoch_seconds": time.perf_counter() - t0,
-                         "hits": st["hits"], "substitutions": st["substitutions"],
-                         "source_reads": st["source_reads"], "lost_hits": st["lost_hits"],
-                         "cached_bytes": st["cached_bytes"], "workers": workers, "load": os.getloadavg()[0]})
+            rows.append(
+                {
+                    "bench": "loader",
+                    "case": label or policy,
+                    "policy": policy,
+                    "working_set": working_set,
+                    "epoch": epoch,
+                    "samples": n,
+                    "epoch_seconds": time.perf_counter() - t0,
+                    "hits": st["hits"],
+                    "substitutions": st["substitutions"],
+                    "source_reads": st["source_reads"],
+                    "lost_hits": st["lost_hits"],
+                    "cached_bytes": st["cached_bytes"],
+                    "workers": workers,
+                    "load": os.getloadavg()[0],
+                }
+            )
     finally:
         loader.close()
     return rows
@@ -102,22 +136,39 @@ def warm_vs_tensor(dataset, batch_size: int = 256, repeat: int = 3) -> list[dict
     for x, y in loader:  # fills the cache; keeps the tensors for the plain loader
         xs.append(x)
         ys.append(y)
-    plain = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.cat(xs), torch.cat(ys)),
-                                        batch_size=batch_size, shuffle=True)
+    plain = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.cat(xs), torch.cat(ys)), batch_size=batch_size, shuffle=True
+    )
     rows = []
     for r in range(repeat):
         for case, it in (("warm cache", loader), ("TensorDataset", plain)):
             t0 = time.perf_counter()
             n = sum(len(y) for _, y in it)
-            rows.append({"bench": "loader", "case": case, "repeat": r, "samples": n,
-                         "epoch_seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]})
+            rows.append(
+                {
+                    "bench": "loader",
+                    "case": case,
+                    "repeat": r,
+                    "samples": n,
+                    "epoch_seconds": time.perf_counter() - t0,
+                    "load": os.getloadavg()[0],
+                }
+            )
     assert loader.stats()["epoch"]["hits"] == len(dataset)
     loader.close()
     return rows
 
 
-def run(root: str = ".spidercache/bench-jpeg", n: int = 20000, file_px: int = 64, size: int = 64, epochs: int = 3,
-        workers: int = 2, batch_size: int = 256, cases: str = "none,ws1,spider") -> list[dict]:
+def run(
+    root: str = ".spidercache/bench-jpeg",
+    n: int = 20000,
+    file_px: int = 64,
+    size: int = 64,
+    epochs: int = 3,
+    workers: int = 2,
+    batch_size: int = 256,
+    cases: str = "none,ws1,spider",
+) -> list[dict]:
     """The issue's data-path comparisons over ``n`` JPEG files read through their URL."""
     from ..data.imagefolder import ImageFolder
 
@@ -126,8 +177,12 @@ def run(root: str = ".spidercache/bench-jpeg", n: int = 20000, file_px: int = 64
     with http_server(root) as url:
         ds = ImageFolder(f"{url}/train", size=size)
         for case in cases.split(","):
-            policy, ws = {"none": ("none", None), "ws1": ("minio", 1.0), "spider": ("spider", 0.1),
-                          "lru": ("lru", 0.1)}[case]
+            policy, ws = {
+                "none": ("none", None),
+                "ws1": ("minio", 1.0),
+                "spider": ("spider", 0.1),
+                "lru": ("lru", 0.1),
+            }[case]
             rows += data_path(ds, policy, ws, epochs, workers, batch_size, label=case)
     return rows
 
@@ -144,5 +199,104 @@ def summary(rows: list[dict]) -> dict:
         out["speedup_vs_none"] = {k: mean["none"] / v for k, v in mean.items()}
     if "warm cache" in mean and "TensorDataset" in mean:
         out["warm_over_tensor"] = min(r["epoch_seconds"] for r in rows if r["case"] == "warm cache") / min(
-            r["epoch_seconds"] for r in rows if r["case"] == "TensorDataset")
+            r["epoch_seconds"] for r in rows if r["case"] == "TensorDataset"
+        )
     return out
+
+
+class Synthetic(torch.utils.data.Dataset):
+    """``n`` samples of ``shape`` uint8, each generated from its id (nothing on disk, nothing kept)."""
+
+    def __init__(self, n: int, shape: tuple[int, ...] = (3, 224, 224)) -> None:
+        self.n, self.shape = int(n), tuple(shape)
+        self.targets = np.arange(self.n) % 10
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        rng = np.random.Generator(np.random.PCG64(int(i)))
+        return torch.from_numpy(rng.integers(0, 256, self.shape, dtype=np.uint8)), int(self.targets[i])
+
+
+def _pss_bytes(root_pid: int) -> int:
+    """Sum of PSS over ``root_pid`` and all its descendants (shared pages counted once)."""
+    pids, total = [root_pid], 0
+    k = 0
+    while k < len(pids):
+        with contextlib.suppress(OSError):
+            for t in os.listdir(f"/proc/{pids[k]}/task"):
+                with open(f"/proc/{pids[k]}/task/{t}/children") as f:
+                    pids += [int(c) for c in f.read().split()]
+        k += 1
+    for p in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{p}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+    return total
+
+
+def bounded_memory(
+    n: int = 28000,
+    shape: tuple[int, ...] = (3, 224, 224),
+    working_set: float = 0.05,
+    workers: int = 2,
+    batch_size: int = 64,
+    epochs: int = 1,
+    policy: str = "lru",
+) -> list[dict]:
+    """Peak summed PSS of the whole job while a CachedLoader runs over a synthetic dataset."""
+    import threading
+
+    from ..data.loader import CachedLoader
+
+    ds = Synthetic(n, shape)
+    base = _pss_bytes(os.getpid())
+    loader = CachedLoader(
+        ds,
+        batch_size,
+        shuffle=True,
+        num_workers=workers,
+        policy=policy,
+        working_set=working_set,
+        persistent_workers=True,
+    )
+    peak, stop = [0], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _pss_bytes(os.getpid()))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        for _ in range(epochs):
+            for _ in loader:
+                pass
+    finally:
+        stop.set()
+        th.join()
+    st = loader.stats()["total"]
+    row = {
+        "bench": "loader",
+        "case": "bounded memory",
+        "samples": n,
+        "sample_bytes": int(np.prod(shape)),
+        "dataset_bytes": n * int(np.prod(shape)),
+        "working_set": working_set,
+        "workers": workers,
+        "cache_budget_bytes": loader.sizing.budget,
+        "cached_bytes": st["cached_bytes"],
+        "pss_before_bytes": base,
+        "peak_pss_bytes": peak[0],
+        "seconds": time.perf_counter() - t0,
+        "hits": st["hits"],
+        "requests": st["requests"],
+        "load": os.getloadavg()[0],
+    }
+    loader.close()
+    return [row]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ..errors import UserError
@@ -161,97 +160,28 @@ def bench_train(
     Console().print(t)
 
 
-def _plain_epoch_seconds(x, y, batch_size: int, seed: int) -> float:
-    import torch
-
-    ds = torch.utils.data.TensorDataset(x, y)
-    g = torch.Generator().manual_seed(seed)
-    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g)
-    t0 = time.perf_counter()
-    n = 0
-    for xb, yb in dl:
-        n += len(xb)
-    return time.perf_counter() - t0
-
-
 @bench_app.command("loader")
 def bench_loader(
+    files: int = typer.Option(20000, "--files", help="JPEG files written from Fashion-MNIST (train split)."),
+    root: str = typer.Option(".spidercache/bench-jpeg", "--root", help="Where the JPEG tree is written (kept)."),
+    size: int = typer.Option(64, "--size", help="Pixels the files are written at and resized to."),
+    epochs: int = typer.Option(3, "--epochs"),
+    workers: int = typer.Option(2, "--workers"),
     batch_size: int = typer.Option(256, "--batch-size"),
-    storage_latency_ms: float = typer.Option(5.0, "--storage-latency-ms"),
-    slow_samples: int = typer.Option(6000, "--slow-samples", help="Subset for the slow-storage comparison."),
-    workers: int = typer.Option(2, "--workers", help="Workers for the slow-storage comparison (both runs)."),
-    epochs: int = typer.Option(3, "--epochs", help="Epochs of the slow-storage comparison."),
-    repeat: int = typer.Option(3, "--repeat", help="Warm-epoch measurements; the fastest is kept."),
+    cases: str = typer.Option("none,ws1,spider", "--cases", help="none, ws1 (minio at 1.0), spider (0.1), lru."),
     json_path: Optional[str] = typer.Option(None, "--json"),
 ) -> None:
-    """The loader's own figures: warm cache vs a plain in-RAM DataLoader; 5 ms storage, cached vs none."""
-    import torch
-    from rich.console import Console
+    """The data path alone over a JPEG ImageFolder read through http://; warm cache vs TensorDataset."""
+    from ..bench import loader as bl
+    from ..data.imagefolder import ImageFolder
 
-    from ..data.backends import make_backend
-    from ..data.cached import CachedDataset
-    from ..data.datasets import FashionMNIST
-    from ..data.loader import CachedLoader
-    from ..data.policies import make_training_policy
-    from ..data.storage import SlowStorage, StorageModel
-    from ..data.transforms import Normalize, channel_stats
-
-    console = Console()
-    ds = FashionMNIST()
-    x, y = ds.data, ds.targets
-    mean, std = channel_stats(x)
-    norm = Normalize(mean, std)
-    out: dict = {"batch_size": batch_size}
-
-    # 1. warm in-process cache, one process, everything cached
-    def cached_loader(xs, ys, policy, ws, latency, nworkers):
-        st = SlowStorage(xs, ys, StorageModel(latency))
-        cap = int(round(ws * len(xs))) if policy != "none" else 0
-        be = make_backend("memory", capacity=cap, sample_shape=st.sample_shape, dtype=st.dtype,
-                          fingerprint="bench", batch_size=batch_size, workers=nworkers) if cap else None
-        pol = make_training_policy(policy, len(xs), cap, ys)
-        return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=nworkers)
-
-    loader = cached_loader(x, y, "minio", 1.0, 0.0, 0)
-    for _ in loader.epoch(0):
-        pass  # fill
-    cached = []
-    for r in range(repeat):
-        t0 = time.perf_counter()
-        n = sum(len(b.ids) for b in loader.epoch(r + 1))
-        cached.append(time.perf_counter() - t0)
-        assert loader.stats.hit_ratio == 1.0
-    xt = norm(torch.from_numpy(x))
-    yt = torch.from_numpy(y)
-    plain = [_plain_epoch_seconds(xt, yt, batch_size, r) for r in range(repeat)]
-    c, p = min(cached), min(plain)
-    out["warm"] = {"samples": n, "cached_epoch_seconds": c, "plain_epoch_seconds": p,
-                   "cached_samples_per_second": n / c, "plain_samples_per_second": n / p, "ratio": c / p}
-    console.print(f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
-                  f"{n / c:,.0f} samples/s (epoch {c:.3f} s); plain in-RAM DataLoader {n / p:,.0f} samples/s "
-                  f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)")
-
-    # 2. slow storage, working set 1.0: cached (minio) vs none, same workers
-    xs, ys = x[:slow_samples], y[:slow_samples]
-    res = {}
-    for policy in ("none", "minio"):
-        ld = cached_loader(xs, ys, policy, 1.0, storage_latency_ms, workers)
-        times = []
-        for e in range(epochs):
-            t0 = time.perf_counter()
-            for _ in ld.epoch(e):
-                pass
-            times.append(time.perf_counter() - t0)
-        res[policy] = times
-        ld.close()
-    later_none = statistics.mean(res["none"][1:] or res["none"])
-    later_cached = statistics.mean(res["minio"][1:] or res["minio"])
-    out["slow"] = {"samples": slow_samples, "latency_ms": storage_latency_ms, "workers": workers,
-                   "none_epoch_seconds": res["none"], "cached_epoch_seconds": res["minio"],
-                   "speedup_after_first": later_none / later_cached}
-    console.print(f"{storage_latency_ms:g} ms storage, {slow_samples} samples, {workers} workers, working set 1.0, "
-                  f"loader only: none {['%.2f' % t for t in res['none']]} s per epoch, cached "
-                  f"{['%.2f' % t for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
-                  f"shorter (target >= 5x)")
+    if files < 1 or epochs < 1 or workers < 0:
+        raise UserError("--files and --epochs must be >= 1, --workers >= 0")
+    rows = bl.run(root, files, size, size, epochs, workers, batch_size, cases)
+    bl.jpeg_folder(root, files, size)
+    with bl.http_server(root) as url:
+        rows += bl.warm_vs_tensor(ImageFolder(f"{url}/train", size=size), batch_size)
+    summ = bl.summary(rows)
+    typer.echo(json.dumps(summ, indent=1))
     if json_path:
-        Path(json_path).write_text(json.dumps(out, indent=1))
+        Path(json_path).write_text(json.dumps({"rows": rows, "summary": summ}, indent=1))
