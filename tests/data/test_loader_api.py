@@ -137,3 +137,18 @@ def test_sampler_and_set_epoch_like_a_dataloader():
     got = np.concatenate([loader.last.served.copy() for _ in loader])
     sampler.set_epoch(3)
     assert np.array_equal(got, np.fromiter(sampler, np.int64))
+
+
+def test_training_policy_replays_an_id_trace_like_an_engine_policy():
+    from spidercache.data.policies import make_training_policy
+    from spidercache.engine.plan import replay
+
+    n = 100
+    trace = np.concatenate([np.random.default_rng(e).permutation(n) for e in range(3)])
+    minio = make_training_policy("minio", n, 30, np.arange(n) % 5)
+    out = replay(minio, trace, 10, epoch_length=n)
+    assert out["requests"] == 300 and out["hits"] == 60 and out["substitutions"] == 0  # 30 resident, 2 epochs
+    lru = make_training_policy("lru", n, 30)
+    hits = lru.access(np.array([1, 2, 1, 3, 2]))
+    assert hits.tolist() == [False, False, True, False, True] and lru.size == 3
+    assert set(lru.resident_ids().tolist()) == {1, 2, 3}

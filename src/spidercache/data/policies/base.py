@@ -81,6 +81,20 @@ class TrainingPolicy:
         """Mask of which ids are resident now (subclasses answer without building ``resident()``)."""
         return np.isin(np.asarray(ids, np.int64), self.resident())
 
+    # ------------------------------------------- the engine policy protocol
+    # (what ``engine.policies.base.Policy`` offers and trace replays call)
+    def access(self, ids: np.ndarray) -> np.ndarray:
+        """Decide a batch; return which requests were true hits (stand-ins are not hits)."""
+        lk = self.lookup(np.asarray(ids, np.int64))
+        return lk.hit & ~lk.substituted
+
+    def resident_ids(self) -> np.ndarray:
+        return self.resident()
+
+    @property
+    def size(self) -> int:
+        return int(self.resident().size)
+
     # -------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch}
