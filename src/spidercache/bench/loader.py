@@ -80,7 +80,13 @@ def data_path(
     label: str = "",
     **loader_kw,
 ) -> list[dict]:
-    """Epoch seconds of a CachedLoader over ``dataset`` with no model step (random losses as feedback)."""
+    """Epoch seconds of a CachedLoader over ``dataset`` with no model step.
+
+    The policy gets what a model would give it from a fixed stand-in: the
+    embedding is the image average-pooled to 7 x 7, the loss its distance to
+    its class's mean embedding so far (so importance and homophily have
+    something real-looking to work on; the same stand-in as ``spider_loader``).
+    """
     from ..data.loader import CachedLoader
 
     loader = CachedLoader(
@@ -94,15 +100,21 @@ def data_path(
         persistent_workers=workers > 0,
         **loader_kw,
     )
-    rng = np.random.default_rng(seed)
+    sums: dict[int, torch.Tensor] = {}
     rows = []
     try:
         for epoch in range(epochs):
             t0 = time.perf_counter()
             n = 0
-            for _, y in loader:
+            for x, y in loader:
                 n += len(y)
-                loader.update(rng.random(len(y)))
+                emb = torch.nn.functional.adaptive_avg_pool2d(x.float() / 255.0, 7).flatten(1)
+                for c in y.unique().tolist():
+                    m = y == c
+                    sums[c] = sums.get(c, torch.zeros(emb.shape[1] + 1)) + torch.cat(
+                        [emb[m].sum(0), torch.tensor([float(m.sum())])])
+                means = torch.stack([sums[int(c)][:-1] / sums[int(c)][-1] for c in y.tolist()])
+                loader.update((emb - means).norm(dim=1), embeddings=emb)
             st = loader.stats()["epoch"]
             rows.append(
                 {

@@ -99,6 +99,7 @@ class CachedDataset(torch.utils.data.Dataset):
         strict: bool = False,
         storage_model: StorageModel | None = None,
         write_back: bool = True,
+        labels: np.ndarray | None = None,
     ) -> None:
         if cache not in CACHE_MODES:
             raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
@@ -117,6 +118,9 @@ class CachedDataset(torch.utils.data.Dataset):
         self.strict = bool(strict)
         self.storage_model = storage_model or StorageModel()
         self.write_back = bool(write_back)
+        # With the labels known, a decoded value is the sample alone (one codec unpack per
+        # hit) and the label comes from here; else the value is [sample, label].
+        self.labels = None if labels is None else np.asarray(labels, np.int64)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -131,7 +135,7 @@ class CachedDataset(torch.utils.data.Dataset):
             if self.cache == "raw":
                 return self.dataset.raw(i)
             s, y = check_item(self.dataset[i], i)
-            return [_plain(s), _plain(y)]
+            return self._value(s, y)
         except BadSample as exc:
             if self.strict:
                 raise UserError(str(exc)) from None
@@ -145,9 +149,7 @@ class CachedDataset(torch.utils.data.Dataset):
         if self.cache == "decoded" and callable(getitems):
             try:
                 items = getitems(id_list)
-                out = [
-                    [_plain(s), _plain(y)] for s, y in (check_item(it, i) for it, i in zip(items, id_list))
-                ]
+                out = [self._value(*check_item(it, i)) for it, i in zip(items, id_list)]
             except BadSample:
                 out = [self._read_one(i) for i in id_list]  # find and skip the bad one
         else:
@@ -158,10 +160,15 @@ class CachedDataset(torch.utils.data.Dataset):
         return out
 
     # ----------------------------------------------------------- values
+    def _value(self, s: Any, y: Any):
+        return _plain(s) if self.labels is not None else [_plain(s), _plain(y)]
+
     def item(self, value: Any, i: int):
         """The ``(sample, label)`` a cached or loaded value stands for, after ``transform``."""
         if self.cache == "raw":
             s, y = check_item(self.dataset.decode(value, i), i)
+        elif self.labels is not None:
+            s, y = value, int(self.labels[i])
         else:
             s, y = value
         if isinstance(s, np.ndarray) and not s.flags.writeable:
@@ -214,7 +221,7 @@ def _nbytes(v: Any) -> int:
         return 0
     if isinstance(v, (bytes, bytearray, memoryview)):
         return len(v)
-    s = v[0]
+    s = v[0] if isinstance(v, list) else v
     if isinstance(s, torch.Tensor):
         return s.numel() * s.element_size()
     return int(getattr(s, "nbytes", 0))

@@ -143,13 +143,15 @@ class CachedLoader:
         specs = as_specs(store)
         prefetch = 2 if prefetch_factor is None else int(prefetch_factor)
         delay = slot_delay(int(num_workers), prefetch) + (int(world) if world > 1 else 0)
-        probe = CachedDataset(dataset, cache=cache, strict=strict)
+        probe = CachedDataset(dataset, cache=cache, strict=strict, labels=self.labels)
         est = estimate(probe)
         self.sizing = size_cache(
             est, working_set, cache_bytes, slots=is_memory(specs), batch_size=batch_size, delay=delay
         )
         self.policy = self._policy(policy, n, seed, policy_options or {})
-        prefix = (fingerprint or default_fingerprint(dataset))[:16]
+        # the key names the data and the form of the value (raw / decoded, label inside or not)
+        form = ("r" if cache == "raw" else "d") + ("l" if self.labels is None else "")
+        prefix = (fingerprint or default_fingerprint(dataset))[:16] + form
         private = is_memory(specs)
         handles = (
             []
@@ -157,7 +159,8 @@ class CachedLoader:
             else open_handles(specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
         )
         self.dataset = CachedDataset(
-            dataset, handles, KeyOf(None if private else prefix), cache, transform, strict, storage_model
+            dataset, handles, KeyOf(None if private else prefix), cache, transform, strict, storage_model,
+            labels=self.labels,
         )
         self.planner = Planner(
             self.policy,
