@@ -69,6 +69,12 @@ def http_server(root: str | os.PathLike):
         proc.wait(10)
 
 
+def _stand_in_embedding(x: np.ndarray) -> np.ndarray:
+    """A batch's images (N x C x H x W) subsampled to at most 8 x 8 per channel, in [0, 1] (cheap on purpose)."""
+    n, c, h, w = x.shape
+    return x[:, :, :: max(1, h // 8), :: max(1, w // 8)].reshape(n, -1).astype(np.float32) / 255.0
+
+
 def data_path(
     dataset,
     policy: str,
@@ -83,9 +89,9 @@ def data_path(
     """Epoch seconds of a CachedLoader over ``dataset`` with no model step.
 
     The policy gets what a model would give it from a fixed stand-in: the
-    embedding is the image average-pooled to 7 x 7, the loss its distance to
-    its class's mean embedding so far (so importance and homophily have
-    something real-looking to work on; the same stand-in as ``spider_loader``).
+    embedding is the image subsampled to 8 x 8 per channel, the loss its
+    distance to its class's mean embedding so far (so importance and
+    homophily have something real-looking to work on).
     """
     from ..data.loader import CachedLoader
 
@@ -100,7 +106,7 @@ def data_path(
         persistent_workers=workers > 0,
         **loader_kw,
     )
-    sums: dict[int, torch.Tensor] = {}
+    sums = np.zeros((0, 0))
     rows = []
     try:
         for epoch in range(epochs):
@@ -108,13 +114,16 @@ def data_path(
             n = 0
             for x, y in loader:
                 n += len(y)
-                emb = torch.nn.functional.adaptive_avg_pool2d(x.float() / 255.0, 7).flatten(1)
-                for c in y.unique().tolist():
-                    m = y == c
-                    sums[c] = sums.get(c, torch.zeros(emb.shape[1] + 1)) + torch.cat(
-                        [emb[m].sum(0), torch.tensor([float(m.sum())])])
-                means = torch.stack([sums[int(c)][:-1] / sums[int(c)][-1] for c in y.tolist()])
-                loader.update((emb - means).norm(dim=1), embeddings=emb)
+                emb, yy = _stand_in_embedding(x.numpy()), y.numpy()
+                if sums.shape[0] <= yy.max():
+                    grown = np.zeros((int(yy.max()) + 1, emb.shape[1] + 1))
+                    grown[: sums.shape[0], : sums.shape[1]] = sums
+                    sums = grown
+                onehot = np.zeros((len(yy), sums.shape[0]))
+                onehot[np.arange(len(yy)), yy] = 1.0
+                sums += onehot.T @ np.hstack([emb, np.ones((len(yy), 1))])
+                means = sums[yy, :-1] / sums[yy, -1:]
+                loader.update(np.linalg.norm(emb - means, axis=1), embeddings=emb)
             st = loader.stats()["epoch"]
             rows.append(
                 {
