@@ -18,7 +18,7 @@ import numpy as np
 from ..engine import codec
 from ..errors import UserError
 
-SLOT_MARGIN = 1.25  # a slot has room for a sample this much larger than the largest one seen
+SLOT_MARGIN = 1.25  # with samples of different sizes, a slot has room for this much more than the largest seen
 
 
 @dataclass
@@ -26,6 +26,13 @@ class Estimate:
     n: int
     mean_bytes: float
     max_bytes: int
+    min_bytes: int = 0
+
+    @property
+    def slot_bytes(self) -> int:
+        """Slot size: the largest probed value, with a margin only when the probed sizes differ."""
+        margin = SLOT_MARGIN if self.min_bytes != self.max_bytes else 1.0
+        return int(-(-int(self.max_bytes * margin) // 64) * 64)
 
     @property
     def dataset_bytes(self) -> int:
@@ -40,7 +47,7 @@ def estimate(cached_dataset, n_probe: int = 8) -> Estimate:
     if not values:
         raise UserError("none of the probed samples could be read; check the dataset")
     sizes = [len(codec.encode(v)) for v in values]
-    return Estimate(n, float(np.mean(sizes)), int(max(sizes)))
+    return Estimate(n, float(np.mean(sizes)), int(max(sizes)), int(min(sizes)))
 
 
 @dataclass
@@ -68,7 +75,7 @@ def size_cache(
     """
     if cache_bytes is not None and working_set is not None:
         raise UserError("give working_set or cache_bytes, not both")
-    sb = int(-(-int(est.max_bytes * SLOT_MARGIN) // 64) * 64)
+    sb = est.slot_bytes
     held = (delay + 1) * int(batch_size) if slots else 0
     if cache_bytes is None:
         ws = 0.1 if working_set is None else float(working_set)
