@@ -104,6 +104,28 @@ def _labels(dataset, targets, n: int) -> np.ndarray | None:
     return t
 
 
+def _key_prefix(dataset, fingerprint: str | None, cache: str, labels) -> str:
+    """Names the data and the form of the value (raw / decoded, label inside or not)."""
+    form = ("r" if cache == "raw" else "d") + ("l" if labels is None else "")
+    return (fingerprint or default_fingerprint(dataset))[:16] + form
+
+
+def _dataloader(
+    dataset, batch_sampler, workers: int, collate, pin_memory: bool, prefetch: int, persistent: bool, context
+) -> torch.utils.data.DataLoader:
+    kw: dict[str, Any] = {}
+    if workers > 0:
+        kw = dict(prefetch_factor=prefetch, persistent_workers=persistent, multiprocessing_context=context)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        **kw,
+    )
+
+
 class CachedLoader:
     """A DataLoader whose batches come through a training policy's cache (see docs/training.md)."""
 
@@ -149,49 +171,26 @@ class CachedLoader:
             est, working_set, cache_bytes, slots=is_memory(specs), batch_size=batch_size, delay=delay
         )
         self.policy = self._policy(policy, n, seed, policy_options or {})
-        # the key names the data and the form of the value (raw / decoded, label inside or not)
-        form = ("r" if cache == "raw" else "d") + ("l" if self.labels is None else "")
-        prefix = (fingerprint or default_fingerprint(dataset))[:16] + form
         private = is_memory(specs)
         handles = (
             []
             if self.policy.capacity == 0
             else open_handles(specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
         )
+        key = KeyOf(None if private else _key_prefix(dataset, fingerprint, cache, self.labels))
         self.dataset = CachedDataset(
-            dataset, handles, KeyOf(None if private else prefix), cache, transform, strict, storage_model,
-            labels=self.labels,
+            dataset, handles, key, cache, transform, strict, storage_model, labels=self.labels
         )
-        self.planner = Planner(
-            self.policy,
-            handles[0].opener() if private and handles else None,
-            rank,
-            world,
-            delay,
-            shared_store=not private,
-        )
-        self.batch_sampler = PlanningBatchSampler(
-            self.planner,
-            batch_size,
-            rank,
-            world,
-            drop_last if world == 1 else True,
-            self._order_fn(shuffle, sampler, n, seed),
-        )
-        kw: dict[str, Any] = {}
-        if int(num_workers) > 0:
-            kw = dict(
-                prefetch_factor=prefetch,
-                persistent_workers=persistent_workers,
-                multiprocessing_context=multiprocessing_context,
-            )
-        self.loader = torch.utils.data.DataLoader(
+        self._wire(handles, private, rank, world, delay, batch_size, drop_last, shuffle, sampler, n, seed)
+        self.loader = _dataloader(
             self.dataset,
-            batch_sampler=self.batch_sampler,
-            num_workers=int(num_workers),
-            collate_fn=Collate(collate_fn),
-            pin_memory=pin_memory,
-            **kw,
+            self.batch_sampler,
+            int(num_workers),
+            Collate(collate_fn),
+            pin_memory,
+            prefetch,
+            persistent_workers,
+            multiprocessing_context,
         )
         self.sampler = sampler
         self._size = np.zeros(n, np.int64)  # encoded bytes stored per id
@@ -200,6 +199,19 @@ class CachedLoader:
         self.current = LoaderStats()  # the epoch in progress
         self.total = LoaderStats()
         self.last: BatchMeta | None = None
+
+    def _wire(self, handles, private, rank, world, delay, batch_size, drop_last, shuffle, sampler, n, seed):
+        """The planner (policy + slot allocation) and the batch sampler that drives it."""
+        store = handles[0].opener() if private and handles else None
+        self.planner = Planner(self.policy, store, rank, world, delay, shared_store=not private)
+        self.batch_sampler = PlanningBatchSampler(
+            self.planner,
+            batch_size,
+            rank,
+            world,
+            drop_last if world == 1 else True,
+            self._order_fn(shuffle, sampler, n, seed),
+        )
 
     def _policy(self, policy, n: int, seed: int, options: dict) -> TrainingPolicy:
         if isinstance(policy, TrainingPolicy):
