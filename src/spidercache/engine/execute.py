@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import CorruptValue, StoreUnavailable
+from ..errors import StoreUnavailable
 from . import codec
 from .plan import BatchPlan
 
@@ -142,15 +142,18 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
             errors += 1
             failed.extend(p.tolist())
             continue
+        got, bad = codec.decode_many([b for b in raw if b is not None])
+        errors += len(bad)
+        decoded = iter(got)
         for k, buf in zip(p.tolist(), raw):
             if buf is None:
                 failed.append(k)
                 continue
-            try:
-                values[k] = codec.decode(buf)
-            except CorruptValue:
-                errors += 1
+            v = next(decoded)
+            if v is None:
                 failed.append(k)
+            else:
+                values[k] = v
     return np.asarray(failed, np.int64), errors
 
 
