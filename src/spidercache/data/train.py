@@ -1,12 +1,11 @@
 """The training loop behind ``spidercache train`` (and ``bench train`` and ``demo``).
 
-``train(TrainConfig(...))`` builds the dataset, the slow storage, the cache
-backend, the policy and the model, runs the epochs and returns the per-epoch
-rows (also written as JSON lines). Each step passes the policy what it needs
-from the same forward pass: the served sample ids, their per-sample losses
-(``reduction='none'``) and, when the policy asks, their penultimate-layer
-embeddings. Under DDP those are all-gathered first, so every rank's policy
-stays identical.
+``train(TrainConfig(...))`` opens the train and test datasets (``splits.py``;
+ImageFolder trees are read lazily, local or by URL), wraps the training set
+in a ``CachedLoader`` (policy + stores from the CLI's flags, plus the
+``--storage-latency-ms`` delay on top of each real read), builds the model,
+runs the epochs (``train_run.py``) and returns the per-epoch rows (also
+written as JSON lines).
 """
 
 from __future__ import annotations
