@@ -174,6 +174,7 @@ def test_cache_nodes_2_one_killed_mid_epoch(tmp_path):
         assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(600))  # every sample, once
         # the dead node takes only its share: the live node still serves its keys
         assert st["lost_hits"] <= on_b.sum() and st["hits"] >= (~on_b).sum()
+        assert st["store_errors"] > 0  # the dead node is counted
         loader.close()
     finally:
         a.stop()

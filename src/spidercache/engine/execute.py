@@ -67,6 +67,7 @@ class StoreHandle:
         self._reset()
 
     def _reset(self) -> None:
+        self.partial_errors = 0  # failed servers behind the last call that still answered
         self._store = None
         self._pid = os.getpid()
         self.backoff = Backoff(*self.retry)
@@ -87,7 +88,10 @@ class StoreHandle:
         try:
             if self._store is None:
                 self._store = self.opener()
+            before = getattr(self._store, "node_errors", 0)
             result = getattr(self._store, method)(*args)
+            # a store over several servers answers for the live ones and counts the dead
+            self.partial_errors = getattr(self._store, "node_errors", 0) - before
         except StoreUnavailable:
             self._drop()
             return DOWN
@@ -142,6 +146,7 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
             errors += 1
             failed.extend(p.tolist())
             continue
+        errors += stores[level].partial_errors
         got, bad = codec.decode_many([b for b in raw if b is not None])
         errors += len(bad)
         decoded = iter(got)
@@ -217,6 +222,7 @@ def _write(plan, served, want, values, stores, key, written: dict) -> int:
         if ok is DOWN:
             errors += 1
             continue
+        errors += stores[level].partial_errors
         for k, b, good in zip(p.tolist(), blobs, ok):
             if good:
                 written[int(served[k])] = len(b)
