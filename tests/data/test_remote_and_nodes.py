@@ -1,4 +1,4 @@
-"""An ImageFolder served over HTTP trained from its URL; ``--cache_nodes 2`` over two redis-servers, one killed."""
+"""An ImageFolder served over HTTP, trained from its URL; `--cache_nodes 2` over two redis-servers."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def http_server(root: str | os.PathLike):
 
 
 def _stand_in_embedding(x: np.ndarray) -> np.ndarray:
-    """A batch's images (N x C x H x W) subsampled to at most 8 x 8 per channel, in [0, 1] (cheap on purpose)."""
+    """A batch of images (N x C x H x W) subsampled to at most 8 x 8 per channel, in [0, 1] (cheap)."""
     n, c, h, w = x.shape
     return x[:, :, :: max(1, h // 8), :: max(1, w // 8)].reshape(n, -1).astype(np.float32) / 255.0
 

@@ -9,5 +9,14 @@ from .datasets import CIFAR, ArrayImageDataset, FashionMNIST, NpzDataset, Subset
 from .imagefolder import ImageFolder
 from .splits import open_splits
 
-__all__ = ["ArrayImageDataset", "FashionMNIST", "CIFAR", "ImageFolder", "NpzDataset", "Subset", "files_fingerprint",
-           "open_splits", "read_idx"]
+__all__ = [
+    "ArrayImageDataset",
+    "FashionMNIST",
+    "CIFAR",
+    "ImageFolder",
+    "NpzDataset",
+    "Subset",
+    "files_fingerprint",
+    "open_splits",
+    "read_idx",
+]

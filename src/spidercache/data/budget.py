@@ -18,7 +18,9 @@ import numpy as np
 from ..engine import codec
 from ..errors import UserError
 
-SLOT_MARGIN = 1.25  # with samples of different sizes, a slot has room for this much more than the largest seen
+SLOT_MARGIN = (
+    1.25  # with samples of different sizes, a slot has room for this much more than the largest seen
+)
 
 
 @dataclass

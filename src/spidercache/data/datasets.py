@@ -25,8 +25,16 @@ from ..errors import UserError
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -71,7 +79,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(dtypes[dtype_code])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise UserError(f"{path}: expected {expected} bytes of data for shape {shape}, found {len(raw) - header}")
+        raise UserError(
+            f"{path}: expected {expected} bytes of data for shape {shape}, found {len(raw) - header}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -128,8 +138,12 @@ class ArrayImageDataset(Dataset):
 class FashionMNIST(ArrayImageDataset):
     """Fashion-MNIST from its four IDX .gz files (the Debian ``dataset-fashion-mnist`` layout)."""
 
-    def __init__(self, root: str | os.PathLike = FASHION_MNIST_ROOT, train: bool = True,
-                 transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike = FASHION_MNIST_ROOT,
+        train: bool = True,
+        transform: Callable | None = None,
+    ) -> None:
         prefix = "train" if train else "t10k"
         root = Path(root)
         if not root.is_dir():
@@ -141,9 +155,12 @@ class FashionMNIST(ArrayImageDataset):
         if images.ndim != 3:
             raise UserError(f"{images_path}: expected N x H x W images, got shape {images.shape}")
         super().__init__(
-            images[:, None, :, :], labels, transform,
+            images[:, None, :, :],
+            labels,
+            transform,
             source_paths=[str(images_path), str(labels_path)],
-            name=f"fashion-mnist-{prefix}", classes=FASHION_MNIST_CLASSES,
+            name=f"fashion-mnist-{prefix}",
+            classes=FASHION_MNIST_CLASSES,
         )
 
 
@@ -169,7 +186,9 @@ def _unpickle(path: Path) -> dict:
 class CIFAR(ArrayImageDataset):
     """CIFAR-10 (``data_batch_1..5`` / ``test_batch``) or CIFAR-100 (``train`` / ``test``) python folders."""
 
-    def __init__(self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise UserError(f"CIFAR folder not found: {root}")
@@ -187,12 +206,20 @@ class CIFAR(ArrayImageDataset):
             data = np.asarray(batch["data"], np.uint8)
             labels = batch.get(label_key, batch.get("labels"))
             if labels is None or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-                raise UserError(f"{f}: malformed CIFAR batch (data {data.shape}, labels missing or mismatched)")
+                raise UserError(
+                    f"{f}: malformed CIFAR batch (data {data.shape}, labels missing or mismatched)"
+                )
             xs.append(data.reshape(-1, 3, 32, 32))
             ys.append(np.asarray(labels, np.int64))
         n_classes = 10 if name == "cifar10" else 100
-        super().__init__(np.concatenate(xs), np.concatenate(ys), transform, source_paths=[str(f) for f in files],
-                         name=f"{name}-{'train' if train else 'test'}", classes=[str(i) for i in range(n_classes)])
+        super().__init__(
+            np.concatenate(xs),
+            np.concatenate(ys),
+            transform,
+            source_paths=[str(f) for f in files],
+            name=f"{name}-{'train' if train else 'test'}",
+            classes=[str(i) for i in range(n_classes)],
+        )
 
 
 class NpzDataset(ArrayImageDataset):
@@ -203,7 +230,9 @@ class NpzDataset(ArrayImageDataset):
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "x" not in f or "y" not in f:
-                    raise UserError(f"{path} must hold arrays 'x' and 'y' (found {', '.join(f.files) or 'none'})")
+                    raise UserError(
+                        f"{path} must hold arrays 'x' and 'y' (found {', '.join(f.files) or 'none'})"
+                    )
                 x, y = f["x"], f["y"]
         except FileNotFoundError:
             raise UserError(f"dataset file not found: {path}") from None
@@ -221,8 +250,14 @@ class NpzDataset(ArrayImageDataset):
             x = x.transpose(0, 3, 1, 2)
         if x.ndim != 4:
             raise UserError(f"{path}: x must be N x H x W or N x C x H x W, got shape {x.shape}")
-        super().__init__(x, np.asarray(y, np.int64).reshape(-1), transform, source_paths=[str(path)],
-                         name=f"npz-{path.stem}", classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [])
+        super().__init__(
+            x,
+            np.asarray(y, np.int64).reshape(-1),
+            transform,
+            source_paths=[str(path)],
+            name=f"npz-{path.stem}",
+            classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [],
+        )
 
 
 class Subset(Dataset):

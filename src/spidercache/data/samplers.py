@@ -26,8 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..engine.plan import BatchPlan, Planner
 
 
-def weighted_draw(scores: np.ndarray, n_draws: int, rng: np.random.Generator,
-                  temperature: float = 1.0, replace: bool = True) -> np.ndarray:
+def weighted_draw(
+    scores: np.ndarray, n_draws: int, rng: np.random.Generator, temperature: float = 1.0, replace: bool = True
+) -> np.ndarray:
     """Draw ids with probability proportional to ``scores ** (1/temperature)``.
 
     Non-finite or negative scores count as the smallest positive score, so a
@@ -50,8 +51,15 @@ def weighted_draw(scores: np.ndarray, n_draws: int, rng: np.random.Generator,
 class PlanningBatchSampler:
     """Yields one ``BatchPlan`` per step of this rank; ``set_epoch`` before each epoch."""
 
-    def __init__(self, planner: "Planner", batch_size: int, rank: int = 0, world: int = 1,
-                 drop_last: bool | None = None, order_fn: Callable[[int], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        planner: "Planner",
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool | None = None,
+        order_fn: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.planner = planner
@@ -78,7 +86,7 @@ class PlanningBatchSampler:
         B, W, r = self.batch_size, self.world, self.rank
         order = self._order
         for step in range(len(self)):
-            chunk = order[step * B * W: (step + 1) * B * W]
+            chunk = order[step * B * W : (step + 1) * B * W]
             # Ragged last step (single rank only): split what is left evenly.
             per = -(-chunk.size // W)
             own = slice(min(r * per, chunk.size), min((r + 1) * per, chunk.size))

@@ -49,15 +49,15 @@ class TrainConfig:
     host_ip: str = "127.0.0.1"
     port_num: int = 6379
     port_num2: int = 6380
-    port_num3: int = 6381          # SpiderCache's shared ratio server (used by the spider policy)
+    port_num3: int = 6381  # SpiderCache's shared ratio server (used by the spider policy)
     policy: str = DEFAULT_POLICY
     policy_options: dict[str, Any] = field(default_factory=dict)
     cache_backend: str = "memory"
     lmdb_path: str | None = None
     redis_nodes: str | None = None
-    redis_cluster: bool = False    # --cache_nodes N over a Redis Cluster instead of N independent servers
-    cache: str = "decoded"         # or "raw": cache the encoded files (ImageFolder)
-    strict: bool = False           # an image that fails to decode is an error, not a skipped sample
+    redis_cluster: bool = False  # --cache_nodes N over a Redis Cluster instead of N independent servers
+    cache: str = "decoded"  # or "raw": cache the encoded files (ImageFolder)
+    strict: bool = False  # an image that fails to decode is an error, not a skipped sample
     memcached_servers: str | None = None
     session: int | None = None
     server_port: int = 50052
@@ -65,13 +65,13 @@ class TrainConfig:
     storage_bandwidth_mbps: float = 0.0
     workers: int = 2
     prefetch_factor: int = 2
-    train_samples: int = 0         # 0: all; else a fixed random subset
+    train_samples: int = 0  # 0: all; else a fixed random subset
     test_samples: int = 0
-    image_size: int = 32           # ImageFolder resize
+    image_size: int = 32  # ImageFolder resize
     augment: bool = False
     seed: int = 0
     device: str = "auto"
-    log: str | None = None         # JSON lines, one row per epoch
+    log: str | None = None  # JSON lines, one row per epoch
     plot: str | None = None
     checkpoint_dir: str | None = None
     resume: bool = False
@@ -107,13 +107,17 @@ class TrainResult:
 def _subset(ds, n: int, seed: int, why: str):
     if n <= 0 or n >= len(ds):
         return ds
-    return Subset(ds, np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False)), f"{why}-{n}-{seed}")
+    return Subset(
+        ds, np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False)), f"{why}-{n}-{seed}"
+    )
 
 
 def _channel_stats(cached, seed: int, n: int = 512) -> tuple[np.ndarray, tuple[list[float], list[float]]]:
     """One sample and the per-channel mean / std (0..255 scale) of up to ``n``, read as a miss is."""
     ids = np.sort(np.random.default_rng(seed).choice(len(cached), min(n, len(cached)), replace=False))
-    x = np.stack([np.asarray(cached.item(v, int(i))[0]) for v, i in zip(cached.load(ids), ids) if v is not None])
+    x = np.stack(
+        [np.asarray(cached.item(v, int(i))[0]) for v, i in zip(cached.load(ids), ids) if v is not None]
+    )
     return x[0], channel_stats(x)
 
 
@@ -159,10 +163,15 @@ class _Progress:
         if enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.p = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[rate]:>8.0f} samples/s"),
-                              TextColumn("hit {task.fields[hit]:.3f} sub {task.fields[sub]:.3f}"),
-                              TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn())
+            self.p = Progress(
+                TextColumn("[bold]epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>8.0f} samples/s"),
+                TextColumn("hit {task.fields[hit]:.3f} sub {task.fields[sub]:.3f}"),
+                TextColumn("loss {task.fields[loss]:.3f}"),
+                TimeElapsedColumn(),
+            )
             self.p.start()
 
     def task(self, epoch: int, total: int):
@@ -179,8 +188,9 @@ class _Progress:
             self.p.stop()
 
 
-def train(cfg: TrainConfig, dist_info: DistInfo | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig, dist_info: DistInfo | None = None, on_epoch: Callable[[dict], None] | None = None
+) -> TrainResult:
     cfg.validate()
     info = dist_info or init_distributed(cfg.device)
     try:
@@ -198,21 +208,42 @@ def _setup(cfg: TrainConfig, info: DistInfo):
     train_ds = _subset(train_ds, cfg.train_samples, cfg.seed, "train-subset")
     test_ds = _subset(test_ds, cfg.test_samples, cfg.seed + 1, "test-subset")
     policy_name = cfg.policy if cfg.cache_training_data else "none"
-    specs = train_store_specs(cfg.cache_backend, host_ip=cfg.host_ip, port_num=cfg.port_num,
-                              port_num2=cfg.port_num2, cache_nodes=cfg.cache_nodes, redis_nodes=cfg.redis_nodes,
-                              redis_cluster=cfg.redis_cluster, lmdb_path=cfg.lmdb_path,
-                              memcached_servers=cfg.memcached_servers, session=cfg.session,
-                              server_port=cfg.server_port)
+    specs = train_store_specs(
+        cfg.cache_backend,
+        host_ip=cfg.host_ip,
+        port_num=cfg.port_num,
+        port_num2=cfg.port_num2,
+        cache_nodes=cfg.cache_nodes,
+        redis_nodes=cfg.redis_nodes,
+        redis_cluster=cfg.redis_cluster,
+        lmdb_path=cfg.lmdb_path,
+        memcached_servers=cfg.memcached_servers,
+        session=cfg.session,
+        server_port=cfg.server_port,
+    )
     # Under DDP a per-rank memory cache gets its share of the working set.
     ws = cfg.working_set_size / (info.world if specs == ["memory"] else 1)
     opts = dict(cfg.policy_options)
     opts.setdefault("ratio_address", (cfg.host_ip, cfg.port_num3) if cfg.cache_backend == "redis" else None)
     opts.setdefault("dist", info)
-    loader = CachedLoader(train_ds, cfg.batch_size, shuffle=True, num_workers=cfg.workers, policy=policy_name,
-                          working_set=ws, store=specs, seed=cfg.seed, prefetch_factor=cfg.prefetch_factor,
-                          persistent_workers=cfg.workers > 0, cache=cfg.cache, strict=cfg.strict,
-                          rank=info.rank, world=info.world, policy_options=opts,
-                          storage_model=StorageModel(cfg.storage_latency_ms, cfg.storage_bandwidth_mbps))
+    loader = CachedLoader(
+        train_ds,
+        cfg.batch_size,
+        shuffle=True,
+        num_workers=cfg.workers,
+        policy=policy_name,
+        working_set=ws,
+        store=specs,
+        seed=cfg.seed,
+        prefetch_factor=cfg.prefetch_factor,
+        persistent_workers=cfg.workers > 0,
+        cache=cfg.cache,
+        strict=cfg.strict,
+        rank=info.rank,
+        world=info.world,
+        policy_options=opts,
+        storage_model=StorageModel(cfg.storage_latency_ms, cfg.storage_bandwidth_mbps),
+    )
     x0, (mean, std) = _channel_stats(loader.dataset, cfg.seed)
     norm = Normalize(mean, std)
     num_classes = len(getattr(train_ds, "classes", None) or []) or int(np.max(loader.labels)) + 1
@@ -233,7 +264,8 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
     model = build_model(cfg.network, in_channels=in_channels, num_classes=num_classes).to(info.device)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     fingerprint = default_fingerprint(train_ds)
@@ -259,7 +291,9 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
             log_file.close()
         loader.close()
     if cfg.plot and info.is_main and rows:
-        plot_rows(rows, cfg.plot, f"{rows[-1]['policy']}, working set {cfg.working_set_size:g}, {cfg.network}")
+        plot_rows(
+            rows, cfg.plot, f"{rows[-1]['policy']}, working set {cfg.working_set_size:g}, {cfg.network}"
+        )
     model_desc = StorageModel(cfg.storage_latency_ms, cfg.storage_bandwidth_mbps).describe()
     return TrainResult(rows, summarize(rows, store_label, "the dataset's own reads + " + model_desc))
 
@@ -270,12 +304,18 @@ def summarize(rows: list[dict], backend: str = "", storage: str = "") -> dict:
     last = rows[-1]
     later = rows[1:] or rows
     return {
-        "policy": last["policy"], "network": last["network"], "epochs": len(rows),
-        "train_samples": last["train_samples"], "working_set": last["working_set"], "backend": backend,
-        "storage": storage, "final_test_accuracy": last["test_accuracy"],
+        "policy": last["policy"],
+        "network": last["network"],
+        "epochs": len(rows),
+        "train_samples": last["train_samples"],
+        "working_set": last["working_set"],
+        "backend": backend,
+        "storage": storage,
+        "final_test_accuracy": last["test_accuracy"],
         "hit_ratio_after_first_epoch": sum(r["hit_ratio"] for r in later) / len(later),
         "substitution_ratio_after_first_epoch": sum(r["substitution_ratio"] for r in later) / len(later),
         "first_epoch_seconds": rows[0]["epoch_seconds"],
         "mean_epoch_seconds_after_first": sum(r["epoch_seconds"] for r in later) / len(later),
-        "lost_hits": sum(r["lost_hits"] for r in rows), "store_errors": sum(r["store_errors"] for r in rows),
+        "lost_hits": sum(r["lost_hits"] for r in rows),
+        "store_errors": sum(r["store_errors"] for r in rows),
     }

@@ -56,11 +56,21 @@ def policy_class(name: str) -> type[TrainingPolicy]:
     return cls
 
 
-def make_training_policy(name: str, n_samples: int, capacity: int, labels: np.ndarray | None = None,
-                         seed: int = 0, **options: Any) -> TrainingPolicy:
+def make_training_policy(
+    name: str, n_samples: int, capacity: int, labels: np.ndarray | None = None, seed: int = 0, **options: Any
+) -> TrainingPolicy:
     """Build the policy ``name`` for ``n_samples`` ids with room for ``capacity`` of them."""
     return policy_class(name)(n_samples, capacity, labels, seed, **options)
 
 
-__all__ = ["TRAINING_POLICIES", "DEFAULT_POLICY", "Lookup", "TrainingPolicy", "loss_rank_scores",
-           "make_training_policy", "policy_class", "policy_names", "register"]
+__all__ = [
+    "TRAINING_POLICIES",
+    "DEFAULT_POLICY",
+    "Lookup",
+    "TrainingPolicy",
+    "loss_rank_scores",
+    "make_training_policy",
+    "policy_class",
+    "policy_names",
+    "register",
+]

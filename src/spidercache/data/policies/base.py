@@ -43,8 +43,9 @@ class TrainingPolicy:
     # Policies that substitute a miss by a resident sample of the same label need the labels.
     needs_labels: ClassVar[bool] = False
 
-    def __init__(self, n_samples: int, capacity: int, labels: np.ndarray | None = None,
-                 seed: int = 0, **options: Any) -> None:
+    def __init__(
+        self, n_samples: int, capacity: int, labels: np.ndarray | None = None, seed: int = 0, **options: Any
+    ) -> None:
         if n_samples < 1:
             raise ValueError("a policy needs at least one sample")
         self.n = int(n_samples)
@@ -66,7 +67,9 @@ class TrainingPolicy:
         """Uniform random permutation, the same on every rank for a given epoch."""
         return np.random.default_rng([self.seed, int(epoch), 0]).permutation(self.n).astype(np.int64)
 
-    def update(self, sample_ids: np.ndarray, losses: np.ndarray, embeddings: np.ndarray | None = None) -> None:
+    def update(
+        self, sample_ids: np.ndarray, losses: np.ndarray, embeddings: np.ndarray | None = None
+    ) -> None:
         """Per-sample feedback after a step; the base policy ignores it."""
 
     # -------------------------------------------------------------- cache

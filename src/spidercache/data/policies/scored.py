@@ -38,7 +38,12 @@ class ShadowScores:
         self.current = np.where(scored, self.next, self.prior)
 
     def state_dict(self) -> dict:
-        return {"next": self.next.copy(), "current": self.current.copy(), "prior": self.prior, "seen": self.seen}
+        return {
+            "next": self.next.copy(),
+            "current": self.current.copy(),
+            "prior": self.prior,
+            "seen": self.seen,
+        }
 
     def load_state_dict(self, s: dict) -> None:
         self.next = np.asarray(s["next"], np.float64).copy()

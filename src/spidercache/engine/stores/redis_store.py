@@ -99,13 +99,18 @@ class RedisStore(Store):
         return f"{self.host}:{self.port}"
 
     def _connect(self):
-        kw = dict(socket_timeout=self.socket_timeout, socket_connect_timeout=self.connect_timeout,
-                  retry=_quick_retry())
+        kw = dict(
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry=_quick_retry(),
+        )
         try:
             if self.cluster:
                 client = RedisCluster(
                     startup_nodes=[ClusterNode(h, p) for h, p in self.startup_nodes],
-                    require_full_coverage=True, **kw)
+                    require_full_coverage=True,
+                    **kw,
+                )
             else:
                 client = redis.Redis(host=self.host, port=self.port, **kw)
             client.ping()
@@ -153,8 +158,14 @@ class RedisStore(Store):
             raise self._unavailable(exc, "put_many") from exc
         stored = np.zeros(len(keys), np.bool_)
         for i, r in enumerate(results):
-            if isinstance(r, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                              redis.exceptions.ClusterError)):
+            if isinstance(
+                r,
+                (
+                    redis.exceptions.ConnectionError,
+                    redis.exceptions.TimeoutError,
+                    redis.exceptions.ClusterError,
+                ),
+            ):
                 raise self._unavailable(r, "put_many")
             # A ResponseError here is a refusal (e.g. OOM under maxmemory): not stored.
             stored[i] = r is True or r == b"OK"
@@ -209,13 +220,31 @@ class RedisStore(Store):
             pass
 
     def __getstate__(self) -> dict:
-        return {k: getattr(self, k) for k in ("host", "port", "prefix", "cluster", "startup_nodes",
-                                               "socket_timeout", "connect_timeout", "ttl")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "host",
+                "port",
+                "prefix",
+                "cluster",
+                "startup_nodes",
+                "socket_timeout",
+                "connect_timeout",
+                "ttl",
+            )
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["host"], state["port"], prefix=state["prefix"], cluster=state["cluster"],
-                      startup_nodes=state["startup_nodes"], socket_timeout=state["socket_timeout"],
-                      connect_timeout=state["connect_timeout"], ttl=state["ttl"])
+        self.__init__(
+            state["host"],
+            state["port"],
+            prefix=state["prefix"],
+            cluster=state["cluster"],
+            startup_nodes=state["startup_nodes"],
+            socket_timeout=state["socket_timeout"],
+            connect_timeout=state["connect_timeout"],
+            ttl=state["ttl"],
+        )
 
     def __repr__(self) -> str:
         kind = "cluster" if self.cluster else "server"
@@ -251,8 +280,11 @@ class ShardedStore(Store):
         self._nodes: list[Store | None] = [None] * len(openers)
         self._backoff = [Backoff(1.0, 30.0) for _ in openers]
         self.node_errors = 0
-        points = [(xxhash.xxh3_64_intdigest(f"{nm}#{v}".encode()), k)
-                  for k, nm in enumerate(self.names) for v in range(vnodes)]
+        points = [
+            (xxhash.xxh3_64_intdigest(f"{nm}#{v}".encode()), k)
+            for k, nm in enumerate(self.names)
+            for v in range(vnodes)
+        ]
         points.sort()
         self._ring = np.asarray([p for p, _ in points], np.uint64)
         self._owner = np.asarray([k for _, k in points], np.int64)
@@ -300,8 +332,9 @@ class ShardedStore(Store):
             res = None
             if node is not None:
                 try:
-                    res = getattr(node, method)([keys[i] for i in pos.tolist()],
-                                                *[[a[i] for i in pos.tolist()] for a in args])
+                    res = getattr(node, method)(
+                        [keys[i] for i in pos.tolist()], *[[a[i] for i in pos.tolist()] for a in args]
+                    )
                     alive = True
                     self._backoff[k].succeeded()
                 except StoreUnavailable:
