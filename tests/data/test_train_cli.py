@@ -103,6 +103,7 @@ def test_config_file_and_flag_precedence(tmp_path):
         (["--working_set_size", "0"], "working_set_size"),
         (["/no/such/data.npz"], "not found"),
         (["--policy", "magic"], "unknown training policy"),
+        (["--cache-bytes", "10"], "smaller than one sample"),
         (["--cache-backend", "redis", "--port_num", "1", "--port_num2", "1"], "does not answer"),
     ],
 )

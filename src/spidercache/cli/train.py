@@ -22,7 +22,8 @@ import typer
 from ..errors import UserError
 
 _INT_FIELDS = {"batch_size", "epochs", "cache_nodes", "port_num", "port_num2", "port_num3", "workers",
-               "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port"}
+               "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port",
+               "cache_bytes"}
 
 
 def parse_policy_options(items: list[str]) -> dict:
@@ -98,6 +99,8 @@ def register(app: typer.Typer) -> None:
         redis_nodes: Optional[str] = typer.Option(None, "--redis-nodes", help="Redis servers h:p,h:p."),
         cache: str = typer.Option("decoded", "--cache", help="decoded: cache decoded samples; raw: the files."),
         strict: bool = typer.Option(False, "--strict", help="An image that fails to decode is an error."),
+        cache_bytes: Optional[int] = typer.Option(None, "--cache-bytes",
+                                                  help="Byte budget of the cache (instead of --working_set_size)."),
         memcached_servers: Optional[str] = typer.Option(None, "--memcached-servers"),
         session: Optional[int] = typer.Option(None, "--session", help="Cache server session id."),
         server_port: int = typer.Option(50052, "--server-port"),
@@ -129,7 +132,7 @@ def register(app: typer.Typer) -> None:
             cache_training_data=cache_training_data, working_set_size=working_set_size,
             cache_nodes=cache_nodes, host_ip=host_ip, port_num=port_num, port_num2=port_num2,
             port_num3=port_num3, policy=policy, cache_backend=cache_backend, lmdb_path=lmdb_path,
-            redis_nodes=redis_nodes, redis_cluster=redis_cluster, cache=cache, strict=strict,
+            redis_nodes=redis_nodes, redis_cluster=redis_cluster, cache=cache, strict=strict, cache_bytes=cache_bytes,
             memcached_servers=memcached_servers, session=session,
             server_port=server_port, storage_latency_ms=storage_latency_ms,
             storage_bandwidth_mbps=storage_bandwidth_mbps, workers=workers, train_samples=train_samples,

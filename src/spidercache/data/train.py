@@ -58,6 +58,7 @@ class TrainConfig:
     redis_cluster: bool = False  # --cache_nodes N over a Redis Cluster instead of N independent servers
     cache: str = "decoded"  # or "raw": cache the encoded files (ImageFolder)
     strict: bool = False  # an image that fails to decode is an error, not a skipped sample
+    cache_bytes: int | None = None  # a byte budget instead of --working_set_size
     memcached_servers: str | None = None
     session: int | None = None
     server_port: int = 50052
@@ -222,7 +223,9 @@ def _setup(cfg: TrainConfig, info: DistInfo):
         server_port=cfg.server_port,
     )
     # Under DDP a per-rank memory cache gets its share of the working set.
-    ws = cfg.working_set_size / (info.world if specs == ["memory"] else 1)
+    share = info.world if specs == ["memory"] else 1
+    ws = None if cfg.cache_bytes else cfg.working_set_size / share
+    cache_bytes = cfg.cache_bytes // share if cfg.cache_bytes else None
     opts = dict(cfg.policy_options)
     opts.setdefault("ratio_address", (cfg.host_ip, cfg.port_num3) if cfg.cache_backend == "redis" else None)
     opts.setdefault("dist", info)
@@ -233,6 +236,7 @@ def _setup(cfg: TrainConfig, info: DistInfo):
         num_workers=cfg.workers,
         policy=policy_name,
         working_set=ws,
+        cache_bytes=cache_bytes,
         store=specs,
         seed=cfg.seed,
         prefetch_factor=cfg.prefetch_factor,
