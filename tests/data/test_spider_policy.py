@@ -19,7 +19,7 @@ def _run(policy, labels, emb_of, loss_of, epochs, batch=64):
         order = policy.order(epoch)
         h = s = 0
         for b in range(0, order.size, batch):
-            ids = order[b: b + batch]
+            ids = order[b : b + batch]
             lk = policy.lookup(ids)
             lookups.append((ids, lk))
             h += int((lk.hit & ~lk.substituted).sum())
@@ -44,8 +44,13 @@ def test_spider_policies_are_registered():
     assert {"spider", "spider-noh", "spider-nois"} <= set(policy_names())
 
 
-STAND_IN_VARIANTS = [("spider", {}), ("spider-nois", {}), ("spider", {"stand_in": "nearest", "rotate": False}),
-                     ("spider", {"stand_in": "neighbourhood"}), ("spider-nois", {"stand_in": "label", "rotate": True})]
+STAND_IN_VARIANTS = [
+    ("spider", {}),
+    ("spider-nois", {}),
+    ("spider", {"stand_in": "nearest", "rotate": False}),
+    ("spider", {"stand_in": "neighbourhood"}),
+    ("spider-nois", {"stand_in": "label", "rotate": True}),
+]
 
 
 @pytest.mark.parametrize("name,opts", STAND_IN_VARIANTS)
@@ -220,11 +225,18 @@ def test_training_loop_applies_the_policy_loss_weights(tmp_path):
     np.savez(tmp_path / "test.npz", x=x[:64], y=y[:64])
 
     def run(sub_weight):
-        cfg = TrainConfig(train_paths=[str(tmp_path / "train.npz"), str(tmp_path / "test.npz")], network="small",
-                          batch_size=32, epochs=3, policy="spider", working_set_size=0.25, storage_latency_ms=0,
-                          workers=0, progress=False,
-                          policy_options={"stand_in": "label", "rotate": True, "sub_weight": sub_weight,
-                                          "ready_after": 1})
+        cfg = TrainConfig(
+            train_paths=[str(tmp_path / "train.npz"), str(tmp_path / "test.npz")],
+            network="small",
+            batch_size=32,
+            epochs=3,
+            policy="spider",
+            working_set_size=0.25,
+            storage_latency_ms=0,
+            workers=0,
+            progress=False,
+            policy_options={"stand_in": "label", "rotate": True, "sub_weight": sub_weight, "ready_after": 1},
+        )
         return train(cfg).rows
 
     full, light = run(1.0), run(0.1)

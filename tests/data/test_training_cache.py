@@ -1,61 +1,72 @@
-"""The training-data cache: every sample correct, policies, stores, faults, CLI bad input."""
+"""The training-data cache: every sample correct, policies, stores, faults (through ``CachedLoader``).
+
+Rewritten for the lazy path: the tests that built ``SlotBackend`` / ``StoreBackend`` /
+``CachedDataset(SlowStorage)`` by hand now build the same caches through ``CachedLoader``
+(store="memory" is the shared-memory slot store) and keep their assertions.
+"""
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from spidercache.data.backends import make_backend
-from spidercache.data.cached import CachedDataset, SlotBackend
-from spidercache.data.loader import CachedLoader, slot_count
+from spidercache.data.loader import CachedLoader
 from spidercache.data.policies import loss_rank_scores, make_training_policy
-from spidercache.data.storage import SlowStorage, StorageModel
-from spidercache.data.transforms import Normalize, RandomFlipCrop
+from spidercache.data.storage import StorageModel
 from spidercache.errors import UserError
 
 POLICIES = ["none", "lru", "minio", "shade", "icache"]
 
 
-def synthetic(n=600, shape=(1, 8, 8), seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
-    # make every sample unique and recognisable: first bytes encode the id
-    x.reshape(n, -1)[:, 0] = np.arange(n) % 256
-    x.reshape(n, -1)[:, 1] = np.arange(n) // 256
-    y = rng.integers(0, 10, n).astype(np.int64)
-    return x, y
+class Arrays(torch.utils.data.Dataset):
+    """In-memory samples whose first bytes encode the id; counts its reads (per process)."""
+
+    def __init__(self, n=600, shape=(1, 8, 8), seed=0):
+        rng = np.random.default_rng(seed)
+        self.x = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        self.x.reshape(n, -1)[:, 0] = np.arange(n) % 256
+        self.x.reshape(n, -1)[:, 1] = np.arange(n) // 256
+        self.targets = rng.integers(0, 10, n).astype(np.int64)
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return torch.from_numpy(self.x[i]), int(self.targets[i])
 
 
-def run_epochs(loader, x, y, epochs, rng):
+def run_epochs(loader, ds, epochs, rng):
     per_epoch = []
-    for e in range(epochs):
+    for _ in range(epochs):
         requested = []
-        for b in loader.epoch(e):
-            assert np.array_equal(b.x.numpy(), x[b.ids]), "a sample's bytes differ from the source"
-            assert np.array_equal(b.y.numpy(), y[b.ids]), "a label differs from the source"
-            keep = ~b.substituted
-            assert np.array_equal(b.ids[keep], b.requested[keep])
-            loader.update(b.ids, rng.random(b.ids.size))
-            requested.append(b.requested)
-        per_epoch.append((np.concatenate(requested), loader.stats))
+        for x, y in loader:
+            m = loader.last
+            assert np.array_equal(x.numpy(), ds.x[m.served]), "a sample's bytes differ from the source"
+            assert np.array_equal(y.numpy(), ds.targets[m.served]), "a label differs from the source"
+            keep = ~m.substituted
+            assert np.array_equal(m.served[keep], m.requested[keep])
+            loader.update(rng.random(m.served.size))
+            requested.append(m.requested)
+        per_epoch.append((np.concatenate(requested), loader.epoch_stats))
     return per_epoch
+
+
+def make(ds, policy, batch, workers=0, **kw):
+    kw.setdefault("working_set", 0.25)
+    return CachedLoader(ds, batch, shuffle=True, num_workers=workers, policy=policy, seed=3, **kw)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("workers", [0, 2])
 def test_every_sample_correct_through_shared_memory(policy, workers):
-    x, y = synthetic()
-    n, cap, B = len(x), 150, 32
-    backend = SlotBackend(slot_count(cap, B, workers, 2), x.shape[1:], x.dtype, shared=workers > 0)
-    loader = CachedLoader(CachedDataset(SlowStorage(x, y), backend), make_training_policy(policy, n, cap, y, seed=3),
-                          B, workers=workers)
-    out = run_epochs(loader, x, y, 3, np.random.default_rng(0))
+    ds = Arrays()
+    n = len(ds)
+    loader = make(ds, policy, 32, workers)
+    assert loader.policy.capacity == 150
+    out = run_epochs(loader, ds, 3, np.random.default_rng(0))
     first_requested, _ = out[0]
     # the first epoch (no scores yet) is a permutation for every policy
     assert np.array_equal(np.sort(first_requested), np.arange(n))
@@ -65,7 +76,7 @@ def test_every_sample_correct_through_shared_memory(policy, workers):
         assert stats.hits == stats.substitutions == 0
     if policy == "minio":
         # filled once with 150 samples, never evicted: the share of hits is 150/600 exactly
-        assert stats.hits + stats.lost == 150
+        assert stats.hits + stats.lost_hits == 150
     if policy in ("shade", "icache"):
         assert stats.hits + stats.substitutions > 0
     loader.close()
@@ -73,23 +84,21 @@ def test_every_sample_correct_through_shared_memory(policy, workers):
 
 def test_workers_share_one_cache():
     """Values a worker writes are read by the other worker (one copy, not one per worker)."""
-    x, y = synthetic(400)
-    backend = SlotBackend(slot_count(400, 20, 2, 2), x.shape[1:], x.dtype, shared=True)
-    loader = CachedLoader(CachedDataset(SlowStorage(x, y), backend), make_training_policy("minio", 400, 400, y),
-                          20, workers=2)
-    out = run_epochs(loader, x, y, 2, np.random.default_rng(0))
-    assert out[1][1].hit_ratio + out[1][1].lost / 400 == 1.0
-    assert out[1][1].hit_ratio > 0.9  # batches alternate between the two workers
-    assert out[1][1].storage_reads == out[1][1].lost
+    ds = Arrays(400)
+    loader = make(ds, "minio", 20, 2, working_set=1.0)
+    out = run_epochs(loader, ds, 2, np.random.default_rng(0))
+    st = out[1][1]
+    assert st.hit_ratio + st.lost_hits / 400 == 1.0
+    assert st.hit_ratio > 0.9  # batches alternate between the two workers
+    assert st.source_reads == st.lost_hits
 
 
-def test_slow_storage_charged_on_misses_only():
-    x, y = synthetic(200)
-    st = SlowStorage(x, y, StorageModel(latency_ms=0.01))
-    backend = SlotBackend(slot_count(200, 50, 0, 2), x.shape[1:], x.dtype, shared=False)
-    loader = CachedLoader(CachedDataset(st, backend), make_training_policy("minio", 200, 200, y), 50)
-    run_epochs(loader, x, y, 3, np.random.default_rng(0))
-    assert st.reads == 200  # the first epoch only
+def test_source_read_on_misses_only():
+    ds = Arrays(200)
+    loader = make(ds, "minio", 50, 0, working_set=1.0, storage_model=StorageModel(latency_ms=0.01))
+    before = ds.reads  # the loader probes a few samples to size the cache
+    run_epochs(loader, ds, 3, np.random.default_rng(0))
+    assert ds.reads - before == 200  # the first epoch only
 
 
 def test_shade_scores_follow_sample_ids_not_batch_positions():
@@ -118,69 +127,65 @@ def test_shade_admits_only_above_the_lowest_and_icache_substitutes_l_misses():
     ic.begin_epoch(0)
     ic.update(np.arange(n), np.arange(n, dtype=float))
     ic.begin_epoch(1)
-    ic.lookup(np.arange(n))            # fills the next L half
+    ic.lookup(np.arange(n))  # fills the next L half
     ic.begin_epoch(2)
     order = ic.order(2)
-    assert len(order) == 80            # ~0.8 N per epoch
+    assert len(order) == 80  # ~0.8 N per epoch
     lk = ic.lookup(np.arange(n))
     l_ids = np.arange(n)[~ic._is_h]
     assert lk.substituted[l_ids].sum() > 0
     assert np.all(~ic._is_h[lk.served[lk.substituted]])  # only L samples stand in for L misses
 
 
-def test_random_transform_is_not_cached_unless_allowed():
-    x, y = synthetic(50)
-    with pytest.raises(UserError):
-        CachedDataset(SlowStorage(x, y), None, RandomFlipCrop(), cache_point="transformed")
-    CachedDataset(SlowStorage(x, y), None, RandomFlipCrop(), cache_point="transformed", allow_random=True)
-    CachedDataset(SlowStorage(x, y), None, Normalize([0.5], [0.5]), cache_point="transformed")
+def test_transform_runs_after_the_cache():
+    """A random transform given to the loader runs on every yield (hits included), after the cache."""
+    ds = Arrays(64)
+    calls = []
+    loader = make(ds, "minio", 16, 0, working_set=1.0, transform=lambda s: (calls.append(1), s.float())[1])
+    run_epochs(loader, ds, 2, np.random.default_rng(0))
+    assert len(calls) == 128 and loader.epoch_stats.hits == 64
 
 
 def test_redis_killed_mid_epoch_training_goes_on(redis_server_fn):
-    x, y = synthetic(400)
-    backend = make_backend("redis", capacity=400, sample_shape=x.shape[1:], dtype=x.dtype, fingerprint="t" * 16,
-                           batch_size=40, host_ip=redis_server_fn.host, port_num=redis_server_fn.port,
-                           port_num2=None)
-    loader = CachedLoader(CachedDataset(SlowStorage(x, y), backend), make_training_policy("minio", 400, 400, y), 40)
-    run_epochs(loader, x, y, 1, np.random.default_rng(0))  # fills Redis
+    ds = Arrays(400)
+    spec = f"redis://{redis_server_fn.host}:{redis_server_fn.port}"
+    loader = make(ds, "minio", 40, 0, working_set=1.0, store=spec)
+    run_epochs(loader, ds, 1, np.random.default_rng(0))  # fills Redis
     seen, served_from_cache = [], 0
-    for k, b in enumerate(loader.epoch(1)):
+    for k, (x, y) in enumerate(loader):
         if k == 3:
             redis_server_fn.kill()
-        assert np.array_equal(b.x.numpy(), x[b.ids]) and np.array_equal(b.y.numpy(), y[b.ids])
-        seen.append(b.requested)
-        served_from_cache += b.true_hits
-    st = loader.stats
+        m = loader.last
+        assert np.array_equal(x.numpy(), ds.x[m.served]) and np.array_equal(y.numpy(), ds.targets[m.served])
+        seen.append(m.requested)
+        served_from_cache += int(m.hit.sum())
+    st = loader.epoch_stats
     assert np.array_equal(np.sort(np.concatenate(seen)), np.arange(400))  # every sample, once
     assert 0 < served_from_cache < 400
-    assert st.lost == 400 - st.hits and st.lost > 0  # the lost hits are counted
+    assert st.lost_hits == 400 - st.hits and st.lost_hits > 0  # the lost hits are counted
     assert st.store_errors > 0
 
 
-def test_lmdb_backend_shared_and_checked(tmp_path):
-    x, y = synthetic(120)
-    backend = make_backend("lmdb", capacity=120, sample_shape=x.shape[1:], dtype=x.dtype, fingerprint="f" * 16,
-                           batch_size=30, workers=2, lmdb_path=str(tmp_path / "c"))
-    loader = CachedLoader(CachedDataset(SlowStorage(x, y), backend), make_training_policy("minio", 120, 120, y), 30,
-                          workers=2)
-    out = run_epochs(loader, x, y, 2, np.random.default_rng(0))
-    assert out[1][1].hits + out[1][1].lost == 120 and out[1][1].hits > 0
+def test_lmdb_store_shared_and_checked(tmp_path):
+    ds = Arrays(120)
+    loader = make(ds, "minio", 30, 2, working_set=1.0, store=f"lmdb:{tmp_path / 'c'}")
+    out = run_epochs(loader, ds, 2, np.random.default_rng(0))
+    assert out[1][1].hits + out[1][1].lost_hits == 120 and out[1][1].hits > 0
 
 
 def test_redis_not_answering_is_a_user_error():
-    with pytest.raises(UserError):
-        make_backend("redis", capacity=10, sample_shape=(1,), dtype=np.uint8, fingerprint="x" * 16, batch_size=4,
-                     host_ip="127.0.0.1", port_num=1, port_num2=None)
+    with pytest.raises(UserError, match="does not answer"):
+        make(Arrays(10), "lru", 4, store="redis://127.0.0.1:1")
 
 
 def test_begin_epoch_runs_once_per_epoch():
-    x, y = synthetic(100)
-    p = make_training_policy("icache", 100, 20, y)
+    ds = Arrays(100)
+    p = make_training_policy("icache", 100, 20, ds.targets)
     calls = []
     orig = p.begin_epoch
     p.begin_epoch = lambda e: (calls.append(e), orig(e))
-    loader = CachedLoader(CachedDataset(SlowStorage(x, y), None), p, 25)
-    loader.start_epoch(0)  # as the training loop does, to size its progress bar
-    list(loader.epoch(0))
-    list(loader.epoch(1))
+    loader = make(ds, p, 25)
+    len(loader)  # as the training loop does, to size its progress bar
+    list(loader)
+    list(loader)
     assert calls == [0, 1]

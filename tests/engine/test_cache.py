@@ -251,3 +251,24 @@ def test_memcached_server_killed_mid_use_the_job_keeps_going(memcached_pool_fn):
     assert st.store_unavailable >= 3  # retry_after=0: it tries the store every time, and counts each failure
     assert st.errors == 0
     cache.close()
+
+
+def test_decode_many_checks_every_value_like_decode():
+    import torch
+
+    from spidercache.engine import codec
+
+    ts = [torch.full((2, 3), float(i)) for i in range(6)]
+    bufs = [codec.encode(t) for t in ts] + [codec.encode(np.arange(3)), codec.encode({"a": 1})]
+    bad_one = bytearray(bufs[3])
+    bad_one[-1] ^= 0xFF  # a flipped payload bit inside a run of equal headers
+    bufs[3] = bytes(bad_one)
+    bufs.insert(5, codec.encode(torch.zeros(4, dtype=torch.int64)))  # another header breaks the run
+    out, bad = codec.decode_many(bufs)
+    assert bad == [3] and out[3] is None
+    for k, i in ((0, 0), (1, 1), (2, 2), (4, 4), (6, 5)):
+        assert torch.equal(out[k], ts[i])
+    assert torch.equal(out[5], torch.zeros(4, dtype=torch.int64))
+    assert np.array_equal(out[7], np.arange(3)) and out[8] == {"a": 1}
+    truncated = bufs[0][:-1]
+    assert codec.decode_many([bufs[0], truncated])[1] == [1]

@@ -17,6 +17,7 @@ from ..errors import UserError
 
 BENCHMARKS: dict[str, str] = {
     "embed": "spidercache.bench.embed:run",
+    "epochs": "spidercache.bench.epochs:run",
     "gati": "spidercache.bench.gati:run",
     "kernels": "spidercache.bench.kernels:run",
     "loader": "spidercache.bench.loader:run",

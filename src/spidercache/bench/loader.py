@@ -1,170 +1,323 @@
-"""`spidercache bench loader`: the training loader's own figures.
+"""``bench loader``: the data path alone over a real JPEG ImageFolder served by a local HTTP server.
 
-Two rows: ``warm`` (a warm in-process cache holding all of Fashion-MNIST, one
-process, against a plain in-RAM ``DataLoader`` over the same tensors) and
-``slow`` (storage with a per-read latency, working set 1.0, the cached loader
-against ``none`` with the same workers; epochs after the first).
+``jpeg_folder`` writes Fashion-MNIST images as JPEG files (upscaled to
+``file_px``) into ``root/train/<class>/`` (and a small ``root/test``);
+``http_server`` serves the tree with Python's ``http.server`` in its own
+process on loopback; ``data_path`` iterates a ``CachedLoader`` over
+``ImageFolder(url)`` (each miss: one HTTP GET, a JPEG decode, a resize to
+``size``) with no model step, and returns one row per epoch. ``warm_vs_tensor``
+compares a warm cache with a plain DataLoader over an in-memory
+``TensorDataset`` of the same tensors. ``run`` does the issue's comparisons
+and returns all rows.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import deque
-from typing import Callable
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from .runner import Rows, timings
-
-HELP = {
-    "slow_samples": "Subset for the slow-storage comparison.",
-    "workers": "Workers for the slow-storage comparison (both runs).",
-    "epochs": "Epochs of the slow-storage comparison.",
-    "repeat": "Warm-epoch measurements; the fastest is kept.",
-}
+import numpy as np
+import torch
 
 
-TITLE = "bench loader: cached loader vs its reference (epoch seconds; slow: epochs after the first)"
-COLUMNS = [
-    ("measure", lambda r: r["measure"]),
-    ("samples", lambda r: f"{r['samples']:,}"),
-    ("cached s", lambda r: _seconds(r["cached_epoch_seconds"])),
-    ("reference s", lambda r: _seconds(r.get("plain_epoch_seconds", r.get("none_epoch_seconds")))),
-    (
-        "figure",
-        lambda r: (
-            f"{r['ratio']:.2f}x the plain loader's time"
-            if r["measure"] == "warm"
-            else f"{r['speedup_after_first']:.1f}x shorter than none"
-        ),
-    ),
-]
+def jpeg_folder(root: str | os.PathLike, n: int, file_px: int = 64, n_test: int = 500, seed: int = 0) -> Path:
+    """``n`` training and ``n_test`` test JPEGs from Fashion-MNIST (kept if already written)."""
+    from PIL import Image
+
+    from ..data.datasets import FashionMNIST
+
+    root = Path(root)
+    done = root / f".done-{n}-{n_test}-{file_px}"
+    if done.exists():
+        return root
+    for split, count, train in (("train", n, True), ("test", n_test, False)):
+        ds = FashionMNIST(train=train)
+        ids = np.random.default_rng(seed).permutation(len(ds))[:count]
+        for k, i in enumerate(ids.tolist()):
+            d = root / split / str(int(ds.targets[i]))
+            d.mkdir(parents=True, exist_ok=True)
+            img = Image.fromarray(ds.data[i, 0]).convert("RGB").resize((file_px, file_px), Image.BILINEAR)
+            img.save(d / f"{k:06d}.jpg", quality=90)
+    done.touch()
+    return root
 
 
-def _seconds(v) -> str:
-    return ", ".join(f"{t:.2f}" for t in v) if isinstance(v, list) else f"{v:.3f}"
+@contextlib.contextmanager
+def http_server(root: str | os.PathLike):
+    """``http://127.0.0.1:PORT`` serving ``root`` from a separate ``python -m http.server`` process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
-def _plain_epoch(x, y, batch_size: int, seed: int) -> None:
-    import torch
+def _stand_in_embedding(x: np.ndarray) -> np.ndarray:
+    """A batch of images (N x C x H x W) subsampled to at most 8 x 8 per channel, in [0, 1] (cheap)."""
+    n, c, h, w = x.shape
+    return x[:, :, :: max(1, h // 8), :: max(1, w // 8)].reshape(n, -1).astype(np.float32) / 255.0
 
-    ds = torch.utils.data.TensorDataset(x, y)
-    g = torch.Generator().manual_seed(seed)
-    deque(torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g), maxlen=0)
+
+def data_path(
+    dataset,
+    policy: str,
+    working_set: float | None,
+    epochs: int,
+    workers: int = 2,
+    batch_size: int = 256,
+    seed: int = 0,
+    label: str = "",
+    **loader_kw,
+) -> list[dict]:
+    """Epoch seconds of a CachedLoader over ``dataset`` with no model step.
+
+    The policy gets what a model would give it from a fixed stand-in: the
+    embedding is the image subsampled to 8 x 8 per channel, the loss its
+    distance to its class's mean embedding so far (so importance and
+    homophily have something real-looking to work on).
+    """
+    from ..data.loader import CachedLoader
+
+    loader = CachedLoader(
+        dataset,
+        batch_size,
+        shuffle=True,
+        num_workers=workers,
+        policy=policy,
+        working_set=working_set,
+        seed=seed,
+        persistent_workers=workers > 0,
+        **loader_kw,
+    )
+    sums = np.zeros((0, 0))
+    rows = []
+    try:
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            n = 0
+            for x, y in loader:
+                n += len(y)
+                emb, yy = _stand_in_embedding(x.numpy()), y.numpy()
+                if sums.shape[0] <= yy.max():
+                    grown = np.zeros((int(yy.max()) + 1, emb.shape[1] + 1))
+                    grown[: sums.shape[0], : sums.shape[1]] = sums
+                    sums = grown
+                onehot = np.zeros((len(yy), sums.shape[0]))
+                onehot[np.arange(len(yy)), yy] = 1.0
+                sums += onehot.T @ np.hstack([emb, np.ones((len(yy), 1))])
+                means = sums[yy, :-1] / sums[yy, -1:]
+                loader.update(np.linalg.norm(emb - means, axis=1), embeddings=emb)
+            st = loader.stats()["epoch"]
+            rows.append(
+                {
+                    "bench": "loader",
+                    "case": label or policy,
+                    "policy": policy,
+                    "working_set": working_set,
+                    "epoch": epoch,
+                    "samples": n,
+                    "epoch_seconds": time.perf_counter() - t0,
+                    "hits": st["hits"],
+                    "substitutions": st["substitutions"],
+                    "source_reads": st["source_reads"],
+                    "lost_hits": st["lost_hits"],
+                    "cached_bytes": st["cached_bytes"],
+                    "workers": workers,
+                    "load": os.getloadavg()[0],
+                }
+            )
+    finally:
+        loader.close()
+    return rows
+
+
+def warm_vs_tensor(dataset, batch_size: int = 256, repeat: int = 3) -> list[dict]:
+    """A warm cache (everything cached, 1 process) against DataLoader(TensorDataset) of the same tensors."""
+    from ..data.loader import CachedLoader
+
+    loader = CachedLoader(dataset, batch_size, shuffle=True, policy="minio", working_set=1.0)
+    xs, ys = [], []
+    for x, y in loader:  # fills the cache; keeps the tensors for the plain loader
+        xs.append(x)
+        ys.append(y)
+    plain = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.cat(xs), torch.cat(ys)), batch_size=batch_size, shuffle=True
+    )
+    rows = []
+    for r in range(repeat):
+        for case, it in (("warm cache", loader), ("TensorDataset", plain)):
+            t0 = time.perf_counter()
+            n = sum(len(y) for _, y in it)
+            rows.append(
+                {
+                    "bench": "loader",
+                    "case": case,
+                    "repeat": r,
+                    "samples": n,
+                    "epoch_seconds": time.perf_counter() - t0,
+                    "load": os.getloadavg()[0],
+                }
+            )
+    assert loader.stats()["epoch"]["hits"] == len(dataset)
+    loader.close()
+    return rows
 
 
 def run(
-    batch_size: int = 256,
-    storage_latency_ms: float = 5.0,
-    slow_samples: int = 6000,
-    workers: int = 2,
+    root: str = ".spidercache/bench-jpeg",
+    n: int = 20000,
+    file_px: int = 64,
+    size: int = 64,
     epochs: int = 3,
-    repeat: int = 3,
-    log: Callable[[str], None] = print,
-) -> Rows:
-    """Warm cache vs a plain in-RAM DataLoader; slow storage, cached vs none."""
-    from ..data.datasets import FashionMNIST
-    from ..data.transforms import Normalize, channel_stats
+    workers: int = 2,
+    batch_size: int = 256,
+    cases: str = "none,ws1,spider",
+) -> list[dict]:
+    """The issue's data-path comparisons over ``n`` JPEG files read through their URL."""
+    from ..data.imagefolder import ImageFolder
 
-    ds = FashionMNIST()
-    x, y = ds.data, ds.targets
-    norm = Normalize(*channel_stats(x))
-    warm = _warm(x, y, norm, batch_size, repeat, log)
-    slow = _slow(
-        x[:slow_samples], y[:slow_samples], norm, batch_size, storage_latency_ms, workers, epochs, log
-    )
-    return Rows([warm, slow], {"batch_size": batch_size})
+    jpeg_folder(root, n, file_px)
+    rows: list[dict] = []
+    with http_server(root) as url:
+        ds = ImageFolder(f"{url}/train", size=size)
+        for case in cases.split(","):
+            policy, ws = {
+                "none": ("none", None),
+                "ws1": ("minio", 1.0),
+                "spider": ("spider", 0.1),
+                "lru": ("lru", 0.1),
+            }[case]
+            rows += data_path(ds, policy, ws, epochs, workers, batch_size, label=case)
+    return rows
 
 
-def cached_loader(
-    xs,
-    ys,
-    norm,
-    policy: str,
-    latency_ms: float,
-    workers: int,
-    batch_size: int,
-    working_set: float = 1.0,
-    seed: int = 0,
-    options: dict | None = None,
-):
-    """A ``CachedLoader`` over ``SlowStorage`` with an in-process cache of ``working_set`` of the data."""
-    from ..data.backends import make_backend
-    from ..data.cached import CachedDataset
-    from ..data.loader import CachedLoader
-    from ..data.policies import make_training_policy
-    from ..data.storage import SlowStorage, StorageModel
-
-    st = SlowStorage(xs, ys, StorageModel(latency_ms))
-    cap = int(round(working_set * len(xs))) if policy != "none" else 0
-    be = None
-    if cap:
-        be = make_backend(
-            "memory",
-            capacity=cap,
-            sample_shape=st.sample_shape,
-            dtype=st.dtype,
-            fingerprint="bench",
-            batch_size=batch_size,
-            workers=workers,
+def summary(rows: list[dict]) -> dict:
+    """Mean epoch seconds after the first, per case, and the ratios the issue asks for."""
+    later: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("epoch", 1) > 0:
+            later.setdefault(r["case"], []).append(r["epoch_seconds"])
+    mean = {k: float(np.mean(v)) for k, v in later.items()}
+    out = {"epoch_seconds_after_first": mean}
+    if "none" in mean:
+        out["speedup_vs_none"] = {k: mean["none"] / v for k, v in mean.items()}
+    if "warm cache" in mean and "TensorDataset" in mean:
+        out["warm_over_tensor"] = min(r["epoch_seconds"] for r in rows if r["case"] == "warm cache") / min(
+            r["epoch_seconds"] for r in rows if r["case"] == "TensorDataset"
         )
-    pol = make_training_policy(policy, len(xs), cap, ys, seed=seed, **(options or {}))
-    return CachedLoader(CachedDataset(st, be, norm), pol, batch_size, workers=workers)
+    return out
 
 
-def _warm(x, y, norm, batch_size: int, repeat: int, log) -> dict:
-    """A warm in-process cache, one process, everything cached, against a plain DataLoader."""
-    import torch
+class Synthetic(torch.utils.data.Dataset):
+    """``n`` samples of ``shape`` uint8, each generated from its id (nothing on disk, nothing kept)."""
 
-    loader = cached_loader(x, y, norm, "minio", 0.0, 0, batch_size)
-    deque(loader.epoch(0), maxlen=0)  # fill
-    epoch = iter(range(1, repeat + 1))
+    def __init__(self, n: int, shape: tuple[int, ...] = (3, 224, 224)) -> None:
+        self.n, self.shape = int(n), tuple(shape)
+        self.targets = np.arange(self.n) % 10
 
-    def cached_epoch() -> None:
-        deque(loader.epoch(next(epoch)), maxlen=0)
-        assert loader.stats.hit_ratio == 1.0
+    def __len__(self) -> int:
+        return self.n
 
-    c = min(timings(cached_epoch, repeat))
-    n = len(x)
-    xt, yt = norm(torch.from_numpy(x)), torch.from_numpy(y)
-    seeds = iter(range(repeat))
-    p = min(timings(lambda: _plain_epoch(xt, yt, batch_size, next(seeds)), repeat))
-    log(
-        f"warm in-process cache, {n} Fashion-MNIST samples, batch {batch_size}, 1 process: "
-        f"{n / c:,.0f} samples/s (epoch {c:.3f} s); plain in-RAM DataLoader {n / p:,.0f} samples/s "
-        f"(epoch {p:.3f} s); cached / plain = {c / p:.2f} (target <= 1.2, >= 20,000 samples/s)"
+    def __getitem__(self, i: int):
+        rng = np.random.Generator(np.random.PCG64(int(i)))
+        return torch.from_numpy(rng.integers(0, 256, self.shape, dtype=np.uint8)), int(self.targets[i])
+
+
+def _pss_bytes(root_pid: int) -> int:
+    """Sum of PSS over ``root_pid`` and all its descendants (shared pages counted once)."""
+    pids, total = [root_pid], 0
+    k = 0
+    while k < len(pids):
+        with contextlib.suppress(OSError):
+            for t in os.listdir(f"/proc/{pids[k]}/task"):
+                with open(f"/proc/{pids[k]}/task/{t}/children") as f:
+                    pids += [int(c) for c in f.read().split()]
+        k += 1
+    for p in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{p}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+    return total
+
+
+def bounded_memory(
+    n: int = 28000,
+    shape: tuple[int, ...] = (3, 224, 224),
+    working_set: float = 0.05,
+    workers: int = 2,
+    batch_size: int = 64,
+    epochs: int = 1,
+    policy: str = "lru",
+) -> list[dict]:
+    """Peak summed PSS of the whole job while a CachedLoader runs over a synthetic dataset."""
+    import threading
+
+    from ..data.loader import CachedLoader
+
+    ds = Synthetic(n, shape)
+    base = _pss_bytes(os.getpid())
+    loader = CachedLoader(
+        ds,
+        batch_size,
+        shuffle=True,
+        num_workers=workers,
+        policy=policy,
+        working_set=working_set,
+        persistent_workers=True,
     )
-    return {
-        "measure": "warm",
+    peak, stop = [0], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _pss_bytes(os.getpid()))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        for _ in range(epochs):
+            for _ in loader:
+                pass
+    finally:
+        stop.set()
+        th.join()
+    st = loader.stats()["total"]
+    row = {
+        "bench": "loader",
+        "case": "bounded memory",
         "samples": n,
-        "cached_epoch_seconds": c,
-        "plain_epoch_seconds": p,
-        "cached_samples_per_second": n / c,
-        "plain_samples_per_second": n / p,
-        "ratio": c / p,
-    }
-
-
-def _slow(xs, ys, norm, batch_size, latency_ms, workers, epochs, log) -> dict:
-    """Slow storage, working set 1.0: cached (minio) vs none, same workers."""
-    res = {}
-    for policy in ("none", "minio"):
-        ld = cached_loader(xs, ys, norm, policy, latency_ms, workers, batch_size)
-        epochs_left = iter(range(epochs))
-        res[policy] = timings(lambda ld=ld, e=epochs_left: deque(ld.epoch(next(e)), maxlen=0), epochs)
-        ld.close()
-    later_none = statistics.mean(res["none"][1:] or res["none"])
-    later_cached = statistics.mean(res["minio"][1:] or res["minio"])
-    log(
-        f"{latency_ms:g} ms storage, {len(xs)} samples, {workers} workers, working set 1.0, "
-        f"loader only: none {[f'{t:.2f}' for t in res['none']]} s per epoch, cached "
-        f"{[f'{t:.2f}' for t in res['minio']]} s; epochs after the first {later_none / later_cached:.1f}x "
-        f"shorter (target >= 5x)"
-    )
-    return {
-        "measure": "slow",
-        "samples": len(xs),
-        "latency_ms": latency_ms,
+        "sample_bytes": int(np.prod(shape)),
+        "dataset_bytes": n * int(np.prod(shape)),
+        "working_set": working_set,
         "workers": workers,
-        "none_epoch_seconds": res["none"],
-        "cached_epoch_seconds": res["minio"],
-        "speedup_after_first": later_none / later_cached,
+        "cache_budget_bytes": loader.sizing.budget,
+        "cached_bytes": st["cached_bytes"],
+        "pss_before_bytes": base,
+        "peak_pss_bytes": peak[0],
+        "seconds": time.perf_counter() - t0,
+        "hits": st["hits"],
+        "requests": st["requests"],
+        "load": os.getloadavg()[0],
     }
+    loader.close()
+    return [row]

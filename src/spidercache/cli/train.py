@@ -23,7 +23,8 @@ from ..bench.runner import parse_options
 from ..errors import UserError
 
 _INT_FIELDS = {"batch_size", "epochs", "cache_nodes", "port_num", "port_num2", "port_num3", "workers",
-               "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port"}
+               "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port",
+               "cache_bytes"}
 
 
 def load_config_file(path: Path) -> dict:
@@ -53,7 +54,8 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         ctx: typer.Context,
         train_paths: Optional[List[str]] = typer.Argument(
-            None, help="Dataset: a Fashion-MNIST or CIFAR folder, an ImageFolder tree, or train.npz [test.npz]. "
+            None, help="Dataset: a Fashion-MNIST or CIFAR folder, an ImageFolder tree (a path or an http(s)://, "
+                       "s3://, file:// URL; root/train evaluates on root/test or root/val), or train.npz [test.npz]. "
                        "None: the embedded Fashion-MNIST."),
         network: str = typer.Option("small", "--network", help="small, alexnet, vgg11, vgg16, resnet18/34/50."),
         batch_size: int = typer.Option(256, "--batch_size", "--batch-size"),
@@ -65,7 +67,10 @@ def register(app: typer.Typer) -> None:
         working_set_size: float = typer.Option(0.1, "--working_set_size", "--working-set-size",
                                                help="Cache size as a fraction of the training set, in (0, 1]."),
         cache_nodes: int = typer.Option(1, "--cache_nodes", "--cache-nodes",
-                                        help="Redis nodes; > 1 uses a Redis Cluster on port_num.. port_num+N-1."),
+                                        help="Redis servers; N > 1: keys spread by consistent hashing over "
+                                             "port_num, port_num2, port_num2+1, ... (or --redis-nodes)."),
+        redis_cluster: bool = typer.Option(False, "--redis-cluster",
+                                           help="--cache_nodes / --redis-nodes name a Redis Cluster instead."),
         host_ip: str = typer.Option("127.0.0.1", "--host_ip", "--host-ip"),
         port_num: int = typer.Option(6379, "--port_num", "--port-num", help="Redis for important samples."),
         port_num2: int = typer.Option(6380, "--port_num2", "--port-num2",
@@ -77,7 +82,11 @@ def register(app: typer.Typer) -> None:
         cache_backend: str = typer.Option("memory", "--cache-backend",
                                           help="memory | lmdb | redis | memcached | server"),
         lmdb_path: Optional[str] = typer.Option(None, "--lmdb-path"),
-        redis_nodes: Optional[str] = typer.Option(None, "--redis-nodes", help="Cluster startup nodes h:p,h:p."),
+        redis_nodes: Optional[str] = typer.Option(None, "--redis-nodes", help="Redis servers h:p,h:p."),
+        cache: str = typer.Option("decoded", "--cache", help="decoded: cache decoded samples; raw: the files."),
+        strict: bool = typer.Option(False, "--strict", help="An image that fails to decode is an error."),
+        cache_bytes: Optional[int] = typer.Option(None, "--cache-bytes",
+                                                  help="Byte budget of the cache (instead of --working_set_size)."),
         memcached_servers: Optional[str] = typer.Option(None, "--memcached-servers"),
         session: Optional[int] = typer.Option(None, "--session", help="Cache server session id."),
         server_port: int = typer.Option(50052, "--server-port"),
@@ -109,7 +118,8 @@ def register(app: typer.Typer) -> None:
             cache_training_data=cache_training_data, working_set_size=working_set_size,
             cache_nodes=cache_nodes, host_ip=host_ip, port_num=port_num, port_num2=port_num2,
             port_num3=port_num3, policy=policy, cache_backend=cache_backend, lmdb_path=lmdb_path,
-            redis_nodes=redis_nodes, memcached_servers=memcached_servers, session=session,
+            redis_nodes=redis_nodes, redis_cluster=redis_cluster, cache=cache, strict=strict, cache_bytes=cache_bytes,
+            memcached_servers=memcached_servers, session=session,
             server_port=server_port, storage_latency_ms=storage_latency_ms,
             storage_bandwidth_mbps=storage_bandwidth_mbps, workers=workers, train_samples=train_samples,
             test_samples=test_samples, image_size=image_size, augment=augment, seed=seed, device=device,

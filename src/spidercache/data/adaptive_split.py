@@ -38,9 +38,18 @@ import numpy as np
 
 
 class AdaptiveSplit:
-    def __init__(self, ratio: float = 0.5, lo: float = 0.1, hi: float = 0.9, step: float = 0.2,
-                 address: tuple[str, int] | None = None, rank: int = 0, world: int = 1,
-                 key: str = "spidercache:spider:ratio", wait_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        ratio: float = 0.5,
+        lo: float = 0.1,
+        hi: float = 0.9,
+        step: float = 0.2,
+        address: tuple[str, int] | None = None,
+        rank: int = 0,
+        world: int = 1,
+        key: str = "spidercache:spider:ratio",
+        wait_seconds: float = 30.0,
+    ) -> None:
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"need 0 <= lo <= hi <= 1, got lo={lo}, hi={hi}")
         self.lo, self.hi, self.step = float(lo), float(hi), float(step)
@@ -71,13 +80,20 @@ class AdaptiveSplit:
             return float(np.clip(ratio, lo, hi))
         return float(np.clip(ratio + step * (gain0 - gain1) / (gain0 + gain1), lo, hi))
 
-    def update(self, epoch: int, gain0: float, gain1: float, average: tuple[float, float] | None = None) -> float:
+    def update(
+        self, epoch: int, gain0: float, gain1: float, average: tuple[float, float] | None = None
+    ) -> float:
         """Fold one epoch's marginal per-slot gains in; returns the ratio every rank uses next epoch."""
         local = self.proposal(self.ratio, gain0, gain1, self.lo, self.hi, self.step)
         shared = self._share(epoch, local)
         self.ratio = local if shared is None else shared
-        entry = {"epoch": int(epoch), "gain0": float(gain0), "gain1": float(gain1), "ratio": self.ratio,
-                 "source": "redis" if shared is not None else "local"}
+        entry = {
+            "epoch": int(epoch),
+            "gain0": float(gain0),
+            "gain1": float(gain1),
+            "ratio": self.ratio,
+            "source": "redis" if shared is not None else "local",
+        }
         if average is not None:
             entry.update(avg_gain0=float(average[0]), avg_gain1=float(average[1]))
         self.history.append(entry)
@@ -89,7 +105,9 @@ class AdaptiveSplit:
             import redis
 
             host, port = self.address
-            self._client = redis.Redis(host=host, port=int(port), socket_timeout=2.0, socket_connect_timeout=2.0)
+            self._client = redis.Redis(
+                host=host, port=int(port), socket_timeout=2.0, socket_connect_timeout=2.0
+            )
         return self._client
 
     def _share(self, epoch: int, local: float) -> float | None:
@@ -114,9 +132,12 @@ class AdaptiveSplit:
             self._client = None
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"spider: cannot share the cache split through Redis at "
-                              f"{self.address[0]}:{self.address[1]} ({exc}); each rank uses its own value",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"spider: cannot share the cache split through Redis at "
+                    f"{self.address[0]}:{self.address[1]} ({exc}); each rank uses its own value",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             return None
 
     def state_dict(self) -> dict:

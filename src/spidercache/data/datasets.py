@@ -25,8 +25,16 @@ from ..errors import UserError
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -71,7 +79,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(dtypes[dtype_code])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise UserError(f"{path}: expected {expected} bytes of data for shape {shape}, found {len(raw) - header}")
+        raise UserError(
+            f"{path}: expected {expected} bytes of data for shape {shape}, found {len(raw) - header}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -107,13 +117,12 @@ class ArrayImageDataset(Dataset):
             image = self.transform(image)
         return image, int(self.targets[index])
 
+    def __getitems__(self, ids: list[int]) -> list:
+        return [self[i] for i in ids]
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.data.shape[1:])  # type: ignore[return-value]
 
     def fingerprint(self) -> str:
         extra = {"name": self.name, "n": len(self), "transform": describe_transform(self.transform)}
@@ -129,8 +138,12 @@ class ArrayImageDataset(Dataset):
 class FashionMNIST(ArrayImageDataset):
     """Fashion-MNIST from its four IDX .gz files (the Debian ``dataset-fashion-mnist`` layout)."""
 
-    def __init__(self, root: str | os.PathLike = FASHION_MNIST_ROOT, train: bool = True,
-                 transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike = FASHION_MNIST_ROOT,
+        train: bool = True,
+        transform: Callable | None = None,
+    ) -> None:
         prefix = "train" if train else "t10k"
         root = Path(root)
         if not root.is_dir():
@@ -142,9 +155,12 @@ class FashionMNIST(ArrayImageDataset):
         if images.ndim != 3:
             raise UserError(f"{images_path}: expected N x H x W images, got shape {images.shape}")
         super().__init__(
-            images[:, None, :, :], labels, transform,
+            images[:, None, :, :],
+            labels,
+            transform,
             source_paths=[str(images_path), str(labels_path)],
-            name=f"fashion-mnist-{prefix}", classes=FASHION_MNIST_CLASSES,
+            name=f"fashion-mnist-{prefix}",
+            classes=FASHION_MNIST_CLASSES,
         )
 
 
@@ -170,7 +186,9 @@ def _unpickle(path: Path) -> dict:
 class CIFAR(ArrayImageDataset):
     """CIFAR-10 (``data_batch_1..5`` / ``test_batch``) or CIFAR-100 (``train`` / ``test``) python folders."""
 
-    def __init__(self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike, train: bool = True, transform: Callable | None = None
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise UserError(f"CIFAR folder not found: {root}")
@@ -188,54 +206,20 @@ class CIFAR(ArrayImageDataset):
             data = np.asarray(batch["data"], np.uint8)
             labels = batch.get(label_key, batch.get("labels"))
             if labels is None or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-                raise UserError(f"{f}: malformed CIFAR batch (data {data.shape}, labels missing or mismatched)")
+                raise UserError(
+                    f"{f}: malformed CIFAR batch (data {data.shape}, labels missing or mismatched)"
+                )
             xs.append(data.reshape(-1, 3, 32, 32))
             ys.append(np.asarray(labels, np.int64))
         n_classes = 10 if name == "cifar10" else 100
-        super().__init__(np.concatenate(xs), np.concatenate(ys), transform, source_paths=[str(f) for f in files],
-                         name=f"{name}-{'train' if train else 'test'}", classes=[str(i) for i in range(n_classes)])
-
-
-_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-class ImageFolder(ArrayImageDataset):
-    """``root/<class>/<image>`` trees (PNG/JPEG via Pillow), decoded and resized to ``size`` once.
-
-    Images are converted to RGB (or L when ``channels=1``) and resized to
-    ``size x size``, so every sample has the same shape and can live in the
-    in-process slot cache; the resize is part of the fingerprint.
-    """
-
-    def __init__(self, root: str | os.PathLike, size: int = 32, channels: int = 3,
-                 transform: Callable | None = None) -> None:
-        from PIL import Image, UnidentifiedImageError
-
-        root = Path(root)
-        if not root.is_dir():
-            raise UserError(f"image folder not found: {root}")
-        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
-        if not classes:
-            raise UserError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
-        paths, labels = [], []
-        for c, cls in enumerate(classes):
-            for p in sorted((root / cls).rglob("*")):
-                if p.suffix.lower() in _IMAGE_EXTS:
-                    paths.append(p)
-                    labels.append(c)
-        if not paths:
-            raise UserError(f"{root} has no images ({', '.join(sorted(_IMAGE_EXTS))})")
-        mode = "L" if channels == 1 else "RGB"
-        data = np.empty((len(paths), channels, size, size), np.uint8)
-        for i, p in enumerate(paths):
-            try:
-                with Image.open(p) as im:
-                    arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR), np.uint8)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise UserError(f"cannot decode image {p}: {exc}") from None
-            data[i] = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
-        super().__init__(data, np.asarray(labels, np.int64), transform, source_paths=[str(p) for p in paths],
-                         name=f"imagefolder-{size}px-{mode}", classes=classes)
+        super().__init__(
+            np.concatenate(xs),
+            np.concatenate(ys),
+            transform,
+            source_paths=[str(f) for f in files],
+            name=f"{name}-{'train' if train else 'test'}",
+            classes=[str(i) for i in range(n_classes)],
+        )
 
 
 class NpzDataset(ArrayImageDataset):
@@ -246,7 +230,9 @@ class NpzDataset(ArrayImageDataset):
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "x" not in f or "y" not in f:
-                    raise UserError(f"{path} must hold arrays 'x' and 'y' (found {', '.join(f.files) or 'none'})")
+                    raise UserError(
+                        f"{path} must hold arrays 'x' and 'y' (found {', '.join(f.files) or 'none'})"
+                    )
                 x, y = f["x"], f["y"]
         except FileNotFoundError:
             raise UserError(f"dataset file not found: {path}") from None
@@ -264,42 +250,43 @@ class NpzDataset(ArrayImageDataset):
             x = x.transpose(0, 3, 1, 2)
         if x.ndim != 4:
             raise UserError(f"{path}: x must be N x H x W or N x C x H x W, got shape {x.shape}")
-        super().__init__(x, np.asarray(y, np.int64).reshape(-1), transform, source_paths=[str(path)],
-                         name=f"npz-{path.stem}", classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [])
+        super().__init__(
+            x,
+            np.asarray(y, np.int64).reshape(-1),
+            transform,
+            source_paths=[str(path)],
+            name=f"npz-{path.stem}",
+            classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [],
+        )
 
 
-def open_dataset(train_paths: Sequence[str] = (), train: bool = True, image_size: int = 32,
-                 transform: Callable | None = None) -> ArrayImageDataset:
-    """The dataset named by ``train_paths`` (none: the embedded Fashion-MNIST).
+class Subset(Dataset):
+    """Some items of a dataset, with their ``targets`` and a fingerprint that names the choice."""
 
-    One path: a Fashion-MNIST folder or images .gz file, a CIFAR folder, an
-    ImageFolder tree, or a ``.npz``. For ``.npz`` the test split is a second
-    path (``train.npz test.npz``); for folders it comes from the same folder.
-    """
-    paths = [str(p) for p in train_paths]
-    if not paths:
-        return FashionMNIST(train=train, transform=transform)
-    first = Path(paths[0])
-    if not first.exists():
-        raise UserError(f"dataset path not found: {first}")
-    if first.suffix == ".npz":
-        if not train:
-            if len(paths) < 2:
-                raise UserError(f"{first}: give the test split as a second .npz path")
-            return NpzDataset(paths[1], transform)
-        return NpzDataset(first, transform)
-    if first.is_file() and first.name.endswith("-idx3-ubyte.gz"):
-        first = first.parent
-    if first.is_dir():
-        if (first / "train-images-idx3-ubyte.gz").exists():
-            return FashionMNIST(first, train=train, transform=transform)
-        if any((first / n).exists() for n in ("data_batch_1", "test_batch", "train", "test")) and \
-                not any(d.is_dir() for d in first.iterdir() if d.name in ("train", "test")):
-            return CIFAR(first, train=train, transform=transform)
-        split = first / ("train" if train else "test")
-        if split.is_dir():
-            return ImageFolder(split, size=image_size, transform=transform)
-        if train:
-            return ImageFolder(first, size=image_size, transform=transform)
-        raise UserError(f"{first}: no test split (expected {first}/test/<class>/...)")
-    raise UserError(f"do not know how to read {first} (expected a folder or a .npz file)")
+    def __init__(self, dataset, ids: np.ndarray, why: str) -> None:
+        self.dataset, self.ids, self.why = dataset, np.asarray(ids, np.int64), why
+        self.targets = np.asarray(dataset.targets, np.int64)[self.ids]
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.ids[int(i)])]
+
+    def __getitems__(self, ids: list[int]) -> list:
+        inner = [int(self.ids[int(i)]) for i in ids]
+        get = getattr(self.dataset, "__getitems__", None)
+        return get(inner) if callable(get) else [self.dataset[i] for i in inner]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(f"{self.dataset.fingerprint()}:{self.why}".encode())
+        h.update(self.ids.tobytes())
+        return h.hexdigest()[:32]
+
+    # for raw caching over a lazily read dataset
+    def raw(self, i: int):
+        return self.dataset.raw(int(self.ids[int(i)]))
+
+    def decode(self, raw, i: int):
+        return self.dataset.decode(raw, int(self.ids[int(i)]))

@@ -89,14 +89,6 @@ def all_reduce_sum(info: DistInfo, values: list[float]) -> list[float]:
     return t.cpu().tolist()
 
 
-def all_reduce_max(info: DistInfo, values: list[float]) -> list[float]:
-    if not info.enabled:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t.cpu().tolist()
-
-
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

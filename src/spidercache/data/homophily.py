@@ -92,9 +92,17 @@ def _greedy_clusters(order, nbrs, nbr_ok, labels, n_indexed_mask):
 class HomophilyGraph:
     """kNN structure over per-sample embeddings, maintained incrementally with hnswlib."""
 
-    def __init__(self, labels: np.ndarray, k: int = 10, proj_dim: int = 16, M: int = 8,
-                 ef_construction: int = 32, ef: int = 32, upkeep_fraction: float = 0.2,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray,
+        k: int = 10,
+        proj_dim: int = 16,
+        M: int = 8,
+        ef_construction: int = 32,
+        ef: int = 32,
+        upkeep_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
         self.labels = np.asarray(labels, np.int64)
         self.n = int(self.labels.size)
         self.k = max(1, min(int(k), max(1, self.n - 1)))
@@ -102,9 +110,9 @@ class HomophilyGraph:
         self.M, self.ef_construction, self.ef = int(M), int(ef_construction), int(ef)
         self.upkeep_fraction = float(upkeep_fraction)
         self.seed = int(seed)
-        self.dim: int | None = None           # raw embedding dimension
+        self.dim: int | None = None  # raw embedding dimension
         self._proj: np.ndarray | None = None
-        self._pending = np.zeros(0, np.float32)   # latest projected embedding per id (this epoch)
+        self._pending = np.zeros(0, np.float32)  # latest projected embedding per id (this epoch)
         self._has_pending = np.zeros(self.n, np.bool_)
         self._indexed_vec = np.zeros(0, np.float32)
         self.indexed = np.zeros(self.n, np.bool_)
@@ -119,13 +127,19 @@ class HomophilyGraph:
     # ---------------------------------------------------------- recording
     def _reset(self, dim: int) -> None:
         if self.dim is not None:
-            warnings.warn(f"homophily: embedding dimension changed from {self.dim} to {dim}; "
-                          "rebuilding the neighbour graph from scratch", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"homophily: embedding dimension changed from {self.dim} to {dim}; "
+                "rebuilding the neighbour graph from scratch",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             self.rebuilds += 1
         self.dim = int(dim)
         p = min(self.proj_dim, self.dim)
         rng = np.random.default_rng([self.seed, self.dim])
-        self._proj = None if p == self.dim else (rng.standard_normal((self.dim, p)) / np.sqrt(p)).astype(np.float32)
+        self._proj = (
+            None if p == self.dim else (rng.standard_normal((self.dim, p)) / np.sqrt(p)).astype(np.float32)
+        )
         self._pending = np.zeros((self.n, p), np.float32)
         self._has_pending[:] = False
         self._indexed_vec = np.zeros((self.n, p), np.float32)
@@ -147,8 +161,11 @@ class HomophilyGraph:
             self._reset(emb.shape[1])
         ok = np.isfinite(emb).all(axis=1) & (ids >= 0) & (ids < self.n)
         if not ok.all():
-            warnings.warn(f"homophily: ignored {int((~ok).sum())} embedding(s) with NaN/inf values",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"homophily: ignored {int((~ok).sum())} embedding(s) with NaN/inf values",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         ids, emb = ids[ok], emb[ok]
         if self._proj is not None:
             emb = emb @ self._proj
@@ -163,8 +180,12 @@ class HomophilyGraph:
             import hnswlib
 
             self._index = hnswlib.Index(space="l2", dim=self._pending.shape[1])
-            self._index.init_index(max_elements=self.n, M=self.M, ef_construction=self.ef_construction,
-                                   random_seed=self.seed + 100)
+            self._index.init_index(
+                max_elements=self.n,
+                M=self.M,
+                ef_construction=self.ef_construction,
+                random_seed=self.seed + 100,
+            )
             self._index.set_num_threads(1)  # deterministic: every DDP rank builds the same graph
 
     def refresh(self) -> dict:
@@ -180,8 +201,11 @@ class HomophilyGraph:
         # so only the most-drifted share of the indexed ids is re-inserted per epoch.
         budget = int(np.ceil(self.upkeep_fraction * self.n))
         if old.size > budget:
-            drift = np.einsum("ij,ij->i", self._pending[old] - self._indexed_vec[old],
-                              self._pending[old] - self._indexed_vec[old])
+            drift = np.einsum(
+                "ij,ij->i",
+                self._pending[old] - self._indexed_vec[old],
+                self._pending[old] - self._indexed_vec[old],
+            )
             old = old[np.argsort(-drift, kind="stable")[:budget]]
             old.sort()
         touched = np.concatenate([new, old])
@@ -232,10 +256,17 @@ class HomophilyGraph:
         return row[self.labels[row] == self.labels[i]]
 
     def state_dict(self) -> dict:
-        return {"dim": self.dim, "indexed_vec": self._indexed_vec.copy(), "indexed": self.indexed.copy(),
-                "nbrs": self.nbrs.copy(), "nbr_ok": self.nbr_ok.copy(), "n_same": self.n_same.copy(),
-                "n_other": self.n_other.copy(), "pending": self._pending.copy(),
-                "has_pending": self._has_pending.copy()}
+        return {
+            "dim": self.dim,
+            "indexed_vec": self._indexed_vec.copy(),
+            "indexed": self.indexed.copy(),
+            "nbrs": self.nbrs.copy(),
+            "nbr_ok": self.nbr_ok.copy(),
+            "n_same": self.n_same.copy(),
+            "n_other": self.n_other.copy(),
+            "pending": self._pending.copy(),
+            "has_pending": self._has_pending.copy(),
+        }
 
     def load_state_dict(self, s: dict) -> None:
         if s.get("dim") is None:

@@ -45,9 +45,9 @@ class SampleImportance:
         self.n = int(n)
         self.kind = kind
         self.smoothing = float(smoothing)
-        self.score = np.full(self.n, float(prior), np.float64)   # what readers see
-        self.observed = np.zeros(self.n, np.bool_)              # ever had a finite observation
-        self._sum = np.zeros(self.n, np.float64)                # pending: sum and count this epoch
+        self.score = np.full(self.n, float(prior), np.float64)  # what readers see
+        self.observed = np.zeros(self.n, np.bool_)  # ever had a finite observation
+        self._sum = np.zeros(self.n, np.float64)  # pending: sum and count this epoch
         self._cnt = np.zeros(self.n, np.int32)
         self.prior = float(prior)
         self.nonfinite_dropped = 0
@@ -73,9 +73,12 @@ class SampleImportance:
             self.nonfinite_dropped += bad
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"importance: dropped {bad} non-finite loss value(s) (NaN/inf); those samples keep "
-                              "their previous score. Check the learning rate if this repeats.",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"importance: dropped {bad} non-finite loss value(s) (NaN/inf); those samples keep "
+                    "their previous score. Check the learning rate if this repeats.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         # np.add.at: a sample may appear twice in a batch (sampling with replacement)
         np.add.at(self._sum, ids[ok], np.maximum(values[ok], 0.0))
         np.add.at(self._cnt, ids[ok], 1)
@@ -105,8 +108,13 @@ class SampleImportance:
         return self.score / m
 
     def state_dict(self) -> dict:
-        return {"score": self.score.copy(), "observed": self.observed.copy(), "prior": self.prior,
-                "sum": self._sum.copy(), "cnt": self._cnt.copy()}
+        return {
+            "score": self.score.copy(),
+            "observed": self.observed.copy(),
+            "prior": self.prior,
+            "sum": self._sum.copy(),
+            "cnt": self._cnt.copy(),
+        }
 
     def load_state_dict(self, s: dict) -> None:
         self.score = np.asarray(s["score"], np.float64).copy()

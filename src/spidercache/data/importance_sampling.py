@@ -28,8 +28,15 @@ import numpy as np
 
 
 class ImportanceSampler:
-    def __init__(self, n: int, temperature: float = 2.0, floor: float = 0.3, max_gap: int = 3,
-                 clip: float = 4.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n: int,
+        temperature: float = 2.0,
+        floor: float = 0.3,
+        max_gap: int = 3,
+        clip: float = 4.0,
+        seed: int = 0,
+    ) -> None:
         if temperature <= 0 or not np.isfinite(temperature):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0.0 <= floor <= 1.0:
@@ -42,7 +49,7 @@ class ImportanceSampler:
         self.max_gap = int(max_gap)
         self.clip = max(1.0, float(clip))
         self.seed = int(seed)
-        self.last_drawn = np.full(self.n, -1, np.int64)   # last epoch each id was in the order
+        self.last_drawn = np.full(self.n, -1, np.int64)  # last epoch each id was in the order
         self.p = np.full(self.n, 1.0 / self.n)
         self.must_serve = np.zeros(self.n, np.bool_)
         self._cache: tuple[int, np.ndarray] | None = None

@@ -1,25 +1,34 @@
-"""``CachedLoader``: a DataLoader whose batches come through a training policy's cache.
+"""``CachedLoader``: a DataLoader over any map-style dataset, its batches served through a cache.
 
-It composes the pieces the way ``torch.utils.data`` does: the policy's
-``PlanningBatchSampler`` decides each batch in the main process, a plain
-``torch.utils.data.DataLoader`` carries the plans to its workers, and
-``CachedDataset.__getitems__`` executes them, one batch operation each. The
-loader counts what happened (hits, substitutions, misses, lost hits, store
-errors, seconds the caller waited for data) per epoch.
+It composes the pieces the way ``torch.utils.data`` does: in the main
+process the policy decides each batch (``engine.plan.Planner``, driven by a
+``PlanningBatchSampler``); a plain ``torch.utils.data.DataLoader`` carries the
+plans to its workers; ``CachedDataset.__getitems__`` runs them
+(``engine.execute``) and the user's ``collate_fn`` builds the batch. The
+loader yields exactly what that DataLoader would, and counts what the cache
+did (``stats()``) from a small record each batch carries back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .cached import CachedDataset, CachePlanner, LoadedBatch, unwrap_batch
+from ..engine import codec
+from ..engine.plan import Planner
+from ..errors import UserError
+from .budget import estimate, size_cache, slot_delay
+from .cached import BatchMeta, CachedDataset, Collate, KeyOf
+from .policies import make_training_policy, policy_class
 from .policies.base import TrainingPolicy
 from .samplers import PlanningBatchSampler
+from .storage import StorageModel
+from .stores import as_specs, is_memory, open_handles
 
 
 @dataclass
@@ -27,24 +36,27 @@ class LoaderStats:
     """What the cache did over some batches (one rank)."""
 
     requests: int = 0
-    hits: int = 0            # requested id served from the cache
-    substitutions: int = 0   # a resident stand-in served instead
-    misses: int = 0          # served from storage (includes lost hits)
-    lost: int = 0            # planned cache reads that failed (store down, overwritten)
+    hits: int = 0  # requested id served from the cache
+    substitutions: int = 0  # a resident stand-in served instead
+    misses: int = 0  # served from the source (includes lost hits)
+    source_reads: int = 0  # distinct reads through the dataset's __getitem__
+    lost_hits: int = 0  # planned cache reads that failed (store down, value gone or damaged)
     store_errors: int = 0
-    storage_reads: int = 0
+    skipped: int = 0  # samples that could not be read (BadSample), left out of their batch
     data_wait_seconds: float = 0.0
 
-    def add(self, b: LoadedBatch) -> None:
-        n = int(b.requested.size)
-        t, s = b.true_hits, b.substitutions
+    def add(self, m: BatchMeta) -> None:
+        n = int(m.requested.size) + int(m.skipped)
+        s = int(np.count_nonzero(m.substituted))
+        t = int(np.count_nonzero(m.hit)) - s
         self.requests += n
         self.hits += t
         self.substitutions += s
         self.misses += n - t - s
-        self.lost += int(b.lost)
-        self.store_errors += int(b.store_errors)
-        self.storage_reads += int(b.storage_reads)
+        self.source_reads += int(m.source_reads)
+        self.lost_hits += int(m.lost)
+        self.store_errors += int(m.store_errors)
+        self.skipped += int(m.skipped)
 
     @property
     def hit_ratio(self) -> float:
@@ -54,86 +66,241 @@ class LoaderStats:
     def substitution_ratio(self) -> float:
         return self.substitutions / self.requests if self.requests else 0.0
 
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["hit_ratio"] = self.hit_ratio
-        d["substitution_ratio"] = self.substitution_ratio
-        return d
+
+def default_fingerprint(dataset) -> str:
+    """The dataset's ``fingerprint()``, else its class, length and first and last items' bytes."""
+    fp = getattr(dataset, "fingerprint", None)
+    if callable(fp):
+        return str(fp())[:16]
+    h = hashlib.sha256(f"{type(dataset).__module__}.{type(dataset).__qualname__}:{len(dataset)}".encode())
+    for i in {0, len(dataset) - 1}:
+        h.update(codec.encode([v.item() if isinstance(v, np.generic) else v for v in dataset[i]]))
+    return h.hexdigest()[:16]
 
 
-def slot_delay(workers: int, prefetch_factor: int) -> int:
-    """Plans a freed memory slot waits before reuse: longer than the prefetch window."""
-    return (max(workers, 0) * prefetch_factor if workers > 0 else 0) + 2
+def _check_dataset(dataset) -> int:
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise UserError(
+            f"{type(dataset).__name__} is an iterable dataset; a cache needs a map-style dataset "
+            "(__getitem__ and __len__)"
+        )
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise UserError(
+            f"{type(dataset).__name__} is not a map-style dataset (needs __getitem__ and __len__)"
+        )
+    n = len(dataset)
+    if n < 1:
+        raise UserError("the dataset is empty")
+    return n
 
 
-def slot_count(capacity: int, batch_size: int, workers: int, prefetch_factor: int) -> int:
-    """Slots for an in-process cache: the capacity plus the held-back slots."""
-    return int(capacity) + (slot_delay(workers, prefetch_factor) + 1) * int(batch_size)
+def _labels(dataset, targets, n: int) -> np.ndarray | None:
+    t = targets if targets is not None else getattr(dataset, "targets", None)
+    if t is None:
+        return None
+    t = np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t).astype(np.int64).reshape(-1)
+    if t.size != n:
+        raise UserError(f"targets has {t.size} labels for {n} samples")
+    return t
+
+
+def _key_prefix(dataset, fingerprint: str | None, cache: str, labels) -> str:
+    """Names the data and the form of the value (raw / decoded, label inside or not)."""
+    form = ("r" if cache == "raw" else "d") + ("l" if labels is None else "")
+    return (fingerprint or default_fingerprint(dataset))[:16] + form
+
+
+def _dataloader(
+    dataset, batch_sampler, workers: int, collate, pin_memory: bool, prefetch: int, persistent: bool, context
+) -> torch.utils.data.DataLoader:
+    kw: dict[str, Any] = {}
+    if workers > 0:
+        kw = dict(prefetch_factor=prefetch, persistent_workers=persistent, multiprocessing_context=context)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        **kw,
+    )
 
 
 class CachedLoader:
-    """Iterate ``loader.epoch(e)`` for the batches of epoch ``e`` (a ``LoadedBatch`` each)."""
+    """A DataLoader whose batches come through a training policy's cache (see docs/training.md)."""
 
-    def __init__(self, dataset: CachedDataset, policy: TrainingPolicy, batch_size: int, *,
-                 workers: int = 0, rank: int = 0, world: int = 1, prefetch_factor: int = 2,
-                 drop_last: bool | None = None, multiprocessing_context: str | None = None) -> None:
-        self.dataset = dataset
-        self.policy = policy
-        self.workers = int(workers)
-        self.planner = CachePlanner(policy, dataset.backend, rank, world,
-                                    slot_delay(self.workers, prefetch_factor))
-        self.batch_sampler = PlanningBatchSampler(self.planner, batch_size, rank, world, drop_last)
-        kw = {}
-        if self.workers > 0:
-            kw = dict(prefetch_factor=prefetch_factor, persistent_workers=True,
-                      multiprocessing_context=multiprocessing_context)
-        self.loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=self.batch_sampler, num_workers=self.workers,
-            collate_fn=unwrap_batch, **kw)
-        self.stats = LoaderStats()        # the epoch in progress (or last finished)
-        self.total = LoaderStats()        # since the loader was made
+    def __init__(
+        self,
+        dataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        num_workers: int = 0,
+        policy: str | TrainingPolicy = "lru",
+        working_set: float | None = None,
+        cache_bytes: int | None = None,
+        store: str | list[str] = "memory",
+        seed: int = 0,
+        collate_fn: Callable | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        persistent_workers: bool = False,
+        prefetch_factor: int | None = None,
+        sampler=None,
+        targets=None,
+        cache: str = "decoded",
+        transform: Callable | None = None,
+        *,
+        strict: bool = False,
+        fingerprint: str | None = None,
+        rank: int = 0,
+        world: int = 1,
+        policy_options: dict[str, Any] | None = None,
+        storage_model: StorageModel | None = None,
+        multiprocessing_context=None,
+    ) -> None:
+        n = _check_dataset(dataset)
+        if int(batch_size) < 1 or int(num_workers) < 0:
+            raise UserError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        self.labels = _labels(dataset, targets, n)
+        specs = as_specs(store)
+        prefetch = 2 if prefetch_factor is None else int(prefetch_factor)
+        delay = slot_delay(int(num_workers), prefetch) + (int(world) if world > 1 else 0)
+        probe = CachedDataset(dataset, cache=cache, strict=strict, labels=self.labels)
+        est = estimate(probe)
+        self.sizing = size_cache(
+            est, working_set, cache_bytes, slots=is_memory(specs), batch_size=batch_size, delay=delay
+        )
+        self.policy = self._policy(policy, n, seed, policy_options or {})
+        private = is_memory(specs)
+        handles = (
+            []
+            if self.policy.capacity == 0
+            else open_handles(specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
+        )
+        key = KeyOf(None if private else _key_prefix(dataset, fingerprint, cache, self.labels))
+        self.dataset = CachedDataset(
+            dataset, handles, key, cache, transform, strict, storage_model, labels=self.labels
+        )
+        self._wire(handles, private, rank, world, delay, batch_size, drop_last, shuffle, sampler, n, seed)
+        self.loader = _dataloader(
+            self.dataset,
+            self.batch_sampler,
+            int(num_workers),
+            Collate(collate_fn),
+            pin_memory,
+            prefetch,
+            persistent_workers,
+            multiprocessing_context,
+        )
+        self.sampler = sampler
+        self._size = np.zeros(n, np.int64)  # encoded bytes stored per id
+        self._next_epoch = 0
+        self.epoch_stats = LoaderStats()  # the last complete epoch
+        self.current = LoaderStats()  # the epoch in progress
+        self.total = LoaderStats()
+        self.last: BatchMeta | None = None
+
+    def _wire(self, handles, private, rank, world, delay, batch_size, drop_last, shuffle, sampler, n, seed):
+        """The planner (policy + slot allocation) and the batch sampler that drives it."""
+        store = handles[0].opener() if private and handles else None
+        self.planner = Planner(self.policy, store, rank, world, delay, shared_store=not private)
+        self.batch_sampler = PlanningBatchSampler(
+            self.planner,
+            batch_size,
+            rank,
+            world,
+            drop_last if world == 1 else True,
+            self._order_fn(shuffle, sampler, n, seed),
+        )
+
+    def _policy(self, policy, n: int, seed: int, options: dict) -> TrainingPolicy:
+        if isinstance(policy, TrainingPolicy):
+            return policy
+        if getattr(policy_class(policy), "needs_labels", False) and self.labels is None:
+            raise UserError(
+                f"policy {policy!r} substitutes a miss by a sample of the same label: give "
+                "targets= or a dataset with a .targets attribute"
+            )
+        return make_training_policy(policy, n, self.sizing.capacity, self.labels, seed=seed, **options)
+
+    def _order_fn(self, shuffle: bool, sampler, n: int, seed: int):
+        if sampler is not None:
+
+            def order(epoch: int) -> np.ndarray:
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(epoch)
+                return np.fromiter((int(i) for i in sampler), np.int64)
+
+            return order
+        own = type(self.policy).order is not TrainingPolicy.order
+        if shuffle or own:
+            return self.policy.order
+        return lambda epoch: np.arange(n, dtype=np.int64)
+
+    # ------------------------------------------------------------ epochs
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration runs (as ``DistributedSampler.set_epoch``)."""
+        self._next_epoch = int(epoch)
 
     def __len__(self) -> int:
+        if self.batch_sampler._order.size == 0:
+            self.batch_sampler.set_epoch(self._next_epoch)
         return len(self.batch_sampler)
 
-    def start_epoch(self, epoch: int) -> int:
-        """Commit the policy's scores and fix the epoch's order; returns the number of steps.
-
-        Called once per epoch (``epoch()`` calls it unless the caller already
-        did, e.g. to size a progress bar): ``begin_epoch`` is not idempotent.
-        """
+    def __iter__(self):
+        epoch = self._next_epoch
         self.policy.begin_epoch(epoch)
         self.batch_sampler.set_epoch(epoch)
-        self._started = epoch
-        return len(self.batch_sampler)
-
-    def epoch(self, epoch: int) -> Iterator[LoadedBatch]:
-        if getattr(self, "_started", None) != epoch:
-            self.start_epoch(epoch)
-        self._started = None
-        self.stats = LoaderStats()
+        self.current = LoaderStats()
         it = iter(self.loader)
         while True:
             t0 = time.perf_counter()
             try:
-                batch = next(it)
+                out, meta = next(it)
             except StopIteration:
                 break
             wait = time.perf_counter() - t0
-            self.stats.data_wait_seconds += wait
+            self.current.data_wait_seconds += wait
             self.total.data_wait_seconds += wait
-            self.stats.add(batch)
-            self.total.add(batch)
-            yield batch
+            self.current.add(meta)
+            self.total.add(meta)
+            for i, b in meta.written.items():
+                self._size[i] = b
+            self.last = meta
+            yield out
+        self.epoch_stats = self.current
+        self._next_epoch = epoch + 1
 
-    def update(self, sample_ids: np.ndarray, losses: np.ndarray, embeddings: np.ndarray | None = None) -> None:
-        """Per-sample feedback for the policy (served ids, their losses, their embeddings)."""
-        self.policy.update(np.asarray(sample_ids, np.int64), np.asarray(losses, np.float64),
-                           None if embeddings is None else np.asarray(embeddings, np.float32))
+    def update(self, losses, ids=None, embeddings=None) -> None:
+        """Per-sample losses of the batch just yielded (no-op for policies that keep no scores)."""
+        if ids is None:
+            if self.last is None:
+                raise UserError("update() before any batch was yielded")
+            ids = self.last.served
+        losses = losses.detach().cpu().numpy() if isinstance(losses, torch.Tensor) else losses
+        losses = np.asarray(losses, np.float64).reshape(-1)
+        ids = np.asarray(ids, np.int64)
+        if losses.size != ids.size:
+            raise UserError(
+                f"update() got {losses.size} losses for a batch of {ids.size} samples "
+                "(use a criterion with reduction='none')"
+            )
+        if isinstance(embeddings, torch.Tensor):
+            embeddings = embeddings.detach().cpu().numpy()
+        self.policy.update(ids, losses, None if embeddings is None else np.asarray(embeddings, np.float32))
+
+    def cached_bytes(self) -> int:
+        res = self.policy.resident()
+        return int(self._size[res].sum()) if res.size else 0
+
+    def stats(self) -> dict:
+        cb = self.cached_bytes()
+        return {
+            "epoch": {**asdict(self.epoch_stats), "cached_bytes": cb},
+            "total": {**asdict(self.total), "cached_bytes": cb},
+        }
 
     def close(self) -> None:
-        # Persistent workers end when the DataLoader iterator is dropped.
-        self.loader = None  # type: ignore[assignment]
-        close = getattr(self.dataset.backend, "close", None)
-        if close is not None:
-            close()
+        self.loader = None  # type: ignore[assignment]  # persistent workers end with their iterator
+        for h in self.dataset.stores:
+            h.close()

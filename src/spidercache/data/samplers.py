@@ -18,16 +18,17 @@ per-rank store it decides only the rank's own block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cached import BatchPlan, CachePlanner
+    from ..engine.plan import BatchPlan, Planner
 
 
-def weighted_draw(scores: np.ndarray, n_draws: int, rng: np.random.Generator,
-                  temperature: float = 1.0, replace: bool = True) -> np.ndarray:
+def weighted_draw(
+    scores: np.ndarray, n_draws: int, rng: np.random.Generator, temperature: float = 1.0, replace: bool = True
+) -> np.ndarray:
     """Draw ids with probability proportional to ``scores ** (1/temperature)``.
 
     Non-finite or negative scores count as the smallest positive score, so a
@@ -50,8 +51,15 @@ def weighted_draw(scores: np.ndarray, n_draws: int, rng: np.random.Generator,
 class PlanningBatchSampler:
     """Yields one ``BatchPlan`` per step of this rank; ``set_epoch`` before each epoch."""
 
-    def __init__(self, planner: "CachePlanner", batch_size: int, rank: int = 0, world: int = 1,
-                 drop_last: bool | None = None) -> None:
+    def __init__(
+        self,
+        planner: "Planner",
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool | None = None,
+        order_fn: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.planner = planner
@@ -61,11 +69,13 @@ class PlanningBatchSampler:
         # DDP needs the same number of steps on every rank: drop the ragged tail.
         self.drop_last = (world > 1) if drop_last is None else bool(drop_last)
         self.epoch = 0
+        # the epoch's global request order: the policy's own unless the loader says otherwise
+        self.order_fn = order_fn or planner.policy.order
         self._order = np.empty(0, np.int64)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        self._order = self.planner.policy.order(self.epoch)
+        self._order = np.asarray(self.order_fn(self.epoch), np.int64)
 
     def __len__(self) -> int:
         per_step = self.batch_size * self.world
@@ -76,7 +86,7 @@ class PlanningBatchSampler:
         B, W, r = self.batch_size, self.world, self.rank
         order = self._order
         for step in range(len(self)):
-            chunk = order[step * B * W: (step + 1) * B * W]
+            chunk = order[step * B * W : (step + 1) * B * W]
             # Ragged last step (single rank only): split what is left evenly.
             per = -(-chunk.size // W)
             own = slice(min(r * per, chunk.size), min((r + 1) * per, chunk.size))

@@ -68,7 +68,7 @@ class RandomFlipCrop:
             dx = torch.randint(0, 2 * p + 1, (n,), generator=self._gen)
             out = torch.empty_like(x)
             for i in range(n):  # one slice per sample: cheap next to the model
-                out[i] = padded[i, :, dy[i]: dy[i] + h, dx[i]: dx[i] + w]
+                out[i] = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
             x = out
         return x
 
@@ -109,7 +109,7 @@ def is_random(transform) -> bool:
 
 def channel_stats(data: np.ndarray, max_samples: int = 10000) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (on a subset), in [0, 1] units."""
-    sub = data[: max_samples].astype(np.float32) / 255.0
+    sub = data[:max_samples].astype(np.float32) / 255.0
     mean = sub.mean(axis=(0, 2, 3))
     std = sub.std(axis=(0, 2, 3)) + 1e-6
     return [float(m) for m in mean], [float(s) for s in std]

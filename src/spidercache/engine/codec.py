@@ -264,3 +264,64 @@ def _msgpack_ext(code: int, data: bytes):
 
 
 __all__ = ["encode", "decode", "header_size", "CorruptValue", "MAGIC", "FIXED_SIZE"]
+
+
+def decode_many(bufs) -> tuple[list, list[int]]:
+    """``decode`` of a batch: (values, positions that failed to verify; their value is None).
+
+    Values are checked exactly as ``decode`` checks them. A value whose header
+    (kind, flags, dtype, shape, length) equals the one before it skips the
+    header parse and only has its checksum verified; runs of equal-header,
+    uncompressed tensors are decoded into one tensor and handed out as views
+    of it (the cached loader's batches: same shape, same dtype).
+    """
+    out: list = [None] * len(bufs)
+    bad: list[int] = []
+    run: list[int] = []  # positions of the current run of equal-header tensors
+    head = None  # (fixed header bytes without the checksum, dtype + shape bytes, offset, dtype, shape)
+    payloads: list = []
+    for k, buf in enumerate(bufs):
+        try:
+            mv = memoryview(buf).cast("B")
+            if head is not None and len(mv) == head[5] and mv[:_CHECKSUM_AT] == head[0] \
+                    and mv[FIXED_SIZE : head[2]] == head[1]:
+                if _checksum(mv) != _FIXED.unpack_from(mv, 0)[7]:
+                    raise CorruptValue("checksum mismatch")
+                run.append(k)
+                payloads.append(mv[head[2] :])
+                continue
+            _flush(run, payloads, head, out)
+            run, payloads, head = [], [], None
+            kind, flags, dtype_str, shape, payload = _unpack(mv)
+            if kind == KIND_TORCH and not flags & FLAG_LZ4 and len(payload):
+                off = len(mv) - len(payload)
+                head = (bytes(mv[:_CHECKSUM_AT]), bytes(mv[FIXED_SIZE:off]), off, dtype_str, shape, len(mv))
+                run, payloads = [k], [payload]
+            else:
+                out[k] = decode(mv)
+        except CorruptValue:
+            bad.append(k)
+    _flush(run, payloads, head, out)
+    return out, bad
+
+
+def _checksum(mv: memoryview) -> int:
+    h = xxhash.xxh3_64()
+    h.update(mv[:_CHECKSUM_AT])
+    h.update(mv[FIXED_SIZE:])
+    return h.intdigest()
+
+
+def _flush(run: list[int], payloads: list, head, out: list) -> None:
+    if not run:
+        return
+    if len(run) == 1:
+        out[run[0]] = _decode_torch(head[3], head[4], payloads[0])
+        return
+    import torch
+
+    first = _decode_torch(head[3], head[4], payloads[0])  # checks dtype and size once
+    raw = np.stack([np.frombuffer(p, np.uint8) for p in payloads])
+    batch = torch.from_numpy(raw).view(first.dtype).reshape(len(run), *first.shape)
+    for k, t in zip(run, batch.unbind(0)):
+        out[k] = t

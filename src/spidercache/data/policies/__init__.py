@@ -33,8 +33,9 @@ def policy_class(name: str) -> type[TrainingPolicy]:
     return registry.policy_class(_key(name))
 
 
-def make_training_policy(name: str, n_samples: int, capacity: int, labels: np.ndarray | None = None,
-                         seed: int = 0, **options: Any) -> TrainingPolicy:
+def make_training_policy(
+    name: str, n_samples: int, capacity: int, labels: np.ndarray | None = None, seed: int = 0, **options: Any
+) -> TrainingPolicy:
     """Build the policy ``name`` for ``n_samples`` ids with room for ``capacity`` of them."""
     return registry.make_policy(_key(name), capacity, n_samples, labels=labels, seed=seed, **options)
 

@@ -25,37 +25,13 @@ Hooks, in the order the loader and the training loop call them:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ...engine.plan import Lookup
 
-@dataclass
-class Lookup:
-    """The policy's decision for one batch (arrays have one entry per request).
-
-    ``served[k]`` is the id whose data answers request ``k``: the requested id
-    itself, or a resident stand-in (``substituted[k]``). ``hit[k]`` means the
-    served id is resident and is read from the cache (true for substitutions).
-    ``admit[k]`` means: load ``served[k]`` from storage and insert it.
-    ``evicted`` are the ids this batch pushed out (the store drops them).
-    ``level`` (optional) says which cache level holds each served id (0 =
-    importance cache, 1 = unimportant / homophily cache); a backend with one
-    store per level (SpiderCache's Redis layout) reads and writes there.
-    """
-
-    served: np.ndarray
-    hit: np.ndarray
-    substituted: np.ndarray
-    admit: np.ndarray
-    evicted: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    level: np.ndarray | None = None
-
-    @classmethod
-    def all_miss(cls, ids: np.ndarray, admit: bool = False) -> "Lookup":
-        n = ids.size
-        return cls(ids.copy(), np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.full(n, admit, np.bool_))
+__all__ = ["Lookup", "TrainingPolicy", "loss_rank_scores"]
 
 
 class TrainingPolicy:
@@ -64,9 +40,12 @@ class TrainingPolicy:
     name: ClassVar[str] = "base"
     # The training loop gathers embeddings (and all-gathers them under DDP) only when asked.
     wants_embeddings: ClassVar[bool] = False
+    # Policies that substitute a miss by a resident sample of the same label need the labels.
+    needs_labels: ClassVar[bool] = False
 
-    def __init__(self, n_samples: int, capacity: int, labels: np.ndarray | None = None,
-                 seed: int = 0, **options: Any) -> None:
+    def __init__(
+        self, n_samples: int, capacity: int, labels: np.ndarray | None = None, seed: int = 0, **options: Any
+    ) -> None:
         if n_samples < 1:
             raise ValueError("a policy needs at least one sample")
         self.n = int(n_samples)
@@ -88,7 +67,9 @@ class TrainingPolicy:
         """Uniform random permutation, the same on every rank for a given epoch."""
         return np.random.default_rng([self.seed, int(epoch), 0]).permutation(self.n).astype(np.int64)
 
-    def update(self, sample_ids: np.ndarray, losses: np.ndarray, embeddings: np.ndarray | None = None) -> None:
+    def update(
+        self, sample_ids: np.ndarray, losses: np.ndarray, embeddings: np.ndarray | None = None
+    ) -> None:
         """Per-sample feedback after a step; the base policy ignores it."""
 
     # -------------------------------------------------------------- cache
@@ -102,6 +83,20 @@ class TrainingPolicy:
     def contains(self, ids: np.ndarray) -> np.ndarray:
         """Mask of which ids are resident now (subclasses answer without building ``resident()``)."""
         return np.isin(np.asarray(ids, np.int64), self.resident())
+
+    # ------------------------------------------- the engine policy protocol
+    # (what ``engine.policies.base.Policy`` offers and trace replays call)
+    def access(self, ids: np.ndarray) -> np.ndarray:
+        """Decide a batch; return which requests were true hits (stand-ins are not hits)."""
+        lk = self.lookup(np.asarray(ids, np.int64))
+        return lk.hit & ~lk.substituted
+
+    def resident_ids(self) -> np.ndarray:
+        return self.resident()
+
+    @property
+    def size(self) -> int:
+        return int(self.resident().size)
 
     # -------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -27,10 +27,19 @@ from .scored import ScoreCache, ShadowScores
 
 class ICachePolicy(TrainingPolicy):
     name = "icache"
+    needs_labels = True  # substitutes a miss by a resident sample: the loader refuses to run without labels
 
-    def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0,
-                 h_fraction: float = 0.3, h_share: float = 0.8, epoch_fraction: float = 0.8,
-                 **options) -> None:
+    def __init__(
+        self,
+        n_samples: int,
+        capacity: int,
+        labels=None,
+        seed: int = 0,
+        h_fraction: float = 0.3,
+        h_share: float = 0.8,
+        epoch_fraction: float = 0.8,
+        **options,
+    ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
         self.h_fraction = float(h_fraction)
         self.epoch_fraction = float(epoch_fraction)
@@ -38,8 +47,8 @@ class ICachePolicy(TrainingPolicy):
         self.scores = ShadowScores(self.n, prior=0.0)
         self.hcache = ScoreCache(self.n, h_cap)
         self.l_capacity = self.capacity - h_cap
-        self._lbuf: list[int] = []       # serving stand-ins this epoch
-        self._lnext: list[int] = []      # filled this epoch, serves the next
+        self._lbuf: list[int] = []  # serving stand-ins this epoch
+        self._lnext: list[int] = []  # filled this epoch, serves the next
         self._in_lbuf = np.zeros(self.n, np.bool_)  # in either half
         self._is_h = np.ones(self.n, np.bool_)
         self._pending_evict: list[int] = []
@@ -113,8 +122,12 @@ class ICachePolicy(TrainingPolicy):
         return np.union1d(self.hcache.ids(), np.asarray(self._lbuf + self._lnext, np.int64))
 
     def state_dict(self):
-        return {"epoch": self.epoch, "scores": self.scores.state_dict(), "resident": self.hcache.ids(),
-                "is_h": self._is_h.copy()}
+        return {
+            "epoch": self.epoch,
+            "scores": self.scores.state_dict(),
+            "resident": self.hcache.ids(),
+            "is_h": self._is_h.copy(),
+        }
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)

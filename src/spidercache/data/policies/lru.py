@@ -18,7 +18,9 @@ class LRUPolicy(TrainingPolicy):
     def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0, **options) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
         self._evicted: list[np.ndarray] = []
-        self._lru = EngineLRU(max(1, self.capacity), self.n, on_evict=self._evicted.append) if self.capacity else None
+        self._lru = (
+            EngineLRU(max(1, self.capacity), self.n, on_evict=self._evicted.append) if self.capacity else None
+        )
 
     def lookup(self, ids: np.ndarray) -> Lookup:
         ids = np.asarray(ids, np.int64)

@@ -38,7 +38,12 @@ class ShadowScores:
         self.current = np.where(scored, self.next, self.prior)
 
     def state_dict(self) -> dict:
-        return {"next": self.next.copy(), "current": self.current.copy(), "prior": self.prior, "seen": self.seen}
+        return {
+            "next": self.next.copy(),
+            "current": self.current.copy(),
+            "prior": self.prior,
+            "seen": self.seen,
+        }
 
     def load_state_dict(self, s: dict) -> None:
         self.next = np.asarray(s["next"], np.float64).copy()
@@ -72,10 +77,6 @@ class ScoreCache:
             if self.resident[i] and self._key[i] == s:
                 return
             heapq.heappop(h)
-
-    def min_score(self) -> float:
-        self._clean_top()
-        return self._heap[0][0] if self._heap else -np.inf
 
     def offer(self, i: int, score: float) -> tuple[bool, int]:
         """Admit ``i`` if there is room or it beats the lowest score; return (admitted, evicted id or -1)."""

@@ -31,8 +31,16 @@ from .scored import ScoreCache, ShadowScores
 class ShadePolicy(TrainingPolicy):
     name = "shade"
 
-    def __init__(self, n_samples: int, capacity: int, labels=None, seed: int = 0,
-                 rep_factor: int = 3, temperature: float = 1.0, **options) -> None:
+    def __init__(
+        self,
+        n_samples: int,
+        capacity: int,
+        labels=None,
+        seed: int = 0,
+        rep_factor: int = 3,
+        temperature: float = 1.0,
+        **options,
+    ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
         self.rep_factor = max(1, int(rep_factor))
         self.temperature = float(temperature)

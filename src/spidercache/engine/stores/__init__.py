@@ -10,11 +10,15 @@ config files use:
 ``redis://host:port[/prefix]``          one Redis server
 ``redis-cluster://h:p,h:p[/prefix]``    Redis Cluster (startup nodes)
 ``memcached://h:p,h:p[/prefix]``        memcached servers (consistent hashing)
+``redis://h:p,h:p[/prefix]``            independent Redis servers (consistent hashing)
+``server://host:port/SESSION``          a session of the cache server (its client,
+                                        loaded by name: the engine does not import it)
 ======================================  ==========================================
 """
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlparse
 
 from ...errors import StoreUnavailable, UserError
@@ -22,15 +26,15 @@ from .base import Key, Store, Value
 from .lmdb_store import LMDBStore
 from .memcached_store import MemcachedStore
 from .memory import MemoryStore
-from .redis_store import RedisStore, parse_nodes
+from .redis_store import RedisStore, ShardedStore, parse_nodes
 from .spill import SpillStore
 
 _MB = 1 << 20
 
-SPEC_HELP = (
-    "memory[:MB] | lmdb:PATH | spill:MB:PATH | redis://host:port[/prefix] | "
-    "redis-cluster://h:p,h:p[/prefix] | memcached://h:p,h:p[/prefix]"
-)
+SPEC_HELP = ("memory[:MB] | lmdb:PATH | spill:MB:PATH | redis://host:port[,host:port][/prefix] | "
+             "redis-cluster://h:p,h:p[/prefix] | memcached://h:p,h:p[/prefix] | server://host:port/SESSION")
+# stores that live in a front-end, imported by name on first use
+_BY_NAME = {"server": "spidercache.server.client:DatasetCache"}
 
 
 def _megabytes(text: str, spec: str) -> int:
@@ -72,23 +76,28 @@ def open_store(spec: str, *, prefix: str | None = None) -> Store:
         key_prefix = prefix or url.path.strip("/") or "sc"
         if scheme == "memcached":
             return MemcachedStore(nodes, prefix=key_prefix)
-        if scheme == "redis" and len(nodes) == 1:
-            host, port = nodes[0]
-            return RedisStore(host, port, prefix=key_prefix)
+        if scheme == "redis":
+            if len(nodes) == 1:
+                return RedisStore(nodes[0][0], nodes[0][1], prefix=key_prefix)
+            return ShardedStore([functools.partial(RedisStore, h, p, prefix=key_prefix) for h, p in nodes],
+                                [f"{h}:{p}" for h, p in nodes])
         return RedisStore(prefix=key_prefix, cluster=True, startup_nodes=nodes)
+    if scheme == "server":
+        return _server_store(spec, prefix)
     raise UserError(f"unknown store {spec!r}; expected one of: {SPEC_HELP}")
 
 
-__all__ = [
-    "Store",
-    "Key",
-    "Value",
-    "MemoryStore",
-    "LMDBStore",
-    "SpillStore",
-    "RedisStore",
-    "MemcachedStore",
-    "open_store",
-    "StoreUnavailable",
-    "SPEC_HELP",
-]
+def _server_store(spec: str, pipeline: str | None) -> Store:
+    import importlib
+
+    url = urlparse(spec)
+    session = url.path.strip("/")
+    if not url.hostname or not session.isdigit():
+        raise UserError(f"bad store spec {spec!r}: expected server://host:port/SESSION (a number)")
+    module, name = _BY_NAME["server"].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(int(session), hostname=url.hostname, port=url.port or 50052, pipeline=pipeline or "")
+
+
+__all__ = ["Store", "Key", "Value", "MemoryStore", "LMDBStore", "SpillStore", "RedisStore",
+           "MemcachedStore", "ShardedStore", "open_store", "StoreUnavailable", "SPEC_HELP"]

@@ -235,8 +235,7 @@ class RedisStore(Store):
         }
 
     def __setstate__(self, state: dict) -> None:
-        RedisStore.__init__(
-            self,
+        self.__init__(
             state["host"],
             state["port"],
             prefix=state["prefix"],
@@ -255,3 +254,134 @@ class RedisStore(Store):
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class ShardedStore(Store):
+    """Independent servers (SpiderCache's ``--cache_nodes N`` Redis layout), keys spread by consistent hashing.
+
+    Each key lives on the node its hash falls to on a ring of ``vnodes``
+    points per node, so adding or losing a node moves only that node's share.
+    Nodes are opened on first use; a node that fails is left alone for a
+    back-off period while the others keep serving: its keys read as absent
+    (lost hits, reloaded from the source) and its puts as refused. Only when
+    every node is down does a call raise ``StoreUnavailable``.
+    """
+
+    name = "sharded"
+
+    def __init__(self, openers: Sequence, names: Sequence[str], vnodes: int = 160) -> None:
+        import xxhash
+
+        from ..backoff import Backoff
+
+        if len(openers) != len(names) or not openers:
+            raise ValueError("one name per node, at least one node")
+        self.openers, self.names = list(openers), list(names)
+        self._nodes: list[Store | None] = [None] * len(openers)
+        self._backoff = [Backoff(1.0, 30.0) for _ in openers]
+        self.node_errors = 0
+        points = [
+            (xxhash.xxh3_64_intdigest(f"{nm}#{v}".encode()), k)
+            for k, nm in enumerate(self.names)
+            for v in range(vnodes)
+        ]
+        points.sort()
+        self._ring = np.asarray([p for p, _ in points], np.uint64)
+        self._owner = np.asarray([k for _, k in points], np.int64)
+        self._hash = xxhash.xxh3_64_intdigest
+
+    def node_of(self, keys: list) -> np.ndarray:
+        h = np.fromiter((self._hash(key_text(k).encode()) for k in keys), np.uint64, len(keys))
+        pos = np.searchsorted(self._ring, h) % self._ring.size
+        return self._owner[pos]
+
+    def _node(self, k: int) -> Store | None:
+        if self._backoff[k].down:
+            return None
+        if self._nodes[k] is None:
+            try:
+                self._nodes[k] = self.openers[k]()
+            except StoreUnavailable:
+                self._failed(k)
+                return None
+        return self._nodes[k]
+
+    def check(self) -> None:
+        """Open every node now; raise ``StoreUnavailable`` for the first that does not answer."""
+        for k, opener in enumerate(self.openers):
+            if self._nodes[k] is None:
+                self._nodes[k] = opener()
+
+    def _failed(self, k: int) -> None:
+        self.node_errors += 1
+        self._backoff[k].failed()
+        st, self._nodes[k] = self._nodes[k], None
+        if st is not None:
+            try:
+                st.close()
+            except Exception:  # a dead connection may fail to close; nothing to keep
+                pass
+
+    def _each(self, keys: list, method: str, *args):
+        """(positions, result or None) per node; raise only when every node of the store is down."""
+        owner = self.node_of(keys)
+        results, alive = [], False
+        for k in np.unique(owner).tolist():
+            pos = np.flatnonzero(owner == k)
+            node = self._node(k)
+            res = None
+            if node is not None:
+                try:
+                    res = getattr(node, method)(
+                        [keys[i] for i in pos.tolist()], *[[a[i] for i in pos.tolist()] for a in args]
+                    )
+                    alive = True
+                    self._backoff[k].succeeded()
+                except StoreUnavailable:
+                    self._failed(k)
+            results.append((pos, res))
+        if keys and not alive and all(b.down for b in self._backoff):
+            raise StoreUnavailable(f"no node of {', '.join(self.names)} answers")
+        return results
+
+    def get_many(self, keys) -> list[Value | None]:
+        keys = as_key_list(keys)
+        out: list[Value | None] = [None] * len(keys)
+        for pos, res in self._each(keys, "get_many"):
+            if res is not None:
+                for i, v in zip(pos.tolist(), res):
+                    out[i] = v
+        return out
+
+    def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
+        keys = as_key_list(keys)
+        check_batch(keys, values)
+        stored = np.zeros(len(keys), np.bool_)
+        for pos, res in self._each(keys, "put_many", list(values)):
+            if res is not None:
+                stored[pos] = res
+        return stored
+
+    def delete_many(self, keys) -> None:
+        self._each(as_key_list(keys), "delete_many")
+
+    def close(self) -> None:
+        for k, st in enumerate(self._nodes):
+            if st is not None:
+                st.close()
+            self._nodes[k] = None
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_nodes"] = [None] * len(self.openers)
+        d.pop("_hash")
+        return d
+
+    def __setstate__(self, state: dict) -> None:
+        import xxhash
+
+        self.__dict__.update(state)
+        self._hash = xxhash.xxh3_64_intdigest
+
+    def __repr__(self) -> str:
+        return f"ShardedStore({', '.join(self.names)})"

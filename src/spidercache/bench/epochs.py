@@ -1,0 +1,57 @@
+"""``bench epochs``: whole training epochs (small CNN) over a JPEG ImageFolder read through http://.
+
+``run`` writes (or reuses) the JPEG tree of ``bench.loader``, serves it
+with ``http.server`` in its own process, and runs ``spidercache.data.train``
+from the URL once per case (``none``; ``minio`` at working set 1.0; ``spider``
+at 0.1), returning the per-epoch rows of each run; ``summary`` gives the mean
+epoch seconds after the first and the ratios to ``none``. (The accuracy study
+over seeds and policies is ``spidercache bench train``; its aggregation lives
+with the command.)
+"""
+
+from __future__ import annotations
+
+import os
+
+from .loader import http_server, jpeg_folder, summary
+
+CASES = {"none": ("none", 0.1), "ws1": ("minio", 1.0), "spider": ("spider", 0.1), "lru": ("lru", 0.1)}
+
+
+def run(
+    root: str = ".spidercache/bench-jpeg",
+    n: int = 20000,
+    size: int = 64,
+    epochs: int = 3,
+    workers: int = 2,
+    batch_size: int = 256,
+    cases: str = "none,ws1,spider",
+    seed: int = 0,
+    test_samples: int = 500,
+) -> list[dict]:
+    from ..data.train import TrainConfig, train
+
+    jpeg_folder(root, n, size)
+    rows: list[dict] = []
+    with http_server(root) as url:
+        for case in cases.split(","):
+            policy, ws = CASES[case]
+            cfg = TrainConfig(
+                train_paths=[f"{url}/train"],
+                image_size=size,
+                epochs=epochs,
+                policy=policy,
+                working_set_size=ws,
+                workers=workers,
+                batch_size=batch_size,
+                seed=seed,
+                storage_latency_ms=0.0,
+                test_samples=test_samples,
+                progress=False,
+            )
+            for r in train(cfg).rows:
+                rows.append({"bench": "train", "case": case, **r, "load": os.getloadavg()[0]})
+    return rows
+
+
+__all__ = ["run", "summary"]

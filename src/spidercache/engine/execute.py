@@ -1,0 +1,219 @@
+"""Execute: wherever the bytes are, a ``BatchPlan`` runs against the stores and the source.
+
+One batch, in order: one ``get_many`` per level for the planned hits (a
+value that is absent, or fails the codec's checksum, is *lost*: the request
+is served from the source instead, and a stand-in that cannot be read gives
+way to the requested id); one ``load`` call for every distinct id that must
+come from the source; one ``put_many`` per level for the admissions (and,
+with ``write_back``, for the lost hits, so the store agrees with the policy
+again); then the deletes of the evictions.
+
+``StoreHandle`` opens a store lazily in each process (a connection must not
+cross a fork) and, when it stops answering, leaves it alone for a back-off
+period (``Backoff``: doubling from ``retry_after`` to ``max_retry_after``)
+during which its reads count as lost and the job goes on from the source.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import StoreUnavailable
+from . import codec
+from .backoff import Backoff
+from .plan import BatchPlan
+
+DOWN = object()  # what ``StoreHandle.call`` returns while the store is unavailable
+
+
+class StoreHandle:
+    """A store opened on first use in each process, with a back-off when it fails."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        label: str = "store",
+        retry_after: float = 1.0,
+        max_retry_after: float = 30.0,
+    ) -> None:
+        self.opener = opener
+        self.label = label
+        self.retry = (float(retry_after), float(max_retry_after))
+        self._reset()
+
+    def _reset(self) -> None:
+        self.partial_errors = 0  # failed servers behind the last call that still answered
+        self._store = None
+        self._pid = os.getpid()
+        self.backoff = Backoff(*self.retry)
+
+    def __getstate__(self):
+        return {"opener": self.opener, "label": self.label, "retry": self.retry}
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def call(self, method: str, *args):
+        """``store.method(*args)``; ``DOWN`` when the store is unavailable (counted by the caller)."""
+        if self._pid != os.getpid():
+            self._reset()
+        if self.backoff.down:
+            return DOWN
+        try:
+            if self._store is None:
+                self._store = self.opener()
+            before = getattr(self._store, "node_errors", 0)
+            result = getattr(self._store, method)(*args)
+            # a store over several servers answers for the live ones and counts the dead
+            self.partial_errors = getattr(self._store, "node_errors", 0) - before
+        except StoreUnavailable:
+            self._drop()
+            return DOWN
+        self.backoff.succeeded()
+        return result
+
+    def _drop(self) -> None:
+        self.backoff.failed()
+        st, self._store = self._store, None
+        if st is not None:
+            try:
+                st.close()
+            except Exception:  # closing a dead connection may fail; nothing to keep
+                pass
+
+    def close(self) -> None:
+        if self._store is not None and self._pid == os.getpid():
+            self._store.close()
+        self._store = None
+
+
+@dataclass
+class Executed:
+    """A plan after it ran: the values per request and what it cost."""
+
+    values: list
+    served: np.ndarray
+    hit: np.ndarray
+    substituted: np.ndarray
+    lost: int = 0  # planned cache reads that had to go to the source
+    store_errors: int = 0  # failed store calls and damaged values
+    source_reads: int = 0
+    source_seconds: float = 0.0
+    written: dict = field(default_factory=dict)  # id -> encoded bytes stored
+
+
+def _levels(n: int, level: np.ndarray | None, n_levels: int):
+    if level is None or n_levels == 1:
+        return [(0, np.arange(n))]
+    lv = np.clip(level, 0, n_levels - 1)
+    return [(int(x), np.flatnonzero(lv == x)) for x in np.unique(lv)]
+
+
+def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Callable, values: list):
+    """Read the hits at ``pos``; returns (positions that failed, store errors)."""
+    failed, errors = [], 0
+    lv = None if plan.level is None else plan.level[pos]
+    for level, sub in _levels(pos.size, lv, len(stores)):
+        p = pos[sub]
+        raw = stores[level].call("get_many", [key(i) for i in plan.served[p].tolist()])
+        if raw is DOWN:
+            errors += 1
+            failed.extend(p.tolist())
+            continue
+        errors += stores[level].partial_errors
+        got, bad = codec.decode_many([b for b in raw if b is not None])
+        errors += len(bad)
+        decoded = iter(got)
+        for k, buf in zip(p.tolist(), raw):
+            if buf is None:
+                failed.append(k)
+                continue
+            v = next(decoded)
+            if v is None:
+                failed.append(k)
+            else:
+                values[k] = v
+    return np.asarray(failed, np.int64), errors
+
+
+def execute(
+    plan: BatchPlan,
+    stores: Sequence[StoreHandle],
+    load: Callable[[np.ndarray], list],
+    key: Callable[[int], Any] = int,
+    write_back: bool = True,
+) -> Executed:
+    """Run ``plan``: hits from ``stores`` (one per level), misses from ``load(ids)``."""
+    served, hit, sub = plan.served.copy(), plan.hit.copy(), plan.substituted.copy()
+    n = served.size
+    values: list = [None] * n
+    hit_pos = np.flatnonzero(hit)
+    in_batch = np.empty(0, np.int64)
+    if hit_pos.size and plan.admit.any():
+        # a hit on an id this very batch admits is copied from the loaded value
+        same = np.isin(served[hit_pos], served[plan.admit])
+        in_batch, hit_pos = hit_pos[same], hit_pos[~same]
+    failed, errors = _read(plan, hit_pos, stores, key, values) if hit_pos.size and stores else (hit_pos, 0)
+    if failed.size:  # a failed stand-in is pointless: read what was asked for instead
+        served[failed] = np.where(sub[failed], plan.requested[failed], served[failed])
+        hit[failed] = sub[failed] = False
+    miss_pos = np.union1d(np.flatnonzero(~hit), in_batch)
+    out = Executed(values, served, hit, sub, lost=int(failed.size), store_errors=errors)
+    if miss_pos.size:
+        uniq, inv = np.unique(served[miss_pos], return_inverse=True)
+        t0 = time.perf_counter()
+        loaded = load(uniq)
+        out.source_seconds = time.perf_counter() - t0
+        out.source_reads = int(uniq.size)
+        for k, j in zip(miss_pos.tolist(), inv.reshape(-1).tolist()):
+            values[k] = loaded[j]
+        if stores:
+            want = np.zeros(n, np.bool_)
+            want[miss_pos] = plan.admit[miss_pos] & ~hit[miss_pos]
+            if write_back and failed.size:
+                want[failed] = True
+            out.store_errors += _write(plan, served, want, values, stores, key, out.written)
+    if stores and plan.evict.size:
+        for st in stores:  # an evicted id may sit on any level: drop it everywhere
+            if st.call("delete_many", [key(i) for i in plan.evict.tolist()]) is DOWN:
+                out.store_errors += 1
+    return out
+
+
+def _write(plan, served, want, values, stores, key, written: dict) -> int:
+    w = np.flatnonzero(want)
+    if not w.size:
+        return 0
+    wid, first = np.unique(served[w], return_index=True)
+    pos = w[first]
+    pos = pos[[values[k] is not None for k in pos.tolist()]]
+    errors = 0
+    lv = None if plan.level is None else plan.level[pos]
+    for level, sub in _levels(pos.size, lv, len(stores)):
+        p = pos[sub]
+        blobs = [codec.encode(values[k]) for k in p.tolist()]
+        ok = stores[level].call("put_many", [key(i) for i in served[p].tolist()], blobs)
+        if ok is DOWN:
+            errors += 1
+            continue
+        errors += stores[level].partial_errors
+        for k, b, good in zip(p.tolist(), blobs, ok):
+            if good:
+                written[int(served[k])] = len(b)
+    return errors
+
+
+class Opened:
+    """An opener for a store that already exists (the shared-memory store travels with it)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def __call__(self):
+        return self.store
