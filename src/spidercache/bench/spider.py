@@ -1,6 +1,6 @@
-"""`spidercache bench spider`: the SpiderCache study, its report, and the data path alone.
+"""`spidercache bench spider`: the SpiderCache study and its report.
 
-Three modes, one function (``run``):
+Two modes, one function (``run``):
 
 * ``study`` (default): one stream of the study for one seed: train each policy
   at each working set exactly as ``spidercache bench train`` does (the same
@@ -14,29 +14,17 @@ Three modes, one function (``run``):
   to LRU, the final test accuracy (mean, standard deviation, half-range over
   seeds), epoch seconds after the first, and for the spider policies the index
   upkeep seconds per epoch and its share of the epoch time; ``plot`` draws it.
-* ``loader``: the data path alone. Training on these shared 2-core machines is
-  compute-bound, so the end-to-end epoch time cannot show what the cache saves
-  on storage: this runs the real ``CachedLoader`` (DataLoader workers,
-  shared-memory slots, ``SlowStorage`` sleeping per read) with the policy's real
-  decisions and no model; after each batch the policy is fed per-sample losses
-  and embeddings from a fixed stand-in model (embedding = the image
-  downsampled to 7x7, loss = distance to its class mean). Rows: per policy and
-  epoch; the log says each policy's warm epoch time relative to ``none``.
+The data path alone (no model step) is ``spidercache bench loader``.
 
 ``spidercache bench spider --seed 0 --policies spider,none --append rows.jsonl``;
-``spidercache bench spider --mode report --merge rows.jsonl --plot spider.png``;
-``spidercache bench spider --mode loader --policies none,lru,spider --train-samples 5000 --epochs 4``.
+``spidercache bench spider --mode report --merge rows.jsonl --plot spider.png``.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Callable, Optional
-
-import numpy as np
 
 from ..errors import UserError
 from .runner import Rows, parse_options
@@ -44,9 +32,9 @@ from .spider_report import draw, load, report_table, summarize
 from .train import EPOCH_KEYS, train_logged
 
 HELP = {
-    "mode": "study (train, append rows), report (merge row files) or loader (the data path alone).",
+    "mode": "study (train, append rows) or report (merge row files).",
     "policies": "Comma-separated training policies.",
-    "working_set": "Comma-separated working sets (fraction of the data cached); loader mode takes the first.",
+    "working_set": "Comma-separated working sets (fraction of the data cached).",
     "option": "key=value policy option for the spider policies (repeatable).",
     "label": "Name written as the rows' policy (for option variants).",
     "threads": "torch intra-op threads (0: leave as is).",
@@ -88,13 +76,10 @@ def run(
         if plot is not None:
             draw(summary, rows, str(plot))
         return Rows(summary, {"mode": mode, "files": [str(p) for p in merge]})
-    if mode == "loader":
-        rows = loader_rows(
-            names, train_samples, epochs, storage_latency_ms, workers, sets[0], batch_size, seed, opts, log
-        )
-        return Rows(rows, {"mode": mode})
     if mode != "study":
-        raise UserError(f"--mode must be study, report or loader, got {mode!r}")
+        raise UserError(
+            f"--mode must be study or report, got {mode!r} (the data path alone is `bench loader`)"
+        )
     rows = study_rows(
         names,
         sets,
@@ -117,13 +102,7 @@ def run(
 
 
 def table(rows: Rows):
-    return report_table(rows) if rows and "served_vs_lru" in rows[0] else _loader_table(rows)
-
-
-def _loader_table(rows: Rows):
-    from .runner import rows_table
-
-    return rows_table(rows, "bench spider --mode loader: per policy and epoch")
+    return report_table(rows)
 
 
 # ------------------------------------------------------------------ study
@@ -182,73 +161,3 @@ def study_rows(
 
 
 # ----------------------------------------------------------------- loader
-def stand_in_features(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(x).float() / 255.0
-    emb = F.adaptive_avg_pool2d(t, 7).flatten(1).numpy()
-    means = np.stack(
-        [emb[y == c].mean(0) if (y == c).any() else np.zeros(emb.shape[1]) for c in range(y.max() + 1)]
-    )
-    loss = np.linalg.norm(emb - means[y], axis=1)
-    return emb.astype(np.float32), loss
-
-
-def loader_rows(names, train_samples, epochs, latency_ms, workers, ws, batch, seed, opts, log) -> list[dict]:
-    from ..data.datasets import open_dataset
-
-    ds = open_dataset([], train=True)
-    idx = np.sort(np.random.default_rng(seed).choice(len(ds), train_samples, replace=False))
-    x, y = ds.data[idx], ds.targets[idx]
-    emb, loss = stand_in_features(x, y)
-    rows: list[dict] = []
-    for p in names:
-        rows += _loader_epochs(
-            p,
-            x,
-            y,
-            emb,
-            loss,
-            epochs,
-            latency_ms,
-            workers,
-            ws,
-            batch,
-            seed,
-            opts if p.startswith("spider") else None,
-        )
-    warm = {
-        p: statistics.mean(r["epoch_seconds"] for r in rows if r["policy"] == p and r["epoch"] > 0)
-        for p in dict.fromkeys(r["policy"] for r in rows)
-    }
-    for p, s in warm.items():
-        base = warm.get("none")
-        log(f"{p:12s} warm epoch {s:6.2f} s" + (f"  {base / s:.2f}x shorter than none" if base else ""))
-    return rows
-
-
-def _loader_epochs(policy_name, x, y, emb, loss, epochs, latency_ms, workers, ws, batch, seed, options):
-    from .loader import cached_loader
-
-    loader = cached_loader(x, y, None, policy_name, latency_ms, workers, batch, ws, seed, options)
-    rows = []
-    try:
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            for b in loader.epoch(epoch):
-                loader.update(b.ids, loss[b.ids], emb[b.ids])
-            st = loader.stats
-            rows.append(
-                {
-                    "policy": policy_name,
-                    "epoch": epoch,
-                    "epoch_seconds": time.perf_counter() - t0,
-                    "hit_ratio": st.hit_ratio,
-                    "substitution_ratio": st.substitution_ratio,
-                    "storage_reads": st.storage_reads,
-                }
-            )
-    finally:
-        loader.close()
-    return rows
