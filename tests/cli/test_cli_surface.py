@@ -87,3 +87,16 @@ def test_every_top_level_export_resolves():
 
     for name in spidercache.__all__:
         assert getattr(spidercache, name) is not None, name
+
+
+def test_historical_underscore_flags_are_hidden_aliases():
+    from spidercache.cli import canonical_flags
+
+    argv = ["train", "--batch_size", "64", "--working_set_size=0.2", "--cache_nodes", "2", "a_b", "--", "--x_y"]
+    assert canonical_flags(argv) == [
+        "train", "--batch-size", "64", "--working-set=0.2", "--cache-nodes", "2", "a_b", "--", "--x_y"
+    ]
+    proc = spidercache("train", "--batch_size", "abc")
+    assert proc.returncode == 2 and "--batch-size" in proc.stderr, proc.stderr
+    help_text = spidercache("train", "--help").stdout
+    assert "--batch-size" in help_text and "--batch_size" not in help_text and "--working_set_size" not in help_text

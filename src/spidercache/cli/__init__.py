@@ -73,6 +73,26 @@ _USER_ERRORS = (
 )
 
 
+# Flags are kebab-case. SpiderCache's historical spellings (--batch_size, --working_set_size,
+# --cache_nodes, --host_ip, --port_num, ...) are accepted as hidden aliases: underscores in a flag's
+# name become dashes before parsing, and renamed flags map to today's name.
+_RENAMED = {"--working-set-size": "--working-set"}
+
+
+def canonical_flags(argv: list[str]) -> list[str]:
+    """``argv`` with every ``--flag_name[=value]`` spelled ``--flag-name[=value]`` (values untouched)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":  # everything after is positional
+            return out + argv[i:]
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg.partition("=")
+            name = name.replace("_", "-")
+            arg = _RENAMED.get(name, name) + eq + value
+        out.append(arg)
+    return out
+
+
 def _load_groups() -> None:
     for name in _GROUPS:
         module = importlib.import_module(f"{__name__}.{name}")
@@ -88,6 +108,7 @@ def _fail(message: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     _load_groups()
+    argv = canonical_flags(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, prog_name="spidercache", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:

@@ -1,8 +1,9 @@
 """`spidercache train`: train a network with its training data served through a cache.
 
-SpiderCache's original flags work as they are (``--batch_size``,
+Flags are kebab-case; SpiderCache's original spellings (``--batch_size``,
 ``--cache_training_data``, ``--working_set_size``, ``--cache_nodes``,
-``--host_ip``, ``--port_num``, ``--port_num2``); every flag can also come from
+``--host_ip``, ``--port_num``, ``--port_num2``) work as hidden aliases
+(``spidercache.cli.canonical_flags``); every flag can also come from
 ``--config file.toml`` (keys are the flag names with ``_`` or ``-``), and a
 flag given on the command line wins over the file. The command is a thin
 layer over ``spidercache.data.train.train``.
@@ -58,24 +59,24 @@ def register(app: typer.Typer) -> None:
                        "s3://, file:// URL; root/train evaluates on root/test or root/val), or train.npz [test.npz]. "
                        "None: the embedded Fashion-MNIST."),
         network: str = typer.Option("small", "--network", help="small, alexnet, vgg11, vgg16, resnet18/34/50."),
-        batch_size: int = typer.Option(256, "--batch_size", "--batch-size"),
+        batch_size: int = typer.Option(256, "--batch-size"),
         epochs: int = typer.Option(10, "--epochs"),
         lr: float = typer.Option(0.05, "--lr"),
         cache_training_data: bool = typer.Option(
-            True, "--cache_training_data/--no_cache_training_data", "--cache-training-data/--no-cache-training-data",
+            True, "--cache-training-data/--no-cache-training-data",
             help="Serve training data through the cache (off: every read goes to storage)."),
-        working_set_size: float = typer.Option(0.1, "--working_set_size", "--working-set-size",
+        working_set_size: float = typer.Option(0.1, "--working-set",
                                                help="Cache size as a fraction of the training set, in (0, 1]."),
-        cache_nodes: int = typer.Option(1, "--cache_nodes", "--cache-nodes",
+        cache_nodes: int = typer.Option(1, "--cache-nodes",
                                         help="Redis servers; N > 1: keys spread by consistent hashing over "
-                                             "port_num, port_num2, port_num2+1, ... (or --redis-nodes)."),
+                                             "--port-num, --port-num2, --port-num2 + 1, ... (or --redis-nodes)."),
         redis_cluster: bool = typer.Option(False, "--redis-cluster",
-                                           help="--cache_nodes / --redis-nodes name a Redis Cluster instead."),
-        host_ip: str = typer.Option("127.0.0.1", "--host_ip", "--host-ip"),
-        port_num: int = typer.Option(6379, "--port_num", "--port-num", help="Redis for important samples."),
-        port_num2: int = typer.Option(6380, "--port_num2", "--port-num2",
+                                           help="--cache-nodes / --redis-nodes name a Redis Cluster instead."),
+        host_ip: str = typer.Option("127.0.0.1", "--host-ip"),
+        port_num: int = typer.Option(6379, "--port-num", help="Redis for important samples."),
+        port_num2: int = typer.Option(6380, "--port-num2",
                                       help="Redis for unimportant / homophily samples."),
-        port_num3: int = typer.Option(6381, "--port_num3", "--port-num3", help="Redis for the shared split ratio."),
+        port_num3: int = typer.Option(6381, "--port-num3", help="Redis for the shared split ratio."),
         policy: str = typer.Option("", "--policy", help="none, lru, minio, shade, icache, spider, spider-noh, spider-nois (default: spider)."),
         policy_option: Optional[List[str]] = typer.Option(None, "--policy-option",
                                                           help="key=value passed to the policy (repeatable)."),
@@ -86,7 +87,7 @@ def register(app: typer.Typer) -> None:
         cache: str = typer.Option("decoded", "--cache", help="decoded: cache decoded samples; raw: the files."),
         strict: bool = typer.Option(False, "--strict", help="An image that fails to decode is an error."),
         cache_bytes: Optional[int] = typer.Option(None, "--cache-bytes",
-                                                  help="Byte budget of the cache (instead of --working_set_size)."),
+                                                  help="Byte budget of the cache (instead of --working-set)."),
         memcached_servers: Optional[str] = typer.Option(None, "--memcached-servers"),
         session: Optional[int] = typer.Option(None, "--session", help="Cache server session id."),
         server_port: int = typer.Option(50052, "--server-port"),

@@ -55,7 +55,6 @@ from .base import TrainingPolicy
 from .scored import ScoreCache
 from .spider_serve import SpiderServe
 
-
 # How a stand-in is chosen for a substitutable miss (docs/spider.md, "Stand-ins"):
 #   nearest:       own cluster's representative, else the first same-label neighbour's (the first design)
 #   neighbourhood: a random one among the representatives of the own and the neighbours' clusters
@@ -105,16 +104,8 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         **options: Any,
     ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
-        if not 0.0 <= float(protect) <= 1.0:
-            raise UserError(f"spider: protect must be in [0, 1], got {protect}")
-        self.protect = float(protect)
-        if stand_in not in STAND_IN_RULES:
-            raise UserError(f"spider: stand_in must be one of {STAND_IN_RULES}, got {stand_in!r}")
-        self.stand_in_rule = stand_in
+        self._check_options(protect, stand_in, sub_weight)
         self.rotate = bool(rotate)
-        if not 0.0 <= float(sub_weight) <= 1.0:
-            raise UserError(f"spider: sub_weight must be in [0, 1], got {sub_weight}")
-        self.sub_weight = float(sub_weight)
         self.is_correction = bool(is_correction)
         self.rep_uses = max(1, int(rep_uses))
         self.refresh = float(np.clip(refresh, 0.0, 1.0))
@@ -127,15 +118,7 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
             AdaptiveSplit(ratio, ratio_min, ratio_max, ratio_step)
         except ValueError as exc:
             raise UserError(f"spider: {exc}") from None
-        hom = self.use_homophily
-        if hom and self.labels is None:
-            warnings.warn(
-                "spider: no labels given, so no look-alike can be checked for its label; "
-                "the homophily cache is off",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            hom = False
+        hom = self._homophily_wanted()
         self.homophily_on = hom
         # The training loop gathers embeddings only for policies that use them.
         self.wants_embeddings = hom or importance == "gradnorm"
@@ -147,16 +130,6 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
             if hom
             else None
         )
-        if hom and self.labels is not None:
-            counts = np.bincount(self.labels)
-            lonely = np.flatnonzero(counts == 1)
-            if lonely.size:
-                warnings.warn(
-                    f"spider: {lonely.size} class(es) have a single sample (e.g. label {int(lonely[0])}); "
-                    "such samples are never substituted",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
         rank = int(getattr(dist, "rank", 0) or 0)
         world = int(getattr(dist, "world", 1) or 1)
         key = ratio_key or f"spidercache:spider:ratio:{self.n}:{self.capacity}:{self.seed}"
@@ -170,6 +143,44 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
             world=world,
             key=key,
         )
+        self._init_state()
+
+    def _check_options(self, protect: float, stand_in: str, sub_weight: float) -> None:
+        if not 0.0 <= float(protect) <= 1.0:
+            raise UserError(f"spider: protect must be in [0, 1], got {protect}")
+        self.protect = float(protect)
+        if stand_in not in STAND_IN_RULES:
+            raise UserError(f"spider: stand_in must be one of {STAND_IN_RULES}, got {stand_in!r}")
+        self.stand_in_rule = stand_in
+        if not 0.0 <= float(sub_weight) <= 1.0:
+            raise UserError(f"spider: sub_weight must be in [0, 1], got {sub_weight}")
+        self.sub_weight = float(sub_weight)
+
+    def _homophily_wanted(self) -> bool:
+        """Whether the homophily cache runs: it needs labels; warn about what labels cannot give."""
+        hom = self.use_homophily
+        if hom and self.labels is None:
+            warnings.warn(
+                "spider: no labels given, so no look-alike can be checked for its label; "
+                "the homophily cache is off",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return False
+        if hom:
+            counts = np.bincount(self.labels)
+            lonely = np.flatnonzero(counts == 1)
+            if lonely.size:
+                warnings.warn(
+                    f"spider: {lonely.size} class(es) have a single sample (e.g. label {int(lonely[0])}); "
+                    "such samples are never substituted",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return hom
+
+    def _init_state(self) -> None:
+        """Per-sample arrays and the two score caches, sized by the split."""
         self.score = np.ones(self.n, np.float64)
         self.substitutable = np.zeros(self.n, np.bool_)
         c0 = self._level0_capacity()
@@ -193,6 +204,7 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         self._slots = (self.icache.capacity, self.hcache.capacity)
         self.upkeep_seconds = 0.0  # index + score work, this epoch
         self.epoch_stats: list[dict] = []
+
 
     # ------------------------------------------------------------ helpers
     def _level0_capacity(self) -> int:

@@ -74,7 +74,6 @@ class SpiderServe:
         evicted = self._pending_evict
         self._pending_evict = []
         ic, hc = self.icache, self.hcache
-        score = self.score
         must = self.sampler.must_serve if self.use_importance_sampling else None
         hom = self.graph is not None and hc.capacity > 0
         fresh: set[int] = set()  # admitted by this batch: still on its way into the store
@@ -107,45 +106,53 @@ class SpiderServe:
                     self._gain[1] += 1
                     continue
             # A miss: read from storage, and decide which level (if any) keeps it.
-            c = self.cluster[i]
-            # Any unimportant sample read from storage may become a representative,
-            # a must-serve one too (it is read anyway; it only may not be replaced).
-            may_rep = hom and self.substitutable[i]
-            if may_rep and self.rotate and self.cluster_size[c] > 1:
-                r = int(self.rep_of[c])
-                if r >= 0 and r != i and self.uses[r] >= self.rep_uses:
-                    # The representative has stood in its share: this storage read takes
-                    # its place, so the stand-ins rotate within the epoch. (The store's
-                    # delete runs after this batch's reads, so r may still serve in it.)
-                    hc.discard(r)
-                    self._drop_rep(r)
-                    evicted.append(r)
-            if may_rep and self.cluster_size[c] > 1 and self.rep_of[c] < 0:
-                ok, victim = hc.offer(i, float(self.cluster_size[c]))
-                if ok:
-                    if victim >= 0:
-                        self._drop_rep(victim)
-                        evicted.append(victim)
-                    self.rep_of[c] = i
-                    self.rep_cluster[i] = c
-                    self.ready_at[i] = self._lookups + self.ready_after
-                    self._pool_add(i)
-                    admit[k] = True
-                    level[k] = 1
-                    fresh.add(i)
-                    continue
-            ok, victim = ic.offer(i, float(score[i]))
-            if ok:
+            lvl = self._keep_miss(i, hom, evicted)
+            if lvl >= 0:
                 admit[k] = True
+                level[k] = lvl
                 fresh.add(i)
-                if victim >= 0:
-                    evicted.append(victim)
         ev = np.asarray(evicted, np.int64)
         if fresh and ev.size:
             # Evicted earlier (or at epoch start) and admitted again by this batch: the
             # store's delete runs after the batch's writes, so it must not be issued.
             ev = ev[~self.contains(ev)]
         return Lookup(served, hit, sub, admit, ev, level)
+
+    def _keep_miss(self, i: int, hom: bool, evicted: list[int]) -> int:
+        """Admit the missed id ``i``: level 1 (a cluster's representative), 0 (by score), or -1 (not kept).
+
+        Ids it pushes out are appended to ``evicted``."""
+        hc = self.hcache
+        c = self.cluster[i]
+        # Any unimportant sample read from storage may become a representative,
+        # a must-serve one too (it is read anyway; it only may not be replaced).
+        may_rep = hom and self.substitutable[i]
+        if may_rep and self.rotate and self.cluster_size[c] > 1:
+            r = int(self.rep_of[c])
+            if r >= 0 and r != i and self.uses[r] >= self.rep_uses:
+                # The representative has stood in its share: this storage read takes
+                # its place, so the stand-ins rotate within the epoch. (The store's
+                # delete runs after this batch's reads, so r may still serve in it.)
+                hc.discard(r)
+                self._drop_rep(r)
+                evicted.append(r)
+        if may_rep and self.cluster_size[c] > 1 and self.rep_of[c] < 0:
+            ok, victim = hc.offer(i, float(self.cluster_size[c]))
+            if ok:
+                if victim >= 0:
+                    self._drop_rep(victim)
+                    evicted.append(victim)
+                self.rep_of[c] = i
+                self.rep_cluster[i] = c
+                self.ready_at[i] = self._lookups + self.ready_after
+                self._pool_add(i)
+                return 1
+        ok, victim = self.icache.offer(i, float(self.score[i]))
+        if not ok:
+            return -1
+        if victim >= 0:
+            evicted.append(victim)
+        return 0
 
     def contains(self, ids):
         ids = np.asarray(ids, np.int64)
