@@ -141,13 +141,14 @@ def test_sampler_and_set_epoch_like_a_dataloader():
 
 def test_training_policy_replays_an_id_trace_like_an_engine_policy():
     from spidercache.data.policies import make_training_policy
-    from spidercache.engine.plan import replay
+    from spidercache.engine.replay import replay
 
     n = 100
     trace = np.concatenate([np.random.default_rng(e).permutation(n) for e in range(3)])
     minio = make_training_policy("minio", n, 30, np.arange(n) % 5)
     out = replay(minio, trace, 10, epoch_length=n)
-    assert out["requests"] == 300 and out["hits"] == 60 and out["substitutions"] == 0  # 30 resident, 2 epochs
+    hits, subs = int(out.hits.sum()), int(out.substituted.sum())
+    assert out.requests == 300 and hits == 60 and subs == 0  # 30 resident, 2 epochs
     lru = make_training_policy("lru", n, 30)
     hits = lru.access(np.array([1, 2, 1, 3, 2]))
     assert hits.tolist() == [False, False, True, False, True] and lru.size == 3

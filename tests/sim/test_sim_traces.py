@@ -66,3 +66,14 @@ def test_simulate_counts_hits_and_keeps_keys_without_remap_effects() -> None:
 def test_empty_trace_is_a_user_error() -> None:
     with pytest.raises(UserError):
         simulate(np.array([], np.int64), ["lru"], [0.1])
+
+
+def test_simulator_replays_training_policies_through_the_one_replay_loop():
+    """Training policies run over an id trace like engine ones; train-lru is LRU hit for hit."""
+    from spidercache.sim.simulate import simulate
+
+    rng = np.random.default_rng(3)
+    keys = (rng.zipf(1.2, 20_000) % 800).astype(np.int64)
+    rows = {r["policy"]: r for r in simulate(keys, ["lru", "train-lru", "train-shade"], [0.1])}
+    assert rows["train-lru"]["hits"] == rows["lru"]["hits"] > 0
+    assert 0 < rows["train-shade"]["hits"] < 20_000

@@ -174,23 +174,3 @@ class Planner:
             np.asarray(evict, np.int64),
             None if level is None else np.asarray(level, np.int8),
         )
-
-
-def replay(policy, trace: np.ndarray, batch_size: int, epoch_length: int | None = None) -> dict:
-    """Replay an id trace through a deciding policy in batches (no values, no store).
-
-    ``epoch_length``: call ``policy.begin_epoch(e)`` every that many requests
-    (training policies commit their scores there). Returns request, hit and
-    substitution counts; the simulator and tests use it to run training
-    policies over traces.
-    """
-    trace = np.asarray(trace, np.int64)
-    hits = subs = 0
-    begin = getattr(policy, "begin_epoch", None)
-    for start in range(0, trace.size, int(batch_size)):
-        if begin is not None and epoch_length and start % int(epoch_length) < int(batch_size):
-            begin(start // int(epoch_length))
-        lk = policy.lookup(trace[start : start + int(batch_size)])
-        subs += int(np.count_nonzero(lk.substituted))
-        hits += int(np.count_nonzero(lk.hit & ~lk.substituted))
-    return {"requests": int(trace.size), "hits": hits, "substitutions": subs}

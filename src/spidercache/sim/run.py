@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from ..engine.policies import make_policy
+from ..engine.replay import replay
 
 
 @dataclass(frozen=True)
@@ -56,21 +57,6 @@ def footprint_bytes(ids: np.ndarray, sizes: np.ndarray | None, n: int) -> int:
     return int(_first_sizes_sum(ids, sizes))
 
 
-def replay(
-    policy: Any, ids: np.ndarray, batch: int | None = None, sizes: np.ndarray | None = None
-) -> np.ndarray:
-    """The one trace-replay loop: ``ids`` through ``policy`` (whole, or ``batch`` at a time) -> hits."""
-    if not batch or batch >= ids.size:
-        return policy.access(ids) if sizes is None else policy.access(ids, sizes=sizes)
-    hits = np.empty(ids.size, np.bool_)
-    for s in range(0, ids.size, batch):
-        part = slice(s, s + batch)
-        hits[part] = (
-            policy.access(ids[part]) if sizes is None else policy.access(ids[part], sizes=sizes[part])
-        )
-    return hits
-
-
 def run_policy(
     run: PolicyRun,
     ids: np.ndarray,
@@ -84,12 +70,16 @@ def run_policy(
         kwargs["by_bytes"] = True
     policy = make_policy(run.policy, max(run.built, 1), n_ids, **kwargs)
     t0 = time.perf_counter()
-    hit_mask = replay(policy, ids, sizes=sizes if run.by_bytes else None)
+    # training policies: one epoch is one pass over the ids, as their loader would ask
+    out = replay(policy, ids, sizes=sizes if run.by_bytes else None, epoch_length=n_ids)
     elapsed = time.perf_counter() - t0
-    return {
-        "policy": policy.name,
-        "hits": int(np.count_nonzero(hit_mask)),
-        "bytes_hit": int(sizes[hit_mask].sum()) if sizes is not None else 0,
+    row = {
+        "policy": run.policy if run.policy.startswith("train-") else policy.name,
+        "hits": int(np.count_nonzero(out.hits)),
+        "bytes_hit": int(sizes[out.hits].sum()) if sizes is not None else 0,
         "sim_seconds": elapsed,
         "state_bytes": policy.state_bytes(),
     }
+    if out.substituted.any():
+        row["substitutions"] = int(np.count_nonzero(out.substituted))
+    return row

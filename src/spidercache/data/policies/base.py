@@ -98,6 +98,10 @@ class TrainingPolicy:
     def size(self) -> int:
         return int(self.resident().size)
 
+    def state_bytes(self) -> int:
+        """Bytes of the policy's array state (what the simulator reports per policy)."""
+        return int(sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)))
+
     # -------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch}
