@@ -3,24 +3,24 @@
 ``gap_closed = (h - h_best) / (h_OPT - h_best)`` per policy and cache size, where h_best is
 the best of lru / lfu / arc / s3fifo on that trace and size (those and OPT are always
 simulated, even when not asked for, since the gap needs them). The replay loop is the
-whole trace in one ``access`` call, as the simulator's ``run_policy`` does (which cannot pass a
-model or tables to a policy yet); ``learned+prefetch`` splits the
-trace into batches of ``batch`` requests itself, since it prefetches after each batch.
+package's one (``engine.replay``, as in the simulator): the whole trace in one ``access`` call;
+``learned+prefetch`` splits the trace into batches of ``batch`` requests itself, since it
+prefetches after each batch.
 """
 
 from __future__ import annotations
 
 import time
-
 from pathlib import Path
 
 import numpy as np
 
-from ..engine.ids import remap_trace
 from ..engine.capacity import capacity_for, check_size
+from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
 from ..engine.policies import make_policy
 from ..engine.policies.registry import canonical_name
+from ..engine.replay import replay
 from ..errors import UserError
 from .models import load_model
 from .train import dense_tables
@@ -116,7 +116,7 @@ def evaluate(
                 kw["next_use"] = nxt
             pol = make_policy(name, cap, n, **kw)
             t0 = time.perf_counter()
-            n_hits = int(np.count_nonzero(pol.access(ids)))
+            n_hits = int(np.count_nonzero(replay(pol, ids).hits))
             sec = time.perf_counter() - t0
             row = {
                 "policy": name,
