@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,6 +156,7 @@ class OnlineRetrainer:
         self._thread: threading.Thread | None = None
         self.swaps: list[dict] = []
         self.rejections: list[dict] = []
+        self.busy = False  # True while a head is being retrained (for latency-while-retraining figures)
         runtime.observer = self
 
     def add(self, unit: int, stored: torch.Tensor, base_logits: torch.Tensor) -> None:
@@ -186,11 +188,17 @@ class OnlineRetrainer:
                 tx, ty = torch.stack(buf["train_x"]), torch.stack(buf["train_y"])
                 hx, hy = torch.stack(buf["hold_x"]), torch.stack(buf["hold_y"])
                 self._new[exit_.unit] = 0
-            candidate = copy.deepcopy(exit_.head)
-            train_head(candidate, tx, ty, None, epochs=self.epochs, lr=self.lr)
-            old_score = self._score(exit_.head, hx, hy, exit_.threshold)
-            new_score = self._score(candidate, hx, hy, exit_.threshold)
-            record = {"unit": exit_.unit, "head": exit_.name, "old": old_score, "new": new_score}
+            self.busy = True
+            started = time.perf_counter()
+            try:
+                candidate = copy.deepcopy(exit_.head)
+                train_head(candidate, tx, ty, None, epochs=self.epochs, lr=self.lr)
+                old_score = self._score(exit_.head, hx, hy, exit_.threshold)
+                new_score = self._score(candidate, hx, hy, exit_.threshold)
+            finally:
+                self.busy = False
+            record = {"unit": exit_.unit, "head": exit_.name, "old": old_score, "new": new_score,
+                      "seconds": time.perf_counter() - started, "samples": len(tx), "at": started}
             if new_score["cross_entropy"] < old_score["cross_entropy"] and new_score["hit_accuracy"] >= old_score["hit_accuracy"]:
                 self.runtime.replace_head(exit_.unit, candidate)
                 self.swaps.append(record)

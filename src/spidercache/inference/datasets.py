@@ -1,0 +1,93 @@
+"""The images GATI trains, explores and benchmarks on, read through the package's dataset layer.
+
+``load_splits(dataset)`` returns the training and test images of a dataset
+given by name (``fashion-mnist``, the embedded default) or by path, through
+``data.datasets.open_dataset``, which reads Fashion-MNIST IDX folders, CIFAR-10
+and CIFAR-100 python folders, ImageFolder trees (``root/<class>/<image>``, or
+``root/train`` and ``root/test``) and ``.npz`` files (``train.npz,test.npz``
+for a separate test file). Where the data has no test split of its own (one
+ImageFolder tree such as LFW's person folders, one ``.npz``), a fixed 20% of
+it (seeded permutation) is held out as the test split, and ``ImageSplits.note``
+says so. ``image_size`` decodes ImageFolder images at that size; every array is
+resized to the model's input by ``BaseModel.adapt`` / ``resize_images``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UserError
+
+DEFAULT_DATASET = "fashion-mnist"
+HOLDOUT = 0.2
+
+
+@dataclass
+class ImageSplits:
+    train_images: np.ndarray  # uint8 N x C x H x W
+    train_labels: np.ndarray  # int64 N
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    name: str
+    note: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _paths(dataset: str, data_root: str | None) -> list[str]:
+    key = dataset.lower().replace("_", "-")
+    if key in ("fashion-mnist", "fashionmnist", "fmnist"):
+        return [data_root] if data_root else []
+    return [p for p in dataset.split(",") if p]
+
+
+def load_splits(dataset: str = DEFAULT_DATASET, data_root: str | None = None,
+                image_size: int | None = None, seed: int = 0) -> ImageSplits:
+    """Training and test images of ``dataset`` (a name or a path; see the module docstring)."""
+    from ..data.datasets import open_dataset
+
+    paths = _paths(dataset, data_root)
+    size = image_size or 64  # only ImageFolder trees use it: they have no native size
+    train = open_dataset(paths, train=True, image_size=size)
+    classes = [str(c) for c in train.classes]
+    try:
+        test = open_dataset(paths, train=False, image_size=size)
+    except UserError:  # no test split of its own: hold out a fixed part of the training data
+        test = None
+    name = train.name if not paths else dataset
+    if test is not None:
+        if len(test.classes) > len(classes):
+            raise UserError(f"{dataset}: the test split has {len(test.classes)} classes, training {len(classes)}")
+        return ImageSplits(train.data, train.targets, test.data, test.targets, classes, name)
+    n = len(train.data)
+    if n < 5:
+        raise UserError(f"{dataset}: {n} images are too few to hold out a test split")
+    perm = np.random.default_rng(seed).permutation(n)
+    cut = n - max(1, int(n * HOLDOUT))
+    tr, te = np.sort(perm[:cut]), np.sort(perm[cut:])
+    note = f"{dataset} has no test split: {len(te)} of its {n} images (a fixed 20%) are held out as the test split"
+    return ImageSplits(train.data[tr], train.targets[tr], train.data[te], train.targets[te], classes, name, note)
+
+
+def splits(n_total: int, train_samples: int, head_samples: int, val_samples: int, seed: int = 0):
+    """Disjoint index sets of the training images: base training, head training, validation."""
+    if min(train_samples, head_samples, val_samples) <= 0:
+        raise UserError("train, head and validation sample counts must be positive")
+    if train_samples + head_samples + val_samples > n_total:
+        raise UserError(f"{train_samples} + {head_samples} + {val_samples} samples exceed the {n_total} "
+                        "training images")
+    perm = np.random.default_rng(seed).permutation(n_total)
+    a, b = train_samples, train_samples + head_samples
+    return perm[:a], perm[a:b], perm[b:b + val_samples]
+
+
+def check_classes(base_classes: int, splits_: ImageSplits) -> None:
+    """One line if the dataset's class count is not the base network's."""
+    if splits_.num_classes != base_classes:
+        raise UserError(f"dataset {splits_.name} has {splits_.num_classes} classes but the base network "
+                        f"was trained for {base_classes}")
