@@ -56,10 +56,16 @@ def test_batches_keep_order_and_match_one_by_one(tiny_base, tiny_exploration):
     assert len(exits) >= 2, "the test needs both early exits and full runs"
 
 
-def test_wrong_image_shape_is_a_user_error(tiny_base, tiny_exploration):
+def test_wrong_channels_are_refused_and_other_sizes_resized(tiny_base, tiny_exploration):
+    from spidercache.inference.basemodel import resize_images
+
     rt = runtime_with(tiny_exploration, tiny_base, 0.9)
     with pytest.raises(UserError, match="model takes 1x28x28"):
-        rt.predict_images(np.zeros((1, 3, 32, 32), dtype=np.uint8))
+        rt.predict_images(np.zeros((1, 4, 32, 32), dtype=np.uint8))
+    x, _ = make_images(6, seed=31, size=56)
+    small = resize_images(x, (1, 28, 28))
+    assert small.shape == (6, 1, 28, 28) and small.dtype == np.uint8
+    assert torch.equal(rt.predict_images(x.repeat(3, axis=1)).labels, rt.predict_images(small).labels)
 
 
 def test_heads_for_another_model_are_refused(tmp_path, tiny_base, tiny_exploration):

@@ -42,12 +42,14 @@ def test_round_trip_matches_local_runtime(server):
     assert len(info.heads) == 2
 
 
-def test_wrong_image_is_refused_and_server_goes_on(server):
+def test_wrong_image_is_resized_or_refused_and_server_goes_on(server):
     runtime, client, _ = server
     with pytest.raises(UserError, match="model takes 1x28x28"):
-        client.predict(np.zeros((3, 32, 32), dtype=np.uint8))
-    with pytest.raises(UserError, match="model takes 1x28x28"):
-        client.predict(np.zeros((1, 27, 28), dtype=np.uint8))
+        client.predict(np.zeros((4, 28, 28), dtype=np.uint8))  # neither grey nor colour: refused
+    x, _ = make_images(3, seed=22, size=40)
+    colour = x.repeat(3, axis=1)
+    for image in (x[0], colour[1]):  # another size, and colour for a grey model: resized like preprocess does
+        assert client.predict(image).prediction == int(runtime.predict_images(image[None].copy()).labels[0])
     x, _ = make_images(1, seed=22)
     assert client.predict(x[0]).prediction == int(runtime.predict_images(x).labels[0])
 
@@ -59,9 +61,9 @@ def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
     Image.fromarray(x[0, 0]).save(good)
     image = read_image(good)
     assert image.shape == (1, 28, 28) and np.array_equal(image, x[0])
-    bad = tmp_path / "colour.png"
-    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(bad)
-    assert read_image(bad).shape == (3, 32, 32)  # sent as it is: the server says what it expects
+    bad = tmp_path / "four.npy"
+    np.save(bad, np.zeros((4, 28, 28), dtype=np.uint8))
+    assert read_image(bad).shape == (4, 28, 28)  # sent as it is: the server says what it expects
     cmd = [sys.executable, "-m", "spidercache", "gati", "query", "--address", f"127.0.0.1:{port}", str(bad)]
     wrong = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2
@@ -95,7 +97,7 @@ def test_table_decode_is_exactly_preprocess(tiny_base):
 
 
 def test_rpc_overhead_reports_model_handler_and_empty_call_figures(tiny_base, tiny_exploration):
-    from spidercache.inference.bench import rpc_overhead
+    from spidercache.inference.loadtest import rpc_overhead
 
     exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
              for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]

@@ -76,7 +76,7 @@ RUN_DEFAULTS = dict(
     batches=(1, 32), latency_requests=300, checkpoint=None, work_dir="~/.cache/spidercache/gati",
     train_threads=None, threads=1, z=1.0, head_epochs=8, rpc=True, serving=True, clients=8, window_ms=2.0,
     stream=True, stream_requests=3000, rebuild=False, gpu=False, test_samples=None, variants=None, retime=False,
-    lr=0.05,
+    lr=0.05, train_device=None,
 )
 
 
@@ -99,7 +99,9 @@ def run(say: Callable[[str], None] = lambda _m: None, **opts) -> list[dict]:
         torch.set_num_threads(o["train_threads"])
     # Training and the exploration's forward passes use a GPU when there is one;
     # latency is measured on the CPU (and, with gpu=True, on the GPU as well).
-    work_device = "cuda" if torch.cuda.is_available() else "cpu"
+    work_device = o["train_device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    if work_device == "cuda" and not torch.cuda.is_available():
+        raise UserError("train_device cuda: no CUDA GPU is visible to torch on this machine")
     base = _base_model(o, data, base_idx, val_idx, work, work_device, say)
     check_classes(base.num_classes, data)
     train_x = images_for(data, base.input_shape, say)

@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
         _positive("--image-size", image_size, 8, 1024)
         if lr <= 0:
             raise UserError(f"--lr must be positive, got {lr}")
+        dev = _device(device)
         if threads:
             torch.set_num_threads(threads)
         data = load_splits(dataset, data_root, image_size)
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
             _say(data.note)
         base = train(data, network, stem=stem, image_size=image_size, epochs=epochs, converge=converge,
                      train_samples=train_samples, head_samples=head_samples, val_samples=val_samples, lr=lr,
-                     device=_device(device), say=_say)
+                     device=dev, say=_say)
         base.save(out)
         _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")
         if as_json:
@@ -133,6 +134,7 @@ def register(app: typer.Typer) -> None:
         for name, v in (("--head-samples", head_samples), ("--val-samples", val_samples),
                         ("--head-epochs", head_epochs), ("--threads", threads)):
             _positive(name, v, 2 if "samples" in name else 1)
+        dev = _device(device)
         if threads:
             torch.set_num_threads(threads)
         base = load_checkpoint(model)
@@ -141,7 +143,7 @@ def register(app: typer.Typer) -> None:
             _say(data.note)
         ex = build_caches(base, data, train_samples=train_samples, head_samples=head_samples,
                           val_samples=val_samples, head_epochs=head_epochs,
-                          variants=list(_variants(variants) or ()) or None, device=_device(device), say=_say)
+                          variants=list(_variants(variants) or ()) or None, device=dev, say=_say)
         path = ex.save(out)
         _say(f"wrote {path} ({len(ex.heads)} heads, base fingerprint {ex.base_fingerprint[:12]})")
         if as_json:
@@ -306,6 +308,7 @@ def _register_bench(gati: typer.Typer) -> None:
         stream: bool = typer.Option(True, help="online retraining on a shifting stream"),
         stream_requests: int = typer.Option(3000, help="requests in the shifting stream"),
         gpu: bool = typer.Option(False, help="also time the same compositions on a CUDA GPU (error when none)"),
+        train_device: Optional[str] = typer.Option(None, help="cpu or cuda for training (default: cuda if any)"),
         as_json: bool = typer.Option(False, "--json"),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG: latency against accuracy"),
     ) -> None:
@@ -323,6 +326,8 @@ def _register_bench(gati: typer.Typer) -> None:
             _positive(name, v, 10 if name in ("--requests", "--stream-requests") else 1)
         if min(batch_sizes) < 1:
             raise UserError("--batches must be positive")
+        if gpu:
+            _device("cuda")
         rows = gb.run(say=_say, model=model, dataset=dataset, data_root=data_root, image_size=image_size,
                       stem=stem, epochs=epochs, converge=converge, lr=lr, train_samples=train_samples,
                       head_samples=head_samples, val_samples=val_samples, epsilons=_epsilons(epsilons),
@@ -330,7 +335,8 @@ def _register_bench(gati: typer.Typer) -> None:
                       train_threads=train_threads, threads=threads, z=z, head_epochs=head_epochs, rpc=rpc,
                       serving=serving, clients=clients, window_ms=window_ms, stream=stream,
                       stream_requests=stream_requests, rebuild=rebuild, gpu=gpu, test_samples=test_samples,
-                      variants=_variants(variants), retime=retime)
+                      variants=_variants(variants), retime=retime,
+                      train_device=_device(train_device) if train_device else None)
         if plot:
             gb.plot(rows, plot)
             _say(f"wrote {plot}")

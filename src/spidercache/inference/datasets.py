@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import UserError
 
 DEFAULT_DATASET = "fashion-mnist"
+PAIRS_DATASET = "fashion-pairs"  # a 100-class 32 px stand-in made from Fashion-MNIST (see fashion_pairs)
 HOLDOUT = 0.2
 
 
@@ -51,6 +52,8 @@ def load_splits(dataset: str = DEFAULT_DATASET, data_root: str | None = None,
     """Training and test images of ``dataset`` (a name or a path; see the module docstring)."""
     from ..data.datasets import open_dataset
 
+    if dataset.lower() == PAIRS_DATASET:
+        return fashion_pairs(data_root, seed)
     paths = _paths(dataset, data_root)
     size = image_size or 64  # only ImageFolder trees use it: they have no native size
     train = open_dataset(paths, train=True, image_size=size)
@@ -91,3 +94,31 @@ def check_classes(base_classes: int, splits_: ImageSplits) -> None:
     if splits_.num_classes != base_classes:
         raise UserError(f"dataset {splits_.name} has {splits_.num_classes} classes but the base network "
                         f"was trained for {base_classes}")
+
+
+def _pair_images(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from .basemodel import resize_images
+
+    n = len(images)
+    partner = np.random.default_rng(seed).permutation(n)
+    halves = resize_images(images, (1, 32, 16))
+    out = np.concatenate([halves, halves[partner]], axis=3)
+    return out, labels * 10 + labels[partner]
+
+
+def fashion_pairs(data_root: str | None = None, seed: int = 0) -> ImageSplits:
+    """A 100-class, 32x32 stand-in built from Fashion-MNIST (no 100-class dataset ships with the package).
+
+    Each image is two Fashion-MNIST images side by side (each resized to
+    32x16); its label is ``10 * left class + right class``. The partner of
+    every image is a fixed permutation of the same split (train with train,
+    test with test), so the test split shares no image with training.
+    """
+    from ..data.datasets import open_dataset
+
+    paths = [data_root] if data_root else []
+    train, test = open_dataset(paths, train=True), open_dataset(paths, train=False)
+    tx, ty = _pair_images(train.data, train.targets, seed)
+    vx, vy = _pair_images(test.data, test.targets, seed + 1)
+    note = "fashion-pairs: a 100-class stand-in (two Fashion-MNIST images side by side, 32x32), not CIFAR-100"
+    return ImageSplits(tx, ty, vx, vy, [str(i) for i in range(100)], PAIRS_DATASET, note)

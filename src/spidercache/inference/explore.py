@@ -25,7 +25,15 @@ import torch
 
 from ..errors import UserError
 from .basemodel import BaseModel, module_bytes
-from .heads import Head, head_outputs, pool_activation, train_head, unit_grids, variants_for
+from .heads import (
+    Head,
+    head_outputs,
+    pool_activation,
+    train_head,
+    unit_grids,
+    variants_for,
+)
+from .progress import Eta
 
 FORMAT = "spidercache-gati/1"
 FILE_NAME = "gati.pt"
@@ -237,6 +245,8 @@ def explore(
     channels = [next(iter(a.values())).shape[1] for a in train_acts]
 
     heads: list[HeadRecord] = []
+    todo = [(i, v) for i in range(len(unit_names)) for v in variants_for(channels[i]) if not variants or v in variants]
+    eta = Eta(say, "head", every=0.0)
     for i, name in enumerate(unit_names):
         for variant in variants_for(channels[i]):
             if variants and variant not in variants:
@@ -249,9 +259,10 @@ def explore(
             heads.append(HeadRecord(i, name, variant, channels[i], {k: v.clone() for k, v in head.state_dict().items()},
                                     module_bytes(head), {}, conf, pred, seconds))
             hit = conf >= 0.9
-            say(f"{name:>10} {variant:<10} hit@0.9 {hit.mean() * 100:5.1f}%  acc on hits "
-                f"{(pred[hit] == val_labels[hit]).mean() * 100 if hit.any() else float('nan'):5.1f}%  "
-                f"agrees with base {(pred == val_base_pred).mean() * 100:5.1f}%  trained in {seconds:.1f} s")
+            hit_acc = (pred[hit] == val_labels[hit]).mean() * 100 if hit.any() else float("nan")
+            eta(len(heads), len(todo), f"{name:>10} {variant:<10} hit@0.9 {hit.mean() * 100:5.1f}%  acc on hits "
+                f"{hit_acc:5.1f}%  agrees with base {(pred == val_base_pred).mean() * 100:5.1f}%  "
+                f"trained in {seconds:.1f} s")
     ex = Exploration(
         base_fingerprint=base.fingerprint(), network=base.network, input_shape=base.input_shape,
         num_classes=base.num_classes, unit_names=unit_names, unit_channels=channels,
