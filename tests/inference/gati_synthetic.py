@@ -11,7 +11,7 @@ def make_images(n: int, seed: int = 0, size: int = 28):
     half = size // 2
     for i, k in enumerate(labels):
         r, c = divmod(int(k), 2)
-        images[i, 0, r * half:(r + 1) * half, c * half:(c + 1) * half] += np.uint8(120)
+        images[i, 0, r * half : (r + 1) * half, c * half : (c + 1) * half] += np.uint8(120)
     return images, labels.astype(np.int64)
 
 

@@ -2,18 +2,20 @@
 
 import numpy as np
 import torch
+from gati_synthetic import make_images
 
 from spidercache.inference.batching import Batcher
 from spidercache.inference.loadtest import concurrent_load
 from spidercache.inference.runtime import Exit, GatiRuntime
 from spidercache.inference.stream import drift_stream, shift_images
 
-from gati_synthetic import make_images
-
 
 def runtime(tiny_base, tiny_exploration, threshold=0.9):
-    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), threshold)
-             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    exits = [
+        Exit(h.unit, h.name, tiny_exploration.build_head(i), threshold)
+        for i, h in enumerate(tiny_exploration.heads)
+        if h.variant == "pool2_mlp"
+    ]
     return GatiRuntime(tiny_base, exits)
 
 
@@ -24,7 +26,7 @@ def test_batcher_answers_each_request_as_the_runtime_does(tiny_base, tiny_explor
     want = rt.predict(xt)
     batcher = Batcher(rt, window_ms=50.0, max_batch=8)
     try:
-        futures = [batcher.submit(xt[i:i + 1]) for i in range(len(x))]
+        futures = [batcher.submit(xt[i : i + 1]) for i in range(len(x))]
         got = [f.result(timeout=30) for f in futures]
     finally:
         batcher.close()
@@ -50,8 +52,9 @@ def test_stream_shift_lowers_hits_and_retraining_is_measured(tiny_base, tiny_exp
     x, y = make_images(200, seed=43)
     shifted = shift_images(x)
     assert shifted.min() >= 90 and shifted.dtype == np.uint8
-    rows = drift_stream(lambda: runtime(tiny_base, tiny_exploration, 0.8), x, y, requests=900, windows=3,
-                        min_new=64)
+    rows = drift_stream(
+        lambda: runtime(tiny_base, tiny_exploration, 0.8), x, y, requests=900, windows=3, min_new=64
+    )
     summary = {r["mode"]: r for r in rows if r["window"] is None}
     windows = [r for r in rows if r["window"] is not None]
     assert {r["mode"] for r in windows} == {"static", "retraining"} and len(windows) == 6

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from gati_synthetic import make_images, write_image_folder
 
 from spidercache.errors import UserError
 from spidercache.inference.basemodel import evaluate, load_checkpoint, train_base_model
 from spidercache.inference.faces import read_pairs, use_centroids, verify_pairs
-
-from gati_synthetic import make_images, write_image_folder
 
 
 def lfw(tmp_path):
@@ -63,8 +62,17 @@ def test_face_network_trains_with_a_centroid_classifier(tmp_path):
     root = write_image_folder(tmp_path / "faces", n=40, size=24, seed=3)
     data = load_splits(str(root), image_size=24)
     said = []
-    base = train_base(data, "se-lresnet18e-ir", epochs=1, converge=False, train_samples=16, head_samples=8,
-                      val_samples=8, lr=0.01, say=said.append)
+    base = train_base(
+        data,
+        "se-lresnet18e-ir",
+        epochs=1,
+        converge=False,
+        train_samples=16,
+        head_samples=8,
+        val_samples=8,
+        lr=0.01,
+        say=said.append,
+    )
     assert base.classifier == "centroid" and base.input_shape == (3, 24, 24)
     assert any("nearest class centroid" in m for m in said)
     assert np.isfinite(base.meta["val_accuracy_centroid"])

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.cached import CachedDataset
 from ..data.backends import make_backend
+from ..data.cached import CachedDataset
 from ..data.datasets import open_dataset
 from ..data.loader import CachedLoader
 from ..data.policies import make_training_policy

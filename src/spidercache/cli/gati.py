@@ -10,8 +10,10 @@ import typer
 
 from ..errors import UserError
 
-DATASET_HELP = ("fashion-mnist (default), or a path: a CIFAR-10/100 python folder, an ImageFolder tree "
-                "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)")
+DATASET_HELP = (
+    "fashion-mnist (default), or a path: a CIFAR-10/100 python folder, an ImageFolder tree "
+    "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)"
+)
 
 
 def _say(message: str) -> None:
@@ -57,17 +59,39 @@ def _positive(name: str, value: int | None, low: int = 1, high: int | None = Non
 
 
 def register(app: typer.Typer) -> None:
-    gati = typer.Typer(help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True)
+    gati = typer.Typer(
+        help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True
+    )
     app.add_typer(gati, name="gati")
+    for add in (
+        _register_train_base,
+        _register_build,
+        _register_serve,
+        _register_query,
+        _register_eval,
+    ):
+        add(gati)
+    from .gati_bench import register_bench
 
+    register_bench(gati)
+
+
+def _register_train_base(gati: typer.Typer) -> None:
     @gati.command("train-base")
     def train_base(
-        network: str = typer.Option("resnet18", "--network",
-                                    help="alexnet, vgg11, vgg16, resnet18/34/50, small, se-lresnet18e-ir"),
+        network: str = typer.Option(
+            "resnet18", "--network", help="alexnet, vgg11, vgg16, resnet18/34/50, small, se-lresnet18e-ir"
+        ),
         dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
-        data_root: Optional[str] = typer.Option(None, help="Fashion-MNIST folder (default: the Debian package's)"),
-        image_size: Optional[int] = typer.Option(None, help="train at this size (images resized); default native"),
-        stem: Optional[str] = typer.Option(None, help="ResNets: cifar (28-32 px, default) or imagenet (64-224 px)"),
+        data_root: Optional[str] = typer.Option(
+            None, help="Fashion-MNIST folder (default: the Debian package's)"
+        ),
+        image_size: Optional[int] = typer.Option(
+            None, help="train at this size (images resized); default native"
+        ),
+        stem: Optional[str] = typer.Option(
+            None, help="ResNets: cifar (28-32 px, default) or imagenet (64-224 px)"
+        ),
         epochs: int = typer.Option(30, help="most epochs (with --converge) or exactly this many"),
         converge: bool = typer.Option(True, help="stop when validation accuracy stops improving"),
         train_samples: int = typer.Option(20000, help="first N images of the fixed shuffled training split"),
@@ -85,9 +109,9 @@ def register(app: typer.Typer) -> None:
         from ..inference.build import train_base as train
         from ..inference.datasets import load_splits
 
-        for name, v in (("--epochs", epochs), ("--train-samples", train_samples), ("--threads", threads),
-                        ("--head-samples", head_samples), ("--val-samples", val_samples)):
-            _positive(name, v)
+        given = dict(locals())
+        for k in ("epochs", "train_samples", "threads", "head_samples", "val_samples"):
+            _positive(f"--{k.replace('_', '-')}", given[k])
         _positive("--image-size", image_size, 8, 1024)
         if lr <= 0:
             raise UserError(f"--lr must be positive, got {lr}")
@@ -97,17 +121,27 @@ def register(app: typer.Typer) -> None:
         data = load_splits(dataset, data_root, image_size)
         if data.note:
             _say(data.note)
-        base = train(data, network, stem=stem, image_size=image_size, epochs=epochs, converge=converge,
-                     train_samples=train_samples, head_samples=head_samples, val_samples=val_samples, lr=lr,
-                     device=dev, say=_say)
+        keys = (
+            "stem",
+            "image_size",
+            "epochs",
+            "converge",
+            "train_samples",
+            "head_samples",
+            "val_samples",
+            "lr",
+        )
+        base = train(data, network, device=dev, say=_say, **{k: given[k] for k in keys})
         base.save(out)
         _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")
         if as_json:
-            typer.echo(json.dumps({"checkpoint": str(out), "network": base.network, "stem": base.stem,
-                                   "classifier": base.classifier, "input_shape": list(base.input_shape),
-                                   "num_classes": base.num_classes, "fingerprint": base.fingerprint(),
-                                   **base.meta}, indent=1, default=float))
+            info = {"checkpoint": str(out), "network": base.network, "stem": base.stem}
+            info.update(classifier=base.classifier, input_shape=list(base.input_shape))
+            info.update(num_classes=base.num_classes, fingerprint=base.fingerprint(), **base.meta)
+            typer.echo(json.dumps(info, indent=1, default=float))
 
+
+def _register_build(gati: typer.Typer) -> None:
     @gati.command("build")
     def build(
         model: Path = typer.Option(..., "--model", help="base model checkpoint (state dict with metadata)"),
@@ -115,24 +149,32 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),
         image_size: Optional[int] = typer.Option(None, help="decode ImageFolder trees at this size"),
-        train_samples: Optional[int] = typer.Option(None, help="images the base trained on (skipped); default from it"),
+        train_samples: Optional[int] = typer.Option(
+            None, help="images the base trained on (skipped); default from it"
+        ),
         head_samples: int = typer.Option(10000, help="images to train heads on"),
         val_samples: int = typer.Option(5000, help="validation images for thresholds (never the test split)"),
         head_epochs: int = typer.Option(8),
-        variants: Optional[str] = typer.Option(None, help="comma-separated subset of gap_linear,pool2_mlp,pool4_mlp,conv1x1"),
+        variants: Optional[str] = typer.Option(
+            None, help="comma-separated subset of gap_linear,pool2_mlp,pool4_mlp,conv1x1"
+        ),
         threads: Optional[int] = typer.Option(None),
         device: str = typer.Option("cpu", help="cpu or cuda (activations and head training)"),
         as_json: bool = typer.Option(False, "--json", help="print the exploration summary as JSON on stdout"),
     ) -> None:
-        """Exploration: train every head variant at every layer; measure hit rate, accuracy, latency, memory."""
+        """Exploration: train every head variant at every layer; measure hit rate, accuracy, latency, size."""
         import torch
 
         from ..inference.basemodel import load_checkpoint
         from ..inference.build import build_caches
         from ..inference.datasets import load_splits
 
-        for name, v in (("--head-samples", head_samples), ("--val-samples", val_samples),
-                        ("--head-epochs", head_epochs), ("--threads", threads)):
+        for name, v in (
+            ("--head-samples", head_samples),
+            ("--val-samples", val_samples),
+            ("--head-epochs", head_epochs),
+            ("--threads", threads),
+        ):
             _positive(name, v, 2 if "samples" in name else 1)
         dev = _device(device)
         if threads:
@@ -141,14 +183,24 @@ def register(app: typer.Typer) -> None:
         data = load_splits(dataset, data_root, image_size or base.input_shape[1])
         if data.note:
             _say(data.note)
-        ex = build_caches(base, data, train_samples=train_samples, head_samples=head_samples,
-                          val_samples=val_samples, head_epochs=head_epochs,
-                          variants=list(_variants(variants) or ()) or None, device=dev, say=_say)
+        ex = build_caches(
+            base,
+            data,
+            train_samples=train_samples,
+            head_samples=head_samples,
+            val_samples=val_samples,
+            head_epochs=head_epochs,
+            variants=list(_variants(variants) or ()) or None,
+            device=dev,
+            say=_say,
+        )
         path = ex.save(out)
         _say(f"wrote {path} ({len(ex.heads)} heads, base fingerprint {ex.base_fingerprint[:12]})")
         if as_json:
             typer.echo(json.dumps(ex.summary(), indent=1, default=float))
 
+
+def _register_serve(gati: typer.Typer) -> None:
     @gati.command("serve")
     def serve(
         model: Path = typer.Option(..., "--model", help="base model checkpoint"),
@@ -157,8 +209,12 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1"),
         epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
         memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
-        online: bool = typer.Option(True, help="retrain heads in the background from the base model's answers on misses"),
-        batch_window_ms: float = typer.Option(2.0, help="gather concurrent requests this long into one batch (0: batch 1)"),
+        online: bool = typer.Option(
+            True, help="retrain heads in the background from the base model's answers on misses"
+        ),
+        batch_window_ms: float = typer.Option(
+            2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
+        ),
         max_batch: int = typer.Option(32, help="largest batch the server forms"),
         threads: int = typer.Option(1, help="torch threads"),
         device: str = typer.Option("cpu", help="cpu or cuda"),
@@ -193,10 +249,15 @@ def register(app: typer.Typer) -> None:
             from ..data.datasets import FASHION_MNIST_CLASSES
 
             classes = list(FASHION_MNIST_CLASSES)
-        server, bound = start_server(GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host)
-        _say(f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
-             f"({dev}, batching window {batch_window_ms:g} ms; validation: base {comp.val_base_accuracy:.2f}%, "
-             f"gati {comp.val_accuracy:.2f}%, expected speedup {comp.base_expected_ms / comp.expected_ms:.2f}x)")
+        server, bound = start_server(
+            GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host
+        )
+        _say(
+            f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
+            f"({dev}, batching window {batch_window_ms:g} ms; validation: "
+            f"base {comp.val_base_accuracy:.2f}%, gati {comp.val_accuracy:.2f}%, "
+            f"expected speedup {comp.base_expected_ms / comp.expected_ms:.2f}x)"
+        )
         try:
             while True:
                 time.sleep(3600)
@@ -209,6 +270,8 @@ def register(app: typer.Typer) -> None:
             if batcher is not None:
                 batcher.close()
 
+
+def _register_query(gati: typer.Typer) -> None:
     @gati.command("query")
     def query(
         images: List[Path] = typer.Argument(..., help="PNG/JPEG or .npy images"),
@@ -224,28 +287,43 @@ def register(app: typer.Typer) -> None:
             results = []
             for path in images:
                 r = client.predict(read_image(path))
-                results.append({"image": str(path), "prediction": r.prediction, "label": r.label, "layer": r.layer,
-                                "layer_index": r.layer_index, "confidence": r.confidence,
-                                "server_ms": r.server_ms, "latency_ms": r.roundtrip_ms})
+                results.append(
+                    {
+                        "image": str(path),
+                        "prediction": r.prediction,
+                        "label": r.label,
+                        "layer": r.layer,
+                        "layer_index": r.layer_index,
+                        "confidence": r.confidence,
+                        "server_ms": r.server_ms,
+                        "latency_ms": r.roundtrip_ms,
+                    }
+                )
                 if not as_json:
-                    typer.echo(f"{path}: {r.prediction} ({r.label}) answered by {r.layer} "
-                               f"conf {r.confidence:.3f} in {r.roundtrip_ms:.2f} ms (model {r.server_ms:.2f} ms)")
+                    typer.echo(
+                        f"{path}: {r.prediction} ({r.label}) answered by {r.layer} "
+                        f"conf {r.confidence:.3f} in {r.roundtrip_ms:.2f} ms (model {r.server_ms:.2f} ms)"
+                    )
             if as_json:
                 typer.echo(json.dumps(results, indent=1))
         finally:
             client.close()
 
+
+def _register_eval(gati: typer.Typer) -> None:
     @gati.command("eval")
     def evaluate_cmd(
         model: Path = typer.Option(..., "--model", help="base model checkpoint"),
         dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),
         pairs: Optional[Path] = typer.Option(None, help="LFW-format pairs.txt: also verification accuracy"),
-        pairs_root: Optional[Path] = typer.Option(None, help="folder of person folders for --pairs (default: --dataset)"),
+        pairs_root: Optional[Path] = typer.Option(
+            None, help="folder of person folders for --pairs (default: --dataset)"
+        ),
         device: str = typer.Option("cpu", help="cpu or cuda"),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """Test accuracy of a base network (identification for a face model) and, with --pairs, verification."""
+        """Test accuracy of a base network (identification for a face model); with --pairs, verification."""
         from ..inference.basemodel import evaluate, load_checkpoint
         from ..inference.datasets import check_classes, load_splits
 
@@ -255,8 +333,12 @@ def register(app: typer.Typer) -> None:
         if data.note:
             _say(data.note)
         check_classes(base.num_classes, data)
-        result = {"network": base.network, "classifier": base.classifier, "test_images": len(data.test_labels),
-                  "test_accuracy": evaluate(base, data.test_images, data.test_labels, dev)}
+        result = {
+            "network": base.network,
+            "classifier": base.classifier,
+            "test_images": len(data.test_labels),
+            "test_accuracy": evaluate(base, data.test_images, data.test_labels, dev),
+        }
         if pairs is not None:
             from ..inference.faces import verify_pairs
 
@@ -265,82 +347,12 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result, indent=1))
             return
-        typer.echo(f"{base.network} ({base.classifier} classifier): test accuracy {result['test_accuracy']:.2f}% "
-                   f"on {result['test_images']} images")
+        typer.echo(
+            f"{base.network} ({base.classifier} classifier): test accuracy {result['test_accuracy']:.2f}% "
+            f"on {result['test_images']} images"
+        )
         if pairs is not None:
-            typer.echo(f"verification: {result['verification_accuracy']:.2f}% on {result['pairs']} pairs "
-                       f"({result['folds']}-fold)")
-
-    _register_bench(gati)
-
-
-def _register_bench(gati: typer.Typer) -> None:
-    @gati.command("bench")
-    def bench(
-        model: str = typer.Option("resnet18", "--model", help="network to train, or ignored with --checkpoint"),
-        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
-        data_root: Optional[str] = typer.Option(None),
-        image_size: Optional[int] = typer.Option(None, help="input size of the trained base (images resized)"),
-        stem: Optional[str] = typer.Option(None, help="ResNets: cifar or imagenet"),
-        checkpoint: Optional[str] = typer.Option(None, help="benchmark this trained checkpoint instead of training"),
-        epochs: int = typer.Option(30, help="most epochs (with --converge) or exactly this many"),
-        converge: bool = typer.Option(True, help="train the base until validation accuracy stops improving"),
-        lr: float = typer.Option(0.05),
-        train_samples: int = typer.Option(20000),
-        head_samples: int = typer.Option(10000),
-        val_samples: int = typer.Option(5000),
-        head_epochs: int = typer.Option(8),
-        epsilons: str = typer.Option("0.25,0.5,1,1.5,2,3", help="accuracy-loss budgets in points"),
-        batches: str = typer.Option("1,32"),
-        requests: int = typer.Option(300, help="timed requests at batch 1 (batch B: requests/B)"),
-        test_samples: Optional[int] = typer.Option(None, help="report on the first N test images (default: all)"),
-        variants: Optional[str] = typer.Option(None, help="explore only these head variants (comma-separated)"),
-        retime: bool = typer.Option(False, help="re-measure unit and head latencies of reused heads before composing"),
-        z: float = typer.Option(1.0, help="standard errors added to the validation loss (overfitting guard)"),
-        threads: int = typer.Option(1, help="torch threads while timing"),
-        train_threads: Optional[int] = typer.Option(None, help="torch threads while training"),
-        work_dir: str = typer.Option("~/.cache/spidercache/gati", help="trained models and heads are kept here"),
-        rebuild: bool = typer.Option(False, help="retrain even if a matching model/heads exist in --work-dir"),
-        rpc: bool = typer.Option(True, help="also measure gRPC overhead on loopback"),
-        serving: bool = typer.Option(True, help="batch-1 against batched serving under concurrent clients"),
-        clients: int = typer.Option(8, help="concurrent clients for the serving figure"),
-        window_ms: float = typer.Option(2.0, help="batching window of the batched server"),
-        stream: bool = typer.Option(True, help="online retraining on a shifting stream"),
-        stream_requests: int = typer.Option(3000, help="requests in the shifting stream"),
-        gpu: bool = typer.Option(False, help="also time the same compositions on a CUDA GPU (error when none)"),
-        train_device: Optional[str] = typer.Option(None, help="cpu or cuda for training (default: cuda if any)"),
-        as_json: bool = typer.Option(False, "--json"),
-        plot: Optional[str] = typer.Option(None, "--plot", help="PNG: latency against accuracy"),
-    ) -> None:
-        """Base network against GATI over several epsilons; serving and online retraining figures."""
-        from ..bench import gati as gb
-
-        try:
-            batch_sizes = tuple(int(b) for b in batches.split(","))
-        except ValueError:
-            raise UserError(f"--batches must be integers separated by commas, got {batches!r}") from None
-        for name, v in (("--epochs", epochs), ("--train-samples", train_samples), ("--head-samples", head_samples),
-                        ("--val-samples", val_samples), ("--requests", requests), ("--test-samples", test_samples),
-                        ("--threads", threads), ("--train-threads", train_threads), ("--clients", clients),
-                        ("--head-epochs", head_epochs), ("--stream-requests", stream_requests)):
-            _positive(name, v, 10 if name in ("--requests", "--stream-requests") else 1)
-        if min(batch_sizes) < 1:
-            raise UserError("--batches must be positive")
-        if gpu:
-            _device("cuda")
-        rows = gb.run(say=_say, model=model, dataset=dataset, data_root=data_root, image_size=image_size,
-                      stem=stem, epochs=epochs, converge=converge, lr=lr, train_samples=train_samples,
-                      head_samples=head_samples, val_samples=val_samples, epsilons=_epsilons(epsilons),
-                      batches=batch_sizes, latency_requests=requests, checkpoint=checkpoint, work_dir=work_dir,
-                      train_threads=train_threads, threads=threads, z=z, head_epochs=head_epochs, rpc=rpc,
-                      serving=serving, clients=clients, window_ms=window_ms, stream=stream,
-                      stream_requests=stream_requests, rebuild=rebuild, gpu=gpu, test_samples=test_samples,
-                      variants=_variants(variants), retime=retime,
-                      train_device=_device(train_device) if train_device else None)
-        if plot:
-            gb.plot(rows, plot)
-            _say(f"wrote {plot}")
-        if as_json:
-            typer.echo(json.dumps(rows, indent=1, default=float))
-            return
-        gb.print_tables(rows)
+            typer.echo(
+                f"verification: {result['verification_accuracy']:.2f}% on {result['pairs']} pairs "
+                f"({result['folds']}-fold)"
+            )

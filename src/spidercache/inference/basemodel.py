@@ -81,8 +81,10 @@ class BaseModel:
         if len(shape) != 3 or shape[0] not in (1, 3) or min(shape[1:]) < 1:
             c, h, w = self.input_shape
             got = "x".join(str(s) for s in shape)
-            raise UserError(f"image is {got} (channels x height x width) but the model takes {c}x{h}x{w} "
-                            "(1 or 3 channels; other sizes are resized)")
+            raise UserError(
+                f"image is {got} (channels x height x width) but the model takes {c}x{h}x{w} "
+                "(1 or 3 channels; other sizes are resized)"
+            )
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -116,8 +118,9 @@ class BaseModel:
 _WARNED: set[tuple] = set()
 
 
-def resize_images(images: np.ndarray | torch.Tensor, shape: tuple[int, int, int],
-                  chunk: int = 1024) -> np.ndarray | torch.Tensor:
+def resize_images(
+    images: np.ndarray | torch.Tensor, shape: tuple[int, int, int], chunk: int = 1024
+) -> np.ndarray | torch.Tensor:
     """uint8 N x C x H x W -> uint8 N x shape: bilinear (antialiased when shrinking), grey <-> RGB.
 
     Returns the input's kind (numpy or torch). Works in chunks so that a whole
@@ -128,13 +131,18 @@ def resize_images(images: np.ndarray | torch.Tensor, shape: tuple[int, int, int]
     out = torch.empty((src.shape[0], c, h, w), dtype=torch.uint8)
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     for s in range(0, src.shape[0], chunk):
-        x = src[s:s + chunk].float()
+        x = src[s : s + chunk].float()
         if x.shape[1] != c:
             x = x.expand(-1, 3, -1, -1) if c == 3 else (x * luma).sum(1, keepdim=True)
         if tuple(x.shape[2:]) != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                              antialias=h < x.shape[2] or w < x.shape[3])
-        out[s:s + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+            x = F.interpolate(
+                x,
+                size=(h, w),
+                mode="bilinear",
+                align_corners=False,
+                antialias=h < x.shape[2] or w < x.shape[3],
+            )
+        out[s : s + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
     return out.numpy() if isinstance(images, np.ndarray) else out
 
 
@@ -162,7 +170,11 @@ def load_checkpoint(
         input_shape = tuple(blob.get("input_shape") or input_shape or ())
         num_classes = blob.get("num_classes", num_classes)
         state = blob["state_dict"]
-        mean, std, meta = float(blob.get("mean", 0.0)), float(blob.get("std", 1.0)), dict(blob.get("meta", {}))
+        mean, std, meta = (
+            float(blob.get("mean", 0.0)),
+            float(blob.get("std", 1.0)),
+            dict(blob.get("meta", {})),
+        )
         stem, classifier = blob.get("stem"), blob.get("classifier") or "linear"
     elif isinstance(blob, dict):
         state, mean, std, meta = blob, 0.0, 1.0, {}
@@ -176,22 +188,91 @@ def load_checkpoint(
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise UserError(f"checkpoint {path} does not fit network {network}: {str(exc).splitlines()[0][:160]}") from None
+        raise UserError(
+            f"checkpoint {path} does not fit network {network}: {str(exc).splitlines()[0][:160]}"
+        ) from None
     model.eval()
-    return BaseModel(network, model, tuple(int(s) for s in input_shape), int(num_classes), mean, std, meta,
-                     stem, classifier)
+    return BaseModel(
+        network,
+        model,
+        tuple(int(s) for s in input_shape),
+        int(num_classes),
+        mean,
+        std,
+        meta,
+        stem,
+        classifier,
+    )
 
 
 @torch.inference_mode()
-def evaluate(base: BaseModel, images: np.ndarray, labels: np.ndarray, device: str = "cpu",
-             batch_size: int = 256) -> float:
+def evaluate(
+    base: BaseModel, images: np.ndarray, labels: np.ndarray, device: str = "cpu", batch_size: int = 256
+) -> float:
     """Accuracy in percent of the base network on uint8 images (any size: adapted)."""
     was_training, was_on = base.model.training, next(base.model.parameters()).device
     base.model.eval().to(device)
-    preds = [base.model(base.preprocess(images[i:i + batch_size]).to(device)).argmax(1).cpu()
-             for i in range(0, len(images), batch_size)]
+    preds = [
+        base.model(base.preprocess(images[i : i + batch_size]).to(device)).argmax(1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     base.model.train(was_training).to(was_on)
     return accuracy(torch.cat(preds).numpy(), labels) if preds else float("nan")
+
+
+def _train_epoch(
+    base: BaseModel,
+    images: np.ndarray,
+    labels_t: torch.Tensor,
+    rng,
+    batch_size: int,
+    opt,
+    sched,
+    device: str,
+    step: int,
+    total: int,
+    progress,
+    warmup_lr: float | None,
+) -> int:
+    """One epoch of SGD in a random order; ``warmup_lr``: ramp the rate linearly up to it over the epoch."""
+    model = base.model
+    model.train()
+    steps_per_epoch = math.ceil(len(images) / batch_size)
+    order = rng.permutation(len(images))
+    for start in range(0, len(images), batch_size):
+        idx = order[start : start + batch_size]
+        if warmup_lr is not None:
+            for g in opt.param_groups:
+                g["lr"] = warmup_lr * min(1.0, (start // batch_size + 1) / steps_per_epoch)
+        x = base.preprocess(images[idx]).to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), labels_t[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        step += 1
+        if progress is not None:
+            progress(step, total, float(loss.detach()))
+    return step
+
+
+class _Plateau:
+    """Keeps the best epoch's weights; an epoch no better divides the rate by 5; ``patience`` of those stop."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.history, self.best, self.best_state, self.stall = patience, [], -1.0, None, 0
+
+    def update(self, record: dict, model: nn.Module, opt: torch.optim.Optimizer) -> bool:
+        self.history.append(record)
+        if record["val_accuracy"] > self.best:
+            self.best, self.stall = record["val_accuracy"], 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            return False
+        self.stall += 1
+        for g in opt.param_groups:
+            g["lr"] /= 5.0
+        return self.stall >= self.patience
 
 
 def train_base_model(
@@ -233,52 +314,35 @@ def train_base_model(
     total = max(1, epochs * steps_per_epoch)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     plateau = val_images is not None
-    sched = None if plateau else torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total,
-                                                                     pct_start=0.25)
+    sched = (
+        None
+        if plateau
+        else torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+    )
     labels_t = torch.as_tensor(labels, dtype=torch.long)
-    step, history, best, best_state, stall = 0, [], -1.0, None, 0
+    step, stop = 0, _Plateau(patience)
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        model.train()
-        order = rng.permutation(len(images))
-        for start in range(0, len(images), batch_size):
-            idx = order[start:start + batch_size]
-            if plateau and epoch == 1:  # linear warm-up over the first epoch
-                for g in opt.param_groups:
-                    g["lr"] = lr * min(1.0, (step + 1) / steps_per_epoch)
-            x = base.preprocess(images[idx]).to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), labels_t[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            step += 1
-            if progress is not None:
-                progress(step, total, float(loss.detach()))
-        if not plateau:
-            continue
-        val_acc = evaluate(base, val_images, val_labels, device)
-        history.append({"epoch": epoch, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]})
-        if on_epoch is not None:
-            on_epoch(history[-1])
-        if val_acc > best:
-            best, stall = val_acc, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            stall += 1
-            for g in opt.param_groups:
-                g["lr"] /= 5.0
-            if stall >= patience:
+        warmup = lr if plateau and epoch == 1 else None
+        step = _train_epoch(
+            base, images, labels_t, rng, batch_size, opt, sched, device, step, total, progress, warmup
+        )
+        if plateau:
+            record = {"epoch": epoch, "val_accuracy": evaluate(base, val_images, val_labels, device)}
+            record["lr"] = opt.param_groups[0]["lr"]
+            if on_epoch is not None:
+                on_epoch(record)
+            if stop.update(record, model, opt):
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if stop.best_state is not None:
+        model.load_state_dict(stop.best_state)
     model.eval().cpu()
-    base.meta = {"epochs": len(history) if plateau else epochs, "train_samples": int(len(images)),
-                 "train_seconds": time.perf_counter() - started, "stem": stem}
+    base.meta = {"epochs": len(stop.history) if plateau else epochs, "train_samples": int(len(images))}
+    base.meta.update(train_seconds=time.perf_counter() - started, stem=stem)
     if plateau:
-        base.meta.update(val_history=history, val_accuracy=best, converged=stall >= patience,
-                         best_epoch=max(history, key=lambda h: h["val_accuracy"])["epoch"], max_epochs=epochs)
+        best_epoch = max(stop.history, key=lambda h: h["val_accuracy"])["epoch"]
+        base.meta.update(val_history=stop.history, val_accuracy=stop.best, converged=stop.stall >= patience)
+        base.meta.update(best_epoch=best_epoch, max_epochs=epochs)
     return base
 
 

@@ -33,11 +33,17 @@ class BatchedResult:
 
 
 class Batcher:
-    def __init__(self, runtime: GatiRuntime, window_ms: float = 2.0, max_batch: int = 32,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, runtime: GatiRuntime, window_ms: float = 2.0, max_batch: int = 32, device: str = "cpu"
+    ) -> None:
         if window_ms < 0 or max_batch < 1:
             raise ValueError("window_ms must be >= 0 and max_batch >= 1")
-        self.runtime, self.window_s, self.max_batch, self.device = runtime, window_ms / 1000.0, max_batch, device
+        self.runtime, self.window_s, self.max_batch, self.device = (
+            runtime,
+            window_ms / 1000.0,
+            max_batch,
+            device,
+        )
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self.batches = 0

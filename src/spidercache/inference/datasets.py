@@ -47,8 +47,9 @@ def _paths(dataset: str, data_root: str | None) -> list[str]:
     return [p for p in dataset.split(",") if p]
 
 
-def load_splits(dataset: str = DEFAULT_DATASET, data_root: str | None = None,
-                image_size: int | None = None, seed: int = 0) -> ImageSplits:
+def load_splits(
+    dataset: str = DEFAULT_DATASET, data_root: str | None = None, image_size: int | None = None, seed: int = 0
+) -> ImageSplits:
     """Training and test images of ``dataset`` (a name or a path; see the module docstring)."""
     from ..data.datasets import open_dataset
 
@@ -65,7 +66,9 @@ def load_splits(dataset: str = DEFAULT_DATASET, data_root: str | None = None,
     name = train.name if not paths else dataset
     if test is not None:
         if len(test.classes) > len(classes):
-            raise UserError(f"{dataset}: the test split has {len(test.classes)} classes, training {len(classes)}")
+            raise UserError(
+                f"{dataset}: the test split has {len(test.classes)} classes, training {len(classes)}"
+            )
         return ImageSplits(train.data, train.targets, test.data, test.targets, classes, name)
     n = len(train.data)
     if n < 5:
@@ -73,8 +76,11 @@ def load_splits(dataset: str = DEFAULT_DATASET, data_root: str | None = None,
     perm = np.random.default_rng(seed).permutation(n)
     cut = n - max(1, int(n * HOLDOUT))
     tr, te = np.sort(perm[:cut]), np.sort(perm[cut:])
-    note = f"{dataset} has no test split: {len(te)} of its {n} images (a fixed 20%) are held out as the test split"
-    return ImageSplits(train.data[tr], train.targets[tr], train.data[te], train.targets[te], classes, name, note)
+    note = f"{dataset} has no test split: {len(te)} of its {n} images (a fixed 20%) are held out"
+    note += " as the test split"
+    return ImageSplits(
+        train.data[tr], train.targets[tr], train.data[te], train.targets[te], classes, name, note
+    )
 
 
 def splits(n_total: int, train_samples: int, head_samples: int, val_samples: int, seed: int = 0):
@@ -82,18 +88,21 @@ def splits(n_total: int, train_samples: int, head_samples: int, val_samples: int
     if min(train_samples, head_samples, val_samples) <= 0:
         raise UserError("train, head and validation sample counts must be positive")
     if train_samples + head_samples + val_samples > n_total:
-        raise UserError(f"{train_samples} + {head_samples} + {val_samples} samples exceed the {n_total} "
-                        "training images")
+        raise UserError(
+            f"{train_samples} + {head_samples} + {val_samples} samples exceed the {n_total} training images"
+        )
     perm = np.random.default_rng(seed).permutation(n_total)
     a, b = train_samples, train_samples + head_samples
-    return perm[:a], perm[a:b], perm[b:b + val_samples]
+    return perm[:a], perm[a:b], perm[b : b + val_samples]
 
 
 def check_classes(base_classes: int, splits_: ImageSplits) -> None:
     """One line if the dataset's class count is not the base network's."""
     if splits_.num_classes != base_classes:
-        raise UserError(f"dataset {splits_.name} has {splits_.num_classes} classes but the base network "
-                        f"was trained for {base_classes}")
+        raise UserError(
+            f"dataset {splits_.name} has {splits_.num_classes} classes but the base network "
+            f"was trained for {base_classes}"
+        )
 
 
 def _pair_images(images: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,11 +31,18 @@ _EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @torch.inference_mode()
-def embeddings(base: BaseModel, images: np.ndarray, batch_size: int = 256, device: str = "cpu") -> torch.Tensor:
+def embeddings(
+    base: BaseModel, images: np.ndarray, batch_size: int = 256, device: str = "cpu"
+) -> torch.Tensor:
     """L2-normalised penultimate-layer embeddings of uint8 images (any size: adapted)."""
     base.model.eval().to(device)
-    out = [F.normalize(base.model(base.preprocess(images[i:i + batch_size]).to(device), return_embedding=True)[1],
-                       dim=1).cpu() for i in range(0, len(images), batch_size)]
+    out = [
+        F.normalize(
+            base.model(base.preprocess(images[i : i + batch_size]).to(device), return_embedding=True)[1],
+            dim=1,
+        ).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     base.model.cpu()
     return torch.cat(out) if out else torch.empty(0, base.model.embedding_dim)
 
@@ -84,7 +91,9 @@ def read_pairs(pairs_file: str | Path, root: str | Path) -> tuple[list[tuple[Pat
         elif len(tok) == 4:
             pairs.append((image(tok[0], tok[1]), image(tok[2], tok[3]), False))
         else:
-            raise UserError(f"{pairs_file} line {n}: expected 'name i j' or 'name1 i name2 j', got {' '.join(tok)!r}")
+            raise UserError(
+                f"{pairs_file} line {n}: expected 'name i j' or 'name1 i name2 j', got {' '.join(tok)!r}"
+            )
     if len(pairs) < 2:
         raise UserError(f"{pairs_file}: fewer than 2 pairs")
     return pairs, max(1, min(folds, len(pairs) // 2))
@@ -94,7 +103,9 @@ def _read(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        arr = np.asarray(im.convert("L" if shape[0] == 1 else "RGB").resize((shape[2], shape[1]), Image.BILINEAR))
+        arr = np.asarray(
+            im.convert("L" if shape[0] == 1 else "RGB").resize((shape[2], shape[1]), Image.BILINEAR)
+        )
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -118,6 +129,10 @@ def verify_pairs(base: BaseModel, pairs_file: str | Path, root: str | Path, devi
         test = fold_of == k
         thr = _best_threshold(scores[~test], same[~test]) if folds > 1 else _best_threshold(scores, same)
         correct += int(np.sum((scores[test] >= thr) == same[test]))
-    return {"pairs": len(pairs), "folds": folds, "verification_accuracy": 100.0 * correct / len(pairs),
-            "mean_same_score": float(scores[same].mean()) if same.any() else None,
-            "mean_different_score": float(scores[~same].mean()) if (~same).any() else None}
+    return {
+        "pairs": len(pairs),
+        "folds": folds,
+        "verification_accuracy": 100.0 * correct / len(pairs),
+        "mean_same_score": float(scores[same].mean()) if same.any() else None,
+        "mean_different_score": float(scores[~same].mean()) if (~same).any() else None,
+    }

@@ -47,17 +47,30 @@ def rpc_overhead(runtime: GatiRuntime, images: np.ndarray, requests: int = 300) 
         server.stop(0)
     over = np.asarray(rt) - np.asarray(sv)
     over_handler = np.asarray(rt) - np.asarray(hd)
-    return {"requests": requests, "roundtrip_mean_ms": float(np.mean(rt)), "server_model_mean_ms": float(np.mean(sv)),
-            "overhead_mean_ms": float(over.mean()), "overhead_p50_ms": float(np.median(over)),
-            "overhead_p99_ms": float(np.percentile(over, 99)),
-            "overhead_vs_handler_mean_ms": float(over_handler.mean()),
-            "overhead_vs_handler_p50_ms": float(np.median(over_handler)),
-            "empty_rpc_mean_ms": float(np.mean(floor)), "empty_rpc_p50_ms": float(np.median(floor)),
-            "load_average": os.getloadavg()[0]}
+    return {
+        "requests": requests,
+        "roundtrip_mean_ms": float(np.mean(rt)),
+        "server_model_mean_ms": float(np.mean(sv)),
+        "overhead_mean_ms": float(over.mean()),
+        "overhead_p50_ms": float(np.median(over)),
+        "overhead_p99_ms": float(np.percentile(over, 99)),
+        "overhead_vs_handler_mean_ms": float(over_handler.mean()),
+        "overhead_vs_handler_p50_ms": float(np.median(over_handler)),
+        "empty_rpc_mean_ms": float(np.mean(floor)),
+        "empty_rpc_p50_ms": float(np.median(floor)),
+        "load_average": os.getloadavg()[0],
+    }
 
 
-def concurrent_load(runtime: GatiRuntime, images: np.ndarray, clients: int = 8, requests_per_client: int = 100,
-                    window_ms: float = 0.0, max_batch: int = 32, batching: bool | None = None) -> dict:
+def concurrent_load(
+    runtime: GatiRuntime,
+    images: np.ndarray,
+    clients: int = 8,
+    requests_per_client: int = 100,
+    window_ms: float = 0.0,
+    max_batch: int = 32,
+    batching: bool | None = None,
+) -> dict:
     """Throughput and latency of ``clients`` concurrent clients against a loopback server.
 
     ``window_ms = 0`` and ``batching`` unset: every request runs alone (batch-1
@@ -77,7 +90,9 @@ def concurrent_load(runtime: GatiRuntime, images: np.ndarray, clients: int = 8, 
             client.predict(images[c % len(images)])  # connect before the clock starts
             start_gate.wait()
             for i in range(requests_per_client):
-                lat[c].append(client.predict(images[(c * requests_per_client + i) % len(images)]).roundtrip_ms)
+                lat[c].append(
+                    client.predict(images[(c * requests_per_client + i) % len(images)]).roundtrip_ms
+                )
         except Exception as exc:  # reported in the result, not lost in a thread
             errors.append(f"{type(exc).__name__}: {exc}")
         finally:
@@ -97,9 +112,16 @@ def concurrent_load(runtime: GatiRuntime, images: np.ndarray, clients: int = 8, 
     all_ms = np.concatenate([np.asarray(x) for x in lat if x]) if any(lat) else np.zeros(1)
     if errors:
         raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]}")
-    return {"mode": "batched" if batching else "batch-1", "window_ms": window_ms if batching else 0.0,
-            "clients": clients, "requests": int(all_ms.size), "seconds": wall,
-            "throughput_rps": all_ms.size / wall, "p50_ms": float(np.percentile(all_ms, 50)),
-            "p99_ms": float(np.percentile(all_ms, 99)), "mean_ms": float(all_ms.mean()),
-            "mean_batch": batcher.mean_batch if batcher is not None else 1.0,
-            "load_average": os.getloadavg()[0]}
+    return {
+        "mode": "batched" if batching else "batch-1",
+        "window_ms": window_ms if batching else 0.0,
+        "clients": clients,
+        "requests": int(all_ms.size),
+        "seconds": wall,
+        "throughput_rps": all_ms.size / wall,
+        "p50_ms": float(np.percentile(all_ms, 50)),
+        "p99_ms": float(np.percentile(all_ms, 99)),
+        "mean_ms": float(all_ms.mean()),
+        "mean_batch": batcher.mean_batch if batcher is not None else 1.0,
+        "load_average": os.getloadavg()[0],
+    }

@@ -36,4 +36,6 @@ class Eta:
         pct = 100.0 * done / total if total else 100.0
         eta_text = _clock(eta) if done else "?"
         extra = f" {extra}" if extra else ""
-        self.say(f"{self.label} {done}/{total} ({pct:.0f}%){extra}, elapsed {_clock(elapsed)}, ETA {eta_text}")
+        self.say(
+            f"{self.label} {done}/{total} ({pct:.0f}%){extra}, elapsed {_clock(elapsed)}, ETA {eta_text}"
+        )

@@ -142,8 +142,15 @@ class GatiRuntime:
 class OnlineRetrainer:
     """Buffers misses per head and retrains heads in a background thread (see module docstring)."""
 
-    def __init__(self, runtime: GatiRuntime, capacity: int = 4096, min_new: int = 512,
-                 holdout_every: int = 5, epochs: int = 3, lr: float = 5e-4) -> None:
+    def __init__(
+        self,
+        runtime: GatiRuntime,
+        capacity: int = 4096,
+        min_new: int = 512,
+        holdout_every: int = 5,
+        epochs: int = 3,
+        lr: float = 5e-4,
+    ) -> None:
         self.runtime = runtime
         self.capacity, self.min_new, self.holdout_every = capacity, min_new, holdout_every
         self.epochs, self.lr = epochs, lr
@@ -197,9 +204,19 @@ class OnlineRetrainer:
                 new_score = self._score(candidate, hx, hy, exit_.threshold)
             finally:
                 self.busy = False
-            record = {"unit": exit_.unit, "head": exit_.name, "old": old_score, "new": new_score,
-                      "seconds": time.perf_counter() - started, "samples": len(tx), "at": started}
-            if new_score["cross_entropy"] < old_score["cross_entropy"] and new_score["hit_accuracy"] >= old_score["hit_accuracy"]:
+            record = {
+                "unit": exit_.unit,
+                "head": exit_.name,
+                "old": old_score,
+                "new": new_score,
+                "seconds": time.perf_counter() - started,
+                "samples": len(tx),
+                "at": started,
+            }
+            if (
+                new_score["cross_entropy"] < old_score["cross_entropy"]
+                and new_score["hit_accuracy"] >= old_score["hit_accuracy"]
+            ):
                 self.runtime.replace_head(exit_.unit, candidate)
                 self.swaps.append(record)
                 swapped += 1

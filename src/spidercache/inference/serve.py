@@ -35,8 +35,14 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
     ``device`` is where the runtime's network lives (``cuda`` after ``runtime.to``).
     """
 
-    def __init__(self, runtime: GatiRuntime, class_names: list[str] | None = None, epsilon: float = float("nan"),
-                 batcher: Batcher | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        runtime: GatiRuntime,
+        class_names: list[str] | None = None,
+        epsilon: float = float("nan"),
+        batcher: Batcher | None = None,
+        device: str = "cpu",
+    ) -> None:
         self.runtime = runtime
         self.base: BaseModel = runtime.base
         self.class_names = class_names or []
@@ -77,7 +83,9 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         dtype = np.dtype(DTYPES[request.dtype])
         expected = int(np.prod(shape)) * dtype.itemsize
         if len(request.pixels) != expected:
-            raise UserError(f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {len(request.pixels)}")
+            raise UserError(
+                f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {len(request.pixels)}"
+            )
         array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape)
         if shape != tuple(self.base.input_shape):  # resized to the model's input (logged once per shape)
             if dtype != np.uint8:
@@ -103,8 +111,12 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
             k, unit, confidence = int(out.labels[0]), int(out.exit_unit[0]), float(out.confidence[0])
         server_ms = (time.perf_counter() - t) * 1000
         reply = gati_pb2.PredictReply(
-            prediction=k, label=self.class_names[k] if k < len(self.class_names) else str(k),
-            layer=self.runtime.layer_name(unit), layer_index=unit, confidence=confidence, server_ms=server_ms,
+            prediction=k,
+            label=self.class_names[k] if k < len(self.class_names) else str(k),
+            layer=self.runtime.layer_name(unit),
+            layer_index=unit,
+            confidence=confidence,
+            server_ms=server_ms,
         )
         reply.handler_ms = (time.perf_counter() - start) * 1000
         return reply
@@ -112,13 +124,20 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
     def Info(self, request, context):  # noqa: N802
         c, h, w = self.base.input_shape
         return gati_pb2.InfoReply(
-            network=self.base.network, channels=c, height=h, width=w, num_classes=self.base.num_classes,
+            network=self.base.network,
+            channels=c,
+            height=h,
+            width=w,
+            num_classes=self.base.num_classes,
             heads=[f"{e.name}@{e.threshold:g}" for e in self.runtime.exits],
-            fingerprint=self.base.fingerprint(), epsilon=self.epsilon,
+            fingerprint=self.base.fingerprint(),
+            epsilon=self.epsilon,
         )
 
 
-def start_server(servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 16) -> tuple[grpc.Server, int]:
+def start_server(
+    servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 16
+) -> tuple[grpc.Server, int]:
     """Start serving; returns the server and the bound port (``port=0`` picks a free one)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
     gati_pb2_grpc.add_GatiServicer_to_server(servicer, server)
@@ -158,7 +177,9 @@ class GatiClient:
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise UserError(exc.details()) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise UserError(f"GATI server at {self.address} is not answering ({code.name.lower()})") from None
+                raise UserError(
+                    f"GATI server at {self.address} is not answering ({code.name.lower()})"
+                ) from None
             raise UserError(f"GATI server error: {code.name}: {exc.details()}") from None
 
     def info(self) -> gati_pb2.InfoReply:
@@ -173,13 +194,22 @@ class GatiClient:
             raise UserError(f"an image must have 2 or 3 dimensions, got shape {image.shape}")
         dtype = "uint8" if image.dtype == np.uint8 else "float32"
         pixels = np.ascontiguousarray(image, dtype=np.uint8 if dtype == "uint8" else np.float32).tobytes()
-        request = gati_pb2.PredictRequest(pixels=pixels, channels=image.shape[0], height=image.shape[1],
-                                          width=image.shape[2], dtype=dtype)
+        request = gati_pb2.PredictRequest(
+            pixels=pixels, channels=image.shape[0], height=image.shape[1], width=image.shape[2], dtype=dtype
+        )
         t = time.perf_counter()
         reply = self._call(self.stub.Predict, request)
         roundtrip = (time.perf_counter() - t) * 1000
-        return QueryResult(reply.prediction, reply.label, reply.layer, reply.layer_index, reply.confidence,
-                           reply.server_ms, roundtrip, reply.handler_ms)
+        return QueryResult(
+            reply.prediction,
+            reply.label,
+            reply.layer,
+            reply.layer_index,
+            reply.confidence,
+            reply.server_ms,
+            roundtrip,
+            reply.handler_ms,
+        )
 
     def close(self) -> None:
         self.channel.close()

@@ -29,14 +29,15 @@ def shift_images(images: np.ndarray, contrast: float = 0.5, brightness: float = 
     return np.clip(images.astype(np.float32) * contrast + brightness, 0, 255).astype(np.uint8)
 
 
-def _replay(runtime: GatiRuntime, x: torch.Tensor, labels: np.ndarray,
-            retrainer: OnlineRetrainer | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _replay(
+    runtime: GatiRuntime, x: torch.Tensor, labels: np.ndarray, retrainer: OnlineRetrainer | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_units = len(runtime.units)
     ms, hit, correct, busy = (np.zeros(len(x)) for _ in range(4))
     for i in range(len(x)):
         during = retrainer is not None and retrainer.busy
         t = time.perf_counter()
-        out = runtime.predict(x[i:i + 1])
+        out = runtime.predict(x[i : i + 1])
         ms[i] = (time.perf_counter() - t) * 1000
         hit[i] = int(out.exit_unit[0]) < n_units
         correct[i] = int(out.labels[0]) == labels[i]
@@ -44,9 +45,43 @@ def _replay(runtime: GatiRuntime, x: torch.Tensor, labels: np.ndarray,
     return ms, hit, correct, busy
 
 
-def drift_stream(make_runtime: Callable[[], GatiRuntime], images: np.ndarray, labels: np.ndarray,
-                 requests: int = 3000, windows: int = 10, contrast: float = 0.5, brightness: float = 90.0,
-                 min_new: int = 256, seed: int = 0, say: Callable[[str], None] = lambda _m: None) -> list[dict]:
+def _summary(mode, ms, hit, correct, busy, shift_at, retrainer, last_window: dict) -> dict:
+    """One mode's figures over the whole stream (see the module docstring)."""
+    records = (retrainer.swaps + retrainer.rejections) if retrainer is not None else []
+    b = busy.astype(bool)
+    return {
+        "section": "retraining",
+        "mode": mode,
+        "window": None,
+        "requests": len(ms),
+        "shift_at": shift_at,
+        "accuracy_before_shift": 100 * correct[:shift_at].mean(),
+        "accuracy_after_shift": 100 * correct[shift_at:].mean(),
+        "hit_rate_before_shift": 100 * hit[:shift_at].mean(),
+        "hit_rate_after_shift": 100 * hit[shift_at:].mean(),
+        "hit_rate_last_window": last_window["hit_rate"],
+        "accuracy_last_window": last_window["accuracy"],
+        "mean_ms": ms.mean(),
+        "retrains": len(records),
+        "swaps": len(retrainer.swaps) if retrainer else 0,
+        "retrain_seconds": [r["seconds"] for r in records],
+        "mean_ms_while_retraining": float(ms[b].mean()) if b.any() else None,
+        "mean_ms_otherwise": float(ms[~b].mean()) if (~b).any() else None,
+    }
+
+
+def drift_stream(
+    make_runtime: Callable[[], GatiRuntime],
+    images: np.ndarray,
+    labels: np.ndarray,
+    requests: int = 3000,
+    windows: int = 10,
+    contrast: float = 0.5,
+    brightness: float = 90.0,
+    min_new: int = 256,
+    seed: int = 0,
+    say: Callable[[str], None] = lambda _m: None,
+) -> list[dict]:
     """Rows (``section: retraining``) per mode and window, and one summary row per mode (``window: None``)."""
     rng = np.random.default_rng(seed)
     order = rng.integers(0, len(images), size=requests)
@@ -70,26 +105,27 @@ def drift_stream(make_runtime: Callable[[], GatiRuntime], images: np.ndarray, la
         size = max(1, requests // windows)
         for w, s in enumerate(range(0, requests, size)):
             sl = slice(s, min(s + size, requests))
-            rows.append({"section": "retraining", "mode": mode, "window": w, "first_request": s,
-                         "shifted": s >= shift_at, "hit_rate": 100 * hit[sl].mean(),
-                         "accuracy": 100 * correct[sl].mean(), "mean_ms": ms[sl].mean(),
-                         "p99_ms": float(np.percentile(ms[sl], 99)), "retraining_share": 100 * busy[sl].mean()})
-        records = (retrainer.swaps + retrainer.rejections) if retrainer is not None else []
-        b = busy.astype(bool)
-        summary = {"section": "retraining", "mode": mode, "window": None, "requests": requests,
-                   "shift_at": shift_at, "contrast": contrast, "brightness": brightness, "seconds": wall,
-                   "accuracy_before_shift": 100 * correct[:shift_at].mean(),
-                   "accuracy_after_shift": 100 * correct[shift_at:].mean(),
-                   "hit_rate_before_shift": 100 * hit[:shift_at].mean(),
-                   "hit_rate_after_shift": 100 * hit[shift_at:].mean(),
-                   "hit_rate_last_window": rows[-1]["hit_rate"], "accuracy_last_window": rows[-1]["accuracy"],
-                   "mean_ms": ms.mean(), "retrains": len(records),
-                   "swaps": len(retrainer.swaps) if retrainer is not None else 0,
-                   "retrain_seconds": [r["seconds"] for r in records],
-                   "mean_ms_while_retraining": float(ms[b].mean()) if b.any() else None,
-                   "mean_ms_otherwise": float(ms[~b].mean()) if (~b).any() else None}
+            rows.append(
+                {
+                    "section": "retraining",
+                    "mode": mode,
+                    "window": w,
+                    "first_request": s,
+                    "shifted": s >= shift_at,
+                    "hit_rate": 100 * hit[sl].mean(),
+                    "accuracy": 100 * correct[sl].mean(),
+                    "mean_ms": ms[sl].mean(),
+                    "p99_ms": float(np.percentile(ms[sl], 99)),
+                    "retraining_share": 100 * busy[sl].mean(),
+                }
+            )
+        summary = _summary(mode, ms, hit, correct, busy, shift_at, retrainer, rows[-1])
+        summary.update(contrast=contrast, brightness=brightness, seconds=wall)
         rows.append(summary)
-        say(f"stream {mode}: hit rate {summary['hit_rate_before_shift']:.1f}% -> {summary['hit_rate_after_shift']:.1f}%"
-            f" (last window {summary['hit_rate_last_window']:.1f}%), accuracy {summary['accuracy_before_shift']:.2f}% "
-            f"-> {summary['accuracy_after_shift']:.2f}%, {summary['retrains']} retrain(s), {summary['swaps']} swapped")
+        m = summary
+        say(
+            f"stream {mode}: hit rate {m['hit_rate_before_shift']:.1f}% -> {m['hit_rate_after_shift']:.1f}% "
+            f"(last window {m['hit_rate_last_window']:.1f}%), accuracy {m['accuracy_before_shift']:.2f}% -> "
+            f"{m['accuracy_after_shift']:.2f}%, {m['retrains']} retrain(s), {m['swaps']} swapped"
+        )
     return rows

@@ -39,7 +39,9 @@ def network_key(name: str) -> str:
     return key
 
 
-def build_model(name: str, in_channels: int = 3, num_classes: int = 10, stem: str | None = None) -> LayeredNet:
+def build_model(
+    name: str, in_channels: int = 3, num_classes: int = 10, stem: str | None = None
+) -> LayeredNet:
     """A fresh, randomly initialised network by its ``--network`` name.
 
     ``stem`` (ResNets only): ``cifar`` (default; 28-32 px) or ``imagenet`` (64-224 px).
@@ -59,7 +61,24 @@ def build_model(name: str, in_channels: int = 3, num_classes: int = 10, stem: st
 
 
 __all__ = [
-    "NETWORKS", "STEMS", "STEMMED", "build_model", "network_key", "LayeredNet", "AlexNet", "VGG", "ResNet",
-    "SmallCNN", "SELResNetIR", "CentroidClassifier", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34",
-    "resnet50", "small", "se_lresnet18e_ir",
+    "NETWORKS",
+    "STEMS",
+    "STEMMED",
+    "build_model",
+    "network_key",
+    "LayeredNet",
+    "AlexNet",
+    "VGG",
+    "ResNet",
+    "SmallCNN",
+    "SELResNetIR",
+    "CentroidClassifier",
+    "alexnet",
+    "vgg11",
+    "vgg16",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "small",
+    "se_lresnet18e_ir",
 ]

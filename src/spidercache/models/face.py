@@ -27,8 +27,11 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels // reduction, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(channels // reduction, channels, 1), nn.Sigmoid(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, channels // reduction, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // reduction, channels, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,23 +42,32 @@ class IRBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
         self.residual = nn.Sequential(
-            nn.BatchNorm2d(in_planes), nn.Conv2d(in_planes, planes, 3, 1, 1, bias=False), nn.BatchNorm2d(planes),
-            nn.PReLU(planes), nn.Conv2d(planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes),
+            nn.BatchNorm2d(in_planes),
+            nn.Conv2d(in_planes, planes, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.PReLU(planes),
+            nn.Conv2d(planes, planes, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(planes),
             SqueezeExcite(planes),
         )
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual(x) + self.shortcut(x)
 
 
 class SELResNetIR(LayeredNet):
-    def __init__(self, num_blocks: list[int], in_channels: int = 3, num_classes: int = 10,
-                 embedding_dim: int = 512) -> None:
+    def __init__(
+        self, num_blocks: list[int], in_channels: int = 3, num_classes: int = 10, embedding_dim: int = 512
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64)
+        )
         blocks, in_planes = [], 64
         for planes, n in zip((64, 128, 256, 512), num_blocks):
             for j in range(n):
@@ -63,8 +75,12 @@ class SELResNetIR(LayeredNet):
                 in_planes = planes
         self.blocks = nn.Sequential(*blocks)
         self.neck = nn.Sequential(
-            nn.BatchNorm2d(in_planes), nn.Dropout(0.4), nn.AdaptiveAvgPool2d(7), nn.Flatten(),
-            nn.Linear(in_planes * 49, embedding_dim), nn.BatchNorm1d(embedding_dim),
+            nn.BatchNorm2d(in_planes),
+            nn.Dropout(0.4),
+            nn.AdaptiveAvgPool2d(7),
+            nn.Flatten(),
+            nn.Linear(in_planes * 49, embedding_dim),
+            nn.BatchNorm1d(embedding_dim),
         )
         self.fc = nn.Linear(embedding_dim, num_classes)
 

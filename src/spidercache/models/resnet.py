@@ -79,7 +79,9 @@ def make_stem(stem: str, in_channels: int, width: int = 64) -> nn.Sequential:
         )
     if stem == "imagenet":
         return nn.Sequential(
-            nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1),
         )
     raise ValueError(f"unknown stem {stem!r}")
