@@ -1,5 +1,9 @@
 """Face models: nearest-centroid identification, LFW-format pairs.txt verification, checkpoint round trip."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -53,6 +57,13 @@ def test_centroids_identify_and_verify(tmp_path):
     assert again.classifier == "centroid" and again.fingerprint() == base.fingerprint()
     with torch.no_grad():
         assert torch.equal(again.model(base.preprocess(test_x)), base.model(base.preprocess(test_x)))
+    # the same figures from the command line (the LFW tree has no test split: a fixed fifth is held out)
+    cmd = ["eval", "--model", str(tmp_path / "face.pt"), "--dataset", str(root), "--pairs", str(pairs), "--json"]
+    r = subprocess.run([sys.executable, "-m", "spidercache", "gati", *cmd], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["classifier"] == "centroid" and out["test_images"] == 8
+    assert out["verification_accuracy"] == pytest.approx(result["verification_accuracy"])
 
 
 def test_face_network_trains_with_a_centroid_classifier(tmp_path):

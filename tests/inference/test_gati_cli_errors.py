@@ -4,10 +4,9 @@ import subprocess
 import sys
 
 import torch
+from gati_synthetic import make_images
 
 from spidercache.inference.basemodel import load_checkpoint, train_base_model
-
-from gati_synthetic import make_images
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -6,7 +6,14 @@ import torch
 
 from spidercache.inference.compose import compose
 from spidercache.inference.explore import Exploration, HeadRecord
-from spidercache.inference.heads import VARIANTS, Head, head_outputs, pool_activation, train_head, variants_for
+from spidercache.inference.heads import (
+    VARIANTS,
+    Head,
+    head_outputs,
+    pool_activation,
+    train_head,
+    variants_for,
+)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -3,15 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from gati_synthetic import make_images
 
 from spidercache.errors import UserError
 from spidercache.inference.basemodel import load_checkpoint
-from spidercache.inference.compose import compose
 from spidercache.inference.explore import load_exploration
 from spidercache.inference.heads import Head
 from spidercache.inference.runtime import Exit, GatiRuntime, OnlineRetrainer
-
-from gati_synthetic import make_images
 
 
 def runtime_with(ex, base, threshold):
@@ -135,11 +133,9 @@ def test_online_retraining_in_the_background_thread(tiny_base, tiny_exploration)
 
 def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration):
     """compose.assess (used by the benchmark for test accuracy) predicts what the runtime does."""
-    from spidercache.inference.compose import assess
+    from spidercache.inference.compose import Composition, assess
     from spidercache.inference.explore import collect_activations
     from spidercache.inference.heads import head_outputs
-
-    from spidercache.inference.compose import Composition
 
     # The tiny network is cheaper than any head, so compose() rightly takes none; set the choice by hand,
     # at the median confidence so that some images exit and some do not.

@@ -6,13 +6,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from gati_synthetic import make_images
 from PIL import Image
 
 from spidercache.errors import UserError
 from spidercache.inference.runtime import Exit, GatiRuntime
 from spidercache.inference.serve import GatiClient, GatiServicer, read_image, start_server
-
-from gati_synthetic import make_images
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -216,6 +217,9 @@ def _register_serve(gati: typer.Typer) -> None:
             2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
         ),
         max_batch: int = typer.Option(32, help="largest batch the server forms"),
+        batch_workers: Optional[int] = typer.Option(
+            None, help="batches in flight (default: 1 on cuda, else cores)"
+        ),
         threads: int = typer.Option(1, help="torch threads"),
         device: str = typer.Option("cpu", help="cpu or cuda"),
     ) -> None:
@@ -234,6 +238,7 @@ def _register_serve(gati: typer.Typer) -> None:
         _positive("--port", port, 0, 65535)
         _positive("--threads", threads)
         _positive("--max-batch", max_batch)
+        _positive("--batch-workers", batch_workers)
         if epsilon < 0 or batch_window_ms < 0:
             raise UserError("--epsilon and --batch-window-ms must not be negative")
         dev = _device(device)
@@ -243,7 +248,8 @@ def _register_serve(gati: typer.Typer) -> None:
         comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
         runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
         retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
-        batcher = Batcher(runtime, batch_window_ms, max_batch, dev) if batch_window_ms > 0 else None
+        workers = batch_workers or (1 if dev == "cuda" else min(4, os.cpu_count() or 1))
+        batcher = Batcher(runtime, batch_window_ms, max_batch, dev, workers) if batch_window_ms > 0 else None
         classes = None
         if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
             from ..data.datasets import FASHION_MNIST_CLASSES

@@ -8,6 +8,9 @@ batch and hands each caller its own row. Requests that exit early at a head
 leave the batch there (the runtime's index vector), so a batch costs about what
 its slowest member needs. With ``window_ms = 0`` it still batches whatever is
 already waiting when the worker comes back, never waiting for more.
+``workers`` threads gather and run batches side by side (one per core is the
+usual choice: a batch-1 server runs as many requests at once as it has gRPC
+worker threads, so a batching server with one worker would use one core).
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ class BatchedResult:
 
 class Batcher:
     def __init__(
-        self, runtime: GatiRuntime, window_ms: float = 2.0, max_batch: int = 32, device: str = "cpu"
+        self,
+        runtime: GatiRuntime,
+        window_ms: float = 2.0,
+        max_batch: int = 32,
+        device: str = "cpu",
+        workers: int = 1,
     ) -> None:
         if window_ms < 0 or max_batch < 1:
             raise ValueError("window_ms must be >= 0 and max_batch >= 1")
@@ -48,8 +56,13 @@ class Batcher:
         self._stop = threading.Event()
         self.batches = 0
         self.requests = 0
-        self._thread = threading.Thread(target=self._loop, name="gati-batcher", daemon=True)
-        self._thread.start()
+        self._count_lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"gati-batcher-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for t in self._threads:
+            t.start()
 
     def submit(self, x: torch.Tensor) -> Future:
         fut: Future = Future()
@@ -93,8 +106,9 @@ class Batcher:
                 for _, fut in items:
                     fut.set_exception(exc)
                 continue
-            self.batches += 1
-            self.requests += len(items)
+            with self._count_lock:
+                self.batches += 1
+                self.requests += len(items)
             for k, (_, fut) in enumerate(items):
                 fut.set_result(BatchedResult(labels[k], units[k], conf[k], len(items), ms))
 
@@ -104,4 +118,5 @@ class Batcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        for t in self._threads:
+            t.join()

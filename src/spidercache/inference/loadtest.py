@@ -70,15 +70,18 @@ def concurrent_load(
     window_ms: float = 0.0,
     max_batch: int = 32,
     batching: bool | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Throughput and latency of ``clients`` concurrent clients against a loopback server.
 
     ``window_ms = 0`` and ``batching`` unset: every request runs alone (batch-1
     serving, the gRPC worker threads each calling the runtime). Otherwise a
-    ``Batcher`` with that window gathers concurrent requests into one call.
+    ``Batcher`` with that window gathers concurrent requests into one call,
+    with ``workers`` batches in flight at once (default: one per core, at most 4).
     """
+    workers = workers or min(4, os.cpu_count() or 1)
     batching = window_ms > 0 if batching is None else batching
-    batcher = Batcher(runtime, window_ms, max_batch) if batching else None
+    batcher = Batcher(runtime, window_ms, max_batch, workers=workers) if batching else None
     server, port = start_server(GatiServicer(runtime, batcher=batcher), port=0, workers=max(16, clients * 2))
     lat: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -123,5 +126,6 @@ def concurrent_load(
         "p99_ms": float(np.percentile(all_ms, 99)),
         "mean_ms": float(all_ms.mean()),
         "mean_batch": batcher.mean_batch if batcher is not None else 1.0,
+        "batch_workers": workers if batcher is not None else 0,
         "load_average": os.getloadavg()[0],
     }
