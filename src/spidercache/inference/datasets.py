@@ -2,14 +2,16 @@
 
 ``load_splits(dataset)`` returns the training and test images of a dataset
 given by name (``fashion-mnist``, the embedded default) or by path, through
-``data.datasets.open_dataset``, which reads Fashion-MNIST IDX folders, CIFAR-10
+the data layer (``data.splits.open_splits`` where it exists, else
+``data.datasets.open_dataset``), which reads Fashion-MNIST IDX folders, CIFAR-10
 and CIFAR-100 python folders, ImageFolder trees (``root/<class>/<image>``, or
 ``root/train`` and ``root/test``) and ``.npz`` files (``train.npz,test.npz``
 for a separate test file). Where the data has no test split of its own (one
-ImageFolder tree such as LFW's person folders, one ``.npz``), a fixed 20% of
-it (seeded permutation) is held out as the test split, and ``ImageSplits.note``
-says so. ``image_size`` decodes ImageFolder images at that size; every array is
-resized to the model's input by ``BaseModel.adapt`` / ``resize_images``.
+ImageFolder tree such as LFW's person folders, one ``.npz``), a fixed part of
+it (seeded permutation; the data layer's share where it makes the split, else
+20%) is held out as the test split, and ``ImageSplits.note`` says so.
+``image_size`` decodes ImageFolder images at that size; every array is resized
+to the model's input by ``BaseModel.adapt`` / ``resize_images``.
 """
 
 from __future__ import annotations
@@ -47,30 +49,58 @@ def _paths(dataset: str, data_root: str | None) -> list[str]:
     return [p for p in dataset.split(",") if p]
 
 
+def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 N x C x H x W images and int64 labels of a map-style dataset of the data layer."""
+    if hasattr(ds, "data"):  # in-memory datasets (Fashion-MNIST, CIFAR, .npz)
+        return np.asarray(ds.data), np.asarray(ds.targets, np.int64)
+    inner, ids = getattr(ds, "dataset", None), getattr(ds, "ids", None)
+    if inner is not None and ids is not None and hasattr(inner, "data"):  # a Subset of one
+        return np.asarray(inner.data)[ids], np.asarray(ds.targets, np.int64)
+    items = [ds[i] for i in range(len(ds))]  # lazily read trees: decode every file once
+    images = np.stack([np.asarray(x, dtype=np.uint8) for x, _ in items]) if items else np.zeros((0, 3, 1, 1))
+    return images.astype(np.uint8, copy=False), np.asarray([int(y) for _, y in items], np.int64)
+
+
+def _open(paths: list[str], size: int, seed: int):
+    """(train, test or None, note) through the data layer's reader of that format."""
+    try:  # the data layer's splits (held-out part included) where it has them
+        from ..data.splits import open_splits
+    except ImportError:
+        open_splits = None
+    if open_splits is not None:
+        return open_splits(paths, image_size=size, seed=seed)
+    from ..data.datasets import open_dataset
+
+    train = open_dataset(paths, train=True, image_size=size)
+    try:
+        return train, open_dataset(paths, train=False, image_size=size), ""
+    except UserError:  # no test split of its own: held out below
+        return train, None, ""
+
+
 def load_splits(
     dataset: str = DEFAULT_DATASET, data_root: str | None = None, image_size: int | None = None, seed: int = 0
 ) -> ImageSplits:
     """Training and test images of ``dataset`` (a name or a path; see the module docstring)."""
-    from ..data.datasets import open_dataset
-
     if dataset.lower() == PAIRS_DATASET:
         return fashion_pairs(data_root, seed)
     paths = _paths(dataset, data_root)
     size = image_size or 64  # only ImageFolder trees use it: they have no native size
-    train = open_dataset(paths, train=True, image_size=size)
-    classes = [str(c) for c in train.classes]
-    try:
-        test = open_dataset(paths, train=False, image_size=size)
-    except UserError:  # no test split of its own: hold out a fixed part of the training data
-        test = None
-    name = train.name if not paths else dataset
+    train, test, note = _open(paths, size, seed)
+    classes = [str(c) for c in (getattr(train, "classes", None) or [])]
+    train_x, train_y = _arrays(train)
+    if not classes:
+        classes = [str(c) for c in range(int(train_y.max()) + 1)] if len(train_y) else []
+    name = getattr(train, "name", "fashion-mnist") if not paths else dataset
     if test is not None:
-        if len(test.classes) > len(classes):
+        test_x, test_y = _arrays(test)
+        if len(test_y) and int(test_y.max()) >= len(classes):
             raise UserError(
-                f"{dataset}: the test split has {len(test.classes)} classes, training {len(classes)}"
+                f"{dataset}: the test split has labels up to {int(test_y.max())}, "
+                f"training {len(classes)} classes"
             )
-        return ImageSplits(train.data, train.targets, test.data, test.targets, classes, name)
-    n = len(train.data)
+        return ImageSplits(train_x, train_y, test_x, test_y, classes, name, note)
+    n = len(train_x)
     if n < 5:
         raise UserError(f"{dataset}: {n} images are too few to hold out a test split")
     perm = np.random.default_rng(seed).permutation(n)
@@ -78,9 +108,7 @@ def load_splits(
     tr, te = np.sort(perm[:cut]), np.sort(perm[cut:])
     note = f"{dataset} has no test split: {len(te)} of its {n} images (a fixed 20%) are held out"
     note += " as the test split"
-    return ImageSplits(
-        train.data[tr], train.targets[tr], train.data[te], train.targets[te], classes, name, note
-    )
+    return ImageSplits(train_x[tr], train_y[tr], train_x[te], train_y[te], classes, name, note)
 
 
 def splits(n_total: int, train_samples: int, head_samples: int, val_samples: int, seed: int = 0):
@@ -123,11 +151,8 @@ def fashion_pairs(data_root: str | None = None, seed: int = 0) -> ImageSplits:
     every image is a fixed permutation of the same split (train with train,
     test with test), so the test split shares no image with training.
     """
-    from ..data.datasets import open_dataset
-
-    paths = [data_root] if data_root else []
-    train, test = open_dataset(paths, train=True), open_dataset(paths, train=False)
-    tx, ty = _pair_images(train.data, train.targets, seed)
-    vx, vy = _pair_images(test.data, test.targets, seed + 1)
+    train, test, _ = _open([data_root] if data_root else [], 28, seed)
+    tx, ty = _pair_images(*_arrays(train), seed)
+    vx, vy = _pair_images(*_arrays(test), seed + 1)
     note = "fashion-pairs: a 100-class stand-in (two Fashion-MNIST images side by side, 32x32), not CIFAR-100"
     return ImageSplits(tx, ty, vx, vy, [str(i) for i in range(100)], PAIRS_DATASET, note)
