@@ -258,16 +258,21 @@ def _train_epoch(
 
 
 class _Plateau:
-    """Keeps the best epoch's weights; an epoch no better divides the rate by 5; ``patience`` of those stop."""
+    """Keeps the best epoch's weights; an epoch that does not beat the best by ``min_delta`` points
+    divides the rate by 5, and ``patience`` such epochs in a row stop training."""
 
-    def __init__(self, patience: int) -> None:
-        self.patience, self.history, self.best, self.best_state, self.stall = patience, [], -1.0, None, 0
+    def __init__(self, patience: int, min_delta: float = 0.1) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.history, self.best, self.best_state, self.stall = [], -1.0, None, 0
 
     def update(self, record: dict, model: nn.Module, opt: torch.optim.Optimizer) -> bool:
         self.history.append(record)
-        if record["val_accuracy"] > self.best:
-            self.best, self.stall = record["val_accuracy"], 0
+        gain = record["val_accuracy"] - self.best
+        if gain > 0:
+            self.best = record["val_accuracy"]
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if gain > self.min_delta:
+            self.stall = 0
             return False
         self.stall += 1
         for g in opt.param_groups:
@@ -297,8 +302,9 @@ def train_base_model(
     Without a validation split: ``epochs`` epochs of a one-cycle schedule.
     With one (``val_images``): until convergence, at most ``epochs`` epochs;
     after each epoch the validation accuracy is measured, an epoch that does
-    not beat the best divides the learning rate by 5, and ``patience`` such
-    epochs in a row stop training; the best epoch's weights are kept. The
+    not beat the best by 0.1 point divides the learning rate by 5, and
+    ``patience`` such epochs in a row stop training; the best epoch's weights
+    are kept. The
     history and whether it stopped by itself (``converged``) go in ``meta``.
     This is the small loop GATI's benchmark needs; the full ``spidercache
     train`` (caching, policies, DDP) lives elsewhere.
