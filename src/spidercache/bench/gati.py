@@ -121,7 +121,8 @@ def run(say: Callable[[str], None] = lambda _m: None, **opts) -> list[dict]:
     lat, runtime_eps1 = latency_rows(o, base, ex, test_x, test_y, test_conf, test_head_pred, base_pred, say)
     rows += lat
     if o["gpu"]:
-        rows += gpu_rows(base, ex, lat, test_x, o["latency_requests"], say, o["z"])
+        outputs = (test_y, test_conf, test_head_pred, base_pred)
+        rows += gpu_rows(base, ex, lat, test_x, outputs, o["latency_requests"], say, o["z"])
     if runtime_eps1 is not None:
         rows += _serving_rows(o, runtime_eps1, test_images, say)
     if o["stream"] and runtime_eps1 is not None:

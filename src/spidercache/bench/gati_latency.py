@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +19,7 @@ import torch
 
 from ..inference.basemodel import BaseModel, accuracy
 from ..inference.compose import assess, compose
-from ..inference.explore import Exploration, collect_activations
+from ..inference.explore import Exploration, collect_activations, measure_latency
 from ..inference.heads import head_outputs
 from ..inference.runtime import GatiRuntime
 
@@ -200,34 +201,41 @@ def gpu_rows(
     ex: Exploration,
     cpu_rows: list[dict],
     test_x: torch.Tensor,
+    outputs: tuple[np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray],
     latency_requests: int,
     say: Callable[[str], None],
     z: float = 1.0,
+    device: str = "cuda",
 ) -> list[dict]:
-    """The CPU rows' compositions timed on the GPU (same heads, thresholds and accuracy).
+    """The benchmark on ``device``: GPU latency of GATI against the GPU base, per CPU row's (batch, ε).
 
-    The compositions were chosen with CPU costs; on a GPU a batch-1 layer costs
-    about one kernel launch whatever its size, so the best choice there may differ.
+    Units and heads are timed again on the device and the composition is chosen
+    with those costs (on a GPU a batch-1 layer costs about one kernel launch
+    whatever its size, so the CPU's choice is not the GPU's); its test accuracy
+    comes from the same per-head test outputs (``outputs``: test labels, head
+    confidences, head predictions, base predictions).
     """
-    out = []
-    x = test_x.cuda()
-    sync = torch.cuda.synchronize
+    test_y, test_conf, test_head_pred, base_pred = outputs
+    on_dev = replace(ex, unit_ms={}, finish_ms={}, heads=[replace(h, latency_ms={}) for h in ex.heads])
+    measure_latency(base, on_dev, say=say, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    x, out = test_x.to(device), []
+    base_acc = accuracy(base_pred, test_y)
     for row in cpu_rows:
-        comp = compose(ex, epsilon=row["epsilon"], batch=row["batch"], z=z)
-        runtime = GatiRuntime.from_composition(base, ex, comp).to("cuda")
-        b_ms, g_ms = paired_latency(
-            base,
-            runtime,
-            x,
-            row["batch"],
-            latency_requests if row["batch"] == 1 else max(10, latency_requests // row["batch"]),
-            sync,
-        )
-        r = dict(row, device="cuda", **_timing(b_ms, g_ms), gati_accuracy_runtime=None)
+        comp = compose(on_dev, epsilon=row["epsilon"], batch=row["batch"], z=z)
+        _, gati_acc, rates = assess(on_dev, comp, test_conf, test_head_pred, test_y, base_pred)
+        runtime = GatiRuntime.from_composition(base, on_dev, comp).to(device)
+        n_req = latency_requests if row["batch"] == 1 else max(10, latency_requests // row["batch"])
+        b_ms, g_ms = paired_latency(base, runtime, x, row["batch"], n_req, sync)
+        hit_rates = {name.split("@")[0]: rate for name, rate in zip(comp.describe(on_dev), rates)}
+        hit_rates["base"] = 100.0 - sum(rates)
+        r = dict(row, device=device, heads=comp.describe(on_dev), **_timing(b_ms, g_ms), hit_rates=hit_rates)
+        r.update(gati_accuracy=gati_acc, accuracy_loss=base_acc - gati_acc, gati_accuracy_runtime=None)
+        r.update(expected_speedup=comp.base_expected_ms / comp.expected_ms, memory_bytes=comp.memory_bytes)
         out.append(r)
         say(
-            f"GPU batch {row['batch']:>2} eps {row['epsilon']:<4} speedup {r['speedup']:.2f}x "
-            f"(base {r['base_mean_ms']:.3f} ms, gati {r['gati_mean_ms']:.3f} ms)"
+            f"{device} batch {row['batch']:>2} eps {row['epsilon']:<4} speedup {r['speedup']:.2f}x "
+            f"(base {r['base_mean_ms']:.3f} ms, gati {r['gati_mean_ms']:.3f} ms) acc {gati_acc:.2f}%"
         )
     base.model.cpu()
     return out

@@ -155,7 +155,8 @@ def load_exploration(directory: str | os.PathLike, expected_fingerprint: str | N
     if expected_fingerprint is not None and blob["base_fingerprint"] != expected_fingerprint:
         raise UserError(
             f"GATI caches in {directory} were built for another base model "
-            f"(fingerprint {blob['base_fingerprint'][:12]}, this model is {expected_fingerprint[:12]}); rebuild them"
+            f"(fingerprint {blob['base_fingerprint'][:12]}, this model is {expected_fingerprint[:12]}); "
+            "rebuild them"
         )
     heads = [
         HeadRecord(
@@ -210,37 +211,45 @@ def collect_activations(
 
 
 @torch.inference_mode()
-def time_call(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
+def time_call(
+    fn: Callable[[], object], reps: int, warmup: int = 2, sync: Callable[[], None] = lambda: None
+) -> float:
     """Fastest wall time of ``fn()`` over ``reps`` calls, in ms.
 
     The minimum, not the median: other jobs on a shared machine only ever add
     time, and on a loaded 2-core box even a median of 15 calls of a 0.1 ms head
     was once 28 ms, which made the composition drop the best head. Units and
-    heads are timed the same way, so their ratios stay consistent.
+    heads are timed the same way, so their ratios stay consistent. ``sync``
+    waits for the device (``torch.cuda.synchronize`` on a GPU).
     """
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t) * 1000)
     return float(np.min(times))
 
 
 @torch.inference_mode()
-def measure_units(base: BaseModel, batch: int, reps: int) -> tuple[list[float], float, list[torch.Tensor]]:
-    """Per-unit latency (ms per batch) and the classifier's, plus one activation per unit."""
+def measure_units(
+    base: BaseModel, batch: int, reps: int, device: str = "cpu"
+) -> tuple[list[float], float, list[torch.Tensor]]:
+    """Per-unit latency (ms per batch) and the classifier's, plus one activation per unit (on ``device``)."""
     c, hgt, wid = base.input_shape
-    h = torch.randn(batch, c, hgt, wid)
+    h = torch.randn(batch, c, hgt, wid, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     ms, acts = [], []
     for _, unit in base.model.units():
         x = h
-        ms.append(time_call(lambda: unit(x), reps))
+        ms.append(time_call(lambda: unit(x), reps, sync=sync))
         h = unit(h)
         acts.append(h)
     final = h
-    return ms, time_call(lambda: base.model.finish(final), reps), acts
+    return ms, time_call(lambda: base.model.finish(final), reps, sync=sync), acts
 
 
 def explore(
@@ -315,25 +324,36 @@ def explore(
 
 
 def measure_latency(
-    base: BaseModel, ex: Exploration, reps: int = 15, say: Callable[[str], None] = lambda _m: None
+    base: BaseModel,
+    ex: Exploration,
+    reps: int = 15,
+    say: Callable[[str], None] = lambda _m: None,
+    device: str = "cpu",
 ) -> Exploration:
     """(Re)measure every unit of the base network and every head at each batch size, in place.
 
     Exploration calls it once all heads are trained (the timings then come from
     one stretch of time); ``gati bench --retime`` calls it on reused heads, since
-    latency belongs to the machine and the moment, not to the heads.
+    latency belongs to the machine and the moment, not to the heads. With
+    ``device="cuda"`` everything is timed on the GPU (the base network is moved
+    there and back), for compositions chosen with GPU costs.
     """
-    say(f"timing the base network unit by unit and every head ({torch.get_num_threads()} threads)")
+    where = f"{torch.get_num_threads()} threads" if device == "cpu" else device
+    say(f"timing the base network unit by unit and every head ({where})")
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    was_on = next(base.model.parameters()).device
+    base.model.to(device)
     acts_by_batch = {}
     for b in BATCHES:
         ex.unit_ms[b], ex.finish_ms[b], acts_by_batch[b] = measure_units(
-            base, b, reps if b == 1 else max(3, reps // 3)
+            base, b, reps if b == 1 else max(3, reps // 3), device
         )
     for k, rec in enumerate(ex.heads):
-        head = ex.build_head(k)
+        head = ex.build_head(k).to(device)
         for b in BATCHES:
             act = acts_by_batch[b][rec.unit]
-            rec.latency_ms[b] = time_call(lambda: head(act).softmax(1).max(1), reps)
+            rec.latency_ms[b] = time_call(lambda: head(act).softmax(1).max(1), reps, sync=sync)
+    base.model.to(was_on)
     say(
         "unit ms at batch 1: "
         + " ".join(f"{n}={v:.3f}" for n, v in zip(ex.unit_names, ex.unit_ms[1]))
