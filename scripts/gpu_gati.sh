@@ -5,7 +5,8 @@
 #
 # Each part is spidercache.bench.gati.run (the `spidercache gati bench` code) with its own settings:
 #   r18    ResNet-18, Fashion-MNIST 28 px, base trained until validation accuracy stops improving;
-#          epsilons 0.5/1/2, batch 1 and 32; CPU latency (1 thread) and, with cuda, GPU latency;
+#          epsilons 0.5/1/2, batch 1 and 32; CPU latency (1 thread) and, with cuda, GPU latency
+#          against the GPU base (units and heads re-timed on the GPU, composition chosen with those costs);
 #          batched serving at 8 clients, online retraining on a shifting stream
 #   r34    ResNet-34, same data, epsilon 1, batch 1
 #   r50    ResNet-50, same data, epsilon 1, batch 1
@@ -39,7 +40,8 @@ done
 if [ -z "$FM" ]; then echo "error: Fashion-MNIST not found (set FMNIST=folder with the four .gz files)" >&2; exit 2; fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
-exec "$PY" - "$DEVICE" "$TINY" "$FM" "$OUT" <<'PYEOF'
+# the whole run stops at $GATI_LIMIT seconds (default 470); gati_gpu.json holds every part finished by then
+exec timeout "${GATI_LIMIT:-470}" "$PY" - "$DEVICE" "$TINY" "$FM" "$OUT" <<'PYEOF'
 import json, os, sys, time, traceback
 import torch
 from spidercache.bench import gati
@@ -62,14 +64,53 @@ common.pop("requests")
 parts = {
     "r18": dict(model="resnet18", epsilons=(0.5, 1.0, 2.0), batches=(1, 32), latency_requests=300,
                 rpc=rpc_ok, serving=rpc_ok, stream=True, stream_requests=3000),
-    "r34": dict(model="resnet34", epsilons=(1.0,), batches=(1,), latency_requests=200),
-    "r50": dict(model="resnet50", epsilons=(1.0,), batches=(1,), latency_requests=200, lr=0.02),
-    "pairs": dict(model="resnet18", dataset="fashion-pairs", epsilons=(1.0,), batches=(1,), latency_requests=200),
+    "r34": dict(model="resnet34", epsilons=(1.0,), batches=(1,), latency_requests=200, head_epochs=4,
+                variants=("pool2_mlp", "pool4_mlp", "pool7_mlp")),
+    "r50": dict(model="resnet50", epsilons=(1.0,), batches=(1,), latency_requests=200, lr=0.02, head_epochs=4,
+                variants=("pool2_mlp", "pool4_mlp", "pool7_mlp")),
+    "pairs": dict(model="resnet18", dataset="fashion-pairs", epsilons=(1.0,), batches=(1,), latency_requests=200,
+                  head_epochs=4),
     "px64": dict(model="resnet18", stem="imagenet", image_size=64, epsilons=(1.0,), batches=(1,),
-                 latency_requests=200),
+                 latency_requests=200, head_epochs=4),
 }
 budget = {"r18": 170, "r34": 90, "r50": 110, "pairs": 60, "px64": 60}  # seconds, a guide for the order only
 results = {}
+
+
+def write_md():
+    lines = [f"# GATI figures ({device}{', tiny check' if tiny else ''})", ""]
+    for name, res in results.items():
+        if "error" in res:
+            lines += [f"## {name}: not run ({res['error']})", ""]
+            continue
+        base = next(r for r in res["rows"] if r["section"] == "base")
+        lines += [f"## {name}: {base['model']} ({base['stem']} stem) on {base['dataset']}, input "
+                  f"{'x'.join(map(str, base['input_shape']))}", "",
+                  f"base test accuracy {base['test_accuracy']:.2f}% after {base['epochs']} epochs (best epoch "
+                  f"{base['best_epoch']}, {'converged' if base['converged'] else 'NOT converged'}), "
+                  f"{res['seconds']:.0f} s for this part", "",
+                  "| device | batch | ε | base ms | GATI ms | speedup | base acc | GATI acc | loss | heads |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in res["rows"] if r["section"] == "latency"):
+            lines.append(f"| {r['device']} | {r['batch']} | {r['epsilon']:g} | {r['base_mean_ms']:.3f} | "
+                         f"{r['gati_mean_ms']:.3f} | {r['speedup']:.2f}x | {r['base_accuracy']:.2f} | "
+                         f"{r['gati_accuracy']:.2f} | {r['accuracy_loss']:+.2f} | {' '.join(r['heads']) or '-'} |")
+        for r in (r for r in res["rows"] if r["section"] == "serving"):
+            lines.append(f"\nserving {r['mode']} (window {r['window_ms']:g} ms), {r['clients']} clients: "
+                         f"{r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                         f"mean batch {r['mean_batch']:.2f}")
+        for r in (r for r in res["rows"] if r["section"] == "retraining" and r["window"] is None):
+            lines.append(f"\nstream {r['mode']}: hit rate {r['hit_rate_before_shift']:.1f}% -> "
+                         f"{r['hit_rate_after_shift']:.1f}% (last window {r['hit_rate_last_window']:.1f}%), accuracy "
+                         f"{r['accuracy_before_shift']:.2f}% -> {r['accuracy_after_shift']:.2f}%, "
+                         f"{r['retrains']} retrains, {r['swaps']} swapped, retrain s {r['retrain_seconds']}, "
+                         f"ms while retraining {r['mean_ms_while_retraining']} vs {r['mean_ms_otherwise']}")
+        lines.append("")
+    with open(os.path.join(out, "gati_gpu.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return lines
+
+
 for name, part in parts.items():
     opts = dict(common, **part)
     if tiny:
@@ -89,37 +130,9 @@ for name, part in parts.items():
         json.dump({"device": device, "tiny": tiny, "rpc_not_run": rpc_why,
                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                    "cpu_count": os.cpu_count(), "results": results}, f, indent=1, default=float)
+    write_md()
 
-lines = [f"# GATI figures ({device}{', tiny check' if tiny else ''})", ""]
-for name, res in results.items():
-    if "error" in res:
-        lines += [f"## {name}: not run ({res['error']})", ""]
-        continue
-    base = next(r for r in res["rows"] if r["section"] == "base")
-    lines += [f"## {name}: {base['model']} ({base['stem']} stem) on {base['dataset']}, input "
-              f"{'x'.join(map(str, base['input_shape']))}", "",
-              f"base test accuracy {base['test_accuracy']:.2f}% after {base['epochs']} epochs (best epoch "
-              f"{base['best_epoch']}, {'converged' if base['converged'] else 'NOT converged'}), "
-              f"{res['seconds']:.0f} s for this part", "",
-              "| device | batch | ε | base ms | GATI ms | speedup | base acc | GATI acc | loss | heads |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in res["rows"] if r["section"] == "latency"):
-        lines.append(f"| {r['device']} | {r['batch']} | {r['epsilon']:g} | {r['base_mean_ms']:.3f} | "
-                     f"{r['gati_mean_ms']:.3f} | {r['speedup']:.2f}x | {r['base_accuracy']:.2f} | "
-                     f"{r['gati_accuracy']:.2f} | {r['accuracy_loss']:+.2f} | {' '.join(r['heads']) or '-'} |")
-    for r in (r for r in res["rows"] if r["section"] == "serving"):
-        lines.append(f"\nserving {r['mode']} (window {r['window_ms']:g} ms), {r['clients']} clients: "
-                     f"{r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-                     f"mean batch {r['mean_batch']:.2f}")
-    for r in (r for r in res["rows"] if r["section"] == "retraining" and r["window"] is None):
-        lines.append(f"\nstream {r['mode']}: hit rate {r['hit_rate_before_shift']:.1f}% -> "
-                     f"{r['hit_rate_after_shift']:.1f}% (last window {r['hit_rate_last_window']:.1f}%), accuracy "
-                     f"{r['accuracy_before_shift']:.2f}% -> {r['accuracy_after_shift']:.2f}%, "
-                     f"{r['retrains']} retrains, {r['swaps']} swapped, retrain s {r['retrain_seconds']}, "
-                     f"ms while retraining {r['mean_ms_while_retraining']} vs {r['mean_ms_otherwise']}")
-    lines.append("")
-with open(os.path.join(out, "gati_gpu.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+lines = write_md()
 print("\n".join(lines))
 print(f"total {time.time() - started:.0f} s", file=sys.stderr)
 PYEOF
