@@ -83,13 +83,12 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         dtype = np.dtype(DTYPES[request.dtype])
         expected = int(np.prod(shape)) * dtype.itemsize
         if len(request.pixels) != expected:
-            raise UserError(
-                f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {len(request.pixels)}"
-            )
+            got = len(request.pixels)
+            raise UserError(f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {got}")
         array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape)
         if shape != tuple(self.base.input_shape):  # resized to the model's input (logged once per shape)
-            if dtype != np.uint8:
-                array = np.clip(array * 255.0, 0, 255).round().astype(np.uint8)
+            if dtype != np.uint8:  # float32 pixels are in 0..255 as on the path below
+                array = np.clip(array, 0, 255).round().astype(np.uint8)
             return self.base.preprocess(array.copy())
         if dtype == np.uint8 and self._lut is not None:
             return torch.from_numpy(self._lookup(self._lut, array))
