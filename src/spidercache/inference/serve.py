@@ -84,7 +84,8 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         expected = int(np.prod(shape)) * dtype.itemsize
         if len(request.pixels) != expected:
             got = len(request.pixels)
-            raise UserError(f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {got}")
+            size = f"{shape[0]}x{shape[1]}x{shape[2]}"
+            raise UserError(f"image {size} {dtype.name} needs {expected} bytes, got {got}")
         array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape)
         if shape != tuple(self.base.input_shape):  # resized to the model's input (logged once per shape)
             if dtype != np.uint8:  # float32 pixels are in 0..255 as on the path below
