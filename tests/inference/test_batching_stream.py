@@ -1,4 +1,4 @@
-"""Batched serving (same answers, real batches, throughput figures) and the shifting-stream retraining figures."""
+"""Batched serving (same answers, real batches, throughput) and the shifting-stream retraining figures."""
 
 import numpy as np
 import torch

@@ -1,10 +1,9 @@
 """Training a base until validation accuracy stops improving; the best epoch's weights are the ones kept."""
 
 import torch
+from gati_synthetic import make_images
 
 from spidercache.inference.basemodel import evaluate, train_base_model
-
-from gati_synthetic import make_images
 
 
 def test_stops_on_a_plateau_and_keeps_the_best_epoch():

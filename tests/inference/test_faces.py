@@ -58,8 +58,19 @@ def test_centroids_identify_and_verify(tmp_path):
     with torch.no_grad():
         assert torch.equal(again.model(base.preprocess(test_x)), base.model(base.preprocess(test_x)))
     # the same figures from the command line (the LFW tree has no test split: a fixed part is held out)
-    cmd = ["eval", "--model", str(tmp_path / "face.pt"), "--dataset", str(root), "--pairs", str(pairs), "--json"]
-    r = subprocess.run([sys.executable, "-m", "spidercache", "gati", *cmd], capture_output=True, text=True, timeout=300)
+    cmd = [
+        "eval",
+        "--model",
+        str(tmp_path / "face.pt"),
+        "--dataset",
+        str(root),
+        "--pairs",
+        str(pairs),
+        "--json",
+    ]
+    r = subprocess.run(
+        [sys.executable, "-m", "spidercache", "gati", *cmd], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["classifier"] == "centroid" and 0 < out["test_images"] < 40

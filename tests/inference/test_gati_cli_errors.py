@@ -10,8 +10,9 @@ from spidercache.inference.basemodel import load_checkpoint, train_base_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spidercache", "gati", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "spidercache", "gati", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
@@ -28,7 +29,9 @@ def test_serve_refuses_heads_built_for_another_model(tmp_path, tiny_base, tiny_e
         next(other.model.parameters()).mul_(1.5)  # other weights: another fingerprint
     other._fingerprint = None
     other.save(tmp_path / "other.pt")
-    r = run_cli("serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "caches"))
+    r = run_cli(
+        "serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "caches")
+    )
     assert_one_line_error(r, "another base model")
 
 
@@ -38,8 +41,19 @@ def test_build_refuses_a_dataset_with_another_class_count(tmp_path):
     colour = images.repeat(3, axis=1)
     base = train_base_model("small", colour, labels, num_classes=4, epochs=1, batch_size=32)
     base.save(tmp_path / "colour.pt")
-    r = run_cli("build", "--model", str(tmp_path / "colour.pt"), "--out", str(tmp_path / "caches"),
-                "--train-samples", "10", "--head-samples", "10", "--val-samples", "10")
+    r = run_cli(
+        "build",
+        "--model",
+        str(tmp_path / "colour.pt"),
+        "--out",
+        str(tmp_path / "caches"),
+        "--train-samples",
+        "10",
+        "--head-samples",
+        "10",
+        "--val-samples",
+        "10",
+    )
     assert_one_line_error(r, "has 10 classes but the base network was trained for 4")
     assert not (tmp_path / "caches").exists()
 
@@ -56,12 +70,23 @@ def test_corrupt_checkpoint_at_build_and_bench(tmp_path):
 def test_out_of_range_port_and_missing_gpu_are_one_line_errors(tmp_path, tiny_base, tiny_exploration):
     tiny_exploration.save(tmp_path / "caches")
     tiny_base.save(tmp_path / "base.pt")
-    r = run_cli("serve", "--port", "99999", "--model", str(tmp_path / "base.pt"), "--caches", str(tmp_path / "caches"))
+    r = run_cli(
+        "serve", "--port", "99999", "--model", str(tmp_path / "base.pt"), "--caches", str(tmp_path / "caches")
+    )
     assert_one_line_error(r, "--port must be 0..65535, got 99999")
     if torch.cuda.is_available():
         return  # the GPU path runs there (scripts/gpu_gati.sh); the clear error is for machines without one
-    r = run_cli("serve", "--port", "0", "--device", "cuda", "--model", str(tmp_path / "base.pt"),
-                "--caches", str(tmp_path / "caches"))
+    r = run_cli(
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cuda",
+        "--model",
+        str(tmp_path / "base.pt"),
+        "--caches",
+        str(tmp_path / "caches"),
+    )
     assert_one_line_error(r, "no CUDA GPU")
     r = run_cli("train-base", "--network", "small", "--device", "cuda", "--out", str(tmp_path / "x.pt"))
     assert_one_line_error(r, "no CUDA GPU")

@@ -13,8 +13,11 @@ from spidercache.inference.runtime import Exit, GatiRuntime, OnlineRetrainer
 
 
 def runtime_with(ex, base, threshold):
-    exits = [Exit(h.unit, h.name, ex.build_head(i), threshold)
-             for i, h in enumerate(ex.heads) if h.variant == "pool4_mlp"]
+    exits = [
+        Exit(h.unit, h.name, ex.build_head(i), threshold)
+        for i, h in enumerate(ex.heads)
+        if h.variant == "pool4_mlp"
+    ]
     return GatiRuntime(base, exits)
 
 
@@ -47,7 +50,7 @@ def test_batches_keep_order_and_match_one_by_one(tiny_base, tiny_exploration):
     for e in rt.exits:
         e.threshold = float(confs[len(confs) // 2])
     batched = rt.predict_images(x)
-    single = [rt.predict_images(x[i:i + 1]) for i in range(len(x))]
+    single = [rt.predict_images(x[i : i + 1]) for i in range(len(x))]
     assert torch.equal(batched.labels, torch.cat([s.labels for s in single]))
     assert torch.equal(batched.exit_unit, torch.cat([s.exit_unit for s in single]))
     exits = set(batched.exit_unit.tolist())
@@ -102,7 +105,7 @@ def test_online_retraining_swaps_in_a_better_head_only(tiny_base, tiny_explorati
     retrainer = OnlineRetrainer(rt, capacity=2048, min_new=300, holdout_every=4, epochs=8, lr=5e-3)
     x, _ = make_images(400, seed=11)
     for s in range(0, 400, 50):
-        rt.predict_images(x[s:s + 50])
+        rt.predict_images(x[s : s + 50])
     assert retrainer.retrain_now() == 1
     assert rt.exits[0].head is not untrained
     swap = retrainer.swaps[0]
@@ -146,8 +149,9 @@ def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration)
     acts, logits = collect_activations(tiny_base, x)
     heads = [tiny_exploration.build_head(k) for k in range(len(tiny_exploration.heads))]
     outs = [head_outputs(head, acts[h.unit][head.grid]) for head, h in zip(heads, tiny_exploration.heads)]
-    base_acc, gati_acc, rates = assess(tiny_exploration, comp, [o[0] for o in outs], [o[1] for o in outs],
-                                       y, logits.argmax(1).numpy())
+    base_acc, gati_acc, rates = assess(
+        tiny_exploration, comp, [o[0] for o in outs], [o[1] for o in outs], y, logits.argmax(1).numpy()
+    )
     out = GatiRuntime.from_composition(tiny_base, tiny_exploration, comp).predict_images(x)
     assert gati_acc == pytest.approx(100.0 * float((out.labels.numpy() == y).mean()))
     assert sum(rates) == pytest.approx(100.0 * float((out.exit_unit < 2).float().mean()))

@@ -16,8 +16,11 @@ from spidercache.inference.serve import GatiClient, GatiServicer, read_image, st
 
 @pytest.fixture()
 def server(tiny_base, tiny_exploration):
-    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
-             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    exits = [
+        Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
+        for i, h in enumerate(tiny_exploration.heads)
+        if h.variant == "pool2_mlp"
+    ]
     runtime = GatiRuntime(tiny_base, exits)
     srv, port = start_server(GatiServicer(runtime, ["a", "b", "c", "d"]), port=0)
     client = GatiClient(f"127.0.0.1:{port}")
@@ -74,8 +77,19 @@ def test_serve_cli_refuses_a_corrupt_checkpoint_in_one_line(tmp_path, tiny_explo
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x02garbage")
     tiny_exploration.save(tmp_path / "caches")
-    cmd = [sys.executable, "-m", "spidercache", "gati", "serve", "--port", "0",
-           "--caches", str(tmp_path / "caches"), "--model", str(bad)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spidercache",
+        "gati",
+        "serve",
+        "--port",
+        "0",
+        "--caches",
+        str(tmp_path / "caches"),
+        "--model",
+        str(bad),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "checkpoint" in r.stderr
 
@@ -88,7 +102,9 @@ def test_table_decode_is_exactly_preprocess(tiny_base):
     assert servicer._lut is not None
     x, _ = make_images(4, seed=24)
     for image in x:
-        request = gati_pb2.PredictRequest(pixels=image.tobytes(), channels=1, height=28, width=28, dtype="uint8")
+        request = gati_pb2.PredictRequest(
+            pixels=image.tobytes(), channels=1, height=28, width=28, dtype="uint8"
+        )
         got = servicer.decode(request)
         want = tiny_base.preprocess(image[None].copy())
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -98,8 +114,11 @@ def test_table_decode_is_exactly_preprocess(tiny_base):
 def test_rpc_overhead_reports_model_handler_and_empty_call_figures(tiny_base, tiny_exploration):
     from spidercache.inference.loadtest import rpc_overhead
 
-    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
-             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    exits = [
+        Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
+        for i, h in enumerate(tiny_exploration.heads)
+        if h.variant == "pool2_mlp"
+    ]
     x, _ = make_images(8, seed=25)
     r = rpc_overhead(GatiRuntime(tiny_base, exits), x[:, 0], requests=20)
     assert r["requests"] == 20
