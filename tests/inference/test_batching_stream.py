@@ -63,4 +63,6 @@ def test_stream_shift_lowers_hits_and_retraining_is_measured(tiny_base, tiny_exp
     assert static["retrains"] == 0 and static["mean_ms_while_retraining"] is None
     assert retrain["retrains"] >= 1 and all(s > 0 for s in retrain["retrain_seconds"])
     assert retrain["swaps"] <= retrain["retrains"] and retrain["requests"] == 900
+    assert static["base_accuracy_after_shift"] == retrain["base_accuracy_after_shift"]  # one base, one stream
+    assert all(0 <= w["base_accuracy"] <= 100 for w in windows)
     assert 0 <= retrain["hit_rate_after_shift"] <= 100 and retrain["shift_at"] == 300

@@ -114,7 +114,8 @@ def print_tables(rows: list[dict]) -> None:
             f"stream {r['mode']:<10}: hit rate {r['hit_rate_before_shift']:.1f}% before the shift, "
             f"{r['hit_rate_after_shift']:.1f}% after "
             f"(last window {r['hit_rate_last_window']:.1f}%); accuracy "
-            f"{r['accuracy_before_shift']:.2f}% -> {r['accuracy_after_shift']:.2f}% (last window "
+            f"{r['accuracy_before_shift']:.2f}% -> {r['accuracy_after_shift']:.2f}% (base alone "
+            f"{r['base_accuracy_before_shift']:.2f}% -> {r['base_accuracy_after_shift']:.2f}%; last window "
             f"{r['accuracy_last_window']:.2f}%); {r['retrains']} retrain(s)"
             + (f" of {np.mean(secs):.2f} s each, {r['swaps']} swapped in" if secs else "")
             + (
