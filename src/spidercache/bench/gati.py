@@ -69,6 +69,7 @@ RUN_DEFAULTS = dict(
     window_ms=2.0,
     stream=True,
     stream_requests=3000,
+    stream_rate=500.0,
     rebuild=False,
     gpu=False,
     test_samples=None,
@@ -134,6 +135,7 @@ def run(say: Callable[[str], None] = lambda _m: None, **opts) -> list[dict]:
             test_images,
             test_y,
             requests=o["stream_requests"],
+            rate=o["stream_rate"],
             say=say,
         )
     for r in rows:

@@ -88,6 +88,7 @@ def register_bench(gati: typer.Typer) -> None:
         window_ms: float = typer.Option(2.0, help="batching window of the batched server"),
         stream: bool = typer.Option(True, help="online retraining on a shifting stream"),
         stream_requests: int = typer.Option(3000, help="requests in the shifting stream"),
+        stream_rate: float = typer.Option(500.0, help="arrivals per second in the stream (0: back to back)"),
         gpu: bool = typer.Option(
             False, help="also time the same compositions on a CUDA GPU (error when none)"
         ),

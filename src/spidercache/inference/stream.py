@@ -1,7 +1,10 @@
 """Online retraining measured on a stream whose inputs shift.
 
 ``drift_stream`` replays ``requests`` test images one by one (batch 1, as a
-server sees them). After the first third the input distribution shifts: every
+server sees them), arriving at ``rate`` requests per second (back to back when
+the network is slower than that; 0: always back to back). The rate matters: a
+retrain runs beside the requests, and a stream that is over before the first
+retrain ends shows no effect of retraining. After the first third the input distribution shifts: every
 image gets a contrast and brightness change (``x * contrast + brightness``,
 clipped), the kind of drift a camera at dusk produces. The stream is replayed
 twice from fresh heads: once as built (``static``), once with an
@@ -31,11 +34,15 @@ def shift_images(images: np.ndarray, contrast: float = 0.5, brightness: float = 
 
 
 def _replay(
-    runtime: GatiRuntime, x: torch.Tensor, labels: np.ndarray, retrainer: OnlineRetrainer | None
+    runtime: GatiRuntime, x: torch.Tensor, labels: np.ndarray, retrainer: OnlineRetrainer | None, rate: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_units = len(runtime.units)
     ms, hit, correct, busy = (np.zeros(len(x)) for _ in range(4))
+    interval, due = (1.0 / rate if rate > 0 else 0.0), time.perf_counter()
     for i in range(len(x)):
+        due += interval
+        if interval:  # requests arrive at ``rate`` per second (back to back when the model is slower)
+            time.sleep(max(0.0, due - time.perf_counter()))
         during = retrainer is not None and retrainer.busy
         t = time.perf_counter()
         out = runtime.predict(x[i : i + 1])
@@ -80,6 +87,7 @@ def drift_stream(
     contrast: float = 0.5,
     brightness: float = 90.0,
     min_new: int = 256,
+    rate: float = 500.0,
     seed: int = 0,
     say: Callable[[str], None] = lambda _m: None,
 ) -> list[dict]:
@@ -105,7 +113,7 @@ def drift_stream(
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():
-                ms, hit, correct, busy = _replay(runtime, x, y, retrainer)
+                ms, hit, correct, busy = _replay(runtime, x, y, retrainer, rate)
         finally:
             if retrainer is not None:
                 retrainer.stop()
@@ -129,7 +137,7 @@ def drift_stream(
                 }
             )
         summary = _summary(mode, ms, hit, correct, busy, shift_at, retrainer, rows[-1])
-        summary.update(contrast=contrast, brightness=brightness, seconds=wall)
+        summary.update(contrast=contrast, brightness=brightness, seconds=wall, rate_rps=rate)
         summary.update(
             base_accuracy_before_shift=100 * base_ok[:shift_at].mean(),
             base_accuracy_after_shift=100 * base_ok[shift_at:].mean(),
