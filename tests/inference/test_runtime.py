@@ -155,3 +155,23 @@ def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration)
     out = GatiRuntime.from_composition(tiny_base, tiny_exploration, comp).predict_images(x)
     assert gati_acc == pytest.approx(100.0 * float((out.labels.numpy() == y).mean()))
     assert sum(rates) == pytest.approx(100.0 * float((out.exit_unit < 2).float().mean()))
+
+
+def test_audited_requests_take_the_base_answer_and_feed_the_buffer(tiny_base, tiny_exploration):
+    rt = runtime_with(tiny_exploration, tiny_base, 0.0)  # threshold 0: every head answers everything
+    x, _ = make_images(12, seed=61)
+    xt = tiny_base.preprocess(x)
+    n_units = len(rt.units)
+    assert all(int(rt.predict(xt[i : i + 1]).exit_unit[0]) < n_units for i in range(4))
+    retrainer = OnlineRetrainer(rt, audit_every=3)
+    try:
+        outs = [rt.predict(xt[i : i + 1]) for i in range(len(x))]
+    finally:
+        retrainer.stop()
+    audited = [i for i, o in enumerate(outs) if int(o.exit_unit[0]) == n_units]
+    assert audited == [2, 5, 8, 11]  # one request in three ran the whole network...
+    with torch.no_grad():
+        base_labels = tiny_base.model(xt).argmax(1)
+    assert all(int(outs[i].labels[0]) == int(base_labels[i]) for i in audited)  # ...and got the base's answer
+    seen = sum(retrainer._seen.values())
+    assert seen == 4 * len(rt.exits)  # each audited request reached every head's buffer; hits reach none

@@ -14,6 +14,15 @@ only if it validates better on held-out buffered samples (lower cross-entropy
 against the base answers, and accuracy on its hits at the current threshold not
 lower). The swap replaces one reference under a lock; a request in flight
 keeps the heads it started with.
+
+Misses alone cannot show a head that has become confidently wrong (after a
+drift its wrong answers are hits, and a hit never reaches the base network).
+So one request in ``audit_every`` (a batch, for batched calls) is *audited*: it
+takes no early exit, the base network answers it, and every head's view of it
+goes to the buffer with the base's answer. The held-out buffer then holds
+samples the current head answers confidently, and its accuracy on its hits
+there is a real figure (without audits it was 100% by construction, and every
+retrained head that missed once on its new hits was rejected).
 """
 
 from __future__ import annotations
@@ -91,6 +100,9 @@ class GatiRuntime:
         """Predict a preprocessed float batch ``x`` (N x C x H x W)."""
         exits = self._exits  # snapshot: a concurrent swap does not affect this request
         observer = self.observer
+        # An audited request takes no early exit: the base answers it, and every head's view of it goes to
+        # the retrainer with the base's answer, so that confident wrong answers (drift) can be seen at all.
+        audit = observer is not None and observer.audit_now()
         n = x.shape[0]
         n_units = len(self.units)
         dev = x.device
@@ -106,6 +118,9 @@ class GatiRuntime:
             if e is None:
                 continue
             stored = pool_activation(h, e.head.grid)
+            if audit:
+                stash.append((i, stored, index))
+                continue
             conf, pred = F.softmax(e.head.forward_stored(stored), 1).max(1)
             hit = conf >= e.threshold
             if n == 1 and index.numel() == 1:  # batch 1: no indexing work on a hit
@@ -150,6 +165,7 @@ class OnlineRetrainer:
         holdout_every: int = 5,
         epochs: int = 3,
         lr: float = 5e-4,
+        audit_every: int = 20,
     ) -> None:
         self.runtime = runtime
         self.capacity, self.min_new, self.holdout_every = capacity, min_new, holdout_every
@@ -164,7 +180,13 @@ class OnlineRetrainer:
         self.swaps: list[dict] = []
         self.rejections: list[dict] = []
         self.busy = False  # True while a head is being retrained (for latency-while-retraining figures)
+        self.audit_every, self._requests = audit_every, 0
         runtime.observer = self
+
+    def audit_now(self) -> bool:
+        """True for one request (or batch) in ``audit_every``: it runs the whole network (see predict)."""
+        self._requests += 1
+        return self.audit_every > 0 and self._requests % self.audit_every == 0
 
     def add(self, unit: int, stored: torch.Tensor, base_logits: torch.Tensor) -> None:
         with self._lock:
