@@ -4,15 +4,15 @@ import subprocess
 import sys
 
 import torch
+from gati_synthetic import make_images
 
 from spidercache.inference.basemodel import load_checkpoint, train_base_model
 
-from gati_synthetic import make_images
-
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spidercache", "gati", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "spidercache", "gati", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, fragment: str) -> None:
@@ -29,19 +29,32 @@ def test_serve_refuses_heads_built_for_another_model(tmp_path, tiny_base, tiny_e
         next(other.model.parameters()).mul_(1.5)  # other weights: another fingerprint
     other._fingerprint = None
     other.save(tmp_path / "other.pt")
-    r = run_cli("serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "caches"))
+    r = run_cli(
+        "serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "caches")
+    )
     assert_one_line_error(r, "another base model")
 
 
-def test_build_refuses_a_model_for_other_images(tmp_path):
-    # A 3-channel 32x32 model cannot be explored on Fashion-MNIST (1x28x28).
+def test_build_refuses_a_dataset_with_another_class_count(tmp_path):
+    # A 3-channel 32x32 model of 4 classes: Fashion-MNIST would be resized to fit, but it has 10 classes.
     images, labels = make_images(64, seed=4, size=32)
     colour = images.repeat(3, axis=1)
     base = train_base_model("small", colour, labels, num_classes=4, epochs=1, batch_size=32)
     base.save(tmp_path / "colour.pt")
-    r = run_cli("build", "--model", str(tmp_path / "colour.pt"), "--out", str(tmp_path / "caches"),
-                "--train-samples", "10", "--head-samples", "10", "--val-samples", "10")
-    assert_one_line_error(r, "model takes 3x32x32")
+    r = run_cli(
+        "build",
+        "--model",
+        str(tmp_path / "colour.pt"),
+        "--out",
+        str(tmp_path / "caches"),
+        "--train-samples",
+        "10",
+        "--head-samples",
+        "10",
+        "--val-samples",
+        "10",
+    )
+    assert_one_line_error(r, "has 10 classes but the base network was trained for 4")
     assert not (tmp_path / "caches").exists()
 
 
@@ -52,3 +65,30 @@ def test_corrupt_checkpoint_at_build_and_bench(tmp_path):
     assert_one_line_error(r, "cannot read model checkpoint")
     r = run_cli("bench", "--checkpoint", str(bad), "--work-dir", str(tmp_path / "work"), "--no-rpc")
     assert_one_line_error(r, "cannot read model checkpoint")
+
+
+def test_out_of_range_port_and_missing_gpu_are_one_line_errors(tmp_path, tiny_base, tiny_exploration):
+    tiny_exploration.save(tmp_path / "caches")
+    tiny_base.save(tmp_path / "base.pt")
+    r = run_cli(
+        "serve", "--port", "99999", "--model", str(tmp_path / "base.pt"), "--caches", str(tmp_path / "caches")
+    )
+    assert_one_line_error(r, "--port must be 0..65535, got 99999")
+    if torch.cuda.is_available():
+        return  # the GPU path runs there (scripts/gpu_gati.sh); the clear error is for machines without one
+    r = run_cli(
+        "serve",
+        "--port",
+        "0",
+        "--device",
+        "cuda",
+        "--model",
+        str(tmp_path / "base.pt"),
+        "--caches",
+        str(tmp_path / "caches"),
+    )
+    assert_one_line_error(r, "no CUDA GPU")
+    r = run_cli("train-base", "--network", "small", "--device", "cuda", "--out", str(tmp_path / "x.pt"))
+    assert_one_line_error(r, "no CUDA GPU")
+    r = run_cli("bench", "--model", "small", "--gpu", "--work-dir", str(tmp_path / "w"))
+    assert_one_line_error(r, "no CUDA GPU")

@@ -6,7 +6,14 @@ import torch
 
 from spidercache.inference.compose import compose
 from spidercache.inference.explore import Exploration, HeadRecord
-from spidercache.inference.heads import VARIANTS, Head, head_outputs, pool_activation, train_head, variants_for
+from spidercache.inference.heads import (
+    VARIANTS,
+    Head,
+    head_outputs,
+    pool_activation,
+    train_head,
+    variants_for,
+)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -49,7 +56,7 @@ def synthetic_exploration(n=1000):
     """
     labels = np.zeros(n, dtype=np.int64)
     base_pred = labels.copy()
-    base_pred[-n // 10:] = 1  # base wrong on the last 10%
+    base_pred[-n // 10 :] = 1  # base wrong on the last 10%
     conf_a = np.where(np.arange(n) < 0.6 * n, 0.99, 0.6).astype(np.float32)
     pred_a = np.where(np.arange(n) < 0.6 * n, 0, 1)
     conf_b = np.where((np.arange(n) >= 0.6 * n) & (np.arange(n) < 0.8 * n), 0.999, 0.3).astype(np.float32)
@@ -59,10 +66,17 @@ def synthetic_exploration(n=1000):
         return HeadRecord(unit, f"u{unit}", "gap_linear", 4, {}, mem, {1: 0.1, 32: 0.5}, conf, pred)
 
     return Exploration(
-        base_fingerprint="x", network="synthetic", input_shape=(1, 4, 4), num_classes=3,
-        unit_names=["u0", "u1", "u2"], unit_channels=[4, 4, 4],
-        unit_ms={1: [10.0, 10.0, 10.0], 32: [100.0, 100.0, 100.0]}, finish_ms={1: 0.0, 32: 0.0},
-        heads=[rec(0, conf_a, pred_a), rec(1, conf_b, pred_b)], val_labels=labels, val_base_pred=base_pred,
+        base_fingerprint="x",
+        network="synthetic",
+        input_shape=(1, 4, 4),
+        num_classes=3,
+        unit_names=["u0", "u1", "u2"],
+        unit_channels=[4, 4, 4],
+        unit_ms={1: [10.0, 10.0, 10.0], 32: [100.0, 100.0, 100.0]},
+        finish_ms={1: 0.0, 32: 0.0},
+        heads=[rec(0, conf_a, pred_a), rec(1, conf_b, pred_b)],
+        val_labels=labels,
+        val_base_pred=base_pred,
     )
 
 

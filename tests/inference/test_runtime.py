@@ -3,20 +3,21 @@
 import numpy as np
 import pytest
 import torch
+from gati_synthetic import make_images
 
 from spidercache.errors import UserError
 from spidercache.inference.basemodel import load_checkpoint
-from spidercache.inference.compose import compose
 from spidercache.inference.explore import load_exploration
 from spidercache.inference.heads import Head
 from spidercache.inference.runtime import Exit, GatiRuntime, OnlineRetrainer
 
-from gati_synthetic import make_images
-
 
 def runtime_with(ex, base, threshold):
-    exits = [Exit(h.unit, h.name, ex.build_head(i), threshold)
-             for i, h in enumerate(ex.heads) if h.variant == "pool4_mlp"]
+    exits = [
+        Exit(h.unit, h.name, ex.build_head(i), threshold)
+        for i, h in enumerate(ex.heads)
+        if h.variant == "pool4_mlp"
+    ]
     return GatiRuntime(base, exits)
 
 
@@ -49,17 +50,23 @@ def test_batches_keep_order_and_match_one_by_one(tiny_base, tiny_exploration):
     for e in rt.exits:
         e.threshold = float(confs[len(confs) // 2])
     batched = rt.predict_images(x)
-    single = [rt.predict_images(x[i:i + 1]) for i in range(len(x))]
+    single = [rt.predict_images(x[i : i + 1]) for i in range(len(x))]
     assert torch.equal(batched.labels, torch.cat([s.labels for s in single]))
     assert torch.equal(batched.exit_unit, torch.cat([s.exit_unit for s in single]))
     exits = set(batched.exit_unit.tolist())
     assert len(exits) >= 2, "the test needs both early exits and full runs"
 
 
-def test_wrong_image_shape_is_a_user_error(tiny_base, tiny_exploration):
+def test_wrong_channels_are_refused_and_other_sizes_resized(tiny_base, tiny_exploration):
+    from spidercache.inference.basemodel import resize_images
+
     rt = runtime_with(tiny_exploration, tiny_base, 0.9)
     with pytest.raises(UserError, match="model takes 1x28x28"):
-        rt.predict_images(np.zeros((1, 3, 32, 32), dtype=np.uint8))
+        rt.predict_images(np.zeros((1, 4, 32, 32), dtype=np.uint8))
+    x, _ = make_images(6, seed=31, size=56)
+    small = resize_images(x, (1, 28, 28))
+    assert small.shape == (6, 1, 28, 28) and small.dtype == np.uint8
+    assert torch.equal(rt.predict_images(x.repeat(3, axis=1)).labels, rt.predict_images(small).labels)
 
 
 def test_heads_for_another_model_are_refused(tmp_path, tiny_base, tiny_exploration):
@@ -98,7 +105,7 @@ def test_online_retraining_swaps_in_a_better_head_only(tiny_base, tiny_explorati
     retrainer = OnlineRetrainer(rt, capacity=2048, min_new=300, holdout_every=4, epochs=8, lr=5e-3)
     x, _ = make_images(400, seed=11)
     for s in range(0, 400, 50):
-        rt.predict_images(x[s:s + 50])
+        rt.predict_images(x[s : s + 50])
     assert retrainer.retrain_now() == 1
     assert rt.exits[0].head is not untrained
     swap = retrainer.swaps[0]
@@ -129,11 +136,9 @@ def test_online_retraining_in_the_background_thread(tiny_base, tiny_exploration)
 
 def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration):
     """compose.assess (used by the benchmark for test accuracy) predicts what the runtime does."""
-    from spidercache.inference.compose import assess
+    from spidercache.inference.compose import Composition, assess
     from spidercache.inference.explore import collect_activations
     from spidercache.inference.heads import head_outputs
-
-    from spidercache.inference.compose import Composition
 
     # The tiny network is cheaper than any head, so compose() rightly takes none; set the choice by hand,
     # at the median confidence so that some images exit and some do not.
@@ -144,8 +149,29 @@ def test_composition_bookkeeping_equals_the_runtime(tiny_base, tiny_exploration)
     acts, logits = collect_activations(tiny_base, x)
     heads = [tiny_exploration.build_head(k) for k in range(len(tiny_exploration.heads))]
     outs = [head_outputs(head, acts[h.unit][head.grid]) for head, h in zip(heads, tiny_exploration.heads)]
-    base_acc, gati_acc, rates = assess(tiny_exploration, comp, [o[0] for o in outs], [o[1] for o in outs],
-                                       y, logits.argmax(1).numpy())
+    base_acc, gati_acc, rates = assess(
+        tiny_exploration, comp, [o[0] for o in outs], [o[1] for o in outs], y, logits.argmax(1).numpy()
+    )
     out = GatiRuntime.from_composition(tiny_base, tiny_exploration, comp).predict_images(x)
     assert gati_acc == pytest.approx(100.0 * float((out.labels.numpy() == y).mean()))
     assert sum(rates) == pytest.approx(100.0 * float((out.exit_unit < 2).float().mean()))
+
+
+def test_audited_requests_take_the_base_answer_and_feed_the_buffer(tiny_base, tiny_exploration):
+    rt = runtime_with(tiny_exploration, tiny_base, 0.0)  # threshold 0: every head answers everything
+    x, _ = make_images(12, seed=61)
+    xt = tiny_base.preprocess(x)
+    n_units = len(rt.units)
+    assert all(int(rt.predict(xt[i : i + 1]).exit_unit[0]) < n_units for i in range(4))
+    retrainer = OnlineRetrainer(rt, audit_every=3)
+    try:
+        outs = [rt.predict(xt[i : i + 1]) for i in range(len(x))]
+    finally:
+        retrainer.stop()
+    audited = [i for i, o in enumerate(outs) if int(o.exit_unit[0]) == n_units]
+    assert audited == [2, 5, 8, 11]  # one request in three ran the whole network...
+    with torch.no_grad():
+        base_labels = tiny_base.model(xt).argmax(1)
+    assert all(int(outs[i].labels[0]) == int(base_labels[i]) for i in audited)  # ...and got the base's answer
+    seen = sum(retrainer._seen.values())
+    assert seen == 4 * len(rt.exits)  # each audited request reached every head's buffer; hits reach none

@@ -6,19 +6,21 @@ import sys
 import numpy as np
 import pytest
 import torch
+from gati_synthetic import make_images
 from PIL import Image
 
 from spidercache.errors import UserError
 from spidercache.inference.runtime import Exit, GatiRuntime
 from spidercache.inference.serve import GatiClient, GatiServicer, read_image, start_server
 
-from gati_synthetic import make_images
-
 
 @pytest.fixture()
 def server(tiny_base, tiny_exploration):
-    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
-             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    exits = [
+        Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
+        for i, h in enumerate(tiny_exploration.heads)
+        if h.variant == "pool2_mlp"
+    ]
     runtime = GatiRuntime(tiny_base, exits)
     srv, port = start_server(GatiServicer(runtime, ["a", "b", "c", "d"]), port=0)
     client = GatiClient(f"127.0.0.1:{port}")
@@ -42,12 +44,14 @@ def test_round_trip_matches_local_runtime(server):
     assert len(info.heads) == 2
 
 
-def test_wrong_image_is_refused_and_server_goes_on(server):
+def test_wrong_image_is_resized_or_refused_and_server_goes_on(server):
     runtime, client, _ = server
     with pytest.raises(UserError, match="model takes 1x28x28"):
-        client.predict(np.zeros((3, 32, 32), dtype=np.uint8))
-    with pytest.raises(UserError, match="model takes 1x28x28"):
-        client.predict(np.zeros((1, 27, 28), dtype=np.uint8))
+        client.predict(np.zeros((4, 28, 28), dtype=np.uint8))  # neither grey nor colour: refused
+    x, _ = make_images(3, seed=22, size=40)
+    colour = x.repeat(3, axis=1)
+    for image in (x[0], colour[1]):  # another size, and colour for a grey model: resized like preprocess does
+        assert client.predict(image).prediction == int(runtime.predict_images(image[None].copy()).labels[0])
     x, _ = make_images(1, seed=22)
     assert client.predict(x[0]).prediction == int(runtime.predict_images(x).labels[0])
 
@@ -59,9 +63,9 @@ def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
     Image.fromarray(x[0, 0]).save(good)
     image = read_image(good)
     assert image.shape == (1, 28, 28) and np.array_equal(image, x[0])
-    bad = tmp_path / "colour.png"
-    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(bad)
-    assert read_image(bad).shape == (3, 32, 32)  # sent as it is: the server says what it expects
+    bad = tmp_path / "four.npy"
+    np.save(bad, np.zeros((4, 28, 28), dtype=np.uint8))
+    assert read_image(bad).shape == (4, 28, 28)  # sent as it is: the server says what it expects
     cmd = [sys.executable, "-m", "spidercache", "gati", "query", "--address", f"127.0.0.1:{port}", str(bad)]
     wrong = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2
@@ -73,8 +77,19 @@ def test_serve_cli_refuses_a_corrupt_checkpoint_in_one_line(tmp_path, tiny_explo
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x02garbage")
     tiny_exploration.save(tmp_path / "caches")
-    cmd = [sys.executable, "-m", "spidercache", "gati", "serve", "--port", "0",
-           "--caches", str(tmp_path / "caches"), "--model", str(bad)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spidercache",
+        "gati",
+        "serve",
+        "--port",
+        "0",
+        "--caches",
+        str(tmp_path / "caches"),
+        "--model",
+        str(bad),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "checkpoint" in r.stderr
 
@@ -87,7 +102,9 @@ def test_table_decode_is_exactly_preprocess(tiny_base):
     assert servicer._lut is not None
     x, _ = make_images(4, seed=24)
     for image in x:
-        request = gati_pb2.PredictRequest(pixels=image.tobytes(), channels=1, height=28, width=28, dtype="uint8")
+        request = gati_pb2.PredictRequest(
+            pixels=image.tobytes(), channels=1, height=28, width=28, dtype="uint8"
+        )
         got = servicer.decode(request)
         want = tiny_base.preprocess(image[None].copy())
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -95,10 +112,13 @@ def test_table_decode_is_exactly_preprocess(tiny_base):
 
 
 def test_rpc_overhead_reports_model_handler_and_empty_call_figures(tiny_base, tiny_exploration):
-    from spidercache.inference.bench import rpc_overhead
+    from spidercache.inference.loadtest import rpc_overhead
 
-    exits = [Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
-             for i, h in enumerate(tiny_exploration.heads) if h.variant == "pool2_mlp"]
+    exits = [
+        Exit(h.unit, h.name, tiny_exploration.build_head(i), 0.9)
+        for i, h in enumerate(tiny_exploration.heads)
+        if h.variant == "pool2_mlp"
+    ]
     x, _ = make_images(8, seed=25)
     r = rpc_overhead(GatiRuntime(tiny_base, exits), x[:, 0], requests=20)
     assert r["requests"] == 20

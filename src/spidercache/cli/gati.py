@@ -1,14 +1,20 @@
-"""`spidercache gati ...`: learned inference caches (GATI): build, serve, query, bench, train-base."""
+"""`spidercache gati ...`: learned inference caches (GATI): train-base, build, serve, query, eval, bench."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from ..errors import UserError
+
+DATASET_HELP = (
+    "fashion-mnist (default), or a path: a CIFAR-10/100 python folder, an ImageFolder tree "
+    "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)"
+)
 
 
 def _say(message: str) -> None:
@@ -37,107 +43,227 @@ def _variants(text: Optional[str]) -> Optional[tuple[str, ...]]:
     return chosen
 
 
-def register(app: typer.Typer) -> None:
-    gati = typer.Typer(help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True)
-    app.add_typer(gati, name="gati")
+def _device(name: str) -> str:
+    import torch
 
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible to torch on this machine")
+    return name
+
+
+def _positive(name: str, value: int | None, low: int = 1, high: int | None = None) -> None:
+    if value is not None and (value < low or (high is not None and value > high)):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise UserError(f"{name} must be {span}, got {value}")
+
+
+def register(app: typer.Typer) -> None:
+    gati = typer.Typer(
+        help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True
+    )
+    app.add_typer(gati, name="gati")
+    for add in (
+        _register_train_base,
+        _register_build,
+        _register_serve,
+        _register_query,
+        _register_eval,
+    ):
+        add(gati)
+    from .gati_bench import register_bench
+
+    register_bench(gati)
+
+
+def _register_train_base(gati: typer.Typer) -> None:
     @gati.command("train-base")
     def train_base(
-        network: str = typer.Option("resnet18", "--network", help="alexnet, vgg11, vgg16, resnet18/34/50, small"),
-        dataset: str = typer.Option("fashion-mnist", help="dataset name"),
-        data_root: Optional[str] = typer.Option(None, help="dataset folder (default: the Debian package's)"),
-        epochs: int = typer.Option(1, min=1),
-        train_samples: int = typer.Option(20000, min=1, help="first N images of the fixed shuffled training split"),
-        lr: float = typer.Option(0.05, min=1e-6, help="peak learning rate of the one-cycle schedule (deep nets want less)"),
+        network: str = typer.Option(
+            "resnet18", "--network", help="alexnet, vgg11, vgg16, resnet18/34/50, small, se-lresnet18e-ir"
+        ),
+        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
+        data_root: Optional[str] = typer.Option(
+            None, help="Fashion-MNIST folder (default: the Debian package's)"
+        ),
+        image_size: Optional[int] = typer.Option(
+            None, help="train at this size (images resized); default native"
+        ),
+        stem: Optional[str] = typer.Option(
+            None, help="ResNets: cifar (28-32 px, default) or imagenet (64-224 px)"
+        ),
+        epochs: int = typer.Option(30, help="most epochs (with --converge) or exactly this many"),
+        converge: bool = typer.Option(True, help="stop when validation accuracy stops improving"),
+        train_samples: int = typer.Option(20000, help="first N images of the fixed shuffled training split"),
+        head_samples: int = typer.Option(10000, help="images set aside for `gati build`'s heads"),
+        val_samples: int = typer.Option(5000, help="validation images (convergence; thresholds later)"),
+        lr: float = typer.Option(0.05, help="peak learning rate (deep nets want less)"),
         threads: Optional[int] = typer.Option(None, help="torch threads"),
+        device: str = typer.Option("cpu", help="cpu or cuda"),
         out: Path = typer.Option(..., "--out", help="checkpoint to write"),
+        as_json: bool = typer.Option(False, "--json", help="print what was trained as JSON on stdout"),
     ) -> None:
-        """Train a base network quickly (the full trainer is `spidercache train`)."""
+        """Train a base network (the full trainer is `spidercache train`); progress with an ETA on stderr."""
         import torch
 
-        from ..inference.basemodel import train_base_model
-        from ..inference.bench import load_dataset, splits
+        from ..inference.build import train_base as train
+        from ..inference.datasets import load_splits
 
+        given = dict(locals())
+        for k in ("epochs", "train_samples", "threads", "head_samples", "val_samples"):
+            _positive(f"--{k.replace('_', '-')}", given[k])
+        _positive("--image-size", image_size, 8, 1024)
+        if lr <= 0:
+            raise UserError(f"--lr must be positive, got {lr}")
+        dev = _device(device)
         if threads:
             torch.set_num_threads(threads)
-        ds = load_dataset(dataset, data_root, train=True)
-        base_idx, _, _ = splits(len(ds), train_samples, 1, 1)
-        base = train_base_model(network, ds.data[base_idx], ds.targets[base_idx], len(ds.classes), epochs=epochs, lr=lr,
-                                progress=lambda s, t, l: _say(f"step {s}/{t} loss {l:.3f}") if s % 50 == 0 or s == t else None)
-        base.meta["dataset"] = dataset
+        data = load_splits(dataset, data_root, image_size)
+        if data.note:
+            _say(data.note)
+        keys = (
+            "stem",
+            "image_size",
+            "epochs",
+            "converge",
+            "train_samples",
+            "head_samples",
+            "val_samples",
+            "lr",
+        )
+        base = train(data, network, device=dev, say=_say, **{k: given[k] for k in keys})
         base.save(out)
         _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")
+        if as_json:
+            info = {"checkpoint": str(out), "network": base.network, "stem": base.stem}
+            info.update(classifier=base.classifier, input_shape=list(base.input_shape))
+            info.update(num_classes=base.num_classes, fingerprint=base.fingerprint(), **base.meta)
+            typer.echo(json.dumps(info, indent=1, default=float))
 
+
+def _register_build(gati: typer.Typer) -> None:
     @gati.command("build")
     def build(
         model: Path = typer.Option(..., "--model", help="base model checkpoint (state dict with metadata)"),
         out: Path = typer.Option(..., "--out", help="folder for the heads and their measurements"),
-        dataset: str = typer.Option("fashion-mnist"),
+        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),
-        train_samples: Optional[int] = typer.Option(None, help="images the base model trained on (skipped); default from the checkpoint"),
-        head_samples: int = typer.Option(10000, min=2, help="images to train heads on"),
-        val_samples: int = typer.Option(5000, min=2, help="validation images for thresholds (never the test split)"),
-        head_epochs: int = typer.Option(8, min=1),
-        variants: Optional[str] = typer.Option(None, help="comma-separated subset of gap_linear,pool2_mlp,pool4_mlp,conv1x1"),
+        image_size: Optional[int] = typer.Option(None, help="decode ImageFolder trees at this size"),
+        train_samples: Optional[int] = typer.Option(
+            None, help="images the base trained on (skipped); default from it"
+        ),
+        head_samples: int = typer.Option(10000, help="images to train heads on"),
+        val_samples: int = typer.Option(5000, help="validation images for thresholds (never the test split)"),
+        head_epochs: int = typer.Option(8),
+        variants: Optional[str] = typer.Option(
+            None, help="comma-separated subset of gap_linear,pool2_mlp,pool4_mlp,conv1x1"
+        ),
         threads: Optional[int] = typer.Option(None),
+        device: str = typer.Option("cpu", help="cpu or cuda (activations and head training)"),
+        as_json: bool = typer.Option(False, "--json", help="print the exploration summary as JSON on stdout"),
     ) -> None:
-        """Exploration: train every head variant at every layer; measure hit rate, accuracy, latency, memory."""
+        """Exploration: train every head variant at every layer; measure hit rate, accuracy, latency, size."""
         import torch
 
         from ..inference.basemodel import load_checkpoint
-        from ..inference.bench import load_dataset, splits
-        from ..inference.explore import explore
+        from ..inference.build import build_caches
+        from ..inference.datasets import load_splits
 
+        for name, v in (
+            ("--head-samples", head_samples),
+            ("--val-samples", val_samples),
+            ("--head-epochs", head_epochs),
+            ("--threads", threads),
+        ):
+            _positive(name, v, 2 if "samples" in name else 1)
+        dev = _device(device)
         if threads:
             torch.set_num_threads(threads)
-        chosen = list(_variants(variants) or ()) or None
         base = load_checkpoint(model)
-        ds = load_dataset(dataset, data_root, train=True)
-        base.check_shape(tuple(ds.data.shape[1:]))
-        n_base = train_samples if train_samples is not None else int(base.meta.get("train_samples", 0)) or 1
-        _, head_idx, val_idx = splits(len(ds), n_base, head_samples, val_samples)
-        ex = explore(base, ds.data[head_idx], ds.targets[head_idx], ds.data[val_idx], ds.targets[val_idx],
-                     variants=chosen, head_epochs=head_epochs, progress=_say)
+        data = load_splits(dataset, data_root, image_size or base.input_shape[1])
+        if data.note:
+            _say(data.note)
+        ex = build_caches(
+            base,
+            data,
+            train_samples=train_samples,
+            head_samples=head_samples,
+            val_samples=val_samples,
+            head_epochs=head_epochs,
+            variants=list(_variants(variants) or ()) or None,
+            device=dev,
+            say=_say,
+        )
         path = ex.save(out)
         _say(f"wrote {path} ({len(ex.heads)} heads, base fingerprint {ex.base_fingerprint[:12]})")
+        if as_json:
+            typer.echo(json.dumps(ex.summary(), indent=1, default=float))
 
+
+def _register_serve(gati: typer.Typer) -> None:
     @gati.command("serve")
     def serve(
         model: Path = typer.Option(..., "--model", help="base model checkpoint"),
         caches: Path = typer.Option(..., "--caches", help="folder written by `gati build`"),
-        port: int = typer.Option(50053, min=0, max=65535),
+        port: int = typer.Option(50053, help="0 picks a free port"),
         host: str = typer.Option("127.0.0.1"),
-        epsilon: float = typer.Option(1.0, min=0.0, help="accuracy loss budget in points (validation split)"),
+        epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
         memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
-        online: bool = typer.Option(True, help="retrain heads in the background from the base model's answers on misses"),
-        threads: int = typer.Option(1, min=1, help="torch threads"),
+        online: bool = typer.Option(
+            True, help="retrain heads in the background from the base model's answers on misses"
+        ),
+        batch_window_ms: float = typer.Option(
+            2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
+        ),
+        max_batch: int = typer.Option(32, help="largest batch the server forms"),
+        batch_workers: Optional[int] = typer.Option(
+            None, help="batches in flight (default: 1 on cuda, else cores)"
+        ),
+        threads: int = typer.Option(1, help="torch threads"),
+        device: str = typer.Option("cpu", help="cpu or cuda"),
     ) -> None:
-        """Serve predictions over gRPC until interrupted."""
+        """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
         import time
 
         import torch
 
         from ..inference.basemodel import load_checkpoint
+        from ..inference.batching import Batcher
         from ..inference.compose import compose
         from ..inference.explore import load_exploration
         from ..inference.runtime import GatiRuntime, OnlineRetrainer
         from ..inference.serve import GatiServicer, start_server
 
+        _positive("--port", port, 0, 65535)
+        _positive("--threads", threads)
+        _positive("--max-batch", max_batch)
+        _positive("--batch-workers", batch_workers)
+        if epsilon < 0 or batch_window_ms < 0:
+            raise UserError("--epsilon and --batch-window-ms must not be negative")
+        dev = _device(device)
         torch.set_num_threads(threads)
         base = load_checkpoint(model)
         ex = load_exploration(caches, expected_fingerprint=base.fingerprint())
         comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
-        runtime = GatiRuntime.from_composition(base, ex, comp)
-        retrainer = OnlineRetrainer(runtime).start() if online else None
+        runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
+        retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
+        workers = batch_workers or (1 if dev == "cuda" else min(4, os.cpu_count() or 1))
+        batcher = Batcher(runtime, batch_window_ms, max_batch, dev, workers) if batch_window_ms > 0 else None
         classes = None
-        if base.meta.get("dataset", "fashion-mnist") == "fashion-mnist":
+        if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
             from ..data.datasets import FASHION_MNIST_CLASSES
 
             classes = list(FASHION_MNIST_CLASSES)
-        server, bound = start_server(GatiServicer(runtime, classes, epsilon), port=port, host=host)
-        _say(f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
-             f"(validation: base {comp.val_base_accuracy:.2f}%, gati {comp.val_accuracy:.2f}%, "
-             f"expected speedup {comp.base_expected_ms / comp.expected_ms:.2f}x)")
+        server, bound = start_server(
+            GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host
+        )
+        _say(
+            f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
+            f"({dev}, batching window {batch_window_ms:g} ms; validation: "
+            f"base {comp.val_base_accuracy:.2f}%, gati {comp.val_accuracy:.2f}%, "
+            f"expected speedup {comp.base_expected_ms / comp.expected_ms:.2f}x)"
+        )
         try:
             while True:
                 time.sleep(3600)
@@ -147,7 +273,11 @@ def register(app: typer.Typer) -> None:
             if retrainer is not None:
                 retrainer.stop()
             server.stop(1)
+            if batcher is not None:
+                batcher.close()
 
+
+def _register_query(gati: typer.Typer) -> None:
     @gati.command("query")
     def query(
         images: List[Path] = typer.Argument(..., help="PNG/JPEG or .npy images"),
@@ -163,79 +293,72 @@ def register(app: typer.Typer) -> None:
             results = []
             for path in images:
                 r = client.predict(read_image(path))
-                results.append({"image": str(path), "prediction": r.prediction, "label": r.label, "layer": r.layer,
-                                "layer_index": r.layer_index, "confidence": r.confidence,
-                                "server_ms": r.server_ms, "latency_ms": r.roundtrip_ms})
+                results.append(
+                    {
+                        "image": str(path),
+                        "prediction": r.prediction,
+                        "label": r.label,
+                        "layer": r.layer,
+                        "layer_index": r.layer_index,
+                        "confidence": r.confidence,
+                        "server_ms": r.server_ms,
+                        "latency_ms": r.roundtrip_ms,
+                    }
+                )
                 if not as_json:
-                    typer.echo(f"{path}: {r.prediction} ({r.label}) answered by {r.layer} "
-                               f"conf {r.confidence:.3f} in {r.roundtrip_ms:.2f} ms (model {r.server_ms:.2f} ms)")
+                    typer.echo(
+                        f"{path}: {r.prediction} ({r.label}) answered by {r.layer} "
+                        f"conf {r.confidence:.3f} in {r.roundtrip_ms:.2f} ms (model {r.server_ms:.2f} ms)"
+                    )
             if as_json:
                 typer.echo(json.dumps(results, indent=1))
         finally:
             client.close()
 
-    @gati.command("bench")
-    def bench(
-        model: str = typer.Option("resnet18", "--model", help="network to train, or ignored with --checkpoint"),
-        dataset: str = typer.Option("fashion-mnist"),
+
+def _register_eval(gati: typer.Typer) -> None:
+    @gati.command("eval")
+    def evaluate_cmd(
+        model: Path = typer.Option(..., "--model", help="base model checkpoint"),
+        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),
-        checkpoint: Optional[str] = typer.Option(None, help="benchmark this trained checkpoint instead of training"),
-        epochs: int = typer.Option(1, min=1),
-        train_samples: int = typer.Option(20000, min=1),
-        head_samples: int = typer.Option(10000, min=2),
-        val_samples: int = typer.Option(5000, min=2),
-        head_epochs: int = typer.Option(8, min=1),
-        epsilons: str = typer.Option("0.25,0.5,1,1.5,2,3", help="accuracy-loss budgets in points"),
-        batches: str = typer.Option("1,32"),
-        requests: int = typer.Option(300, min=10, help="timed requests at batch 1 (batch B: requests/B)"),
-        test_samples: Optional[int] = typer.Option(None, min=1, help="report on the first N test images (default: all)"),
-        variants: Optional[str] = typer.Option(None, help="explore only these head variants (comma-separated)"),
-        retime: bool = typer.Option(False, help="re-measure unit and head latencies of reused heads before composing"),
-        z: float = typer.Option(1.0, help="standard errors added to the validation loss (overfitting guard)"),
-        threads: int = typer.Option(1, min=1, help="torch threads while timing"),
-        train_threads: Optional[int] = typer.Option(None, help="torch threads while training"),
-        work_dir: str = typer.Option("~/.cache/spidercache/gati", help="trained models and heads are kept here"),
-        rebuild: bool = typer.Option(False, help="retrain even if a matching model/heads exist in --work-dir"),
-        rpc: bool = typer.Option(True, help="also measure gRPC overhead on loopback"),
-        gpu: bool = typer.Option(False, help="also time the same compositions on a CUDA GPU when there is one"),
+        pairs: Optional[Path] = typer.Option(None, help="LFW-format pairs.txt: also verification accuracy"),
+        pairs_root: Optional[Path] = typer.Option(
+            None, help="folder of person folders for --pairs (default: --dataset)"
+        ),
+        device: str = typer.Option("cpu", help="cpu or cuda"),
         as_json: bool = typer.Option(False, "--json"),
-        plot: Optional[str] = typer.Option(None, "--plot", help="PNG: latency against accuracy"),
     ) -> None:
-        """Base network against GATI over several epsilons, at batch 1 and 32."""
-        from ..inference import bench as gb
+        """Test accuracy of a base network (identification for a face model); with --pairs, verification."""
+        from ..inference.basemodel import evaluate, load_checkpoint
+        from ..inference.datasets import check_classes, load_splits
 
-        try:
-            batch_sizes = tuple(int(b) for b in batches.split(","))
-        except ValueError:
-            raise UserError(f"--batches must be integers separated by commas, got {batches!r}") from None
-        result = gb.run_bench(model=model, dataset=dataset, data_root=data_root, epochs=epochs,
-                              train_samples=train_samples, head_samples=head_samples, val_samples=val_samples,
-                              epsilons=_epsilons(epsilons), batches=batch_sizes, latency_requests=requests,
-                              checkpoint=checkpoint, work_dir=work_dir, train_threads=train_threads, threads=threads,
-                              z=z, head_epochs=head_epochs, rpc=rpc, rebuild=rebuild, gpu=gpu,
-                              test_samples=test_samples, variants=_variants(variants), retime=retime, say=_say)
-        rows = result["rows"]
-        if plot:
-            gb.plot(rows, plot)
-            _say(f"wrote {plot}")
+        dev = _device(device)
+        base = load_checkpoint(model)
+        data = load_splits(dataset, data_root, base.input_shape[1])
+        if data.note:
+            _say(data.note)
+        check_classes(base.num_classes, data)
+        result = {
+            "network": base.network,
+            "classifier": base.classifier,
+            "test_images": len(data.test_labels),
+            "test_accuracy": evaluate(base, data.test_images, data.test_labels, dev),
+        }
+        if pairs is not None:
+            from ..inference.faces import verify_pairs
+
+            root = pairs_root or Path(dataset.split(",")[0])
+            result.update(verify_pairs(base, pairs, root, dev))
         if as_json:
-            typer.echo(json.dumps(rows, indent=1, default=float))
+            typer.echo(json.dumps(result, indent=1))
             return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"GATI on {rows[0]['model']} ({rows[0]['epochs']} epoch(s), {rows[0]['train_samples']} images)")
-        for col in ("dev", "batch", "ε", "heads", "base ms", "gati ms", "base p99", "gati p99", "speedup", "base acc", "gati acc", "loss"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(r.get("device", "cpu"), str(r["batch"]), f"{r['epsilon']:g}", " ".join(r["heads"]) or "-", f"{r['base_mean_ms']:.2f}",
-                          f"{r['gati_mean_ms']:.2f}", f"{r['base_p99_ms']:.2f}", f"{r['gati_p99_ms']:.2f}",
-                          f"{r['speedup']:.2f}x", f"{r['base_accuracy']:.2f}", f"{r['gati_accuracy']:.2f}",
-                          f"{r['accuracy_loss']:+.2f}")
-        Console().print(table)
-        if result["rpc"]:
-            rp = result["rpc"]
-            Console().print(f"gRPC loopback overhead: mean {rp['overhead_mean_ms']:.3f} ms, p50 {rp['overhead_p50_ms']:.3f} ms "
-                            f"per request (round trip {rp['roundtrip_mean_ms']:.3f} ms); beyond the whole handler "
-                            f"p50 {rp['overhead_vs_handler_p50_ms']:.3f} ms; an empty call alone p50 "
-                            f"{rp['empty_rpc_p50_ms']:.3f} ms (load average {rp['load_average']:.1f})")
+        typer.echo(
+            f"{base.network} ({base.classifier} classifier): test accuracy {result['test_accuracy']:.2f}% "
+            f"on {result['test_images']} images"
+        )
+        if pairs is not None:
+            typer.echo(
+                f"verification: {result['verification_accuracy']:.2f}% on {result['pairs']} pairs "
+                f"({result['folds']}-fold)"
+            )

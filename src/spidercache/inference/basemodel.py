@@ -1,7 +1,8 @@
-"""The base network GATI accelerates: checkpoints, fingerprint, preprocessing, a short training loop.
+"""The base network GATI accelerates: checkpoints, fingerprint, preprocessing, a training loop.
 
 A checkpoint is ``torch.save`` of a dict with the network's name, its input
-shape, class count, the pixel normalisation and the ``state_dict``. A bare
+shape, class count, the pixel normalisation, the stem, the classifier kind and
+the ``state_dict``. A bare
 state dict is also accepted when the caller names the network. The
 fingerprint is a digest of the network name and every tensor in the state
 dict: heads built for one set of weights are refused by any other.
@@ -10,6 +11,7 @@ dict: heads built for one set of weights are refused by any other.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import time
@@ -22,14 +24,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..models import LayeredNet, build_model
+from ..models import CentroidClassifier, LayeredNet, build_model, network_key
+
+log = logging.getLogger("spidercache.gati")
 
 CHECKPOINT_FORMAT = "spidercache-model/1"
 
 
 @dataclass
 class BaseModel:
-    """A network plus what is needed to feed it raw uint8 images."""
+    """A network plus what is needed to feed it raw uint8 images.
+
+    ``input_shape`` is the preprocessing recorded in the checkpoint: images of
+    another size are resized to it (bilinear, antialiased) and grey/colour are
+    converted, once per shape with a warning (``adapt``); other channel counts
+    are refused. ``stem`` is the ResNet stem (``cifar`` or ``imagenet``) and
+    ``classifier`` is ``linear`` or ``centroid`` (nearest class centroid over
+    the embedding, ``inference.faces.use_centroids``).
+    """
 
     network: str
     model: LayeredNet
@@ -38,24 +50,46 @@ class BaseModel:
     mean: float = 0.0
     std: float = 1.0
     meta: dict = field(default_factory=dict)
+    stem: str | None = None
+    classifier: str = "linear"
     _fingerprint: str | None = None
 
+    def adapt(self, images: np.ndarray | torch.Tensor):
+        """uint8 N x C x H x W images at the model's input shape (resized / recoloured if needed)."""
+        shape = tuple(images.shape[1:])
+        if shape == tuple(self.input_shape):
+            return images
+        self.check_shape(shape)
+        if shape not in _WARNED:
+            _WARNED.add(shape)
+            c, h, w = self.input_shape
+            log.warning("images are %s; resizing to the model's %dx%dx%d", "x".join(map(str, shape)), c, h, w)
+        return resize_images(images, self.input_shape)
+
     def preprocess(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (or float in [0, 255]) N x C x H x W -> normalised float32 tensor."""
+        """uint8 N x C x H x W -> normalised float32 tensor at the input shape."""
+        return self.normalize(self.adapt(images))
+
+    def normalize(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (or float in [0, 1]) -> normalised float32, elementwise (no resizing)."""
         x = torch.as_tensor(images)
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
         return (x - self.mean) / self.std
 
     def check_shape(self, shape: tuple[int, ...]) -> None:
-        """Raise UserError unless ``shape`` (C, H, W) is what the network takes."""
-        if tuple(shape) != tuple(self.input_shape):
+        """Raise UserError unless ``shape`` (C, H, W) can be fed (resized if need be) to the network."""
+        if len(shape) != 3 or shape[0] not in (1, 3) or min(shape[1:]) < 1:
             c, h, w = self.input_shape
             got = "x".join(str(s) for s in shape)
-            raise UserError(f"image is {got} (channels x height x width) but the model takes {c}x{h}x{w}")
+            raise UserError(
+                f"image is {got} (channels x height x width) but the model takes {c}x{h}x{w} "
+                "(1 or 3 channels; other sizes are resized)"
+            )
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             h = hashlib.sha256(self.network.encode())
+            h.update(f"{self.stem}/{self.classifier}/{tuple(self.input_shape)}".encode())
             for name, tensor in self.model.state_dict().items():
                 h.update(name.encode())
                 h.update(str(tuple(tensor.shape)).encode())
@@ -72,11 +106,44 @@ class BaseModel:
                 "num_classes": self.num_classes,
                 "mean": self.mean,
                 "std": self.std,
+                "stem": self.stem,
+                "classifier": self.classifier,
                 "meta": self.meta,
                 "state_dict": self.model.state_dict(),
             },
             path,
         )
+
+
+_WARNED: set[tuple] = set()
+
+
+def resize_images(
+    images: np.ndarray | torch.Tensor, shape: tuple[int, int, int], chunk: int = 1024
+) -> np.ndarray | torch.Tensor:
+    """uint8 N x C x H x W -> uint8 N x shape: bilinear (antialiased when shrinking), grey <-> RGB.
+
+    Returns the input's kind (numpy or torch). Works in chunks so that a whole
+    training split can be resized without holding it all as floats.
+    """
+    c, h, w = (int(v) for v in shape)
+    src = torch.as_tensor(images)
+    out = torch.empty((src.shape[0], c, h, w), dtype=torch.uint8)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for s in range(0, src.shape[0], chunk):
+        x = src[s : s + chunk].float()
+        if x.shape[1] != c:
+            x = x.expand(-1, 3, -1, -1) if c == 3 else (x * luma).sum(1, keepdim=True)
+        if tuple(x.shape[2:]) != (h, w):
+            x = F.interpolate(
+                x,
+                size=(h, w),
+                mode="bilinear",
+                align_corners=False,
+                antialias=h < x.shape[2] or w < x.shape[3],
+            )
+        out[s : s + chunk] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out.numpy() if isinstance(images, np.ndarray) else out
 
 
 def load_checkpoint(
@@ -95,26 +162,122 @@ def load_checkpoint(
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        raise UserError(f"cannot read model checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise UserError(f"cannot read model checkpoint {path}: {type(exc).__name__}: {first}") from None
+    stem, classifier = None, "linear"
     if isinstance(blob, dict) and "state_dict" in blob:
         network = blob.get("network", network)
         input_shape = tuple(blob.get("input_shape") or input_shape or ())
         num_classes = blob.get("num_classes", num_classes)
         state = blob["state_dict"]
-        mean, std, meta = float(blob.get("mean", 0.0)), float(blob.get("std", 1.0)), dict(blob.get("meta", {}))
+        mean, std, meta = (
+            float(blob.get("mean", 0.0)),
+            float(blob.get("std", 1.0)),
+            dict(blob.get("meta", {})),
+        )
+        stem, classifier = blob.get("stem"), blob.get("classifier") or "linear"
     elif isinstance(blob, dict):
         state, mean, std, meta = blob, 0.0, 1.0, {}
     else:
         raise UserError(f"{path} does not hold a state dict")
     if not network or not input_shape or not num_classes:
         raise UserError(f"{path} is a bare state dict: give the network, input shape and class count")
-    model = build_model(network, in_channels=int(input_shape[0]), num_classes=int(num_classes))
+    model = build_model(network, in_channels=int(input_shape[0]), num_classes=int(num_classes), stem=stem)
+    if classifier == "centroid":
+        model.fc = CentroidClassifier(model.fc.in_features, model.fc.out_features)
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise UserError(f"checkpoint {path} does not fit network {network}: {str(exc).splitlines()[0][:160]}") from None
+        raise UserError(
+            f"checkpoint {path} does not fit network {network}: {str(exc).splitlines()[0][:160]}"
+        ) from None
     model.eval()
-    return BaseModel(network, model, tuple(int(s) for s in input_shape), int(num_classes), mean, std, meta)
+    return BaseModel(
+        network,
+        model,
+        tuple(int(s) for s in input_shape),
+        int(num_classes),
+        mean,
+        std,
+        meta,
+        stem,
+        classifier,
+    )
+
+
+@torch.inference_mode()
+def evaluate(
+    base: BaseModel, images: np.ndarray, labels: np.ndarray, device: str = "cpu", batch_size: int = 256
+) -> float:
+    """Accuracy in percent of the base network on uint8 images (any size: adapted)."""
+    was_training, was_on = base.model.training, next(base.model.parameters()).device
+    base.model.eval().to(device)
+    preds = [
+        base.model(base.preprocess(images[i : i + batch_size]).to(device)).argmax(1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    base.model.train(was_training).to(was_on)
+    return accuracy(torch.cat(preds).numpy(), labels) if preds else float("nan")
+
+
+def _train_epoch(
+    base: BaseModel,
+    images: np.ndarray,
+    labels_t: torch.Tensor,
+    rng,
+    batch_size: int,
+    opt,
+    sched,
+    device: str,
+    step: int,
+    total: int,
+    progress,
+    warmup_lr: float | None,
+) -> int:
+    """One epoch of SGD in a random order; ``warmup_lr``: ramp the rate linearly up to it over the epoch."""
+    model = base.model
+    model.train()
+    steps_per_epoch = math.ceil(len(images) / batch_size)
+    order = rng.permutation(len(images))
+    for start in range(0, len(images), batch_size):
+        idx = order[start : start + batch_size]
+        if warmup_lr is not None:
+            for g in opt.param_groups:
+                g["lr"] = warmup_lr * min(1.0, (start // batch_size + 1) / steps_per_epoch)
+        x = base.preprocess(images[idx]).to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), labels_t[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        step += 1
+        if progress is not None:
+            progress(step, total, float(loss.detach()))
+    return step
+
+
+class _Plateau:
+    """Keeps the best epoch's weights; an epoch that does not beat the best by ``min_delta`` points
+    divides the rate by 5, and ``patience`` such epochs in a row stop training."""
+
+    def __init__(self, patience: int, min_delta: float = 0.1) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.history, self.best, self.best_state, self.stall = [], -1.0, None, 0
+
+    def update(self, record: dict, model: nn.Module, opt: torch.optim.Optimizer) -> bool:
+        self.history.append(record)
+        gain = record["val_accuracy"] - self.best
+        if gain > 0:
+            self.best = record["val_accuracy"]
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if gain > self.min_delta:
+            self.stall = 0
+            return False
+        self.stall += 1
+        for g in opt.param_groups:
+            g["lr"] /= 5.0
+        return self.stall >= self.patience
 
 
 def train_base_model(
@@ -128,9 +291,21 @@ def train_base_model(
     seed: int = 0,
     progress: Callable[[int, int, float], None] | None = None,
     device: str = "cpu",
+    stem: str | None = None,
+    val_images: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    patience: int = 2,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> BaseModel:
-    """Train ``network`` from scratch with SGD + one-cycle LR on uint8 images (N x C x H x W).
+    """Train ``network`` from scratch with SGD on uint8 images (N x C x H x W, already at the input size).
 
+    Without a validation split: ``epochs`` epochs of a one-cycle schedule.
+    With one (``val_images``): until convergence, at most ``epochs`` epochs;
+    after each epoch the validation accuracy is measured, an epoch that does
+    not beat the best by 0.1 point divides the learning rate by 5, and
+    ``patience`` such epochs in a row stop training; the best epoch's weights
+    are kept. The
+    history and whether it stopped by itself (``converged``) go in ``meta``.
     This is the small loop GATI's benchmark needs; the full ``spidercache
     train`` (caching, policies, DDP) lives elsewhere.
     """
@@ -138,41 +313,43 @@ def train_base_model(
     rng = np.random.default_rng(seed)
     mean = float(images.mean() / 255.0)
     std = float(images.std() / 255.0) or 1.0
-    model = build_model(network, in_channels=images.shape[1], num_classes=num_classes)
-    base = BaseModel(network, model, tuple(images.shape[1:]), num_classes, mean, std)
+    model = build_model(network, in_channels=images.shape[1], num_classes=num_classes, stem=stem)
+    base = BaseModel(network_key(network), model, tuple(images.shape[1:]), num_classes, mean, std, stem=stem)
     model.to(device)
     steps_per_epoch = math.ceil(len(images) / batch_size)
     total = max(1, epochs * steps_per_epoch)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+    plateau = val_images is not None
+    sched = (
+        None
+        if plateau
+        else torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+    )
     labels_t = torch.as_tensor(labels, dtype=torch.long)
-    step = 0
+    step, stop = 0, _Plateau(patience)
     started = time.perf_counter()
-    model.train()
-    for _ in range(epochs):
-        order = rng.permutation(len(images))
-        for start in range(0, len(images), batch_size):
-            idx = order[start:start + batch_size]
-            x = base.preprocess(images[idx]).to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), labels_t[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if progress is not None:
-                progress(step, total, float(loss.detach()))
+    for epoch in range(1, epochs + 1):
+        warmup = lr if plateau and epoch == 1 else None
+        step = _train_epoch(
+            base, images, labels_t, rng, batch_size, opt, sched, device, step, total, progress, warmup
+        )
+        if plateau:
+            record = {"epoch": epoch, "val_accuracy": evaluate(base, val_images, val_labels, device)}
+            record["lr"] = opt.param_groups[0]["lr"]
+            if on_epoch is not None:
+                on_epoch(record)
+            if stop.update(record, model, opt):
+                break
+    if stop.best_state is not None:
+        model.load_state_dict(stop.best_state)
     model.eval().cpu()
-    base.meta = {"epochs": epochs, "train_samples": int(len(images)), "train_seconds": time.perf_counter() - started}
+    base.meta = {"epochs": len(stop.history) if plateau else epochs, "train_samples": int(len(images))}
+    base.meta.update(train_seconds=time.perf_counter() - started, stem=stem)
+    if plateau:
+        best_epoch = max(stop.history, key=lambda h: h["val_accuracy"])["epoch"]
+        base.meta.update(val_history=stop.history, val_accuracy=stop.best, converged=stop.stall >= patience)
+        base.meta.update(best_epoch=best_epoch, max_epochs=epochs)
     return base
-
-
-@torch.inference_mode()
-def predict_logits(base: BaseModel, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-    """Base-model logits for uint8 images, in batches."""
-    base.model.eval()
-    out = [base.model(base.preprocess(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, base.num_classes)
 
 
 def accuracy(pred: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:

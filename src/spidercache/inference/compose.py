@@ -41,7 +41,24 @@ import numpy as np
 
 from .explore import Exploration
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
+THRESHOLDS = (
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.85,
+    0.9,
+    0.93,
+    0.95,
+    0.97,
+    0.98,
+    0.99,
+    0.995,
+    0.998,
+    0.999,
+    0.9995,
+    0.9999,
+)
 
 
 @dataclass
@@ -118,7 +135,11 @@ class _Problem:
             hit_rates.append(float(hits.mean() * 100))
         cost += self._cost(self.finish_ab, remaining.mean())
         d = self.base_correct.astype(np.float64) - correct
-        bound = 100.0 * (d.mean() + self.z * d.std(ddof=1) / math.sqrt(self.n)) if self.n > 1 else 100.0 * d.mean()
+        bound = (
+            100.0 * (d.mean() + self.z * d.std(ddof=1) / math.sqrt(self.n))
+            if self.n > 1
+            else 100.0 * d.mean()
+        )
         return cost, bound, float(correct.mean() * 100), hit_rates
 
     def memory(self, choices: dict[int, tuple[int, float]]) -> int:
@@ -158,6 +179,7 @@ def compose(
             if ok and cost < best_cost - 1e-12:
                 best, best_cost = choices, cost
     else:
+
         def descend(start: dict, start_cost: float) -> tuple[dict, float]:
             current, current_cost = dict(start), start_cost
             while True:
@@ -194,14 +216,28 @@ def compose(
     cost, bound, acc, hit_rates = prob.evaluate(best)
     ordered = [best[u] for u in sorted(best)]
     return Composition(
-        batch=batch, epsilon=epsilon, choices=ordered, expected_ms=cost, base_expected_ms=prob.base_cost(),
-        val_base_accuracy=float(prob.base_correct.mean() * 100), val_accuracy=acc, loss_bound=bound,
-        memory_bytes=prob.memory(best), exact=exact, hit_rates=hit_rates,
+        batch=batch,
+        epsilon=epsilon,
+        choices=ordered,
+        expected_ms=cost,
+        base_expected_ms=prob.base_cost(),
+        val_base_accuracy=float(prob.base_correct.mean() * 100),
+        val_accuracy=acc,
+        loss_bound=bound,
+        memory_bytes=prob.memory(best),
+        exact=exact,
+        hit_rates=hit_rates,
     )
 
 
-def assess(ex: Exploration, comp: Composition, conf: list[np.ndarray], pred: list[np.ndarray],
-           labels: np.ndarray, base_pred: np.ndarray) -> tuple[float, float, list[float]]:
+def assess(
+    ex: Exploration,
+    comp: Composition,
+    conf: list[np.ndarray],
+    pred: list[np.ndarray],
+    labels: np.ndarray,
+    base_pred: np.ndarray,
+) -> tuple[float, float, list[float]]:
     """(base accuracy %, GATI accuracy %, hit rates %) of ``comp`` on another split.
 
     ``conf[k]``/``pred[k]`` are head ``k``'s outputs on that split. The exit

@@ -4,41 +4,38 @@
 # source: spidercache/inference/gati.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    7,
-    35,
-    1,
-    '',
-    'spidercache/inference/gati.proto'
+    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "spidercache/inference/gati.proto"
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-
-
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n spidercache/inference/gati.proto\x12\x10spidercache.gati\"`\n\x0ePredictRequest\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\r\n\x05\x64type\x18\x05 \x01(\t\"\x90\x01\n\x0cPredictReply\x12\x12\n\nprediction\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x13\n\x0blayer_index\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\x11\n\tserver_ms\x18\x06 \x01(\x01\x12\x12\n\nhandler_ms\x18\x07 \x01(\x01\"\r\n\x0bInfoRequest\"\x97\x01\n\tInfoReply\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0bnum_classes\x18\x05 \x01(\r\x12\r\n\x05heads\x18\x06 \x03(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\x32\x97\x01\n\x04Gati\x12K\n\x07Predict\x12 .spidercache.gati.PredictRequest\x1a\x1e.spidercache.gati.PredictReply\x12\x42\n\x04Info\x12\x1d.spidercache.gati.InfoRequest\x1a\x1b.spidercache.gati.InfoReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n spidercache/inference/gati.proto\x12\x10spidercache.gati"`\n\x0ePredictRequest\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\r\n\x05\x64type\x18\x05 \x01(\t"\x90\x01\n\x0cPredictReply\x12\x12\n\nprediction\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05layer\x18\x03 \x01(\t\x12\x13\n\x0blayer_index\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\x12\x11\n\tserver_ms\x18\x06 \x01(\x01\x12\x12\n\nhandler_ms\x18\x07 \x01(\x01"\r\n\x0bInfoRequest"\x97\x01\n\tInfoReply\x12\x0f\n\x07network\x18\x01 \x01(\t\x12\x10\n\x08\x63hannels\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x13\n\x0bnum_classes\x18\x05 \x01(\r\x12\r\n\x05heads\x18\x06 \x03(\t\x12\x13\n\x0b\x66ingerprint\x18\x07 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\x32\x97\x01\n\x04Gati\x12K\n\x07Predict\x12 .spidercache.gati.PredictRequest\x1a\x1e.spidercache.gati.PredictReply\x12\x42\n\x04Info\x12\x1d.spidercache.gati.InfoRequest\x1a\x1b.spidercache.gati.InfoReplyb\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spidercache.inference.gati_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "spidercache.inference.gati_pb2", _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTREQUEST']._serialized_start=54
-  _globals['_PREDICTREQUEST']._serialized_end=150
-  _globals['_PREDICTREPLY']._serialized_start=153
-  _globals['_PREDICTREPLY']._serialized_end=297
-  _globals['_INFOREQUEST']._serialized_start=299
-  _globals['_INFOREQUEST']._serialized_end=312
-  _globals['_INFOREPLY']._serialized_start=315
-  _globals['_INFOREPLY']._serialized_end=466
-  _globals['_GATI']._serialized_start=469
-  _globals['_GATI']._serialized_end=620
+    DESCRIPTOR._loaded_options = None
+    _globals["_PREDICTREQUEST"]._serialized_start = 54
+    _globals["_PREDICTREQUEST"]._serialized_end = 150
+    _globals["_PREDICTREPLY"]._serialized_start = 153
+    _globals["_PREDICTREPLY"]._serialized_end = 297
+    _globals["_INFOREQUEST"]._serialized_start = 299
+    _globals["_INFOREQUEST"]._serialized_end = 312
+    _globals["_INFOREPLY"]._serialized_start = 315
+    _globals["_INFOREPLY"]._serialized_end = 466
+    _globals["_GATI"]._serialized_start = 469
+    _globals["_GATI"]._serialized_end = 620
 # @@protoc_insertion_point(module_scope)

@@ -81,13 +81,20 @@ class Head(nn.Module):
         elif variant in ("pool2_mlp", "pool4_mlp", "pool7_mlp"):
             width = channels * {"pool2_mlp": 4, "pool4_mlp": 16, "pool7_mlp": 49}[variant]
             self.body = nn.Sequential(
-                nn.Flatten(), nn.BatchNorm1d(width), nn.Linear(width, HIDDEN), nn.ReLU(inplace=True),
+                nn.Flatten(),
+                nn.BatchNorm1d(width),
+                nn.Linear(width, HIDDEN),
+                nn.ReLU(inplace=True),
                 nn.Linear(HIDDEN, num_classes),
             )
         else:  # conv1x1
             self.body = nn.Sequential(
-                nn.Conv2d(channels, CONV_CHANNELS, 1), nn.BatchNorm2d(CONV_CHANNELS), nn.ReLU(inplace=True),
-                nn.AvgPool2d(2), nn.Flatten(), nn.Linear(CONV_CHANNELS * 4, num_classes),
+                nn.Conv2d(channels, CONV_CHANNELS, 1),
+                nn.BatchNorm2d(CONV_CHANNELS),
+                nn.ReLU(inplace=True),
+                nn.AvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(CONV_CHANNELS * 4, num_classes),
             )
 
     def reduce(self, stored: torch.Tensor) -> torch.Tensor:
@@ -109,8 +116,11 @@ class Head(nn.Module):
 
 
 def distillation_loss(
-    logits: torch.Tensor, base_logits: torch.Tensor, labels: torch.Tensor | None,
-    temperature: float = 2.0, label_weight: float = 0.3,
+    logits: torch.Tensor,
+    base_logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float = 2.0,
+    label_weight: float = 0.3,
 ) -> torch.Tensor:
     """KL to the base model's softened output, plus a little cross-entropy on the labels.
 
@@ -145,12 +155,13 @@ def train_head(
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
             x = stored[idx].float()
-            loss = distillation_loss(head.forward_stored(x), base_logits[idx].float(),
-                                     None if labels is None else labels[idx])
+            loss = distillation_loss(
+                head.forward_stored(x), base_logits[idx].float(), None if labels is None else labels[idx]
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -165,7 +176,7 @@ def head_outputs(head: Head, stored: torch.Tensor, batch_size: int = 1024) -> tu
     head.eval()
     confs, preds = [], []
     for start in range(0, len(stored), batch_size):
-        p = F.softmax(head.forward_stored(stored[start:start + batch_size].float()), 1)
+        p = F.softmax(head.forward_stored(stored[start : start + batch_size].float()), 1)
         c, k = p.max(1)
         confs.append(c.numpy())
         preds.append(k.numpy())

@@ -14,12 +14,22 @@ only if it validates better on held-out buffered samples (lower cross-entropy
 against the base answers, and accuracy on its hits at the current threshold not
 lower). The swap replaces one reference under a lock; a request in flight
 keeps the heads it started with.
+
+Misses alone cannot show a head that has become confidently wrong (after a
+drift its wrong answers are hits, and a hit never reaches the base network).
+So one request in ``audit_every`` (a batch, for batched calls) is *audited*: it
+takes no early exit, the base network answers it, and every head's view of it
+goes to the buffer with the base's answer. The held-out buffer then holds
+samples the current head answers confidently, and its accuracy on its hits
+there is a real figure (without audits it was 100% by construction, and every
+retrained head that missed once on its new hits was rejected).
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +100,9 @@ class GatiRuntime:
         """Predict a preprocessed float batch ``x`` (N x C x H x W)."""
         exits = self._exits  # snapshot: a concurrent swap does not affect this request
         observer = self.observer
+        # An audited request takes no early exit: the base answers it, and every head's view of it goes to
+        # the retrainer with the base's answer, so that confident wrong answers (drift) can be seen at all.
+        audit = observer is not None and observer.audit_now()
         n = x.shape[0]
         n_units = len(self.units)
         dev = x.device
@@ -105,6 +118,9 @@ class GatiRuntime:
             if e is None:
                 continue
             stored = pool_activation(h, e.head.grid)
+            if audit:
+                stash.append((i, stored, index))
+                continue
             conf, pred = F.softmax(e.head.forward_stored(stored), 1).max(1)
             hit = conf >= e.threshold
             if n == 1 and index.numel() == 1:  # batch 1: no indexing work on a hit
@@ -141,8 +157,16 @@ class GatiRuntime:
 class OnlineRetrainer:
     """Buffers misses per head and retrains heads in a background thread (see module docstring)."""
 
-    def __init__(self, runtime: GatiRuntime, capacity: int = 4096, min_new: int = 512,
-                 holdout_every: int = 5, epochs: int = 3, lr: float = 5e-4) -> None:
+    def __init__(
+        self,
+        runtime: GatiRuntime,
+        capacity: int = 4096,
+        min_new: int = 512,
+        holdout_every: int = 5,
+        epochs: int = 3,
+        lr: float = 5e-4,
+        audit_every: int = 20,
+    ) -> None:
         self.runtime = runtime
         self.capacity, self.min_new, self.holdout_every = capacity, min_new, holdout_every
         self.epochs, self.lr = epochs, lr
@@ -155,7 +179,14 @@ class OnlineRetrainer:
         self._thread: threading.Thread | None = None
         self.swaps: list[dict] = []
         self.rejections: list[dict] = []
+        self.busy = False  # True while a head is being retrained (for latency-while-retraining figures)
+        self.audit_every, self._requests = audit_every, 0
         runtime.observer = self
+
+    def audit_now(self) -> bool:
+        """True for one request (or batch) in ``audit_every``: it runs the whole network (see predict)."""
+        self._requests += 1
+        return self.audit_every > 0 and self._requests % self.audit_every == 0
 
     def add(self, unit: int, stored: torch.Tensor, base_logits: torch.Tensor) -> None:
         with self._lock:
@@ -186,12 +217,28 @@ class OnlineRetrainer:
                 tx, ty = torch.stack(buf["train_x"]), torch.stack(buf["train_y"])
                 hx, hy = torch.stack(buf["hold_x"]), torch.stack(buf["hold_y"])
                 self._new[exit_.unit] = 0
-            candidate = copy.deepcopy(exit_.head)
-            train_head(candidate, tx, ty, None, epochs=self.epochs, lr=self.lr)
-            old_score = self._score(exit_.head, hx, hy, exit_.threshold)
-            new_score = self._score(candidate, hx, hy, exit_.threshold)
-            record = {"unit": exit_.unit, "head": exit_.name, "old": old_score, "new": new_score}
-            if new_score["cross_entropy"] < old_score["cross_entropy"] and new_score["hit_accuracy"] >= old_score["hit_accuracy"]:
+            self.busy = True
+            started = time.perf_counter()
+            try:
+                candidate = copy.deepcopy(exit_.head)
+                train_head(candidate, tx, ty, None, epochs=self.epochs, lr=self.lr)
+                old_score = self._score(exit_.head, hx, hy, exit_.threshold)
+                new_score = self._score(candidate, hx, hy, exit_.threshold)
+            finally:
+                self.busy = False
+            record = {
+                "unit": exit_.unit,
+                "head": exit_.name,
+                "old": old_score,
+                "new": new_score,
+                "seconds": time.perf_counter() - started,
+                "samples": len(tx),
+                "at": started,
+            }
+            if (
+                new_score["cross_entropy"] < old_score["cross_entropy"]
+                and new_score["hit_accuracy"] >= old_score["hit_accuracy"]
+            ):
                 self.runtime.replace_head(exit_.unit, candidate)
                 self.swaps.append(record)
                 swapped += 1

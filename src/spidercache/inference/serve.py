@@ -23,17 +23,32 @@ import torch
 from ..errors import UserError
 from . import gati_pb2, gati_pb2_grpc
 from .basemodel import BaseModel
+from .batching import Batcher
 from .runtime import GatiRuntime
 
 DTYPES = {"": np.uint8, "uint8": np.uint8, "float32": np.float32}
 
 
 class GatiServicer(gati_pb2_grpc.GatiServicer):
-    def __init__(self, runtime: GatiRuntime, class_names: list[str] | None = None, epsilon: float = float("nan")) -> None:
+    """Answers Predict and Info; with a ``Batcher``, concurrent requests share one runtime call.
+
+    ``device`` is where the runtime's network lives (``cuda`` after ``runtime.to``).
+    """
+
+    def __init__(
+        self,
+        runtime: GatiRuntime,
+        class_names: list[str] | None = None,
+        epsilon: float = float("nan"),
+        batcher: Batcher | None = None,
+        device: str = "cpu",
+    ) -> None:
         self.runtime = runtime
         self.base: BaseModel = runtime.base
         self.class_names = class_names or []
         self.epsilon = epsilon
+        self.batcher = batcher
+        self.device = device
         self._lut = self._uint8_table()
 
     def _uint8_table(self) -> np.ndarray | None:
@@ -46,9 +61,9 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         """
         c = self.base.input_shape[0]
         levels = np.broadcast_to(np.arange(256, dtype=np.uint8), (1, c, 1, 256)).copy()
-        table = self.base.preprocess(levels).cpu().numpy().reshape(c, 256).astype(np.float32, copy=False)
+        table = self.base.normalize(levels).cpu().numpy().reshape(c, 256).astype(np.float32, copy=False)
         probe = np.random.default_rng(0).integers(0, 256, size=(1, *self.base.input_shape), dtype=np.uint8)
-        if not np.array_equal(self._lookup(table, probe), self.base.preprocess(probe).cpu().numpy()):
+        if not np.array_equal(self._lookup(table, probe), self.base.normalize(probe).cpu().numpy()):
             return None
         return table
 
@@ -68,8 +83,14 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         dtype = np.dtype(DTYPES[request.dtype])
         expected = int(np.prod(shape)) * dtype.itemsize
         if len(request.pixels) != expected:
-            raise UserError(f"image {shape[0]}x{shape[1]}x{shape[2]} {dtype.name} needs {expected} bytes, got {len(request.pixels)}")
+            got = len(request.pixels)
+            size = f"{shape[0]}x{shape[1]}x{shape[2]}"
+            raise UserError(f"image {size} {dtype.name} needs {expected} bytes, got {got}")
         array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape)
+        if shape != tuple(self.base.input_shape):  # resized to the model's input (logged once per shape)
+            if dtype != np.uint8:  # float32 pixels are in 0..255 as on the path below
+                array = np.clip(array, 0, 255).round().astype(np.uint8)
+            return self.base.preprocess(array.copy())
         if dtype == np.uint8 and self._lut is not None:
             return torch.from_numpy(self._lookup(self._lut, array))
         array = array.copy()  # writable for torch
@@ -82,13 +103,20 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         except UserError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         t = time.perf_counter()
-        out = self.runtime.predict(x)
+        if self.batcher is not None:  # server_ms: waiting for the batch plus the batch's model time
+            res = self.batcher.submit(x).result()
+            k, unit, confidence = res.label, res.exit_unit, res.confidence
+        else:
+            out = self.runtime.predict(x if self.device == "cpu" else x.to(self.device))
+            k, unit, confidence = int(out.labels[0]), int(out.exit_unit[0]), float(out.confidence[0])
         server_ms = (time.perf_counter() - t) * 1000
-        k, unit = int(out.labels[0]), int(out.exit_unit[0])
         reply = gati_pb2.PredictReply(
-            prediction=k, label=self.class_names[k] if k < len(self.class_names) else str(k),
-            layer=self.runtime.layer_name(unit), layer_index=unit,
-            confidence=float(out.confidence[0]), server_ms=server_ms,
+            prediction=k,
+            label=self.class_names[k] if k < len(self.class_names) else str(k),
+            layer=self.runtime.layer_name(unit),
+            layer_index=unit,
+            confidence=confidence,
+            server_ms=server_ms,
         )
         reply.handler_ms = (time.perf_counter() - start) * 1000
         return reply
@@ -96,13 +124,20 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
     def Info(self, request, context):  # noqa: N802
         c, h, w = self.base.input_shape
         return gati_pb2.InfoReply(
-            network=self.base.network, channels=c, height=h, width=w, num_classes=self.base.num_classes,
+            network=self.base.network,
+            channels=c,
+            height=h,
+            width=w,
+            num_classes=self.base.num_classes,
             heads=[f"{e.name}@{e.threshold:g}" for e in self.runtime.exits],
-            fingerprint=self.base.fingerprint(), epsilon=self.epsilon,
+            fingerprint=self.base.fingerprint(),
+            epsilon=self.epsilon,
         )
 
 
-def start_server(servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 4) -> tuple[grpc.Server, int]:
+def start_server(
+    servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 16
+) -> tuple[grpc.Server, int]:
     """Start serving; returns the server and the bound port (``port=0`` picks a free one)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
     gati_pb2_grpc.add_GatiServicer_to_server(servicer, server)
@@ -142,7 +177,9 @@ class GatiClient:
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 raise UserError(exc.details()) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise UserError(f"GATI server at {self.address} is not answering ({code.name.lower()})") from None
+                raise UserError(
+                    f"GATI server at {self.address} is not answering ({code.name.lower()})"
+                ) from None
             raise UserError(f"GATI server error: {code.name}: {exc.details()}") from None
 
     def info(self) -> gati_pb2.InfoReply:
@@ -157,13 +194,22 @@ class GatiClient:
             raise UserError(f"an image must have 2 or 3 dimensions, got shape {image.shape}")
         dtype = "uint8" if image.dtype == np.uint8 else "float32"
         pixels = np.ascontiguousarray(image, dtype=np.uint8 if dtype == "uint8" else np.float32).tobytes()
-        request = gati_pb2.PredictRequest(pixels=pixels, channels=image.shape[0], height=image.shape[1],
-                                          width=image.shape[2], dtype=dtype)
+        request = gati_pb2.PredictRequest(
+            pixels=pixels, channels=image.shape[0], height=image.shape[1], width=image.shape[2], dtype=dtype
+        )
         t = time.perf_counter()
         reply = self._call(self.stub.Predict, request)
         roundtrip = (time.perf_counter() - t) * 1000
-        return QueryResult(reply.prediction, reply.label, reply.layer, reply.layer_index, reply.confidence,
-                           reply.server_ms, roundtrip, reply.handler_ms)
+        return QueryResult(
+            reply.prediction,
+            reply.label,
+            reply.layer,
+            reply.layer_index,
+            reply.confidence,
+            reply.server_ms,
+            roundtrip,
+            reply.handler_ms,
+        )
 
     def close(self) -> None:
         self.channel.close()
@@ -172,8 +218,9 @@ class GatiClient:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """A C x H x W uint8 array from a PNG/JPEG (grey -> 1 channel, colour -> 3) or a .npy file.
 
-    The image is not resized or recoloured: a wrong size or channel count is
-    the server's to refuse, with a message saying what it expects.
+    The image is not resized or recoloured here: the server resizes another
+    size to the model's input (and says so once), and refuses a channel count
+    other than 1 or 3 with a message saying what it expects.
     """
     path = Path(path)
     if not path.is_file():

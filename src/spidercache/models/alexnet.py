@@ -21,16 +21,24 @@ class AlexNet(LayeredNet):
             nn.Conv2d(64, 192, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True)
         )
         self.stage3 = nn.Sequential(
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2, ceil_mode=True),
         )
         # A fixed 2x2 grid makes the classifier independent of the input size.
         self.neck = nn.Sequential(
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Dropout(0.5), nn.Linear(256 * 4, 1024), nn.ReLU(inplace=True),
-            nn.Dropout(0.5), nn.Linear(1024, 512), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.5),
+            nn.Linear(256 * 4, 1024),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(1024, 512),
+            nn.ReLU(inplace=True),
         )
         self.fc = nn.Linear(512, num_classes)
 

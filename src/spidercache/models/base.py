@@ -36,9 +36,6 @@ class LayeredNet(nn.Module):
             x = unit(x)
         return x
 
-    def embed_from_features(self, h: torch.Tensor) -> torch.Tensor:
-        return self.neck(h)
-
     def finish(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from the output of the last unit."""
         return self.fc(self.neck(h))

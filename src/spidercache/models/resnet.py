@@ -1,9 +1,15 @@
-"""ResNet-18/34/50 with a CIFAR-size stem (3x3 conv, stride 1, no max-pool).
+"""ResNet-18/34/50 with a CIFAR stem or an ImageNet stem.
+
+``stem="cifar"`` (3x3 conv, stride 1, no max-pool) keeps full resolution for
+28-32 px input; ``stem="imagenet"`` (7x7 conv stride 2, then a 3x3 max-pool
+stride 2, as in the torchvision layout) divides 64-224 px input by four before
+the first stage, so a 224 px image costs what it does in the usual ResNet.
 
 Stages are ``layer1..layer4`` (nn.Sequential of blocks), as in the usual
 layout, so that checkpoints keep familiar key names; ``units()`` lists the stem
 and then every residual block, which are GATI's candidate exit points.
-Works for 1- or 3-channel input of any size >= 8 (28x28 and 32x32 tested).
+Works for 1- or 3-channel input of any size >= 8 (CIFAR stem) or >= 32
+(ImageNet stem).
 """
 
 from __future__ import annotations
@@ -62,6 +68,25 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+STEMS = ("cifar", "imagenet")
+
+
+def make_stem(stem: str, in_channels: int, width: int = 64) -> nn.Sequential:
+    """The first unit: ``cifar`` (3x3, stride 1) or ``imagenet`` (7x7 stride 2 + max-pool)."""
+    if stem == "cifar":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
+    if stem == "imagenet":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+    raise ValueError(f"unknown stem {stem!r}")
+
+
 class ResNet(LayeredNet):
     def __init__(
         self,
@@ -69,11 +94,10 @@ class ResNet(LayeredNet):
         num_blocks: list[int],
         in_channels: int = 3,
         num_classes: int = 10,
+        stem: str = "cifar",
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
-        )
+        self.stem = make_stem(stem, in_channels)
         in_planes = 64
         stages = []
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), num_blocks)):
@@ -99,13 +123,13 @@ class ResNet(LayeredNet):
         return out
 
 
-def resnet18(in_channels: int = 3, num_classes: int = 10) -> ResNet:
-    return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, num_classes)
+def resnet18(in_channels: int = 3, num_classes: int = 10, stem: str = "cifar") -> ResNet:
+    return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, num_classes, stem)
 
 
-def resnet34(in_channels: int = 3, num_classes: int = 10) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], in_channels, num_classes)
+def resnet34(in_channels: int = 3, num_classes: int = 10, stem: str = "cifar") -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], in_channels, num_classes, stem)
 
 
-def resnet50(in_channels: int = 3, num_classes: int = 10) -> ResNet:
-    return ResNet(Bottleneck, [3, 4, 6, 3], in_channels, num_classes)
+def resnet50(in_channels: int = 3, num_classes: int = 10, stem: str = "cifar") -> ResNet:
+    return ResNet(Bottleneck, [3, 4, 6, 3], in_channels, num_classes, stem)

@@ -24,7 +24,11 @@ class VGG(LayeredNet):
         for widths in config:
             layers: list[nn.Module] = []
             for width in widths:
-                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(channels, width, 3, padding=1),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
                 channels = width
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
             stages.append(nn.Sequential(*layers))

@@ -1,0 +1,42 @@
+"""Training a base until validation accuracy stops improving; the best epoch's weights are the ones kept."""
+
+import torch
+from gati_synthetic import make_images
+
+from spidercache.inference.basemodel import evaluate, train_base_model
+
+
+def test_stops_on_a_plateau_and_keeps_the_best_epoch():
+    torch.manual_seed(0)
+    x, y = make_images(256, seed=11)
+    vx, vy = make_images(128, seed=12)
+    seen = []
+    base = train_base_model(
+        "small",
+        x,
+        y,
+        num_classes=4,
+        epochs=12,
+        batch_size=64,
+        lr=0.05,
+        val_images=vx,
+        val_labels=vy,
+        patience=2,
+        on_epoch=seen.append,
+    )
+    meta = base.meta
+    assert (
+        [h["epoch"] for h in meta["val_history"]]
+        == list(range(1, len(seen) + 1))
+        == [h["epoch"] for h in seen]
+    )
+    best = max(h["val_accuracy"] for h in meta["val_history"])
+    assert meta["val_accuracy"] == best and evaluate(base, vx, vy) == best  # the best epoch's weights
+    if meta["converged"]:  # stopped by itself: the last two epochs gained at most 0.1 point each
+        assert meta["epochs"] <= 12 and len(seen) >= 3
+        assert all(h["val_accuracy"] <= best for h in seen[-2:])
+        assert seen[-1]["lr"] < seen[0]["lr"]  # the rate was cut on the way
+    else:
+        assert meta["epochs"] == 12
+    fixed = train_base_model("small", x, y, num_classes=4, epochs=2, batch_size=64)
+    assert fixed.meta["epochs"] == 2 and "converged" not in fixed.meta  # fixed schedule: nothing to claim
