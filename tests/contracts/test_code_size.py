@@ -40,7 +40,6 @@ PENDING = {
     "server/sessions.py": "server (issue 15)",
     "server/shm.py": "server (issue 15)",
     "server/bench.py:_bench_size": "server (moves to bench/server.py)",
-    "inference/bench.py:run_bench": "gati (moves to bench/gati.py)",
     "cli/gati.py:register": "gati (issue 17)",
     "bench/sim.py:run": "sim (issue 16)",
     "sim/simulate.py:simulate": "sim (issue 16)",

@@ -2,14 +2,13 @@
 
 ``load_splits(dataset)`` returns the training and test images of a dataset
 given by name (``fashion-mnist``, the embedded default) or by path, through
-the data layer (``data.splits.open_splits`` where it exists, else
-``data.datasets.open_dataset``), which reads Fashion-MNIST IDX folders, CIFAR-10
+the data layer (``data.splits.open_splits``), which reads Fashion-MNIST IDX folders, CIFAR-10
 and CIFAR-100 python folders, ImageFolder trees (``root/<class>/<image>``, or
 ``root/train`` and ``root/test``) and ``.npz`` files (``train.npz,test.npz``
 for a separate test file). Where the data has no test split of its own (one
 ImageFolder tree such as LFW's person folders, one ``.npz``), a fixed part of
-it (seeded permutation; the data layer's share where it makes the split, else
-20%) is held out as the test split, and ``ImageSplits.note`` says so.
+it (the data layer's seeded share) is held out as the test split, and
+``ImageSplits.note`` says so.
 ``image_size`` decodes ImageFolder images at that size; every array is resized
 to the model's input by ``BaseModel.adapt`` / ``resize_images``.
 """
@@ -24,7 +23,6 @@ from ..errors import UserError
 
 DEFAULT_DATASET = "fashion-mnist"
 PAIRS_DATASET = "fashion-pairs"  # a 100-class 32 px stand-in made from Fashion-MNIST (see fashion_pairs)
-HOLDOUT = 0.2
 
 
 @dataclass
@@ -62,20 +60,11 @@ def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _open(paths: list[str], size: int, seed: int):
-    """(train, test or None, note) through the data layer's reader of that format."""
-    try:  # the data layer's splits (held-out part included) where it has them
-        from ..data.splits import open_splits
-    except ImportError:
-        open_splits = None
-    if open_splits is not None:
-        return open_splits(paths, image_size=size, seed=seed)
-    from ..data.datasets import open_dataset
+    """(train, test, note) through the data layer's reader of that format (it holds out a test split
+    where the data has none, and says so in ``note``)."""
+    from ..data.splits import open_splits
 
-    train = open_dataset(paths, train=True, image_size=size)
-    try:
-        return train, open_dataset(paths, train=False, image_size=size), ""
-    except UserError:  # no test split of its own: held out below
-        return train, None, ""
+    return open_splits(paths, image_size=size, seed=seed)
 
 
 def load_splits(
@@ -92,23 +81,12 @@ def load_splits(
     if not classes:
         classes = [str(c) for c in range(int(train_y.max()) + 1)] if len(train_y) else []
     name = getattr(train, "name", "fashion-mnist") if not paths else dataset
-    if test is not None:
-        test_x, test_y = _arrays(test)
-        if len(test_y) and int(test_y.max()) >= len(classes):
-            raise UserError(
-                f"{dataset}: the test split has labels up to {int(test_y.max())}, "
-                f"training {len(classes)} classes"
-            )
-        return ImageSplits(train_x, train_y, test_x, test_y, classes, name, note)
-    n = len(train_x)
-    if n < 5:
-        raise UserError(f"{dataset}: {n} images are too few to hold out a test split")
-    perm = np.random.default_rng(seed).permutation(n)
-    cut = n - max(1, int(n * HOLDOUT))
-    tr, te = np.sort(perm[:cut]), np.sort(perm[cut:])
-    note = f"{dataset} has no test split: {len(te)} of its {n} images (a fixed 20%) are held out"
-    note += " as the test split"
-    return ImageSplits(train_x[tr], train_y[tr], train_x[te], train_y[te], classes, name, note)
+    test_x, test_y = _arrays(test)
+    if len(test_y) and int(test_y.max()) >= len(classes):
+        raise UserError(
+            f"{dataset}: the test split has labels up to {int(test_y.max())}, training {len(classes)} classes"
+        )
+    return ImageSplits(train_x, train_y, test_x, test_y, classes, name, note)
 
 
 def splits(n_total: int, train_samples: int, head_samples: int, val_samples: int, seed: int = 0):
