@@ -30,6 +30,8 @@ from ..engine.policies import make_policy
 from ..engine.policies.base import Policy
 from .admit import AdmitLRU
 from .lrfu import LRFU, NIL, _push_front, _remove, _unlink
+from .sampled import SampledLRFU
+from .tinylfu import TinyLFU
 
 # lru+admit is available as an expert but not a default: on the tuning families it led only briefly
 # (during scans) and the switches cost more than it won (scan-tune at 500 k lookups: -0.0155 with it,
@@ -105,6 +107,10 @@ def _shrink_lru(evicted, where, prev, nxt, s):
 def _expert(spec: str, capacity: int, n_ids: int, tables, model) -> Policy:
     if spec.startswith("lrfu:"):
         return LRFU(capacity, n_ids, tau=float(spec.split(":", 1)[1]))
+    if spec.startswith("tinylfu:"):
+        return TinyLFU(capacity, n_ids, period=float(spec.split(":", 1)[1]))
+    if spec.startswith("slrfu:"):
+        return SampledLRFU(capacity, n_ids, tau=float(spec.split(":", 1)[1]))
     if spec == "lru+admit":
         return AdmitLRU(capacity, n_ids, tables=tables)
     if spec == "learned+offline":

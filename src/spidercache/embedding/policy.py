@@ -288,8 +288,10 @@ def _register_all() -> None:
     from .adaptive import Learned
     from .admit import AdmitLRU
     from .lrfu import LRFU
+    from .sampled import SampledLRFU
+    from .tinylfu import TinyLFU
 
-    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU):
+    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU, TinyLFU, SampledLRFU):
         register(cls)
 
 
