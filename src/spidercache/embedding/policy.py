@@ -289,9 +289,8 @@ def _register_all() -> None:
     from .admit import AdmitLRU
     from .lrfu import LRFU
     from .sampled import SampledLRFU
-    from .tinylfu import TinyLFU
 
-    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU, TinyLFU, SampledLRFU):
+    for cls in (Learned, OfflineLearned, LearnedPrefetch, LRFU, AdmitLRU, SampledLRFU):
         register(cls)
 
 
