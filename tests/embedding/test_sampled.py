@@ -1,4 +1,5 @@
 import numpy as np
+
 from spidercache.embedding import families
 from spidercache.embedding import policy as _registers  # noqa: F401  (names slrfu in the engine registry)
 from spidercache.embedding.sampled import SampledLRFU

@@ -18,6 +18,8 @@ the random stream is a xorshift kept in the scalars, so a run is deterministic.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numba as nb
 import numpy as np
 
@@ -123,7 +125,7 @@ class SampledLRFU(Policy):
 
     name = "slrfu"
     _where_dtype = np.int64
-    _id_arrays = {"_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
+    _id_arrays: ClassVar[dict] = {"_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
     _n_scalars = 4
 
     def __init__(
