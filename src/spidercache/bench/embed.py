@@ -238,15 +238,16 @@ def markdown(rows: list[dict], command: str = "spidercache bench embed") -> str:
         "",
         "### Validation families at 10 % cache (hit ratio; gap closed = (h - h_best) / (h_OPT - h_best))",
         "",
-        "| trace | role | lru | lfu | arc | s3fifo | OPT | learned | vs best | closed "
+        "| trace | role | lru | lfu | arc | s3fifo | OPT | slrfu (expert) | learned | vs best | closed "
         "| warm-started learned |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["trace"] for r in pol):
         by = {r["policy"]: r for r in pol if r["trace"] == name}
         warm = next((r for p, r in by.items() if p.startswith("learned (")), None)
         cells = " | ".join(
-            f"{by[p]['hit_ratio']:.4f}" for p in (*HEURISTICS, "opt", "learned")
+            f"{by[p]['hit_ratio']:.4f}" if p in by else ""
+            for p in (*HEURISTICS, "opt", "slrfu", "learned")
         )
         lr = by["learned"]
         w = (
