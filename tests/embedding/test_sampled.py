@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 
 from spidercache.embedding import families
@@ -25,10 +27,15 @@ def _reference(ids, cap, tau, k, seed=1):
     """Plain-Python slrfu: same counts, same random draws, same slot moves."""
     rng = _Xorshift(((0x1E3779B97F4A7C15 ^ seed) & 0x7FFFFFFFFFFFFFFF) or 1)
     inv = 1.0 / (tau * cap)
-    dec, seen, slot, slots, hits = {}, {}, {}, [], []
+    key, slot, slots, hits = (
+        {},
+        {},
+        [],
+        [],
+    )  # key: log(decayed count) + time / tau, as the kernel keeps it
     for now, i in enumerate(ids.tolist()):
-        dec[i] = dec[i] * np.exp((seen[i] - now) * inv) + 1.0 if i in seen else 1.0
-        seen[i] = now
+        t = now * inv
+        key[i] = math.log(math.exp(key[i] - t) + 1.0) + t if i in key else t
         hits.append(i in slot)
         if i in slot:
             continue
@@ -36,9 +43,8 @@ def _reference(ids, cap, tau, k, seed=1):
             best, low = -1, np.inf
             for _ in range(k):
                 v = slots[rng.below(len(slots))]
-                c = dec[v] * np.exp((seen[v] - now) * inv)
-                if c < low:
-                    best, low = v, c
+                if key[v] < low:
+                    best, low = v, key[v]
             p = slot.pop(best)
             last = slots.pop()
             if last != best:
@@ -80,7 +86,10 @@ def test_slrfu_remove_resize_and_evictions_are_reported():
         and pol.size == 250
         and not pol.contains(res[:50]).any()
     )
+    now = float(pol._s[3])
+    before = np.exp(pol._key[:n] - now / (pol.tau * 300))  # every row's decayed count now
     pol.resize(100)
+    assert np.allclose(np.exp(pol._key[:n] - now / (pol.tau * 100)), before)  # resizing keeps the counts
     assert pol.size == 100 and set(pol.resident_ids().tolist()) <= set(
         res[50:].tolist()
     )

@@ -40,14 +40,13 @@ def _rand(s, n):
 
 
 @nb.njit(cache=True, inline="always")
-def _victim(now, inv_tau, k, slots, dec, seen, s):
+def _victim(k, slots, key, s):
     best = -1
     low = np.inf
     for _ in range(k):
         v = slots[_rand(s, s[1])]
-        c = dec[v] * np.exp((seen[v] - now) * inv_tau)
-        if c < low:
-            low = c
+        if key[v] < low:
+            low = key[v]
             best = v
     return best
 
@@ -64,7 +63,7 @@ def _drop(v, where, slots, s):
 
 @nb.njit(cache=True)
 def _slrfu_access(
-    ids, admit, use_admit, inv_tau, k, where, slots, dec, seen, s, hits, evicted, record
+    ids, admit, use_admit, inv_tau, k, where, slots, key, s, hits, evicted, record
 ):
     n_ev = 0
     n_adm = 0
@@ -73,11 +72,10 @@ def _slrfu_access(
     for j in range(ids.size):
         i = ids[j]
         now = now0 + j
-        if seen[i] >= 0:
-            dec[i] = dec[i] * np.exp((seen[i] - now) * inv_tau) + 1.0
-        else:
-            dec[i] = 1.0
-        seen[i] = now
+        t = now * inv_tau
+        key[i] = (
+            np.log(np.exp(key[i] - t) + 1.0) + t
+        )  # key -inf (never seen): log(1) + t
         if where[i] > 0:
             hits[j] = True
             continue
@@ -86,7 +84,7 @@ def _slrfu_access(
             n_rej += 1
             continue
         if s[1] >= s[0]:
-            v = _victim(now, inv_tau, k, slots, dec, seen, s)
+            v = _victim(k, slots, key, s)
             _drop(v, where, slots, s)
             if record:
                 evicted[n_ev] = v
@@ -110,10 +108,10 @@ def _slrfu_remove(ids, where, slots, s):
 
 
 @nb.njit(cache=True)
-def _slrfu_shrink(evicted, inv_tau, k, where, slots, dec, seen, s):
+def _slrfu_shrink(evicted, k, where, slots, key, s):
     n = 0
     while s[1] > s[0]:
-        v = _victim(s[NOW], inv_tau, k, slots, dec, seen, s)
+        v = _victim(k, slots, key, s)
         _drop(v, where, slots, s)
         evicted[n] = v
         n += 1
@@ -125,7 +123,7 @@ class SampledLRFU(Policy):
 
     name = "slrfu"
     _where_dtype = np.int64
-    _id_arrays: ClassVar[dict] = {"_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
+    _id_arrays: ClassVar[dict] = {"_key": (np.float64, -np.inf)}
     _n_scalars = 4
 
     def __init__(
@@ -142,6 +140,7 @@ class SampledLRFU(Policy):
             raise ValueError(f"slrfu needs tau > 0 and k >= 1, got tau={tau}, k={k}")
         self.tau, self.k, self._seed = float(tau), int(k), int(seed)
         self._slots = np.zeros(0, np.int64)
+        self._tau_c = 0.0  # tau x the capacity the keys were computed with
         super().__init__(capacity, n_ids, **kw)
 
     def _init_scalars(self) -> None:
@@ -149,6 +148,13 @@ class SampledLRFU(Policy):
         self._on_resize()
 
     def _on_resize(self) -> None:
+        tau_c = self.tau * self.capacity
+        if (
+            self._tau_c and tau_c != self._tau_c
+        ):  # same counts now, decaying with the new tau from now on
+            now = float(self._s[NOW])
+            self._key += now / tau_c - now / self._tau_c
+        self._tau_c = tau_c
         if self._slots.size < self.capacity:
             slots = np.zeros(self.capacity, np.int64)
             slots[: self._slots.size] = self._slots
@@ -156,12 +162,12 @@ class SampledLRFU(Policy):
 
     @property
     def _inv_tau(self) -> float:
-        return 1.0 / (self.tau * self.capacity)
+        return 1.0 / self._tau_c
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         return _slrfu_access(
             ids, admit, use_admit, self._inv_tau, self.k, self._where, self._slots,
-            self._dec, self._seen, self._s, hits, evicted, record,
+            self._key, self._s, hits, evicted, record,
         )  # fmt: skip
 
     def _remove(self, ids):
@@ -169,14 +175,7 @@ class SampledLRFU(Policy):
 
     def _shrink(self, evicted):
         return _slrfu_shrink(
-            evicted,
-            self._inv_tau,
-            self.k,
-            self._where,
-            self._slots,
-            self._dec,
-            self._seen,
-            self._s,
+            evicted, self.k, self._where, self._slots, self._key, self._s
         )
 
     def _extra_arrays(self) -> list[np.ndarray]:
