@@ -3,8 +3,8 @@
 Rows (a list of dicts, one ``section`` each):
 
 * ``policies``: every validation family (``embedding/families.py``, not ``embed gen``), 10 %
-  cache: lru / lfu / arc / s3fifo / OPT and ``learned`` with no model; on the DLRM-like
-  families also ``learned`` warm-started with a model trained on another trace (dlrm-a).
+  cache: lru / lfu / arc / s3fifo / OPT, ``slrfu`` (one of its default experts, alone) and
+  ``learned`` with no model; on the DLRM-like families also ``learned`` warm-started with a model trained on another trace (dlrm-a).
   Each row says whether the family was used for tuning or only reported.
 * ``optgen``: optgen against the plain-Python Belady on the same prefix.
 * ``scoring``: the offline model's scoring path (features + MLP) and the whole online
@@ -97,7 +97,9 @@ def _bag_batches(rows: int, batch: int, pooling: int, n: int) -> list[torch.Tens
     cdf = np.cumsum(ranks) / ranks.sum()
     perm = rng.permutation(rows)
     return [
-        torch.from_numpy(perm[np.searchsorted(cdf, rng.random(batch * pooling)).clip(max=rows - 1)])
+        torch.from_numpy(
+            perm[np.searchsorted(cdf, rng.random(batch * pooling)).clip(max=rows - 1)]
+        )
         for _ in range(n)
     ]
 
@@ -131,10 +133,18 @@ def bench_bag(
             opt.zero_grad(set_to_none=True)
         return steps * batch * pooling / (time.perf_counter() - t0)
 
-    plain = torch.nn.EmbeddingBag(rows, dim, mode="sum", sparse=True, _weight=weight.clone())
+    plain = torch.nn.EmbeddingBag(
+        rows, dim, mode="sum", sparse=True, _weight=weight.clone()
+    )
     plain_rps = run(plain)
     cached = CachedEmbeddingBag(
-        rows, dim, mode="sum", cache_rows=rows // 10, weight=weight, optimizer=optimizer, lr=float("nan")
+        rows,
+        dim,
+        mode="sum",
+        cache_rows=rows // 10,
+        weight=weight,
+        optimizer=optimizer,
+        lr=float("nan"),
     )  # nan: a step that ignored the optimizer's lr would show
     cached_rps = run(cached)
     in_state = "weight" in cached.state_dict()
@@ -153,9 +163,11 @@ def bench_bag(
     }
 
 
-def _policy_rows(name: str, keys: np.ndarray, model_dir: Path | None, log) -> list[dict]:
+def _policy_rows(
+    name: str, keys: np.ndarray, model_dir: Path | None, log
+) -> list[dict]:
     role = "tune" if name in families.TUNE else "report"
-    rows = evaluate(keys, [*HEURISTICS, "opt", "learned"], [0.1])
+    rows = evaluate(keys, [*HEURISTICS, "opt", "slrfu", "learned"], [0.1])
     if model_dir is not None:
         warm = evaluate(keys, ["learned"], [0.1], model_dir)[0]
         warm["policy"] = f"learned (model from {WARM_FROM})"
@@ -187,14 +199,20 @@ def _policy_rows(name: str, keys: np.ndarray, model_dir: Path | None, log) -> li
     return out
 
 
-def run(requests: int = 2_000_000, steps: int = 1500, bag_steps: int = 30, log=None) -> list[dict]:
+def run(
+    requests: int = 2_000_000, steps: int = 1500, bag_steps: int = 30, log=None
+) -> list[dict]:
     log = log or (lambda *_: None)
     rows: list[dict] = []
     traces = {name: families.make(name, requests) for name in families.FAMILIES}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "cache"
         log(f"training the warm-start model on {WARM_FROM} ({steps} steps) ...")
-        train(traces[WARM_FROM], model_dir, ModelConfig(model="cache", steps=steps, checkpoint_every=steps))
+        train(
+            traces[WARM_FROM],
+            model_dir,
+            ModelConfig(model="cache", steps=steps, checkpoint_every=steps),
+        )
         for name, keys in traces.items():
             warm = model_dir if name.startswith("dlrm") and name != WARM_FROM else None
             rows += _policy_rows(name, keys, warm, log)
@@ -220,16 +238,23 @@ def markdown(rows: list[dict], command: str = "spidercache bench embed") -> str:
         "",
         "### Validation families at 10 % cache (hit ratio; gap closed = (h - h_best) / (h_OPT - h_best))",
         "",
-        "| trace | role | lru | lfu | arc | s3fifo | OPT | learned | vs best | closed "
+        "| trace | role | lru | lfu | arc | s3fifo | OPT | slrfu (expert) | learned | vs best | closed "
         "| warm-started learned |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["trace"] for r in pol):
         by = {r["policy"]: r for r in pol if r["trace"] == name}
         warm = next((r for p, r in by.items() if p.startswith("learned (")), None)
-        cells = " | ".join(f"{by[p]['hit_ratio']:.4f}" for p in (*HEURISTICS, "opt", "learned"))
+        cells = " | ".join(
+            f"{by[p]['hit_ratio']:.4f}" if p in by else ""
+            for p in (*HEURISTICS, "opt", "slrfu", "learned")
+        )
         lr = by["learned"]
-        w = f"{warm['hit_ratio']:.4f} ({warm['vs_best']:+.4f}, {warm['gap_closed']:.3f})" if warm else ""
+        w = (
+            f"{warm['hit_ratio']:.4f} ({warm['vs_best']:+.4f}, {warm['gap_closed']:.3f})"
+            if warm
+            else ""
+        )
         lines.append(
             f"| {name} | {lr['role']} | {cells} | {lr['vs_best']:+.4f} | {lr['gap_closed']:.3f} | {w} |"
         )

@@ -1,10 +1,13 @@
 """``learned``: an online cache that follows whichever of its experts the trace currently favours.
 
 The experts are whole caches simulated on the same requests (shadow caches: ids only, no
-values): LRU, LFU, ARC, S3-FIFO, LRFU at two time constants (``experts=`` may add
-``lru+admit``, LRU with an admission model learned online, see ``reuse.py``) and, when an
-offline model is given, ``learned+offline`` (the model's ordering). Each expert's hits are counted with an
-exponential memory of ``window`` x capacity requests; that is the weight the policy learns.
+values): LRU, LFU, ARC, S3-FIFO and ``slrfu`` (decayed frequency over each row's whole history,
+time constant 32 x capacity, evicting the lowest of 64 sampled residents; see ``sampled.py``).
+``experts=`` may add ``lrfu:TAU`` (the exact-minimum heap), ``slrfu:TAU`` at another time
+constant or ``lru+admit`` (LRU with an admission model learned online, see ``reuse.py``) and,
+when an offline model is given, ``learned+offline`` (the model's ordering). Each expert's hits
+are counted with an exponential memory of ``window`` x capacity requests; that is the weight
+the policy learns.
 
 The real cache follows the leader (the expert with the most recent hits): a miss is
 admitted if the leader admits it, and the victim is a row the leader no longer holds (the
@@ -30,15 +33,33 @@ from ..engine.policies import make_policy
 from ..engine.policies.base import Policy
 from .admit import AdmitLRU
 from .lrfu import LRFU, NIL, _push_front, _remove, _unlink
+from .sampled import SampledLRFU
 
-# lru+admit is available as an expert but not a default: on the tuning families it led only briefly
-# (during scans) and the switches cost more than it won (scan-tune at 500 k lookups: -0.0155 with it,
-# +0.0076 without; zipf-0.8 +0.0092 / +0.0121)
-DEFAULT_EXPERTS = ("lru", "lfu", "arc", "s3fifo", "lrfu:2", "lrfu:32")
+# chosen on the tuning families (2 M lookups, 10 %): slrfu:32 in place of the two LRFU heaps
+# (lrfu:2, lrfu:32) raised the gap closed on dlrm-a / dlrm-b from 0.008 / 0.016 to 0.057 / 0.065;
+# zipf-0.8 / drift-slow / scan-tune moved by -0.0017 / -0.0009 / +0.0003 hit ratio; 1.5-2x the speed;
+# lru+admit and W-TinyLFU as extra experts never helped there (docs/embedding.md)
+DEFAULT_EXPERTS = ("lru", "lfu", "arc", "s3fifo", "slrfu:32")
 
 
 @nb.njit(cache=True)
-def _follow(ids, admit, use_admit, now0, lwhere, stack, ns, where, prev, nxt, last, s, hits, evicted, record):
+def _follow(
+    ids,
+    admit,
+    use_admit,
+    now0,
+    lwhere,
+    stack,
+    ns,
+    where,
+    prev,
+    nxt,
+    last,
+    s,
+    hits,
+    evicted,
+    record,
+):
     """One chunk through the real cache, following the leader (``lwhere`` > 0: resident there)."""
     n_ev = 0
     n_adm = 0
@@ -58,7 +79,9 @@ def _follow(ids, admit, use_admit, now0, lwhere, stack, ns, where, prev, nxt, la
             continue
         if s[1] >= s[0]:
             victim = -1
-            while ns[0] > 0:  # a row the leader has evicted and that was not used in this chunk
+            while (
+                ns[0] > 0
+            ):  # a row the leader has evicted and that was not used in this chunk
                 ns[0] -= 1
                 v = stack[ns[0]]
                 if where[v] > 0 and last[v] < now0 and (v >= nl or lwhere[v] <= 0):
@@ -105,6 +128,8 @@ def _shrink_lru(evicted, where, prev, nxt, s):
 def _expert(spec: str, capacity: int, n_ids: int, tables, model) -> Policy:
     if spec.startswith("lrfu:"):
         return LRFU(capacity, n_ids, tau=float(spec.split(":", 1)[1]))
+    if spec.startswith("slrfu:"):
+        return SampledLRFU(capacity, n_ids, tau=float(spec.split(":", 1)[1]))
     if spec == "lru+admit":
         return AdmitLRU(capacity, n_ids, tables=tables)
     if spec == "learned+offline":
@@ -144,7 +169,9 @@ class Learned(Policy):
         # the follower reads the leader as of the previous chunk: a chunk well below the leader's
         # smallest queue (S3-FIFO's 10%) keeps the lag from costing hits (cap / 64 measured: < 0.002)
         self.window, self.margin = float(window), float(margin)
-        self.chunk = int(chunk) if chunk else int(min(4096, max(16, int(capacity) // 64)))
+        self.chunk = (
+            int(chunk) if chunk else int(min(4096, max(16, int(capacity) // 64)))
+        )
         super().__init__(capacity, n_ids, **kw)
         specs = list(experts) + (["learned+offline"] if model is not None else [])
         self.expert_names = specs
@@ -153,7 +180,13 @@ class Learned(Policy):
         for j, e in enumerate(self.experts):
             e.on_evict = self._catcher(j)
         self.scores = np.zeros(len(specs))
-        self.leader = len(specs) - 1 if model is not None else specs.index("arc") if "arc" in specs else 0
+        self.leader = (
+            len(specs) - 1
+            if model is not None
+            else specs.index("arc")
+            if "arc" in specs
+            else 0
+        )
         self.switches = 0
         self._since_switch = 0
         self._stack = np.zeros(max(16, 2 * self.chunk), np.int64)
@@ -230,7 +263,10 @@ class Learned(Policy):
         """Replace the victim stack with ``ids`` (older candidates that are still resident stay below)."""
         old = self._stack[: self._ns[0]]
         lw = self.experts[self.leader]._where
-        old = old[(self._where[old] > 0) & ((old >= lw.size) | (lw[np.minimum(old, lw.size - 1)] <= 0))]
+        old = old[
+            (self._where[old] > 0)
+            & ((old >= lw.size) | (lw[np.minimum(old, lw.size - 1)] <= 0))
+        ]
         cand = np.concatenate([old, ids]).astype(np.int64)
         if cand.size > self._stack.size:
             self._stack = np.zeros(2 * cand.size, np.int64)
@@ -255,5 +291,9 @@ class Learned(Policy):
     def _extra_arrays(self) -> list[np.ndarray]:
         out = [self._stack]
         for e in self.experts:
-            out += [e._where, *(getattr(e, a) for a in e._id_arrays), *e._extra_arrays()]
+            out += [
+                e._where,
+                *(getattr(e, a) for a in e._id_arrays),
+                *e._extra_arrays(),
+            ]
         return out

@@ -31,6 +31,7 @@ POLICIES: dict[str, str] = {
     "opt": "spidercache.engine.policies.opt:OPT",
     "s3fifo": "spidercache.engine.policies.s3fifo:S3FIFO",
     "sieve": "spidercache.engine.policies.sieve:Sieve",
+    "slrfu": "spidercache.embedding.sampled:SampledLRFU",
     "train-icache": "spidercache.data.policies.icache:ICachePolicy",
     "train-lru": "spidercache.data.policies.lru:LRUPolicy",
     "train-minio": "spidercache.data.policies.minio:MinIOPolicy",
