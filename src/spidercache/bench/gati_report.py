@@ -43,25 +43,12 @@ def plot(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def print_tables(rows: list[dict]) -> None:
-    """The rows as the CLI prints them: base line, latency table, RPC, serving and retraining lines."""
-    from rich.console import Console
+
+def _latency_table(rows: list[dict], model: str):
+    """The latency rows (one per device, batch and epsilon) as a rich table."""
     from rich.table import Table
 
-    console = Console()
-    base = next(r for r in rows if r["section"] == "base")
-    how = (
-        f"{base['epochs']} epoch(s), best epoch {base['best_epoch']}, "
-        f"{'converged' if base['converged'] else 'NOT converged'}"
-        if base["converged"] is not None
-        else f"{base['epochs']} epoch(s), fixed schedule"
-    )
-    console.print(
-        f"base {base['model']} ({base['stem']} stem, input {'x'.join(map(str, base['input_shape']))}) on "
-        f"{base['dataset']}: test accuracy {base['test_accuracy']:.2f}%, validation "
-        f"{base['val_accuracy']:.2f}% ({how})"
-    )
-    table = Table(title=f"GATI on {base['model']}")
+    table = Table(title=f"GATI on {model}")
     for col in (
         "dev",
         "batch",
@@ -92,7 +79,27 @@ def print_tables(rows: list[dict]) -> None:
             f"{r['gati_accuracy']:.2f}",
             f"{r['accuracy_loss']:+.2f}",
         )
-    console.print(table)
+    return table
+
+
+def print_tables(rows: list[dict]) -> None:
+    """The rows as the CLI prints them: base line, latency table, RPC, serving and retraining lines."""
+    from rich.console import Console
+
+    console = Console()
+    base = next(r for r in rows if r["section"] == "base")
+    how = (
+        f"{base['epochs']} epoch(s), best epoch {base['best_epoch']}, "
+        f"{'converged' if base['converged'] else 'NOT converged'}"
+        if base["converged"] is not None
+        else f"{base['epochs']} epoch(s), fixed schedule"
+    )
+    console.print(
+        f"base {base['model']} ({base['stem']} stem, input {'x'.join(map(str, base['input_shape']))}) on "
+        f"{base['dataset']}: test accuracy {base['test_accuracy']:.2f}%, validation "
+        f"{base['val_accuracy']:.2f}% ({how})"
+    )
+    console.print(_latency_table(rows, base["model"]))
     for rp in (r for r in rows if r["section"] == "rpc"):
         console.print(
             f"gRPC loopback overhead: mean {rp['overhead_mean_ms']:.3f} ms, "

@@ -9,6 +9,7 @@ keyword parameters of its function, plus what every benchmark has: ``--json``,
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import shlex
 import sys
@@ -87,6 +88,11 @@ def _annotation(p: inspect.Parameter, hints: dict):
     return type(p.default)
 
 
+# Benchmarks whose many options are declared by their front-end's command (same function underneath:
+# ``spidercache.bench.gati.run``); ``spidercache bench gati`` and ``spidercache gati bench`` are one command.
+_CLI_COMMANDS = {"gati": "gati_bench:register_bench"}
+
+
 def list_benchmarks() -> list[dict]:
     from ..bench import BENCHMARKS, available
 
@@ -110,8 +116,16 @@ def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="B
         )
         return
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command(name=name)(_command(name))
-    code = app(args=list(ctx.args), prog_name=f"spidercache bench {name}", standalone_mode=False)
+    args = list(ctx.args)
+    if name in _CLI_COMMANDS:  # a benchmark whose options its front-end's command declares
+        module_name, fn = _CLI_COMMANDS[name].split(":")
+        getattr(importlib.import_module(f"{__package__}.{module_name}"), fn)(app)
+        app.command(name="_")(lambda: None)  # two commands, so typer keeps "bench" as a subcommand name
+        args, prog = ["bench", *args], f"spidercache {name}"  # usage reads "spidercache gati bench"
+    else:
+        app.command(name=name)(_command(name))
+        prog = f"spidercache bench {name}"
+    code = app(args=args, prog_name=prog, standalone_mode=False)
     if isinstance(code, int) and code:
         raise typer.Exit(code)
 

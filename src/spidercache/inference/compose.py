@@ -179,40 +179,7 @@ def compose(
             if ok and cost < best_cost - 1e-12:
                 best, best_cost = choices, cost
     else:
-
-        def descend(start: dict, start_cost: float) -> tuple[dict, float]:
-            current, current_cost = dict(start), start_cost
-            while True:
-                move, move_cost = None, current_cost
-                for u, opts in options.items():
-                    for opt in opts:
-                        if current.get(u) == opt:
-                            continue
-                        trial = dict(current)
-                        if opt is None:
-                            trial.pop(u, None)
-                        else:
-                            trial[u] = opt
-                        ok, cost = feasible(trial)
-                        if ok and cost < move_cost - 1e-12:
-                            move, move_cost = trial, cost
-                if move is None:
-                    return current, current_cost
-                current, current_cost = move, move_cost
-
-        # Starting points: nothing, and the cheapest feasible single heads.
-        singles = []
-        for u, opts in options.items():
-            for opt in opts[1:]:
-                ok, cost = feasible({u: opt})
-                if ok:
-                    singles.append((cost, {u: opt}))
-        singles.sort(key=lambda s: s[0])
-        starts = [({}, best_cost)] + [(s, c) for c, s in singles[:restarts]]
-        for start_choices, start_cost in starts:
-            found, cost = descend(start_choices, start_cost)
-            if cost < best_cost - 1e-12:
-                best, best_cost = found, cost
+        best, best_cost = _local_search(options, feasible, best_cost, restarts)
     cost, bound, acc, hit_rates = prob.evaluate(best)
     ordered = [best[u] for u in sorted(best)]
     return Composition(
@@ -228,6 +195,47 @@ def compose(
         exact=exact,
         hit_rates=hit_rates,
     )
+
+
+def _descend(options: dict, feasible, start: dict, start_cost: float) -> tuple[dict, float]:
+    """Steepest descent over single-unit changes from ``start``, staying feasible."""
+    current, current_cost = dict(start), start_cost
+    while True:
+        move, move_cost = None, current_cost
+        for u, opts in options.items():
+            for opt in opts:
+                if current.get(u) == opt:
+                    continue
+                trial = dict(current)
+                if opt is None:
+                    trial.pop(u, None)
+                else:
+                    trial[u] = opt
+                ok, cost = feasible(trial)
+                if ok and cost < move_cost - 1e-12:
+                    move, move_cost = trial, cost
+        if move is None:
+            return current, current_cost
+        current, current_cost = move, move_cost
+
+
+def _local_search(options: dict, feasible, base_cost: float, restarts: int) -> tuple[dict, float]:
+    """When the assignments are too many to enumerate: descents from nothing and from the
+    ``restarts`` cheapest feasible single heads; the best found."""
+    singles = []
+    for u, opts in options.items():
+        for opt in opts[1:]:
+            ok, cost = feasible({u: opt})
+            if ok:
+                singles.append((cost, {u: opt}))
+    singles.sort(key=lambda s: s[0])
+    best: dict = {}
+    best_cost = base_cost
+    for start_choices, start_cost in [({}, base_cost)] + [(s, c) for c, s in singles[:restarts]]:
+        found, cost = _descend(options, feasible, start_choices, start_cost)
+        if cost < best_cost - 1e-12:
+            best, best_cost = found, cost
+    return best, best_cost
 
 
 def assess(
