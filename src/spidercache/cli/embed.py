@@ -18,9 +18,9 @@ embed_app = typer.Typer(
 
 
 def _console():
-    from rich.console import Console
+    from .output import console
 
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 @embed_app.command("gen")
@@ -258,11 +258,11 @@ def eval_cmd(
 ) -> None:
     """Per cache size: each policy's hit ratio, the share of the best-heuristic -> OPT gap it closes
     ((h - h_best) / (h_OPT - h_best), h_best the best of lru/lfu/arc/s3fifo), and the winner."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..embedding.evaluate import evaluate, parse_list, parse_sizes
     from ..embedding.traces import read_embedding_trace
+    from .output import console
 
     names = parse_list(policies, "policy")
     sizes = parse_sizes(cache_size)
@@ -292,7 +292,7 @@ def eval_cmd(
             f"{r['gap_closed']:+.3f}",
             ", ".join(note),
         )
-    Console().print(table)
+    console().print(table)
 
 
 @embed_app.command("headroom")
@@ -312,12 +312,12 @@ def headroom_cmd(
 ) -> None:
     """What an online policy can reach on a generated trace: classic policies, the posterior and
     true-rate oracles and OPT, each with the share of the best-classic-to-OPT gap it closes."""
-    from rich.console import Console
     from rich.table import Table
 
     from ..embedding.evaluate import parse_sizes
     from ..embedding.headroom import headroom
     from ..errors import UserError
+    from .output import console
 
     (size,) = parse_sizes(str(cache_size))
     if samples < 1:
@@ -351,7 +351,7 @@ def headroom_cmd(
         table.add_column(col, justify="left" if col.startswith("policy") else "right")
     for r in rows:
         table.add_row(r["name"], f"{r['hit_ratio']:.4f}", f"{r['closed']:.3f}")
-    Console().print(table)
+    console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,14 +57,13 @@ def train(
     import warnings
     from dataclasses import fields
 
-    from rich.console import Console
-
     from ..weights.experiment import plot_rounds, run_experiment
     from ..weights.mapreduce import MapReduceConfig
+    from .output import console
 
     cfg = MapReduceConfig(**{f.name: values[f.name] for f in fields(MapReduceConfig) if f.name in values})
     cfg.validate()
-    console = Console(stderr=True, quiet=json_out)
+    console = console(stderr=True, quiet=json_out)
 
     on_round = _round_printer(console, rounds)
 
@@ -108,8 +107,9 @@ def _round_printer(console, rounds: int):
 
 
 def _print_result(out: dict, job: str, start: str, plot: Optional[str], console) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .output import console
 
     table = Table(
         title=f"map/reduce {job}: validation accuracy per round"
@@ -125,7 +125,7 @@ def _print_result(out: dict, job: str, start: str, plot: Optional[str], console)
             s = out["scratch"]["accuracy"][i]
             cells.append("-" if s is None else f"{s:.3f}")
         table.add_row(*cells)
-    Console().print(table)
+    console().print(table)
     for line in out["cached"]["warnings"] + ((out["scratch"] or {}).get("warnings") or []):
         console.print(f"warning: {line}")
     if out["figure"]:

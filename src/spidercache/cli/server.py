@@ -101,9 +101,9 @@ def print_sessions(rows: list[dict], title: str) -> None:
     import sys
 
     if sys.stdout.isatty():
-        from rich.console import Console
+        from .output import console
 
-        Console().print(session_table(rows, title))
+        console().print(session_table(rows, title))
         return
     typer.echo("\t".join(_PLAIN))
     for s in rows:
@@ -200,14 +200,14 @@ def server_status(
     host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT, json_out: bool = JSON_OPT
 ) -> None:
     """Sessions, memory used / budget beside the process's RSS, spilled bytes, hits, misses."""
-    from rich.console import Console
+    from .output import console
 
     with _admin(host, port, token) as admin:
         st = _ask(admin.status, host, port)
     if json_out:
         typer.echo(json.dumps(st, indent=2))
         return
-    Console().print(status_line(host, port, st), soft_wrap=True)
+    console().print(status_line(host, port, st), soft_wrap=True)
     if st["sessions"]:
         print_sessions(st["sessions"], "sessions")
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import List, Optional
 
+import tomllib
 import typer
 
 from ..bench.runner import parse_options
@@ -159,8 +159,9 @@ def register(app: typer.Typer) -> None:
 
 
 def print_summary(rows: list[dict], summary: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .output import console
 
     t = Table(title=f"spidercache train: {summary['policy']} on {summary['train_samples']} samples, "
                     f"{summary['network']}, working set {summary['working_set']:g}")
@@ -170,7 +171,7 @@ def print_summary(rows: list[dict], summary: dict) -> None:
         t.add_row(str(r["epoch"]), f"{r['loss']:.3f}", f"{r['test_accuracy']:.2f}", f"{r['hit_ratio']:.3f}",
                   f"{r['substitution_ratio']:.3f}", str(r["lost_hits"]), f"{r['epoch_seconds']:.2f}",
                   f"{r['data_wait_seconds']:.2f}")
-    c = Console()
+    c = console()
     c.print(t)
     c.print(f"cache: {summary['backend']}; storage: {summary['storage']}; "
             f"after the first epoch: hit ratio {summary['hit_ratio_after_first_epoch']:.3f}, "
