@@ -65,7 +65,7 @@ def test_object_count_misses_equal_libcachesim(tmp_path, policy, seed, alpha):
         assert ours == _lcs_misses(tmp_path, keys, policy, cap)[0], (policy, cap)
 
 
-@pytest.mark.parametrize("policy", ["lru", "fifo", "sieve", "clock"])
+@pytest.mark.parametrize("policy", sorted(LCS_NAMES))
 def test_byte_sized_misses_equal_libcachesim(tmp_path, policy):
     keys = _zipf_with_scans(3)
     rng = np.random.default_rng(4)

@@ -1,0 +1,79 @@
+"""Byte-sized LFU, ARC, S3-FIFO and OPT: the paths libCacheSim's runs never take.
+
+(Their misses and byte misses equal libCacheSim's, see ``test_libcachesim``.)
+With every object of size 1 a byte-sized policy is the object-count one, hit for
+hit; ``remove`` and ``resize`` keep the byte count equal to what is resident.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spidercache.engine.policies import make_policy
+from spidercache.engine.policies.opt import next_use_positions
+
+SIZED = ["lfu", "arc", "s3fifo", "opt"]
+
+
+def _trace(seed: int, n: int = 20_000, keys: int = 600) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    hot = rng.zipf(1.3, n) % keys
+    hot[::7] = keys + rng.integers(0, 3 * keys, hot[::7].size)  # some cold traffic
+    return hot.astype(np.int64)
+
+
+def _make(name, cap, ids, **kw):
+    extra = {"next_use": next_use_positions(ids)} if name == "opt" else {}
+    return make_policy(name, cap, int(ids.max()) + 1, **extra, **kw)
+
+
+@pytest.mark.parametrize("name", SIZED)
+@pytest.mark.parametrize("cap", [20, 150, 900])
+def test_unit_sizes_equal_the_object_count_policy(name, cap):
+    ids = _trace(cap)
+    count = _make(name, cap, ids).access(ids)
+    sized = _make(name, cap, ids, by_bytes=True).access(
+        ids, sizes=np.ones(ids.size, np.int64)
+    )
+    assert np.array_equal(count, sized)
+
+
+@pytest.mark.parametrize("name", ["lfu", "arc", "s3fifo"])
+def test_removals_and_resizes_keep_the_byte_count(name):
+    rng = np.random.default_rng(5)
+    ids_all = _trace(9, n=6_000, keys=200)
+    sizes_all = rng.integers(1, 400, ids_all.size)
+    pol = make_policy(name, 20_000, by_bytes=True)
+    for step, lo in enumerate(range(0, ids_all.size, 300)):
+        ids, sizes = ids_all[lo : lo + 300], sizes_all[lo : lo + 300]
+        hits = pol.access(ids, sizes=sizes)
+        assert hits.size == ids.size
+        resident = pol.resident_ids()
+        assert pol.used_bytes == int(pol._osize[resident].sum()) <= pol.capacity
+        assert pol.size == resident.size
+        gone = np.unique(rng.integers(0, 200, 5))
+        was = pol.contains(gone)
+        assert pol.remove(gone) == int(was.sum())
+        assert not pol.contains(gone).any()
+        if step % 4 == 3:
+            pol.resize(int(rng.integers(2_000, 40_000)))
+        resident = pol.resident_ids()
+        assert pol.used_bytes == int(pol._osize[resident].sum()) <= pol.capacity
+
+
+def test_opt_sized_evicts_farthest_until_the_newcomer_fits():
+    ids = np.array([0, 1, 2, 0, 1, 2, 3, 0], np.int64)
+    sizes = np.array([4, 4, 4, 4, 4, 4, 8, 4], np.int64)
+    pol = _make("opt", 12, ids, by_bytes=True)
+    # 0,1,2 fill 12 bytes; 3 (8 bytes) evicts 1 and 2 (next used never), keeping 0
+    assert pol.access(ids, sizes=sizes).tolist() == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+        True,
+    ]
