@@ -125,12 +125,14 @@ def simulate(
     by_bytes: bool = False,
     workers: int = 1,
     dense: tuple[np.ndarray, int] | None = None,
+    remap_seconds: float = 0.0,
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run every policy at every cache size over ``keys``; one row each (keys ``ROW_KEYS``).
 
     ``sizes``: bytes per request (byte hit ratios; byte capacities need them).
-    ``dense``: ``(ids, n)`` already remapped (a cached dense trace): no remap is timed.
+    ``dense``: ``(ids, n)`` already remapped (``sim.dense.load_dense``): no remap is
+    done; ``remap_seconds`` (the time it took when it was done) is charged instead.
     ``on_row`` is called as each row is finished (for a progress bar).
     """
     policies = parse_policies(policies)
@@ -160,7 +162,7 @@ def simulate(
     else:
         ids, n = np.require(dense[0], np.int64, ["C_CONTIGUOUS", "WRITEABLE"]), int(dense[1])
     footprint = footprint_bytes(ids, sizes, n) if sizes is not None else n
-    remap_seconds = time.perf_counter() - t0
+    remap_seconds = time.perf_counter() - t0 + (remap_seconds if dense is not None else 0.0)
 
     next_use, next_use_seconds = None, 0.0
     if any(is_opt(p) for p in policies):
