@@ -32,7 +32,7 @@ def sim(
     keep_dense: bool = typer.Option(
         True,
         "--keep-dense/--no-keep-dense",
-        help="Keep the remapped trace beside the input (NAME.dense.*) and reuse it while the input is unchanged.",
+        help="Keep the remapped trace beside the input (NAME.dense.*); reuse it while it is unchanged.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
@@ -41,8 +41,8 @@ def sim(
     from rich.progress import Progress
 
     from ..errors import UserError
-    from ..sim.report import rows_json, rows_table
     from ..sim.dense import load_dense
+    from ..sim.report import rows_json, rows_table
     from ..sim.simulate import parse_cache_sizes, parse_policies, simulate
 
     # Check the cheap arguments before reading a possibly large trace.
