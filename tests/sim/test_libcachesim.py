@@ -32,6 +32,9 @@ LCS_NAMES = {
     "opt": "Belady",
     "sieve": "Sieve",
     "clock": "Clock",
+    "twoq": "TwoQ",
+    "gdsf": "GDSF",
+    "wtinylfu": "WTinyLFU",
 }
 
 

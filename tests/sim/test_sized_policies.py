@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spidercache.engine.policies import make_policy
+from spidercache.engine.policies import POLICIES, make_policy
+from spidercache.engine.policies.lru import LRU
+from spidercache.errors import UserError
+from spidercache.sim.simulate import simulate
 from spidercache.engine.policies.opt import next_use_positions
 
 SIZED = ["lfu", "arc", "s3fifo", "opt"]
@@ -33,13 +36,11 @@ def _make(name, cap, ids, **kw):
 def test_unit_sizes_equal_the_object_count_policy(name, cap):
     ids = _trace(cap)
     count = _make(name, cap, ids).access(ids)
-    sized = _make(name, cap, ids, by_bytes=True).access(
-        ids, sizes=np.ones(ids.size, np.int64)
-    )
+    sized = _make(name, cap, ids, by_bytes=True).access(ids, sizes=np.ones(ids.size, np.int64))
     assert np.array_equal(count, sized)
 
 
-@pytest.mark.parametrize("name", ["lfu", "arc", "s3fifo"])
+@pytest.mark.parametrize("name", ["lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu"])
 def test_removals_and_resizes_keep_the_byte_count(name):
     rng = np.random.default_rng(5)
     ids_all = _trace(9, n=6_000, keys=200)
@@ -77,3 +78,16 @@ def test_opt_sized_evicts_farthest_until_the_newcomer_fits():
         False,
         True,
     ]
+
+
+class _CountOnly(LRU):
+    name = "countonly"
+    supports_sizes = False
+
+
+def test_a_policy_without_a_byte_sized_form_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setitem(POLICIES, _CountOnly.name, _CountOnly)
+    keys = np.array([1, 2, 1, 3], np.int64)
+    with pytest.raises(UserError, match="does not run with object sizes"):
+        simulate(keys, ["lru", "countonly"], ["1KiB"], sizes=np.full(4, 10, np.int64))
+    assert simulate(keys, ["countonly"], [2])[0]["hits"] == 1

@@ -57,6 +57,9 @@ LIBCACHESIM_NAMES = {
     "opt": "Belady",
     "sieve": "Sieve",
     "clock": "Clock",
+    "twoq": "TwoQ",
+    "gdsf": "GDSF",
+    "wtinylfu": "WTinyLFU",
 }
 # The figures: |hit ratio difference| allowed, speed ratio wanted.
 HIT_RATIO_TOLERANCE = {
@@ -66,6 +69,9 @@ HIT_RATIO_TOLERANCE = {
     "opt": 0.001,
     "sieve": 0.001,
     "clock": 0.001,
+    "twoq": 0.001,
+    "gdsf": 0.001,
+    "wtinylfu": 0.001,
     "lfu": 0.01,
     "s3fifo": 0.01,
 }

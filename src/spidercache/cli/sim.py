@@ -64,6 +64,7 @@ def sim(
             workers=n_workers,
             dense=(data.ids, data.n),
             remap_seconds=data.remap_seconds,
+            id_keys=data.id_keys,
             on_row=lambda _row: progress.advance(task),
         )
     if json_out:

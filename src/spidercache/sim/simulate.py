@@ -37,7 +37,16 @@ from ..engine.capacity import capacity_for, parse_size
 from ..engine.ids import remap_trace
 from ..engine.policies import make_policy
 from ..errors import UserError
-from .run import PolicyRun, footprint_bytes, is_opt, next_use_positions, policy_kwargs, run_policy
+from .run import (
+    PolicyRun,
+    footprint_bytes,
+    is_opt,
+    keys_by_id,
+    next_use_positions,
+    policy_kwargs,
+    run_policy,
+    wants_keys,
+)
 
 ROW_KEYS = (
     "policy",
@@ -126,6 +135,7 @@ def simulate(
     workers: int = 1,
     dense: tuple[np.ndarray, int] | None = None,
     remap_seconds: float = 0.0,
+    id_keys: np.ndarray | None = None,
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run every policy at every cache size over ``keys``; one row each (keys ``ROW_KEYS``).
@@ -133,6 +143,8 @@ def simulate(
     ``sizes``: bytes per request (byte hit ratios; byte capacities need them).
     ``dense``: ``(ids, n)`` already remapped (``sim.dense.load_dense``): no remap is
     done; ``remap_seconds`` (the time it took when it was done) is charged instead.
+    ``id_keys``: the key each dense id stands for (W-TinyLFU hashes keys, as
+    libCacheSim); made from ``keys`` when not given, unless ``dense`` is.
     ``on_row`` is called as each row is finished (for a progress bar).
     """
     policies = parse_policies(policies)
@@ -170,6 +182,12 @@ def simulate(
         next_use = next_use_positions(ids)
         next_use_seconds = time.perf_counter() - t0
 
+    keys_seconds = 0.0
+    if id_keys is None and dense is None and any(wants_keys(p) for p in policies):
+        t0 = time.perf_counter()
+        id_keys = keys_by_id(keys, ids, n)
+        keys_seconds = time.perf_counter() - t0
+
     # Nothing resident can exceed n objects or every byte requested: a larger
     # capacity is built at that bound (same hits, no memory for the excess).
     bound = max(int(sizes.sum()), 1) if in_bytes else n
@@ -179,10 +197,12 @@ def simulate(
             capacity = capacity_for(size, footprint if in_bytes else n)
             runs.append(PolicyRun(name, size, capacity, min(capacity, bound), in_bytes))
     n_opt = sum(is_opt(r.policy) for r in runs)
-    results = _run_all(runs, ids, n, sizes, next_use, workers)
+    n_keyed = sum(wants_keys(r.policy) for r in runs)
+    results = _run_all(runs, ids, n, sizes, next_use, workers, id_keys)
     rows = []
     for run, res in zip(runs, results):
         share = remap_seconds / len(runs) + (next_use_seconds / n_opt if is_opt(run.policy) else 0.0)
+        share += keys_seconds / n_keyed if wants_keys(run.policy) else 0.0
         seconds = res["sim_seconds"] + share
         row = {
             "policy": res["policy"],
@@ -210,22 +230,22 @@ _SHARED: dict = {}
 
 def _run_index(i: int) -> dict:
     s = _SHARED
-    return run_policy(s["runs"][i], s["ids"], s["n"], s["sizes"], s["next_use"])
+    return run_policy(s["runs"][i], s["ids"], s["n"], s["sizes"], s["next_use"], s["id_keys"])
 
 
 # Below this many requests per simulation, forking costs more than it saves.
 PARALLEL_MIN_REQUESTS = 1_000_000
 
 
-def _run_all(runs, ids, n, sizes, next_use, workers) -> list[dict]:
+def _run_all(runs, ids, n, sizes, next_use, workers, id_keys) -> list[dict]:
     workers = min(workers, len(runs), os.cpu_count() or 1)
     if ids.size < PARALLEL_MIN_REQUESTS:
         workers = 1
     if workers <= 1:
-        return [run_policy(r, ids, n, sizes, next_use) for r in runs]
+        return [run_policy(r, ids, n, sizes, next_use, id_keys) for r in runs]
     import multiprocessing as mp
 
-    _SHARED.update(runs=runs, ids=ids, n=n, sizes=sizes, next_use=next_use)
+    _SHARED.update(runs=runs, ids=ids, n=n, sizes=sizes, next_use=next_use, id_keys=id_keys)
     try:
         with mp.get_context("fork").Pool(workers) as pool:
             # longest first (OPT, then the rest), so the last worker is not left with a long one

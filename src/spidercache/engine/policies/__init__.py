@@ -12,11 +12,14 @@ from .arc import ARC
 from .base import Policy, PolicyStats
 from .clock import Clock
 from .fifo import FIFO
+from .gdsf import GDSF
 from .lfu import LFU
 from .lru import LRU
 from .opt import OPT, next_use_positions, opt_hits
 from .s3fifo import S3FIFO
 from .sieve import Sieve
+from .twoq import TwoQ
+from .wtinylfu import WTinyLFU
 
 POLICIES: dict[str, type[Policy]] = {
     LRU.name: LRU,
@@ -27,10 +30,13 @@ POLICIES: dict[str, type[Policy]] = {
     OPT.name: OPT,
     Sieve.name: Sieve,
     Clock.name: Clock,
+    TwoQ.name: TwoQ,
+    GDSF.name: GDSF,
+    WTinyLFU.name: WTinyLFU,
 }
 
 # other names people use for the same policies
-_ALIASES = {"belady": "opt", "min": "opt"}
+_ALIASES = {"belady": "opt", "min": "opt", "2q": "twoq", "tinylfu": "wtinylfu"}
 
 
 def register(cls: type[Policy]) -> type[Policy]:
@@ -49,4 +55,5 @@ def make_policy(name: str, capacity: int, n_ids: int = 0, **kwargs: Any) -> Poli
 
 
 __all__ = ["POLICIES", "Policy", "PolicyStats", "make_policy", "register",
-           "LRU", "FIFO", "LFU", "ARC", "S3FIFO", "OPT", "Sieve", "Clock", "next_use_positions", "opt_hits"]
+           "LRU", "FIFO", "LFU", "ARC", "S3FIFO", "OPT", "Sieve", "Clock", "TwoQ", "GDSF", "WTinyLFU",
+           "next_use_positions", "opt_hits"]

@@ -77,18 +77,14 @@ def _replace(in_b2, where, sid, sprev, snext, stag, s, b, osize, used, pf):
 
 
 @nb.njit(cache=True, inline="always")
-def _evict_one(
-    z, ghost_hit, in_b2, where, sid, sprev, snext, stag, s, b, osize, used, pf
-):
+def _evict_one(z, ghost_hit, in_b2, where, sid, sprev, snext, stag, s, b, osize, used, pf):
     c = s[0]
     if ghost_hit:
         return _replace(in_b2, where, sid, sprev, snext, stag, s, b, osize, used, pf)
     if b[TAG_T1] + b[TAG_B1] + z > c:
         if b[TAG_B1] > 0:
             _forget(TAG_B1, where, sid, sprev, snext, s, b, osize)
-            return _replace(
-                False, where, sid, sprev, snext, stag, s, b, osize, used, pf
-            )
+            return _replace(False, where, sid, sprev, snext, stag, s, b, osize, used, pf)
         v = s[T1 + 1]  # T1 alone is too large: its LRU leaves without a ghost
         _take(v, TAG_T1, sprev, snext, s, b, osize, sid)
         x = sid[v]
@@ -218,9 +214,7 @@ def arc_shrink_sized(evicted, where, sid, sprev, snext, stag, s, pf, b, osize, u
     n = 0
     pf[0] = min(pf[0], float(s[0]))
     while used[0] > s[0] and s[1] > 0:
-        evicted[n] = _replace(
-            False, where, sid, sprev, snext, stag, s, b, osize, used, pf
-        )
+        evicted[n] = _replace(False, where, sid, sprev, snext, stag, s, b, osize, used, pf)
         n += 1
     while b[TAG_T1] + b[TAG_B1] > s[0] and b[TAG_B1] > 0:
         _forget(TAG_B1, where, sid, sprev, snext, s, b, osize)

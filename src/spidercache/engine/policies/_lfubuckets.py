@@ -170,9 +170,7 @@ def _lfu_access_sized(
         while used[0] + z > cap:
             x = nhead[s[FIRST]]
             used[0] -= osize[sid[x]]
-            v = _drop_slot(
-                x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s
-            )
+            v = _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
             if record:
                 evicted[n_ev] = v
             n_ev += 1
@@ -213,9 +211,7 @@ def _lfu_remove_sized(
         w = where[ids[k]]
         if w > 0:
             used[0] -= osize[ids[k]]
-            _drop_slot(
-                w - 1, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s
-            )
+            _drop_slot(w - 1, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
             n += 1
     return n
 
@@ -241,8 +237,6 @@ def _lfu_shrink_sized(
     while used[0] > s[0] and s[1] > 0:
         x = nhead[s[FIRST]]
         used[0] -= osize[sid[x]]
-        evicted[n] = _drop_slot(
-            x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s
-        )
+        evicted[n] = _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
         n += 1
     return n

@@ -85,7 +85,8 @@ def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink,
     n_s, n_m, n_g = s[N_S], s[N_M], s[N_G]
     cap_s, cap_m, cap_g = s[CAP_S], s[CAP_M], s[CAP_G]
     has_evicted = s[HAS_EVICTED]
-    s_tail, s_used, m_tail, m_used, g_tail, g_used = s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED], s[G_TAIL], s[G_USED]
+    s_tail, s_used, m_tail, m_used = s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED]
+    g_tail, g_used = s[G_TAIL], s[G_USED]
     rs_n, rm_n, rg_n = rs.size, rm.size, rg.size
     n_ev = 0
     n_adm = 0
@@ -240,7 +241,8 @@ def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink,
     s[1] = size
     s[N_S], s[N_M], s[N_G] = n_s, n_m, n_g
     s[HAS_EVICTED] = has_evicted
-    s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED], s[G_TAIL], s[G_USED] = s_tail, s_used, m_tail, m_used, g_tail, g_used
+    s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED] = s_tail, s_used, m_tail, m_used
+    s[G_TAIL], s[G_USED] = g_tail, g_used
     return n_ev, n_adm, n_rej
 
 
