@@ -203,7 +203,8 @@ def test_every_policy_runs_byte_sized(bad_dir: Path) -> None:
                 "--policy", "lru,fifo,lfu,arc,s3fifo,opt,sieve,clock,twoq,gdsf,wtinylfu")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
-    assert len(rows) == 11 and all(row["unit"] == "bytes" and row["byte_hit_ratio"] is not None for row in rows)
+    assert len(rows) == 11
+    assert all(row["unit"] == "bytes" and row["byte_hit_ratio"] is not None for row in rows)
 
 
 def test_bench_sim_small_run_writes_docs(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from spidercache.engine.policies import POLICIES, make_policy
 from spidercache.engine.policies.lru import LRU
+from spidercache.engine.policies.opt import next_use_positions
 from spidercache.errors import UserError
 from spidercache.sim.simulate import simulate
-from spidercache.engine.policies.opt import next_use_positions
 
 SIZED = ["lfu", "arc", "s3fifo", "opt"]
 

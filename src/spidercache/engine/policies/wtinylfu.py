@@ -137,16 +137,16 @@ def _drop(y, where, prev, nxt, q, s, osize, sized):
 
 
 @nb.njit(cache=True, inline="always")
-def _main_insert(y, z, main, max0, max1, where, prev, nxt, q, s, osize, sized, evicted, n_ev, record):
+def _main_insert(y, z, dims, where, prev, nxt, q, s, osize, sized, evicted, n_ev, record):
     """The SLRU's insert: the lowest segment with room; with none, evict until the main cache
     has room, then probation. Returns the new eviction count."""
-    if q[B_P0] + z <= max0:
+    if q[B_P0] + z <= dims[2]:
         L, B, code = P0, B_P0, C_P0
-    elif q[B_P1] + z <= max1:
+    elif q[B_P1] + z <= dims[3]:
         L, B, code = P1, B_P1, C_P1
     else:
         L, B, code = P0, B_P0, C_P0
-        while q[B_P0] + q[B_P1] + z > main:
+        while q[B_P0] + q[B_P1] + z > dims[1]:
             v = _main_victim(q)
             _drop(v, where, prev, nxt, q, s, osize, sized)
             if record:
@@ -255,7 +255,7 @@ def _wtlfu_access(
                     il.unlink(y, WIN, prev, nxt, q)
                     q[B_WIN] -= zy
                     n_ev = _main_insert(
-                        y, zy, main, max0, max1, where, prev, nxt, q, s, osize, sized, evicted, n_ev, record
+                        y, zy, dims, where, prev, nxt, q, s, osize, sized, evicted, n_ev, record
                     )
                 else:
                     m = _main_victim(q)
@@ -265,21 +265,7 @@ def _wtlfu_access(
                         il.unlink(y, WIN, prev, nxt, q)
                         q[B_WIN] -= zy
                         n_ev = _main_insert(
-                            y,
-                            zy,
-                            main,
-                            max0,
-                            max1,
-                            where,
-                            prev,
-                            nxt,
-                            q,
-                            s,
-                            osize,
-                            sized,
-                            evicted,
-                            n_ev,
-                            record,
+                            y, zy, dims, where, prev, nxt, q, s, osize, sized, evicted, n_ev, record
                         )
                     else:
                         v = y
