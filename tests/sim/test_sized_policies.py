@@ -40,7 +40,7 @@ def test_unit_sizes_equal_the_object_count_policy(name, cap):
     assert np.array_equal(count, sized)
 
 
-@pytest.mark.parametrize("name", ["lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu"])
+@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu"])
 def test_removals_and_resizes_keep_the_byte_count(name):
     rng = np.random.default_rng(5)
     ids_all = _trace(9, n=6_000, keys=200)
