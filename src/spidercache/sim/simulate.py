@@ -150,20 +150,7 @@ def simulate(
     policies = parse_policies(policies)
     specs = parse_cache_sizes(cache_sizes, by_bytes)
     in_bytes = specs[0][1]
-    keys = np.asarray(keys)
-    if keys.ndim != 1 or keys.size == 0:
-        raise UserError("the trace is empty")
-    if sizes is not None:
-        sizes = np.require(sizes, np.int64, ["C_CONTIGUOUS", "WRITEABLE"])
-        if sizes.shape != keys.shape:
-            raise UserError(f"the trace has {keys.size:,} keys but {sizes.size:,} sizes")
-    if in_bytes and sizes is None:
-        raise UserError(
-            "byte capacities need object sizes: a CSV with --size-column, an "
-            "oracleGeneral or vscsi trace, or NAME.sizes.npy beside NAME.npy"
-        )
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
+    keys, sizes = _checked(keys, sizes, in_bytes, workers)
     warm_up(policies, in_bytes)
 
     t0 = time.perf_counter()
@@ -203,25 +190,46 @@ def simulate(
     for run, res in zip(runs, results):
         share = remap_seconds / len(runs) + (next_use_seconds / n_opt if is_opt(run.policy) else 0.0)
         share += keys_seconds / n_keyed if wants_keys(run.policy) else 0.0
-        seconds = res["sim_seconds"] + share
-        row = {
-            "policy": res["policy"],
-            "cache_size": run.size,
-            "unit": "bytes" if in_bytes else "objects",
-            "capacity": run.capacity,
-            "requests": int(ids.size),
-            "hits": res["hits"],
-            "hit_ratio": res["hits"] / ids.size,
-            "byte_hit_ratio": None if sizes is None else res["bytes_hit"] / max(int(sizes.sum()), 1),
-            "seconds": seconds,
-            "sim_seconds": res["sim_seconds"],
-            "requests_per_second": ids.size / seconds if seconds > 0 else float("inf"),
-            "state_bytes": res["state_bytes"],
-        }
-        rows.append(row)
+        rows.append(_row(run, res, ids.size, sizes, res["sim_seconds"] + share))
         if on_row is not None:
-            on_row(row)
+            on_row(rows[-1])
     return rows
+
+
+def _checked(keys, sizes, in_bytes: bool, workers: int):
+    """The trace as arrays the kernels take; ``UserError`` for what cannot be simulated."""
+    keys = np.asarray(keys)
+    if keys.ndim != 1 or keys.size == 0:
+        raise UserError("the trace is empty")
+    if sizes is not None:
+        sizes = np.require(sizes, np.int64, ["C_CONTIGUOUS", "WRITEABLE"])
+        if sizes.shape != keys.shape:
+            raise UserError(f"the trace has {keys.size:,} keys but {sizes.size:,} sizes")
+    if in_bytes and sizes is None:
+        raise UserError(
+            "byte capacities need object sizes: a CSV with --size-column, an "
+            "oracleGeneral or vscsi trace, or NAME.sizes.npy beside NAME.npy"
+        )
+    if workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
+    return keys, sizes
+
+
+def _row(run: PolicyRun, res: dict, requests: int, sizes, seconds: float) -> dict:
+    return {
+        "policy": res["policy"],
+        "cache_size": run.size,
+        "unit": "bytes" if run.by_bytes else "objects",
+        "capacity": run.capacity,
+        "requests": int(requests),
+        "hits": res["hits"],
+        "hit_ratio": res["hits"] / requests,
+        "byte_hit_ratio": None if sizes is None else res["bytes_hit"] / max(int(sizes.sum()), 1),
+        "seconds": seconds,
+        "sim_seconds": res["sim_seconds"],
+        "requests_per_second": requests / seconds if seconds > 0 else float("inf"),
+        "state_bytes": res["state_bytes"],
+    }
 
 
 # The sweep's shared inputs, set before forking so the workers inherit them.
