@@ -91,3 +91,13 @@ def test_a_policy_without_a_byte_sized_form_is_refused_in_one_line(monkeypatch):
     with pytest.raises(UserError, match="does not run with object sizes"):
         simulate(keys, ["lru", "countonly"], ["1KiB"], sizes=np.full(4, 10, np.int64))
     assert simulate(keys, ["countonly"], [2])[0]["hits"] == 1
+
+
+@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu"])
+def test_a_large_byte_capacity_allocates_per_key_not_per_byte(name):
+    # (S3-FIFO's object-count rings and W-TinyLFU's filter were once sized by the capacity in bytes)
+    ids = _trace(11, n=5_000, keys=300)
+    n = int(ids.max()) + 1
+    pol = make_policy(name, 1 << 30, n, by_bytes=True)
+    pol.access(ids, sizes=np.full(ids.size, 4096, np.int64))
+    assert pol.state_bytes() / n <= 64

@@ -305,7 +305,8 @@ class S3FIFO(Policy):
         self._q = np.zeros(sz.N_Q, np.int64)
         self._q[: sz.BS] = -1
         self._set_queue_sizes()
-        rq, rg = _ring_sizes(self.capacity, int(self._s[CAP_G]))
+        # the object-count rings (sized by the capacity, so none for a byte capacity)
+        rq, rg = (0, 0) if self.by_bytes else _ring_sizes(self.capacity, int(self._s[CAP_G]))
         self._rs = np.zeros(rq, np.int32)
         self._rm = np.zeros(rq, np.int32)
         self._rg = np.zeros(rg, np.int32)

@@ -50,10 +50,10 @@ HASHES = 10
 WINDOW, PROBATION = 0.01, 0.2
 
 
-def filter_counters(main_size: int) -> int:
-    """Counters of libCacheSim's filter for ``main_size`` entries at a 0.001 error."""
+def filter_counters(entries: int) -> int:
+    """Counters of libCacheSim's filter for ``entries`` at a 0.001 error (at most 2^31 - 1)."""
     bpe = -math.log(0.001) / 0.480453013918201
-    return max(int(math.ceil(bpe * max(main_size, 1))), 2 * HASHES)
+    return max(min(int(math.ceil(bpe * max(entries, 1))), 2**31 - 1), 2 * HASHES)
 
 
 XP1, XP2 = np.uint64(0x9E3779B185EBCA87), np.uint64(0xC2B2AE3D27D4EB4F)  # xxHash's primes
@@ -317,6 +317,7 @@ class WTinyLFU(Policy):
     def __init__(self, capacity: int, n_ids: int = 0, *, keys: np.ndarray | None = None, **kwargs) -> None:
         # the key each dense id stands for, hashed by the filter as libCacheSim hashes it (else the id)
         self._hkeys = np.zeros(0, np.int64) if keys is None else np.ascontiguousarray(keys).view(np.int64)
+        self._n_hint = int(n_ids)
         super().__init__(capacity, n_ids, **kwargs)
 
     def _init_scalars(self) -> None:
@@ -329,7 +330,11 @@ class WTinyLFU(Policy):
         win = int(c * WINDOW)
         main = c - win
         self._dims = np.array([win, main, int(PROBATION * main), int(4 / 5 * main), 32 * main], np.int64)
-        self._cbf = np.zeros(filter_counters(main), np.uint16)
+        # libCacheSim sizes the filter by the main cache's size in its unit; in bytes that is 14.4
+        # counters per byte (up to 2^31 of them, 4 GiB here). A byte-sized cache never holds more
+        # objects than there are keys (or, with none given, than 4 KiB objects fit): size it by that.
+        entries = main if not self.by_bytes else min(main, self._n_hint or max(main // 4096, 1))
+        self._cbf = np.zeros(filter_counters(entries), np.uint16)
 
     def _on_resize(self) -> None:
         self._set_dims()  # a new filter for the new main cache (libCacheSim sizes it once, at init)
