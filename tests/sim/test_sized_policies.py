@@ -40,7 +40,7 @@ def test_unit_sizes_equal_the_object_count_policy(name, cap):
     assert np.array_equal(count, sized)
 
 
-@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu"])
+@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu", "lecar"])
 def test_removals_and_resizes_keep_the_byte_count(name):
     rng = np.random.default_rng(5)
     ids_all = _trace(9, n=6_000, keys=200)
@@ -93,7 +93,7 @@ def test_a_policy_without_a_byte_sized_form_is_refused_in_one_line(monkeypatch):
     assert simulate(keys, ["countonly"], [2])[0]["hits"] == 1
 
 
-@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu"])
+@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu", "lecar"])
 def test_a_large_byte_capacity_allocates_per_key_not_per_byte(name):
     # (S3-FIFO's object-count rings and W-TinyLFU's filter were once sized by the capacity in bytes)
     ids = _trace(11, n=5_000, keys=300)

@@ -13,6 +13,7 @@ from .base import Policy, PolicyStats
 from .clock import Clock
 from .fifo import FIFO
 from .gdsf import GDSF
+from .lecar import LeCaR
 from .lfu import LFU
 from .lru import LRU
 from .opt import OPT, next_use_positions, opt_hits
@@ -33,6 +34,7 @@ POLICIES: dict[str, type[Policy]] = {
     TwoQ.name: TwoQ,
     GDSF.name: GDSF,
     WTinyLFU.name: WTinyLFU,
+    LeCaR.name: LeCaR,
 }
 
 # other names people use for the same policies
@@ -56,4 +58,4 @@ def make_policy(name: str, capacity: int, n_ids: int = 0, **kwargs: Any) -> Poli
 
 __all__ = ["POLICIES", "Policy", "PolicyStats", "make_policy", "register",
            "LRU", "FIFO", "LFU", "ARC", "S3FIFO", "OPT", "Sieve", "Clock", "TwoQ", "GDSF", "WTinyLFU",
-           "next_use_positions", "opt_hits"]
+           "LeCaR", "next_use_positions", "opt_hits"]
