@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from spidercache.engine.ids import remap_trace
-from spidercache.sim.dense import dense_paths, load_dense
+from spidercache.sim.dense import dense_path, load_dense
 from spidercache.sim.simulate import simulate
 from spidercache.sim.traces import write_trace
 
@@ -27,7 +27,7 @@ def _trace(tmp_path, seed=0, name="t.npy", sizes=False):
 def test_second_load_reuses_the_files_and_equals_a_fresh_remap(tmp_path):
     path, keys, sizes = _trace(tmp_path, sizes=True)
     first = load_dense(path)
-    assert not first.cached and all(p.exists() for p in dense_paths(path))
+    assert not first.cached and dense_path(path).exists()
     second = load_dense(path)
     assert second.cached
     ids, n = remap_trace(keys)
@@ -41,14 +41,9 @@ def test_second_load_reuses_the_files_and_equals_a_fresh_remap(tmp_path):
 def test_a_changed_input_is_remapped(tmp_path):
     path, _, _ = _trace(tmp_path, seed=1)
     load_dense(path)
+    recorded = path.stat().st_mtime_ns
     _, keys2, _ = _trace(tmp_path, seed=2)  # same name, same length, other content
-    os.utime(
-        path,
-        ns=(
-            0,
-            json.loads(dense_paths(path)[-1].read_text())["fingerprint"]["files"][0][2],
-        ),
-    )
+    os.utime(path, ns=(recorded, recorded))
     again = load_dense(path)  # same size and mtime: the content sample tells them apart
     assert not again.cached
     assert np.array_equal(again.ids, remap_trace(keys2)[0])
@@ -58,11 +53,25 @@ def test_a_changed_input_is_remapped(tmp_path):
 def test_keep_false_writes_nothing_and_a_damaged_file_is_ignored(tmp_path):
     path, keys, _ = _trace(tmp_path, seed=3)
     assert not load_dense(path, keep=False).cached
-    assert not any(p.exists() for p in dense_paths(path))
+    assert not dense_path(path).exists()
     load_dense(path)
-    dense_paths(path)[0].write_bytes(b"not an array")
+    dense_path(path).write_bytes(b"not an archive")
     d = load_dense(path)
     assert not d.cached and np.array_equal(d.ids, remap_trace(keys)[0])
+
+
+def test_two_writers_leave_one_whole_file(tmp_path):
+    path, keys, _ = _trace(tmp_path, seed=7)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", f"from spidercache.sim.dense import load_dense; load_dense({str(path)!r})"]
+        )
+        for _ in range(3)
+    ]
+    assert all(p.wait(timeout=300) == 0 for p in runs)
+    d = load_dense(path)
+    assert d.cached and np.array_equal(d.ids, remap_trace(keys)[0])
+    assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name] == []
 
 
 def test_read_only_directory_runs_without_keeping(tmp_path):
@@ -111,6 +120,6 @@ def test_cli_keeps_the_dense_trace_unless_told_not_to(tmp_path):
         timeout=300,
     )
     assert a.returncode == b.returncode == 0, a.stderr + b.stderr
-    assert all(p.exists() for i, p in enumerate(dense_paths(path)) if i != 1)  # no sizes
-    assert not any(p.exists() for p in dense_paths(other))
+    assert dense_path(path).exists()
+    assert not dense_path(other).exists()
     assert json.loads(a.stdout)[0]["hits"] == json.loads(b.stdout)[0]["hits"]

@@ -2,12 +2,13 @@
 
 ``load_dense(path, ...)`` returns the trace as dense ids (``engine.ids``: keys
 numbered in order of first appearance), their count, the sizes and the time the
-remap took. The first run reads and remaps the trace, then writes three files
-beside it: ``NAME.dense.npy`` (the ids; ``int32`` when they fit),
-``NAME.dense.sizes.npy`` (when the trace has sizes), ``NAME.dense.keys.npy``
-(the key each id stands for, which W-TinyLFU's filter hashes) and
-``NAME.dense.json`` (what they were made from). A later run whose fingerprint matches loads those
-instead: no parsing, no remap.
+remap took. The first run reads and remaps the trace, then writes one file
+beside it, ``NAME.dense.npz`` (uncompressed): the ids (``int32`` when they fit),
+the sizes (when the trace has them), the key each id stands for (W-TinyLFU's
+filter hashes keys) and what they were made from. It is written whole under a
+temporary name and renamed into place, so concurrent runs never mix two
+writers' arrays. A later run whose fingerprint matches loads it instead: no
+parsing, no remap.
 
 The fingerprint: the reader's arguments (format, CSV columns), the size and
 modification time of the trace (and of ``NAME.sizes.npy`` for an ``.npy``
@@ -17,7 +18,7 @@ is still caught unless those samples agree too. Anything that does not match,
 or cannot be read, is ignored and rewritten; a directory that cannot be written
 leaves the run as it was (the dense trace is only an accelerator).
 
-``remap_seconds`` is the time the remap took when the files were made; the
+``remap_seconds`` is the time the remap took when the file was made; the
 simulator keeps charging it to the rows (its share), so a row's ``seconds``
 mean the same whether the dense trace was cached or not.
 """
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +53,9 @@ class DenseTrace:
     id_keys: np.ndarray | None = None  # the key each id stands for
 
 
-def dense_paths(path: Path) -> tuple[Path, Path, Path, Path]:
-    """(ids, sizes, keys, metadata) files kept beside ``path``."""
-    exts = (".npy", ".sizes.npy", ".keys.npy", ".json")
-    return tuple(path.with_name(f"{path.name}.dense{ext}") for ext in exts)
+def dense_path(path: Path) -> Path:
+    """The file kept beside ``path``: ``NAME.dense.npz``."""
+    return path.with_name(f"{path.name}.dense.npz")
 
 
 def fingerprint(path: Path, column=None, size_column=None, fmt=None) -> dict:
@@ -97,25 +98,24 @@ def load_dense(path, column=None, size_column=None, fmt=None, *, keep: bool = Tr
 
 
 def _read(path: Path, fp: dict) -> DenseTrace | None:
-    ids_p, sizes_p, keys_p, meta_p = dense_paths(path)
     try:
-        meta = json.loads(meta_p.read_text())
-        if meta.get("fingerprint") != fp:
-            return None
-        ids = np.load(ids_p, allow_pickle=False).astype(np.int64)
-        sizes = np.load(sizes_p, allow_pickle=False).astype(np.int64) if meta["has_sizes"] else None
-        id_keys = np.load(keys_p, allow_pickle=False)
+        with np.load(dense_path(path), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("fingerprint") != fp:
+                return None
+            ids = z["ids"].astype(np.int64)
+            sizes = z["sizes"].astype(np.int64) if meta["has_sizes"] else None
+            id_keys = z["keys"]
         if ids.ndim != 1 or ids.size != meta["requests"] or id_keys.shape != (meta["n"],):
             return None
         if sizes is not None and sizes.shape != ids.shape:
             return None
         return DenseTrace(ids, int(meta["n"]), sizes, float(meta["remap_seconds"]), True, id_keys)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None
 
 
 def _write(path: Path, fp: dict, dense: DenseTrace) -> None:
-    ids_p, sizes_p, keys_p, meta_p = dense_paths(path)
     meta = {
         "fingerprint": fp,
         "requests": int(dense.ids.size),
@@ -123,21 +123,22 @@ def _write(path: Path, fp: dict, dense: DenseTrace) -> None:
         "has_sizes": dense.sizes is not None,
         "remap_seconds": dense.remap_seconds,
     }
+    arrays = {
+        "meta": np.array(json.dumps(meta)),
+        "ids": dense.ids.astype(np.int32) if dense.n < 2**31 else dense.ids,
+        "keys": dense.id_keys,
+    }
+    if dense.sizes is not None:
+        small = dense.sizes.size and 0 <= int(dense.sizes.min()) and int(dense.sizes.max()) < 2**31
+        arrays["sizes"] = dense.sizes.astype(np.int32) if small else dense.sizes
+    # one file, written under a name of this process's own and renamed into place: a reader
+    # sees a whole file from one writer or none (two runs may write at once)
+    tmp = path.with_name(f"{path.name}.dense.{os.getpid()}.tmp.npz")
     try:
-        meta_p.unlink(missing_ok=True)  # stale metadata never describes half-written arrays
-        _save(ids_p, dense.ids.astype(np.int32) if dense.n < 2**31 else dense.ids)
-        if dense.sizes is not None:
-            small = dense.sizes.size and 0 <= int(dense.sizes.min()) and int(dense.sizes.max()) < 2**31
-            _save(sizes_p, dense.sizes.astype(np.int32) if small else dense.sizes)
-        _save(keys_p, dense.id_keys)
-        tmp = meta_p.with_name(meta_p.name + ".tmp")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_p)
-    except OSError:
-        return  # a read-only directory: run without keeping it
-
-
-def _save(target: Path, arr: np.ndarray) -> None:
-    tmp = target.with_name(target.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, target)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, dense_path(path))
+    except OSError:  # a read-only directory, a full disk: run without keeping it
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
