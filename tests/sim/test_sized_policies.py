@@ -101,3 +101,13 @@ def test_a_large_byte_capacity_allocates_per_key_not_per_byte(name):
     pol = make_policy(name, 1 << 30, n, by_bytes=True)
     pol.access(ids, sizes=np.full(ids.size, 4096, np.int64))
     assert pol.state_bytes() / n <= 64
+
+
+def test_wtinylfu_hash_is_xxh64():
+    xxhash = pytest.importorskip("xxhash")
+    from spidercache.engine.policies.wtinylfu import SEED_A, SEED_B, xxh64_u64
+
+    for key in (0, 1, 12345, 2**63 + 5, 2**64 - 1, 987654321987):
+        for seed in (SEED_A, SEED_B):
+            want = xxhash.xxh64_intdigest(int(key).to_bytes(8, "little"), seed=seed)
+            assert int(xxh64_u64(np.uint64(key), seed)) == want
