@@ -127,6 +127,78 @@ def access_bits(
 
 
 @nb.njit(cache=True)
+def access_bits_count(kind, ids, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, sbit, s):
+    # Object counts: head, tail, size and SIEVE's hand live in locals (see ``_slotlist``), and
+    # the newcomer takes the victim's slot, so an eviction moves no other slot.
+    cap, size, head, tail, hand = s[0], s[1], s[2], s[3], s[HAND]
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        i = ids[k]
+        w = where[i]
+        if w > 0:
+            hits[k] = True
+            sbit[w - 1] = 1
+            continue
+        hits[k] = False
+        if use_admit and not admit[k]:
+            n_rej += 1
+            continue
+        n_adm += 1
+        if size < cap:
+            slot = size
+            size += 1
+        else:
+            if kind == SIEVE:
+                slot = hand if hand != NIL else tail
+                while sbit[slot] != 0:
+                    sbit[slot] = 0
+                    slot = sprev[slot] if sprev[slot] != NIL else tail
+                hand = sprev[slot]  # the next object towards the head (NIL: start at the tail)
+            else:  # CLOCK: a set bit buys another lap from the head
+                slot = tail
+                while sbit[slot] != 0:
+                    sbit[slot] = 0
+                    if slot != head:
+                        p = sprev[slot]
+                        snext[p] = NIL
+                        tail = p
+                        sprev[slot] = NIL
+                        snext[slot] = head
+                        sprev[head] = slot
+                        head = slot
+                    slot = tail
+            p = sprev[slot]  # unlink the victim's slot
+            n = snext[slot]
+            if p != NIL:
+                snext[p] = n
+            else:
+                head = n
+            if n != NIL:
+                sprev[n] = p
+            else:
+                tail = p
+            victim = sid[slot]
+            where[victim] = 0
+            if record:
+                evicted[n_ev] = victim
+            n_ev += 1
+        sprev[slot] = NIL
+        snext[slot] = head
+        if head != NIL:
+            sprev[head] = slot
+        else:
+            tail = slot
+        head = slot
+        sid[slot] = i
+        sbit[slot] = 0
+        where[i] = slot + 1
+    s[1], s[2], s[3], s[HAND] = size, head, tail, hand
+    return n_ev, n_adm, n_rej
+
+
+@nb.njit(cache=True)
 def remove_bits(ids, where, sid, sprev, snext, sbit, s, osize, used, sized):
     n = 0
     for k in range(ids.size):
@@ -173,9 +245,7 @@ class SlotBitsPolicy(Policy):
         return self._where, self._sid, self._sprev, self._snext, self._sbit, self._s, self._osize, self._used
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return access_bits(
-            self.kind, ids, ids, False, admit, use_admit, hits, evicted, record, *self._arrays()
-        )
+        return access_bits_count(self.kind, ids, admit, use_admit, hits, evicted, record, *self._arrays()[:6])
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
         return access_bits(
