@@ -33,6 +33,7 @@ AIN, AM, AOUT = 0, 2, 4  # list heads in q (tails at L + 1)
 B_IN, B_M, B_OUT = 6, 7, 8  # bytes (or objects) per queue
 IN_CODE, M_CODE, OUT_CODE = 1, 2, -1
 IN_RATIO, OUT_RATIO = 0.25, 0.5
+NIL = il.NIL
 
 
 @nb.njit(cache=True, inline="always")
@@ -146,6 +147,145 @@ def _twoq_access(
 
 
 @nb.njit(cache=True)
+def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev, nxt, q, s):
+    # Object counts: the three lists' heads, tails and lengths live in locals for the batch
+    # (numba reloads ``q`` after every link store otherwise); the same steps as ``_twoq_access``.
+    c = s[0]
+    cin = int(c * IN_RATIO)
+    cout = int(c * OUT_RATIO)
+    cm = c - cin
+    h_in, t_in, h_m, t_m, h_out, t_out = q[AIN], q[AIN + 1], q[AM], q[AM + 1], q[AOUT], q[AOUT + 1]
+    n_in, n_m, n_out, size = q[B_IN], q[B_M], q[B_OUT], s[1]
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        x = ids[k]
+        w = where[x]
+        if w > 0:
+            hits[k] = True
+            if w == M_CODE and h_m != x:  # to Am's head (x is not the head, so it has a prev)
+                p = prev[x]
+                n = nxt[x]
+                nxt[p] = n
+                if n != NIL:
+                    prev[n] = p
+                else:
+                    t_m = p
+                prev[x] = NIL
+                nxt[x] = h_m
+                prev[h_m] = x
+                h_m = x
+            continue
+        hits[k] = False
+        if use_admit and not admit[k]:
+            n_rej += 1
+            continue
+        ghost = w == OUT_CODE
+        if ghost:  # leaves A1out
+            p = prev[x]
+            n = nxt[x]
+            if p != NIL:
+                nxt[p] = n
+            else:
+                h_out = n
+            if n != NIL:
+                prev[n] = p
+            else:
+                t_out = p
+            n_out -= 1
+            where[x] = 0
+        if cin < 1:
+            n_rej += 1
+            continue
+        n_adm += 1
+        while n_in + n_m + 1 > c:
+            if n_in > cin:  # A1in's oldest leaves for A1out
+                y = t_in
+                p = prev[y]
+                t_in = p
+                if p != NIL:
+                    nxt[p] = NIL
+                else:
+                    h_in = NIL
+                n_in -= 1
+                if cout >= 1:
+                    while n_out + 1 > cout:
+                        g = t_out
+                        pg = prev[g]
+                        t_out = pg
+                        if pg != NIL:
+                            nxt[pg] = NIL
+                        else:
+                            h_out = NIL
+                        n_out -= 1
+                        where[g] = 0
+                    prev[y] = NIL
+                    nxt[y] = h_out
+                    if h_out != NIL:
+                        prev[h_out] = y
+                    else:
+                        t_out = y
+                    h_out = y
+                    n_out += 1
+                    where[y] = OUT_CODE
+                else:
+                    where[y] = 0
+            else:  # Am's LRU is evicted
+                y = t_m
+                p = prev[y]
+                t_m = p
+                if p != NIL:
+                    nxt[p] = NIL
+                else:
+                    h_m = NIL
+                n_m -= 1
+                where[y] = 0
+            size -= 1
+            if record:
+                evicted[n_ev] = y
+            n_ev += 1
+        if ghost:  # Am's own get: an LRU of size cm
+            while n_m + 1 > cm:
+                y = t_m
+                p = prev[y]
+                t_m = p
+                if p != NIL:
+                    nxt[p] = NIL
+                else:
+                    h_m = NIL
+                n_m -= 1
+                where[y] = 0
+                size -= 1
+                if record:
+                    evicted[n_ev] = y
+                n_ev += 1
+            prev[x] = NIL
+            nxt[x] = h_m
+            if h_m != NIL:
+                prev[h_m] = x
+            else:
+                t_m = x
+            h_m = x
+            n_m += 1
+            where[x] = M_CODE
+        else:
+            prev[x] = NIL
+            nxt[x] = h_in
+            if h_in != NIL:
+                prev[h_in] = x
+            else:
+                t_in = x
+            h_in = x
+            n_in += 1
+            where[x] = IN_CODE
+        size += 1
+    q[AIN], q[AIN + 1], q[AM], q[AM + 1], q[AOUT], q[AOUT + 1] = h_in, t_in, h_m, t_m, h_out, t_out
+    q[B_IN], q[B_M], q[B_OUT], s[1] = n_in, n_m, n_out, size
+    return n_ev, n_adm, n_rej
+
+
+@nb.njit(cache=True)
 def _twoq_remove(ids, where, prev, nxt, q, s, osize, used, sized):
     n = 0
     for k in range(ids.size):
@@ -207,7 +347,7 @@ class TwoQ(Policy):
         )
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return _twoq_access(ids, ids, False, admit, use_admit, hits, evicted, record, *self._arrays())
+        return _twoq_access_count(ids, admit, use_admit, hits, evicted, record, *self._arrays()[:5])
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
         return _twoq_access(ids, sizes, True, admit, use_admit, hits, evicted, record, *self._arrays())
