@@ -71,85 +71,10 @@ def _evict(cin, cout, where, prev, nxt, q, s, osize, sized):
 
 
 @nb.njit(cache=True)
-def _twoq_access(
-    ids,
-    sizes,
-    sized,
-    admit,
-    use_admit,
-    hits,
-    evicted,
-    record,
-    where,
-    prev,
-    nxt,
-    q,
-    s,
-    osize,
-    used,
-):
-    c = s[0]
-    cin = int(c * IN_RATIO)
-    cout = int(c * OUT_RATIO)
-    cm = c - cin
-    n_ev = 0
-    n_adm = 0
-    n_rej = 0
-    for k in range(ids.size):
-        x = ids[k]
-        w = where[x]
-        if w > 0:
-            hits[k] = True
-            if w == M_CODE and q[AM] != x:
-                il.unlink(x, AM, prev, nxt, q)
-                il.push_head(x, AM, prev, nxt, q)
-            continue
-        hits[k] = False
-        if use_admit and not admit[k]:
-            n_rej += 1
-            continue
-        z = sizes[k] if sized else 1
-        ghost = w == OUT_CODE
-        if ghost:
-            il.unlink(x, AOUT, prev, nxt, q)
-            q[B_OUT] -= _size(x, osize, sized)
-            where[x] = 0
-        if z > cin or z > c:
-            n_rej += 1
-            continue
-        n_adm += 1
-        while q[B_IN] + q[B_M] + z > c:
-            v = _evict(cin, cout, where, prev, nxt, q, s, osize, sized)
-            if record:
-                evicted[n_ev] = v
-            n_ev += 1
-        if ghost:  # Am's own get: an LRU of size cm
-            while q[B_M] + z > cm:
-                v = il.pop_tail(AM, prev, nxt, q)
-                q[B_M] -= _size(v, osize, sized)
-                where[v] = 0
-                s[1] -= 1
-                if record:
-                    evicted[n_ev] = v
-                n_ev += 1
-            il.push_head(x, AM, prev, nxt, q)
-            q[B_M] += z
-            where[x] = M_CODE
-        else:
-            il.push_head(x, AIN, prev, nxt, q)
-            q[B_IN] += z
-            where[x] = IN_CODE
-        if sized:
-            osize[x] = z
-        s[1] += 1
-    used[0] = q[B_IN] + q[B_M]
-    return n_ev, n_adm, n_rej
-
-
-@nb.njit(cache=True)
-def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev, nxt, q, s):
-    # Object counts: the three lists' heads, tails and lengths live in locals for the batch
-    # (numba reloads ``q`` after every link store otherwise); the same steps as ``_twoq_access``.
+def _twoq_access_fast(ids, sizes, sized, admit, use_admit, hits, evicted, record, where, prev, nxt, q, s,
+                      osize, used):
+    # The three lists' heads, tails and sizes (objects, or bytes with ``sized``) live in locals
+    # for the batch: numba reloads ``q`` after every link store otherwise.
     c = s[0]
     cin = int(c * IN_RATIO)
     cout = int(c * OUT_RATIO)
@@ -193,13 +118,14 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
                 prev[n] = p
             else:
                 t_out = p
-            n_out -= 1
+            n_out -= osize[x] if sized else 1
             where[x] = 0
-        if cin < 1:
+        z = sizes[k] if sized else 1
+        if z > cin or z > c:
             n_rej += 1
             continue
         n_adm += 1
-        while n_in + n_m + 1 > c:
+        while n_in + n_m + z > c:
             if n_in > cin:  # A1in's oldest leaves for A1out
                 y = t_in
                 p = prev[y]
@@ -208,9 +134,10 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
                     nxt[p] = NIL
                 else:
                     h_in = NIL
-                n_in -= 1
-                if cout >= 1:
-                    while n_out + 1 > cout:
+                zy = osize[y] if sized else 1
+                n_in -= zy
+                if zy <= cout:
+                    while n_out + zy > cout:
                         g = t_out
                         pg = prev[g]
                         t_out = pg
@@ -218,7 +145,7 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
                             nxt[pg] = NIL
                         else:
                             h_out = NIL
-                        n_out -= 1
+                        n_out -= osize[g] if sized else 1
                         where[g] = 0
                     prev[y] = NIL
                     nxt[y] = h_out
@@ -227,7 +154,7 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
                     else:
                         t_out = y
                     h_out = y
-                    n_out += 1
+                    n_out += zy
                     where[y] = OUT_CODE
                 else:
                     where[y] = 0
@@ -239,14 +166,14 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
                     nxt[p] = NIL
                 else:
                     h_m = NIL
-                n_m -= 1
+                n_m -= osize[y] if sized else 1
                 where[y] = 0
             size -= 1
             if record:
                 evicted[n_ev] = y
             n_ev += 1
         if ghost:  # Am's own get: an LRU of size cm
-            while n_m + 1 > cm:
+            while n_m + z > cm:
                 y = t_m
                 p = prev[y]
                 t_m = p
@@ -254,7 +181,7 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
                     nxt[p] = NIL
                 else:
                     h_m = NIL
-                n_m -= 1
+                n_m -= osize[y] if sized else 1
                 where[y] = 0
                 size -= 1
                 if record:
@@ -267,7 +194,7 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
             else:
                 t_m = x
             h_m = x
-            n_m += 1
+            n_m += z
             where[x] = M_CODE
         else:
             prev[x] = NIL
@@ -277,11 +204,14 @@ def _twoq_access_count(ids, admit, use_admit, hits, evicted, record, where, prev
             else:
                 t_in = x
             h_in = x
-            n_in += 1
+            n_in += z
             where[x] = IN_CODE
+        if sized:
+            osize[x] = z
         size += 1
     q[AIN], q[AIN + 1], q[AM], q[AM + 1], q[AOUT], q[AOUT + 1] = h_in, t_in, h_m, t_m, h_out, t_out
     q[B_IN], q[B_M], q[B_OUT], s[1] = n_in, n_m, n_out, size
+    used[0] = n_in + n_m
     return n_ev, n_adm, n_rej
 
 
@@ -347,10 +277,10 @@ class TwoQ(Policy):
         )
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return _twoq_access_count(ids, admit, use_admit, hits, evicted, record, *self._arrays()[:5])
+        return _twoq_access_fast(ids, ids, False, admit, use_admit, hits, evicted, record, *self._arrays())
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return _twoq_access(ids, sizes, True, admit, use_admit, hits, evicted, record, *self._arrays())
+        return _twoq_access_fast(ids, sizes, True, admit, use_admit, hits, evicted, record, *self._arrays())
 
     def _remove(self, ids):
         return _twoq_remove(ids, *self._arrays(), self.by_bytes)
