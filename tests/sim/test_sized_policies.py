@@ -111,3 +111,22 @@ def test_wtinylfu_hash_is_xxh64():
         for seed in (SEED_A, SEED_B):
             want = xxhash.xxh64_intdigest(int(key).to_bytes(8, "little"), seed=seed)
             assert int(xxh64_u64(np.uint64(key), seed)) == want
+
+
+@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "clock", "twoq", "gdsf",
+                                  "wtinylfu", "lecar"])
+def test_tiny_caches_and_zero_byte_objects_keep_the_books(name):
+    # (GDSF divided by a 0-byte size and ARC by a 0-byte ghost list before)
+    rng = np.random.default_rng(hash(name) % 2**32)
+    for cap in (1, 7, 40, 300):
+        pol = make_policy(name, cap, by_bytes=True)
+        for step in range(30):
+            ids = rng.integers(0, 30, int(rng.integers(1, 40)))
+            pol.access(ids, sizes=rng.integers(0, 20, ids.size))
+            resident = pol.resident_ids()
+            assert pol.size == resident.size
+            assert pol.used_bytes == int(pol._osize[resident].sum()) <= pol.capacity
+            if step % 5 == 4:
+                pol.remove(rng.integers(0, 30, 3))
+            if step % 7 == 6:
+                pol.resize(int(rng.integers(1, 2 * cap + 2)))

@@ -20,6 +20,7 @@ slot pool and list layout as ``arc`` (``_idlist`` over the scalar array).
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 from . import _idlist as il
 
@@ -31,6 +32,14 @@ TAG_T1, TAG_T2, TAG_B1, TAG_B2 = 0, 1, 2, 3
 # list offset and length index per tag
 _LIST = (T1, T2, B1, B2)
 _LEN = (N_T1, N_T2, N_B1, N_B2)
+
+
+@nb.njit(cache=True, inline="always")
+def _delta(num, den):
+    """max(num / den, 1) as libCacheSim computes it in C, 0-byte ghosts included (x / 0 = inf, 0 / 0 -> 1)."""
+    if den > 0:
+        return max(num / den, 1.0)
+    return np.inf if num > 0 else 1.0
 
 
 @nb.njit(cache=True, inline="always")
@@ -143,10 +152,10 @@ def arc_access_sized(
         if ghost_hit:
             sl = -w - 1
             if stag[sl] == TAG_B1:
-                pf[0] = min(pf[0] + max(b[TAG_B2] / b[TAG_B1], 1.0), float(c))
+                pf[0] = min(pf[0] + _delta(b[TAG_B2], b[TAG_B1]), float(c))
             else:
                 in_b2 = True
-                pf[0] = max(pf[0] - max(b[TAG_B1] / b[TAG_B2], 1.0), 0.0)
+                pf[0] = max(pf[0] - _delta(b[TAG_B1], b[TAG_B2]), 0.0)
             _take(sl, stag[sl], sprev, snext, s, b, osize, sid)
             where[x] = 0
             snext[sl] = s[FREE]

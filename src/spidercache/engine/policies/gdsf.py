@@ -87,7 +87,7 @@ def _drop_pos(pos, where, hpri, hvt, hid, s):
     return x
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")  # a 0-byte object: priority +inf, as C computes it
 def _gdsf_access(
     ids,
     sizes,
