@@ -224,7 +224,8 @@ def test_bench_sim_small_run_writes_docs(tmp_path: Path) -> None:
         assert row["speed_ratio"] == pytest.approx(row["libcachesim_seconds"] / row["seconds"])
         assert 0 < row["state_bytes_per_key"] <= 64
     sweep = rows[-1]
-    assert sweep["rows"] == 4 and sweep["speed_ratio"] == pytest.approx(sweep["libcachesim_seconds"] / sweep["seconds"])
+    assert sweep["rows"] == 4
+    assert sweep["speed_ratio"] == pytest.approx(sweep["libcachesim_seconds"] / sweep["seconds"])
     text = docs.read_text()
     assert "spidercache bench sim --requests 30000" in text
     assert text.count("\n| lru |") == 2 and "| sweep (all rows) |" in text
@@ -254,7 +255,8 @@ def test_sim_byte_capacities_and_unsigned_csv(tmp_path: Path) -> None:
     assert small["hits"] == 1 and small["unit"] == "bytes"
     assert small["byte_hit_ratio"] == pytest.approx(300 / 1350)
     assert huge["hits"] == 3 and huge["byte_hit_ratio"] == pytest.approx(700 / 1350)  # everything fits
-    r = run_cli("trace", "convert", path, "--column", "obj_id", "--size-column", "obj_size", "-o", tmp_path / "c.npy")
+    r = run_cli("trace", "convert", path, "--column", "obj_id", "--size-column", "obj_size",
+                "-o", tmp_path / "c.npy")
     assert r.returncode == 0, r.stderr
     assert np.load(tmp_path / "c.npy").view(np.uint64)[0] == 2**64 - 1
     assert np.load(tmp_path / "c.sizes.npy").tolist() == [z for _, z in rows]
