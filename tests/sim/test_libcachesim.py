@@ -32,6 +32,9 @@ LCS_NAMES = {
     "opt": "Belady",
     "sieve": "Sieve",
     "clock": "Clock",
+    "twoq": "TwoQ",
+    "gdsf": "GDSF",
+    "wtinylfu": "WTinyLFU",
 }
 
 
@@ -65,7 +68,7 @@ def test_object_count_misses_equal_libcachesim(tmp_path, policy, seed, alpha):
         assert ours == _lcs_misses(tmp_path, keys, policy, cap)[0], (policy, cap)
 
 
-@pytest.mark.parametrize("policy", ["lru", "fifo", "sieve", "clock"])
+@pytest.mark.parametrize("policy", sorted(LCS_NAMES))
 def test_byte_sized_misses_equal_libcachesim(tmp_path, policy):
     keys = _zipf_with_scans(3)
     rng = np.random.default_rng(4)
@@ -79,6 +82,25 @@ def test_byte_sized_misses_equal_libcachesim(tmp_path, policy):
         assert row["requests"] - row["hits"] == misses, (policy, cap)
         ours_byte_misses = int(sizes.sum()) - round(row["byte_hit_ratio"] * int(sizes.sum()))
         assert ours_byte_misses == byte_misses, (policy, cap)
+
+
+@pytest.mark.parametrize("sized", [False, True])
+def test_lecar_hit_ratios_within_0_01_of_libcachesim(tmp_path, sized):
+    # LeCaR draws random numbers (libCacheSim from a process-wide generator), so the two
+    # agree in distribution, not draw for draw: hit ratios, not misses
+    keys = _zipf_with_scans(5)
+    sizes = (np.random.default_rng(6).integers(1, 64, int(keys.max()) + 1) * 512)[keys] if sized else None
+    caps = [20_000, 1 << 20, 8 << 20] if sized else [40, 300, 2000]
+    rows = simulate(keys, ["lecar"], caps, sizes=sizes, by_bytes=sized)
+    lcs_names = dict(LCS_NAMES, lecar="LeCaR")
+    for row, cap in zip(rows, caps):
+        path = tmp_path / f"l{cap}.oracleGeneral"
+        write_oracle_general(path, keys, sizes)
+        reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+        miss, byte_miss = getattr(lcs, lcs_names["lecar"])(cap, hashpower=16).process_trace(reader)
+        assert abs(row["hit_ratio"] - (1 - miss)) <= 0.01, cap
+        if sized:
+            assert abs(row["byte_hit_ratio"] - (1 - byte_miss)) <= 0.01, cap
 
 
 @pytest.mark.parametrize("version", [1, 2])

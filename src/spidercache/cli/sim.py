@@ -29,6 +29,11 @@ def sim(
         help="Trace format when the name does not tell it: npy, txt, csv, oracleGeneral, vscsi, lis.",
     ),
     workers: int = typer.Option(0, help="Processes for the sweep (0: one per core)."),
+    keep_dense: bool = typer.Option(
+        True,
+        "--keep-dense/--no-keep-dense",
+        help="Keep the remapped trace beside the input (NAME.dense.*); reuse it while it is unchanged.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """Simulate every policy at every cache size; one row each (hit ratio, byte hit ratio)."""
@@ -36,27 +41,30 @@ def sim(
     from rich.progress import Progress
 
     from ..errors import UserError
+    from ..sim.dense import load_dense
     from ..sim.report import rows_json, rows_table
     from ..sim.simulate import parse_cache_sizes, parse_policies, simulate
-    from ..sim.traces import load_trace
 
     # Check the cheap arguments before reading a possibly large trace.
     policies = parse_policies(policy)
     parse_cache_sizes(cache_size, by_bytes)
     if workers < 0:
         raise UserError(f"--workers must be 0 (one per core) or more, got {workers}")
-    data = load_trace(trace, column, size_column, fmt)
+    data = load_dense(trace, column, size_column, fmt, keep=keep_dense)
     err = Console(stderr=True)
     n_workers = workers or os.cpu_count() or 1
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("simulating", total=None)
         rows = simulate(
-            data.keys,
+            data.ids,
             policies,
             cache_size,
             sizes=data.sizes,
             by_bytes=by_bytes,
             workers=n_workers,
+            dense=(data.ids, data.n),
+            remap_seconds=data.remap_seconds,
+            id_keys=data.id_keys,
             on_row=lambda _row: progress.advance(task),
         )
     if json_out:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numba as nb
 import numpy as np
@@ -33,9 +32,23 @@ def is_opt(name: str) -> bool:
     return name.lower().replace("-", "").replace("_", "") in {"opt", "belady", "min"}
 
 
-def policy_kwargs(name: str, next_use: np.ndarray | None) -> dict[str, Any]:
-    """Extra constructor arguments a policy needs from the trace (OPT: next use)."""
-    return {"next_use": next_use} if is_opt(name) else {}
+def wants_keys(name: str) -> bool:
+    """Whether the policy hashes the original keys (W-TinyLFU's filter, as libCacheSim's)."""
+    return name.lower().replace("-", "").replace("_", "") in {"wtinylfu", "tinylfu"}
+
+
+def keys_by_id(keys: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+    """The key each dense id stands for (``int64`` bit patterns)."""
+    out = np.empty(n, np.int64)
+    out[ids] = keys.view(np.int64) if keys.dtype == np.uint64 else keys
+    return out
+
+
+def policy_kwargs(name: str, next_use: np.ndarray | None, id_keys: np.ndarray | None = None) -> dict:
+    """Extra constructor arguments a policy needs from the trace (OPT: next use; W-TinyLFU: keys)."""
+    if is_opt(name):
+        return {"next_use": next_use}
+    return {"keys": id_keys} if wants_keys(name) and id_keys is not None else {}
 
 
 @nb.njit(cache=True)
@@ -63,9 +76,10 @@ def run_policy(
     n_ids: int,
     sizes: np.ndarray | None = None,
     next_use: np.ndarray | None = None,
+    id_keys: np.ndarray | None = None,
 ) -> dict:
     """Feed the whole trace of dense ids to one fresh policy; time only the loop."""
-    kwargs = policy_kwargs(run.policy, next_use)
+    kwargs = policy_kwargs(run.policy, next_use, id_keys)
     if run.by_bytes:
         kwargs["by_bytes"] = True
     policy = make_policy(run.policy, max(run.built, 1), n_ids, **kwargs)

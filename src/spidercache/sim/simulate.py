@@ -38,7 +38,15 @@ from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
 from ..engine.policies import make_policy
 from ..errors import UserError
-from .run import PolicyRun, footprint_bytes, is_opt, policy_kwargs, run_policy
+from .run import (
+    PolicyRun,
+    footprint_bytes,
+    is_opt,
+    keys_by_id,
+    policy_kwargs,
+    run_policy,
+    wants_keys,
+)
 
 ROW_KEYS = (
     "policy",
@@ -126,17 +134,70 @@ def simulate(
     by_bytes: bool = False,
     workers: int = 1,
     dense: tuple[np.ndarray, int] | None = None,
+    remap_seconds: float = 0.0,
+    id_keys: np.ndarray | None = None,
     on_row: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run every policy at every cache size over ``keys``; one row each (keys ``ROW_KEYS``).
 
     ``sizes``: bytes per request (byte hit ratios; byte capacities need them).
-    ``dense``: ``(ids, n)`` already remapped (a cached dense trace): no remap is timed.
+    ``dense``: ``(ids, n)`` already remapped (``sim.dense.load_dense``): no remap is
+    done; ``remap_seconds`` (the time it took when it was done) is charged instead.
+    ``id_keys``: the key each dense id stands for (W-TinyLFU hashes keys, as
+    libCacheSim); made from ``keys`` when not given, unless ``dense`` is.
     ``on_row`` is called as each row is finished (for a progress bar).
     """
     policies = parse_policies(policies)
     specs = parse_cache_sizes(cache_sizes, by_bytes)
     in_bytes = specs[0][1]
+    keys, sizes = _checked(keys, sizes, in_bytes, workers)
+    warm_up(policies, in_bytes)
+
+    t0 = time.perf_counter()
+    if dense is None:
+        # Writable, contiguous: the layout the warmed kernels were compiled for.
+        keys = keys.view(np.int64) if keys.dtype == np.uint64 else keys
+        ids, n = remap_trace(np.require(keys, np.int64, ["C_CONTIGUOUS", "WRITEABLE"]))
+    else:
+        ids, n = np.require(dense[0], np.int64, ["C_CONTIGUOUS", "WRITEABLE"]), int(dense[1])
+    footprint = footprint_bytes(ids, sizes, n) if sizes is not None else n
+    remap_seconds = time.perf_counter() - t0 + (remap_seconds if dense is not None else 0.0)
+
+    next_use, next_use_seconds = None, 0.0
+    if any(is_opt(p) for p in policies):
+        t0 = time.perf_counter()
+        next_use = next_use_positions(ids)
+        next_use_seconds = time.perf_counter() - t0
+
+    keys_seconds = 0.0
+    if id_keys is None and dense is None and any(wants_keys(p) for p in policies):
+        t0 = time.perf_counter()
+        id_keys = keys_by_id(keys, ids, n)
+        keys_seconds = time.perf_counter() - t0
+
+    # Nothing resident can exceed n objects or every byte requested: a larger
+    # capacity is built at that bound (same hits, no memory for the excess).
+    bound = max(int(sizes.sum()), 1) if in_bytes else n
+    runs = []
+    for name in policies:
+        for size, _ in specs:
+            capacity = capacity_for(size, footprint if in_bytes else n)
+            runs.append(PolicyRun(name, size, capacity, min(capacity, bound), in_bytes))
+    n_opt = sum(is_opt(r.policy) for r in runs)
+    n_keyed = sum(wants_keys(r.policy) for r in runs)
+    results = _run_all(runs, ids, n, sizes, next_use, workers, id_keys)
+    rows = []
+    for run, res in zip(runs, results):
+        share = remap_seconds / len(runs) + (next_use_seconds / n_opt if is_opt(run.policy) else 0.0)
+        share += keys_seconds / n_keyed if wants_keys(run.policy) else 0.0
+        rows.append(_row(run, res, ids.size, sizes, res["sim_seconds"] + share))
+        if on_row is not None:
+            on_row(rows[-1])
+    return rows
+
+
+def _checked(keys, sizes, in_bytes: bool, workers: int):
+    """The trace as arrays the kernels take; ``UserError`` for what cannot be simulated."""
     keys = np.asarray(keys)
     if keys.ndim != 1 or keys.size == 0:
         raise UserError("the trace is empty")
@@ -151,56 +212,24 @@ def simulate(
         )
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
-    warm_up(policies, in_bytes)
+    return keys, sizes
 
-    t0 = time.perf_counter()
-    if dense is None:
-        # Writable, contiguous: the layout the warmed kernels were compiled for.
-        keys = keys.view(np.int64) if keys.dtype == np.uint64 else keys
-        ids, n = remap_trace(np.require(keys, np.int64, ["C_CONTIGUOUS", "WRITEABLE"]))
-    else:
-        ids, n = np.require(dense[0], np.int64, ["C_CONTIGUOUS", "WRITEABLE"]), int(dense[1])
-    footprint = footprint_bytes(ids, sizes, n) if sizes is not None else n
-    remap_seconds = time.perf_counter() - t0
 
-    next_use, next_use_seconds = None, 0.0
-    if any(is_opt(p) for p in policies):
-        t0 = time.perf_counter()
-        next_use = next_use_positions(ids)
-        next_use_seconds = time.perf_counter() - t0
-
-    # Nothing resident can exceed n objects or every byte requested: a larger
-    # capacity is built at that bound (same hits, no memory for the excess).
-    bound = max(int(sizes.sum()), 1) if in_bytes else n
-    runs = []
-    for name in policies:
-        for size, _ in specs:
-            capacity = capacity_for(size, footprint if in_bytes else n)
-            runs.append(PolicyRun(name, size, capacity, min(capacity, bound), in_bytes))
-    n_opt = sum(is_opt(r.policy) for r in runs)
-    results = _run_all(runs, ids, n, sizes, next_use, workers)
-    rows = []
-    for run, res in zip(runs, results):
-        share = remap_seconds / len(runs) + (next_use_seconds / n_opt if is_opt(run.policy) else 0.0)
-        seconds = res["sim_seconds"] + share
-        row = {
-            "policy": res["policy"],
-            "cache_size": run.size,
-            "unit": "bytes" if in_bytes else "objects",
-            "capacity": run.capacity,
-            "requests": int(ids.size),
-            "hits": res["hits"],
-            "hit_ratio": res["hits"] / ids.size,
-            "byte_hit_ratio": None if sizes is None else res["bytes_hit"] / max(int(sizes.sum()), 1),
-            "seconds": seconds,
-            "sim_seconds": res["sim_seconds"],
-            "requests_per_second": ids.size / seconds if seconds > 0 else float("inf"),
-            "state_bytes": res["state_bytes"],
-        }
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-    return rows
+def _row(run: PolicyRun, res: dict, requests: int, sizes, seconds: float) -> dict:
+    return {
+        "policy": res["policy"],
+        "cache_size": run.size,
+        "unit": "bytes" if run.by_bytes else "objects",
+        "capacity": run.capacity,
+        "requests": int(requests),
+        "hits": res["hits"],
+        "hit_ratio": res["hits"] / requests,
+        "byte_hit_ratio": None if sizes is None else res["bytes_hit"] / max(int(sizes.sum()), 1),
+        "seconds": seconds,
+        "sim_seconds": res["sim_seconds"],
+        "requests_per_second": requests / seconds if seconds > 0 else float("inf"),
+        "state_bytes": res["state_bytes"],
+    }
 
 
 # The sweep's shared inputs, set before forking so the workers inherit them.
@@ -209,22 +238,22 @@ _SHARED: dict = {}
 
 def _run_index(i: int) -> dict:
     s = _SHARED
-    return run_policy(s["runs"][i], s["ids"], s["n"], s["sizes"], s["next_use"])
+    return run_policy(s["runs"][i], s["ids"], s["n"], s["sizes"], s["next_use"], s["id_keys"])
 
 
 # Below this many requests per simulation, forking costs more than it saves.
 PARALLEL_MIN_REQUESTS = 1_000_000
 
 
-def _run_all(runs, ids, n, sizes, next_use, workers) -> list[dict]:
+def _run_all(runs, ids, n, sizes, next_use, workers, id_keys) -> list[dict]:
     workers = min(workers, len(runs), os.cpu_count() or 1)
     if ids.size < PARALLEL_MIN_REQUESTS:
         workers = 1
     if workers <= 1:
-        return [run_policy(r, ids, n, sizes, next_use) for r in runs]
+        return [run_policy(r, ids, n, sizes, next_use, id_keys) for r in runs]
     import multiprocessing as mp
 
-    _SHARED.update(runs=runs, ids=ids, n=n, sizes=sizes, next_use=next_use)
+    _SHARED.update(runs=runs, ids=ids, n=n, sizes=sizes, next_use=next_use, id_keys=id_keys)
     try:
         with mp.get_context("fork").Pool(workers) as pool:
             # longest first (OPT, then the rest), so the last worker is not left with a long one

@@ -13,6 +13,8 @@ tail = oldest) plus ``sbit``: a hit sets the bit; eviction differs:
 Both run with object counts or with object sizes (``by_bytes``: evict until the
 newcomer fits; an object larger than the cache is not inserted). Scalars ``s``:
 0 capacity, 1 size, 2 head, 3 tail, 4 SIEVE's hand (NIL: start at the tail).
+The access kernels keep those in local variables through the batch (see
+``_slotlist``); ``remove`` and ``resize`` are cold and work on ``s``.
 """
 
 from __future__ import annotations
@@ -73,26 +75,10 @@ def _evict_one(kind, where, sid, sprev, snext, sbit, s, osize, used, sized):
 
 
 @nb.njit(cache=True)
-def access_bits(
-    kind,
-    ids,
-    sizes,
-    sized,
-    admit,
-    use_admit,
-    hits,
-    evicted,
-    record,
-    where,
-    sid,
-    sprev,
-    snext,
-    sbit,
-    s,
-    osize,
-    used,
-):
-    cap = s[0]
+def access_bits_count(kind, ids, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, sbit, s):
+    # Object counts: head, tail, size and SIEVE's hand live in locals (see ``_slotlist``), and
+    # the newcomer takes the victim's slot, so an eviction moves no other slot.
+    cap, size, head, tail, hand = s[0], s[1], s[2], s[3], s[HAND]
     n_ev = 0
     n_adm = 0
     n_rej = 0
@@ -104,25 +90,157 @@ def access_bits(
             sbit[w - 1] = 1
             continue
         hits[k] = False
-        z = sizes[k] if sized else 1
+        if use_admit and not admit[k]:
+            n_rej += 1
+            continue
+        n_adm += 1
+        if size < cap:
+            slot = size
+            size += 1
+        else:
+            if kind == SIEVE:
+                slot = hand if hand != NIL else tail
+                while sbit[slot] != 0:
+                    sbit[slot] = 0
+                    slot = sprev[slot] if sprev[slot] != NIL else tail
+                hand = sprev[slot]  # the next object towards the head (NIL: start at the tail)
+            else:  # CLOCK: a set bit buys another lap from the head
+                slot = tail
+                while sbit[slot] != 0:
+                    sbit[slot] = 0
+                    if slot != head:
+                        p = sprev[slot]
+                        snext[p] = NIL
+                        tail = p
+                        sprev[slot] = NIL
+                        snext[slot] = head
+                        sprev[head] = slot
+                        head = slot
+                    slot = tail
+            p = sprev[slot]  # unlink the victim's slot
+            n = snext[slot]
+            if p != NIL:
+                snext[p] = n
+            else:
+                head = n
+            if n != NIL:
+                sprev[n] = p
+            else:
+                tail = p
+            victim = sid[slot]
+            where[victim] = 0
+            if record:
+                evicted[n_ev] = victim
+            n_ev += 1
+        sprev[slot] = NIL
+        snext[slot] = head
+        if head != NIL:
+            sprev[head] = slot
+        else:
+            tail = slot
+        head = slot
+        sid[slot] = i
+        sbit[slot] = 0
+        where[i] = slot + 1
+    s[1], s[2], s[3], s[HAND] = size, head, tail, hand
+    return n_ev, n_adm, n_rej
+
+
+@nb.njit(cache=True)
+def access_bits_sized(kind, ids, sizes, admit, use_admit, hits, evicted, record,
+                      where, sid, sprev, snext, sbit, s, osize, used):
+    # Object sizes: as ``access_bits_count`` (locals for the batch) but a miss may evict several
+    # objects, so each eviction frees its slot by moving the last slot into the hole.
+    cap, size, head, tail, hand, inuse = s[0], s[1], s[2], s[3], s[HAND], used[0]
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        i = ids[k]
+        w = where[i]
+        if w > 0:
+            hits[k] = True
+            sbit[w - 1] = 1
+            continue
+        hits[k] = False
+        z = sizes[k]
         if (use_admit and not admit[k]) or z > cap:
             n_rej += 1
             continue
         n_adm += 1
-        while (used[0] if sized else s[1]) + z > cap:
-            victim = _evict_one(kind, where, sid, sprev, snext, sbit, s, osize, used, sized)
+        while inuse + z > cap:
+            if kind == SIEVE:
+                slot = hand if hand != NIL else tail
+                while sbit[slot] != 0:
+                    sbit[slot] = 0
+                    slot = sprev[slot] if sprev[slot] != NIL else tail
+                nxt = sprev[slot]
+            else:
+                slot = tail
+                while sbit[slot] != 0:
+                    sbit[slot] = 0
+                    if slot != head:
+                        p = sprev[slot]
+                        snext[p] = NIL
+                        tail = p
+                        sprev[slot] = NIL
+                        snext[slot] = head
+                        sprev[head] = slot
+                        head = slot
+                    slot = tail
+                nxt = NIL
+            victim = sid[slot]
+            inuse -= osize[victim]
+            where[victim] = 0
             if record:
                 evicted[n_ev] = victim
             n_ev += 1
-        slot = s[1]
-        s[1] = slot + 1
-        _push_head(slot, sprev, snext, s)
+            p = sprev[slot]
+            n = snext[slot]
+            if p != NIL:
+                snext[p] = n
+            else:
+                head = n
+            if n != NIL:
+                sprev[n] = p
+            else:
+                tail = p
+            size -= 1
+            if slot != size:  # the last slot fills the hole
+                j = sid[size]
+                sid[slot] = j
+                where[j] = slot + 1
+                sbit[slot] = sbit[size]
+                p = sprev[size]
+                n = snext[size]
+                sprev[slot] = p
+                snext[slot] = n
+                if p != NIL:
+                    snext[p] = slot
+                else:
+                    head = slot
+                if n != NIL:
+                    sprev[n] = slot
+                else:
+                    tail = slot
+            if kind == SIEVE:
+                hand = slot if nxt == size else nxt
+        slot = size
+        size += 1
+        sprev[slot] = NIL
+        snext[slot] = head
+        if head != NIL:
+            sprev[head] = slot
+        else:
+            tail = slot
+        head = slot
         sid[slot] = i
         sbit[slot] = 0
         where[i] = slot + 1
-        if sized:
-            osize[i] = z
-            used[0] += z
+        osize[i] = z
+        inuse += z
+    s[1], s[2], s[3], s[HAND] = size, head, tail, hand
+    used[0] = inuse
     return n_ev, n_adm, n_rej
 
 
@@ -173,14 +291,11 @@ class SlotBitsPolicy(Policy):
         return self._where, self._sid, self._sprev, self._snext, self._sbit, self._s, self._osize, self._used
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return access_bits(
-            self.kind, ids, ids, False, admit, use_admit, hits, evicted, record, *self._arrays()
-        )
+        return access_bits_count(self.kind, ids, admit, use_admit, hits, evicted, record, *self._arrays()[:6])
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return access_bits(
-            self.kind, ids, sizes, True, admit, use_admit, hits, evicted, record, *self._arrays()
-        )
+        return access_bits_sized(self.kind, ids, sizes, admit, use_admit, hits, evicted, record,
+                                 *self._arrays())
 
     def _remove(self, ids):
         return remove_bits(ids, *self._arrays(), self.by_bytes)

@@ -163,8 +163,10 @@ def access_sized(
 ):
     # Byte-sized LRU / FIFO (libCacheSim's definition, see ``base``): a miss
     # evicts tails until the newcomer fits; an object larger than the cache is
-    # not inserted. Cold enough next to the object-count kernel to use drop_slot.
-    cap = s[0]
+    # not inserted. Head, tail, size and the bytes in use live in locals, as in
+    # ``access_batch``; an eviction moves the last slot into the victim's hole
+    # (``drop_slot``, inlined on the locals) so the slots stay dense.
+    cap, size, head, tail, inuse = s[0], s[1], s[2], s[3], used[0]
     n_ev = 0
     n_adm = 0
     n_rej = 0
@@ -175,38 +177,72 @@ def access_sized(
         if w > 0:
             hits[k] = True
             slot = w - 1
-            if move_on_hit and slot != s[2]:
-                unlink(slot, sprev, snext, s)
+            if move_on_hit and slot != head:
+                p = sprev[slot]
+                n = snext[slot]
+                snext[p] = n
+                if n != NIL:
+                    sprev[n] = p
+                else:
+                    tail = p
                 sprev[slot] = NIL
-                snext[slot] = s[2]
-                sprev[s[2]] = slot
-                s[2] = slot
+                snext[slot] = head
+                sprev[head] = slot
+                head = slot
             continue
         hits[k] = False
         if (use_admit and not admit[k]) or z > cap:
             n_rej += 1
             continue
         n_adm += 1
-        while used[0] + z > cap:
-            victim = sid[s[3]]
-            used[0] -= osize[victim]
-            drop_slot(s[3], where, sid, sprev, snext, s)
+        while inuse + z > cap:
+            slot = tail
+            victim = sid[slot]
+            inuse -= osize[victim]
+            where[victim] = 0
             if record:
                 evicted[n_ev] = victim
             n_ev += 1
-        slot = s[1]
-        s[1] = slot + 1
+            p = sprev[slot]  # unlink the tail
+            tail = p
+            if p != NIL:
+                snext[p] = NIL
+            else:
+                head = NIL
+            size -= 1
+            if slot != size:  # the last slot fills the hole
+                j = sid[size]
+                sid[slot] = j
+                where[j] = slot + 1
+                p = sprev[size]
+                n = snext[size]
+                sprev[slot] = p
+                snext[slot] = n
+                if p != NIL:
+                    snext[p] = slot
+                else:
+                    head = slot
+                if n != NIL:
+                    sprev[n] = slot
+                else:
+                    tail = slot
+        slot = size
+        size += 1
         sprev[slot] = NIL
-        snext[slot] = s[2]
-        if s[2] != NIL:
-            sprev[s[2]] = slot
+        snext[slot] = head
+        if head != NIL:
+            sprev[head] = slot
         else:
-            s[3] = slot
-        s[2] = slot
+            tail = slot
+        head = slot
         sid[slot] = i
         where[i] = slot + 1
         osize[i] = z
-        used[0] += z
+        inuse += z
+    s[1] = size
+    s[2] = head
+    s[3] = tail
+    used[0] = inuse
     return n_ev, n_adm, n_rej
 
 

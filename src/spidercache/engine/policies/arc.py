@@ -1,29 +1,24 @@
 """ARC (Megiddo & Modha, FAST '03): adaptive balance of recency and frequency.
 
-Four LRU lists: T1 (seen once recently) and T2 (seen at least twice) hold the
-resident ids; the ghost lists B1 and B2 remember ids recently evicted from T1
-and T2 (no value). A request that hits B1 grows the target size ``p`` of T1 by
-``max(|B2| / |B1|, 1)`` (capped at the capacity c); a hit in B2 shrinks it by
-``max(|B1| / |B2|, 1)`` (floored at 0): real numbers, as in the paper and
-libCacheSim's current ARC (an older one divided integers). REPLACE evicts the
-LRU of T1 into B1 when ``|T1| > p`` (or ``|T1| == p`` and the request was in
-B2, or T2 is empty), else the LRU of T2
-into B2. Directory sizes are kept at ``|T1| + |B1| <= c`` and
-``|T1| + |T2| + |B1| + |B2| <= 2c``, as in the paper's pseudo-code.
+T1 (seen once recently) and T2 (seen at least twice) hold the resident ids; the
+ghost lists B1 and B2 remember ids recently evicted from T1 and T2. A hit in B1
+grows the target size ``p`` of T1 by ``max(|B2| / |B1|, 1)`` (capped at c), a
+hit in B2 shrinks it by ``max(|B1| / |B2|, 1)`` (floored at 0): real numbers,
+as libCacheSim's current ARC (an older one divided integers). REPLACE evicts
+the LRU of T1 into B1 when ``|T1| > p`` (or ``|T1| == p`` after a B2 hit, or T2
+is empty), else the LRU of T2 into B2. ``|T1| + |B1| <= c`` and the whole
+directory ``<= 2c``, as in the paper. Byte-sized form: ``_arc_sized``.
 
-Extensions for a live cache: REPLACE runs only when the cache is full (after
-``remove`` it may not be); a request whose admission is refused changes nothing
-(ghost entries and ``p`` stay).
+For a live cache, REPLACE runs only when the cache is full (after ``remove`` it
+may not be); a request whose admission is refused changes nothing.
 
 State: every directory entry (resident or ghost) owns a *slot* from a pool
-with a free list; the directory never holds more than 2c entries, so the list
-nodes stay in a small dense block that the CPU cache keeps (see ``_slotlist``).
-``where[id]`` (``int32``) is slot + 1 for a resident id, -(slot + 1) for a
-ghost, 0 otherwise; per slot: its id, ``int32`` prev/next links and a one-byte
-list tag (0 = T1, 1 = T2, 2 = B1, 3 = B2). 17 bytes per distinct id (the pool
-arrays are grown with the ids). The access kernel keeps the four lists'
-heads, tails and lengths, ``p``, the size and the free list in local variables
-for the whole batch and writes them back at the end (numba reloads the scalar
+with a free list, so the list nodes stay in a small dense block (see
+``_slotlist``). ``where[id]`` (``int32``) is slot + 1 for a resident id,
+-(slot + 1) for a ghost, 0 otherwise; per slot: its id, ``int32`` links and a
+list tag (0 = T1, 1 = T2, 2 = B1, 3 = B2). 17 bytes per distinct id. The
+access kernel keeps the lists' heads, tails and lengths, ``p``, the size and
+the free list in local variables for the whole batch (numba reloads the scalar
 array after every link store otherwise); ``remove``/``resize`` are cold and
 work on the scalar array with ``_idlist``.
 """
@@ -34,22 +29,18 @@ import numba as nb
 import numpy as np
 
 from . import _idlist as il
+from ._arc_sized import arc_access_sized, arc_remove_sized, arc_shrink_sized
 from .base import Policy
 
 NIL = il.NIL
-# list offsets into the scalar array (head at L, tail at L + 1)
-T1, T2, B1, B2 = 2, 4, 6, 8
-# lengths
-N_T1, N_T2, N_B1, N_B2 = 10, 11, 12, 13
-P = 14
-FREE, HIGH = 15, 16  # free-slot list, slot high-water mark
+T1, T2, B1, B2 = 2, 4, 6, 8  # list heads in the scalar array (tails at L + 1)
+N_T1, N_T2, N_B1, N_B2 = 10, 11, 12, 13  # list lengths
+P, FREE, HIGH = 14, 15, 16  # int(p), free-slot list, slot high-water mark
 SINK = 17  # where the look-ahead loads go, so the compiler keeps them
-# Touch ``where`` of the id this many requests ahead: its cache line is on the
-# way while the current request is served (a cheap software prefetch; 1.0-1.4x
-# in A/B runs on a shared 2-core box, never slower).
+# Touch ``where`` of the id this many requests ahead so its cache line is on the way (a cheap
+# software prefetch; 1.0-1.4x in A/B runs on a shared 2-core box, never slower).
 LOOKAHEAD = 8
-# list tags per slot
-TAG_T1, TAG_T2, TAG_B1, TAG_B2 = 0, 1, 2, 3
+TAG_T1, TAG_T2, TAG_B1, TAG_B2 = 0, 1, 2, 3  # list tag per slot
 
 
 @nb.njit(cache=True)
@@ -376,29 +367,37 @@ class ARC(Policy):
     }
     # 0 c, 1 size, 2-9 list heads/tails, 10-13 lengths, 14 int(p), 15 free slots, 16 high-water, 17 sink
     _n_scalars = 18
+    supports_sizes = True  # byte-sized kernels in ``_arc_sized``
 
     def _init_scalars(self) -> None:
         self._pf = np.zeros(1, np.float64)  # the target size p of T1 (a real number)
-        self._s[2:10] = NIL
-        self._s[FREE] = NIL
-        self._s[HIGH] = 0
+        self._b = np.zeros(4, np.int64)  # bytes in T1, T2, B1, B2 (by_bytes only)
+        self._s[2:10] = self._s[FREE] = NIL  # empty lists, no free slot (HIGH starts at 0)
 
     @property
-    def p(self) -> float:
-        """Current target size of T1 (a real number)."""
+    def p(self) -> float:  # the current target size of T1 (a real number)
         return float(self._pf[0])
 
     def _arrays(self):
         return self._where, self._sid, self._sprev, self._snext, self._stag, self._s, self._pf
 
-    def _on_resize(self) -> None:
-        _arc_trim_ghosts(*self._arrays())
+    def _on_resize(self) -> None:  # (the byte-sized shrink trims its ghosts itself)
+        if not self.by_bytes:
+            _arc_trim_ghosts(*self._arrays())
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         return _arc_access(ids, admit, use_admit, hits, evicted, record, *self._arrays())
 
+    def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
+        return arc_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays(),
+                                self._b, self._osize, self._used)
+
     def _remove(self, ids):
+        if self.by_bytes:
+            return arc_remove_sized(ids, *self._arrays(), self._b, self._osize, self._used)
         return _arc_remove(ids, *self._arrays())
 
     def _shrink(self, evicted):
+        if self.by_bytes:
+            return arc_shrink_sized(evicted, *self._arrays(), self._b, self._osize, self._used)
         return _arc_shrink(evicted, *self._arrays())

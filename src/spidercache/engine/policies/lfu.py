@@ -27,12 +27,20 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ._lfubuckets import (
+    FIRST,
+    FREE,
+    HIGH,
+    NIL,
+    _drop_slot,
+    _lfu_access_sized,
+    _lfu_remove_sized,
+    _lfu_shrink_sized,
+)
 from .base import Policy
 
-NIL = -1
 # scalars: 0 capacity, 1 size, 2 first bucket (lowest count), 3 free-node list, 4 node high-water mark,
 # 5 look-ahead sink
-FIRST, FREE, HIGH = 2, 3, 4
 SINK = 5  # where the look-ahead loads go, so the compiler keeps them
 # Touch ``where`` of the id this many requests ahead: its cache line is on the
 # way while the current request is served (a cheap software prefetch; 1.1-1.35x
@@ -194,56 +202,6 @@ def _lfu_access(
     return n_ev, n_adm, n_rej
 
 
-@nb.njit(cache=True, inline="always")
-def _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s):
-    """Take the id in slot ``x`` out of the cache; move the last slot into the hole."""
-    a = snode[x]
-    p = sprev[x]
-    q = snext[x]
-    if p != NIL:
-        snext[p] = q
-    else:
-        nhead[a] = q
-    if q != NIL:
-        sprev[q] = p
-    else:
-        ntail[a] = p
-    if nhead[a] == NIL:  # bucket empty: unlink and free its node
-        pa = nprev[a]
-        b = nnext[a]
-        if pa != NIL:
-            nnext[pa] = b
-        else:
-            s[FIRST] = b
-        if b != NIL:
-            nprev[b] = pa
-        nnext[a] = s[FREE]
-        s[FREE] = a
-    v = sid[x]
-    where[v] = 0
-    last = s[1] - 1
-    s[1] = last
-    if x != last:
-        j = sid[last]
-        sid[x] = j
-        where[j] = x + 1
-        c = snode[last]
-        p = sprev[last]
-        q = snext[last]
-        snode[x] = c
-        sprev[x] = p
-        snext[x] = q
-        if p != NIL:
-            snext[p] = x
-        else:
-            nhead[c] = x
-        if q != NIL:
-            sprev[q] = x
-        else:
-            ntail[c] = x
-    return v
-
-
 @nb.njit(cache=True)
 def _lfu_remove(ids, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
     n = 0
@@ -280,6 +238,7 @@ class LFU(Policy):
         "_nnext": (np.int32, NIL),
     }
     _n_scalars = 6
+    supports_sizes = True
 
     def _init_scalars(self) -> None:
         self._s[FIRST] = NIL
@@ -304,8 +263,16 @@ class LFU(Policy):
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         return _lfu_access(ids, admit, use_admit, hits, evicted, record, *self._arrays())
 
+    def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
+        return _lfu_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays(),
+                                 self._osize, self._used)
+
     def _remove(self, ids):
+        if self.by_bytes:
+            return _lfu_remove_sized(ids, *self._arrays(), self._osize, self._used)
         return _lfu_remove(ids, *self._arrays())
 
     def _shrink(self, evicted):
+        if self.by_bytes:
+            return _lfu_shrink_sized(evicted, *self._arrays(), self._osize, self._used)
         return _lfu_shrink(evicted, *self._arrays())

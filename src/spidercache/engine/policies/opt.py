@@ -148,6 +148,54 @@ def _drop_pos(pos, where, hkey, hid, s):
 
 
 @nb.njit(cache=True)
+def _opt_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, where, hkey, hid, s, next_use,
+                      osize, used):
+    """Byte-sized OPT (libCacheSim's ``Belady`` with sizes): a miss evicts the farthest
+    residents until the newcomer fits; an object larger than the cache is not inserted."""
+    cap = s[0]
+    cursor = s[2]
+    n_ev = 0
+    n_adm = 0
+    n_rej = 0
+    for k in range(ids.size):
+        t = cursor + k
+        i = ids[k]
+        z = sizes[k]
+        nu = next_use[t]
+        w = where[i]
+        if w > 0:
+            pos = w - 1
+            if hkey[pos] != t:
+                s[2] = t
+                return n_ev, n_adm, n_rej, k
+            hits[k] = True
+            hkey[pos] = nu
+            _sift_up(pos, where, hkey, hid)
+            continue
+        hits[k] = False
+        if (use_admit and not admit[k]) or z > cap:
+            n_rej += 1
+            continue
+        n_adm += 1
+        while used[0] + z > cap:
+            victim = hid[0]
+            used[0] -= osize[victim]
+            _drop_pos(0, where, hkey, hid, s)
+            if record:
+                evicted[n_ev] = victim
+            n_ev += 1
+        size = s[1]
+        hkey[size] = nu
+        hid[size] = i
+        s[1] = size + 1
+        _sift_up(size, where, hkey, hid)
+        osize[i] = z
+        used[0] += z
+    s[2] = cursor + ids.size
+    return n_ev, n_adm, n_rej, -1
+
+
+@nb.njit(cache=True)
 def _opt_remove(ids, where, hkey, hid, s):
     n = 0
     for k in range(ids.size):
@@ -155,6 +203,17 @@ def _opt_remove(ids, where, hkey, hid, s):
         if w > 0:
             _drop_pos(w - 1, where, hkey, hid, s)
             n += 1
+    return n
+
+
+@nb.njit(cache=True)
+def _opt_shrink_sized(evicted, where, hkey, hid, s, osize, used):
+    n = 0
+    while used[0] > s[0] and s[1] > 0:
+        evicted[n] = hid[0]
+        used[0] -= osize[hid[0]]
+        n += 1
+        _drop_pos(0, where, hkey, hid, s)
     return n
 
 
@@ -173,6 +232,7 @@ class OPT(Policy):
     _where_dtype = np.int32
     _id_arrays = {"_hkey": (np.int64, 0), "_hid": (np.int32, NIL)}
     _n_scalars = 4  # 0 capacity, 1 size, 2 cursor into the trace, 3 bypass
+    supports_sizes = True
 
     def __init__(
         self,
@@ -187,6 +247,8 @@ class OPT(Policy):
             raise ValueError("OPT needs next_use (see next_use_positions)")
         self.next_use = np.ascontiguousarray(next_use, dtype=np.int64)
         self.bypass = bool(bypass)
+        if self.bypass and kwargs.get("by_bytes"):
+            raise ValueError("OPT with bypass has no byte-sized form")
         super().__init__(capacity, n_ids, **kwargs)
 
     def _init_scalars(self) -> None:
@@ -201,25 +263,25 @@ class OPT(Policy):
         """Bytes of the per-request ``next_use`` array (not per-key state)."""
         return int(self.next_use.nbytes)
 
+    def _check_room(self, n: int) -> None:
+        if self.cursor + n > self.next_use.size:
+            raise ValueError(f"OPT was given next-use positions for {self.next_use.size} requests; "
+                             f"this batch goes to request {self.cursor + n}")
+
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        if self.cursor + ids.size > self.next_use.size:
-            raise ValueError(
-                f"OPT was given next-use positions for {self.next_use.size} requests; "
-                f"this batch goes to request {self.cursor + ids.size}"
-            )
-        n_ev, n_adm, n_rej, bad = _opt_access(
-            ids,
-            admit,
-            use_admit,
-            hits,
-            evicted,
-            record,
-            self._where,
-            self._hkey,
-            self._hid,
-            self._s,
-            self.next_use,
-        )
+        self._check_room(ids.size)
+        n_ev, n_adm, n_rej, bad = _opt_access(ids, admit, use_admit, hits, evicted, record,
+                                              self._where, self._hkey, self._hid, self._s, self.next_use)
+        return self._checked(ids, bad, n_ev, n_adm, n_rej)
+
+    def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
+        self._check_room(ids.size)
+        n_ev, n_adm, n_rej, bad = _opt_access_sized(ids, sizes, admit, use_admit, hits, evicted, record,
+                                                    self._where, self._hkey, self._hid, self._s,
+                                                    self.next_use, self._osize, self._used)
+        return self._checked(ids, bad, n_ev, n_adm, n_rej)
+
+    def _checked(self, ids, bad, n_ev, n_adm, n_rej):
         if bad >= 0:
             raise ValueError(
                 f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
@@ -228,9 +290,15 @@ class OPT(Policy):
         return n_ev, n_adm, n_rej
 
     def _remove(self, ids):
+        if self.by_bytes:
+            gone = np.unique(ids[self._where[ids] > 0])
+            self._used[0] -= int(self._osize[gone].sum())
         return _opt_remove(ids, self._where, self._hkey, self._hid, self._s)
 
     def _shrink(self, evicted):
+        if self.by_bytes:
+            return _opt_shrink_sized(evicted, self._where, self._hkey, self._hid, self._s,
+                                     self._osize, self._used)
         return _opt_shrink(evicted, self._where, self._hkey, self._hid, self._s)
 
 

@@ -21,9 +21,11 @@ POLICIES: dict[str, str] = {
     "arc": "spidercache.engine.policies.arc:ARC",
     "clock": "spidercache.engine.policies.clock:Clock",
     "fifo": "spidercache.engine.policies.fifo:FIFO",
+    "gdsf": "spidercache.engine.policies.gdsf:GDSF",
     "learned": "spidercache.embedding.adaptive:Learned",
     "learned+offline": "spidercache.embedding.policy:OfflineLearned",
     "learned+prefetch": "spidercache.embedding.policy:LearnedPrefetch",
+    "lecar": "spidercache.engine.policies.lecar:LeCaR",
     "lfu": "spidercache.engine.policies.lfu:LFU",
     "lrfu": "spidercache.embedding.lrfu:LRFU",
     "lru": "spidercache.engine.policies.lru:LRU",
@@ -40,15 +42,19 @@ POLICIES: dict[str, str] = {
     "train-spider": "spidercache.data.policies.spider:SpiderPolicy",
     "train-spider-noh": "spidercache.data.policies.spider:SpiderNoHomophily",
     "train-spider-nois": "spidercache.data.policies.spider:SpiderNoImportanceSampling",
+    "twoq": "spidercache.engine.policies.twoq:TwoQ",
+    "wtinylfu": "spidercache.engine.policies.wtinylfu:WTinyLFU",
 }
 
 # other names people use for the same policies
-ALIASES: dict[str, str] = {"belady": "opt", "min": "opt"}
+ALIASES: dict[str, str] = {"belady": "opt", "min": "opt", "2q": "twoq", "tinylfu": "wtinylfu"}
 
 TRAINING = "train-"  # the prefix of training policies' names
 
 # engine policies of the simulator's default comparison (need no model or trace of their own but OPT's)
-ENGINE_POLICIES: tuple[str, ...] = ("arc", "clock", "fifo", "lfu", "lru", "opt", "s3fifo", "sieve")
+ENGINE_POLICIES: tuple[str, ...] = (
+    "arc", "clock", "fifo", "gdsf", "lecar", "lfu", "lru", "opt", "s3fifo", "sieve", "twoq", "wtinylfu"
+)
 
 _loaded: dict[str, type] = {}
 

@@ -42,6 +42,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from . import _s3fifo_sized as sz
+from ._s3fifo_sized import GHOST, M0, S0
 from .base import Policy
 
 # scalars
@@ -51,8 +53,7 @@ HAS_EVICTED = 8
 S_TAIL, S_USED, M_TAIL, M_USED, G_TAIL, G_USED = 9, 10, 11, 12, 13, 14
 SMALL_RATIO = 0.10
 GHOST_RATIO = 0.90
-# ``where`` codes
-S0, M0, GHOST = 1, 5, -1
+# ``where`` codes S0, M0, GHOST: shared with the byte-sized kernels (``_s3fifo_sized``)
 
 
 @nb.njit(cache=True)
@@ -83,14 +84,8 @@ def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink, where, pos
     n_s, n_m, n_g = s[N_S], s[N_M], s[N_G]
     cap_s, cap_m, cap_g = s[CAP_S], s[CAP_M], s[CAP_G]
     has_evicted = s[HAS_EVICTED]
-    s_tail, s_used, m_tail, m_used, g_tail, g_used = (
-        s[S_TAIL],
-        s[S_USED],
-        s[M_TAIL],
-        s[M_USED],
-        s[G_TAIL],
-        s[G_USED],
-    )
+    s_tail, s_used, m_tail, m_used = s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED]
+    g_tail, g_used = s[G_TAIL], s[G_USED]
     rs_n, rm_n, rg_n = rs.size, rm.size, rg.size
     n_ev = 0
     n_adm = 0
@@ -245,14 +240,8 @@ def _s3fifo_run(ids, admit, use_admit, hits, evicted, record, shrink, where, pos
     s[1] = size
     s[N_S], s[N_M], s[N_G] = n_s, n_m, n_g
     s[HAS_EVICTED] = has_evicted
-    s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED], s[G_TAIL], s[G_USED] = (
-        s_tail,
-        s_used,
-        m_tail,
-        m_used,
-        g_tail,
-        g_used,
-    )
+    s[S_TAIL], s[S_USED], s[M_TAIL], s[M_USED] = s_tail, s_used, m_tail, m_used
+    s[G_TAIL], s[G_USED] = g_tail, g_used
     return n_ev, n_adm, n_rej
 
 
@@ -307,10 +296,17 @@ class S3FIFO(Policy):
     _id_arrays = {"_pos": (np.int32, 0)}
     _pos: np.ndarray
     _n_scalars = 15
+    supports_sizes = True  # byte-sized kernels in ``_s3fifo_sized``
 
     def _init_scalars(self) -> None:
+        # byte-sized form: per-id list links (grown with the ids) and the queues' heads, tails, bytes
+        self._lprev = np.zeros(0, np.int32)
+        self._lnext = np.zeros(0, np.int32)
+        self._q = np.zeros(sz.N_Q, np.int64)
+        self._q[: sz.BS] = -1
         self._set_queue_sizes()
-        rq, rg = _ring_sizes(self.capacity, int(self._s[CAP_G]))
+        # the object-count rings (sized by the capacity, so none for a byte capacity)
+        rq, rg = (0, 0) if self.by_bytes else _ring_sizes(self.capacity, int(self._s[CAP_G]))
         self._rs = np.zeros(rq, np.int32)
         self._rm = np.zeros(rq, np.int32)
         self._rg = np.zeros(rg, np.int32)
@@ -323,10 +319,29 @@ class S3FIFO(Policy):
         self._s[CAP_G] = int(c * GHOST_RATIO)
 
     def _extra_arrays(self) -> list[np.ndarray]:
-        return [self._rs, self._rm, self._rg]
+        return [self._rs, self._rm, self._rg, self._lprev, self._lnext, self._q]
+
+    def reserve(self, n_ids: int) -> None:
+        super().reserve(n_ids)
+        if self.by_bytes and self._lprev.size < self._n_ids:
+            for attr in ("_lprev", "_lnext"):
+                old = getattr(self, attr)
+                new = np.full(self._n_ids, -1, np.int32)
+                new[: old.size] = old
+                setattr(self, attr, new)
+
+    def _sized(self):
+        return self._where, self._lprev, self._lnext, self._q, self._s, self._osize, self._used
+
+    def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
+        return sz.s3fifo_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, *self._sized())
 
     def _on_resize(self) -> None:
         self._set_queue_sizes()
+        if self.by_bytes:  # the byte-sized kernels derive the queue sizes from the capacity
+            if self.used_bytes <= self.capacity:
+                sz.s3fifo_shrink_sized(np.zeros(0, np.int64), *self._sized())
+            return
         rq, rg = _ring_sizes(self.capacity, int(self._s[CAP_G]))
         if rq > self._rs.size or rg > self._rg.size:  # grow the rings (live entries only, in order)
             s = self._s
@@ -381,7 +396,11 @@ class S3FIFO(Policy):
         )
 
     def _remove(self, ids):
+        if self.by_bytes:
+            return sz.s3fifo_remove_sized(ids, *self._sized())
         return _s3fifo_remove(ids, self._where, self._s)
 
     def _shrink(self, evicted):
+        if self.by_bytes:
+            return sz.s3fifo_shrink_sized(evicted, *self._sized())
         return self._evict_down(evicted)
