@@ -86,7 +86,7 @@ class _CountOnly(LRU):
 
 
 def test_a_policy_without_a_byte_sized_form_is_refused_in_one_line(monkeypatch):
-    monkeypatch.setitem(POLICIES, _CountOnly.name, _CountOnly)
+    monkeypatch.setitem(POLICIES, _CountOnly.name, f"{__name__}:_CountOnly")  # the registry is lazy: "module:attr"
     keys = np.array([1, 2, 1, 3], np.int64)
     with pytest.raises(UserError, match="does not run with object sizes"):
         simulate(keys, ["lru", "countonly"], ["1KiB"], sizes=np.full(4, 10, np.int64))

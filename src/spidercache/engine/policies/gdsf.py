@@ -147,6 +147,10 @@ def _gdsf_access(
             v = _drop_pos(0, where, hpri, hvt, hid, s)
             if sized:
                 used[0] -= osize[v]
+            if v == x:  # the newcomer went at once: never resident, so a refusal, not an eviction
+                n_adm -= 1
+                n_rej += 1
+                continue
             if record:
                 evicted[n_ev] = v
             n_ev += 1
