@@ -100,3 +100,9 @@ def test_historical_underscore_flags_are_hidden_aliases():
     assert proc.returncode == 2 and "--batch-size" in proc.stderr, proc.stderr
     help_text = spidercache("train", "--help").stdout
     assert "--batch-size" in help_text and "--batch_size" not in help_text and "--working_set_size" not in help_text
+
+
+def test_front_end_packages_export_their_classes():
+    from spidercache.weights import ResultCache, WeightCache, memoize
+
+    assert WeightCache.__name__ == "WeightCache" and ResultCache and memoize
