@@ -99,8 +99,8 @@ def test_config_file_and_flag_precedence(tmp_path):
     "args,words",
     [
         (["--network", "nope"], "unknown network"),
-        (["--working_set_size", "1.5"], "working_set_size"),
-        (["--working_set_size", "0"], "working_set_size"),
+        (["--working_set_size", "1.5"], "--working-set"),
+        (["--working_set_size", "0"], "--working-set"),
         (["/no/such/data.npz"], "not found"),
         (["--policy", "magic"], "unknown training policy"),
         (["--cache-bytes", "10"], "smaller than one sample"),

@@ -80,15 +80,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         if not (0.0 < self.working_set_size <= 1.0) or math.isnan(self.working_set_size):
-            raise UserError(f"--working_set_size must be in (0, 1], got {self.working_set_size}")
+            raise UserError(f"--working-set must be in (0, 1], got {self.working_set_size}")
         if self.batch_size < 1:
-            raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {self.epochs}")
         if self.workers < 0:
             raise UserError(f"--workers must be >= 0, got {self.workers}")
         if self.cache_nodes < 1:
-            raise UserError(f"--cache_nodes must be at least 1, got {self.cache_nodes}")
+            raise UserError(f"--cache-nodes must be at least 1, got {self.cache_nodes}")
         if self.train_samples < 0 or self.test_samples < 0:
             raise UserError("--train-samples / --test-samples must be >= 0")
         policy_class(self.policy)  # unknown policy -> UserError now, not after loading data
@@ -162,7 +162,14 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self.p = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.p = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -172,6 +179,7 @@ class _Progress:
                 TextColumn("hit {task.fields[hit]:.3f} sub {task.fields[sub]:.3f}"),
                 TextColumn("loss {task.fields[loss]:.3f}"),
                 TimeElapsedColumn(),
+                TimeRemainingColumn(),
             )
             self.p.start()
 
@@ -187,6 +195,15 @@ class _Progress:
     def stop(self) -> None:
         if self.p is not None:
             self.p.stop()
+
+
+def _say_plan(cfg: TrainConfig, n_train: int, n_test: int, start_epoch: int) -> None:
+    """One line on stderr, before any work: what this run will do."""
+    policy = cfg.policy if cfg.cache_training_data else "none"
+    print(f"train: {cfg.network} on {n_train:,} training / {n_test:,} test samples, epochs {start_epoch}.."
+          f"{cfg.epochs - 1}, batch {cfg.batch_size}, policy {policy}, working set {cfg.working_set_size:g}, "
+          f"storage +{cfg.storage_latency_ms:g} ms per read, {cfg.workers} loader workers "
+          "(an estimate of the time left follows the first epoch)", file=sys.stderr)
 
 
 def train(
@@ -277,9 +294,16 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
     rows, start_epoch = run.resume() if cfg.resume else ([], 0)
     log_file = open(cfg.log, "a" if cfg.resume else "w") if (cfg.log and info.is_main) else None
     progress = _Progress(cfg.progress and info.is_main)
+    if cfg.progress and info.is_main:
+        _say_plan(cfg, len(train_ds), len(test_ds), start_epoch)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             row = run.epoch(epoch, progress)
+            if cfg.progress and info.is_main and epoch == start_epoch and epoch + 1 < cfg.epochs:
+                left = row["epoch_seconds"] * (cfg.epochs - epoch - 1)
+                print(f"epoch {epoch}: {row['epoch_seconds']:.0f} s; at that pace about {left / 60:.1f} min "
+                      f"for the {cfg.epochs - epoch - 1} epoch(s) left (warm epochs are usually shorter)",
+                      file=sys.stderr)
             row["test_accuracy"] = _evaluate(run.bare, test_ds, norm, info.device, cfg.workers)
             rows.append(row)
             if log_file:
