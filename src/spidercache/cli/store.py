@@ -6,6 +6,7 @@ will use answers and keeps bytes intact, before the job starts.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -54,9 +55,13 @@ def check_store(spec: str, value_bytes: int = 4096) -> dict:
 def check(
     spec: str = typer.Argument(..., help=SPEC_HELP),
     value_bytes: int = typer.Option(4096, min=1, help="Size of the probe value."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write, read back and delete one probe value; print the round-trip times."""
     result = check_store(spec, value_bytes)
+    if json_out:
+        typer.echo(json.dumps({**result, "ok": True, "checksum_verified": True}))
+        return
     typer.echo(
         f"ok: {result['store']} put {result['put_ms']:.2f} ms, get {result['get_ms']:.2f} ms "
         f"({value_bytes} bytes, checksum verified)"

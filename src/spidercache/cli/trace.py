@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 trace_app = typer.Typer(help="Generate and convert request traces.", no_args_is_help=True)
@@ -12,8 +14,16 @@ gen_app = typer.Typer(help="Generate a synthetic trace of integer keys.", no_arg
 trace_app.add_typer(gen_app, name="gen")
 
 
-def _say_written(path: Path, keys) -> None:
-    typer.echo(f"wrote {keys.size:,} requests to {path}")
+JSON_OPT = typer.Option(False, "--json", help="Print what was written as JSON.")
+
+
+def _say_written(path: Path, keys, json_out: bool = False, sizes: Path | None = None) -> None:
+    if json_out:
+        typer.echo(json.dumps({"path": str(path), "requests": int(keys.size),
+                               "distinct_keys": int(np.unique(keys).size),
+                               "sizes": None if sizes is None else str(sizes)}))
+        return
+    typer.echo(f"wrote {keys.size:,} requests to {path}" + (f" (sizes in {sizes.name})" if sizes else ""))
 
 
 @gen_app.command("zipf")
@@ -23,13 +33,14 @@ def gen_zipf(
     requests: int = typer.Option(10_000_000, help="Length of the trace."),
     seed: int = typer.Option(0, help="Random seed."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
+    json_out: bool = JSON_OPT,
 ) -> None:
     """A Zipf(alpha) trace; hot keys are spread over 0..keys-1 at random."""
     from ..sim.traces import check_output_path, write_trace, zipf
 
     check_output_path(output)
     trace = zipf(alpha, keys, requests, seed)
-    _say_written(write_trace(output, trace), trace)
+    _say_written(write_trace(output, trace), trace, json_out)
 
 
 @gen_app.command("uniform")
@@ -38,13 +49,14 @@ def gen_uniform(
     requests: int = typer.Option(10_000_000, help="Length of the trace."),
     seed: int = typer.Option(0, help="Random seed."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.npy, or .txt for text)."),
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Every key equally likely."""
     from ..sim.traces import check_output_path, uniform, write_trace
 
     check_output_path(output)
     trace = uniform(keys, requests, seed)
-    _say_written(write_trace(output, trace), trace)
+    _say_written(write_trace(output, trace), trace, json_out)
 
 
 @gen_app.command("block")
@@ -52,6 +64,7 @@ def gen_block(
     requests: int = typer.Option(8_200_000, help="Sector requests in the trace."),
     seed: int = typer.Option(0, help="Random seed."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .npy (sizes go to NAME.sizes.npy)."),
+    json_out: bool = JSON_OPT,
 ) -> None:
     """A block-I/O-like trace (hot extents, sequential runs, cold reads) in 512-byte sectors."""
     from ..sim.blocks import block_trace
@@ -59,7 +72,8 @@ def gen_block(
 
     check_output_path(output)
     trace = block_trace(requests, seed)
-    _say_written(write_trace(output, trace.keys, trace.sizes), trace.keys)
+    written = write_trace(output, trace.keys, trace.sizes)
+    _say_written(written, trace.keys, json_out, written.with_name(written.stem + ".sizes.npy"))
 
 
 @trace_app.command("convert")
@@ -70,6 +84,7 @@ def convert(
     size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes in bytes."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Input format when the name does not tell it: "
                                                              "npy, txt, csv, oracleGeneral, vscsi, lis."),
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Read a trace in any supported format and write it as .npy (+ sizes) or text."""
     from ..sim.traces import check_output_path, load_trace, write_trace
@@ -77,9 +92,9 @@ def convert(
     check_output_path(output)
     trace = load_trace(source, column, size_column, fmt)
     written = write_trace(output, trace.keys, trace.sizes)
-    sizes = f" (sizes in {written.with_name(written.stem + '.sizes.npy').name})" if trace.sizes is not None \
-        and written.suffix == ".npy" else ""
-    typer.echo(f"wrote {trace.keys.size:,} requests to {written}{sizes}")
+    has_sizes = trace.sizes is not None and written.suffix == ".npy"
+    sizes = written.with_name(written.stem + ".sizes.npy") if has_sizes else None
+    _say_written(written, trace.keys, json_out, sizes)
 
 
 def register(app: typer.Typer) -> None:
