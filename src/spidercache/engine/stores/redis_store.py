@@ -235,7 +235,8 @@ class RedisStore(Store):
         }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(
+        type(self).__init__(  # a subclass rebuilds as itself
+            self,
             state["host"],
             state["port"],
             prefix=state["prefix"],
