@@ -35,7 +35,7 @@ def with_checksums(ids: np.ndarray, values) -> tuple[np.ndarray, np.ndarray]:
     return payload, lengths
 
 
-def check_batch_sums(ids: np.ndarray, batch: "Batch") -> int:
+def check_batch_sums(ids: np.ndarray, batch: Batch) -> int:
     """Verify and strip the trailers of ``batch`` in place: a value that fails
     becomes a miss (length -1). Returns how many failed."""
     if not (batch.lengths >= 0).any():
@@ -68,7 +68,7 @@ class Batch:
         self._parts: list[Batch] | None = None
 
     @classmethod
-    def join(cls, parts: list["Batch"]) -> "Batch":
+    def join(cls, parts: list[Batch]) -> Batch:
         """One batch from the replies of consecutive sub-batches, without copying
         their rows (``rows`` joins them only when asked for)."""
         if len(parts) == 1:
