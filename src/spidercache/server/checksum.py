@@ -12,7 +12,7 @@ one function, ``_trailer``, so writer and reader cannot disagree.
 
 Why this hash. ``xxh3_64`` is the C function of the ``xxhash`` package we
 already depend on, called from numba through its exported symbol
-(``XXH3_64bits``), not a re-implementation: the trailers stay exactly those
+(``XXH3_64bits_dispatch``), not a re-implementation: the trailers stay exactly those
 earlier versions wrote (and ``xxhash.xxh3_64_intdigest`` checks them in the
 tests). XXH3 passes SMHasher's avalanche and collision tests: each input bit
 flips each output bit with probability ~1/2, so a flipped bit, a torn value
@@ -46,9 +46,14 @@ MIX = 0x9E3779B97F4A7C15
 
 def _load_xxh3():
     try:
-        fn = ctypes.CDLL(_xxhash_ext.__file__).XXH3_64bits
-    except (OSError, AttributeError) as exc:  # a build of xxhash that hides its C symbols
-        raise ImportError(f"spidercache needs the XXH3_64bits symbol of the xxhash package ({exc})") from None
+        lib = ctypes.CDLL(_xxhash_ext.__file__)
+    except OSError as exc:
+        raise ImportError(f"spidercache cannot load the xxhash package's library ({exc})") from None
+    # the dispatching entry picks AVX2/AVX-512 at run time, as xxhash's Python functions do; the
+    # plain one is SSE2 only (256 x 150 KB: 1926 us against 1521 us for the Python calls)
+    fn = getattr(lib, "XXH3_64bits_dispatch", None) or getattr(lib, "XXH3_64bits", None)
+    if fn is None:  # a build of xxhash that hides its C symbols
+        raise ImportError("spidercache needs the XXH3_64bits symbol of the xxhash package's library")
     fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
     fn.restype = ctypes.c_uint64
     return fn
