@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import StoreUnavailable
-from .checksum import CHECKSUM_BYTES, as_rows, fill_trailers, verify_rows
+from .checksum import CHECKSUM_BYTES, as_rows, fill_trailers, verify_one, verify_rows
 from .wire import decode_get_reply
 
 
@@ -48,9 +48,8 @@ def check_batch_sums(ids: np.ndarray, batch: Batch) -> int:
 
 def check_view(value: np.ndarray, key: int) -> np.ndarray | None:
     """One value with its trailer: the value without it, or None if it fails."""
-    lengths = np.array([value.size], np.int64)
-    verify_rows(as_rows(value.reshape(1, -1)), np.zeros(1, np.int64), lengths, np.array([key], np.int64))
-    return value[: lengths[0]] if lengths[0] >= 0 else None
+    k = verify_one(np.ascontiguousarray(value, np.uint8).reshape(-1), key)
+    return value[:k] if k >= 0 else None
 
 
 class Batch:

@@ -114,6 +114,18 @@ def verify_rows(rows, row_index, lengths, ids):
     return bad
 
 
+@nb.njit(nogil=True)
+def verify_one(value, key):
+    """The length of ``value`` (1-D, contiguous) without its trailer, or -1 if it fails."""
+    k = value.size - CHECKSUM_BYTES
+    if k < 0:
+        return -1
+    stored = np.uint64(0)
+    for b in range(CHECKSUM_BYTES):
+        stored |= np.uint64(value[k + b]) << np.uint64(8 * b)
+    return k if _trailer(value.ctypes.data, k, key) == stored else -1
+
+
 def as_rows(rows: np.ndarray) -> np.ndarray:
     """``rows`` as ``verify_rows`` needs it: 2-D uint8, contiguous within a row."""
     if rows.ndim == 2 and rows.dtype == np.uint8 and (rows.shape[1] <= 1 or rows.strides[1] == 1):

@@ -13,8 +13,8 @@ from typing import Iterable, Iterator, Sequence
 import grpc
 import numpy as np
 
-from . import cache_pb2 as pb
 from ..engine.stores.base import Value, check_batch
+from . import cache_pb2 as pb
 from .batch import Batch, grpc_batch, with_checksums
 from .wire import encode_put_request
 
