@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 
+import llvmlite.binding as llvm
 import numba as nb
 import numpy as np
 import xxhash._xxhash as _xxhash_ext
@@ -44,7 +45,13 @@ CHECKSUM_BYTES = 8
 MIX = 0x9E3779B97F4A7C15
 
 
-def _load_xxh3():
+def _bind_xxh3() -> None:
+    """Bind our own symbol name to xxhash's C XXH3 for numba-compiled code.
+
+    Compiled code refers to the function by that name, not by address, so the
+    kernels go into numba's on-disk cache like the others in the package: each
+    new process (a DataLoader worker, say) loads them rather than compiling
+    (about 0.3 s a kernel)."""
     try:
         lib = ctypes.CDLL(_xxhash_ext.__file__)
     except OSError as exc:
@@ -54,24 +61,21 @@ def _load_xxh3():
     fn = getattr(lib, "XXH3_64bits_dispatch", None) or getattr(lib, "XXH3_64bits", None)
     if fn is None:  # a build of xxhash that hides its C symbols
         raise ImportError("spidercache needs the XXH3_64bits symbol of the xxhash package's library")
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-    fn.restype = ctypes.c_uint64
-    return fn
+    llvm.add_symbol(_SYMBOL, ctypes.cast(fn, ctypes.c_void_p).value)
 
 
-_XXH3 = _load_xxh3()
+_SYMBOL = "spidercache_xxh3_64"
+_bind_xxh3()
+_XXH3 = nb.types.ExternalFunction(_SYMBOL, nb.types.uint64(nb.types.voidptr, nb.types.uintp))
 _MIX = np.uint64(MIX)
 
-# ctypes function pointers cannot go into numba's on-disk cache: these compile
-# once per process, on first use (about a second).
 
-
-@nb.njit(inline="always")
+@nb.njit(cache=True, inline="always")
 def _trailer(address, n, key):
     return _XXH3(address, n) ^ (np.uint64(key) * _MIX)
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def fill_trailers(payload, offsets, ids):
     """Write the trailer of value j, ``payload[offsets[j] : offsets[j+1] - 8]``,
     into the last 8 bytes of its span."""
@@ -83,7 +87,7 @@ def fill_trailers(payload, offsets, ids):
             payload[end + b] = np.uint8((h >> np.uint64(8 * b)) & np.uint64(0xFF))
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def verify_rows(rows, row_index, lengths, ids):
     """Check and strip the trailers of a batch in place: value i (``lengths[i]``
     >= 0) is ``rows[row_index[i], :lengths[i]]``. A value that passes loses its
@@ -114,7 +118,7 @@ def verify_rows(rows, row_index, lengths, ids):
     return bad
 
 
-@nb.njit(nogil=True)
+@nb.njit(nogil=True, cache=True)
 def verify_one(value, key):
     """The length of ``value`` (1-D, contiguous) without its trailer, or -1 if it fails."""
     k = value.size - CHECKSUM_BYTES
