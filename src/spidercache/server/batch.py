@@ -38,8 +38,6 @@ def with_checksums(ids: np.ndarray, values) -> tuple[np.ndarray, np.ndarray]:
 def check_batch_sums(ids: np.ndarray, batch: Batch) -> int:
     """Verify and strip the trailers of ``batch`` in place: a value that fails
     becomes a miss (length -1). Returns how many failed."""
-    if not (batch.lengths >= 0).any():
-        return 0
     row_index = np.ascontiguousarray(batch.row_index, np.int64)
     return int(
         verify_rows(as_rows(batch.rows), row_index, batch.lengths, np.ascontiguousarray(ids, np.int64))
