@@ -4,87 +4,50 @@
 shared memory or received as one gRPC buffer; no per-item object exists until a
 caller asks for one.
 
-Checksums: ``DatasetCache`` appends to every value it writes an 8-byte trailer,
-``xxh3_64(value) ^ (id * 0x9E3779B97F4A7C15 mod 2**64)``, and checks it on every read, shared memory and gRPC
-alike. The server stores and sends the trailer like any other byte. A value
-whose bytes changed after it was written (another process of the same user
-writing into the shared segment, a bad disk under the spill files) or that
-belongs to another id fails its check: it is served as a miss and counted,
-never returned.
+Checksums: ``DatasetCache`` appends to every value it writes an 8-byte trailer
+and checks it on every read, shared memory and gRPC alike (``checksum.py``: the
+hash, why it was chosen, and the kernels that do a whole batch in one call).
+The server stores and sends the trailer like any other byte. A value whose
+bytes changed after it was written (another process of the same user writing
+into the shared segment, a bad disk under the spill files) or that belongs to
+another id fails its check: it is served as a miss and counted, never returned.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import xxhash
 
 from ..errors import StoreUnavailable
+from .checksum import CHECKSUM_BYTES, as_rows, fill_trailers, verify_one, verify_rows
 from .wire import decode_get_reply
 
-CHECKSUM_BYTES = 8
-_hash = xxhash.xxh3_64_intdigest
-# the id is mixed in after hashing: xxh3 with a seed derives a new secret per call,
-# which measured 48 us against 28 us for 256 values of 3 KB
-_MIX = np.uint64(0x9E3779B97F4A7C15)
 
-
-def _mix(ids: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return ids.astype(np.uint64) * _MIX
-
-
-def with_checksums(ids: np.ndarray, values) -> tuple[list, np.ndarray]:
-    """(parts, lengths): each value followed by its trailer, ready to be joined
-    into a Put message, and the stored lengths (value + trailer)."""
+def with_checksums(ids: np.ndarray, values) -> tuple[np.ndarray, np.ndarray]:
+    """(payload, lengths): the values joined, each followed by its trailer, ready
+    to be sliced into Put messages, and the stored lengths (value + trailer)."""
     views = [memoryview(v).cast("B") for v in values]
-    sums = np.fromiter(map(_hash, views), np.uint64, count=len(views)) ^ _mix(ids)
-    trailers = sums.astype("<u8").view(np.uint8).reshape(-1, CHECKSUM_BYTES)
-    parts = [x for pair in zip(views, trailers) for x in pair]
-    lengths = np.fromiter((len(v) + CHECKSUM_BYTES for v in views), np.int64, count=len(views))
-    return parts, lengths
+    gap = bytes(CHECKSUM_BYTES)
+    payload = np.frombuffer(bytearray().join([x for v in views for x in (v, gap)]), np.uint8)
+    lengths = np.fromiter(map(len, views), np.int64, count=len(views)) + CHECKSUM_BYTES
+    offsets = np.zeros(lengths.size + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    fill_trailers(payload, offsets, np.ascontiguousarray(ids, np.int64))
+    return payload, lengths
 
 
-def check_batch_sums(ids: np.ndarray, batch: "Batch") -> int:
+def check_batch_sums(ids: np.ndarray, batch: Batch) -> int:
     """Verify and strip the trailers of ``batch`` in place: a value that fails
     becomes a miss (length -1). Returns how many failed."""
-    lengths = batch.lengths
-    found = np.flatnonzero(lengths >= 0)
-    if found.size == 0:
-        return 0
-    n = lengths[found]
-    good = np.zeros(found.size, np.bool_)
-    rows = batch.rows if batch._parts is None else None
-    if rows is not None and rows.flags.c_contiguous and (n == n[0]).all() and n[0] >= CHECKSUM_BYTES:
-        # one value size (the usual case): the trailers come out in one fancy-index
-        k = int(n[0]) - CHECKSUM_BYTES
-        r = batch.row_index[found]
-        # iterating a 2-D array's rows is the cheapest way to hand xxhash one buffer per value
-        # (256 x 3 KB: 75 us against 112 us for memoryview slices, same run)
-        whole = r.size == rows.shape[0] and (r == np.arange(r.size)).all()
-        views = rows[:, :k] if whole else (rows[j, :k] for j in r.tolist())
-        got = np.fromiter(map(_hash, views), np.uint64, count=found.size)
-        stored = np.ascontiguousarray(rows[r, k : k + CHECKSUM_BYTES]).view("<u8").ravel()
-        good = (got ^ _mix(ids[found])) == stored
-    else:
-        for j, (i, m) in enumerate(zip(found.tolist(), n.tolist())):
-            if m < CHECKSUM_BYTES:
-                continue
-            v = batch.value(i)
-            stored = int.from_bytes(v[m - CHECKSUM_BYTES : m], "little")
-            good[j] = _hash(v[: m - CHECKSUM_BYTES]) ^ int(_mix(ids[i : i + 1])[0]) == stored
-    lengths[found[good]] -= CHECKSUM_BYTES
-    lengths[found[~good]] = -1
-    return int((~good).sum())
+    row_index = np.ascontiguousarray(batch.row_index, np.int64)
+    return int(
+        verify_rows(as_rows(batch.rows), row_index, batch.lengths, np.ascontiguousarray(ids, np.int64))
+    )
 
 
 def check_view(value: np.ndarray, key: int) -> np.ndarray | None:
     """One value with its trailer: the value without it, or None if it fails."""
-    m = value.size - CHECKSUM_BYTES
-    if m < 0 or _hash(value[:m]) ^ int(_mix(np.array([key]))[0]) != int.from_bytes(
-        value[m:].tobytes(), "little"
-    ):
-        return None
-    return value[:m]
+    k = verify_one(np.ascontiguousarray(value, np.uint8).reshape(-1), key)
+    return value[:k] if k >= 0 else None
 
 
 class Batch:
@@ -102,7 +65,7 @@ class Batch:
         self._parts: list[Batch] | None = None
 
     @classmethod
-    def join(cls, parts: list["Batch"]) -> "Batch":
+    def join(cls, parts: list[Batch]) -> Batch:
         """One batch from the replies of consecutive sub-batches, without copying
         their rows (``rows`` joins them only when asked for)."""
         if len(parts) == 1:

@@ -13,8 +13,8 @@ from typing import Iterable, Iterator, Sequence
 import grpc
 import numpy as np
 
-from . import cache_pb2 as pb
 from ..engine.stores.base import Value, check_batch
+from . import cache_pb2 as pb
 from .batch import Batch, grpc_batch, with_checksums
 from .wire import encode_put_request
 
@@ -159,12 +159,12 @@ class RpcWrites:
         check_batch(list(range(ids.size)), values)
         self._ensure()
         if self.checksum:
-            parts, lengths = with_checksums(ids, values)
-            per_item = 2
+            payload, lengths = with_checksums(ids, values)  # one buffer: messages are slices of it
+            offsets = np.zeros(ids.size + 1, np.int64)
+            np.cumsum(lengths, out=offsets[1:])
         else:
             parts = list(values)
             lengths = np.fromiter((len(memoryview(v).cast("B")) for v in values), np.int64, count=ids.size)
-            per_item = 1
         status = np.zeros(ids.size, np.bool_)
         limit = max(1, self._server_max // 2)
         start = 0
@@ -181,7 +181,7 @@ class RpcWrites:
                     self._wire_pipeline,
                     ids[start:stop],
                     lengths[start:stop],
-                    parts[per_item * start : per_item * stop],
+                    [payload[offsets[start] : offsets[stop]]] if self.checksum else parts[start:stop],
                 ),
             )
             status[start:stop] = np.frombuffer(reply.status, np.uint8).astype(np.bool_)
