@@ -179,3 +179,25 @@ def parse_options(items: Sequence[str], flag: str = "--policy-option") -> dict:
         except json.JSONDecodeError:
             out[key.strip().replace("-", "_")] = value
     return out
+
+
+def check_at_least(low: int, **values: int) -> None:
+    """Counts a benchmark takes (``n=..., repeats=...``) must be >= ``low``: checked before any work."""
+    from ..errors import UserError
+
+    for name, value in values.items():
+        if value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+
+
+def check_choices(flag: str, text: str, allowed) -> list[str]:
+    """The comma-separated names in ``text``, each one of ``allowed`` (else a UserError)."""
+    from ..errors import UserError
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in allowed:
+            raise UserError(f"{flag}: unknown name {n!r}; choose from {', '.join(allowed)}")
+    if not names:
+        raise UserError(f"{flag}: no names given")
+    return names

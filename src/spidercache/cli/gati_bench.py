@@ -109,6 +109,13 @@ def register_bench(gati: typer.Typer) -> None:
             train_device=_device(train_device) if train_device else None,
         )
         del opts["as_json"], opts["plot"]
+        from ..models import network_key
+        from ..sim.traces import check_output_path
+
+        if checkpoint is None:
+            network_key(model)
+        if plot:
+            check_output_path(plot)
         from ..bench import gati as gb
 
         rows = gb.run(say=_say, **opts)

@@ -64,6 +64,10 @@ def train(
 
     cfg = MapReduceConfig(**{f.name: values[f.name] for f in fields(MapReduceConfig) if f.name in values})
     cfg.validate()
+    if results:  # a store that cannot be opened fails now, not after the rounds
+        from ..weights.memo import open_results_store
+
+        open_results_store(results).close()
     console = Console(stderr=True, quiet=json_out)
 
     on_round = _round_printer(console, rounds)
