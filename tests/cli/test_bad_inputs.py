@@ -7,7 +7,7 @@ a few at once, in a scratch directory with its own HOME and SPIDERCACHE_HOME, so
 a command that wrongly starts work writes nothing outside it.
 
 Placeholders in a case: {tmp} the scratch folder, {port} a loopback port nothing
-listens on, {dir} an existing folder, {text_npy} / {text_pt} / {text_npz} text
+listens on (a new one per case), {dir} an existing folder, {text_npy} / {text_pt} / {text_npz} text
 files named as binary formats, {empty} an empty trace, {trace} a small valid
 trace, {csv} a small CSV trace, {big_csv} a CSV whose key is >= 2**63, {img} a
 valid .npy image.
@@ -16,6 +16,7 @@ valid .npy image.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -263,7 +264,6 @@ def make_inputs(tmp: Path) -> dict[str, str]:
     (tmp / "big.csv").write_text("key\n1\n9223372036854775808\n2\n")
     return {
         "tmp": str(tmp),
-        "port": str(free_port()),
         "dir": str(tmp / "dir"),
         "text_npy": str(tmp / "text.npy"),
         "text_pt": str(tmp / "text.pt"),
@@ -283,26 +283,36 @@ def inputs(tmp_path_factory) -> dict[str, str]:
 
 def run_case(case: tuple[str, ...], inputs: dict[str, str]) -> str | None:
     """None when the case keeps the rule, else what broke it."""
-    argv = [a.format(**inputs) for a in _argv(case)]
+    # a port of its own: a case that wrongly started a server cannot answer for the next one
+    argv = [a.format(**{**inputs, "port": str(free_port())}) for a in _argv(case)]
     home = inputs["tmp"] + "/home"
     env = dict(os.environ, PYTHONPATH=SRC, HOME=home, SPIDERCACHE_HOME=home + "/state", COLUMNS="100")
     env.pop("SPIDERCACHE_TOKEN", None)
+    # its own process group: a case that wrongly starts work (servers included) is ended whole
+    proc = subprocess.Popen(
+        [sys.executable, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=inputs["tmp"],
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, *argv], capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=inputs["tmp"]
-        )
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return f"still running after {TIMEOUT} s (work started, or a hang)"
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip()]
     problems = []
     if proc.returncode != 2:
         problems.append(f"exit {proc.returncode}")
     if len(lines) != 1 or not lines[0].startswith("error: "):
         problems.append(f"stderr {lines[:4]!r}")
-    if proc.stdout.strip():
-        problems.append(f"stdout {proc.stdout.strip().splitlines()[:2]!r}")
-    both = proc.stdout + proc.stderr
-    if "Traceback" in both or "Usage:" in both:
+    if stdout.strip():
+        problems.append(f"stdout {stdout.strip().splitlines()[:2]!r}")
+    if "Traceback" in stdout + stderr or "Usage:" in stdout + stderr:
         problems.append("traceback or usage")
     return "; ".join(problems) or None
 

@@ -46,7 +46,6 @@ def run(
     put/get ratios, the bit-exact check and the map/reduce and memo figures.
     """
     from ..engine.stores.launch import memcached_pool
-
     from ..weights.mapreduce import DATASETS
 
     if repeats < 1 or rounds < 1:
