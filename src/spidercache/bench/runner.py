@@ -134,6 +134,7 @@ def run_benchmark(
     docs = Path(docs_path or getattr(module, "DOCS", "")) if hasattr(module, "markdown") else None
     if docs is not None and write_docs and hasattr(module, "check_docs"):
         module.check_docs(docs)
+    _check_outputs(out, docs if write_docs else None)
     err = console(stderr=True)
     say = log or (lambda m: err.print(m, highlight=False))
     params = inspect.signature(fn).parameters
@@ -163,6 +164,21 @@ def run_benchmark(
         docs.write_text(module.markdown(rows, command or f"spidercache bench {name}", *extra))
         err.print(f"wrote {docs}")
     return rows
+
+
+def _check_outputs(out: str | Path | None, docs: Path | None) -> None:
+    """The JSON and docs files a run writes at its end must be writable before it starts."""
+    from ..errors import UserError
+    from ..sim.traces import check_output_path
+
+    if out:
+        check_output_path(out)
+    if docs is not None:
+        try:
+            docs.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write {docs}: {exc.strerror or exc}") from None
+        check_output_path(docs)
 
 
 def parse_options(items: Sequence[str], flag: str = "--policy-option") -> dict:

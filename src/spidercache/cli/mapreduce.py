@@ -68,6 +68,10 @@ def train(
         from ..weights.memo import open_results_store
 
         open_results_store(results).close()
+    if plot:
+        from ..sim.traces import check_output_path
+
+        check_output_path(plot)
     console = Console(stderr=True, quiet=json_out)
 
     on_round = _round_printer(console, rounds)

@@ -109,6 +109,12 @@ class TrainConfig:
         for path in (self.plot, self.log):  # outputs written after training must be writable before it
             if path:
                 check_output_path(path)
+        if self.checkpoint_dir:
+            try:
+                os.makedirs(self.checkpoint_dir, exist_ok=True)
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise UserError(f"cannot use --checkpoint-dir {self.checkpoint_dir}: {why}") from None
 
 
 @dataclass
