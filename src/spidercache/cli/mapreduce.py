@@ -64,14 +64,7 @@ def train(
 
     cfg = MapReduceConfig(**{f.name: values[f.name] for f in fields(MapReduceConfig) if f.name in values})
     cfg.validate()
-    if results:  # a store that cannot be opened fails now, not after the rounds
-        from ..weights.memo import open_results_store
-
-        open_results_store(results).close()
-    if plot:
-        from ..sim.traces import check_output_path
-
-        check_output_path(plot)
+    _check_outputs(results, plot)
     console = Console(stderr=True, quiet=json_out)
 
     on_round = _round_printer(console, rounds)
@@ -101,6 +94,17 @@ def train(
         sys.stdout.write("\n")
         return
     _print_result(out, job, start, plot, console)
+
+
+def _check_outputs(results: Optional[str], plot: Optional[str]) -> None:
+    """A results store that cannot be opened, or a plot that cannot be written, fails before the rounds."""
+    from ..sim.traces import check_output_path
+    from ..weights.memo import open_results_store
+
+    if results:
+        open_results_store(results).close()
+    if plot:
+        check_output_path(plot)
 
 
 def _round_printer(console, rounds: int):
