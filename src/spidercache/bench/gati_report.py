@@ -84,9 +84,9 @@ def _latency_table(rows: list[dict], model: str):
 
 def print_tables(rows: list[dict]) -> None:
     """The rows as the CLI prints them: base line, latency table, RPC, serving and retraining lines."""
-    from .runner import console
+    from .runner import console as make_console
 
-    console = console()
+    console = make_console()
     base = next(r for r in rows if r["section"] == "base")
     how = (
         f"{base['epochs']} epoch(s), best epoch {base['best_epoch']}, "

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..weights.kernels import cuda_available, launch_cuda, matmul_blocked_cpu, matmul_naive_cpu
-from .runner import best_of
+from .runner import best_of, check_at_least
 
 HELP = {
     "n": "Matrix edge.",
@@ -31,6 +31,7 @@ def run(
     against torch.matmul on the same device. GPU timings exclude host-device
     copies (operands stay on the device), as torch's do.
     """
+    check_at_least(1, n=n, repeats=repeats)
     import torch
 
     rng = np.random.default_rng(seed)

@@ -192,6 +192,11 @@ def run(
 ) -> list[dict]:
     """The issue's data-path comparisons over ``n`` JPEG files read through their URL."""
     from ..data.imagefolder import ImageFolder
+    from .runner import check_at_least, check_choices
+
+    check_at_least(1, n=n, file_px=file_px, size=size, epochs=epochs, batch_size=batch_size)
+    check_at_least(0, workers=workers)
+    check_choices("--cases", cases, ["none", "ws1", "spider", "lru"])
 
     jpeg_folder(root, n, file_px)
     rows: list[dict] = []

@@ -134,6 +134,7 @@ def run_benchmark(
     docs = Path(docs_path or getattr(module, "DOCS", "")) if hasattr(module, "markdown") else None
     if docs is not None and write_docs and hasattr(module, "check_docs"):
         module.check_docs(docs)
+    _check_outputs(out, docs if write_docs else None)
     err = console(stderr=True)
     say = log or (lambda m: err.print(m, highlight=False))
     params = inspect.signature(fn).parameters
@@ -165,6 +166,21 @@ def run_benchmark(
     return rows
 
 
+def _check_outputs(out: str | Path | None, docs: Path | None) -> None:
+    """The JSON and docs files a run writes at its end must be writable before it starts."""
+    from ..errors import UserError
+    from ..sim.traces import check_output_path
+
+    if out:
+        check_output_path(out)
+    if docs is not None:
+        try:
+            docs.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write {docs}: {exc.strerror or exc}") from None
+        check_output_path(docs)
+
+
 def parse_options(items: Sequence[str], flag: str = "--policy-option") -> dict:
     """``key=value`` pairs; values are parsed as JSON when they can be (numbers, true/false), else text."""
     from ..errors import UserError
@@ -179,3 +195,25 @@ def parse_options(items: Sequence[str], flag: str = "--policy-option") -> dict:
         except json.JSONDecodeError:
             out[key.strip().replace("-", "_")] = value
     return out
+
+
+def check_at_least(low: int, **values: int) -> None:
+    """Counts a benchmark takes (``n=..., repeats=...``) must be >= ``low``: checked before any work."""
+    from ..errors import UserError
+
+    for name, value in values.items():
+        if value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+
+
+def check_choices(flag: str, text: str, allowed) -> list[str]:
+    """The comma-separated names in ``text``, each one of ``allowed`` (else a UserError)."""
+    from ..errors import UserError
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for n in names:
+        if n not in allowed:
+            raise UserError(f"{flag}: unknown name {n!r}; choose from {', '.join(allowed)}")
+    if not names:
+        raise UserError(f"{flag}: no names given")
+    return names

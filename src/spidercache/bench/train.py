@@ -166,6 +166,10 @@ def run(
     sets = _floats(working_set, "--working-set")
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
+    if plot:
+        from ..sim.traces import check_output_path
+
+        check_output_path(plot)
     opts = parse_options(policy_option or [])
     base = dict(
         train_paths=_dataset_paths(dataset),

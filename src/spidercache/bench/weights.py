@@ -46,12 +46,16 @@ def run(
     put/get ratios, the bit-exact check and the map/reduce and memo figures.
     """
     from ..engine.stores.launch import memcached_pool
+    from ..weights.mapreduce import DATASETS
 
     if repeats < 1 or rounds < 1:
         raise UserError("repeats and rounds must be at least 1")
+    if data not in DATASETS:
+        raise UserError(f"unknown data {data!r}; choose one of: {', '.join(DATASETS)}")
     with contextlib.ExitStack() as stack:
         if servers:
             addresses = servers.split(",")
+            WeightCache(addresses, strict=True).close()  # every server answers, before the first line
         else:
             addresses = [p.address for p in stack.enter_context(memcached_pool(2, memory_mb=1024))]
         log(f"memcached pool: {', '.join(addresses)}")

@@ -320,8 +320,8 @@ def headroom_cmd(
     from .output import console
 
     (size,) = parse_sizes(str(cache_size))
-    if samples < 1:
-        raise UserError(f"samples must be at least 1, got {samples}")
+    if samples < 1 or requests < 1:
+        raise UserError(f"--samples and --requests must be at least 1, got {samples}, {requests}")
     from rich.progress import Progress
 
     err = _console()

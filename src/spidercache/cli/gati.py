@@ -117,6 +117,11 @@ def _register_train_base(gati: typer.Typer) -> None:
         if lr <= 0:
             raise UserError(f"--lr must be positive, got {lr}")
         dev = _device(device)
+        from ..models import network_key
+        from ..sim.traces import check_output_path
+
+        network_key(network)  # an unknown name fails before any line is printed
+        check_output_path(out)
         if threads:
             torch.set_num_threads(threads)
         data = load_splits(dataset, data_root, image_size)

@@ -25,7 +25,14 @@ _COUNTED = (
 )
 
 
-def _check(batches: str, gpu: bool, counts: dict[str, int | None]) -> tuple[int, ...]:
+def _check(batches: str, gpu: bool, counts: dict[str, int | None], opts: dict) -> tuple[int, ...]:
+    from ..models import network_key
+    from ..sim.traces import check_output_path
+
+    if opts["checkpoint"] is None:
+        network_key(opts["model"])  # an unknown network fails before the training line
+    if opts["plot"]:
+        check_output_path(opts["plot"])
     try:
         batch_sizes = tuple(int(b) for b in batches.split(","))
     except ValueError:
@@ -102,7 +109,7 @@ def register_bench(gati: typer.Typer) -> None:
         opts = dict(locals())  # the flags are run()'s options, but for these:
         counts = {f"--{k.replace('_', '-')}": opts[k] for k in _COUNTED}
         opts.update(
-            batches=_check(opts.pop("batches"), gpu, counts),
+            batches=_check(opts.pop("batches"), gpu, counts, opts),
             latency_requests=opts.pop("requests"),
             epsilons=_epsilons(epsilons),
             variants=_variants(variants),

@@ -63,9 +63,10 @@ def train(
 
     cfg = MapReduceConfig(**{f.name: values[f.name] for f in fields(MapReduceConfig) if f.name in values})
     cfg.validate()
-    console = console(stderr=True, quiet=json_out)
+    _check_outputs(results, plot)
+    err = console(stderr=True, quiet=json_out)
 
-    on_round = _round_printer(console, rounds)
+    on_round = _round_printer(err, rounds)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fallbacks are reported in the result's warning list
@@ -80,7 +81,7 @@ def train(
             no_cache=no_cache,
             resume=resume,
             on_round=on_round,
-            on_ready=lambda addrs: console.print(f"memcached pool: {', '.join(addrs)}"),
+            on_ready=lambda addrs: err.print(f"memcached pool: {', '.join(addrs)}"),
         )
     if plot:
         series = {f"cached weights (start={start})": out["cached"]["accuracy"]}
@@ -91,7 +92,18 @@ def train(
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    _print_result(out, job, start, plot, console)
+    _print_result(out, job, start, plot, err)
+
+
+def _check_outputs(results: Optional[str], plot: Optional[str]) -> None:
+    """A results store that cannot be opened, or a plot that cannot be written, fails before the rounds."""
+    from ..sim.traces import check_output_path
+    from ..weights.memo import open_results_store
+
+    if results:
+        open_results_store(results).close()
+    if plot:
+        check_output_path(plot)
 
 
 def _round_printer(console, rounds: int):
@@ -106,7 +118,8 @@ def _round_printer(console, rounds: int):
     return on_round
 
 
-def _print_result(out: dict, job: str, start: str, plot: Optional[str], console) -> None:
+def _print_result(out: dict, job: str, start: str, plot: Optional[str], err) -> None:
+    """The table on stdout; warnings, the figure and the plot path on ``err`` (a stderr console)."""
     from rich.table import Table
 
     from .output import console
@@ -127,15 +140,15 @@ def _print_result(out: dict, job: str, start: str, plot: Optional[str], console)
         table.add_row(*cells)
     console().print(table)
     for line in out["cached"]["warnings"] + ((out["scratch"] or {}).get("warnings") or []):
-        console.print(f"warning: {line}")
+        err.print(f"warning: {line}")
     if out["figure"]:
         f = out["figure"]
-        console.print(
+        err.print(
             f"from-scratch final accuracy {f['scratch_final_accuracy']:.3f} reached by the cached run in "
             f"round {f['cached_rounds_to_match']} of {f['rounds']}"
         )
     if plot:
-        console.print(f"plot: {plot}")
+        err.print(f"plot: {plot}")
 
 
 @mapreduce_app.command("weights")

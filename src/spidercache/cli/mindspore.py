@@ -132,13 +132,13 @@ def _cache_admin(argv: list[str]) -> str:
         "-m",
         "--memory_cap_ratio",
         type=float,
-        default=0.0,
+        default=None,
         help="Fraction of this machine's RAM for the cache (0 < r <= 1; default 1 GB).",
     )
     a = p.parse_args(argv)
     if a.start:
         memory = "1G"
-        if a.memory_cap_ratio:
+        if a.memory_cap_ratio is not None:
             from ..server.limits import physical_memory
 
             if not 0 < a.memory_cap_ratio <= 1:

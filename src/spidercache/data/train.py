@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -91,12 +92,29 @@ class TrainConfig:
             raise UserError(f"--cache-nodes must be at least 1, got {self.cache_nodes}")
         if self.train_samples < 0 or self.test_samples < 0:
             raise UserError("--train-samples / --test-samples must be >= 0")
+        if not self.lr > 0 or math.isinf(self.lr):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if self.image_size < 1:
+            raise UserError(f"--image-size must be at least 1, got {self.image_size}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         policy_class(self.policy)  # unknown policy -> UserError now, not after loading data
         from ..models import NETWORKS
 
         if self.network.lower().replace("-", "").replace("_", "") not in NETWORKS:
             raise UserError(f"unknown network {self.network!r}; choose one of: {', '.join(NETWORKS)}")
         StorageModel(self.storage_latency_ms, self.storage_bandwidth_mbps)
+        from ..sim.traces import check_output_path
+
+        for path in (self.plot, self.log):  # outputs written after training must be writable before it
+            if path:
+                check_output_path(path)
+        if self.checkpoint_dir:
+            try:
+                os.makedirs(self.checkpoint_dir, exist_ok=True)
+            except OSError as exc:
+                why = exc.strerror or exc
+                raise UserError(f"cannot use --checkpoint-dir {self.checkpoint_dir}: {why}") from None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..engine.stores import physical_memory
 from ..errors import UserError
 
 SERVICE_NAME = "spidercache.server.CacheServer"
@@ -49,11 +50,6 @@ def parse_memory(text: str) -> int:
     if value <= 0:
         raise UserError(f"memory size must be positive, got {text!r}")
     return int(value)
-
-
-def physical_memory() -> int:
-    """Bytes of RAM on this machine."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_memory(budget: int) -> int:

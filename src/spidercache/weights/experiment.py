@@ -85,9 +85,9 @@ def mapreduce_experiment(
 
     with contextlib_pool(servers, memcached_pool) as addresses:
         WeightCache(addresses).close()  # a wrong address fails here, before Dask starts
+        client = open_dask(scheduler, workers, processes)  # a wrong scheduler fails before the first line
         if on_ready is not None:
             on_ready(addresses)
-        client = open_dask(scheduler, workers, processes)
         try:
             runs = {}
             variants = [("cached", cfg)]

@@ -61,7 +61,8 @@ def open_results_store(spec: str | None = None):
         from .layers import parse_servers
 
         return MemcachedStore(parse_servers(spec[len("memcached://") :].strip("/")), prefix="sc-results")
-    if "://" in spec:
+    scheme = spec.partition(":")[0]
+    if "://" in spec or (":" in spec and scheme != "lmdb" and scheme.isalnum() and len(scheme) > 1):
         raise UserError(
             f"results store {spec!r}: use lmdb:PATH, redis://HOST:PORT or memcached://HOST:PORT,..."
         )

@@ -19,6 +19,7 @@ config files use:
 from __future__ import annotations
 
 import functools
+import os
 from urllib.parse import urlparse
 
 from ...errors import StoreUnavailable, UserError
@@ -44,7 +45,17 @@ def _megabytes(text: str, spec: str) -> int:
         raise UserError(f"bad store spec {spec!r}: {text!r} is not a size in MB") from None
     if not mb > 0:
         raise UserError(f"bad store spec {spec!r}: the size must be positive, got {text}")
+    if mb * _MB > physical_memory():
+        raise UserError(
+            f"bad store spec {spec!r}: {text} MB is more than this machine's "
+            f"{physical_memory() // _MB:,} MB of RAM"
+        )
     return int(mb * _MB)
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def open_store(spec: str, *, prefix: str | None = None) -> Store:
