@@ -201,6 +201,7 @@ class CachedDataset(torch.utils.data.Dataset):
         ex = execute(plan, self.stores, self.load, self.key, self.write_back)
         keep = np.asarray([v is not None for v in ex.values], np.bool_)
         items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
+        stacked = self._stacked(ex)
         meta = BatchMeta(
             plan.requested[keep],
             ex.served[keep],
@@ -213,7 +214,22 @@ class CachedDataset(torch.utils.data.Dataset):
             int((~keep).sum()),
             ex.written,
         )
-        return _Executed(items, meta)
+        return _Executed(items, meta, stacked)
+
+    def _stacked(self, ex):
+        """The batch's samples as one tensor when they are, in order, the rows of one decoded run.
+
+        That is a warm batch: every value a verified hit, decoded together by
+        ``codec_rows`` as views of one contiguous tensor; with no ``transform``
+        the samples are those views, so stacking them would copy that tensor.
+        """
+        if len(ex.runs) != 1 or self.transform is not None or self.cache != "decoded" or self.labels is None:
+            return None
+        run = ex.runs[0]
+        n = len(ex.values)
+        if ex.lost or run.positions.size != n or not isinstance(run.batch, torch.Tensor):
+            return None
+        return run.batch if bool((run.positions == np.arange(n)).all()) else None
 
 
 def _nbytes(v: Any) -> int:
@@ -230,9 +246,10 @@ def _nbytes(v: Any) -> int:
 class _Executed(list):
     """The items of one batch plus their ``BatchMeta`` (what ``__getitems__`` hands the collate)."""
 
-    def __init__(self, items: list, meta: BatchMeta) -> None:
+    def __init__(self, items: list, meta: BatchMeta, stacked: torch.Tensor | None = None) -> None:
         super().__init__(items)
         self.meta = meta
+        self.stacked = stacked  # the samples stacked, when they already are (see CachedDataset._stacked)
 
 
 class Collate:
@@ -242,4 +259,7 @@ class Collate:
         self.collate_fn = collate_fn or torch.utils.data.default_collate
 
     def __call__(self, batch: _Executed):
+        if batch.stacked is not None and self.collate_fn is torch.utils.data.default_collate:
+            # what default_collate gives for (tensor, label) items: [stacked samples, collated labels]
+            return [batch.stacked, self.collate_fn([y for _, y in batch])], batch.meta
         return self.collate_fn(list(batch)), batch.meta

@@ -71,21 +71,32 @@ class ShmSlotStore(Store):
         s = np.where(ok, self.table[np.where(ok, ids, 0)], -1)
         return ids, s
 
-    def get_many(self, keys) -> list[Value | None]:
+    def get_rows(self, keys, split: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One seqlock-checked snapshot of the values of ``keys``, cut at byte ``split``.
+
+        Returns ``(heads, bodies, lengths, ok)``: value ``k`` is the first
+        ``lengths[k]`` bytes of ``heads[k]`` followed by ``bodies[k]``, where
+        ``ok[k]`` (absent, being written, or rewritten while it was copied:
+        False). Each part is one gather out of the arena; a ``split`` equal to
+        the values' payload offset makes ``bodies`` the payloads themselves.
+        """
         ids, s = self._slots(keys)
         ok = s >= 0
         s0 = np.where(ok, s, 0)
         v1 = self.version[s0].copy()
         ok &= ((v1 & 1) == 0) & (self.owner[s0] == ids)
-        lengths = self.length[s0].copy()
-        out: list[Value | None] = [
-            bytes(self.data[j, : lengths[k]]) if ok[k] else None for k, j in enumerate(s0.tolist())
-        ]
+        lengths = np.where(ok, self.length[s0], 0)
+        split = min(max(int(split), 0), self.slot_bytes)
+        width = max(int(lengths.max(initial=0)), split)
+        heads = self.data[s0, :split]
+        bodies = self.data[s0, split:width]
         # seqlock: a write that began after v1 was read changed the counter
-        bad = ok & ((self.version[s0] != v1) | (self.owner[s0] != ids))
-        for k in np.flatnonzero(bad).tolist():
-            out[k] = None
-        return out
+        ok &= (self.version[s0] == v1) & (self.owner[s0] == ids)
+        return heads, bodies, np.where(ok, lengths, 0), ok
+
+    def get_many(self, keys) -> list[Value | None]:
+        _, bodies, lengths, ok = self.get_rows(keys)
+        return [bodies[k, : lengths[k]].tobytes() if ok[k] else None for k in range(len(ok))]
 
     def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
         ids, s = self._slots(keys)
