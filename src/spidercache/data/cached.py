@@ -67,6 +67,12 @@ class KeyOf:
     def __call__(self, i: int):
         return int(i) if self.prefix is None else f"{self.prefix}:{int(i)}"
 
+    def many(self, ids: np.ndarray) -> list:
+        """``[self(i) for i in ids]`` (the ids themselves for a private store)."""
+        if self.prefix is None:
+            return ids.tolist()
+        return [f"{self.prefix}:{i}" for i in ids.tolist()]
+
 
 def check_item(item: Any, index: int) -> tuple[Any, Any]:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -200,8 +206,11 @@ class CachedDataset(torch.utils.data.Dataset):
             )
         ex = execute(plan, self.stores, self.load, self.key, self.write_back)
         keep = np.asarray([v is not None for v in ex.values], np.bool_)
-        items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
         stacked = self._stacked(ex)
+        if stacked is not None:  # item(v, i) of these values: (v, label), nothing to copy or transform
+            items = list(zip(ex.values, self.labels[ex.served].tolist()))
+        else:
+            items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
         meta = BatchMeta(
             plan.requested[keep],
             ex.served[keep],

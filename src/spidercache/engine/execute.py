@@ -128,6 +128,11 @@ def _levels(n: int, level: np.ndarray | None, n_levels: int):
     return [(int(x), np.flatnonzero(lv == x)) for x in np.unique(lv)]
 
 
+def _keys(key: Callable, ids: np.ndarray) -> list:
+    many = getattr(key, "many", None)  # a key function that maps a whole batch at once
+    return many(ids) if many is not None else [key(i) for i in ids.tolist()]
+
+
 def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Callable, values: list):
     """Read the hits at ``pos``; returns (positions that failed, store errors, runs decoded as one array)."""
     failed, errors, runs = [], 0, []
@@ -135,7 +140,7 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
     for level, sub in _levels(pos.size, lv, len(stores)):
         p = pos[sub]
         st = stores[level]
-        keys = [key(i) for i in plan.served[p].tolist()]
+        keys = _keys(key, plan.served[p])
         rows, raw = None, None
         if st.offers("get_rows"):
             rows = st.call("get_rows", keys, st.row_split)
@@ -208,7 +213,7 @@ def execute(
             out.store_errors += _write(plan, served, want, values, stores, key, out.written)
     if stores and plan.evict.size:
         for st in stores:  # an evicted id may sit on any level: drop it everywhere
-            if st.call("delete_many", [key(i) for i in plan.evict.tolist()]) is DOWN:
+            if st.call("delete_many", _keys(key, plan.evict)) is DOWN:
                 out.store_errors += 1
     return out
 
@@ -227,7 +232,7 @@ def _write(plan, served, want, values, stores, key, written: dict) -> int:
         blobs = [codec.encode(values[k]) for k in p.tolist()]
         if blobs:  # the next reads cut values where these payloads start
             stores[level].row_split = codec.header_size(blobs[0])
-        ok = stores[level].call("put_many", [key(i) for i in served[p].tolist()], blobs)
+        ok = stores[level].call("put_many", _keys(key, served[p]), blobs)
         if ok is DOWN:
             errors += 1
             continue
