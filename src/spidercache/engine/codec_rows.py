@@ -1,8 +1,8 @@
 """Decode a batch of encoded values read as rows of one array (the shared-memory slot store).
 
 ``ShmSlotStore.get_rows`` hands out a batch as two gathers out of its arena:
-``heads`` (the first ``split`` bytes of each value) and ``bodies`` (the
-rest). ``decode_rows`` checks every value exactly as ``codec.decode`` does
+``heads`` (the first ``split`` bytes of each value, numpy) and ``bodies``
+(the rest, a uint8 torch tensor). ``decode_rows`` checks every value exactly as ``codec.decode`` does
 (header, length, xxh3 checksum over all bytes but the checksum's own) and
 returns what ``codec.decode`` would return, value by value; a value that does
 not verify is reported, never returned.
@@ -51,15 +51,19 @@ class Rows:
     split: int  # the payload offset the next batch should be cut at (the last value's)
 
 
-def _value_bytes(heads: np.ndarray, bodies: np.ndarray, k: int, length: int) -> bytes:
+def _value_bytes(heads: np.ndarray, bodies, k: int, length: int) -> bytes:
     h = heads.shape[1]
     if length <= h:
         return heads[k, :length].tobytes()
-    return heads[k].tobytes() + bodies[k, : length - h].tobytes()
+    return heads[k].tobytes() + bodies[k, : length - h].numpy().tobytes()
 
 
-def decode_rows(heads: np.ndarray, bodies: np.ndarray, lengths: np.ndarray, ok: np.ndarray) -> Rows:
-    """Decode values ``heads[k] + bodies[k]`` (first ``lengths[k]`` bytes) where ``ok[k]``."""
+def decode_rows(heads: np.ndarray, bodies, lengths: np.ndarray, ok: np.ndarray) -> Rows:
+    """Decode values ``heads[k] + bodies[k]`` (first ``lengths[k]`` bytes) where ``ok[k]``.
+
+    ``heads``: a uint8 numpy array; ``bodies``: a uint8 torch tensor (a run
+    that is all of it, in order, decodes as that tensor itself).
+    """
     n = int(lengths.size)
     out = Rows([None] * n, [], [], heads.shape[1])
     todo = np.flatnonzero(ok)
@@ -105,13 +109,12 @@ def _decode_run(
 
     # the header (dtype, size) was checked when it was parsed; the first value checks the payload size
     first = (codec._decode_torch if kind == codec.KIND_TORCH else codec._decode_numpy)(
-        dtype_str, shape, memoryview(bodies[pos[0], :plen])
+        dtype_str, shape, memoryview(bodies[pos[0], :plen].numpy())
     )
     whole = (
         pos.size == bodies.shape[0] and bodies.shape[1] == plen and bool((pos == np.arange(pos.size)).all())
     )
-    rows = torch.from_numpy(bodies)
-    rows = rows if whole else rows[:, :plen].index_select(0, torch.from_numpy(pos)).contiguous()
+    rows = bodies if whole else bodies[:, :plen].index_select(0, torch.from_numpy(pos)).contiguous()
     raw = rows.numpy()
     primed = xxhash.xxh3_64()
     primed.update(heads[pos[0], :_CK])

@@ -71,14 +71,17 @@ class ShmSlotStore(Store):
         s = np.where(ok, self.table[np.where(ok, ids, 0)], -1)
         return ids, s
 
-    def get_rows(self, keys, split: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def get_rows(self, keys, split: int = 0) -> tuple[np.ndarray, torch.Tensor, np.ndarray, np.ndarray]:
         """One seqlock-checked snapshot of the values of ``keys``, cut at byte ``split``.
 
         Returns ``(heads, bodies, lengths, ok)``: value ``k`` is the first
-        ``lengths[k]`` bytes of ``heads[k]`` followed by ``bodies[k]``, where
-        ``ok[k]`` (absent, being written, or rewritten while it was copied:
-        False). Each part is one gather out of the arena; a ``split`` equal to
-        the values' payload offset makes ``bodies`` the payloads themselves.
+        ``lengths[k]`` bytes of ``heads[k]`` (a numpy array) followed by
+        ``bodies[k]`` (a uint8 tensor), where ``ok[k]`` (absent, being
+        written, or rewritten while it was copied: False). Each part is one
+        gather out of the arena; a ``split`` equal to the values' payload
+        offset makes ``bodies`` the payloads themselves. In a DataLoader
+        worker ``bodies`` is gathered straight into shared memory, where the
+        batch travels to the main process without another copy.
         """
         ids, s = self._slots(keys)
         ok = s >= 0
@@ -89,14 +92,16 @@ class ShmSlotStore(Store):
         split = min(max(int(split), 0), self.slot_bytes)
         width = max(int(lengths.max(initial=0)), split)
         heads = self.data[s0, :split]
-        bodies = self.data[s0, split:width]
+        bodies = _rows_tensor(s0.size, width - split)
+        torch.index_select(self._t["data"][:, split:width], 0, torch.from_numpy(s0), out=bodies)
         # seqlock: a write that began after v1 was read changed the counter
         ok &= (self.version[s0] == v1) & (self.owner[s0] == ids)
         return heads, bodies, np.where(ok, lengths, 0), ok
 
     def get_many(self, keys) -> list[Value | None]:
         _, bodies, lengths, ok = self.get_rows(keys)
-        return [bodies[k, : lengths[k]].tobytes() if ok[k] else None for k in range(len(ok))]
+        rows = bodies.numpy()
+        return [rows[k, : lengths[k]].tobytes() if ok[k] else None for k in range(len(ok))]
 
     def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
         ids, s = self._slots(keys)
@@ -128,3 +133,10 @@ class ShmSlotStore(Store):
 
     def __repr__(self) -> str:
         return f"ShmSlotStore({self.n_slots} slots x {self.slot_bytes} B)"
+
+
+def _rows_tensor(n: int, width: int) -> torch.Tensor:
+    """An ``n x width`` uint8 tensor; in shared memory inside a DataLoader worker."""
+    if n * width == 0 or torch.utils.data.get_worker_info() is None:
+        return torch.empty((n, width), dtype=torch.uint8)
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n * width)).view(n, width)
