@@ -11,7 +11,7 @@ The fast case is the training cache's: a run of tensors (or arrays) with the
 same header, uncompressed, whose payload starts at ``split``. Their header is
 parsed once; their payloads already lie in ``bodies`` as the rows of one
 contiguous array, so the run decodes into one tensor without a copy (a
-subset of the rows: one ``index_select``), verified row by row from a hasher
+subset of the rows: one gather), verified row by row from a hasher
 primed with the shared header, and each value is a view of it. ``Run``
 records which positions a run covers, so a caller whose batch is exactly one
 run (a warm epoch) can hand out that tensor as the stacked batch.
@@ -114,7 +114,7 @@ def _decode_run(
     whole = (
         pos.size == bodies.shape[0] and bodies.shape[1] == plen and bool((pos == np.arange(pos.size)).all())
     )
-    rows = bodies if whole else bodies[:, :plen].index_select(0, torch.from_numpy(pos)).contiguous()
+    rows = bodies if whole else torch.from_numpy(bodies.numpy()[pos, :plen])
     raw = rows.numpy()
     primed = xxhash.xxh3_64()
     primed.update(heads[pos[0], :_CK])
