@@ -29,18 +29,32 @@ def _bits(t):
     return t.contiguous().view(torch.uint8)
 
 
-@pytest.mark.parametrize("workers,dtype", [(0, torch.float32), (2, torch.float32), (0, torch.uint8)])
-def test_warm_epochs_equal_the_source_bit_for_bit(workers, dtype):
+@pytest.mark.filterwarnings("ignore:.*pin_memory.*")
+@pytest.mark.parametrize(
+    "workers,dtype,pin",
+    [(0, torch.float32, False), (2, torch.float32, False), (0, torch.uint8, False), (2, torch.uint8, True)],
+)
+def test_warm_epochs_equal_the_source_bit_for_bit(workers, dtype, pin):
+    """With 2 workers the labels of a stacked batch are made in the main process (not when pinning)."""
     ds = RandomBits(dtype=dtype)
     loader = spidercache.CachedLoader(
-        ds, batch_size=32, shuffle=True, num_workers=workers, policy="minio", working_set=1.0, seed=0
+        ds,
+        batch_size=32,
+        shuffle=True,
+        num_workers=workers,
+        policy="minio",
+        working_set=1.0,
+        seed=0,
+        pin_memory=pin,
     )
     for epoch in range(3):
         for x, y in loader:
             ids = loader.last.served
             want = torch.stack([ds[i][0] for i in ids.tolist()])
             assert x.dtype == dtype and x.is_contiguous() and torch.equal(_bits(x), _bits(want))
-            assert torch.equal(y, torch.as_tensor([ds.targets[i] for i in ids.tolist()]))
+            assert y.dtype == torch.int64 and torch.equal(
+                y, torch.as_tensor([ds.targets[i] for i in ids.tolist()])
+            )
         st = loader.stats()["epoch"]
         assert st["hits"] == (len(ds) if epoch else 0) and st["lost_hits"] == 0
     loader.close()

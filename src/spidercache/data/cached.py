@@ -261,14 +261,32 @@ class _Executed(list):
         self.stacked = stacked  # the samples stacked, when they already are (see CachedDataset._stacked)
 
 
+class LabelsOf:
+    """Stands, on its way from a worker, for the label tensor of a stacked batch (see ``Collate``).
+
+    ``CachedLoader`` replaces it by ``default_collate`` of the labels of
+    ``ids`` (the loader's ``labels``, the ones the worker's items carry).
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+
+
 class Collate:
     """collate_fn of the loader: the user's collate over the items, plus the batch's meta."""
 
-    def __init__(self, collate_fn: Callable | None) -> None:
+    def __init__(self, collate_fn: Callable | None, labels_in_main: bool = False) -> None:
         self.collate_fn = collate_fn or torch.utils.data.default_collate
+        # a worker's stacked batch may leave its labels to the main process (not when the
+        # DataLoader pins batches: it would not pin a tensor made after its pin thread)
+        self.labels_in_main = bool(labels_in_main)
 
     def __call__(self, batch: _Executed):
         if batch.stacked is not None and self.collate_fn is torch.utils.data.default_collate:
             # what default_collate gives for (tensor, label) items: [stacked samples, collated labels]
+            if self.labels_in_main and torch.utils.data.get_worker_info() is not None:
+                # the labels are known to the loader's main process: it builds their tensor there,
+                # so a batch crosses from the worker as one shared tensor, not two
+                return [batch.stacked, LabelsOf(batch.meta.served)], batch.meta
             return [batch.stacked, self.collate_fn([y for _, y in batch])], batch.meta
         return self.collate_fn(list(batch)), batch.meta
