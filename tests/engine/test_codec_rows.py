@@ -50,7 +50,7 @@ def _store(values, compress_at=7):
     return st, blobs
 
 
-@pytest.mark.parametrize("split", [0, 17, 64, 80, 4096])
+@pytest.mark.parametrize("split", [0, 17, 48, 64, 80, 4096])
 def test_rows_decode_like_decode_for_any_cut(split):
     values = _values(np.random.default_rng(0))
     st, blobs = _store(values)
@@ -62,6 +62,8 @@ def test_rows_decode_like_decode_for_any_cut(split):
     if split == 64:  # the 3x8x8 uint8 tensors' payload offset: runs decode as views of one tensor
         assert [r.positions.tolist() for r in got.runs] == [[0, 1, 2, 8, 9, 10], [3]]
         assert got.values[9].data_ptr() == got.runs[0].batch[4].data_ptr()
+    if split == 48:  # the int16 array's payload offset: a run of one numpy array, read-only as decode's
+        assert [r.positions.tolist() for r in got.runs] == [[4]] and not got.values[4].flags.writeable
     assert got.split in {codec.header_size(b) for b in blobs}  # where the next batch is cut
 
 
