@@ -67,6 +67,12 @@ class KeyOf:
     def __call__(self, i: int):
         return int(i) if self.prefix is None else f"{self.prefix}:{int(i)}"
 
+    def many(self, ids: np.ndarray) -> list:
+        """``[self(i) for i in ids]`` (the ids themselves for a private store)."""
+        if self.prefix is None:
+            return ids.tolist()
+        return [f"{self.prefix}:{i}" for i in ids.tolist()]
+
 
 def check_item(item: Any, index: int) -> tuple[Any, Any]:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -200,7 +206,11 @@ class CachedDataset(torch.utils.data.Dataset):
             )
         ex = execute(plan, self.stores, self.load, self.key, self.write_back)
         keep = np.asarray([v is not None for v in ex.values], np.bool_)
-        items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
+        stacked = self._stacked(ex)
+        if stacked is not None:  # item(v, i) of these values: (v, label), nothing to copy or transform
+            items = list(zip(ex.values, self.labels[ex.served].tolist()))
+        else:
+            items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
         meta = BatchMeta(
             plan.requested[keep],
             ex.served[keep],
@@ -213,7 +223,22 @@ class CachedDataset(torch.utils.data.Dataset):
             int((~keep).sum()),
             ex.written,
         )
-        return _Executed(items, meta)
+        return _Executed(items, meta, stacked)
+
+    def _stacked(self, ex):
+        """The batch's samples as one tensor when they are, in order, the rows of one decoded run.
+
+        That is a warm batch: every value a verified hit, decoded together by
+        ``codec_rows`` as views of one contiguous tensor; with no ``transform``
+        the samples are those views, so stacking them would copy that tensor.
+        """
+        if len(ex.runs) != 1 or self.transform is not None or self.cache != "decoded" or self.labels is None:
+            return None
+        run = ex.runs[0]
+        n = len(ex.values)
+        if ex.lost or run.positions.size != n or not isinstance(run.batch, torch.Tensor):
+            return None
+        return run.batch if bool((run.positions == np.arange(n)).all()) else None
 
 
 def _nbytes(v: Any) -> int:
@@ -230,16 +255,38 @@ def _nbytes(v: Any) -> int:
 class _Executed(list):
     """The items of one batch plus their ``BatchMeta`` (what ``__getitems__`` hands the collate)."""
 
-    def __init__(self, items: list, meta: BatchMeta) -> None:
+    def __init__(self, items: list, meta: BatchMeta, stacked: torch.Tensor | None = None) -> None:
         super().__init__(items)
         self.meta = meta
+        self.stacked = stacked  # the samples stacked, when they already are (see CachedDataset._stacked)
+
+
+class LabelsOf:
+    """Stands, on its way from a worker, for the label tensor of a stacked batch (see ``Collate``).
+
+    ``CachedLoader`` replaces it by ``default_collate`` of the labels of
+    ``ids`` (the loader's ``labels``, the ones the worker's items carry).
+    """
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
 
 
 class Collate:
     """collate_fn of the loader: the user's collate over the items, plus the batch's meta."""
 
-    def __init__(self, collate_fn: Callable | None) -> None:
+    def __init__(self, collate_fn: Callable | None, labels_in_main: bool = False) -> None:
         self.collate_fn = collate_fn or torch.utils.data.default_collate
+        # a worker's stacked batch may leave its labels to the main process (not when the
+        # DataLoader pins batches: it would not pin a tensor made after its pin thread)
+        self.labels_in_main = bool(labels_in_main)
 
     def __call__(self, batch: _Executed):
+        if batch.stacked is not None and self.collate_fn is torch.utils.data.default_collate:
+            # what default_collate gives for (tensor, label) items: [stacked samples, collated labels]
+            if self.labels_in_main and torch.utils.data.get_worker_info() is not None:
+                # the labels are known to the loader's main process: it builds their tensor there,
+                # so a batch crosses from the worker as one shared tensor, not two
+                return [batch.stacked, LabelsOf(batch.meta.served)], batch.meta
+            return [batch.stacked, self.collate_fn([y for _, y in batch])], batch.meta
         return self.collate_fn(list(batch)), batch.meta

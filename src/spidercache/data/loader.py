@@ -23,7 +23,7 @@ from ..engine import codec
 from ..engine.plan import Planner
 from ..errors import UserError
 from .budget import estimate, size_cache, slot_delay
-from .cached import BatchMeta, CachedDataset, Collate, KeyOf
+from .cached import BatchMeta, CachedDataset, Collate, KeyOf, LabelsOf
 from .policies import make_training_policy, policy_class
 from .policies.base import TrainingPolicy
 from .samplers import PlanningBatchSampler
@@ -186,7 +186,7 @@ class CachedLoader:
             self.dataset,
             self.batch_sampler,
             int(num_workers),
-            Collate(collate_fn),
+            Collate(collate_fn, labels_in_main=not pin_memory),
             pin_memory,
             prefetch,
             persistent_workers,
@@ -259,6 +259,8 @@ class CachedLoader:
                 out, meta = next(it)
             except StopIteration:
                 break
+            if isinstance(out, list) and len(out) == 2 and isinstance(out[1], LabelsOf):
+                out[1] = self._label_tensor(out[1].ids)
             wait = time.perf_counter() - t0
             self.current.data_wait_seconds += wait
             self.total.data_wait_seconds += wait
@@ -270,6 +272,10 @@ class CachedLoader:
             yield out
         self.epoch_stats = self.current
         self._next_epoch = epoch + 1
+
+    def _label_tensor(self, ids: np.ndarray) -> torch.Tensor:
+        """``default_collate`` of the labels of ``ids`` (ints: one int64 tensor)."""
+        return torch.utils.data.default_collate(self.labels[ids].tolist())
 
     def update(self, losses, ids=None, embeddings=None) -> None:
         """Per-sample losses of the batch just yielded (no-op for policies that keep no scores)."""

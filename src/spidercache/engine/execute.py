@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import StoreUnavailable
-from . import codec
+from . import codec, codec_rows
 from .backoff import Backoff
 from .plan import BatchPlan
 
@@ -48,6 +48,7 @@ class StoreHandle:
 
     def _reset(self) -> None:
         self.partial_errors = 0  # failed servers behind the last call that still answered
+        self.row_split = 0  # where get_rows cuts values: the last batch's payload offset
         self._store = None
         self._pid = os.getpid()
         self.backoff = Backoff(*self.retry)
@@ -78,6 +79,17 @@ class StoreHandle:
         self.backoff.succeeded()
         return result
 
+    def offers(self, method: str) -> bool:
+        """Whether the store, once open, has ``method`` (e.g. the slot store's ``get_rows``)."""
+        if self._pid != os.getpid():
+            self._reset()
+        if self._store is None and not self.backoff.down:
+            try:
+                self._store = self.opener()
+            except StoreUnavailable:
+                self._drop()
+        return callable(getattr(self._store, method, None))
+
     def _drop(self) -> None:
         self.backoff.failed()
         st, self._store = self._store, None
@@ -106,6 +118,7 @@ class Executed:
     source_reads: int = 0
     source_seconds: float = 0.0
     written: dict = field(default_factory=dict)  # id -> encoded bytes stored
+    runs: list = field(default_factory=list)  # codec_rows.Run: hits decoded as views of one array
 
 
 def _levels(n: int, level: np.ndarray | None, n_levels: int):
@@ -115,31 +128,48 @@ def _levels(n: int, level: np.ndarray | None, n_levels: int):
     return [(int(x), np.flatnonzero(lv == x)) for x in np.unique(lv)]
 
 
+def _keys(key: Callable, ids: np.ndarray) -> list:
+    many = getattr(key, "many", None)  # a key function that maps a whole batch at once
+    return many(ids) if many is not None else [key(i) for i in ids.tolist()]
+
+
 def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Callable, values: list):
-    """Read the hits at ``pos``; returns (positions that failed, store errors)."""
-    failed, errors = [], 0
+    """Read the hits at ``pos``; returns (positions that failed, store errors, runs decoded as one array)."""
+    failed, errors, runs = [], 0, []
     lv = None if plan.level is None else plan.level[pos]
     for level, sub in _levels(pos.size, lv, len(stores)):
         p = pos[sub]
-        raw = stores[level].call("get_many", [key(i) for i in plan.served[p].tolist()])
-        if raw is DOWN:
+        st = stores[level]
+        keys = _keys(key, plan.served[p])
+        rows, raw = None, None
+        if st.offers("get_rows"):
+            rows = st.call("get_rows", keys, st.row_split)
+        else:
+            raw = st.call("get_many", keys)
+        if rows is DOWN or raw is DOWN:
             errors += 1
             failed.extend(p.tolist())
             continue
-        errors += stores[level].partial_errors
+        errors += st.partial_errors
+        if raw is None:
+            got = codec_rows.decode_rows(*rows)
+            st.row_split = got.split
+            errors += len(got.bad)
+            runs += [codec_rows.Run(p[r.positions], r.batch) for r in got.runs]
+            failed += [k for k, v in zip(p.tolist(), got.values) if v is None]
+            for k, v in zip(p.tolist(), got.values):
+                values[k] = v
+            continue
         got, bad = codec.decode_many([b for b in raw if b is not None])
         errors += len(bad)
         decoded = iter(got)
         for k, buf in zip(p.tolist(), raw):
-            if buf is None:
-                failed.append(k)
-                continue
-            v = next(decoded)
+            v = None if buf is None else next(decoded)
             if v is None:
                 failed.append(k)
             else:
                 values[k] = v
-    return np.asarray(failed, np.int64), errors
+    return np.asarray(failed, np.int64), errors, runs
 
 
 def execute(
@@ -159,12 +189,14 @@ def execute(
         # a hit on an id this very batch admits is copied from the loaded value
         same = np.isin(served[hit_pos], served[plan.admit])
         in_batch, hit_pos = hit_pos[same], hit_pos[~same]
-    failed, errors = _read(plan, hit_pos, stores, key, values) if hit_pos.size and stores else (hit_pos, 0)
+    failed, errors, runs = (
+        _read(plan, hit_pos, stores, key, values) if hit_pos.size and stores else (hit_pos, 0, [])
+    )
     if failed.size:  # a failed stand-in is pointless: read what was asked for instead
         served[failed] = np.where(sub[failed], plan.requested[failed], served[failed])
         hit[failed] = sub[failed] = False
     miss_pos = np.union1d(np.flatnonzero(~hit), in_batch)
-    out = Executed(values, served, hit, sub, lost=int(failed.size), store_errors=errors)
+    out = Executed(values, served, hit, sub, lost=int(failed.size), store_errors=errors, runs=runs)
     if miss_pos.size:
         uniq, inv = np.unique(served[miss_pos], return_inverse=True)
         t0 = time.perf_counter()
@@ -181,7 +213,7 @@ def execute(
             out.store_errors += _write(plan, served, want, values, stores, key, out.written)
     if stores and plan.evict.size:
         for st in stores:  # an evicted id may sit on any level: drop it everywhere
-            if st.call("delete_many", [key(i) for i in plan.evict.tolist()]) is DOWN:
+            if st.call("delete_many", _keys(key, plan.evict)) is DOWN:
                 out.store_errors += 1
     return out
 
@@ -198,7 +230,9 @@ def _write(plan, served, want, values, stores, key, written: dict) -> int:
     for level, sub in _levels(pos.size, lv, len(stores)):
         p = pos[sub]
         blobs = [codec.encode(values[k]) for k in p.tolist()]
-        ok = stores[level].call("put_many", [key(i) for i in served[p].tolist()], blobs)
+        if blobs:  # the next reads cut values where these payloads start
+            stores[level].row_split = codec.header_size(blobs[0])
+        ok = stores[level].call("put_many", _keys(key, served[p]), blobs)
         if ok is DOWN:
             errors += 1
             continue
