@@ -121,7 +121,8 @@ def memcached_pool_fn(tmp_path):
 
 @pytest.fixture(scope="module")
 def cache_server(tmp_path_factory):
-    """One cache server (256 MB, spill allowed) shared by a module's tests; each test makes its own session."""
+    """One cache server (256 MB, spill allowed) shared by a module's tests; each test makes its own
+    session."""
     home = tmp_path_factory.mktemp("cache-home")
     proc = servers.start_cache_server(home, "-m", "256M", "-s", str(home / "spill"))
     yield proc

@@ -23,8 +23,12 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 OK, MISSING, WARN = "ok", "missing", "warn"
-FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 
@@ -48,7 +52,9 @@ def _torch() -> Check:
     try:
         torch = importlib.import_module("torch")
     except ImportError:
-        return Check("torch", MISSING, "not installed; `pip install torch==2.13.0` (the CPU wheel) or `make setup`")
+        return Check(
+            "torch", MISSING, "not installed; `pip install torch==2.13.0` (the CPU wheel) or `make setup`"
+        )
     cuda = getattr(torch.version, "cuda", None)
     build = f"CUDA {cuda}" if cuda else "CPU build"
     return Check("torch", OK, f"{torch.__version__} ({build})")
@@ -68,12 +74,15 @@ def _module(name: str, why: str) -> Callable[[], Check]:
 def _server_binary(binary: str, debian: str, why: str) -> Callable[[], Check]:
     def check() -> Check:
         path = shutil.which(binary) or next(
-            (p for p in (f"/usr/bin/{binary}", f"/usr/sbin/{binary}") if os.access(p, os.X_OK)), None)
+            (p for p in (f"/usr/bin/{binary}", f"/usr/sbin/{binary}") if os.access(p, os.X_OK)), None
+        )
         if path is None:
             return Check(binary, MISSING, f"not found; `apt-get install {debian}` (needed for {why})")
         try:
             out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-            version = (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else path
+            version = (
+                (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else path
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return Check(binary, WARN, f"{path} does not run: {exc}")
         return Check(binary, OK, version)
@@ -84,9 +93,12 @@ def _server_binary(binary: str, debian: str, why: str) -> Callable[[], Check]:
 def _fashion_mnist() -> Check:
     missing = [f for f in FASHION_MNIST_FILES if not os.path.isfile(os.path.join(FASHION_MNIST_ROOT, f))]
     if missing:
-        return Check("fashion-mnist", MISSING,
-                     f"{len(missing)} of 4 files missing under {FASHION_MNIST_ROOT}; "
-                     "`apt-get install dataset-fashion-mnist` (the embedded default dataset)")
+        return Check(
+            "fashion-mnist",
+            MISSING,
+            f"{len(missing)} of 4 files missing under {FASHION_MNIST_ROOT}; "
+            "`apt-get install dataset-fashion-mnist` (the embedded default dataset)",
+        )
     return Check("fashion-mnist", OK, FASHION_MNIST_ROOT)
 
 
@@ -94,8 +106,11 @@ def _shared_memory() -> Check:
     try:
         st = os.statvfs("/dev/shm")
     except OSError as exc:
-        return Check("shared memory", MISSING, f"/dev/shm unavailable ({exc}); loader workers and the "
-                                               "server's shared-memory path need it")
+        return Check(
+            "shared memory",
+            MISSING,
+            f"/dev/shm unavailable ({exc}); loader workers and the server's shared-memory path need it",
+        )
     free = st.f_bavail * st.f_frsize
     gib = free / 2**30
     status = OK if free >= 2**30 else WARN

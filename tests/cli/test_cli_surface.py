@@ -9,7 +9,9 @@ import pytest
 
 def spidercache(*args):
     # stdout and stderr are pipes here, as in CI logs and `| grep`.
-    return subprocess.run([sys.executable, "-m", "spidercache", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "spidercache", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 # Bad flag values that typer used to answer with a multi-line usage box.
@@ -62,7 +64,16 @@ def test_doctor_reports_every_part_on_one_line_each():
     import json
 
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
-    for name in ("python", "torch", "numba", "redis-server", "memcached", "fashion-mnist", "shared memory", "gpu"):
+    for name in (
+        "python",
+        "torch",
+        "numba",
+        "redis-server",
+        "memcached",
+        "fashion-mnist",
+        "shared memory",
+        "gpu",
+    ):
         assert name in checks
     # the test machines have what `make test` installs
     assert checks["redis-server"]["status"] == "ok" and checks["torch"]["status"] == "ok"
@@ -72,12 +83,15 @@ def test_doctor_reports_every_part_on_one_line_each():
 
 
 def test_top_level_exports_load_lazily():
-    code = ("import sys, spidercache; assert 'torch' not in sys.modules; "
-            "from spidercache import Cache, make_policy, open_store, UserError; "
-            "c = Cache(make_policy('lru', 4), open_store('memory:1')); "
-            "assert c.get_or_load([1, 2], lambda ids: [bytes([i]) for i in ids]) == [b'\\x01', b'\\x02']; "
-            "assert 'torch' not in sys.modules; "
-            "assert set(spidercache.__all__) >= {'CachedLoader', 'CachedEmbeddingBag', 'WeightCache', 'DatasetCache'}")
+    code = (
+        "import sys, spidercache; assert 'torch' not in sys.modules; "
+        "from spidercache import Cache, make_policy, open_store, UserError; "
+        "c = Cache(make_policy('lru', 4), open_store('memory:1')); "
+        "assert c.get_or_load([1, 2], lambda ids: [bytes([i]) for i in ids]) == [b'\\x01', b'\\x02']; "
+        "assert 'torch' not in sys.modules; "
+        "assert set(spidercache.__all__) >= "
+        "{'CachedLoader', 'CachedEmbeddingBag', 'WeightCache', 'DatasetCache'}"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -92,14 +106,36 @@ def test_every_top_level_export_resolves():
 def test_historical_underscore_flags_are_hidden_aliases():
     from spidercache.cli import canonical_flags
 
-    argv = ["train", "--batch_size", "64", "--working_set_size=0.2", "--cache_nodes", "2", "a_b", "--", "--x_y"]
+    argv = [
+        "train",
+        "--batch_size",
+        "64",
+        "--working_set_size=0.2",
+        "--cache_nodes",
+        "2",
+        "a_b",
+        "--",
+        "--x_y",
+    ]
     assert canonical_flags(argv) == [
-        "train", "--batch-size", "64", "--working-set=0.2", "--cache-nodes", "2", "a_b", "--", "--x_y"
+        "train",
+        "--batch-size",
+        "64",
+        "--working-set=0.2",
+        "--cache-nodes",
+        "2",
+        "a_b",
+        "--",
+        "--x_y",
     ]
     proc = spidercache("train", "--batch_size", "abc")
     assert proc.returncode == 2 and "--batch-size" in proc.stderr, proc.stderr
     help_text = spidercache("train", "--help").stdout
-    assert "--batch-size" in help_text and "--batch_size" not in help_text and "--working_set_size" not in help_text
+    assert (
+        "--batch-size" in help_text
+        and "--batch_size" not in help_text
+        and "--working_set_size" not in help_text
+    )
 
 
 def test_front_end_packages_export_their_classes():

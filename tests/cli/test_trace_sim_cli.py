@@ -17,14 +17,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROW_KEYS = {"policy", "cache_size", "unit", "capacity", "requests", "hits", "hit_ratio", "byte_hit_ratio",
-            "seconds", "sim_seconds", "requests_per_second", "state_bytes"}
+ROW_KEYS = {
+    "policy",
+    "cache_size",
+    "unit",
+    "capacity",
+    "requests",
+    "hits",
+    "hit_ratio",
+    "byte_hit_ratio",
+    "seconds",
+    "sim_seconds",
+    "requests_per_second",
+    "state_bytes",
+}
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "spidercache", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "spidercache", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 def plain_lru_hits(keys, capacity: int) -> int:
@@ -45,8 +63,21 @@ def plain_lru_hits(keys, capacity: int) -> int:
 @pytest.fixture(scope="module")
 def zipf_trace(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trace") / "zipf.npy"
-    r = run_cli("trace", "gen", "zipf", "--alpha", "0.8", "--keys", "500", "--requests", "20000",
-                "--seed", "3", "-o", out)
+    r = run_cli(
+        "trace",
+        "gen",
+        "zipf",
+        "--alpha",
+        "0.8",
+        "--keys",
+        "500",
+        "--requests",
+        "20000",
+        "--seed",
+        "3",
+        "-o",
+        out,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -59,10 +90,42 @@ def test_trace_gen_writes_the_requested_trace(zipf_trace: Path) -> None:
     # Same seed, same trace; another seed, another trace.
     again = zipf_trace.with_name("again.npy")
     other = zipf_trace.with_name("other.npy")
-    assert run_cli("trace", "gen", "zipf", "--alpha", "0.8", "--keys", "500", "--requests", "20000",
-                   "--seed", "3", "-o", again).returncode == 0
-    assert run_cli("trace", "gen", "zipf", "--alpha", "0.8", "--keys", "500", "--requests", "20000",
-                   "--seed", "4", "-o", other).returncode == 0
+    assert (
+        run_cli(
+            "trace",
+            "gen",
+            "zipf",
+            "--alpha",
+            "0.8",
+            "--keys",
+            "500",
+            "--requests",
+            "20000",
+            "--seed",
+            "3",
+            "-o",
+            again,
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            "trace",
+            "gen",
+            "zipf",
+            "--alpha",
+            "0.8",
+            "--keys",
+            "500",
+            "--requests",
+            "20000",
+            "--seed",
+            "4",
+            "-o",
+            other,
+        ).returncode
+        == 0
+    )
     assert np.array_equal(np.load(again), keys)
     assert not np.array_equal(np.load(other), keys)
 
@@ -173,8 +236,20 @@ BAD_INPUTS = [
     (["sim", "{tmp}/bad.lis"], "line 1"),
     (["sim", "{tmp}/ok.npy", "--workers", "-1"], "workers"),
     (["trace", "gen", "zipf", "--keys", "abc", "-o", "{tmp}/z.npy"], "keys"),
-    (["bench", "sim", "--trace", "{tmp}/ok.npy", "--policy", "lru", "--cache-size", "0",
-      "--no-write-docs"], "cache size"),
+    (
+        [
+            "bench",
+            "sim",
+            "--trace",
+            "{tmp}/ok.npy",
+            "--policy",
+            "lru",
+            "--cache-size",
+            "0",
+            "--no-write-docs",
+        ],
+        "cache size",
+    ),
 ]
 
 
@@ -199,8 +274,17 @@ def test_bad_input_is_one_line_exit_2(bad_dir: Path, args: list[str], needle: st
 def test_every_policy_runs_byte_sized(bad_dir: Path) -> None:
     # (once refused for LFU, ARC, S3-FIFO and OPT; a policy without a byte-sized form still is,
     # see tests/sim/test_sized_policies.py)
-    r = run_cli("sim", bad_dir / "sized.npy", "--cache-size", "25", "--bytes", "--json", "--no-keep-dense",
-                "--policy", "lru,fifo,lfu,arc,s3fifo,opt,sieve,clock,twoq,gdsf,wtinylfu")
+    r = run_cli(
+        "sim",
+        bad_dir / "sized.npy",
+        "--cache-size",
+        "25",
+        "--bytes",
+        "--json",
+        "--no-keep-dense",
+        "--policy",
+        "lru,fifo,lfu,arc,s3fifo,opt,sieve,clock,twoq,gdsf,wtinylfu",
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert len(rows) == 11
@@ -209,8 +293,21 @@ def test_every_policy_runs_byte_sized(bad_dir: Path) -> None:
 
 def test_bench_sim_small_run_writes_docs(tmp_path: Path) -> None:
     docs = tmp_path / "bench" / "sim.md"
-    r = run_cli("bench", "sim", "--requests", "30000", "--policy", "lru,fifo",
-                "--cache-size", "0.05,0.2", "--repeat", "1", "--json", "--docs-path", docs)
+    r = run_cli(
+        "bench",
+        "sim",
+        "--requests",
+        "30000",
+        "--policy",
+        "lru,fifo",
+        "--cache-size",
+        "0.05,0.2",
+        "--repeat",
+        "1",
+        "--json",
+        "--docs-path",
+        docs,
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [row["policy"] for row in rows] == ["lru", "lru", "fifo", "fifo", "sweep"]
@@ -232,8 +329,20 @@ def test_bench_sim_small_run_writes_docs(tmp_path: Path) -> None:
 
 
 def test_bench_sim_with_byte_capacities_matches_byte_hit_ratios(tmp_path: Path) -> None:
-    r = run_cli("bench", "sim", "--requests", "30000", "--policy", "lru", "--cache-size", "64KiB,1MiB",
-                "--repeat", "1", "--json", "--no-write-docs")
+    r = run_cli(
+        "bench",
+        "sim",
+        "--requests",
+        "30000",
+        "--policy",
+        "lru",
+        "--cache-size",
+        "64KiB,1MiB",
+        "--repeat",
+        "1",
+        "--json",
+        "--no-write-docs",
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     for row in rows[:-1]:
@@ -246,8 +355,20 @@ def test_sim_byte_capacities_and_unsigned_csv(tmp_path: Path) -> None:
     path = tmp_path / "sized.csv"
     rows = [(2**64 - 1, 300), (5, 100), (2**64 - 1, 300), (9, 250), (5, 100), (2**64 - 1, 300)]
     path.write_text("time,obj_id,obj_size\n" + "".join(f"{i},{k},{z}\n" for i, (k, z) in enumerate(rows)))
-    r = run_cli("sim", path, "--column", "obj_id", "--size-column", "obj_size", "--policy", "lru",
-                "--cache-size", "400,1e30", "--bytes", "--json")
+    r = run_cli(
+        "sim",
+        path,
+        "--column",
+        "obj_id",
+        "--size-column",
+        "obj_size",
+        "--policy",
+        "lru",
+        "--cache-size",
+        "400,1e30",
+        "--bytes",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     small, huge = json.loads(r.stdout)
     # 400 bytes: big (300) in; 5 (100) in: full; big hits; 9 (250) evicts 5 then big; 5 in (350);
@@ -255,8 +376,9 @@ def test_sim_byte_capacities_and_unsigned_csv(tmp_path: Path) -> None:
     assert small["hits"] == 1 and small["unit"] == "bytes"
     assert small["byte_hit_ratio"] == pytest.approx(300 / 1350)
     assert huge["hits"] == 3 and huge["byte_hit_ratio"] == pytest.approx(700 / 1350)  # everything fits
-    r = run_cli("trace", "convert", path, "--column", "obj_id", "--size-column", "obj_size",
-                "-o", tmp_path / "c.npy")
+    r = run_cli(
+        "trace", "convert", path, "--column", "obj_id", "--size-column", "obj_size", "-o", tmp_path / "c.npy"
+    )
     assert r.returncode == 0, r.stderr
     assert np.load(tmp_path / "c.npy").view(np.uint64)[0] == 2**64 - 1
     assert np.load(tmp_path / "c.sizes.npy").tolist() == [z for _, z in rows]

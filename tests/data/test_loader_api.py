@@ -38,7 +38,7 @@ def test_two_workers_reads_after_warmup_equal_misses_and_values_equal_the_source
     )
     assert isinstance(loader.dataset, torch.utils.data.Dataset) and len(loader.dataset) == len(ds)
     rng = np.random.default_rng(0)
-    for epoch in range(3):
+    for _epoch in range(3):
         before = ds.reads.value
         for x, y in loader:  # what a DataLoader with default_collate yields
             ids = loader.last.served

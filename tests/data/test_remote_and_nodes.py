@@ -11,11 +11,11 @@ import threading
 import numpy as np
 import pytest
 import torch
+from test_train_cli import cli
 
 import spidercache
 from spidercache.errors import UserError
 from spidercache.testing import servers
-from test_train_cli import cli
 
 
 def write_tree(root, n_per_class=12, size=20, classes=("a", "b", "c")):

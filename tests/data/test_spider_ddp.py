@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import redis
+from tiny_npz import make_npz
 
 from spidercache.testing.servers import free_port
-from tiny_npz import make_npz
 
 
 def test_two_ranks_train_with_spider_and_share_the_split_through_redis(tmp_path, redis_server):

@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_npz import make_npz
 
 from spidercache.data import ImageFolder, open_splits
 from spidercache.data.datasets import CIFAR, NpzDataset
-from tiny_npz import make_npz
 
 PY = sys.executable
 

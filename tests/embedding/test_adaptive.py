@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from spidercache.embedding import families
 from spidercache.embedding.adaptive import Learned
 from spidercache.embedding.admit import AdmitLRU

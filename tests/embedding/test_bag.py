@@ -115,7 +115,7 @@ def test_lr_follows_the_optimizer_and_its_scheduler():
     ref_opt = torch.optim.SGD(ref.parameters(), lr=0.2)
     ref_sched = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda e: 0.5**e)
     for m, o, s in ((bag, opt, sched), (ref, ref_opt, ref_sched)):
-        for step in range(4):
+        for _step in range(4):
             m(torch.tensor([1, 2, 3, 40]), torch.tensor([0, 2])).sum().backward()
             o.step()
             o.zero_grad()

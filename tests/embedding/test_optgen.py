@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spidercache.embedding.optgen import belady_hits, optgen, python_belady
 from spidercache.engine.ids import remap_trace

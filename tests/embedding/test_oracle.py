@@ -1,14 +1,30 @@
 import numpy as np
-from spidercache.embedding.oracle import (GeneratorTruth, generate_with_rates, oracle_hits, posterior_table,
-                                          sampled_oracle_hits)
+
 from spidercache.embedding.optgen import belady_hits
+from spidercache.embedding.oracle import (
+    GeneratorTruth,
+    generate_with_rates,
+    oracle_hits,
+    posterior_table,
+    sampled_oracle_hits,
+)
 from spidercache.embedding.traces import GenConfig, generate, table_of
 from spidercache.engine.ids import remap_trace
 
 
 def _cfg(**kw):
-    base = dict(tables=2, rows=300, batch_size=8, pooling=4.0, batches=40, burst_rate=0.3, burst_rows=8,
-                drift=0.01, one_off=0.1, seed=3)
+    base = dict(
+        tables=2,
+        rows=300,
+        batch_size=8,
+        pooling=4.0,
+        batches=40,
+        burst_rate=0.3,
+        burst_rows=8,
+        drift=0.01,
+        one_off=0.1,
+        seed=3,
+    )
     return GenConfig(**{**base, **kw})
 
 
@@ -32,9 +48,11 @@ def _python_oracle(keys, events, cfg, cap):
             continue
         hits.append(False)
         if len(resident) >= cap:
+
             def rate_of(q):
                 qt, qr = q >> 40, q & ((1 << 40) - 1)
                 return rates.get(qt * cfg.rows + qr, 0.0) if qr < cfg.rows else 0.0
+
             low = min(rate_of(q) for q in resident)
             if rx <= low:
                 continue
@@ -111,6 +129,7 @@ def test_headroom_command_rows(capsys):
     import json
 
     import pytest
+
     from spidercache.cli import main
 
     with pytest.raises(SystemExit) as exc:

@@ -4,11 +4,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
 from spidercache.embedding.models import ModelConfig, load_model
 from spidercache.embedding.traces import GenConfig, generate
 from spidercache.embedding.train import train
@@ -41,9 +41,7 @@ def tiny(tmp_path_factory):
     train(
         keys,
         d / "model",
-        ModelConfig(
-            model="cache", steps=60, checkpoint_every=30, hidden_size=8, batch_size=512
-        ),
+        ModelConfig(model="cache", steps=60, checkpoint_every=30, hidden_size=8, batch_size=512),
     )
     train(
         keys,
@@ -80,7 +78,7 @@ def test_learned_policies_keep_capacity_and_report_evictions(tiny):
             200,
             n,
             model=cache,
-            on_evict=lambda e: evicted.extend(e.tolist()),
+            on_evict=lambda e, evicted=evicted: evicted.extend(e.tolist()),
             **kw,
         )
         for s in range(0, ids.size, 1000):
@@ -121,20 +119,12 @@ def test_decay_ordering_equals_python_lrfu_and_next_use_ordering_runs(tiny):
     d, keys = tiny
     ids, n = remap_trace(keys[:6000])
     cache = load_model(d / "model")
-    pol = make_policy(
-        "learned+offline", 150, n, model=cache, model_weight=0.0, decay_tau=2.0
-    )
-    got = np.concatenate(
-        [pol.access(ids[s : s + 700]) for s in range(0, ids.size, 700)]
-    )
+    pol = make_policy("learned+offline", 150, n, model=cache, model_weight=0.0, decay_tau=2.0)
+    got = np.concatenate([pol.access(ids[s : s + 700]) for s in range(0, ids.size, 700)])
     assert np.array_equal(got, _python_lrfu(ids, 150, 2.0 * 150))
     # the model's offset changes decisions (a weight that did nothing would pass silently)
-    weighted = make_policy(
-        "learned+offline", 150, n, model=cache, model_weight=3.0, decay_tau=2.0
-    )
-    other = np.concatenate(
-        [weighted.access(ids[s : s + 700]) for s in range(0, ids.size, 700)]
-    )
+    weighted = make_policy("learned+offline", 150, n, model=cache, model_weight=3.0, decay_tau=2.0)
+    other = np.concatenate([weighted.access(ids[s : s + 700]) for s in range(0, ids.size, 700)])
     assert not np.array_equal(other, got)
     old = make_policy("learned+offline", 150, n, model=cache, ordering="next_use")
     old.access(ids)
@@ -174,9 +164,7 @@ def test_eval_json_rows_and_gap(tiny):
         } <= set(row)
     by = {(x["policy"], x["cache_size"]): x for x in rows}
     best = by[("lru", 0.1)]["best_heuristic"]
-    assert (
-        by[(best, 0.1)]["gap_closed"] == 0.0 and by[("opt", 0.1)]["gap_closed"] == 1.0
-    )
+    assert by[(best, 0.1)]["gap_closed"] == 0.0 and by[("opt", 0.1)]["gap_closed"] == 1.0
     top = max(
         (x for x in rows if x["cache_size"] == 0.1 and x["policy"] != "opt"),
         key=lambda x: x["hit_ratio"],
@@ -328,11 +316,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
-    while (
-        not (out / "checkpoint.pt").exists()
-        and time.time() < deadline
-        and proc.poll() is None
-    ):
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -347,9 +331,7 @@ def test_kill_minus_9_then_resume_equals_uninterrupted(tmp_path):
     a, b = load_model(out), load_model(ref)
     for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(va, vb), k
-    assert (out / "loss.png").exists() and json.loads(
-        (out / "config.json").read_text()
-    )["seed"] == 7
+    assert (out / "loss.png").exists() and json.loads((out / "config.json").read_text())["seed"] == 7
 
 
 def test_family_then_eval_without_a_model_names_the_winner(tmp_path, capsys):
@@ -367,20 +349,14 @@ def test_family_then_eval_without_a_model_names_the_winner(tmp_path, capsys):
     from spidercache.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main(
-            ["embed", "eval", str(tmp_path / "f.npy"), "--cache-size", "0.1", "--json"]
-        )
+        main(["embed", "eval", str(tmp_path / "f.npy"), "--cache-size", "0.1", "--json"])
     assert exc.value.code in (0, None)
     rows = json.loads(capsys.readouterr().out)
     by = {r["policy"]: r for r in rows}
     assert set(by) == {"lru", "lfu", "arc", "s3fifo", "opt", "learned"}
     best = by["learned"]["best_heuristic"]
-    assert by[best]["hit_ratio"] == max(
-        by[h]["hit_ratio"] for h in ("lru", "lfu", "arc", "s3fifo")
-    )
+    assert by[best]["hit_ratio"] == max(by[h]["hit_ratio"] for h in ("lru", "lfu", "arc", "s3fifo"))
     from spidercache.embedding.adaptive import DEFAULT_EXPERTS
 
     assert by["learned"]["leader"] in DEFAULT_EXPERTS
-    assert (
-        by["learned"]["hit_ratio"] >= by[best]["hit_ratio"] - 0.02
-    )  # a short trace: warm-up included
+    assert by["learned"]["hit_ratio"] >= by[best]["hit_ratio"] - 0.02  # a short trace: warm-up included

@@ -60,14 +60,10 @@ def test_slrfu_matches_a_plain_python_reference_hit_for_hit():
     for cap, tau, k in ((50, 32.0, 64), (400, 2.0, 8)):
         got = np.concatenate([SampledLRFU(cap, n, tau=tau, k=k).access(ids)])
         pol = SampledLRFU(cap, n, tau=tau, k=k)
-        batched = np.concatenate(
-            [pol.access(ids[s : s + 999]) for s in range(0, ids.size, 999)]
-        )
+        batched = np.concatenate([pol.access(ids[s : s + 999]) for s in range(0, ids.size, 999)])
         want = _reference(ids, cap, tau, k)
         assert np.array_equal(got, want) and np.array_equal(batched, want)
-        assert pol.size == cap and set(pol.resident_ids().tolist()) == set(
-            np.flatnonzero(pol._where > 0)
-        )
+        assert pol.size == cap and set(pol.resident_ids().tolist()) == set(np.flatnonzero(pol._where > 0))
 
 
 def test_slrfu_remove_resize_and_evictions_are_reported():
@@ -76,23 +72,14 @@ def test_slrfu_remove_resize_and_evictions_are_reported():
     pol = make_policy("slrfu", 300, n, on_evict=evicted.append)
     hits = pol.access(ids)
     st = pol.stats()
-    assert (
-        st.hits == int(hits.sum())
-        and st.evictions == sum(e.size for e in evicted) == st.admissions - 300
-    )
+    assert st.hits == int(hits.sum()) and st.evictions == sum(e.size for e in evicted) == st.admissions - 300
     res = pol.resident_ids()
-    assert (
-        pol.remove(res[:50]) == 50
-        and pol.size == 250
-        and not pol.contains(res[:50]).any()
-    )
+    assert pol.remove(res[:50]) == 50 and pol.size == 250 and not pol.contains(res[:50]).any()
     now = float(pol._s[3])
     before = np.exp(pol._key[:n] - now / (pol.tau * 300))  # every row's decayed count now
     pol.resize(100)
     assert np.allclose(np.exp(pol._key[:n] - now / (pol.tau * 100)), before)  # resizing keeps the counts
-    assert pol.size == 100 and set(pol.resident_ids().tolist()) <= set(
-        res[50:].tolist()
-    )
+    assert pol.size == 100 and set(pol.resident_ids().tolist()) <= set(res[50:].tolist())
     assert pol.contains(pol.resident_ids()).all()
 
 

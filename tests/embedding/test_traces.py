@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from spidercache.embedding.traces import (GenConfig, generate, read_dlrm_pt, read_embedding_trace, row_of, sample,
-                                          table_of)
+from spidercache.embedding.traces import (
+    GenConfig,
+    generate,
+    read_dlrm_pt,
+    read_embedding_trace,
+    row_of,
+    sample,
+    table_of,
+)
 from spidercache.errors import UserError
 
 
@@ -38,8 +45,14 @@ def test_dlrm_pt_reader(tmp_path):
     assert list(row_of(keys)) == [4, 5, 6, 7, 8, 9]
 
 
-@pytest.mark.parametrize("obj", [{"a": torch.zeros(3)}, (torch.zeros(3), torch.zeros(2)),
-                                 (torch.arange(4), torch.arange(3), torch.ones(2, 2, dtype=torch.int64))])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"a": torch.zeros(3)},
+        (torch.zeros(3), torch.zeros(2)),
+        (torch.arange(4), torch.arange(3), torch.ones(2, 2, dtype=torch.int64)),
+    ],
+)
 def test_dlrm_pt_of_another_structure(tmp_path, obj):
     p = tmp_path / "bad.pt"
     torch.save(obj, p)

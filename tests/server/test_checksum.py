@@ -13,7 +13,8 @@ from spidercache.server.client import DatasetCache
 
 
 def _tamper(port: int, sid: int) -> int:
-    """Another process of the same user writes into the session's slots (every 3rd byte); returns bytes changed."""
+    """Another process of the same user writes into the session's slots (every 3rd byte);
+    returns bytes changed."""
     changed = 0
     for path in glob.glob(f"/dev/shm/spidercache-{port}-{sid}-c*"):
         fd = os.open(path, os.O_RDWR)

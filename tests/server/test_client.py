@@ -131,7 +131,7 @@ def test_mappable_lookup_and_merge(cache_server, new_session):
             return data[i]
 
     ds = CachedMappable(Source(), DatasetCache(sid, port=cache_server.port, pipeline=fingerprint("src")))
-    for epoch in range(2):
+    for _epoch in range(2):
         got = ds.get_batch(range(100))
         assert all(np.array_equal(g, d) for g, d in zip(got, data))
     assert len(loads) == 100  # the second epoch was all hits

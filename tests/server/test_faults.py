@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from spidercache.errors import StoreUnavailable, UserError
 from spidercache.server.admin import AdminClient, ping
 from spidercache.server.client import DatasetCache
-from spidercache.server.pipeline import CachedMappable
 from spidercache.server.limits import SERVICE_NAME
+from spidercache.server.pipeline import CachedMappable
 
 
 def _pattern(i: int, n: int) -> bytes:

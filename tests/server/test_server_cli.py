@@ -88,8 +88,8 @@ def test_port_in_use_and_second_server(tmp_path, daemon):
         out = run(tmp_path, "server", "start", "-p", str(busy), check=False)
         assert out.returncode == 2
         assert (
-            out.stderr.strip()
-            == f"error: cannot listen on 127.0.0.1:{busy}: the port is in use (or the address is not this machine's)"
+            out.stderr.strip() == f"error: cannot listen on 127.0.0.1:{busy}: the port is in use "
+            "(or the address is not this machine's)"
         )
     port, _ = daemon()
     again = run(tmp_path, "server", "start", "-p", str(port), check=False)

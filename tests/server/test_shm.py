@@ -7,7 +7,7 @@ import pytest
 
 from spidercache.server.arena import SlotArena
 from spidercache.server.reader import ShmReader
-from spidercache.server.shm import ABSENT, SPILLED, SLOT_SIZES, slot_class
+from spidercache.server.shm import ABSENT, SLOT_SIZES, SPILLED, slot_class
 
 
 def _put(arena, ids, values, room=1 << 30):

@@ -86,7 +86,9 @@ class _CountOnly(LRU):
 
 
 def test_a_policy_without_a_byte_sized_form_is_refused_in_one_line(monkeypatch):
-    monkeypatch.setitem(POLICIES, _CountOnly.name, f"{__name__}:_CountOnly")  # the registry is lazy: "module:attr"
+    monkeypatch.setitem(
+        POLICIES, _CountOnly.name, f"{__name__}:_CountOnly"
+    )  # the registry is lazy: "module:attr"
     keys = np.array([1, 2, 1, 3], np.int64)
     with pytest.raises(UserError, match="does not run with object sizes"):
         simulate(keys, ["lru", "countonly"], ["1KiB"], sizes=np.full(4, 10, np.int64))
@@ -113,8 +115,9 @@ def test_wtinylfu_hash_is_xxh64():
             assert int(xxh64_u64(np.uint64(key), seed)) == want
 
 
-@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "clock", "twoq", "gdsf",
-                                  "wtinylfu", "lecar"])
+@pytest.mark.parametrize(
+    "name", ["lru", "fifo", "lfu", "arc", "s3fifo", "sieve", "clock", "twoq", "gdsf", "wtinylfu", "lecar"]
+)
 def test_tiny_caches_and_zero_byte_objects_keep_the_books(name):
     # (GDSF divided by a 0-byte size and ARC by a 0-byte ghost list before)
     rng = np.random.default_rng(hash(name) % 2**32)

@@ -4,7 +4,8 @@ Rows (a list of dicts, one ``section`` each):
 
 * ``policies``: every validation family (``embedding/families.py``, not ``embed gen``), 10 %
   cache: lru / lfu / arc / s3fifo / OPT, ``slrfu`` (one of its default experts, alone) and
-  ``learned`` with no model; on the DLRM-like families also ``learned`` warm-started with a model trained on another trace (dlrm-a).
+  ``learned`` with no model; on the DLRM-like families also ``learned`` warm-started with a model trained on
+  another trace (dlrm-a).
   Each row says whether the family was used for tuning or only reported.
 * ``optgen``: optgen against the plain-Python Belady on the same prefix.
 * ``scoring``: the offline model's scoring path (features + MLP) and the whole online
@@ -97,9 +98,7 @@ def _bag_batches(rows: int, batch: int, pooling: int, n: int) -> list[torch.Tens
     cdf = np.cumsum(ranks) / ranks.sum()
     perm = rng.permutation(rows)
     return [
-        torch.from_numpy(
-            perm[np.searchsorted(cdf, rng.random(batch * pooling)).clip(max=rows - 1)]
-        )
+        torch.from_numpy(perm[np.searchsorted(cdf, rng.random(batch * pooling)).clip(max=rows - 1)])
         for _ in range(n)
     ]
 
@@ -133,9 +132,7 @@ def bench_bag(
             opt.zero_grad(set_to_none=True)
         return steps * batch * pooling / (time.perf_counter() - t0)
 
-    plain = torch.nn.EmbeddingBag(
-        rows, dim, mode="sum", sparse=True, _weight=weight.clone()
-    )
+    plain = torch.nn.EmbeddingBag(rows, dim, mode="sum", sparse=True, _weight=weight.clone())
     plain_rps = run(plain)
     cached = CachedEmbeddingBag(
         rows,
@@ -163,9 +160,7 @@ def bench_bag(
     }
 
 
-def _policy_rows(
-    name: str, keys: np.ndarray, model_dir: Path | None, log
-) -> list[dict]:
+def _policy_rows(name: str, keys: np.ndarray, model_dir: Path | None, log) -> list[dict]:
     role = "tune" if name in families.TUNE else "report"
     rows = evaluate(keys, [*HEURISTICS, "opt", "slrfu", "learned"], [0.1])
     if model_dir is not None:
@@ -199,9 +194,7 @@ def _policy_rows(
     return out
 
 
-def run(
-    requests: int = 2_000_000, steps: int = 1500, bag_steps: int = 30, log=None
-) -> list[dict]:
+def run(requests: int = 2_000_000, steps: int = 1500, bag_steps: int = 30, log=None) -> list[dict]:
     from .runner import check_at_least
 
     check_at_least(1, requests=requests, steps=steps, bag_steps=bag_steps)
@@ -249,15 +242,10 @@ def markdown(rows: list[dict], command: str = "spidercache bench embed") -> str:
         by = {r["policy"]: r for r in pol if r["trace"] == name}
         warm = next((r for p, r in by.items() if p.startswith("learned (")), None)
         cells = " | ".join(
-            f"{by[p]['hit_ratio']:.4f}" if p in by else ""
-            for p in (*HEURISTICS, "opt", "slrfu", "learned")
+            f"{by[p]['hit_ratio']:.4f}" if p in by else "" for p in (*HEURISTICS, "opt", "slrfu", "learned")
         )
         lr = by["learned"]
-        w = (
-            f"{warm['hit_ratio']:.4f} ({warm['vs_best']:+.4f}, {warm['gap_closed']:.3f})"
-            if warm
-            else ""
-        )
+        w = f"{warm['hit_ratio']:.4f} ({warm['vs_best']:+.4f}, {warm['gap_closed']:.3f})" if warm else ""
         lines.append(
             f"| {name} | {lr['role']} | {cells} | {lr['vs_best']:+.4f} | {lr['gap_closed']:.3f} | {w} |"
         )

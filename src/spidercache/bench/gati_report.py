@@ -43,7 +43,6 @@ def plot(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-
 def _latency_table(rows: list[dict], model: str):
     """The latency rows (one per device, batch and epsilon) as a rich table."""
     from rich.table import Table

@@ -320,7 +320,7 @@ def _time_cases(cases, flights, repeats, size, batch, n_batches, log) -> list[di
     for _ in range(repeats):
         for transport, api, fn, fl in cases:
             for n in fl:
-                timings.setdefault((transport, api, n), []).append(_time(lambda: fn(n)))
+                timings.setdefault((transport, api, n), []).append(_time(lambda fn=fn, n=n: fn(n)))
     rows = []
     total_items = n_batches * batch
     redis_ips = {n: total_items / statistics.median(timings[("redis", "mget", n)]) for n in flights}

@@ -31,7 +31,9 @@ class _Peak:
 
     def _sample(self) -> None:
         now = rss_breakdown(self.pid)
-        now["private"] = now["RssAnon"] + now["RssShmem"]  # RSS without file-backed pages (libraries, LMDB maps)
+        now["private"] = (
+            now["RssAnon"] + now["RssShmem"]
+        )  # RSS without file-backed pages (libraries, LMDB maps)
         for k, v in now.items():
             self.peak[k] = max(self.peak.get(k, 0), v)
 
@@ -92,7 +94,8 @@ def bench_memory(log, budget_mb: int = 1024, value_bytes: int = 3072) -> dict:
     )
     log(
         f"rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB, stored {stored} items, "
-        f"server RSS baseline {baseline / MB:,.0f} MB, peak {peak[0] / MB:,.0f} MB = {peak[0] / budget:.3f}x budget"
+        f"server RSS baseline {baseline / MB:,.0f} MB, peak {peak[0] / MB:,.0f} MB = "
+        f"{peak[0] / budget:.3f}x budget"
     )
     return row
 
@@ -201,7 +204,8 @@ def bench_spill_rss(log, budget_mb: int = 300, value_bytes: int = 3072) -> dict:
         peak_rss_over_budget=round(peak["VmRSS"] / budget, 3),
     )
     log(
-        f"spill-rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB ({st['spilled_bytes'] / MB:,.0f} MB "
+        f"spill-rss: budget {budget_mb} MB, wrote {n_total * value_bytes / MB:,.0f} MB "
+        f"({st['spilled_bytes'] / MB:,.0f} MB "
         f"spilled); peak private (anon+shmem) {row['peak_private_bytes'] / MB:,.0f} MB = "
         f"{row['peak_private_over_budget']:.3f}x budget; file-backed pages {peak['RssFile'] / MB:,.0f} MB; "
         f"VmRSS {peak['VmRSS'] / MB:,.0f} MB = {row['peak_rss_over_budget']:.3f}x"
@@ -252,9 +256,12 @@ def bench_sessions(log, budget_mb: int = 256, n: int = 3000, value_bytes: int = 
         rss_per_session_bytes=round((peak["VmRSS"] - sampler.baseline) / max(1, made)),
     )
     log(
-        f"sessions: {made} made on a {budget_mb} MB server ({'refused: ' + reason if refused else 'none refused'}); "
-        f"status {st['memory_used'] / MB:,.1f} MB used, {files} files in /dev/shm, peak RSS {peak['VmRSS'] / MB:,.0f} MB "
-        f"= {row['peak_rss_over_budget']:.3f}x budget, {row['rss_per_session_bytes'] / 1024:,.0f} KB RSS per session"
+        f"sessions: {made} made on a {budget_mb} MB server "
+        f"({'refused: ' + reason if refused else 'none refused'}); "
+        f"status {st['memory_used'] / MB:,.1f} MB used, {files} files in /dev/shm, peak RSS "
+        f"{peak['VmRSS'] / MB:,.0f} MB "
+        f"= {row['peak_rss_over_budget']:.3f}x budget, {row['rss_per_session_bytes'] / 1024:,.0f} KB RSS "
+        "per session"
     )
     return row
 

@@ -41,29 +41,36 @@ def format_markdown(rows: list[dict]) -> str:
     for r in rows:
         if r.get("api") == "rss":
             lines.append(
-                f"\nServer RSS: budget {r['budget_bytes'] / MB:,.0f} MB, wrote {r['written_bytes'] / MB:,.0f} MB; "
+                f"\nServer RSS: budget {r['budget_bytes'] / MB:,.0f} MB, wrote "
+                f"{r['written_bytes'] / MB:,.0f} MB; "
                 f"peak RSS {r['peak_rss_bytes'] / MB:,.0f} MB = {r['peak_rss_over_budget']:.3f}x budget."
             )
         if r.get("api") == "put-burst":
             lines.append(
-                f"\nConcurrent writers: {r['clients']} writers of {r['batch_bytes'] / MB:,.0f} MB batches into "
+                f"\nConcurrent writers: {r['clients']} writers of {r['batch_bytes'] / MB:,.0f} MB batches "
+                "into "
                 f"{r['budget_bytes'] / MB:,.0f} MB; peak RSS {r['peak_rss_over_budget']:.3f}x budget, "
                 f"{r['writer_errors']} writer errors."
             )
         if r.get("api") == "spill-rss":
             lines.append(
-                f"\nSpilling: {r['written_bytes'] / MB:,.0f} MB into {r['budget_bytes'] / MB:,.0f} MB; peak private "
+                f"\nSpilling: {r['written_bytes'] / MB:,.0f} MB into {r['budget_bytes'] / MB:,.0f} MB; peak "
+                "private "
                 f"memory {r['peak_private_over_budget']:.3f}x budget, file-backed pages "
-                f"{r['peak_spill_file_pages_bytes'] / MB:,.0f} MB apart (VmRSS {r['peak_rss_over_budget']:.3f}x)."
+                f"{r['peak_spill_file_pages_bytes'] / MB:,.0f} MB apart (VmRSS "
+                f"{r['peak_rss_over_budget']:.3f}x)."
             )
         if r.get("api") == "sessions":
             lines.append(
-                f"\nSessions: {r['sessions']} made on {r['budget_bytes'] / MB:,.0f} MB before one was refused "
-                f"({r['refused_reason'] or 'none refused'}); peak RSS {r['peak_rss_over_budget']:.3f}x budget."
+                f"\nSessions: {r['sessions']} made on {r['budget_bytes'] / MB:,.0f} MB before one was "
+                "refused "
+                f"({r['refused_reason'] or 'none refused'}); peak RSS {r['peak_rss_over_budget']:.3f}x "
+                "budget."
             )
         if r.get("api") == "epoch":
             lines.append(
-                f"\nCached epoch ({r['items']} x {r['value_bytes']} B): 5 ms storage {r['storage_epoch_seconds']} s, "
+                f"\nCached epoch ({r['items']} x {r['value_bytes']} B): 5 ms storage "
+                f"{r['storage_epoch_seconds']} s, "
                 f"through the server {r['cached_epoch_seconds']} s = {r['speedup']}x."
             )
     return "\n".join(lines) + "\n"

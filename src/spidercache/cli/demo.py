@@ -25,13 +25,17 @@ def register(app: typer.Typer) -> None:
         from .train import print_summary
 
         if train_samples < 1 or test_samples < 1:  # 0 would mean the whole set: not a one-minute demo
-            raise UserError(f"--train-samples and --test-samples must be at least 1, got {train_samples}, "
-                            f"{test_samples}")
-        cfg = TrainConfig(epochs=epochs, train_samples=train_samples, test_samples=test_samples,
-                          plot=plot or None)
+            raise UserError(
+                f"--train-samples and --test-samples must be at least 1, got {train_samples}, {test_samples}"
+            )
+        cfg = TrainConfig(
+            epochs=epochs, train_samples=train_samples, test_samples=test_samples, plot=plot or None
+        )
         cfg.validate()  # before the plan line: a bad flag prints nothing but its error
-        typer.echo(f"spidercache demo: {cfg.network} CNN on {train_samples} Fashion-MNIST images, policy "
-                   f"{cfg.policy}, cache {cfg.working_set_size:.0%} of the data in memory, "
-                   f"{cfg.storage_latency_ms:g} ms per storage read, {cfg.workers} loader workers")
+        typer.echo(
+            f"spidercache demo: {cfg.network} CNN on {train_samples} Fashion-MNIST images, policy "
+            f"{cfg.policy}, cache {cfg.working_set_size:.0%} of the data in memory, "
+            f"{cfg.storage_latency_ms:g} ms per storage read, {cfg.workers} loader workers"
+        )
         result = train(cfg)
         print_summary(result.rows, result.summary)

@@ -10,7 +10,9 @@ import typer
 
 def register(app: typer.Typer) -> None:
     @app.command("doctor")
-    def doctor(json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines.")) -> None:
+    def doctor(
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of lines."),
+    ) -> None:
         """Check Python, torch, numba, the servers, Fashion-MNIST, shared memory and the GPU."""
         from ..doctor import MISSING, check_environment
 

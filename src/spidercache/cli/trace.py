@@ -19,9 +19,16 @@ JSON_OPT = typer.Option(False, "--json", help="Print what was written as JSON.")
 
 def _say_written(path: Path, keys, json_out: bool = False, sizes: Path | None = None) -> None:
     if json_out:
-        typer.echo(json.dumps({"path": str(path), "requests": int(keys.size),
-                               "distinct_keys": int(np.unique(keys).size),
-                               "sizes": None if sizes is None else str(sizes)}))
+        typer.echo(
+            json.dumps(
+                {
+                    "path": str(path),
+                    "requests": int(keys.size),
+                    "distinct_keys": int(np.unique(keys).size),
+                    "sizes": None if sizes is None else str(sizes),
+                }
+            )
+        )
         return
     typer.echo(f"wrote {keys.size:,} requests to {path}" + (f" (sizes in {sizes.name})" if sizes else ""))
 
@@ -82,8 +89,11 @@ def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Output .npy (+ NAME.sizes.npy) or .txt."),
     column: Optional[str] = typer.Option(None, help="CSV column with the keys (name or 0-based index)."),
     size_column: Optional[str] = typer.Option(None, help="CSV column with the object sizes in bytes."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Input format when the name does not tell it: "
-                                                             "npy, txt, csv, oracleGeneral, vscsi, lis."),
+    fmt: Optional[str] = typer.Option(
+        None,
+        "--format",
+        help="Input format when the name does not tell it: npy, txt, csv, oracleGeneral, vscsi, lis.",
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Read a trace in any supported format and write it as .npy (+ sizes) or text."""

@@ -23,9 +23,22 @@ import typer
 from ..bench.runner import parse_options
 from ..errors import UserError
 
-_INT_FIELDS = {"batch_size", "epochs", "cache_nodes", "port_num", "port_num2", "port_num3", "workers",
-               "prefetch_factor", "train_samples", "test_samples", "image_size", "seed", "server_port",
-               "cache_bytes"}
+_INT_FIELDS = {
+    "batch_size",
+    "epochs",
+    "cache_nodes",
+    "port_num",
+    "port_num2",
+    "port_num3",
+    "workers",
+    "prefetch_factor",
+    "train_samples",
+    "test_samples",
+    "image_size",
+    "seed",
+    "server_port",
+    "cache_bytes",
+}
 
 
 def load_config_file(path: Path) -> dict:
@@ -55,54 +68,81 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         ctx: typer.Context,
         train_paths: Optional[List[str]] = typer.Argument(
-            None, help="Dataset: a Fashion-MNIST or CIFAR folder, an ImageFolder tree (a path or an http(s)://, "
-                       "s3://, file:// URL; root/train evaluates on root/test or root/val), or train.npz [test.npz]. "
-                       "None: the embedded Fashion-MNIST."),
-        network: str = typer.Option("small", "--network", help="small, alexnet, vgg11, vgg16, resnet18/34/50."),
+            None,
+            help="Dataset: a Fashion-MNIST or CIFAR folder, an ImageFolder tree (a path or an http(s)://, "
+            "s3://, file:// URL; root/train evaluates on root/test or root/val), or train.npz [test.npz]. "
+            "None: the embedded Fashion-MNIST.",
+        ),
+        network: str = typer.Option(
+            "small", "--network", help="small, alexnet, vgg11, vgg16, resnet18/34/50."
+        ),
         batch_size: int = typer.Option(256, "--batch-size"),
         epochs: int = typer.Option(10, "--epochs"),
         lr: float = typer.Option(0.05, "--lr"),
         cache_training_data: bool = typer.Option(
-            True, "--cache-training-data/--no-cache-training-data",
-            help="Serve training data through the cache (off: every read goes to storage)."),
-        working_set_size: float = typer.Option(0.1, "--working-set",
-                                               help="Cache size as a fraction of the training set, in (0, 1]."),
-        cache_nodes: int = typer.Option(1, "--cache-nodes",
-                                        help="Redis servers; N > 1: keys spread by consistent hashing over "
-                                             "--port-num, --port-num2, --port-num2 + 1, ... (or --redis-nodes)."),
-        redis_cluster: bool = typer.Option(False, "--redis-cluster",
-                                           help="--cache-nodes / --redis-nodes name a Redis Cluster instead."),
+            True,
+            "--cache-training-data/--no-cache-training-data",
+            help="Serve training data through the cache (off: every read goes to storage).",
+        ),
+        working_set_size: float = typer.Option(
+            0.1, "--working-set", help="Cache size as a fraction of the training set, in (0, 1]."
+        ),
+        cache_nodes: int = typer.Option(
+            1,
+            "--cache-nodes",
+            help="Redis servers; N > 1: keys spread by consistent hashing over "
+            "--port-num, --port-num2, --port-num2 + 1, ... (or --redis-nodes).",
+        ),
+        redis_cluster: bool = typer.Option(
+            False, "--redis-cluster", help="--cache-nodes / --redis-nodes name a Redis Cluster instead."
+        ),
         host_ip: str = typer.Option("127.0.0.1", "--host-ip"),
         port_num: int = typer.Option(6379, "--port-num", help="Redis for important samples."),
-        port_num2: int = typer.Option(6380, "--port-num2",
-                                      help="Redis for unimportant / homophily samples."),
+        port_num2: int = typer.Option(6380, "--port-num2", help="Redis for unimportant / homophily samples."),
         port_num3: int = typer.Option(6381, "--port-num3", help="Redis for the shared split ratio."),
-        policy: str = typer.Option("", "--policy", help="none, lru, minio, shade, icache, spider, spider-noh, spider-nois (default: spider)."),
-        policy_option: Optional[List[str]] = typer.Option(None, "--policy-option",
-                                                          help="key=value passed to the policy (repeatable)."),
-        cache_backend: str = typer.Option("memory", "--cache-backend",
-                                          help="memory | lmdb | redis | memcached | server"),
+        policy: str = typer.Option(
+            "",
+            "--policy",
+            help="none, lru, minio, shade, icache, spider, spider-noh, spider-nois (default: spider).",
+        ),
+        policy_option: Optional[List[str]] = typer.Option(
+            None, "--policy-option", help="key=value passed to the policy (repeatable)."
+        ),
+        cache_backend: str = typer.Option(
+            "memory", "--cache-backend", help="memory | lmdb | redis | memcached | server"
+        ),
         lmdb_path: Optional[str] = typer.Option(None, "--lmdb-path"),
         redis_nodes: Optional[str] = typer.Option(None, "--redis-nodes", help="Redis servers h:p,h:p."),
-        cache: str = typer.Option("decoded", "--cache", help="decoded: cache decoded samples; raw: the files."),
+        cache: str = typer.Option(
+            "decoded", "--cache", help="decoded: cache decoded samples; raw: the files."
+        ),
         strict: bool = typer.Option(False, "--strict", help="An image that fails to decode is an error."),
-        cache_bytes: Optional[int] = typer.Option(None, "--cache-bytes",
-                                                  help="Byte budget of the cache (instead of --working-set)."),
+        cache_bytes: Optional[int] = typer.Option(
+            None, "--cache-bytes", help="Byte budget of the cache (instead of --working-set)."
+        ),
         memcached_servers: Optional[str] = typer.Option(None, "--memcached-servers"),
         session: Optional[int] = typer.Option(None, "--session", help="Cache server session id."),
         server_port: int = typer.Option(50052, "--server-port"),
         storage_latency_ms: float = typer.Option(5.0, "--storage-latency-ms"),
-        storage_bandwidth_mbps: float = typer.Option(0.0, "--storage-bandwidth-mbps", help="MB/s; 0: unlimited."),
+        storage_bandwidth_mbps: float = typer.Option(
+            0.0, "--storage-bandwidth-mbps", help="MB/s; 0: unlimited."
+        ),
         workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
-        train_samples: int = typer.Option(0, "--train-samples", help="Fixed random subset of the training set."),
+        train_samples: int = typer.Option(
+            0, "--train-samples", help="Fixed random subset of the training set."
+        ),
         test_samples: int = typer.Option(0, "--test-samples"),
         image_size: int = typer.Option(32, "--image-size", help="ImageFolder images are resized to this."),
         augment: bool = typer.Option(False, "--augment", help="Random flip + crop after the cache."),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
-        log: Optional[str] = typer.Option(None, "--epoch-log", "--log",
-                                           help="Per-epoch JSON lines (--epoch-log under torchrun, which "
-                                                "claims --log as an abbreviation of its own options)."),
+        log: Optional[str] = typer.Option(
+            None,
+            "--epoch-log",
+            "--log",
+            help="Per-epoch JSON lines (--epoch-log under torchrun, which "
+            "claims --log as an abbreviation of its own options).",
+        ),
         plot: Optional[str] = typer.Option(None, "--plot", help="PNG with hit ratio and accuracy per epoch."),
         checkpoint_dir: Optional[str] = typer.Option(None, "--checkpoint-dir"),
         resume: bool = typer.Option(False, "--resume", help="Continue from --checkpoint-dir/last.pt."),
@@ -115,16 +155,42 @@ def register(app: typer.Typer) -> None:
         from ..data.train import TrainConfig, train
 
         given = dict(
-            train_paths=list(train_paths or []), network=network, batch_size=batch_size, epochs=epochs, lr=lr,
-            cache_training_data=cache_training_data, working_set_size=working_set_size,
-            cache_nodes=cache_nodes, host_ip=host_ip, port_num=port_num, port_num2=port_num2,
-            port_num3=port_num3, policy=policy, cache_backend=cache_backend, lmdb_path=lmdb_path,
-            redis_nodes=redis_nodes, redis_cluster=redis_cluster, cache=cache, strict=strict, cache_bytes=cache_bytes,
-            memcached_servers=memcached_servers, session=session,
-            server_port=server_port, storage_latency_ms=storage_latency_ms,
-            storage_bandwidth_mbps=storage_bandwidth_mbps, workers=workers, train_samples=train_samples,
-            test_samples=test_samples, image_size=image_size, augment=augment, seed=seed, device=device,
-            log=log, plot=plot, checkpoint_dir=checkpoint_dir, resume=resume,
+            train_paths=list(train_paths or []),
+            network=network,
+            batch_size=batch_size,
+            epochs=epochs,
+            lr=lr,
+            cache_training_data=cache_training_data,
+            working_set_size=working_set_size,
+            cache_nodes=cache_nodes,
+            host_ip=host_ip,
+            port_num=port_num,
+            port_num2=port_num2,
+            port_num3=port_num3,
+            policy=policy,
+            cache_backend=cache_backend,
+            lmdb_path=lmdb_path,
+            redis_nodes=redis_nodes,
+            redis_cluster=redis_cluster,
+            cache=cache,
+            strict=strict,
+            cache_bytes=cache_bytes,
+            memcached_servers=memcached_servers,
+            session=session,
+            server_port=server_port,
+            storage_latency_ms=storage_latency_ms,
+            storage_bandwidth_mbps=storage_bandwidth_mbps,
+            workers=workers,
+            train_samples=train_samples,
+            test_samples=test_samples,
+            image_size=image_size,
+            augment=augment,
+            seed=seed,
+            device=device,
+            log=log,
+            plot=plot,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
         )
         values = {}
         if config is not None:
@@ -163,18 +229,35 @@ def print_summary(rows: list[dict], summary: dict) -> None:
 
     from .output import console
 
-    t = Table(title=f"spidercache train: {summary['policy']} on {summary['train_samples']} samples, "
-                    f"{summary['network']}, working set {summary['working_set']:g}")
+    t = Table(
+        title=f"spidercache train: {summary['policy']} on {summary['train_samples']} samples, "
+        f"{summary['network']}, working set {summary['working_set']:g}"
+    )
     for col in ("epoch", "loss", "test acc %", "hit", "subst.", "lost", "epoch s", "data wait s"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(str(r["epoch"]), f"{r['loss']:.3f}", f"{r['test_accuracy']:.2f}", f"{r['hit_ratio']:.3f}",
-                  f"{r['substitution_ratio']:.3f}", str(r["lost_hits"]), f"{r['epoch_seconds']:.2f}",
-                  f"{r['data_wait_seconds']:.2f}")
+        t.add_row(
+            str(r["epoch"]),
+            f"{r['loss']:.3f}",
+            f"{r['test_accuracy']:.2f}",
+            f"{r['hit_ratio']:.3f}",
+            f"{r['substitution_ratio']:.3f}",
+            str(r["lost_hits"]),
+            f"{r['epoch_seconds']:.2f}",
+            f"{r['data_wait_seconds']:.2f}",
+        )
     c = console()
     c.print(t)
-    c.print(f"cache: {summary['backend']}; storage: {summary['storage']}; "
-            f"after the first epoch: hit ratio {summary['hit_ratio_after_first_epoch']:.3f}, "
-            f"substitution ratio {summary['substitution_ratio_after_first_epoch']:.3f}, "
-            f"{summary['mean_epoch_seconds_after_first']:.2f} s per epoch (first {summary['first_epoch_seconds']:.2f} s)"
-            + (f"; {summary['lost_hits']} planned hits read from storage instead (value still on its way in, or the store failed)" if summary["lost_hits"] else ""))
+    c.print(
+        f"cache: {summary['backend']}; storage: {summary['storage']}; "
+        f"after the first epoch: hit ratio {summary['hit_ratio_after_first_epoch']:.3f}, "
+        f"substitution ratio {summary['substitution_ratio_after_first_epoch']:.3f}, "
+        f"{summary['mean_epoch_seconds_after_first']:.2f} s per epoch (first "
+        f"{summary['first_epoch_seconds']:.2f} s)"
+        + (
+            f"; {summary['lost_hits']} planned hits read from storage instead (value still on its way in, "
+            "or the store failed)"
+            if summary["lost_hits"]
+            else ""
+        )
+    )

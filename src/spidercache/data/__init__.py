@@ -5,7 +5,6 @@ their modules: ``spidercache.data.loader``, ``spidercache.data.train``.
 """
 
 from .datasets import CIFAR, ArrayImageDataset, FashionMNIST, NpzDataset, Subset, files_fingerprint, read_idx
-
 from .imagefolder import ImageFolder
 from .splits import open_splits
 

@@ -53,7 +53,7 @@ class PlanningBatchSampler:
 
     def __init__(
         self,
-        planner: "Planner",
+        planner: Planner,
         batch_size: int,
         rank: int = 0,
         world: int = 1,
@@ -82,7 +82,7 @@ class PlanningBatchSampler:
         n = self._order.size
         return n // per_step if self.drop_last else -(-n // per_step)
 
-    def __iter__(self) -> Iterator["BatchPlan"]:
+    def __iter__(self) -> Iterator[BatchPlan]:
         B, W, r = self.batch_size, self.world, self.rank
         order = self._order
         for step in range(len(self)):

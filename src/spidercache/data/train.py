@@ -218,10 +218,13 @@ class _Progress:
 def _say_plan(cfg: TrainConfig, n_train: int, n_test: int, start_epoch: int) -> None:
     """One line on stderr, before any work: what this run will do."""
     policy = cfg.policy if cfg.cache_training_data else "none"
-    print(f"train: {cfg.network} on {n_train:,} training / {n_test:,} test samples, epochs {start_epoch}.."
-          f"{cfg.epochs - 1}, batch {cfg.batch_size}, policy {policy}, working set {cfg.working_set_size:g}, "
-          f"storage +{cfg.storage_latency_ms:g} ms per read, {cfg.workers} loader workers "
-          "(an estimate of the time left follows the first epoch)", file=sys.stderr)
+    print(
+        f"train: {cfg.network} on {n_train:,} training / {n_test:,} test samples, epochs {start_epoch}.."
+        f"{cfg.epochs - 1}, batch {cfg.batch_size}, policy {policy}, working set {cfg.working_set_size:g}, "
+        f"storage +{cfg.storage_latency_ms:g} ms per read, {cfg.workers} loader workers "
+        "(an estimate of the time left follows the first epoch)",
+        file=sys.stderr,
+    )
 
 
 def train(
@@ -319,9 +322,11 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
             row = run.epoch(epoch, progress)
             if cfg.progress and info.is_main and epoch == start_epoch and epoch + 1 < cfg.epochs:
                 left = row["epoch_seconds"] * (cfg.epochs - epoch - 1)
-                print(f"epoch {epoch}: {row['epoch_seconds']:.0f} s; at that pace about {left / 60:.1f} min "
-                      f"for the {cfg.epochs - epoch - 1} epoch(s) left (warm epochs are usually shorter)",
-                      file=sys.stderr)
+                print(
+                    f"epoch {epoch}: {row['epoch_seconds']:.0f} s; at that pace about {left / 60:.1f} min "
+                    f"for the {cfg.epochs - epoch - 1} epoch(s) left (warm epochs are usually shorter)",
+                    file=sys.stderr,
+                )
             row["test_accuracy"] = _evaluate(run.bare, test_ds, norm, info.device, cfg.workers)
             rows.append(row)
             if log_file:

@@ -79,9 +79,7 @@ def _follow(
             continue
         if s[1] >= s[0]:
             victim = -1
-            while (
-                ns[0] > 0
-            ):  # a row the leader has evicted and that was not used in this chunk
+            while ns[0] > 0:  # a row the leader has evicted and that was not used in this chunk
                 ns[0] -= 1
                 v = stack[ns[0]]
                 if where[v] > 0 and last[v] < now0 and (v >= nl or lwhere[v] <= 0):
@@ -169,9 +167,7 @@ class Learned(Policy):
         # the follower reads the leader as of the previous chunk: a chunk well below the leader's
         # smallest queue (S3-FIFO's 10%) keeps the lag from costing hits (cap / 64 measured: < 0.002)
         self.window, self.margin = float(window), float(margin)
-        self.chunk = (
-            int(chunk) if chunk else int(min(4096, max(16, int(capacity) // 64)))
-        )
+        self.chunk = int(chunk) if chunk else int(min(4096, max(16, int(capacity) // 64)))
         super().__init__(capacity, n_ids, **kw)
         specs = list(experts) + (["learned+offline"] if model is not None else [])
         self.expert_names = specs
@@ -180,13 +176,7 @@ class Learned(Policy):
         for j, e in enumerate(self.experts):
             e.on_evict = self._catcher(j)
         self.scores = np.zeros(len(specs))
-        self.leader = (
-            len(specs) - 1
-            if model is not None
-            else specs.index("arc")
-            if "arc" in specs
-            else 0
-        )
+        self.leader = len(specs) - 1 if model is not None else specs.index("arc") if "arc" in specs else 0
         self.switches = 0
         self._since_switch = 0
         self._stack = np.zeros(max(16, 2 * self.chunk), np.int64)
@@ -263,10 +253,7 @@ class Learned(Policy):
         """Replace the victim stack with ``ids`` (older candidates that are still resident stay below)."""
         old = self._stack[: self._ns[0]]
         lw = self.experts[self.leader]._where
-        old = old[
-            (self._where[old] > 0)
-            & ((old >= lw.size) | (lw[np.minimum(old, lw.size - 1)] <= 0))
-        ]
+        old = old[(self._where[old] > 0) & ((old >= lw.size) | (lw[np.minimum(old, lw.size - 1)] <= 0))]
         cand = np.concatenate([old, ids]).astype(np.int64)
         if cand.size > self._stack.size:
             self._stack = np.zeros(2 * cand.size, np.int64)

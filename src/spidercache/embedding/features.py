@@ -30,8 +30,15 @@ import numpy as np
 
 N_FEATURES = 9
 FEATURE_NAMES = [
-    "recency", "first_access", "frequency", "reuse_gap_1", "reuse_gap_2",
-    "decayed_count_C", "decayed_count_16C", "batch_position", "table_share",
+    "recency",
+    "first_access",
+    "frequency",
+    "reuse_gap_1",
+    "reuse_gap_2",
+    "decayed_count_C",
+    "decayed_count_16C",
+    "batch_position",
+    "table_share",
 ]
 _MISSING_GAP = 64.0
 
@@ -132,7 +139,14 @@ class FeatureState:
         if n <= self._n:
             return
         n = max(n, 2 * self._n)
-        for name, fill in (("last", -1), ("count", 0), ("gap1", -1.0), ("gap2", -1.0), ("d1", 0.0), ("d2", 0.0)):
+        for name, fill in (
+            ("last", -1),
+            ("count", 0),
+            ("gap1", -1.0),
+            ("gap2", -1.0),
+            ("d1", 0.0),
+            ("d2", 0.0),
+        ):
             old = getattr(self, name)
             new = np.full(n, fill, old.dtype)
             new[: old.size] = old
@@ -156,8 +170,21 @@ class FeatureState:
         if ids.size:
             self.reserve(int(ids.max()) + 1)
         out = np.empty((ids.size, N_FEATURES), np.float32)
-        _access_features(ids, self._tables(tables, ids.size), 1.0 / self.capacity, self.batch_len,
-                         self.last, self.count, self.gap1, self.gap2, self.d1, self.d2, self.tcount, self.sc, out)
+        _access_features(
+            ids,
+            self._tables(tables, ids.size),
+            1.0 / self.capacity,
+            self.batch_len,
+            self.last,
+            self.count,
+            self.gap1,
+            self.gap2,
+            self.d1,
+            self.d2,
+            self.tcount,
+            self.sc,
+            out,
+        )
         return out
 
     def candidates(self, ids: np.ndarray, tables: np.ndarray | None = None) -> np.ndarray:
@@ -166,15 +193,29 @@ class FeatureState:
         if ids.size:
             self.reserve(int(ids.max()) + 1)
         out = np.empty((ids.size, N_FEATURES), np.float32)
-        _candidate_features(ids, self._tables(tables, ids.size), 1.0 / self.capacity,
-                            self.last, self.count, self.gap1, self.gap2, self.d1, self.d2, self.tcount, self.sc, out)
+        _candidate_features(
+            ids,
+            self._tables(tables, ids.size),
+            1.0 / self.capacity,
+            self.last,
+            self.count,
+            self.gap1,
+            self.gap2,
+            self.d1,
+            self.d2,
+            self.tcount,
+            self.sc,
+            out,
+        )
         return out
 
     def state_bytes(self) -> int:
         return sum(getattr(self, a).nbytes for a in ("last", "count", "gap1", "gap2", "d1", "d2", "tcount"))
 
 
-def trace_features(ids: np.ndarray, tables: np.ndarray | None, capacity: int, batch_len: int = 4096) -> np.ndarray:
+def trace_features(
+    ids: np.ndarray, tables: np.ndarray | None, capacity: int, batch_len: int = 4096
+) -> np.ndarray:
     """Features of a whole trace of dense ids (fresh history)."""
     n_ids = int(ids.max()) + 1 if ids.size else 0
     n_tables = int(tables.max()) + 1 if tables is not None and tables.size else 1

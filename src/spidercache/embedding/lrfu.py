@@ -14,8 +14,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..engine.policies.base import Policy
 from ..engine.heap import heap_pop, heap_push
+from ..engine.policies.base import Policy
 
 NIL = -1
 # scalars: 0 capacity, 1 size, 2 LRU head (most recent), 3 LRU tail, 4 heap size, 5 bypass,

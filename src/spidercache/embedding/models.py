@@ -21,11 +21,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-from torch import nn
-
 import numba as nb
 import numpy as np
+import torch
+from torch import nn
 
 from ..errors import UserError
 from .features import FEATURE_NAMES, N_FEATURES
@@ -101,7 +100,7 @@ class ModelConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -135,14 +134,18 @@ class _MLP(nn.Module):
         out = []
         for m in self.net:
             if isinstance(m, nn.Linear):
-                out += [np.ascontiguousarray(m.weight.detach().numpy(), np.float32),
-                        np.ascontiguousarray(m.bias.detach().numpy(), np.float32)]
+                out += [
+                    np.ascontiguousarray(m.weight.detach().numpy(), np.float32),
+                    np.ascontiguousarray(m.bias.detach().numpy(), np.float32),
+                ]
         return out
 
     @torch.no_grad()
     def score(self, feats) -> np.ndarray:
         """The first output through a sigmoid, for a numpy batch (the fast path: numba, no torch)."""
-        return mlp_forward(np.ascontiguousarray(feats, np.float32), self.numpy_weights(), sigmoid_first=True)[:, 0]
+        return mlp_forward(np.ascontiguousarray(feats, np.float32), self.numpy_weights(), sigmoid_first=True)[
+            :, 0
+        ]
 
 
 class CacheModel(_MLP):
@@ -155,8 +158,9 @@ class CacheModel(_MLP):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self(x)
-        return (nn.functional.binary_cross_entropy_with_logits(out[:, 0], y[:, 0])
-                + nn.functional.mse_loss(out[:, 1], y[:, 1]))
+        return nn.functional.binary_cross_entropy_with_logits(out[:, 0], y[:, 0]) + nn.functional.mse_loss(
+            out[:, 1], y[:, 1]
+        )
 
     @torch.no_grad()
     def predict(self, feats) -> np.ndarray:

@@ -76,8 +76,13 @@ def _belady(ids, nxt, n_ids, capacity, bypass):
     return hits
 
 
-def belady_hits(ids: np.ndarray, capacity: int, bypass: bool = False, nxt: np.ndarray | None = None,
-                n_ids: int | None = None) -> np.ndarray:
+def belady_hits(
+    ids: np.ndarray,
+    capacity: int,
+    bypass: bool = False,
+    nxt: np.ndarray | None = None,
+    n_ids: int | None = None,
+) -> np.ndarray:
     """Hit mask of Belady's OPT on dense ids (``bypass``: a miss may be refused)."""
     ids = np.ascontiguousarray(ids, np.int64)
     if int(capacity) < 1:

@@ -31,9 +31,9 @@ import functools
 import numba as nb
 import numpy as np
 
-from ..engine.ids import remap_trace
-from ..engine.heap import heap_pop, heap_push
 from ..engine.capacity import capacity_for
+from ..engine.heap import heap_pop, heap_push
+from ..engine.ids import remap_trace
 from .traces import GenConfig, generate, row_of, table_of
 
 
@@ -61,7 +61,9 @@ class GeneratorTruth:
         self.burst_rate: list[np.ndarray] = []
         self.blocks: list[tuple[int, int, int]] = []  # (table, start, n): when each table's lookups come
 
-    def __call__(self, b: int, t: int, start: int, n: int, perm: np.ndarray, bursts: list[np.ndarray]) -> None:
+    def __call__(
+        self, b: int, t: int, start: int, n: int, perm: np.ndarray, bursts: list[np.ndarray]
+    ) -> None:
         cfg = self.cfg
         self.blocks.append((t, start, n))
         keep = 1.0 - cfg.burst_share
@@ -171,12 +173,16 @@ def generate_with_rates(cfg: GenConfig) -> tuple[np.ndarray, tuple[np.ndarray, n
     return keys, rec.events()
 
 
-def oracle_hits(keys: np.ndarray, events, cfg: GenConfig, cache_size: float, bypass: bool = True) -> np.ndarray:
+def oracle_hits(
+    keys: np.ndarray, events, cfg: GenConfig, cache_size: float, bypass: bool = True
+) -> np.ndarray:
     """Hit mask of the true-rate oracle on ``keys`` (made by ``generate_with_rates(cfg)``)."""
     ids, n = remap_trace(keys)
     cap = capacity_for(cache_size, n)
     pos, slot, rate = events
-    return _oracle_sim(ids, _rate_slots(keys, ids, n, cfg), pos, slot, rate, n, cfg.tables * cfg.rows, cap, bypass)
+    return _oracle_sim(
+        ids, _rate_slots(keys, ids, n, cfg), pos, slot, rate, n, cfg.tables * cfg.rows, cap, bypass
+    )
 
 
 def _rate_slots(keys: np.ndarray, ids: np.ndarray, n: int, cfg: GenConfig) -> np.ndarray:
@@ -201,16 +207,18 @@ def _rate_slots(keys: np.ndarray, ids: np.ndarray, n: int, cfg: GenConfig) -> np
 # what learning the generator's dynamics can add to a count-based policy.
 
 
-def posterior_table(cfg: GenConfig, k_max: int = 128, grid: int = 512, e_max: float = 1e9,
-                    bins: int = 2000) -> tuple[np.ndarray, float, float]:
+def posterior_table(
+    cfg: GenConfig, k_max: int = 128, grid: int = 512, e_max: float = 1e9, bins: int = 2000
+) -> tuple[np.ndarray, float, float]:
     """``table[k, g]``: E[rate | k accesses in an exposure of E_g requests], E_g log-spaced
     from 1 to ``e_max``; returns (table, log E_0, 1 / step of log E)."""
     return _posterior_table(cfg.rows, cfg.alpha, cfg.one_off, cfg.tables, k_max, grid, e_max, bins)
 
 
 @functools.lru_cache(maxsize=4)  # the ablations ask for the same table several times (~2 s each)
-def _posterior_table(rows: int, alpha: float, one_off: float, tables: int, k_max: int, grid: int,
-                     e_max: float, bins: int) -> tuple[np.ndarray, float, float]:
+def _posterior_table(
+    rows: int, alpha: float, one_off: float, tables: int, k_max: int, grid: int, e_max: float, bins: int
+) -> tuple[np.ndarray, float, float]:
     cfg = GenConfig(rows=rows, alpha=alpha, one_off=one_off, tables=tables)
     ranks = np.arange(1, cfg.rows + 1, dtype=np.float64)
     p = ranks ** (-cfg.alpha)
@@ -254,8 +262,31 @@ def _score(v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog
 
 
 @nb.njit(cache=True)
-def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, t_slot, t_rate,
-                 n_ids, n_slots, cap, table, log_e0, inv_dlog, mode, n_samples, seed, bypass, cover, horizon, rows):
+def _sampled_sim(
+    ids,
+    rate_slot,
+    sw_pos,
+    sw_slot,
+    b_pos,
+    b_slot,
+    b_rate,
+    t_pos,
+    t_slot,
+    t_rate,
+    n_ids,
+    n_slots,
+    cap,
+    table,
+    log_e0,
+    inv_dlog,
+    mode,
+    n_samples,
+    seed,
+    bypass,
+    cover,
+    horizon,
+    rows,
+):
     """Eviction of the lowest-scored of ``n_samples`` random residents (as LRB samples);
     mode 0: posterior mean rate, mode 1: true rate."""
     np.random.seed(seed)
@@ -295,14 +326,21 @@ def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, 
             continue
         best = np.inf
         victim = -1
-        for j in range(n_samples):
+        for _ in range(n_samples):
             v = res[np.random.randint(used)]
-            sv = _score(v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon, rows)
+            sv = _score(
+                v, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon, rows
+            )
             if sv < best:
                 best = sv
                 victim = v
-        if bypass and _score(x, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon,
-                            rows) <= best:
+        if (
+            bypass
+            and _score(
+                x, now, mode, rate_slot, k, t0, brate, trate, table, log_e0, inv_dlog, cover, horizon, rows
+            )
+            <= best
+        ):
             continue
         slot = where[victim]
         where[victim] = -1
@@ -311,10 +349,19 @@ def _sampled_sim(ids, rate_slot, sw_pos, sw_slot, b_pos, b_slot, b_rate, t_pos, 
     return hits
 
 
-def sampled_oracle_hits(keys: np.ndarray, truth: "GeneratorTruth", cfg: GenConfig, cache_size: float,
-                        posterior: bool = True, n_samples: int = 256, seed: int = 0,
-                        horizon: float = 0.0, know_changes: bool = True, know_bursts: bool = True,
-                        know_one_offs: bool = True) -> np.ndarray:
+def sampled_oracle_hits(
+    keys: np.ndarray,
+    truth: GeneratorTruth,
+    cfg: GenConfig,
+    cache_size: float,
+    posterior: bool = True,
+    n_samples: int = 256,
+    seed: int = 0,
+    horizon: float = 0.0,
+    know_changes: bool = True,
+    know_bursts: bool = True,
+    know_one_offs: bool = True,
+) -> np.ndarray:
     """Hit mask of the posterior oracle (``posterior=True``) or of the true-rate oracle
     with the same sampled eviction (to see what sampling costs).
 
@@ -338,8 +385,11 @@ def sampled_oracle_hits(keys: np.ndarray, truth: "GeneratorTruth", cfg: GenConfi
     empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
     sw_pos = cat(truth.swap_pos) if truth.swap_pos and know_changes else empty_i
     sw_idx = cat(truth.swap_idx) if truth.swap_idx and know_changes else empty_i
-    bursts = (cat(truth.burst_pos), cat(truth.burst_idx), cat(truth.burst_rate)) if know_bursts else \
-        (empty_i, empty_i, empty_f)
+    bursts = (
+        (cat(truth.burst_pos), cat(truth.burst_idx), cat(truth.burst_rate))
+        if know_bursts
+        else (empty_i, empty_i, empty_f)
+    )
     tp, ti, tr = truth.events()
     slots = _rate_slots(keys, ids, n, cfg)
     n_slots = cfg.tables * cfg.rows
@@ -351,9 +401,29 @@ def sampled_oracle_hits(keys: np.ndarray, truth: "GeneratorTruth", cfg: GenConfi
         cover = _cumulative_cover(cfg.tables, keys.size, np.array(truth.blocks, np.int64))
     else:
         cover = np.zeros((1, 1), np.int32)
-    return _sampled_sim(ids, slots, sw_pos, sw_idx, *bursts, tp, ti, tr, n, n_slots,
-                        cap, table, le0, inv, 0 if posterior else 1, n_samples, seed, True, cover,
-                        int(horizon * cap), cfg.rows)
+    return _sampled_sim(
+        ids,
+        slots,
+        sw_pos,
+        sw_idx,
+        *bursts,
+        tp,
+        ti,
+        tr,
+        n,
+        n_slots,
+        cap,
+        table,
+        le0,
+        inv,
+        0 if posterior else 1,
+        n_samples,
+        seed,
+        True,
+        cover,
+        int(horizon * cap),
+        cfg.rows,
+    )
 
 
 @nb.njit(cache=True)

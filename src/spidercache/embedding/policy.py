@@ -37,15 +37,16 @@ import numpy as np
 import torch
 
 from ..engine.policies.base import Policy, PolicyStats
-from .lrfu import NIL, _decay_access, _evict_one, _farthest, _place, _remove, _shrink, _unlink
-from .features import FeatureState
 from ..errors import UserError
+from .features import FeatureState
+from .lrfu import NIL, _decay_access, _evict_one, _farthest, _place, _remove, _shrink, _unlink
 from .models import load_model
 
 
 @nb.njit(cache=True)
-def _learned_access(ids, dist, now0, admit, use_admit, hits, evicted, record,
-                    where, prev, nxt, s, pf, due, hk, hv, counters):
+def _learned_access(
+    ids, dist, now0, admit, use_admit, hits, evicted, record, where, prev, nxt, s, pf, due, hk, hv, counters
+):
     n_ev = 0
     n_adm = 0
     n_rej = 0
@@ -99,7 +100,6 @@ def _prefetch_insert(cands, keys, now, where, prev, nxt, s, pf, due, hk, hv, evi
     return n_ev, n_in
 
 
-
 @dataclass
 class LearnedStats(PolicyStats):
     prefetches: int = 0
@@ -118,13 +118,30 @@ class OfflineLearned(Policy):
     """Eviction ordered by an offline-trained model (``embed train --model cache``)."""
 
     name = "learned+offline"
-    _id_arrays = {"_prev": (np.int64, NIL), "_next": (np.int64, NIL), "_pf": (np.int8, 0),
-                  "_due": (np.float64, 0.0), "_dec": (np.float64, 0.0), "_seen": (np.int64, -1)}
+    _id_arrays = {
+        "_prev": (np.int64, NIL),
+        "_next": (np.int64, NIL),
+        "_pf": (np.int8, 0),
+        "_due": (np.float64, 0.0),
+        "_dec": (np.float64, 0.0),
+        "_seen": (np.int64, -1),
+    }
     _n_scalars = 7
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, model=None, tables: np.ndarray | None = None,
-                 bypass: bool = False, batch_lookups: int | None = None, ordering: str = "decay",
-                 decay_tau: float = 32.0, model_weight: float = 0.5, **kw) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        n_ids: int = 0,
+        *,
+        model=None,
+        tables: np.ndarray | None = None,
+        bypass: bool = False,
+        batch_lookups: int | None = None,
+        ordering: str = "decay",
+        decay_tau: float = 32.0,
+        model_weight: float = 0.5,
+        **kw,
+    ) -> None:
         if ordering not in ("decay", "next_use"):
             raise ValueError(f"ordering must be 'decay' or 'next_use', got {ordering!r}")
         self.ordering = ordering
@@ -184,20 +201,65 @@ class OfflineLearned(Policy):
         if self.ordering == "decay":
             p_keep = self.predict(ids)[:, 0].astype(np.float64)
             off = self.model_weight * np.log(np.clip(p_keep, 1e-4, 1.0))
-            return _decay_access(ids, off, float(now), 1.0 / (self.decay_tau * self.capacity), admit, use_admit,
-                                 hits, evicted, record, self._where, self._prev, self._next, self._s, self._pf,
-                                 self._due, self._hk, self._hv, self._dec, self._seen, self._counters)
+            return _decay_access(
+                ids,
+                off,
+                float(now),
+                1.0 / (self.decay_tau * self.capacity),
+                admit,
+                use_admit,
+                hits,
+                evicted,
+                record,
+                self._where,
+                self._prev,
+                self._next,
+                self._s,
+                self._pf,
+                self._due,
+                self._hk,
+                self._hv,
+                self._dec,
+                self._seen,
+                self._counters,
+            )
         dist = np.ascontiguousarray(self.predict(ids)[:, 1], np.float64)
-        return _learned_access(ids, dist, float(now), admit, use_admit, hits, evicted, record,
-                               self._where, self._prev, self._next, self._s, self._pf, self._due,
-                               self._hk, self._hv, self._counters)
+        return _learned_access(
+            ids,
+            dist,
+            float(now),
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._prev,
+            self._next,
+            self._s,
+            self._pf,
+            self._due,
+            self._hk,
+            self._hv,
+            self._counters,
+        )
 
     def _remove(self, ids):
         return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
 
     def _shrink(self, evicted):
-        return _shrink(float(self.features.time), evicted, self._where, self._prev, self._next, self._s,
-                       self._pf, self._due, self._hk, self._hv)
+        return _shrink(
+            float(self.features.time),
+            evicted,
+            self._where,
+            self._prev,
+            self._next,
+            self._s,
+            self._pf,
+            self._due,
+            self._hk,
+            self._hv,
+        )
 
     def _extra_arrays(self) -> list[np.ndarray]:
         f = self.features
@@ -205,9 +267,15 @@ class OfflineLearned(Policy):
 
     def stats(self) -> LearnedStats:
         b = self._stats
-        return LearnedStats(requests=b.requests, hits=b.hits, admissions=b.admissions,
-                            rejections=b.rejections, evictions=b.evictions,
-                            prefetches=self._prefetches, prefetch_hits=int(self._counters[0]))
+        return LearnedStats(
+            requests=b.requests,
+            hits=b.hits,
+            admissions=b.admissions,
+            rejections=b.rejections,
+            evictions=b.evictions,
+            prefetches=self._prefetches,
+            prefetch_hits=int(self._counters[0]),
+        )
 
     def reset_stats(self) -> None:
         super().reset_stats()
@@ -220,8 +288,17 @@ class LearnedPrefetch(OfflineLearned):
 
     name = "learned+prefetch"
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, prefetch_model=None, prefetch_share: float = 0.005,
-                 prefetch_threshold: float = 0.0, batch: int = 16384, **kw) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        n_ids: int = 0,
+        *,
+        prefetch_model=None,
+        prefetch_share: float = 0.005,
+        prefetch_threshold: float = 0.0,
+        batch: int = 16384,
+        **kw,
+    ) -> None:
         self.batch = int(batch)
         self.prefetch_model = _as_model(prefetch_model, "learned+prefetch")
         self.prefetch_share = float(prefetch_share)
@@ -229,7 +306,9 @@ class LearnedPrefetch(OfflineLearned):
         self._recent = np.empty(0, np.int64)
         super().__init__(capacity, n_ids, **kw)
 
-    def access(self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None) -> np.ndarray:
+    def access(
+        self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None
+    ) -> np.ndarray:
         """Serve ``ids`` in batches of ``batch``, prefetching after each."""
         if sizes is not None:
             raise ValueError("learned+prefetch counts objects; it does not run with sizes")
@@ -273,11 +352,22 @@ class LearnedPrefetch(OfflineLearned):
                 else:  # predicted back within the window
                     window = float(getattr(self.prefetch_model.config, "window", 0.25)) * self.capacity
                     keys = np.full(chosen.size, now + window)
-                n_ev, n_in = _prefetch_insert(chosen, keys, now, self._where, self._prev,
-                                              self._next, self._s, self._pf, self._due, self._hk, self._hv, ev)
+                n_ev, n_in = _prefetch_insert(
+                    chosen,
+                    keys,
+                    now,
+                    self._where,
+                    self._prev,
+                    self._next,
+                    self._s,
+                    self._pf,
+                    self._due,
+                    self._hk,
+                    self._hv,
+                    ev,
+                )
                 self._prefetches += int(n_in)
                 self._stats.evictions += int(n_ev)
                 if n_ev and user_cb is not None:
                     user_cb(ev[:n_ev].copy())
         return hits
-

@@ -6,7 +6,8 @@ row was seen before (log2 buckets) and the gap since its previous access in unit
 H requests later at the latest: positive if the row came back within H, negative if not.
 A ring queue holds the accesses younger than H; a return within H marks its previous
 access positive, and an access is counted in its bucket (total, and positive if marked)
-once it is H old, so ``pos / tot`` is the empirical reuse rate of the bucket, over a memory that decays by ``decay`` every
+once it is H old, so ``pos / tot`` is the empirical reuse rate of the bucket, over a memory that decays by
+``decay`` every
 ``capacity`` requests (so it follows a trace whose behaviour changes).
 
 H is the cache's horizon: for an LRU cache, the time an admitted row that is not used again

@@ -62,9 +62,7 @@ def _drop(v, where, slots, s):
 
 
 @nb.njit(cache=True)
-def _slrfu_access(
-    ids, admit, use_admit, inv_tau, k, where, slots, key, s, hits, evicted, record
-):
+def _slrfu_access(ids, admit, use_admit, inv_tau, k, where, slots, key, s, hits, evicted, record):
     n_ev = 0
     n_adm = 0
     n_rej = 0
@@ -73,9 +71,7 @@ def _slrfu_access(
         i = ids[j]
         now = now0 + j
         t = now * inv_tau
-        key[i] = (
-            np.log(np.exp(key[i] - t) + 1.0) + t
-        )  # key -inf (never seen): log(1) + t
+        key[i] = np.log(np.exp(key[i] - t) + 1.0) + t  # key -inf (never seen): log(1) + t
         if where[i] > 0:
             hits[j] = True
             continue
@@ -149,9 +145,7 @@ class SampledLRFU(Policy):
 
     def _on_resize(self) -> None:
         tau_c = self.tau * self.capacity
-        if (
-            self._tau_c and tau_c != self._tau_c
-        ):  # same counts now, decaying with the new tau from now on
+        if self._tau_c and tau_c != self._tau_c:  # same counts now, decaying with the new tau from now on
             now = float(self._s[NOW])
             self._key += now / tau_c - now / self._tau_c
         self._tau_c = tau_c
@@ -174,9 +168,7 @@ class SampledLRFU(Policy):
         return _slrfu_remove(ids, self._where, self._slots, self._s)
 
     def _shrink(self, evicted):
-        return _slrfu_shrink(
-            evicted, self.k, self._where, self._slots, self._key, self._s
-        )
+        return _slrfu_shrink(evicted, self.k, self._where, self._slots, self._key, self._s)
 
     def _extra_arrays(self) -> list[np.ndarray]:
         return [self._slots]

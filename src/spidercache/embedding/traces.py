@@ -150,9 +150,15 @@ def read_dlrm_pt(path: str | os.PathLike) -> np.ndarray:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file it cannot read
-        raise UserError(f"cannot read {path} as a torch file: {str(exc).strip().splitlines()[0][:120]}") from None
+        raise UserError(
+            f"cannot read {path} as a torch file: {str(exc).strip().splitlines()[0][:120]}"
+        ) from None
     expected = "a tuple (indices, offsets, lengths) of integer tensors as in Meta's dlrm_datasets"
-    if not isinstance(obj, (tuple, list)) or len(obj) != 3 or not all(isinstance(x, torch.Tensor) for x in obj):
+    if (
+        not isinstance(obj, (tuple, list))
+        or len(obj) != 3
+        or not all(isinstance(x, torch.Tensor) for x in obj)
+    ):
         raise UserError(f"{path} is not a dlrm_datasets trace: expected {expected}")
     indices, offsets, lengths = obj
     if any(x.dtype.is_floating_point or x.dtype == torch.bool for x in obj):
@@ -167,7 +173,8 @@ def read_dlrm_pt(path: str | os.PathLike) -> np.ndarray:
     if int(lengths_np.sum()) != indices.numel() or offsets.numel() != tables * batch + 1:
         raise UserError(
             f"{path} is not a dlrm_datasets trace: lengths sum to {int(lengths_np.sum())} and offsets "
-            f"have {offsets.numel()} entries, but indices have {indices.numel()} (expected {tables * batch + 1} offsets)"
+            f"have {offsets.numel()} entries, but indices have {indices.numel()} (expected "
+            f"{tables * batch + 1} offsets)"
         )
     idx = indices.numpy().astype(np.int64)
     if idx.size and idx.min() < 0:

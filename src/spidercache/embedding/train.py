@@ -25,12 +25,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..engine.capacity import capacity_for
 from ..engine.ids import remap_trace
+from ..engine.nextuse import next_use_positions
 from ..errors import UserError
 from .features import FeatureState, trace_features
 from .models import MAX_DISTANCE, ModelConfig, build_model, save_model
-from ..engine.capacity import capacity_for
-from ..engine.nextuse import next_use_positions
 from .optgen import optgen
 from .traces import table_of
 
@@ -62,10 +62,14 @@ def cache_data(keys: np.ndarray, cfg: ModelConfig) -> TrainData:
         labels = optgen(keys, cs, ids_n=(ids, n))
         feats = trace_features(ids, tables, labels.capacity, cfg.batch_lookups)
         dist = np.where(labels.next_use_distance < 0, np.inf, labels.next_use_distance) / labels.capacity
-        y = np.stack([labels.keep.astype(np.float32),
-                      np.log1p(np.minimum(dist, MAX_DISTANCE)).astype(np.float32)], axis=1)
-        xs_tr.append(feats[:cut]); ys_tr.append(y[:cut])
-        xs_va.append(feats[cut:]); ys_va.append(y[cut:])
+        y = np.stack(
+            [labels.keep.astype(np.float32), np.log1p(np.minimum(dist, MAX_DISTANCE)).astype(np.float32)],
+            axis=1,
+        )
+        xs_tr.append(feats[:cut])
+        ys_tr.append(y[:cut])
+        xs_va.append(feats[cut:])
+        ys_va.append(y[cut:])
     x = np.concatenate(xs_tr + xs_va)
     y = np.concatenate(ys_tr + ys_va)
     return TrainData(x, y, sum(a.shape[0] for a in xs_tr))
@@ -162,7 +166,9 @@ def evaluate(model, data: TrainData) -> dict:
     return out
 
 
-def plot_losses(history: list[tuple[int, float]], val: list[tuple[int, float]], path: Path, title: str) -> None:
+def plot_losses(
+    history: list[tuple[int, float]], val: list[tuple[int, float]], path: Path, title: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,11 +176,11 @@ def plot_losses(history: list[tuple[int, float]], val: list[tuple[int, float]], 
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if history:
-        s, l = zip(*history)
-        ax.plot(s, l, lw=0.8, label="train loss")
+        steps, losses = zip(*history)
+        ax.plot(steps, losses, lw=0.8, label="train loss")
     if val:
-        s, l = zip(*val)
-        ax.plot(s, l, "o-", label="validation loss")
+        steps, losses = zip(*val)
+        ax.plot(steps, losses, "o-", label="validation loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -246,12 +252,25 @@ def train(
                 ev = evaluate(model, data)
                 val_hist.append((step, ev.get("val_bce", float("nan")) + ev.get("val_distance_mse", 0.0)))
                 model.train()
-                _atomic_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                              "history": history, "val": val_hist, "config": asdict(cfg)}, ckpt_path)
+                _atomic_save(
+                    {
+                        "model": model.state_dict(),
+                        "optim": opt.state_dict(),
+                        "step": step,
+                        "history": history,
+                        "val": val_hist,
+                        "config": asdict(cfg),
+                    },
+                    ckpt_path,
+                )
                 plot_losses(history, val_hist, out / "loss.png", f"{cfg.model} model")
         model.eval()
-        metrics = {"steps": step, "final_loss": history[-1][1] if history else None,
-                   "train_rows": int(data.train_n), "val_rows": int(data.x.shape[0] - data.train_n)}
+        metrics = {
+            "steps": step,
+            "final_loss": history[-1][1] if history else None,
+            "train_rows": int(data.train_n),
+            "val_rows": int(data.x.shape[0] - data.train_n),
+        }
         metrics.update(evaluate(model, data))
         save_model(model, out / "model.pt")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -319,7 +319,9 @@ class Cache:
             # earlier in this batch (the loader's value serves them; the policy counts
             # them as hits, and so does the simulator).
             first_was_hit = hits[first[inverse]]
-            served = np.isin(ids, np.fromiter(good.keys(), np.int64, len(good))) if good else np.zeros(n, np.bool_)
+            served = (
+                np.isin(ids, np.fromiter(good.keys(), np.int64, len(good))) if good else np.zeros(n, np.bool_)
+            )
             n_hits = int(np.count_nonzero(hits & (served | ~first_was_hit)))
             st = self._stats
             st.requests += n
@@ -345,8 +347,10 @@ class Cache:
             with self._lock:
                 self.policy.remove(put_ids)  # resident without a value would only be a lost hit
             return 0
-        blobs = [self._encode(values[i], compress=self.compress) if self.compress
-                 else self._encode(values[i]) for i in idx.tolist()]
+        blobs = [
+            self._encode(values[i], compress=self.compress) if self.compress else self._encode(values[i])
+            for i in idx.tolist()
+        ]
         stored = self._store_call(self.store.put_many, keys[idx], blobs)
         with self._lock:
             if stored is None:

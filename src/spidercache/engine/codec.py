@@ -283,8 +283,12 @@ def decode_many(bufs) -> tuple[list, list[int]]:
     for k, buf in enumerate(bufs):
         try:
             mv = memoryview(buf).cast("B")
-            if head is not None and len(mv) == head[5] and mv[:_CHECKSUM_AT] == head[0] \
-                    and mv[FIXED_SIZE : head[2]] == head[1]:
+            if (
+                head is not None
+                and len(mv) == head[5]
+                and mv[:_CHECKSUM_AT] == head[0]
+                and mv[FIXED_SIZE : head[2]] == head[1]
+            ):
                 if _checksum(mv) != _FIXED.unpack_from(mv, 0)[7]:
                     raise CorruptValue("checksum mismatch")
                 run.append(k)

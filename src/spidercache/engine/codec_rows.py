@@ -22,7 +22,7 @@ decodes one value at a time with ``codec.decode``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xxhash
@@ -126,7 +126,7 @@ def _decode_run(
         h.update(raw[j])
         good[j] = h.intdigest() == stored[j]
     if kind == codec.KIND_TORCH:
-        batch = rows.view(first.dtype).reshape(pos.size, *shape)
+        batch = rows.view(cast(torch.dtype, first.dtype)).reshape(pos.size, *shape)
         views = batch.unbind(0)
     else:
         batch = raw.view(first.dtype).reshape(pos.size, *shape)

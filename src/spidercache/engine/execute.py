@@ -141,7 +141,8 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
         p = pos[sub]
         st = stores[level]
         keys = _keys(key, plan.served[p])
-        rows, raw = None, None
+        rows: Any = None
+        raw: Any = None
         if st.offers("get_rows"):
             rows = st.call("get_rows", keys, st.row_split)
         else:
@@ -160,9 +161,9 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
             for k, v in zip(p.tolist(), got.values):
                 values[k] = v
             continue
-        got, bad = codec.decode_many([b for b in raw if b is not None])
+        values_ok, bad = codec.decode_many([b for b in raw if b is not None])
         errors += len(bad)
-        decoded = iter(got)
+        decoded = iter(values_ok)
         for k, buf in zip(p.tolist(), raw):
             v = None if buf is None else next(decoded)
             if v is None:

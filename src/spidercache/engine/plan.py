@@ -44,7 +44,7 @@ class Lookup:
     level: np.ndarray | None = None
 
     @classmethod
-    def all_miss(cls, ids: np.ndarray, admit: bool = False) -> "Lookup":
+    def all_miss(cls, ids: np.ndarray, admit: bool = False) -> Lookup:
         n = ids.size
         return cls(ids.copy(), np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.full(n, admit, np.bool_))
 

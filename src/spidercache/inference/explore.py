@@ -245,7 +245,7 @@ def measure_units(
     ms, acts = [], []
     for _, unit in base.model.units():
         x = h
-        ms.append(time_call(lambda: unit(x), reps, sync=sync))
+        ms.append(time_call(lambda unit=unit, x=x: unit(x), reps, sync=sync))
         h = unit(h)
         acts.append(h)
     final = h
@@ -352,7 +352,9 @@ def measure_latency(
         head = ex.build_head(k).to(device)
         for b in BATCHES:
             act = acts_by_batch[b][rec.unit]
-            rec.latency_ms[b] = time_call(lambda: head(act).softmax(1).max(1), reps, sync=sync)
+            rec.latency_ms[b] = time_call(
+                lambda head=head, act=act: head(act).softmax(1).max(1), reps, sync=sync
+            )
     base.model.to(was_on)
     say(
         "unit ms at batch 1: "

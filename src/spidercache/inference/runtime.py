@@ -70,11 +70,11 @@ class GatiRuntime:
             e.head.eval()
 
     @classmethod
-    def from_composition(cls, base: BaseModel, ex: Exploration, comp: Composition) -> "GatiRuntime":
+    def from_composition(cls, base: BaseModel, ex: Exploration, comp: Composition) -> GatiRuntime:
         exits = [Exit(ex.heads[h].unit, ex.heads[h].name, ex.build_head(h), t) for h, t in comp.choices]
         return cls(base, exits)
 
-    def to(self, device: str | torch.device) -> "GatiRuntime":
+    def to(self, device: str | torch.device) -> GatiRuntime:
         """Move the base network and the heads (GPU timing); predictions come back on that device."""
         self.base.model.to(device)
         for e in self._exits.values():
@@ -260,7 +260,7 @@ class OnlineRetrainer:
             "hit_accuracy": float((pred[hit] == target[hit]).float().mean()) if bool(hit.any()) else 1.0,
         }
 
-    def start(self) -> "OnlineRetrainer":
+    def start(self) -> OnlineRetrainer:
         self._thread = threading.Thread(target=self._loop, name="gati-retrainer", daemon=True)
         self._thread.start()
         return self

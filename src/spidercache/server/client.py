@@ -38,8 +38,8 @@ from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
 from .admin import metadata, open_channel, resolve_token, translate
 from .batch import Batch, check_batch_sums, check_view
-from .limits import DEFAULT_MAX_MESSAGE, PING_TIMEOUT_SECONDS, SERVICE_NAME
 from .client_rpc import SMALL_REPLY_CONNECTIONS, RpcReads, RpcWrites
+from .limits import DEFAULT_MAX_MESSAGE, PING_TIMEOUT_SECONDS, SERVICE_NAME
 from .reader import SPILLED, ShmReader, StaleMapping
 
 REPORT_EVERY_SECONDS = 2.0

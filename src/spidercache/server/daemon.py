@@ -34,8 +34,8 @@ from .limits import (
     parse_memory,
 )
 from .memory import tune_allocator
-from .sessions import ServerConfig
 from .service import ServeOptions, check_bind, serve
+from .sessions import ServerConfig
 from .shm import retire_segments
 
 START_TIMEOUT = 30.0

@@ -14,6 +14,7 @@ import os
 import secrets
 import threading
 
+from .session_disk import remove_tree
 from .sessions import (
     SESSION_OVERHEAD,
     RequestError,
@@ -22,7 +23,6 @@ from .sessions import (
     Session,
     SessionNotFound,
 )
-from .session_disk import remove_tree
 
 TABLE_NAME = "sessions.json"
 

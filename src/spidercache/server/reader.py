@@ -163,7 +163,7 @@ class ShmReader:
             lengths[sel] = np.where(good, lens, SPILLED)
         return lengths, values
 
-    def views(self, ids: np.ndarray) -> "ShmViews":
+    def views(self, ids: np.ndarray) -> ShmViews:
         """Zero-copy views of cached values (None for those not in memory)."""
         self.check_alive()
         self._refresh()

@@ -24,6 +24,7 @@ from .. import __version__
 from ..errors import UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
+from . import requests as check
 from .limits import (
     DEFAULT_MAX_MESSAGE,
     DEFAULT_PORT,
@@ -32,11 +33,10 @@ from .limits import (
     TOKEN_HEADER,
     grpc_options,
 )
-from .memory import release_free_memory, reserve_for_process, rss_breakdown
-from .wire import finish_reply, new_get_reply
-from . import requests as check
 from .manager import SessionManager
+from .memory import release_free_memory, reserve_for_process, rss_breakdown
 from .sessions import PipelineMismatch, ReplyTooLarge, RequestError, ServerConfig, ServerFull, SessionNotFound
+from .wire import finish_reply, new_get_reply
 
 log = logging.getLogger("spidercache.server")
 
@@ -288,7 +288,8 @@ def serve(config: ServerConfig, options: ServeOptions, on_ready=None) -> None:
     if not bound:
         manager.close()
         raise UserError(
-            f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not this machine's)"
+            f"cannot listen on {options.host}:{options.port}: the port is in use (or the address is not "
+            "this machine's)"
         )
     server.start()
     if threading.current_thread() is threading.main_thread():

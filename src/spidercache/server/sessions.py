@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..engine.stores.lmdb_store import LMDBStore
-from .limits import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_SESSIONS
 from .arena import SlotArena
+from .limits import DEFAULT_MAX_MESSAGE, DEFAULT_MAX_SESSIONS
 from .session_disk import SessionDisk, remove_tree
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class ServerConfig:
 
 class Session(SessionDisk):
     def __init__(
-        self, session_id: int, budget: int, spill: bool, config: ServerConfig, manager: "SessionManager"
+        self, session_id: int, budget: int, spill: bool, config: ServerConfig, manager: SessionManager
     ) -> None:
         self.id = session_id
         self.budget = int(budget)

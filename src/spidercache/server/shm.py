@@ -169,9 +169,9 @@ class ClassView:
 
 
 def _map_class(seg: Segment, cap: int, slot_size: int) -> ClassView:
-    g, l, d, _ = _class_layout(cap, slot_size)
+    g, ln, d, _ = _class_layout(cap, slot_size)
     gens = seg.array(np.int64, cap, g)
-    lens = seg.array(np.int64, cap, l)
+    lens = seg.array(np.int64, cap, ln)
     data = seg.array(np.uint8, cap * slot_size, d).reshape(cap, slot_size)
     return ClassView(slot_size, gens, lens, data, seg, d)
 

@@ -33,8 +33,14 @@ def rows_table(rows: Sequence[dict], title: str = "Trace simulation") -> Table:
     for r in rows:
         unit = r.get("unit", "objects")
         cap = _bytes_text(r["capacity"]) if unit == "bytes" else f"{r['capacity']:,}"
-        cells = [r["policy"], _size_text(r["cache_size"], unit), cap, f"{r['requests']:,}",
-                 f"{r['hits']:,}", f"{r['hit_ratio']:.4f}"]
+        cells = [
+            r["policy"],
+            _size_text(r["cache_size"], unit),
+            cap,
+            f"{r['requests']:,}",
+            f"{r['hits']:,}",
+            f"{r['hit_ratio']:.4f}",
+        ]
         if with_bytes:
             cells.append(f"{r['byte_hit_ratio']:.4f}" if r.get("byte_hit_ratio") is not None else "")
         cells += [f"{r['seconds']:.3f}", f"{r['requests_per_second'] / 1e6:.2f}"]

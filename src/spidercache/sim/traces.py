@@ -69,8 +69,12 @@ def trace_format(path: Path, fmt: str | None = None, column=None) -> str:
     )
 
 
-def load_trace(path: str | os.PathLike, column: str | int | None = None,
-               size_column: str | int | None = None, fmt: str | None = None) -> Trace:
+def load_trace(
+    path: str | os.PathLike,
+    column: str | int | None = None,
+    size_column: str | int | None = None,
+    fmt: str | None = None,
+) -> Trace:
     """Load keys (and sizes, where the format has them) from a trace file."""
     path = Path(path)
     if not path.exists():
@@ -105,8 +109,10 @@ def _keys_from_ints(values: list[int], where: str) -> np.ndarray:
         raise UserError(f"{where}: key {bad} does not fit in 64 bits")
     if hi >= 2**63:
         if lo < 0:
-            raise UserError(f"{where}: keys mix negative numbers and numbers >= 2^63; "
-                            "use signed or unsigned 64-bit keys, not both")
+            raise UserError(
+                f"{where}: keys mix negative numbers and numbers >= 2^63; "
+                "use signed or unsigned 64-bit keys, not both"
+            )
         return np.array(values, dtype=np.uint64).view(np.int64)
     return np.array(values, dtype=np.int64)
 

@@ -40,5 +40,12 @@ def make_training_policy(
     return registry.make_policy(_key(name), capacity, n_samples, labels=labels, seed=seed, **options)
 
 
-__all__ = ["DEFAULT_POLICY", "Lookup", "TrainingPolicy", "loss_rank_scores",
-           "make_training_policy", "policy_class", "policy_names"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "Lookup",
+    "TrainingPolicy",
+    "loss_rank_scores",
+    "make_training_policy",
+    "policy_class",
+    "policy_names",
+]

@@ -205,7 +205,6 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         self.upkeep_seconds = 0.0  # index + score work, this epoch
         self.epoch_stats: list[dict] = []
 
-
     # ------------------------------------------------------------ helpers
     def _level0_capacity(self) -> int:
         return int(round(self.split.ratio * self.capacity))

@@ -147,8 +147,9 @@ def access_bits_count(kind, ids, admit, use_admit, hits, evicted, record, where,
 
 
 @nb.njit(cache=True)
-def access_bits_sized(kind, ids, sizes, admit, use_admit, hits, evicted, record,
-                      where, sid, sprev, snext, sbit, s, osize, used):
+def access_bits_sized(
+    kind, ids, sizes, admit, use_admit, hits, evicted, record, where, sid, sprev, snext, sbit, s, osize, used
+):
     # Object sizes: as ``access_bits_count`` (locals for the batch) but a miss may evict several
     # objects, so each eviction frees its slot by moving the last slot into the hole.
     cap, size, head, tail, hand, inuse = s[0], s[1], s[2], s[3], s[HAND], used[0]
@@ -294,8 +295,9 @@ class SlotBitsPolicy(Policy):
         return access_bits_count(self.kind, ids, admit, use_admit, hits, evicted, record, *self._arrays()[:6])
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return access_bits_sized(self.kind, ids, sizes, admit, use_admit, hits, evicted, record,
-                                 *self._arrays())
+        return access_bits_sized(
+            self.kind, ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays()
+        )
 
     def _remove(self, ids):
         return remove_bits(ids, *self._arrays(), self.by_bytes)

@@ -389,8 +389,19 @@ class ARC(Policy):
         return _arc_access(ids, admit, use_admit, hits, evicted, record, *self._arrays())
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return arc_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays(),
-                                self._b, self._osize, self._used)
+        return arc_access_sized(
+            ids,
+            sizes,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            *self._arrays(),
+            self._b,
+            self._osize,
+            self._used,
+        )
 
     def _remove(self, ids):
         if self.by_bytes:

@@ -264,8 +264,9 @@ class LFU(Policy):
         return _lfu_access(ids, admit, use_admit, hits, evicted, record, *self._arrays())
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return _lfu_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays(),
-                                 self._osize, self._used)
+        return _lfu_access_sized(
+            ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays(), self._osize, self._used
+        )
 
     def _remove(self, ids):
         if self.by_bytes:

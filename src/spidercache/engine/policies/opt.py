@@ -148,8 +148,9 @@ def _drop_pos(pos, where, hkey, hid, s):
 
 
 @nb.njit(cache=True)
-def _opt_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, where, hkey, hid, s, next_use,
-                      osize, used):
+def _opt_access_sized(
+    ids, sizes, admit, use_admit, hits, evicted, record, where, hkey, hid, s, next_use, osize, used
+):
     """Byte-sized OPT (libCacheSim's ``Belady`` with sizes): a miss evicts the farthest
     residents until the newcomer fits; an object larger than the cache is not inserted."""
     cap = s[0]
@@ -265,20 +266,46 @@ class OPT(Policy):
 
     def _check_room(self, n: int) -> None:
         if self.cursor + n > self.next_use.size:
-            raise ValueError(f"OPT was given next-use positions for {self.next_use.size} requests; "
-                             f"this batch goes to request {self.cursor + n}")
+            raise ValueError(
+                f"OPT was given next-use positions for {self.next_use.size} requests; "
+                f"this batch goes to request {self.cursor + n}"
+            )
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         self._check_room(ids.size)
-        n_ev, n_adm, n_rej, bad = _opt_access(ids, admit, use_admit, hits, evicted, record,
-                                              self._where, self._hkey, self._hid, self._s, self.next_use)
+        n_ev, n_adm, n_rej, bad = _opt_access(
+            ids,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._hkey,
+            self._hid,
+            self._s,
+            self.next_use,
+        )
         return self._checked(ids, bad, n_ev, n_adm, n_rej)
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
         self._check_room(ids.size)
-        n_ev, n_adm, n_rej, bad = _opt_access_sized(ids, sizes, admit, use_admit, hits, evicted, record,
-                                                    self._where, self._hkey, self._hid, self._s,
-                                                    self.next_use, self._osize, self._used)
+        n_ev, n_adm, n_rej, bad = _opt_access_sized(
+            ids,
+            sizes,
+            admit,
+            use_admit,
+            hits,
+            evicted,
+            record,
+            self._where,
+            self._hkey,
+            self._hid,
+            self._s,
+            self.next_use,
+            self._osize,
+            self._used,
+        )
         return self._checked(ids, bad, n_ev, n_adm, n_rej)
 
     def _checked(self, ids, bad, n_ev, n_adm, n_rej):
@@ -297,8 +324,9 @@ class OPT(Policy):
 
     def _shrink(self, evicted):
         if self.by_bytes:
-            return _opt_shrink_sized(evicted, self._where, self._hkey, self._hid, self._s,
-                                     self._osize, self._used)
+            return _opt_shrink_sized(
+                evicted, self._where, self._hkey, self._hid, self._s, self._osize, self._used
+            )
         return _opt_shrink(evicted, self._where, self._hkey, self._hid, self._s)
 
 

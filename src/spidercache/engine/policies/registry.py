@@ -53,7 +53,18 @@ TRAINING = "train-"  # the prefix of training policies' names
 
 # engine policies of the simulator's default comparison (need no model or trace of their own but OPT's)
 ENGINE_POLICIES: tuple[str, ...] = (
-    "arc", "clock", "fifo", "gdsf", "lecar", "lfu", "lru", "opt", "s3fifo", "sieve", "twoq", "wtinylfu"
+    "arc",
+    "clock",
+    "fifo",
+    "gdsf",
+    "lecar",
+    "lfu",
+    "lru",
+    "opt",
+    "s3fifo",
+    "sieve",
+    "twoq",
+    "wtinylfu",
 )
 
 _loaded: dict[str, type] = {}

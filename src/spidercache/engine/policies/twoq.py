@@ -71,8 +71,9 @@ def _evict(cin, cout, where, prev, nxt, q, s, osize, sized):
 
 
 @nb.njit(cache=True)
-def _twoq_access_fast(ids, sizes, sized, admit, use_admit, hits, evicted, record, where, prev, nxt, q, s,
-                      osize, used):
+def _twoq_access_fast(
+    ids, sizes, sized, admit, use_admit, hits, evicted, record, where, prev, nxt, q, s, osize, used
+):
     # The three lists' heads, tails and sizes (objects, or bytes with ``sized``) live in locals
     # for the batch: numba reloads ``q`` after every link store otherwise.
     c = s[0]

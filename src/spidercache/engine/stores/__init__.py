@@ -32,8 +32,10 @@ from .spill import SpillStore
 
 _MB = 1 << 20
 
-SPEC_HELP = ("memory[:MB] | lmdb:PATH | spill:MB:PATH | redis://host:port[,host:port][/prefix] | "
-             "redis-cluster://h:p,h:p[/prefix] | memcached://h:p,h:p[/prefix] | server://host:port/SESSION")
+SPEC_HELP = (
+    "memory[:MB] | lmdb:PATH | spill:MB:PATH | redis://host:port[,host:port][/prefix] | "
+    "redis-cluster://h:p,h:p[/prefix] | memcached://h:p,h:p[/prefix] | server://host:port/SESSION"
+)
 # stores that live in a front-end, imported by name on first use
 _BY_NAME = {"server": "spidercache.server.client:DatasetCache"}
 
@@ -90,8 +92,10 @@ def open_store(spec: str, *, prefix: str | None = None) -> Store:
         if scheme == "redis":
             if len(nodes) == 1:
                 return RedisStore(nodes[0][0], nodes[0][1], prefix=key_prefix)
-            return ShardedStore([functools.partial(RedisStore, h, p, prefix=key_prefix) for h, p in nodes],
-                                [f"{h}:{p}" for h, p in nodes])
+            return ShardedStore(
+                [functools.partial(RedisStore, h, p, prefix=key_prefix) for h, p in nodes],
+                [f"{h}:{p}" for h, p in nodes],
+            )
         return RedisStore(prefix=key_prefix, cluster=True, startup_nodes=nodes)
     if scheme == "server":
         return _server_store(spec, prefix)
@@ -110,5 +114,17 @@ def _server_store(spec: str, pipeline: str | None) -> Store:
     return cls(int(session), hostname=url.hostname, port=url.port or 50052, pipeline=pipeline or "")
 
 
-__all__ = ["Store", "Key", "Value", "MemoryStore", "LMDBStore", "SpillStore", "RedisStore",
-           "MemcachedStore", "ShardedStore", "open_store", "StoreUnavailable", "SPEC_HELP"]
+__all__ = [
+    "Store",
+    "Key",
+    "Value",
+    "MemoryStore",
+    "LMDBStore",
+    "SpillStore",
+    "RedisStore",
+    "MemcachedStore",
+    "ShardedStore",
+    "open_store",
+    "StoreUnavailable",
+    "SPEC_HELP",
+]

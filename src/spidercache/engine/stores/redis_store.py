@@ -258,7 +258,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 class ShardedStore(Store):
-    """Independent servers (SpiderCache's ``--cache_nodes N`` Redis layout), keys spread by consistent hashing.
+    """Independent servers (SpiderCache's ``--cache_nodes N`` Redis layout), keys spread by
+    consistent hashing.
 
     Each key lives on the node its hash falls to on a ring of ``vnodes``
     points per node, so adding or losing a node moves only that node's share.

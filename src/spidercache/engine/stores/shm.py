@@ -28,6 +28,12 @@ from .base import Store, Value, check_batch
 
 class ShmSlotStore(Store):
     name = "shm"
+    # numpy views of the shared tensors in ``_t`` (made by ``_views``)
+    data: np.ndarray
+    length: np.ndarray
+    owner: np.ndarray
+    version: np.ndarray
+    table: np.ndarray
 
     def __init__(self, n_ids: int, n_slots: int, slot_bytes: int, shared: bool = True) -> None:
         if n_slots < 1 or slot_bytes < 1:
