@@ -142,3 +142,23 @@ def test_front_end_packages_export_their_classes():
     from spidercache.weights import ResultCache, WeightCache, memoize
 
     assert WeightCache.__name__ == "WeightCache" and ResultCache and memoize
+
+
+def test_model_means_one_thing_per_command():
+    """`--model` used to name a network, a checkpoint, a folder or a model kind: each command now says
+    which, and the old spelling is a hidden alias in that command only."""
+    from spidercache.cli import canonical_flags
+
+    assert canonical_flags(["gati", "build", "--model", "b.pt"]) == ["gati", "build", "--checkpoint", "b.pt"]
+    assert canonical_flags(["gati", "bench", "--model=small"]) == ["gati", "bench", "--network=small"]
+    assert canonical_flags(["embed", "train", "--model", "cache"]) == ["embed", "train", "--kind", "cache"]
+    assert canonical_flags(["embed", "eval", "t.npy", "--model", "d"]) == [
+        "embed",
+        "eval",
+        "t.npy",
+        "--model-dir",
+        "d",
+    ]
+    assert canonical_flags(["sim", "--model", "x"]) == ["sim", "--model", "x"]  # nowhere else
+    assert "--checkpoint" in spidercache("gati", "serve", "--help").stdout
+    assert "--model" not in spidercache("gati", "build", "--help").stdout

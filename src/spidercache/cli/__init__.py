@@ -77,18 +77,31 @@ _USER_ERRORS = (
 # --cache_nodes, --host_ip, --port_num, ...) are accepted as hidden aliases: underscores in a flag's
 # name become dashes before parsing, and renamed flags map to today's name.
 _RENAMED = {"--working-set-size": "--working-set"}
+# One meaning per flag name: where `--model` named a network, a checkpoint, a folder or a model kind,
+# each command now says which; the old spelling stays a hidden alias in that command only.
+_RENAMED_IN = {
+    ("gati", "build"): {"--model": "--checkpoint"},
+    ("gati", "serve"): {"--model": "--checkpoint"},
+    ("gati", "eval"): {"--model": "--checkpoint"},
+    ("gati", "bench"): {"--model": "--network"},
+    ("bench", "gati"): {"--model": "--network"},
+    ("embed", "train"): {"--model": "--kind"},
+    ("embed", "eval"): {"--model": "--model-dir"},
+    ("embed", "headroom"): {"--model": "--model-dir"},
+}
 
 
 def canonical_flags(argv: list[str]) -> list[str]:
     """``argv`` with every ``--flag_name[=value]`` spelled ``--flag-name[=value]`` (values untouched)."""
     out: list[str] = []
+    renamed = {**_RENAMED, **_RENAMED_IN.get(tuple(argv[:2]), {})}
     for i, arg in enumerate(argv):
         if arg == "--":  # everything after is positional
             return out + argv[i:]
         if arg.startswith("--") and len(arg) > 2:
             name, eq, value = arg.partition("=")
             name = name.replace("_", "-")
-            arg = _RENAMED.get(name, name) + eq + value
+            arg = renamed.get(name, name) + eq + value
         out.append(arg)
     return out
 

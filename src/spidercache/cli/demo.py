@@ -8,6 +8,8 @@ about a minute on two cores.
 
 from __future__ import annotations
 
+import json
+
 import typer
 
 
@@ -18,6 +20,7 @@ def register(app: typer.Typer) -> None:
         train_samples: int = typer.Option(6000, "--train-samples"),
         test_samples: int = typer.Option(2000, "--test-samples"),
         plot: str = typer.Option("", "--plot", help="Also write a PNG with hit ratio and accuracy."),
+        json_out: bool = typer.Option(False, "--json", help="Print the rows and summary as JSON."),
     ) -> None:
         """Train the small CNN on Fashion-MNIST through a 10% in-process cache over 5 ms storage."""
         from ..data.train import TrainConfig, train
@@ -29,13 +32,21 @@ def register(app: typer.Typer) -> None:
                 f"--train-samples and --test-samples must be at least 1, got {train_samples}, {test_samples}"
             )
         cfg = TrainConfig(
-            epochs=epochs, train_samples=train_samples, test_samples=test_samples, plot=plot or None
+            epochs=epochs,
+            train_samples=train_samples,
+            test_samples=test_samples,
+            plot=plot or None,
+            progress=not json_out,
         )
         cfg.validate()  # before the plan line: a bad flag prints nothing but its error
         typer.echo(
-            f"spidercache demo: {cfg.network} CNN on {train_samples} Fashion-MNIST images, policy "
+            err=json_out,  # stdout stays JSON with --json
+            message=f"spidercache demo: {cfg.network} CNN on {train_samples} Fashion-MNIST images, policy "
             f"{cfg.policy}, cache {cfg.working_set_size:.0%} of the data in memory, "
-            f"{cfg.storage_latency_ms:g} ms per storage read, {cfg.workers} loader workers"
+            f"{cfg.storage_latency_ms:g} ms per storage read, {cfg.workers} loader workers",
         )
         result = train(cfg)
-        print_summary(result.rows, result.summary)
+        if json_out:
+            typer.echo(json.dumps({"rows": result.rows, "summary": result.summary}, indent=2, default=str))
+        else:
+            print_summary(result.rows, result.summary)

@@ -164,7 +164,7 @@ def optgen_cmd(
 
 @embed_app.command("train")
 def train_cmd(
-    model: str = typer.Option(..., help="cache or prefetch."),
+    model: str = typer.Option(..., "--kind", help="Which model: cache or prefetch."),
     trace: Path = typer.Option(..., help="Training trace: .pt, .npy or text."),
     out: Path = typer.Option(..., help="Folder for config.json, checkpoint.pt, model.pt, loss.png."),
     resume: bool = typer.Option(False, "--resume", help="Continue from out/checkpoint.pt (RecMG's -e)."),
@@ -244,7 +244,8 @@ def eval_cmd(
     trace: Path = typer.Argument(..., help="Trace: .pt (dlrm_datasets) or any format `sim` reads."),
     model: Optional[Path] = typer.Option(
         None,
-        help="Cache-model folder from `embed train --model cache`: "
+        "--model-dir",
+        help="Cache-model folder from `embed train --kind cache`: "
         "warm-starts `learned`; needed by learned+offline/+prefetch.",
     ),
     prefetch_model: Optional[Path] = typer.Option(
@@ -303,7 +304,9 @@ def headroom_cmd(
     one_off: float = typer.Option(0.05, help="Share of lookups to one-off rows."),
     requests: int = typer.Option(2_000_000, help="Lookups (about)."),
     cache_size: float = typer.Option(0.1, help="<= 1: fraction of distinct keys; > 1: rows."),
-    model: Optional[Path] = typer.Option(None, help="Cache-model folder: warm-starts the learned policy."),
+    model: Optional[Path] = typer.Option(
+        None, "--model-dir", help="Cache-model folder: warm-starts the learned policy."
+    ),
     ablations: bool = typer.Option(
         False, "--ablations", help="Also the posterior oracle without each piece of truth."
     ),

@@ -150,7 +150,9 @@ def _register_train_base(gati: typer.Typer) -> None:
 def _register_build(gati: typer.Typer) -> None:
     @gati.command("build")
     def build(
-        model: Path = typer.Option(..., "--model", help="base model checkpoint (state dict with metadata)"),
+        model: Path = typer.Option(
+            ..., "--checkpoint", help="base model checkpoint (state dict with metadata)"
+        ),
         out: Path = typer.Option(..., "--out", help="folder for the heads and their measurements"),
         dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),
@@ -209,7 +211,7 @@ def _register_build(gati: typer.Typer) -> None:
 def _register_serve(gati: typer.Typer) -> None:
     @gati.command("serve")
     def serve(
-        model: Path = typer.Option(..., "--model", help="base model checkpoint"),
+        model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
         caches: Path = typer.Option(..., "--caches", help="folder written by `gati build`"),
         port: int = typer.Option(50053, help="0 picks a free port"),
         host: str = typer.Option("127.0.0.1"),
@@ -324,7 +326,7 @@ def _register_query(gati: typer.Typer) -> None:
 def _register_eval(gati: typer.Typer) -> None:
     @gati.command("eval")
     def evaluate_cmd(
-        model: Path = typer.Option(..., "--model", help="base model checkpoint"),
+        model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
         dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),
         pairs: Optional[Path] = typer.Option(None, help="LFW-format pairs.txt: also verification accuracy"),

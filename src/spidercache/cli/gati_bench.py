@@ -50,7 +50,7 @@ def register_bench(gati: typer.Typer) -> None:
     @gati.command("bench")
     def bench(
         model: str = typer.Option(
-            "resnet18", "--model", help="network to train, or ignored with --checkpoint"
+            "resnet18", "--network", help="network to train, or ignored with --checkpoint"
         ),
         dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
         data_root: Optional[str] = typer.Option(None),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -37,13 +36,13 @@ def sim(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """Simulate every policy at every cache size; one row each (hit ratio, byte hit ratio)."""
-    from rich.console import Console
     from rich.progress import Progress
 
     from ..errors import UserError
     from ..sim.dense import load_dense
     from ..sim.report import rows_json, rows_table
     from ..sim.simulate import parse_cache_sizes, parse_policies, simulate
+    from .output import console
 
     # Check the cheap arguments before reading a possibly large trace.
     policies = parse_policies(policy)
@@ -51,7 +50,7 @@ def sim(
     if workers < 0:
         raise UserError(f"--workers must be 0 (one per core) or more, got {workers}")
     data = load_dense(trace, column, size_column, fmt, keep=keep_dense)
-    err = Console(stderr=True)
+    err = console(stderr=True)
     n_workers = workers or os.cpu_count() or 1
     with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task("simulating", total=None)
@@ -70,7 +69,7 @@ def sim(
     if json_out:
         typer.echo(rows_json(rows))
     else:
-        out = Console(width=None if sys.stdout.isatty() else 160)
+        out = console()
         out.print(rows_table(rows, title=f"Trace simulation: {trace.name}"))
 
 

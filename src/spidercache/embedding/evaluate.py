@@ -64,8 +64,8 @@ def _load_models(policies: list[str], model_dir: Path | None, prefetch_dir: Path
         cache_model = load_model(model_dir, expect="cache")
     if any(p in ("learned+offline", "learned+prefetch") for p in policies) and cache_model is None:
         raise UserError(
-            "learned+offline and learned+prefetch need --model DIR (a folder made by "
-            "`embed train --model cache`); `learned` runs without one"
+            "learned+offline and learned+prefetch need --model-dir DIR (a folder made by "
+            "`embed train --kind cache`); `learned` runs without one"
         )
     if "learned+prefetch" in policies:
         prefetch_model = load_model(_prefetch_dir(model_dir, prefetch_dir), expect="prefetch")

@@ -115,7 +115,7 @@ def _as_model(model, kind: str):
 
 
 class OfflineLearned(Policy):
-    """Eviction ordered by an offline-trained model (``embed train --model cache``)."""
+    """Eviction ordered by an offline-trained model (``embed train --kind cache``)."""
 
     name = "learned+offline"
     _id_arrays = {
