@@ -1,13 +1,8 @@
 import numpy as np
 
 from spidercache.embedding.optgen import belady_hits
-from spidercache.embedding.oracle import (
-    GeneratorTruth,
-    generate_with_rates,
-    oracle_hits,
-    posterior_table,
-    sampled_oracle_hits,
-)
+from spidercache.embedding.oracle import GeneratorTruth, generate_with_rates, oracle_hits
+from spidercache.embedding.oracle_sampled import posterior_table, sampled_oracle_hits
 from spidercache.embedding.traces import GenConfig, generate, table_of
 from spidercache.engine.ids import remap_trace
 
@@ -106,7 +101,7 @@ def test_oracles_sit_between_lru_style_cold_misses_and_opt():
 
 
 def test_phase_cover_counts_each_tables_lookups():
-    from spidercache.embedding.oracle import _cumulative_cover
+    from spidercache.embedding.oracle_sampled import _cumulative_cover
 
     cfg = _cfg(batches=3)
     rec = GeneratorTruth(cfg)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .evaluate import evaluate
-from .oracle import GeneratorTruth, oracle_hits, sampled_oracle_hits
+from .oracle import GeneratorTruth, oracle_hits
+from .oracle_sampled import sampled_oracle_hits
 from .traces import GenConfig, generate
 
 CLASSIC = ("lru", "lfu", "arc", "s3fifo")

@@ -190,21 +190,14 @@ def plot_losses(
     plt.close(fig)
 
 
-def train(
-    keys: np.ndarray,
-    out_dir: str | os.PathLike,
-    cfg: ModelConfig,
-    resume: bool = False,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> dict:
-    """Train ``cfg.model`` on the trace ``keys``; returns the final metrics."""
+def _check_run(cfg: ModelConfig, out: Path, resume: bool) -> Path:
+    """Refuse a bad configuration or output folder before any work; make the folder."""
     if cfg.model not in ("cache", "prefetch"):
         raise UserError(f"unknown model kind {cfg.model!r}; choose cache or prefetch")
     if cfg.steps < 1 or cfg.checkpoint_every < 1 or cfg.batch_size < 1:
         raise UserError("steps, checkpoint-every and batch-size must be at least 1")
     for cs in cfg.cache_sizes:
         capacity_for(cs, 1)
-    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out exists and is not a folder: {out}")
     ckpt_path = out / CHECKPOINT
@@ -215,6 +208,19 @@ def train(
     elif ckpt_path.exists() or (out / "model.pt").exists():
         raise UserError(f"{out} already holds a training run; pass --resume or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train(
+    keys: np.ndarray,
+    out_dir: str | os.PathLike,
+    cfg: ModelConfig,
+    resume: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict:
+    """Train ``cfg.model`` on the trace ``keys``; returns the final metrics."""
+    out = _check_run(cfg, Path(out_dir), resume)
+    ckpt_path = out / CHECKPOINT
     (out / "config.json").write_text(cfg.to_json())
 
     threads = torch.get_num_threads()
