@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..console import console
 from . import load
 
 Column = tuple[str, Callable[[Mapping[str, Any]], str]]
@@ -98,19 +99,6 @@ def rows_table(rows: Sequence[Mapping[str, Any]], title: str, columns: Sequence[
 
 
 HOOKS = ("log", "on_row")  # parameters the runner fills, not options
-
-
-def console(stderr: bool = False, quiet: bool = False):
-    """A rich Console that wraps on a terminal and never cuts a table going to a pipe or a file.
-
-    (rich sizes a console to 80 columns when its stream is not a terminal, which cut flag
-    names, numbers and session ids in CI logs and under ``| grep``: such a stream gets a
-    width no table reaches, so a table is exactly as wide as its cells.)
-    """
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, quiet=quiet, width=None if stream.isatty() else 10_000)
 
 
 def run_benchmark(

@@ -13,7 +13,8 @@ import sys
 from typing import Any, Mapping, Sequence
 
 # one console rule and one table builder for the commands and the benchmarks (bench/runner.py)
-from ..bench.runner import Column, console, rows_table
+from ..bench.runner import Column, rows_table
+from ..console import console
 
 __all__ = ["Column", "console", "print_rows"]
 

@@ -189,6 +189,8 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
+            from ..console import console
+
             self.p = Progress(
                 TextColumn("[bold]epoch {task.fields[epoch]}"),
                 BarColumn(),
@@ -198,6 +200,7 @@ class _Progress:
                 TextColumn("loss {task.fields[loss]:.3f}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
+                console=console(stderr=True),
             )
             self.p.start()
 
