@@ -188,10 +188,11 @@ def _shrink(now, evicted, where, prev, nxt, s, pf, due, hk, hv):
     return n
 
 
-class LRFU(Policy):
-    """Evict the row with the lowest decayed access count (time constant ``tau`` x capacity)."""
+class DecayHeapPolicy(Policy):
+    """The state the heap-ordered policies share (``LRFU`` here, ``OfflineLearned`` in policy.py):
+    a linked list of residents, a lazy min-heap of eviction keys, and per-row decay state; the
+    kernels above run on it. A subclass gives ``_access`` and the clock (``_now``)."""
 
-    name = "lrfu"
     _id_arrays = {
         "_prev": (np.int64, NIL),
         "_next": (np.int64, NIL),
@@ -202,14 +203,8 @@ class LRFU(Policy):
     }
     _n_scalars = 7
 
-    def __init__(self, capacity: int, n_ids: int = 0, *, tau: float = 8.0, **kw) -> None:
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau}")
-        self.tau = float(tau)
-        self.time = 0
-        self._counters = np.zeros(1, np.int64)
-        super().__init__(capacity, n_ids, **kw)
-        self._alloc_heap()
+    def _now(self) -> float:
+        raise NotImplementedError
 
     def _alloc_heap(self) -> None:
         n = 2 * self.capacity + 1024
@@ -228,6 +223,44 @@ class LRFU(Policy):
             self._alloc_heap()
             self._hk[:live], self._hv[:live] = hk[:live], hv[:live]
             self._s[4] = live
+
+    def _remove(self, ids):
+        return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
+
+    def _shrink(self, evicted):
+        return _shrink(
+            self._now(),
+            evicted,
+            self._where,
+            self._prev,
+            self._next,
+            self._s,
+            self._pf,
+            self._due,
+            self._hk,
+            self._hv,
+        )
+
+    def _extra_arrays(self) -> list[np.ndarray]:
+        return [self._hk, self._hv]
+
+
+class LRFU(DecayHeapPolicy):
+    """Evict the row with the lowest decayed access count (time constant ``tau`` x capacity)."""
+
+    name = "lrfu"
+
+    def __init__(self, capacity: int, n_ids: int = 0, *, tau: float = 8.0, **kw) -> None:
+        if not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.tau = float(tau)
+        self.time = 0
+        self._counters = np.zeros(1, np.int64)
+        super().__init__(capacity, n_ids, **kw)
+        self._alloc_heap()
+
+    def _now(self) -> float:
+        return float(self.time)
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         now = self.time
@@ -254,23 +287,3 @@ class LRFU(Policy):
             self._seen,
             self._counters,
         )
-
-    def _remove(self, ids):
-        return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
-
-    def _shrink(self, evicted):
-        return _shrink(
-            float(self.time),
-            evicted,
-            self._where,
-            self._prev,
-            self._next,
-            self._s,
-            self._pf,
-            self._due,
-            self._hk,
-            self._hv,
-        )
-
-    def _extra_arrays(self) -> list[np.ndarray]:
-        return [self._hk, self._hv]

@@ -36,10 +36,10 @@ import numba as nb
 import numpy as np
 import torch
 
-from ..engine.policies.base import Policy, PolicyStats
+from ..engine.policies.base import PolicyStats
 from ..errors import UserError
 from .features import FeatureState
-from .lrfu import NIL, _decay_access, _evict_one, _farthest, _place, _remove, _shrink, _unlink
+from .lrfu import NIL, DecayHeapPolicy, _decay_access, _evict_one, _farthest, _place, _unlink
 from .models import load_model
 
 
@@ -114,19 +114,10 @@ def _as_model(model, kind: str):
     return load_model(model, expect="cache" if kind == "learned+offline" else "prefetch")
 
 
-class OfflineLearned(Policy):
+class OfflineLearned(DecayHeapPolicy):
     """Eviction ordered by an offline-trained model (``embed train --kind cache``)."""
 
     name = "learned+offline"
-    _id_arrays = {
-        "_prev": (np.int64, NIL),
-        "_next": (np.int64, NIL),
-        "_pf": (np.int8, 0),
-        "_due": (np.float64, 0.0),
-        "_dec": (np.float64, 0.0),
-        "_seen": (np.int64, -1),
-    }
-    _n_scalars = 7
 
     def __init__(
         self,
@@ -159,11 +150,8 @@ class OfflineLearned(Policy):
         super().__init__(capacity, n_ids, **kw)
         self._alloc_heap()
 
-    def _alloc_heap(self) -> None:
-        n = 2 * self.capacity + 1024
-        self._hk = np.zeros(n, np.float64)
-        self._hv = np.zeros(n, np.int64)
-        self._s[4] = 0
+    def _now(self) -> float:
+        return float(self.features.time)
 
     def _init_scalars(self) -> None:
         self._s[2] = NIL
@@ -173,11 +161,7 @@ class OfflineLearned(Policy):
 
     def _on_resize(self) -> None:
         self.features.capacity = self.capacity
-        if self._hk.size < 2 * self.capacity + 1024:
-            hk, hv, live = self._hk, self._hv, int(self._s[4])
-            self._alloc_heap()
-            self._hk[:live], self._hv[:live] = hk[:live], hv[:live]
-            self._s[4] = live
+        super()._on_resize()
 
     def _tables_of(self, ids: np.ndarray) -> np.ndarray | None:
         if self.tables is None:
@@ -244,26 +228,9 @@ class OfflineLearned(Policy):
             self._counters,
         )
 
-    def _remove(self, ids):
-        return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
-
-    def _shrink(self, evicted):
-        return _shrink(
-            float(self.features.time),
-            evicted,
-            self._where,
-            self._prev,
-            self._next,
-            self._s,
-            self._pf,
-            self._due,
-            self._hk,
-            self._hv,
-        )
-
     def _extra_arrays(self) -> list[np.ndarray]:
         f = self.features
-        return [f.last, f.count, f.gap1, f.gap2, f.d1, f.d2, f.tcount, self._hk, self._hv]
+        return [f.last, f.count, f.gap1, f.gap2, f.d1, f.d2, f.tcount, *super()._extra_arrays()]
 
     def stats(self) -> LearnedStats:
         b = self._stats
