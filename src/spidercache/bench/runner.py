@@ -157,7 +157,7 @@ def run_benchmark(
 def _check_outputs(out: str | Path | None, docs: Path | None) -> None:
     """The JSON and docs files a run writes at its end must be writable before it starts."""
     from ..errors import UserError
-    from ..sim.traces import check_output_path
+    from ..paths import check_output_path
 
     if out:
         check_output_path(out)

@@ -167,7 +167,7 @@ def run(
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
     if plot:
-        from ..sim.traces import check_output_path
+        from ..paths import check_output_path
 
         check_output_path(plot)
     opts = parse_options(policy_option or [])

@@ -118,7 +118,7 @@ def _register_train_base(gati: typer.Typer) -> None:
             raise UserError(f"--lr must be positive, got {lr}")
         dev = _device(device)
         from ..models import network_key
-        from ..sim.traces import check_output_path
+        from ..paths import check_output_path
 
         network_key(network)  # an unknown name fails before any line is printed
         check_output_path(out)

@@ -27,7 +27,7 @@ _COUNTED = (
 
 def _check(batches: str, gpu: bool, counts: dict[str, int | None], opts: dict) -> tuple[int, ...]:
     from ..models import network_key
-    from ..sim.traces import check_output_path
+    from ..paths import check_output_path
 
     if opts["checkpoint"] is None:
         network_key(opts["model"])  # an unknown network fails before the training line
