@@ -27,7 +27,7 @@ class LRUPolicy(TrainingPolicy):
         if self._lru is None:
             return Lookup.all_miss(ids)
         hit = self._lru.access(ids)
-        evicted = np.concatenate(self._evicted) if self._evicted else np.empty(0, np.int64)
+        evicted = self._gone(np.concatenate(self._evicted) if self._evicted else [])
         self._evicted.clear()
         return Lookup(ids.copy(), hit, np.zeros(ids.size, np.bool_), ~hit, evicted)
 
@@ -36,6 +36,9 @@ class LRUPolicy(TrainingPolicy):
 
     def resident(self) -> np.ndarray:
         return self._lru.resident_ids() if self._lru is not None else np.empty(0, np.int64)
+
+    def _discard(self, ids: np.ndarray) -> None:
+        self._lru.remove(ids)
 
     def state_dict(self):
         # LRU order is not worth checkpointing: the resident set is, so a resumed

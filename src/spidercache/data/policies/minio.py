@@ -42,6 +42,10 @@ class MinIOPolicy(TrainingPolicy):
     def resident(self) -> np.ndarray:
         return np.flatnonzero(self._resident).astype(np.int64)
 
+    def _discard(self, ids: np.ndarray) -> None:
+        self._resident[ids] = False  # the room it leaves is filled by the next misses
+        self._size -= int(ids.size)
+
     def state_dict(self):
         return {"epoch": self.epoch, "resident": self.resident()}
 

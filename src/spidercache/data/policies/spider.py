@@ -221,7 +221,7 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         if cache is self.hcache:
             self._drop_rep(r)
 
-    def _shrink(self, cache: ScoreCache, capacity: int) -> None:
+    def _shrink_level(self, cache: ScoreCache, capacity: int) -> None:
         cache.capacity = capacity
         while cache.size > capacity:
             cache._clean_top()
@@ -283,9 +283,9 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         c0 = self._level0_capacity()
         c1 = self.capacity - c0
         if c0 < self.icache.capacity:
-            self._shrink(self.icache, c0)
+            self._shrink_level(self.icache, c0)
         if c1 < self.hcache.capacity:
-            self._shrink(self.hcache, c1)
+            self._shrink_level(self.hcache, c1)
         self.icache.capacity, self.hcache.capacity = c0, c1
 
     def _recluster(self) -> None:

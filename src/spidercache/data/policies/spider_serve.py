@@ -111,12 +111,7 @@ class SpiderServe:
                 admit[k] = True
                 level[k] = lvl
                 fresh.add(i)
-        ev = np.asarray(evicted, np.int64)
-        if fresh and ev.size:
-            # Evicted earlier (or at epoch start) and admitted again by this batch: the
-            # store's delete runs after the batch's writes, so it must not be issued.
-            ev = ev[~self.contains(ev)]
-        return Lookup(served, hit, sub, admit, ev, level)
+        return Lookup(served, hit, sub, admit, self._gone(evicted), level)
 
     def _keep_miss(self, i: int, hom: bool, evicted: list[int]) -> int:
         """Admit the missed id ``i``: level 1 (a cluster's representative), 0 (by score), or -1 (not kept).
@@ -160,6 +155,11 @@ class SpiderServe:
 
     def resident(self) -> np.ndarray:
         return np.union1d(self.icache.ids(), self.hcache.ids())
+
+    def _discard(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            if not self.icache.discard(i) and self.hcache.discard(i):
+                self._drop_rep(i)  # the stand-in pool drops it when a draw meets it
 
     # ------------------------------------------------------------ reports
     def _report(self, epoch: int) -> None:
