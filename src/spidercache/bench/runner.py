@@ -194,6 +194,19 @@ def check_at_least(low: int, **values: int) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
 
 
+def parse_numbers(flag: str, text: str, kind: type = float) -> list:
+    """The comma-separated numbers in ``text`` (at least one), each of type ``kind``, else a UserError."""
+    from ..errors import UserError
+
+    try:
+        values = [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UserError(f"{flag}: no numbers given")
+    return values
+
+
 def check_choices(flag: str, text: str, allowed) -> list[str]:
     """The comma-separated names in ``text``, each one of ``allowed`` (else a UserError)."""
     from ..errors import UserError

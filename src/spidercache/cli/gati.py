@@ -9,48 +9,13 @@ from typing import List, Optional
 
 import typer
 
+from ..bench.gati_options import DATASET_HELP, check_device, parse_variants
 from ..errors import UserError
-
-DATASET_HELP = (
-    "fashion-mnist (default), or a path: a CIFAR-10/100 python folder, an ImageFolder tree "
-    "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)"
-)
+from .bench import PASS_THROUGH, run_command
 
 
 def _say(message: str) -> None:
     typer.echo(message, err=True)
-
-
-def _epsilons(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"--epsilons must be numbers separated by commas, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise UserError("--epsilons needs at least one value, none negative")
-    return values
-
-
-def _variants(text: Optional[str]) -> Optional[tuple[str, ...]]:
-    from ..inference.heads import VARIANTS
-
-    if not text:
-        return None
-    chosen = tuple(v.strip() for v in text.split(",") if v.strip())
-    unknown = [v for v in chosen if v not in VARIANTS]
-    if unknown or not chosen:
-        raise UserError(f"unknown head variant in {text!r}; choose from {', '.join(VARIANTS)}")
-    return chosen
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch on this machine")
-    return name
 
 
 def _positive(name: str, value: int | None, low: int = 1, high: int | None = None) -> None:
@@ -72,9 +37,12 @@ def register(app: typer.Typer) -> None:
         _register_eval,
     ):
         add(gati)
-    from .gati_bench import register_bench
+    gati.command("bench", context_settings=PASS_THROUGH)(_bench)
 
-    register_bench(gati)
+
+def _bench(ctx: typer.Context) -> None:
+    """Base network against GATI over several epsilons; serving and online retraining figures."""
+    run_command("gati", list(ctx.args), "spidercache gati bench")  # the same command as `bench gati`
 
 
 def _register_train_base(gati: typer.Typer) -> None:
@@ -116,7 +84,7 @@ def _register_train_base(gati: typer.Typer) -> None:
         _positive("--image-size", image_size, 8, 1024)
         if lr <= 0:
             raise UserError(f"--lr must be positive, got {lr}")
-        dev = _device(device)
+        dev = check_device(device)
         from ..models import network_key
         from ..paths import check_output_path
 
@@ -184,7 +152,7 @@ def _register_build(gati: typer.Typer) -> None:
             ("--threads", threads),
         ):
             _positive(name, v, 2 if "samples" in name else 1)
-        dev = _device(device)
+        dev = check_device(device)
         if threads:
             torch.set_num_threads(threads)
         base = load_checkpoint(model)
@@ -198,7 +166,7 @@ def _register_build(gati: typer.Typer) -> None:
             head_samples=head_samples,
             val_samples=val_samples,
             head_epochs=head_epochs,
-            variants=list(_variants(variants) or ()) or None,
+            variants=list(parse_variants(variants) or ()) or None,
             device=dev,
             say=_say,
         )
@@ -248,7 +216,7 @@ def _register_serve(gati: typer.Typer) -> None:
         _positive("--batch-workers", batch_workers)
         if epsilon < 0 or batch_window_ms < 0:
             raise UserError("--epsilon and --batch-window-ms must not be negative")
-        dev = _device(device)
+        dev = check_device(device)
         torch.set_num_threads(threads)
         base = load_checkpoint(model)
         ex = load_exploration(caches, expected_fingerprint=base.fingerprint())
@@ -340,7 +308,7 @@ def _register_eval(gati: typer.Typer) -> None:
         from ..inference.basemodel import evaluate, load_checkpoint
         from ..inference.datasets import check_classes, load_splits
 
-        dev = _device(device)
+        dev = check_device(device)
         base = load_checkpoint(model)
         data = load_splits(dataset, data_root, base.input_shape[1])
         if data.note:
