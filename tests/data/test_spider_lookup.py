@@ -43,12 +43,17 @@ def _random_same_label(p, i: int, tries: int = 8) -> int:
     return -1
 
 
+def _same_label_neighbours(p, i: int) -> np.ndarray:
+    row = p.graph.nbrs[i][p.graph.nbr_ok[i]]
+    return row[p.labels[row] == p.labels[i]]
+
+
 def _reference_stand_in(p, i: int) -> int:
     c = p.cluster[i]
     own = int(p.rep_of[c]) if c < p.rep_of.size else -1
     nbr_reps = [
         int(p.rep_of[cn]) if cn < p.rep_of.size else -1
-        for cn in p.cluster[p.graph.same_label_neighbours(i)].tolist()
+        for cn in p.cluster[_same_label_neighbours(p, i)].tolist()
     ]
     if p.stand_in_rule == "nearest":
         for r in [own] + nbr_reps:
