@@ -49,20 +49,11 @@ from .runner import check_at_least, parse_numbers
 # what the runner reads: the function, its options' help and flag names, the printed table
 __all__ = ["HELP", "OPTION_NAMES", "run", "table"]
 
-# counts checked before any work: name -> lowest value
-_COUNTS = dict(
-    epochs=1,
-    train_samples=1,
-    head_samples=1,
-    val_samples=1,
-    requests=10,
-    test_samples=1,
-    threads=1,
-    train_threads=1,
-    clients=1,
-    head_epochs=1,
-    stream_requests=10,
-)
+# counts checked before any work, by the lowest value each may take
+_COUNTS = {
+    1: "epochs train_samples head_samples val_samples test_samples threads train_threads clients head_epochs",
+    10: "requests stream_requests",
+}
 
 
 def run(
@@ -121,8 +112,8 @@ def _options(o: dict) -> dict:
 
     if o["checkpoint"] is None:
         network_key(o["model"])  # an unknown network fails before the training line
-    for low in (1, 10):
-        check_at_least(low, **{k: o[k] for k, lo in _COUNTS.items() if lo == low and o[k] is not None})
+    for low, names in _COUNTS.items():
+        check_at_least(low, **{k: o[k] for k in names.split() if o[k] is not None})
     o["batches"] = tuple(parse_numbers("--batches", o["batches"], int))
     check_at_least(1, batches=min(o["batches"]))
     o["epsilons"] = tuple(parse_numbers("--epsilons", o["epsilons"], float))

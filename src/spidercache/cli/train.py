@@ -23,23 +23,6 @@ from ..bench.runner import parse_options
 from ..errors import UserError
 from . import train_options as o
 
-_INT_FIELDS = {
-    "batch_size",
-    "epochs",
-    "cache_nodes",
-    "port_num",
-    "port_num2",
-    "port_num3",
-    "workers",
-    "prefetch_factor",
-    "train_samples",
-    "test_samples",
-    "image_size",
-    "seed",
-    "server_port",
-    "cache_bytes",
-}
-
 
 def load_config_file(path: Path) -> dict:
     from ..data.train import TrainConfig
@@ -63,56 +46,17 @@ def load_config_file(path: Path) -> dict:
 
 
 def register(app: typer.Typer) -> None:
+    train_cmd.__signature__ = sig = o.signature()  # type: ignore[attr-defined]
+    train_cmd.__annotations__ = {p.name: p.annotation for p in sig.parameters.values()}
     app.command("train", context_settings={"allow_interspersed_args": True})(train_cmd)
 
 
-def train_cmd(
-    ctx: typer.Context,
-    train_paths: o.TrainPaths = None,
-    network: o.Network = "small",
-    batch_size: o.BatchSize = 256,
-    epochs: o.Epochs = 10,
-    lr: o.Lr = 0.05,
-    cache_training_data: o.CacheTrainingData = True,
-    working_set_size: o.WorkingSet = 0.1,
-    cache_nodes: o.CacheNodes = 1,
-    redis_cluster: o.RedisCluster = False,
-    host_ip: o.HostIp = "127.0.0.1",
-    port_num: o.PortNum = 6379,
-    port_num2: o.PortNum2 = 6380,
-    port_num3: o.PortNum3 = 6381,
-    policy: o.Policy = "",
-    policy_option: o.PolicyOption = None,
-    cache_backend: o.CacheBackend = "memory",
-    lmdb_path: o.LmdbPath = None,
-    redis_nodes: o.RedisNodes = None,
-    cache: o.Cache = "decoded",
-    strict: o.Strict = False,
-    cache_bytes: o.CacheBytes = None,
-    memcached_servers: o.MemcachedServers = None,
-    session: o.Session = None,
-    server_port: o.ServerPort = 50052,
-    storage_latency_ms: o.StorageLatencyMs = 5.0,
-    storage_bandwidth_mbps: o.StorageBandwidthMbps = 0.0,
-    workers: o.Workers = 2,
-    train_samples: o.TrainSamples = 0,
-    test_samples: o.TestSamples = 0,
-    image_size: o.ImageSize = 32,
-    augment: o.Augment = False,
-    seed: o.Seed = 0,
-    device: o.Device = "auto",
-    log: o.Log = None,
-    plot: o.Plot = None,
-    checkpoint_dir: o.CheckpointDir = None,
-    resume: o.Resume = False,
-    config: o.Config = None,
-    quiet: o.Quiet = False,
-    json_out: o.JsonOut = False,
-) -> None:
+def train_cmd(**kw) -> None:  # the options: cli/train_options.py
     """Train a network; its training samples come through a cache over slow storage."""
     from ..data.train import train
 
-    result = train(_config(ctx, config, policy_option, progress=not (quiet or json_out)))
+    ctx, json_out = kw["ctx"], kw["json_out"]
+    result = train(_config(ctx, kw["config"], kw["policy_option"], progress=not (kw["quiet"] or json_out)))
     if not result.rows or int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 reports
     if json_out:
@@ -146,10 +90,10 @@ def _config(ctx: typer.Context, config: Path | None, policy_option: list[str] | 
         cfg = TrainConfig(**values, policy_options=opts)
     except TypeError as exc:
         raise UserError(f"bad option: {exc}") from None
-    for name in _INT_FIELDS:
-        v = getattr(cfg, name)
-        if v is not None and not isinstance(v, int):
-            raise UserError(f"option {name} must be an integer, got {v!r}")
+    for f in fields(TrainConfig):  # a --config file can hold any TOML value
+        v = getattr(cfg, f.name)
+        if f.type in ("int", "int | None") and v is not None and not isinstance(v, int):
+            raise UserError(f"option {f.name} must be an integer, got {v!r}")
     return cfg
 
 

@@ -176,7 +176,7 @@ class TrainingPolicy(Policy):
 
     # -------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch}
+        return {"epoch": self.epoch, "resident": self.resident()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state.get("epoch", 0))

@@ -40,12 +40,9 @@ class LRUPolicy(TrainingPolicy):
     def _discard(self, ids: np.ndarray) -> None:
         self._lru.remove(ids)
 
-    def state_dict(self):
+    def load_state_dict(self, state) -> None:
         # LRU order is not worth checkpointing: the resident set is, so a resumed
         # run hits on what the store still holds (recency restarts from there).
-        return {"epoch": self.epoch, "resident": self.resident()}
-
-    def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
         res = np.asarray(state.get("resident", []), np.int64)
         if self._lru is not None and res.size:

@@ -46,9 +46,6 @@ class MinIOPolicy(TrainingPolicy):
         self._resident[ids] = False  # the room it leaves is filled by the next misses
         self._size -= int(ids.size)
 
-    def state_dict(self):
-        return {"epoch": self.epoch, "resident": self.resident()}
-
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
         res = np.asarray(state.get("resident", []), np.int64)[: self.capacity]
