@@ -62,16 +62,16 @@ common = dict(data_root=fm, work_dir=os.path.join(out, "work"), threads=1, train
               train_samples=20000, head_samples=10000, val_samples=5000, requests=None)
 common.pop("requests")
 parts = {
-    "r18": dict(model="resnet18", epsilons=(0.5, 1.0, 2.0), batches=(1, 32), latency_requests=300,
+    "r18": dict(model="resnet18", epsilons="0.5,1,2", batches="1,32", requests=300,
                 rpc=rpc_ok, serving=rpc_ok, stream=True, stream_requests=3000),
-    "r34": dict(model="resnet34", epsilons=(1.0,), batches=(1,), latency_requests=200, head_epochs=4,
-                variants=("pool2_mlp", "pool4_mlp", "pool7_mlp")),
-    "r50": dict(model="resnet50", epsilons=(1.0,), batches=(1,), latency_requests=200, lr=0.02, head_epochs=4,
-                variants=("pool2_mlp", "pool4_mlp", "pool7_mlp")),
-    "pairs": dict(model="resnet18", dataset="fashion-pairs", epsilons=(1.0,), batches=(1,), latency_requests=200,
+    "r34": dict(model="resnet34", epsilons="1", batches="1", requests=200, head_epochs=4,
+                variants="pool2_mlp,pool4_mlp,pool7_mlp"),
+    "r50": dict(model="resnet50", epsilons="1", batches="1", requests=200, lr=0.02, head_epochs=4,
+                variants="pool2_mlp,pool4_mlp,pool7_mlp"),
+    "pairs": dict(model="resnet18", dataset="fashion-pairs", epsilons="1", batches="1", requests=200,
                   head_epochs=4),
-    "px64": dict(model="resnet18", stem="imagenet", image_size=64, epsilons=(1.0,), batches=(1,),
-                 latency_requests=200, head_epochs=4),
+    "px64": dict(model="resnet18", stem="imagenet", image_size=64, epsilons="1", batches="1",
+                 requests=200, head_epochs=4),
 }
 budget = {"r18": 170, "r34": 90, "r50": 110, "pairs": 60, "px64": 60}  # seconds, a guide for the order only
 results = {}
@@ -115,13 +115,13 @@ for name, part in parts.items():
     opts = dict(common, **part)
     if tiny:
         opts.update(model="small" if name != "px64" else "resnet18", epochs=3, train_samples=400,
-                    head_samples=200, val_samples=200, test_samples=300, latency_requests=20, head_epochs=1,
-                    stream_requests=300, clients=4, variants=("gap_linear", "pool2_mlp"))
+                    head_samples=200, val_samples=200, test_samples=300, requests=20, head_epochs=1,
+                    stream_requests=300, clients=4, variants="gap_linear,pool2_mlp")
     t0 = time.time()
     print(f"== {name}: {opts['model']} on {opts.get('dataset', 'fashion-mnist')} "
           f"(elapsed {t0 - started:.0f} s, guide {budget[name]} s)", file=sys.stderr)
     try:
-        rows = gati.run(say=lambda m: print(f"  [{name}] {m}", file=sys.stderr), **opts)
+        rows = gati.run(log=lambda m: print(f"  [{name}] {m}", file=sys.stderr), **opts)
         results[name] = {"rows": rows, "seconds": time.time() - t0}
     except Exception as exc:
         traceback.print_exc()

@@ -17,6 +17,7 @@ import pytest
 
 from spidercache.engine.nextuse import next_use_positions
 from spidercache.engine.policies import make_policy, policy_names
+from spidercache.engine.policies.base import Policy
 from spidercache.engine.policies.registry import TRAINING
 
 ENGINE = [n for n in policy_names("engine")]
@@ -82,6 +83,41 @@ def test_engine_batches_equal_single_accesses(name):
     batched = make_policy(name, 9, 60, **_engine_kwargs(name, ids))
     hits = np.concatenate([batched.access(c) for c in np.array_split(ids, 13)])
     assert hits.tolist() == single.tolist()
+
+
+@pytest.mark.parametrize("name", ENGINE + TRAINING_NAMES)
+def test_every_policy_answers_the_engine_protocol(name):
+    """Engine and training policies are one family: ``access`` one id at a time (training policies get an
+    epoch start and per-sample feedback every 100 requests), ``remove``, ``stats``, ``on_evict``."""
+    ids = _trace(n_ids=120, length=900, seed=3)
+    rng = np.random.default_rng(2)
+    evicted: list[int] = []
+    kw = _engine_kwargs(name, ids)
+    if name.startswith(TRAINING):
+        kw.update(labels=rng.integers(0, 3, 120), seed=1)
+    p = make_policy(name, 12, 120, on_evict=lambda e: evicted.extend(e.tolist()), **kw)
+    assert isinstance(p, Policy)
+    hits = 0
+    for k, x in enumerate(ids):
+        if name.startswith(TRAINING) and k % 100 == 0:
+            if k:
+                _feedback(p, ids[k - 100 : k], rng)
+            p.begin_epoch(k // 100)
+        before = set(p.resident_ids().tolist())
+        n_evicted = len(evicted)
+        hit = bool(p.access(np.array([x], np.int64))[0])
+        hits += hit
+        after = set(p.resident_ids().tolist())
+        assert hit == (int(x) in before), (name, k, int(x))
+        assert len(after) <= p.capacity and p.size == len(after)
+        assert not set(evicted[n_evicted:]) & after
+        assert before - after <= set(evicted[n_evicted:])  # every departure is reported
+    st = p.stats()
+    assert (st.requests, st.hits, st.evictions) == (ids.size, hits, len(evicted))
+    resident = p.resident_ids()
+    if resident.size:
+        assert p.remove(np.r_[resident[:2], resident[:1]]) == min(2, resident.size)
+        assert not p.contains(resident[:2]).any() and p.size == resident.size - min(2, resident.size)
 
 
 def _feedback(p, served: np.ndarray, rng) -> None:

@@ -18,17 +18,17 @@ def test_bench_rows_reuse_and_runtime_check(tmp_path):
         head_samples=200,
         val_samples=200,
         test_samples=300,
-        epsilons=(1.0, 50.0),
-        batches=(1, 4),
-        latency_requests=12,
+        epsilons="1,50",
+        batches="1,4",
+        requests=12,
         head_epochs=2,
-        variants=("pool2_mlp", "pool7_mlp"),
-        work_dir=tmp_path,
+        variants="pool2_mlp,pool7_mlp",
+        work_dir=str(tmp_path),
         threads=1,
         rpc=False,
     )
     said: list[str] = []
-    first = run(**settings, say=said.append)
+    first = run(**settings, log=said.append)
     assert first[0]["section"] == "base" and first[0]["converged"] is None and first[0]["epochs"] == 1
     rows = [r for r in first if r["section"] == "latency"]
     assert [(r["batch"], r["epsilon"]) for r in rows] == [(1, 1.0), (1, 50.0), (4, 1.0), (4, 50.0)]
@@ -44,7 +44,7 @@ def test_bench_rows_reuse_and_runtime_check(tmp_path):
     assert rows[1]["val_loss_bound"] <= 50.0 and rows[1]["z"] == 1.0
 
     said.clear()
-    again = [r for r in run(**settings, retime=True, say=said.append) if r["section"] == "latency"]
+    again = [r for r in run(**settings, retime=True, log=said.append) if r["section"] == "latency"]
     assert any("reusing base model" in m for m in said)
     assert any("reusing explored heads" in m for m in said)
     assert any("reusing test-split outputs" in m for m in said)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -39,53 +39,97 @@ from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, lo
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
 from ..inference.runtime import GatiRuntime
+from ..paths import check_output_path
 from .gati_latency import gpu_rows, latency_rows, test_outputs
+from .gati_options import HELP, OPTION_NAMES, check_device, parse_variants
+from .gati_report import plot as draw_plot
+from .gati_report import tables as table
+from .runner import check_at_least, parse_numbers
 
-DEFAULT_EPSILONS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
+# what the runner reads: the function, its options' help and flag names, the printed table
+__all__ = ["HELP", "OPTION_NAMES", "run", "table"]
 
-RUN_DEFAULTS = dict(
-    model="resnet18",
-    dataset=DEFAULT_DATASET,
-    data_root=None,
-    image_size=None,
-    stem=None,
-    epochs=30,
-    converge=True,
-    train_samples=20000,
-    head_samples=10000,
-    val_samples=5000,
-    epsilons=DEFAULT_EPSILONS,
-    batches=(1, 32),
-    latency_requests=300,
-    checkpoint=None,
-    work_dir="~/.cache/spidercache/gati",
-    train_threads=None,
-    threads=1,
-    z=1.0,
-    head_epochs=8,
-    rpc=True,
-    serving=True,
-    clients=8,
-    window_ms=2.0,
-    stream=True,
-    stream_requests=3000,
-    stream_rate=500.0,
-    rebuild=False,
-    gpu=False,
-    test_samples=None,
-    variants=None,
-    retime=False,
-    lr=0.05,
-    train_device=None,
-)
+# counts checked before any work, by the lowest value each may take
+_COUNTS = {
+    1: "epochs train_samples head_samples val_samples test_samples threads train_threads clients head_epochs",
+    10: "requests stream_requests",
+}
 
 
-def run(say: Callable[[str], None] = lambda _m: None, **opts) -> list[dict]:
-    """The whole GATI benchmark; options as ``RUN_DEFAULTS`` (the CLI's flags), rows as the module says."""
-    unknown = set(opts) - set(RUN_DEFAULTS)
-    if unknown:
-        raise UserError(f"unknown GATI benchmark option(s): {', '.join(sorted(unknown))}")
-    o = dict(RUN_DEFAULTS, **opts)
+def run(
+    model: str = "resnet18",
+    dataset: str = DEFAULT_DATASET,
+    data_root: Optional[str] = None,
+    image_size: Optional[int] = None,
+    stem: Optional[str] = None,
+    checkpoint: Optional[str] = None,
+    epochs: int = 30,
+    converge: bool = True,
+    lr: float = 0.05,
+    train_samples: int = 20000,
+    head_samples: int = 10000,
+    val_samples: int = 5000,
+    head_epochs: int = 8,
+    epsilons: str = "0.25,0.5,1,1.5,2,3",
+    batches: str = "1,32",
+    requests: int = 300,
+    test_samples: Optional[int] = None,
+    variants: Optional[str] = None,
+    retime: bool = False,
+    z: float = 1.0,
+    threads: int = 1,
+    train_threads: Optional[int] = None,
+    work_dir: str = "~/.cache/spidercache/gati",
+    rebuild: bool = False,
+    rpc: bool = True,
+    serving: bool = True,
+    clients: int = 8,
+    window_ms: float = 2.0,
+    stream: bool = True,
+    stream_requests: int = 3000,
+    stream_rate: float = 500.0,
+    gpu: bool = False,
+    train_device: Optional[str] = None,
+    plot: Optional[str] = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[dict]:
+    """Base network against GATI over several epsilons; serving and online retraining figures."""
+    o = dict(locals())
+    del o["plot"], o["log"]
+    o = _options(o)
+    if plot:
+        check_output_path(plot)
+    rows = _rows(o, log)
+    if plot:
+        draw_plot(rows, plot)
+        log(f"wrote {plot}")
+    return rows
+
+
+def _options(o: dict) -> dict:
+    """The run's settings (``o``: its options), every one checked before any work starts."""
+    from ..models import network_key
+
+    if o["checkpoint"] is None:
+        network_key(o["model"])  # an unknown network fails before the training line
+    for low, names in _COUNTS.items():
+        check_at_least(low, **{k: o[k] for k in names.split() if o[k] is not None})
+    o["batches"] = tuple(parse_numbers("--batches", o["batches"], int))
+    check_at_least(1, batches=min(o["batches"]))
+    o["epsilons"] = tuple(parse_numbers("--epsilons", o["epsilons"], float))
+    if min(o["epsilons"]) < 0:
+        raise UserError("--epsilons: an accuracy-loss budget cannot be negative")
+    o["variants"] = parse_variants(o["variants"])
+    o["latency_requests"] = o.pop("requests")
+    if o["gpu"]:
+        check_device("cuda")
+    if o["train_device"]:
+        check_device(o["train_device"])
+    return o
+
+
+def _rows(o: dict, say: Callable[[str], None]) -> list[dict]:
+    """The benchmark's rows for the checked settings ``o``."""
     if o["gpu"] and not torch.cuda.is_available():
         raise UserError("--gpu: no CUDA GPU is visible to torch on this machine")
     work = Path(o["work_dir"]).expanduser()
@@ -278,17 +322,3 @@ def _serving_rows(
             )
             rows.append({"section": "serving", **r})
     return rows
-
-
-def plot(rows: list[dict], path: str) -> None:
-    """Latency against test accuracy per batch size (``gati_report.plot``)."""
-    from .gati_report import plot as draw
-
-    draw(rows, path)
-
-
-def print_tables(rows: list[dict]) -> None:
-    """The rows as the CLI prints them (``gati_report.print_tables``)."""
-    from .gati_report import print_tables as show
-
-    show(rows)

@@ -81,11 +81,11 @@ def _latency_table(rows: list[dict], model: str):
     return table
 
 
-def print_tables(rows: list[dict]) -> None:
+def tables(rows: list[dict]):
     """The rows as the CLI prints them: base line, latency table, RPC, serving and retraining lines."""
-    from .runner import console as make_console
+    from rich.console import Group
 
-    console = make_console()
+    parts: list = []
     base = next(r for r in rows if r["section"] == "base")
     how = (
         f"{base['epochs']} epoch(s), best epoch {base['best_epoch']}, "
@@ -93,14 +93,14 @@ def print_tables(rows: list[dict]) -> None:
         if base["converged"] is not None
         else f"{base['epochs']} epoch(s), fixed schedule"
     )
-    console.print(
+    parts.append(
         f"base {base['model']} ({base['stem']} stem, input {'x'.join(map(str, base['input_shape']))}) on "
         f"{base['dataset']}: test accuracy {base['test_accuracy']:.2f}%, validation "
         f"{base['val_accuracy']:.2f}% ({how})"
     )
-    console.print(_latency_table(rows, base["model"]))
+    parts.append(_latency_table(rows, base["model"]))
     for rp in (r for r in rows if r["section"] == "rpc"):
-        console.print(
+        parts.append(
             f"gRPC loopback overhead: mean {rp['overhead_mean_ms']:.3f} ms, "
             f"p50 {rp['overhead_p50_ms']:.3f} ms "
             f"per request (round trip {rp['roundtrip_mean_ms']:.3f} ms); beyond the whole handler "
@@ -108,7 +108,7 @@ def print_tables(rows: list[dict]) -> None:
             f"{rp['empty_rpc_p50_ms']:.3f} ms (load average {rp['load_average']:.1f})"
         )
     for r in (r for r in rows if r["section"] == "serving"):
-        console.print(
+        parts.append(
             f"serving {r['mode']:<8} window {r['window_ms']:g} ms, {r['clients']} clients: "
             f"{r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
             f"mean batch {r['mean_batch']:.2f} (load average {r['load_average']:.1f})"
@@ -116,7 +116,7 @@ def print_tables(rows: list[dict]) -> None:
     for r in (r for r in rows if r["section"] == "retraining" and r["window"] is None):
         secs = r["retrain_seconds"]
         busy = r["mean_ms_while_retraining"]
-        console.print(
+        parts.append(
             f"stream {r['mode']:<10}: hit rate {r['hit_rate_before_shift']:.1f}% before the shift, "
             f"{r['hit_rate_after_shift']:.1f}% after "
             f"(last window {r['hit_rate_last_window']:.1f}%); accuracy "
@@ -130,3 +130,4 @@ def print_tables(rows: list[dict]) -> None:
                 else ""
             )
         )
+    return Group(*parts)

@@ -157,7 +157,7 @@ def run_benchmark(
 def _check_outputs(out: str | Path | None, docs: Path | None) -> None:
     """The JSON and docs files a run writes at its end must be writable before it starts."""
     from ..errors import UserError
-    from ..sim.traces import check_output_path
+    from ..paths import check_output_path
 
     if out:
         check_output_path(out)
@@ -192,6 +192,19 @@ def check_at_least(low: int, **values: int) -> None:
     for name, value in values.items():
         if value < low:
             raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+
+
+def parse_numbers(flag: str, text: str, kind: type = float) -> list:
+    """The comma-separated numbers in ``text`` (at least one), each of type ``kind``, else a UserError."""
+    from ..errors import UserError
+
+    try:
+        values = [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UserError(f"{flag}: no numbers given")
+    return values
 
 
 def check_choices(flag: str, text: str, allowed) -> list[str]:

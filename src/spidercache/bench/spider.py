@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UserError
-from .runner import Rows, parse_options
+from .runner import Rows, parse_numbers, parse_options
 from .spider_report import draw, load, report_table, summarize
 from .train import EPOCH_KEYS, train_logged
 
@@ -66,7 +66,7 @@ def run(
 ) -> Rows:
     """SpiderCache study stream, report over row files, or the data path alone (see the module)."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
-    sets = [float(w) for w in working_set.split(",") if w.strip()]
+    sets = parse_numbers("--working-set", working_set)
     opts = parse_options(option or [], "--option")
     if mode == "report":
         if not merge:
@@ -80,21 +80,18 @@ def run(
         raise UserError(
             f"--mode must be study or report, got {mode!r} (the data path alone is `bench loader`)"
         )
-    rows = study_rows(
-        names,
-        sets,
-        seed,
-        epochs,
-        train_samples,
-        test_samples,
-        storage_latency_ms,
-        workers,
-        network,
-        threads,
-        opts,
-        label,
-        log,
+    config = dict(
+        network=network,
+        epochs=epochs,
+        batch_size=batch_size,
+        storage_latency_ms=storage_latency_ms,
+        train_samples=train_samples,
+        test_samples=test_samples,
+        workers=workers,
+        seed=seed,
+        progress=False,
     )
+    rows = study_rows(names, sets, config, threads, opts, label, log)
     if append is not None:
         with open(append, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -106,21 +103,9 @@ def table(rows: Rows):
 
 
 # ------------------------------------------------------------------ study
-def study_rows(
-    names,
-    sets,
-    seed,
-    epochs,
-    train_samples,
-    test_samples,
-    storage_latency_ms,
-    workers,
-    network,
-    threads,
-    opts,
-    label,
-    log,
-) -> list[dict]:
+def study_rows(names, sets, config: dict, threads: int, opts: dict, label: str, log) -> list[dict]:
+    """Train each policy of ``names`` at each working set of ``sets`` (``config``: the rest of train's
+    config); one row per epoch, with the spider policies' own per-epoch figures."""
     import torch
 
     if threads:
@@ -129,27 +114,19 @@ def study_rows(
     for ws in sets:
         for p in names:
             sink: list[dict] = []
-            cfg = dict(
-                network=network,
-                epochs=epochs,
-                policy=p,
-                working_set_size=ws,
-                storage_latency_ms=storage_latency_ms,
-                train_samples=train_samples,
-                test_samples=test_samples,
-                workers=workers,
-                seed=seed,
-                progress=False,
-                policy_options=dict(opts, stats_sink=sink) if p.startswith("spider") else {},
+            spider_opts = dict(opts, stats_sink=sink) if p.startswith("spider") else {}
+            result = train_logged(
+                dict(config, policy=p, working_set_size=ws, policy_options=spider_opts), log
             )
-            result = train_logged(cfg, log)
             per_epoch = {s["epoch"]: s for s in sink}
             for r in result.rows:
                 row = {k: r[k] for k in EPOCH_KEYS}
                 if label:
                     row["policy"] = label
                 row.update(
-                    network=network, train_samples=r["train_samples"], storage_latency_ms=storage_latency_ms
+                    network=config["network"],
+                    train_samples=r["train_samples"],
+                    storage_latency_ms=config["storage_latency_ms"],
                 )
                 s = per_epoch.get(r["epoch"])
                 if s is not None:
@@ -158,6 +135,3 @@ def study_rows(
                     )
                 out.append(row)
     return out
-
-
-# ----------------------------------------------------------------- loader

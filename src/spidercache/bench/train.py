@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UserError
-from .runner import Rows, parse_options
+from .runner import Rows, parse_numbers, parse_options
 
 HELP = {
     "dataset": "fashion-mnist or a path (CIFAR folder, ImageFolder tree, .npz).",
@@ -53,13 +53,6 @@ def train_logged(config: dict, log: Callable[[str], None]):
         f"{result.summary['substitution_ratio_after_first_epoch']:.3f} ({time.perf_counter() - t0:.0f} s)"
     )
     return result
-
-
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"{what}: expected comma-separated numbers, got {text!r}") from None
 
 
 def _dataset_paths(dataset: str) -> list[str]:
@@ -163,11 +156,11 @@ def run(
     names = [p.strip() for p in policies.split(",") if p.strip()]
     for p in names:
         policy_class(p)
-    sets = _floats(working_set, "--working-set")
+    sets = parse_numbers("--working-set", working_set)
     if seeds < 1:
         raise UserError("--seeds must be at least 1")
     if plot:
-        from ..sim.traces import check_output_path
+        from ..paths import check_output_path
 
         check_output_path(plot)
     opts = parse_options(policy_option or [])

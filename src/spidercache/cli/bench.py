@@ -9,7 +9,6 @@ keyword parameters of its function, plus what every benchmark has: ``--json``,
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import shlex
 import sys
@@ -31,7 +30,7 @@ _DOCS = {
 }
 
 
-def _command(name: str):
+def _command(name: str, argv: list[str]):
     """A function with the benchmark's options (for typer) that runs it through the runner."""
     from ..bench import load
     from ..bench.runner import HOOKS, run_benchmark
@@ -62,7 +61,6 @@ def _command(name: str):
 
     def command(**kw) -> None:
         extra = {k: kw.pop(k) for k in list(kw) if k in common}
-        argv = sys.argv[sys.argv.index(name) + 1 :] if name in sys.argv else []
         run_benchmark(
             name,
             kw,
@@ -88,11 +86,6 @@ def _annotation(p: inspect.Parameter, hints: dict):
     return type(p.default)
 
 
-# Benchmarks whose many options are declared by their front-end's command (same function underneath:
-# ``spidercache.bench.gati.run``); ``spidercache bench gati`` and ``spidercache gati bench`` are one command.
-_CLI_COMMANDS = {"gati": "gati_bench:register_bench"}
-
-
 def list_benchmarks() -> list[dict]:
     from ..bench import BENCHMARKS, available
 
@@ -115,23 +108,21 @@ def bench(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="B
             ],
         )
         return
+    run_command(name, list(ctx.args), f"spidercache bench {name}")
+
+
+def run_command(name: str, args: list[str], prog: str) -> None:
+    """Benchmark ``name`` from command-line ``args``: its options come from its function's signature."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    args = list(ctx.args)
-    if name in _CLI_COMMANDS:  # a benchmark whose options its front-end's command declares
-        module_name, fn = _CLI_COMMANDS[name].split(":")
-        getattr(importlib.import_module(f"{__package__}.{module_name}"), fn)(app)
-        app.command(name="_")(lambda: None)  # two commands, so typer keeps "bench" as a subcommand name
-        args, prog = ["bench", *args], f"spidercache {name}"  # usage reads "spidercache gati bench"
-    else:
-        app.command(name=name)(_command(name))
-        prog = f"spidercache bench {name}"
+    app.command(name=name, context_settings={"help_option_names": ["-h", "--help"]})(_command(name, args))
     code = app(args=args, prog_name=prog, standalone_mode=False)
     if isinstance(code, int) and code:
         raise typer.Exit(code)
 
 
+# a command whose options are read by the benchmark it runs (``--help`` included)
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
 def register(app: typer.Typer) -> None:
-    app.command(
-        "bench",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-    )(bench)
+    app.command("bench", context_settings=PASS_THROUGH)(bench)

@@ -12,15 +12,11 @@ from typing import Optional
 
 import typer
 
+from ..console import console
+
 embed_app = typer.Typer(
     help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.", no_args_is_help=True
 )
-
-
-def _console():
-    from .output import console
-
-    return console(stderr=True)
 
 
 @embed_app.command("gen")
@@ -62,7 +58,7 @@ def gen(
         seed=seed,
     )
     cfg.check()
-    err = _console()
+    err = console(stderr=True)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("generating", total=batches)
         keys = generate(cfg, progress=lambda done, total: bar.update(task, completed=done))
@@ -208,7 +204,7 @@ def train_cmd(
         if value is not None:
             setattr(cfg, name, value)
     keys = read_embedding_trace(trace)
-    err = _console()
+    err = console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -263,7 +259,6 @@ def eval_cmd(
 
     from ..embedding.evaluate import evaluate, parse_list, parse_sizes
     from ..embedding.traces import read_embedding_trace
-    from .output import console
 
     names = parse_list(policies, "policy")
     sizes = parse_sizes(cache_size)
@@ -320,14 +315,13 @@ def headroom_cmd(
     from ..embedding.evaluate import parse_sizes
     from ..embedding.headroom import headroom
     from ..errors import UserError
-    from .output import console
 
     (size,) = parse_sizes(str(cache_size))
     if samples < 1 or requests < 1:
         raise UserError(f"--samples and --requests must be at least 1, got {samples}, {requests}")
     from rich.progress import Progress
 
-    err = _console()
+    err = console(stderr=True)
     with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("headroom", total=None)
 

@@ -9,48 +9,13 @@ from typing import List, Optional
 
 import typer
 
+from ..bench.gati_options import DATASET_HELP, check_device, parse_variants
 from ..errors import UserError
-
-DATASET_HELP = (
-    "fashion-mnist (default), or a path: a CIFAR-10/100 python folder, an ImageFolder tree "
-    "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)"
-)
+from .bench import PASS_THROUGH, run_command
 
 
 def _say(message: str) -> None:
     typer.echo(message, err=True)
-
-
-def _epsilons(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise UserError(f"--epsilons must be numbers separated by commas, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise UserError("--epsilons needs at least one value, none negative")
-    return values
-
-
-def _variants(text: Optional[str]) -> Optional[tuple[str, ...]]:
-    from ..inference.heads import VARIANTS
-
-    if not text:
-        return None
-    chosen = tuple(v.strip() for v in text.split(",") if v.strip())
-    unknown = [v for v in chosen if v not in VARIANTS]
-    if unknown or not chosen:
-        raise UserError(f"unknown head variant in {text!r}; choose from {', '.join(VARIANTS)}")
-    return chosen
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch on this machine")
-    return name
 
 
 def _positive(name: str, value: int | None, low: int = 1, high: int | None = None) -> None:
@@ -59,313 +24,301 @@ def _positive(name: str, value: int | None, low: int = 1, high: int | None = Non
         raise UserError(f"{name} must be {span}, got {value}")
 
 
+gati = typer.Typer(
+    help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True
+)
+
+
 def register(app: typer.Typer) -> None:
-    gati = typer.Typer(
-        help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True
-    )
     app.add_typer(gati, name="gati")
-    for add in (
-        _register_train_base,
-        _register_build,
-        _register_serve,
-        _register_query,
-        _register_eval,
-    ):
-        add(gati)
-    from .gati_bench import register_bench
-
-    register_bench(gati)
 
 
-def _register_train_base(gati: typer.Typer) -> None:
-    @gati.command("train-base")
-    def train_base(
-        network: str = typer.Option(
-            "resnet18", "--network", help="alexnet, vgg11, vgg16, resnet18/34/50, small, se-lresnet18e-ir"
-        ),
-        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
-        data_root: Optional[str] = typer.Option(
-            None, help="Fashion-MNIST folder (default: the Debian package's)"
-        ),
-        image_size: Optional[int] = typer.Option(
-            None, help="train at this size (images resized); default native"
-        ),
-        stem: Optional[str] = typer.Option(
-            None, help="ResNets: cifar (28-32 px, default) or imagenet (64-224 px)"
-        ),
-        epochs: int = typer.Option(30, help="most epochs (with --converge) or exactly this many"),
-        converge: bool = typer.Option(True, help="stop when validation accuracy stops improving"),
-        train_samples: int = typer.Option(20000, help="first N images of the fixed shuffled training split"),
-        head_samples: int = typer.Option(10000, help="images set aside for `gati build`'s heads"),
-        val_samples: int = typer.Option(5000, help="validation images (convergence; thresholds later)"),
-        lr: float = typer.Option(0.05, help="peak learning rate (deep nets want less)"),
-        threads: Optional[int] = typer.Option(None, help="torch threads"),
-        device: str = typer.Option("cpu", help="cpu or cuda"),
-        out: Path = typer.Option(..., "--out", help="checkpoint to write"),
-        as_json: bool = typer.Option(False, "--json", help="print what was trained as JSON on stdout"),
-    ) -> None:
-        """Train a base network (the full trainer is `spidercache train`); progress with an ETA on stderr."""
-        import torch
+@gati.command("train-base")
+def train_base(
+    network: str = typer.Option(
+        "resnet18", "--network", help="alexnet, vgg11, vgg16, resnet18/34/50, small, se-lresnet18e-ir"
+    ),
+    dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
+    data_root: Optional[str] = typer.Option(
+        None, help="Fashion-MNIST folder (default: the Debian package's)"
+    ),
+    image_size: Optional[int] = typer.Option(
+        None, help="train at this size (images resized); default native"
+    ),
+    stem: Optional[str] = typer.Option(
+        None, help="ResNets: cifar (28-32 px, default) or imagenet (64-224 px)"
+    ),
+    epochs: int = typer.Option(30, help="most epochs (with --converge) or exactly this many"),
+    converge: bool = typer.Option(True, help="stop when validation accuracy stops improving"),
+    train_samples: int = typer.Option(20000, help="first N images of the fixed shuffled training split"),
+    head_samples: int = typer.Option(10000, help="images set aside for `gati build`'s heads"),
+    val_samples: int = typer.Option(5000, help="validation images (convergence; thresholds later)"),
+    lr: float = typer.Option(0.05, help="peak learning rate (deep nets want less)"),
+    threads: Optional[int] = typer.Option(None, help="torch threads"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    out: Path = typer.Option(..., "--out", help="checkpoint to write"),
+    as_json: bool = typer.Option(False, "--json", help="print what was trained as JSON on stdout"),
+) -> None:
+    """Train a base network (the full trainer is `spidercache train`); progress with an ETA on stderr."""
+    import torch
 
-        from ..inference.build import train_base as train
-        from ..inference.datasets import load_splits
+    from ..inference.build import train_base as train
+    from ..inference.datasets import load_splits
 
-        given = dict(locals())
-        for k in ("epochs", "train_samples", "threads", "head_samples", "val_samples"):
-            _positive(f"--{k.replace('_', '-')}", given[k])
-        _positive("--image-size", image_size, 8, 1024)
-        if lr <= 0:
-            raise UserError(f"--lr must be positive, got {lr}")
-        dev = _device(device)
-        from ..models import network_key
-        from ..sim.traces import check_output_path
+    given = dict(locals())
+    for k in ("epochs", "train_samples", "threads", "head_samples", "val_samples"):
+        _positive(f"--{k.replace('_', '-')}", given[k])
+    _positive("--image-size", image_size, 8, 1024)
+    if lr <= 0:
+        raise UserError(f"--lr must be positive, got {lr}")
+    dev = check_device(device)
+    from ..models import network_key
+    from ..paths import check_output_path
 
-        network_key(network)  # an unknown name fails before any line is printed
-        check_output_path(out)
-        if threads:
-            torch.set_num_threads(threads)
-        data = load_splits(dataset, data_root, image_size)
-        if data.note:
-            _say(data.note)
-        keys = (
-            "stem",
-            "image_size",
-            "epochs",
-            "converge",
-            "train_samples",
-            "head_samples",
-            "val_samples",
-            "lr",
-        )
-        base = train(data, network, device=dev, say=_say, **{k: given[k] for k in keys})
-        base.save(out)
-        _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")
-        if as_json:
-            info = {"checkpoint": str(out), "network": base.network, "stem": base.stem}
-            info.update(classifier=base.classifier, input_shape=list(base.input_shape))
-            info.update(num_classes=base.num_classes, fingerprint=base.fingerprint(), **base.meta)
-            typer.echo(json.dumps(info, indent=1, default=float))
-
-
-def _register_build(gati: typer.Typer) -> None:
-    @gati.command("build")
-    def build(
-        model: Path = typer.Option(
-            ..., "--checkpoint", help="base model checkpoint (state dict with metadata)"
-        ),
-        out: Path = typer.Option(..., "--out", help="folder for the heads and their measurements"),
-        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
-        data_root: Optional[str] = typer.Option(None),
-        image_size: Optional[int] = typer.Option(None, help="decode ImageFolder trees at this size"),
-        train_samples: Optional[int] = typer.Option(
-            None, help="images the base trained on (skipped); default from it"
-        ),
-        head_samples: int = typer.Option(10000, help="images to train heads on"),
-        val_samples: int = typer.Option(5000, help="validation images for thresholds (never the test split)"),
-        head_epochs: int = typer.Option(8),
-        variants: Optional[str] = typer.Option(
-            None, help="comma-separated subset of gap_linear,pool2_mlp,pool4_mlp,conv1x1"
-        ),
-        threads: Optional[int] = typer.Option(None),
-        device: str = typer.Option("cpu", help="cpu or cuda (activations and head training)"),
-        as_json: bool = typer.Option(False, "--json", help="print the exploration summary as JSON on stdout"),
-    ) -> None:
-        """Exploration: train every head variant at every layer; measure hit rate, accuracy, latency, size."""
-        import torch
-
-        from ..inference.basemodel import load_checkpoint
-        from ..inference.build import build_caches
-        from ..inference.datasets import load_splits
-
-        for name, v in (
-            ("--head-samples", head_samples),
-            ("--val-samples", val_samples),
-            ("--head-epochs", head_epochs),
-            ("--threads", threads),
-        ):
-            _positive(name, v, 2 if "samples" in name else 1)
-        dev = _device(device)
-        if threads:
-            torch.set_num_threads(threads)
-        base = load_checkpoint(model)
-        data = load_splits(dataset, data_root, image_size or base.input_shape[1])
-        if data.note:
-            _say(data.note)
-        ex = build_caches(
-            base,
-            data,
-            train_samples=train_samples,
-            head_samples=head_samples,
-            val_samples=val_samples,
-            head_epochs=head_epochs,
-            variants=list(_variants(variants) or ()) or None,
-            device=dev,
-            say=_say,
-        )
-        path = ex.save(out)
-        _say(f"wrote {path} ({len(ex.heads)} heads, base fingerprint {ex.base_fingerprint[:12]})")
-        if as_json:
-            typer.echo(json.dumps(ex.summary(), indent=1, default=float))
-
-
-def _register_serve(gati: typer.Typer) -> None:
-    @gati.command("serve")
-    def serve(
-        model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
-        caches: Path = typer.Option(..., "--caches", help="folder written by `gati build`"),
-        port: int = typer.Option(50053, help="0 picks a free port"),
-        host: str = typer.Option("127.0.0.1"),
-        epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
-        memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
-        online: bool = typer.Option(
-            True, help="retrain heads in the background from the base model's answers on misses"
-        ),
-        batch_window_ms: float = typer.Option(
-            2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
-        ),
-        max_batch: int = typer.Option(32, help="largest batch the server forms"),
-        batch_workers: Optional[int] = typer.Option(
-            None, help="batches in flight (default: 1 on cuda, else cores)"
-        ),
-        threads: int = typer.Option(1, help="torch threads"),
-        device: str = typer.Option("cpu", help="cpu or cuda"),
-    ) -> None:
-        """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
-        import time
-
-        import torch
-
-        from ..inference.basemodel import load_checkpoint
-        from ..inference.batching import Batcher
-        from ..inference.compose import compose
-        from ..inference.explore import load_exploration
-        from ..inference.runtime import GatiRuntime, OnlineRetrainer
-        from ..inference.serve import GatiServicer, start_server
-
-        _positive("--port", port, 0, 65535)
-        _positive("--threads", threads)
-        _positive("--max-batch", max_batch)
-        _positive("--batch-workers", batch_workers)
-        if epsilon < 0 or batch_window_ms < 0:
-            raise UserError("--epsilon and --batch-window-ms must not be negative")
-        dev = _device(device)
+    network_key(network)  # an unknown name fails before any line is printed
+    check_output_path(out)
+    if threads:
         torch.set_num_threads(threads)
-        base = load_checkpoint(model)
-        ex = load_exploration(caches, expected_fingerprint=base.fingerprint())
-        comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
-        runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
-        retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
-        workers = batch_workers or (1 if dev == "cuda" else min(4, os.cpu_count() or 1))
-        batcher = Batcher(runtime, batch_window_ms, max_batch, dev, workers) if batch_window_ms > 0 else None
-        classes = None
-        if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
-            from ..data.datasets import FASHION_MNIST_CLASSES
-
-            classes = list(FASHION_MNIST_CLASSES)
-        server, bound = start_server(
-            GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host
-        )
-        _say(
-            f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
-            f"({dev}, batching window {batch_window_ms:g} ms; validation: "
-            f"base {comp.val_base_accuracy:.2f}%, gati {comp.val_accuracy:.2f}%, "
-            f"expected speedup {comp.base_expected_ms / comp.expected_ms:.2f}x)"
-        )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if retrainer is not None:
-                retrainer.stop()
-            server.stop(1)
-            if batcher is not None:
-                batcher.close()
+    data = load_splits(dataset, data_root, image_size)
+    if data.note:
+        _say(data.note)
+    keys = (
+        "stem",
+        "image_size",
+        "epochs",
+        "converge",
+        "train_samples",
+        "head_samples",
+        "val_samples",
+        "lr",
+    )
+    base = train(data, network, device=dev, say=_say, **{k: given[k] for k in keys})
+    base.save(out)
+    _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")
+    if as_json:
+        info = {"checkpoint": str(out), "network": base.network, "stem": base.stem}
+        info.update(classifier=base.classifier, input_shape=list(base.input_shape))
+        info.update(num_classes=base.num_classes, fingerprint=base.fingerprint(), **base.meta)
+        typer.echo(json.dumps(info, indent=1, default=float))
 
 
-def _register_query(gati: typer.Typer) -> None:
-    @gati.command("query")
-    def query(
-        images: List[Path] = typer.Argument(..., help="PNG/JPEG or .npy images"),
-        address: str = typer.Option("127.0.0.1:50053", help="host:port of `gati serve`"),
-        as_json: bool = typer.Option(False, "--json"),
-        timeout: float = typer.Option(10.0),
-    ) -> None:
-        """Ask a GATI server; prints prediction, answering layer and latency per image."""
-        from ..inference.serve import GatiClient, read_image
+@gati.command("build")
+def build(
+    model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint (state dict with metadata)"),
+    out: Path = typer.Option(..., "--out", help="folder for the heads and their measurements"),
+    dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
+    data_root: Optional[str] = typer.Option(None),
+    image_size: Optional[int] = typer.Option(None, help="decode ImageFolder trees at this size"),
+    train_samples: Optional[int] = typer.Option(
+        None, help="images the base trained on (skipped); default from it"
+    ),
+    head_samples: int = typer.Option(10000, help="images to train heads on"),
+    val_samples: int = typer.Option(5000, help="validation images for thresholds (never the test split)"),
+    head_epochs: int = typer.Option(8),
+    variants: Optional[str] = typer.Option(
+        None, help="comma-separated subset of gap_linear,pool2_mlp,pool4_mlp,conv1x1"
+    ),
+    threads: Optional[int] = typer.Option(None),
+    device: str = typer.Option("cpu", help="cpu or cuda (activations and head training)"),
+    as_json: bool = typer.Option(False, "--json", help="print the exploration summary as JSON on stdout"),
+) -> None:
+    """Exploration: train every head variant at every layer; measure hit rate, accuracy, latency, size."""
+    import torch
 
-        client = GatiClient(address, timeout)
-        try:
-            results = []
-            for path in images:
-                r = client.predict(read_image(path))
-                results.append(
-                    {
-                        "image": str(path),
-                        "prediction": r.prediction,
-                        "label": r.label,
-                        "layer": r.layer,
-                        "layer_index": r.layer_index,
-                        "confidence": r.confidence,
-                        "server_ms": r.server_ms,
-                        "latency_ms": r.roundtrip_ms,
-                    }
-                )
-                if not as_json:
-                    typer.echo(
-                        f"{path}: {r.prediction} ({r.label}) answered by {r.layer} "
-                        f"conf {r.confidence:.3f} in {r.roundtrip_ms:.2f} ms (model {r.server_ms:.2f} ms)"
-                    )
-            if as_json:
-                typer.echo(json.dumps(results, indent=1))
-        finally:
-            client.close()
+    from ..inference.basemodel import load_checkpoint
+    from ..inference.build import build_caches
+    from ..inference.datasets import load_splits
+
+    for name, v in (
+        ("--head-samples", head_samples),
+        ("--val-samples", val_samples),
+        ("--head-epochs", head_epochs),
+        ("--threads", threads),
+    ):
+        _positive(name, v, 2 if "samples" in name else 1)
+    dev = check_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    base = load_checkpoint(model)
+    data = load_splits(dataset, data_root, image_size or base.input_shape[1])
+    if data.note:
+        _say(data.note)
+    ex = build_caches(
+        base,
+        data,
+        train_samples=train_samples,
+        head_samples=head_samples,
+        val_samples=val_samples,
+        head_epochs=head_epochs,
+        variants=list(parse_variants(variants) or ()) or None,
+        device=dev,
+        say=_say,
+    )
+    path = ex.save(out)
+    _say(f"wrote {path} ({len(ex.heads)} heads, base fingerprint {ex.base_fingerprint[:12]})")
+    if as_json:
+        typer.echo(json.dumps(ex.summary(), indent=1, default=float))
 
 
-def _register_eval(gati: typer.Typer) -> None:
-    @gati.command("eval")
-    def evaluate_cmd(
-        model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
-        dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
-        data_root: Optional[str] = typer.Option(None),
-        pairs: Optional[Path] = typer.Option(None, help="LFW-format pairs.txt: also verification accuracy"),
-        pairs_root: Optional[Path] = typer.Option(
-            None, help="folder of person folders for --pairs (default: --dataset)"
-        ),
-        device: str = typer.Option("cpu", help="cpu or cuda"),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Test accuracy of a base network (identification for a face model); with --pairs, verification."""
-        from ..inference.basemodel import evaluate, load_checkpoint
-        from ..inference.datasets import check_classes, load_splits
+@gati.command("serve")
+def serve(
+    model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
+    caches: Path = typer.Option(..., "--caches", help="folder written by `gati build`"),
+    port: int = typer.Option(50053, help="0 picks a free port"),
+    host: str = typer.Option("127.0.0.1"),
+    epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
+    memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
+    online: bool = typer.Option(
+        True, help="retrain heads in the background from the base model's answers on misses"
+    ),
+    batch_window_ms: float = typer.Option(
+        2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
+    ),
+    max_batch: int = typer.Option(32, help="largest batch the server forms"),
+    batch_workers: Optional[int] = typer.Option(
+        None, help="batches in flight (default: 1 on cuda, else cores)"
+    ),
+    threads: int = typer.Option(1, help="torch threads"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+) -> None:
+    """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
+    import time
 
-        dev = _device(device)
-        base = load_checkpoint(model)
-        data = load_splits(dataset, data_root, base.input_shape[1])
-        if data.note:
-            _say(data.note)
-        check_classes(base.num_classes, data)
-        result = {
-            "network": base.network,
-            "classifier": base.classifier,
-            "test_images": len(data.test_labels),
-            "test_accuracy": evaluate(base, data.test_images, data.test_labels, dev),
-        }
-        if pairs is not None:
-            from ..inference.faces import verify_pairs
+    import torch
 
-            root = pairs_root or Path(dataset.split(",")[0])
-            result.update(verify_pairs(base, pairs, root, dev))
-        if as_json:
-            typer.echo(json.dumps(result, indent=1))
-            return
-        typer.echo(
-            f"{base.network} ({base.classifier} classifier): test accuracy {result['test_accuracy']:.2f}% "
-            f"on {result['test_images']} images"
-        )
-        if pairs is not None:
-            typer.echo(
-                f"verification: {result['verification_accuracy']:.2f}% on {result['pairs']} pairs "
-                f"({result['folds']}-fold)"
+    from ..inference.basemodel import load_checkpoint
+    from ..inference.batching import Batcher
+    from ..inference.compose import compose
+    from ..inference.explore import load_exploration
+    from ..inference.runtime import GatiRuntime, OnlineRetrainer
+    from ..inference.serve import GatiServicer, start_server
+
+    _positive("--port", port, 0, 65535)
+    _positive("--threads", threads)
+    _positive("--max-batch", max_batch)
+    _positive("--batch-workers", batch_workers)
+    if epsilon < 0 or batch_window_ms < 0:
+        raise UserError("--epsilon and --batch-window-ms must not be negative")
+    dev = check_device(device)
+    torch.set_num_threads(threads)
+    base = load_checkpoint(model)
+    ex = load_exploration(caches, expected_fingerprint=base.fingerprint())
+    comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
+    runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
+    retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
+    workers = batch_workers or (1 if dev == "cuda" else min(4, os.cpu_count() or 1))
+    batcher = Batcher(runtime, batch_window_ms, max_batch, dev, workers) if batch_window_ms > 0 else None
+    classes = None
+    if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
+        from ..data.datasets import FASHION_MNIST_CLASSES
+
+        classes = list(FASHION_MNIST_CLASSES)
+    server, bound = start_server(GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host)
+    _say(
+        f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
+        f"({dev}, batching window {batch_window_ms:g} ms; validation: "
+        f"base {comp.val_base_accuracy:.2f}%, gati {comp.val_accuracy:.2f}%, "
+        f"expected speedup {comp.base_expected_ms / comp.expected_ms:.2f}x)"
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if retrainer is not None:
+            retrainer.stop()
+        server.stop(1)
+        if batcher is not None:
+            batcher.close()
+
+
+@gati.command("query")
+def query(
+    images: List[Path] = typer.Argument(..., help="PNG/JPEG or .npy images"),
+    address: str = typer.Option("127.0.0.1:50053", help="host:port of `gati serve`"),
+    as_json: bool = typer.Option(False, "--json"),
+    timeout: float = typer.Option(10.0),
+) -> None:
+    """Ask a GATI server; prints prediction, answering layer and latency per image."""
+    from ..inference.serve import GatiClient, read_image
+
+    client = GatiClient(address, timeout)
+    try:
+        results = []
+        for path in images:
+            r = client.predict(read_image(path))
+            results.append(
+                {
+                    "image": str(path),
+                    "prediction": r.prediction,
+                    "label": r.label,
+                    "layer": r.layer,
+                    "layer_index": r.layer_index,
+                    "confidence": r.confidence,
+                    "server_ms": r.server_ms,
+                    "latency_ms": r.roundtrip_ms,
+                }
             )
+            if not as_json:
+                typer.echo(
+                    f"{path}: {r.prediction} ({r.label}) answered by {r.layer} "
+                    f"conf {r.confidence:.3f} in {r.roundtrip_ms:.2f} ms (model {r.server_ms:.2f} ms)"
+                )
+        if as_json:
+            typer.echo(json.dumps(results, indent=1))
+    finally:
+        client.close()
+
+
+@gati.command("eval")
+def evaluate_cmd(
+    model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
+    dataset: str = typer.Option("fashion-mnist", help=DATASET_HELP),
+    data_root: Optional[str] = typer.Option(None),
+    pairs: Optional[Path] = typer.Option(None, help="LFW-format pairs.txt: also verification accuracy"),
+    pairs_root: Optional[Path] = typer.Option(
+        None, help="folder of person folders for --pairs (default: --dataset)"
+    ),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Test accuracy of a base network (identification for a face model); with --pairs, verification."""
+    from ..inference.basemodel import evaluate, load_checkpoint
+    from ..inference.datasets import check_classes, load_splits
+
+    dev = check_device(device)
+    base = load_checkpoint(model)
+    data = load_splits(dataset, data_root, base.input_shape[1])
+    if data.note:
+        _say(data.note)
+    check_classes(base.num_classes, data)
+    result = {
+        "network": base.network,
+        "classifier": base.classifier,
+        "test_images": len(data.test_labels),
+        "test_accuracy": evaluate(base, data.test_images, data.test_labels, dev),
+    }
+    if pairs is not None:
+        from ..inference.faces import verify_pairs
+
+        root = pairs_root or Path(dataset.split(",")[0])
+        result.update(verify_pairs(base, pairs, root, dev))
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    typer.echo(
+        f"{base.network} ({base.classifier} classifier): test accuracy {result['test_accuracy']:.2f}% "
+        f"on {result['test_images']} images"
+    )
+    if pairs is not None:
+        typer.echo(
+            f"verification: {result['verification_accuracy']:.2f}% on {result['pairs']} pairs "
+            f"({result['folds']}-fold)"
+        )
+
+
+@gati.command("bench", context_settings=PASS_THROUGH)
+def _bench(ctx: typer.Context) -> None:
+    """Base network against GATI over several epsilons; serving and online retraining figures."""
+    run_command("gati", list(ctx.args), "spidercache gati bench")  # the same command as `bench gati`

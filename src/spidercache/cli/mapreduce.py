@@ -97,7 +97,7 @@ def train(
 
 def _check_outputs(results: Optional[str], plot: Optional[str]) -> None:
     """A results store that cannot be opened, or a plot that cannot be written, fails before the rounds."""
-    from ..sim.traces import check_output_path
+    from ..paths import check_output_path
     from ..weights.memo import open_results_store
 
     if results:

@@ -9,6 +9,8 @@ from typing import Optional
 import numpy as np
 import typer
 
+from ..paths import check_output_path
+
 trace_app = typer.Typer(help="Generate and convert request traces.", no_args_is_help=True)
 gen_app = typer.Typer(help="Generate a synthetic trace of integer keys.", no_args_is_help=True)
 trace_app.add_typer(gen_app, name="gen")
@@ -43,7 +45,7 @@ def gen_zipf(
     json_out: bool = JSON_OPT,
 ) -> None:
     """A Zipf(alpha) trace; hot keys are spread over 0..keys-1 at random."""
-    from ..sim.traces import check_output_path, write_trace, zipf
+    from ..sim.traces import write_trace, zipf
 
     check_output_path(output)
     trace = zipf(alpha, keys, requests, seed)
@@ -59,7 +61,7 @@ def gen_uniform(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Every key equally likely."""
-    from ..sim.traces import check_output_path, uniform, write_trace
+    from ..sim.traces import uniform, write_trace
 
     check_output_path(output)
     trace = uniform(keys, requests, seed)
@@ -75,7 +77,7 @@ def gen_block(
 ) -> None:
     """A block-I/O-like trace (hot extents, sequential runs, cold reads) in 512-byte sectors."""
     from ..sim.blocks import block_trace
-    from ..sim.traces import check_output_path, write_trace
+    from ..sim.traces import write_trace
 
     check_output_path(output)
     trace = block_trace(requests, seed)
@@ -97,7 +99,7 @@ def convert(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Read a trace in any supported format and write it as .npy (+ sizes) or text."""
-    from ..sim.traces import check_output_path, load_trace, write_trace
+    from ..sim.traces import load_trace, write_trace
 
     check_output_path(output)
     trace = load_trace(source, column, size_column, fmt)

@@ -36,10 +36,6 @@ class Estimate:
         margin = SLOT_MARGIN if self.min_bytes != self.max_bytes else 1.0
         return int(-(-int(self.max_bytes * margin) // 64) * 64)
 
-    @property
-    def dataset_bytes(self) -> int:
-        return int(self.mean_bytes * self.n)
-
 
 def estimate(cached_dataset, n_probe: int = 8) -> Estimate:
     """Encoded size of ``n_probe`` samples spread over the dataset (read from the source)."""

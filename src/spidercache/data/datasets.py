@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from .transforms import describe
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -36,14 +37,6 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-
-
-def describe_transform(transform: Callable | None) -> str:
-    """A stable text for a transform: its ``describe()`` if it has one, else its repr."""
-    if transform is None:
-        return "none"
-    describe = getattr(transform, "describe", None)
-    return describe() if callable(describe) else repr(transform)
 
 
 def files_fingerprint(paths: Sequence[str | os.PathLike], extra: dict[str, Any] | None = None) -> str:
@@ -125,7 +118,7 @@ class ArrayImageDataset(Dataset):
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        extra = {"name": self.name, "n": len(self), "transform": describe_transform(self.transform)}
+        extra = {"name": self.name, "n": len(self), "transform": describe(self.transform)}
         if self.source_paths:
             return files_fingerprint(self.source_paths, extra)
         # In-memory data with no files behind it: hash the content itself.

@@ -251,10 +251,6 @@ class HomophilyGraph:
         order = np.lexsort((np.arange(self.n), -self.n_same)).astype(np.int64)
         return _greedy_clusters(order, self.nbrs, self.nbr_ok, self.labels, self.indexed)
 
-    def same_label_neighbours(self, i: int) -> np.ndarray:
-        row = self.nbrs[i][self.nbr_ok[i]]
-        return row[self.labels[row] == self.labels[i]]
-
     def state_dict(self) -> dict:
         return {
             "dim": self.dim,

@@ -104,7 +104,7 @@ class TrainConfig:
         if self.network.lower().replace("-", "").replace("_", "") not in NETWORKS:
             raise UserError(f"unknown network {self.network!r}; choose one of: {', '.join(NETWORKS)}")
         StorageModel(self.storage_latency_ms, self.storage_bandwidth_mbps)
-        from ..sim.traces import check_output_path
+        from ..paths import check_output_path
 
         for path in (self.plot, self.log):  # outputs written after training must be writable before it
             if path:

@@ -100,13 +100,6 @@ def describe(transform) -> str:
     return d() if callable(d) else repr(transform)
 
 
-def is_random(transform) -> bool:
-    """Unknown callables count as random: refusing to cache them is the safe side."""
-    if transform is None:
-        return False
-    return bool(getattr(transform, "random", True))
-
-
 def channel_stats(data: np.ndarray, max_samples: int = 10000) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (on a subset), in [0, 1] units."""
     sub = data[:max_samples].astype(np.float32) / 255.0

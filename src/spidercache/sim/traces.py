@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..paths import check_output_path
 from .formats import Trace, read_lis, read_oracle_general, read_vscsi
 
 TEXT_SUFFIXES = {".txt", ".trace", ".log", ".dat", ""}
@@ -266,16 +267,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ------------------------------------------------------------------ writing
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail early (before generating anything) if ``path`` cannot be written."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"output folder does not exist: {path.parent}")
-    if path.is_dir():
-        raise UserError(f"output path is a directory: {path}")
-    return path
-
-
 def write_trace(path: str | os.PathLike, keys: np.ndarray, sizes: np.ndarray | None = None) -> Path:
     """Write keys as ``.npy`` (the suffix is added when missing; sizes to ``NAME.sizes.npy``) or text.
 

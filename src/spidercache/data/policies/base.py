@@ -1,4 +1,10 @@
-"""The interface every training-data policy implements.
+"""The interface every training-data policy implements: an engine policy with training hooks.
+
+``TrainingPolicy`` is an ``engine.policies.base.Policy``: ``access(ids) ->
+hits``, ``contains``, ``remove``, ``resident_ids``, ``size``, ``stats`` and
+``state_bytes`` answer as every engine policy's do, so the simulator replays a
+training policy and the policy contract suite checks both kinds as one family.
+It adds what a training job needs on top:
 
 A training policy is two things that must agree: the *sampler* (which ids an
 epoch requests, in what order) and the *cache* (which ids are resident, what
@@ -21,6 +27,10 @@ Hooks, in the order the loader and the training loop call them:
   per-sample losses and, when ``wants_embeddings``, their penultimate-layer
   embeddings from the same forward pass.
 * ``state_dict()`` / ``load_state_dict()``: checkpoints and ``--resume``.
+
+``access`` is ``lookup`` seen through the engine protocol: a stand-in is not a
+hit, the batch's evicted ids go to ``on_evict``. A training policy decides its
+own admission (no ``admit`` mask) and keeps the capacity it was built with.
 """
 
 from __future__ import annotations
@@ -30,12 +40,18 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...engine.plan import Lookup
+from ...engine.policies.base import EvictionCallback, Policy, PolicyStats
 
 __all__ = ["Lookup", "TrainingPolicy", "loss_rank_scores"]
 
 
-class TrainingPolicy:
-    """Base class: uniform order, no cache. Subclasses override what they change."""
+class TrainingPolicy(Policy):
+    """Base class: uniform order, no cache. Subclasses override what they change.
+
+    ``Policy.__init__`` is not called: its per-id kernel arrays and its rule that a
+    capacity is at least 1 belong to the numba policies (a training job may cache
+    nothing); the state the inherited methods read is set here.
+    """
 
     name: ClassVar[str] = "base"
     # The training loop gathers embeddings (and all-gathers them under DDP) only when asked.
@@ -44,12 +60,22 @@ class TrainingPolicy:
     needs_labels: ClassVar[bool] = False
 
     def __init__(
-        self, n_samples: int, capacity: int, labels: np.ndarray | None = None, seed: int = 0, **options: Any
+        self,
+        n_samples: int,
+        capacity: int,
+        labels: np.ndarray | None = None,
+        seed: int = 0,
+        *,
+        on_evict: EvictionCallback | None = None,
+        **options: Any,
     ) -> None:
         if n_samples < 1:
             raise ValueError("a policy needs at least one sample")
         self.n = int(n_samples)
-        self.capacity = max(0, min(int(capacity), self.n))
+        self._capacity = max(0, min(int(capacity), self.n))
+        self.admission, self.on_evict, self.by_bytes = None, on_evict, False
+        self._used = np.zeros(1, np.int64)
+        self._stats = PolicyStats()
         self.labels = None if labels is None else np.asarray(labels, np.int64)
         self.seed = int(seed)
         self.epoch = 0
@@ -84,12 +110,58 @@ class TrainingPolicy:
         """Mask of which ids are resident now (subclasses answer without building ``resident()``)."""
         return np.isin(np.asarray(ids, np.int64), self.resident())
 
+    def _gone(self, evicted) -> np.ndarray:
+        """The ids a batch pushed out that are not resident again at its end.
+
+        An id evicted (by this batch, or pending from the epoch start) and admitted again by the
+        same batch must not be deleted: the store's deletes run after the batch's writes."""
+        ev = np.asarray(evicted, np.int64)
+        return ev[~self.contains(ev)] if ev.size else ev
+
     # ------------------------------------------- the engine policy protocol
-    # (what ``engine.policies.base.Policy`` offers and trace replays call)
-    def access(self, ids: np.ndarray) -> np.ndarray:
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def access(
+        self, ids: np.ndarray, admit: np.ndarray | None = None, sizes: np.ndarray | None = None
+    ) -> np.ndarray:
         """Decide a batch; return which requests were true hits (stand-ins are not hits)."""
-        lk = self.lookup(np.asarray(ids, np.int64))
-        return lk.hit & ~lk.substituted
+        if admit is not None or sizes is not None:
+            raise ValueError(f"training policy {self.name!r} decides its own admission and has no sizes")
+        ids = np.asarray(ids, np.int64)
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.n):
+            raise ValueError(f"training policy {self.name!r} holds ids 0..{self.n - 1}")
+        lk = self.lookup(ids)
+        hits = lk.hit & ~lk.substituted
+        st = self._stats
+        st.requests += ids.size
+        st.hits += int(hits.sum())
+        st.admissions += int(lk.admit.sum())
+        st.evictions += int(lk.evicted.size)
+        if self.on_evict is not None and lk.evicted.size:
+            self.on_evict(np.asarray(lk.evicted, np.int64).copy())
+        return hits
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Drop ids (their value was lost, e.g.); returns how many were resident. Not an eviction."""
+        ids = np.unique(np.asarray(ids, np.int64))
+        ids = ids[(ids >= 0) & (ids < self.n)]
+        gone = ids[self.contains(ids)]
+        if gone.size:
+            self._discard(gone)
+        return int(gone.size)
+
+    def _discard(self, ids: np.ndarray) -> None:
+        """Forget the resident, distinct ``ids`` (every policy that keeps anything resident writes it)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps ids resident but cannot drop them")
+
+    def resize(self, capacity: int) -> None:
+        raise ValueError(f"training policy {self.name!r} keeps the capacity it was built with")
+
+    def reserve(self, n_ids: int) -> None:
+        if n_ids > self.n:
+            raise ValueError(f"training policy {self.name!r} holds ids 0..{self.n - 1}, not {n_ids - 1}")
 
     def resident_ids(self) -> np.ndarray:
         return self.resident()
@@ -104,7 +176,7 @@ class TrainingPolicy:
 
     # -------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch}
+        return {"epoch": self.epoch, "resident": self.resident()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = int(state.get("epoch", 0))

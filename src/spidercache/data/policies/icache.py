@@ -112,7 +112,7 @@ class ICachePolicy(TrainingPolicy):
             elif self._lbuf:
                 served[k] = self._lbuf[int(self.rng.integers(len(self._lbuf)))]
                 hit[k] = sub[k] = True
-        return Lookup(served, hit, sub, admit, np.asarray(evicted, np.int64))
+        return Lookup(served, hit, sub, admit, self._gone(evicted))
 
     def contains(self, ids):
         ids = np.asarray(ids, np.int64)
@@ -120,6 +120,15 @@ class ICachePolicy(TrainingPolicy):
 
     def resident(self) -> np.ndarray:
         return np.union1d(self.hcache.ids(), np.asarray(self._lbuf + self._lnext, np.int64))
+
+    def _discard(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            self.hcache.discard(i)
+        lost = set(ids[self._in_lbuf[ids]].tolist())
+        if lost:
+            self._in_lbuf[list(lost)] = False
+            self._lbuf = [i for i in self._lbuf if i not in lost]
+            self._lnext = [i for i in self._lnext if i not in lost]
 
     def state_dict(self):
         return {

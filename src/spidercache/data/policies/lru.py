@@ -27,7 +27,7 @@ class LRUPolicy(TrainingPolicy):
         if self._lru is None:
             return Lookup.all_miss(ids)
         hit = self._lru.access(ids)
-        evicted = np.concatenate(self._evicted) if self._evicted else np.empty(0, np.int64)
+        evicted = self._gone(np.concatenate(self._evicted) if self._evicted else [])
         self._evicted.clear()
         return Lookup(ids.copy(), hit, np.zeros(ids.size, np.bool_), ~hit, evicted)
 
@@ -37,12 +37,12 @@ class LRUPolicy(TrainingPolicy):
     def resident(self) -> np.ndarray:
         return self._lru.resident_ids() if self._lru is not None else np.empty(0, np.int64)
 
-    def state_dict(self):
-        # LRU order is not worth checkpointing: the resident set is, so a resumed
-        # run hits on what the store still holds (recency restarts from there).
-        return {"epoch": self.epoch, "resident": self.resident()}
+    def _discard(self, ids: np.ndarray) -> None:
+        self._lru.remove(ids)
 
     def load_state_dict(self, state) -> None:
+        # LRU order is not worth checkpointing: the resident set is, so a resumed
+        # run hits on what the store still holds (recency restarts from there).
         super().load_state_dict(state)
         res = np.asarray(state.get("resident", []), np.int64)
         if self._lru is not None and res.size:

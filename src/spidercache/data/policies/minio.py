@@ -42,8 +42,9 @@ class MinIOPolicy(TrainingPolicy):
     def resident(self) -> np.ndarray:
         return np.flatnonzero(self._resident).astype(np.int64)
 
-    def state_dict(self):
-        return {"epoch": self.epoch, "resident": self.resident()}
+    def _discard(self, ids: np.ndarray) -> None:
+        self._resident[ids] = False  # the room it leaves is filled by the next misses
+        self._size -= int(ids.size)
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)

@@ -106,13 +106,17 @@ class ShadePolicy(TrainingPolicy):
                     served[k] = j
                     hit[k] = sub[k] = True
                     uses[j] += 1
-        return Lookup(served, hit, sub, admit, np.asarray(evicted, np.int64))
+        return Lookup(served, hit, sub, admit, self._gone(evicted))
 
     def contains(self, ids):
         return self.cache.resident[np.asarray(ids, np.int64)]
 
     def resident(self) -> np.ndarray:
         return self.cache.ids()
+
+    def _discard(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            self.cache.discard(i)  # the stand-in pool drops it when a draw meets it
 
     def state_dict(self):
         return {"epoch": self.epoch, "scores": self.scores.state_dict(), "resident": self.cache.ids()}

@@ -193,6 +193,8 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         self.uses = np.zeros(self.n, np.int32)
         self.ready_at = np.zeros(self.n, np.int64)  # lookup count after which a rep may stand in
         self._lookups = 0
+        self._rep_dirty: set[int] = set()  # clusters whose representative changed in this batch
+        self._views: tuple = ()  # memoryviews of the state a lookup reads (set by each lookup)
         self._pending_evict: list[int] = []
         self._gain = np.zeros(2, np.float64)  # [level-0 hits, level-1 hits + substitutions] this epoch
         self.served_count = np.zeros(self.n, np.int32)  # requests each resident id served this epoch
@@ -213,6 +215,7 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         c = self.rep_cluster[r]
         if c >= 0 and self.rep_of[c] == r:
             self.rep_of[c] = -1
+            self._rep_dirty.add(int(c))  # (lookup re-reads a representative that changed in its batch)
         self.rep_cluster[r] = -1
 
     def _evict(self, cache: ScoreCache, r: int) -> None:
@@ -221,7 +224,7 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         if cache is self.hcache:
             self._drop_rep(r)
 
-    def _shrink(self, cache: ScoreCache, capacity: int) -> None:
+    def _shrink_level(self, cache: ScoreCache, capacity: int) -> None:
         cache.capacity = capacity
         while cache.size > capacity:
             cache._clean_top()
@@ -283,9 +286,9 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
         c0 = self._level0_capacity()
         c1 = self.capacity - c0
         if c0 < self.icache.capacity:
-            self._shrink(self.icache, c0)
+            self._shrink_level(self.icache, c0)
         if c1 < self.hcache.capacity:
-            self._shrink(self.hcache, c1)
+            self._shrink_level(self.hcache, c1)
         self.icache.capacity, self.hcache.capacity = c0, c1
 
     def _recluster(self) -> None:

@@ -16,29 +16,30 @@ class SpiderServe:
     """``lookup`` and what it needs, plus the epoch report and the checkpoint state."""
 
     def _usable(self, r: int, i: int) -> bool:
+        v = self._views  # (level-1 resident, uses, ready_at, labels), read as Python ints
         return (
             r >= 0
             and r != i
-            and self.hcache.resident[r]
-            and self.uses[r] < self.rep_uses
-            and self.ready_at[r] <= self._lookups
-            and self.labels[r] == self.labels[i]
+            and v[0][r]
+            and v[1][r] < self.rep_uses
+            and v[2][r] <= self._lookups
+            and v[3][r] == v[3][i]
         )
 
-    def _stand_in(self, i: int) -> int:
-        """A cached same-label representative for ``i`` with uses left, or -1."""
-        c = self.cluster[i]
-        own = int(self.rep_of[c]) if c < self.rep_of.size else -1
-        nbr_reps = [
-            int(self.rep_of[cn]) if cn < self.rep_of.size else -1
-            for cn in self.cluster[self.graph.same_label_neighbours(i)].tolist()
-        ]
+    def _stand_in(self, i: int, clusters: list[int], reps: list[int]) -> int:
+        """A cached same-label representative for ``i`` with uses left, or -1.
+
+        ``clusters``: ``i``'s cluster, then its same-label neighbours' (in neighbour order);
+        ``reps``: their representatives when the batch began (re-read if one changed since)."""
+        if self._rep_dirty and not self._rep_dirty.isdisjoint(clusters):
+            size = self.rep_of.size
+            reps = [int(self.rep_of[c]) if c < size else -1 for c in clusters]
         if self.stand_in_rule == "nearest":
-            for r in [own] + nbr_reps:
+            for r in reps:
                 if self._usable(r, i):
                     return r
             return -1
-        cands = [r for r in set([own] + nbr_reps) if self._usable(r, i)]
+        cands = [r for r in set(reps) if self._usable(r, i)]
         if cands:
             return cands[self._pick.randrange(len(cands))] if len(cands) > 1 else cands[0]
         if self.stand_in_rule == "label":
@@ -47,13 +48,13 @@ class SpiderServe:
 
     def _random_same_label(self, i: int, tries: int = 8) -> int:
         """A random level-1 resident with ``i``'s label and uses left, or -1."""
-        pool = self._pool.get(int(self.labels[i]))
+        pool = self._pool.get(self._views[3][i])
         for _ in range(tries):
             if not pool:
                 return -1
             k = self._pick.randrange(len(pool))
             r = pool[k]
-            if not self.hcache.resident[r]:  # left level 1 since it was pooled: drop the entry
+            if not self._views[0][r]:  # left level 1 since it was pooled: drop the entry
                 pool[k] = pool[-1]
                 pool.pop()
                 self._in_pool[r] = False
@@ -63,19 +64,37 @@ class SpiderServe:
         return -1
 
     def lookup(self, ids: np.ndarray) -> Lookup:
+        """Decide one batch in request order.
+
+        What no decision of the batch can change is read array-at-a-time: who may be
+        substituted, each request's cluster and same-label neighbours' clusters and their
+        representatives; hit counts are added once at the end. What a decision changes
+        (residents, representatives, uses, the stand-in draws) is walked request by request,
+        as the rules are sequential: a miss admitted or a representative rotated out changes
+        what the next request finds."""
         ids = np.asarray(ids, np.int64)
         n = ids.size
         self._lookups += 1
         served = ids.copy()
-        hit = np.zeros(n, np.bool_)
-        sub = np.zeros(n, np.bool_)
-        admit = np.zeros(n, np.bool_)
+        hit, sub, admit = np.zeros(n, np.bool_), np.zeros(n, np.bool_), np.zeros(n, np.bool_)
         level = np.zeros(n, np.int8)
         evicted = self._pending_evict
         self._pending_evict = []
-        ic, hc = self.icache, self.hcache
-        must = self.sampler.must_serve if self.use_importance_sampling else None
-        hom = self.graph is not None and hc.capacity > 0
+        self._rep_dirty = set()
+        hom = self.graph is not None and self.hcache.capacity > 0
+        # The per-id state the walk reads, as memoryviews (the same memory; an item is a Python int).
+        hres0, hres1, uses = (
+            memoryview(self.icache.resident),
+            memoryview(self.hcache.resident),
+            memoryview(self.uses),
+        )
+        self._views = (hres1, uses, memoryview(self.ready_at), memoryview(self.labels)) if hom else ()
+        may_sub = self.substitutable[ids] if hom else np.zeros(n, np.bool_)
+        if hom and self.use_importance_sampling:
+            may_sub &= ~self.sampler.must_serve[ids]
+        clusters, reps, counts = self._neighbour_reps(ids[may_sub])
+        row = (np.cumsum(may_sub) - 1).tolist()  # request -> its row in clusters / reps
+        may_sub = may_sub.tolist()
         fresh: set[int] = set()  # admitted by this batch: still on its way into the store
         for k, i in enumerate(ids.tolist()):
             if i in fresh:
@@ -83,27 +102,18 @@ class SpiderServe:
                 # the two requests may sit on different ranks, and the write of the
                 # first may not have landed when the second reads: read it again.
                 continue
-            if ic.resident[i]:
+            if hres0[i] or hres1[i]:
                 hit[k] = True
-                self._gain[0] += 1
-                self.served_count[i] += 1
+                level[k] = 0 if hres0[i] else 1
                 continue
-            if hc.resident[i]:
-                hit[k] = True
-                level[k] = 1
-                self._gain[1] += 1
-                self.served_count[i] += 1
-                continue
-            may_sub = hom and self.substitutable[i] and (must is None or not must[i])
-            if may_sub:
-                j = self._stand_in(i)
+            if may_sub[k]:
+                m = row[k]
+                j = self._stand_in(i, clusters[m][: counts[m]], reps[m][: counts[m]])
                 if j >= 0:
                     served[k] = j
                     hit[k] = sub[k] = True
                     level[k] = 1
-                    self.uses[j] += 1
-                    self.served_count[j] += 1
-                    self._gain[1] += 1
+                    uses[j] += 1
                     continue
             # A miss: read from storage, and decide which level (if any) keeps it.
             lvl = self._keep_miss(i, hom, evicted)
@@ -111,12 +121,24 @@ class SpiderServe:
                 admit[k] = True
                 level[k] = lvl
                 fresh.add(i)
-        ev = np.asarray(evicted, np.int64)
-        if fresh and ev.size:
-            # Evicted earlier (or at epoch start) and admitted again by this batch: the
-            # store's delete runs after the batch's writes, so it must not be issued.
-            ev = ev[~self.contains(ev)]
-        return Lookup(served, hit, sub, admit, ev, level)
+        np.add.at(self.served_count, served[hit], 1)
+        self._gain += np.bincount(level[hit], minlength=2)[:2]
+        return Lookup(served, hit, sub, admit, self._gone(evicted), level)
+
+    def _neighbour_reps(self, ids: np.ndarray) -> tuple[list, list, list]:
+        """Per id: its cluster then its same-label neighbours' clusters (neighbour order), their
+        representatives now (-1: none), and how many there are (rows padded past that count)."""
+        if ids.size == 0:
+            return [], [], []
+        nb = self.graph.nbrs[ids]
+        ok = self.graph.nbr_ok[ids] & (self.labels[nb] == self.labels[ids][:, None])
+        cl = np.concatenate([self.cluster[ids][:, None], self.cluster[np.where(ok, nb, 0)]], axis=1)
+        keep = np.concatenate([np.ones((ids.size, 1), np.bool_), ok], axis=1)
+        first = np.argsort(~keep, axis=1, kind="stable")  # kept entries first, in their order
+        cl = np.take_along_axis(cl, first, axis=1)
+        size = self.rep_of.size
+        reps = np.where(cl < size, self.rep_of[np.minimum(cl, size - 1)], -1)
+        return cl.tolist(), reps.tolist(), keep.sum(axis=1).tolist()
 
     def _keep_miss(self, i: int, hom: bool, evicted: list[int]) -> int:
         """Admit the missed id ``i``: level 1 (a cluster's representative), 0 (by score), or -1 (not kept).
@@ -144,6 +166,7 @@ class SpiderServe:
                     evicted.append(victim)
                 self.rep_of[c] = i
                 self.rep_cluster[i] = c
+                self._rep_dirty.add(int(c))
                 self.ready_at[i] = self._lookups + self.ready_after
                 self._pool_add(i)
                 return 1
@@ -160,6 +183,11 @@ class SpiderServe:
 
     def resident(self) -> np.ndarray:
         return np.union1d(self.icache.ids(), self.hcache.ids())
+
+    def _discard(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            if not self.icache.discard(i) and self.hcache.discard(i):
+                self._drop_rep(i)  # the stand-in pool drops it when a draw meets it
 
     # ------------------------------------------------------------ reports
     def _report(self, epoch: int) -> None:
