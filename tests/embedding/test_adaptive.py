@@ -98,3 +98,14 @@ def test_families_are_deterministic_and_well_formed(name):
 def test_tune_and_report_families_do_not_overlap():
     assert set(families.TUNE).isdisjoint(families.REPORT)
     assert set(families.TUNE) | set(families.REPORT) == set(families.FAMILIES)
+
+
+def test_meta_family_is_table_major_with_one_off_rows():
+    keys = families.meta(60_000, seed=3)
+    tab = keys >> 40
+    runs = np.flatnonzero(np.diff(tab) != 0).size + 1  # table-major: one run per table per batch
+    batches = np.count_nonzero(np.diff(tab) < 0) + 1
+    assert runs == batches * 12 or runs == (batches - 1) * 12 + int(tab[-1]) + 1
+    _, counts = np.unique(keys, return_counts=True)
+    assert 0.3 < np.mean(counts == 1) < 0.8  # many rows are seen once, as in Meta's traces
+    assert not np.array_equal(families.meta(60_000, seed=3, swap_share=0.0, new_rate=0.0), keys)
