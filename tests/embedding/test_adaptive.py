@@ -109,3 +109,16 @@ def test_meta_family_is_table_major_with_one_off_rows():
     _, counts = np.unique(keys, return_counts=True)
     assert 0.3 < np.mean(counts == 1) < 0.8  # many rows are seen once, as in Meta's traces
     assert not np.array_equal(families.meta(60_000, seed=3, swap_share=0.0, new_rate=0.0), keys)
+
+
+def test_expert_fast_path_serves_exactly_as_the_public_access(monkeypatch):
+    keys = families.dlrm(30_000, seed=7)
+    ids, n = remap_trace(keys)
+    fast = make_policy("learned", 300, n)
+    got = fast.access(ids)
+    monkeypatch.setattr(Learned, "_expert_hits", lambda self, j, e, c: int(np.count_nonzero(e.access(c))))
+    plain = make_policy("learned", 300, n)
+    want = plain.access(ids)
+    assert np.array_equal(got, want) and fast.switches == plain.switches
+    for a, b in zip(fast.experts, plain.experts):
+        assert a.stats() == b.stats() and np.array_equal(a._where, b._where)
