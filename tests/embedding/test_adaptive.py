@@ -92,9 +92,33 @@ def test_families_are_deterministic_and_well_formed(name):
     assert np.array_equal(a, b) and a.size == 20_000 and a.min() >= 0
     assert not np.array_equal(a, families.make(name, 20_000, seed=99))
     if name.startswith("dlrm"):
-        assert np.unique(a >> 40).size == 8
+        assert np.unique(a >> 40).size == (12 if name == "dlrm-meta" else 8)
 
 
 def test_tune_and_report_families_do_not_overlap():
     assert set(families.TUNE).isdisjoint(families.REPORT)
     assert set(families.TUNE) | set(families.REPORT) == set(families.FAMILIES)
+
+
+def test_meta_family_is_table_major_with_one_off_rows():
+    keys = families.meta(60_000, seed=3)
+    tab = keys >> 40
+    runs = np.flatnonzero(np.diff(tab) != 0).size + 1  # table-major: one run per table per batch
+    batches = np.count_nonzero(np.diff(tab) < 0) + 1
+    assert runs == batches * 12 or runs == (batches - 1) * 12 + int(tab[-1]) + 1
+    _, counts = np.unique(keys, return_counts=True)
+    assert 0.3 < np.mean(counts == 1) < 0.8  # many rows are seen once, as in Meta's traces
+    assert not np.array_equal(families.meta(60_000, seed=3, swap_share=0.0, new_rate=0.0), keys)
+
+
+def test_expert_fast_path_serves_exactly_as_the_public_access(monkeypatch):
+    keys = families.dlrm(30_000, seed=7)
+    ids, n = remap_trace(keys)
+    fast = make_policy("learned", 300, n)
+    got = fast.access(ids)
+    monkeypatch.setattr(Learned, "_expert_hits", lambda self, j, e, c: int(np.count_nonzero(e.access(c))))
+    plain = make_policy("learned", 300, n)
+    want = plain.access(ids)
+    assert np.array_equal(got, want) and fast.switches == plain.switches
+    for a, b in zip(fast.experts, plain.experts):
+        assert a.stats() == b.stats() and np.array_equal(a._where, b._where)

@@ -143,6 +143,67 @@ def dlrm(
     return pack_keys(tab, rows)
 
 
+def _meta_drift(rng, perm, fresh, swap_share, new_rate):
+    """Gradual drift (ranks swap with a near neighbour) and new rows entering at a random rank."""
+    n = perm.size
+    a = rng.integers(0, n, rng.binomial(n, swap_share))
+    b = np.minimum(n - 1, a + rng.geometric(0.05, a.size))
+    perm[a], perm[b] = perm[b], perm[a]
+    m = rng.poisson(new_rate)
+    if m:  # a new row replaces the row at a log-uniform rank: new rows are often hot, the old one is gone
+        perm[(np.exp(rng.random(m) * np.log(n))).astype(np.int64) - 1] = fresh + np.arange(m)
+    return fresh + m
+
+
+def meta(
+    requests: int,
+    tables: int = 12,
+    batch: int = 64,
+    one_off: float = 0.01,
+    swap_share: float = 0.002,
+    new_rate: float = 3.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """DLRM-like lookups laid out as Meta's dlrm_datasets store them, written apart from ``dlrm``.
+
+    Batch-major, then table-major, then sample order; per table a power-law popularity over a
+    rank -> row map, a pooling factor per table (Poisson lengths, means log-uniform 1 ... 30),
+    sizes log-uniform 5 k ... 200 k rows. The map drifts gradually (a share of the ranks swap
+    with a near neighbour each batch) and abruptly (new rows replace the row at a log-uniform
+    rank), rows of one table ramp up and down in bursts, and ``one_off`` of the lookups go to
+    rows never seen again. New and one-off rows take ids from one counter above the table's
+    range, so an id says nothing about which it is.
+    """
+    rng = np.random.default_rng([seed, 77])
+    sizes = np.exp(rng.uniform(np.log(5e3), np.log(2e5), tables)).astype(np.int64)
+    alphas = rng.uniform(0.9, 1.4, tables)
+    pools = np.exp(rng.uniform(0.0, np.log(30.0), tables))
+    cdfs = [np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -a) for n, a in zip(sizes, alphas)]
+    perms = [rng.permutation(int(n)).astype(np.int64) for n in sizes]
+    fresh = sizes.copy()
+    burst_t, burst_rows, burst_age = 0, np.zeros(0, np.int64), 0
+    out_t, out_r, total = [], [], 0
+    while total < requests:
+        if burst_age <= 0 and rng.random() < 0.05:  # a burst: 16 rows of one table, 40 batches
+            burst_t, burst_rows, burst_age = int(rng.integers(tables)), rng.integers(0, 1 << 30, 16), 40
+        for j in range(tables):
+            k = int(rng.poisson(pools[j], batch).sum())
+            u = rng.random(k) * cdfs[j][-1]
+            rows = perms[j][np.minimum(np.searchsorted(cdfs[j], u), sizes[j] - 1)]
+            if j == burst_t and burst_age > 0:  # share rises then falls: 0.15 x a triangle
+                hot = rng.random(k) < 0.15 * (1.0 - abs(burst_age - 20) / 20.0)
+                rows[hot] = (1 << 31) + burst_rows[rng.integers(0, 16, int(hot.sum()))]
+            once = np.flatnonzero(rng.random(k) < one_off)
+            rows[once] = fresh[j] + np.arange(once.size)
+            fresh[j] += once.size
+            fresh[j] = _meta_drift(rng, perms[j], fresh[j], swap_share, new_rate)
+            out_t.append(np.full(k, j, np.int64))
+            out_r.append(rows)
+            total += k
+        burst_age -= 1
+    return pack_keys(np.concatenate(out_t)[:requests], np.concatenate(out_r)[:requests])
+
+
 # name -> (function, keyword arguments); sizes scale with ``requests``
 FAMILIES: dict[str, tuple] = {
     "zipf-0.6": (zipf, {"alpha": 0.6}),
@@ -159,6 +220,7 @@ FAMILIES: dict[str, tuple] = {
     "dlrm-c": (dlrm, {"seed": 11}),
     "dlrm-d": (dlrm, {"seed": 12}),
     "dlrm-fast": (dlrm, {"seed": 13, "speed": 4.0}),
+    "dlrm-meta": (meta, {"seed": 21}),
 }
 TUNE = ("zipf-0.8", "drift-slow", "scan-tune", "dlrm-a", "dlrm-b")
 REPORT = tuple(n for n in FAMILIES if n not in TUNE)
