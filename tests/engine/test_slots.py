@@ -1,4 +1,5 @@
-"""The one slot store (``engine/stores/slots.py``): seqlock writes and the fused gather-and-check kernel.
+"""The one slot store (``engine/stores/slots.py``, ``gather.py``): seqlock writes and the fused
+gather-and-check kernel.
 
 The kernel hashes with XXH3 through the ``xxhash`` package's own C symbol; these
 tests pin its trailers to ``xxhash.xxh3_64`` over random lengths 0..10,000 and
@@ -14,6 +15,7 @@ import xxhash
 
 from spidercache.engine.stores import slots
 from spidercache.engine.stores.checksum import MIX
+from spidercache.engine.stores.gather import BAD, TORN, gather
 from spidercache.server.batch import with_checksums
 
 
@@ -38,7 +40,7 @@ def _read(view, s, ids=None, want=None, width=None):
     width = view.slot_size if width is None else width
     body = np.zeros((s.size, width), np.uint8)
     out = np.full(s.size, -9, np.int64)
-    bad = slots.gather(view, np.arange(s.size), s, body[:, :0], body, out, want=want, keys=ids)
+    bad = gather(view, np.arange(s.size), s, body[:, :0], body, out, want=want, keys=ids)
     return out, body, bad
 
 
@@ -71,14 +73,14 @@ def test_changed_torn_and_foreign_values_are_never_returned():
     keys = ids.copy()
     keys[3] = 999  # id 999 asks for slot 3: another id's value
     out, body, bad = _read(view, s, keys)
-    assert out.tolist() == [slots.BAD, slots.TORN, slots.BAD, slots.BAD, 3072, 3072]
+    assert out.tolist() == [BAD, TORN, BAD, BAD, 3072, 3072]
     assert bad == 3
     want = slots.unpack(slots.pack(view.gens[s], 0, s))[0]
     want[5] += 2  # the index entry of a value since freed and rewritten
     out, _, _ = _read(view, s, ids, want=want)
-    assert out[4] == 3072 and out[5] == slots.TORN
+    assert out[4] == 3072 and out[5] == TORN
     out, _, _ = _read(view, np.array([-1, 8, 4]), ids[[0, 0, 4]])  # slots outside the class
-    assert out.tolist() == [slots.TORN, slots.TORN, 3072]
+    assert out.tolist() == [TORN, TORN, 3072]
 
 
 def test_split_copy_without_checksums_and_seqlock_free():
@@ -88,16 +90,16 @@ def test_split_copy_without_checksums_and_seqlock_free():
     head = np.zeros((4, 16), np.uint8)
     body = np.zeros((4, 103 - 16), np.uint8)
     out = np.zeros(4, np.int64)
-    assert slots.gather(view, np.arange(4), s, head, body, out) == 0
+    assert gather(view, np.arange(4), s, head, body, out) == 0
     assert out.tolist() == [100, 101, 102, 103]
     for k, v in enumerate(values):
         assert head[k].tobytes() + body[k, : len(v) - 16].tobytes() == v
     slots.free(view, s[:1])
     out, _, _ = _read(view, s[:1], want=np.zeros(1, np.int64))
-    assert out[0] == slots.TORN  # freed: the old generation no longer matches
+    assert out[0] == TORN  # freed: the old generation no longer matches
     narrow = np.zeros((1, 50), np.uint8)
     got = np.zeros(1, np.int64)
-    slots.gather(view, np.array([0]), s[1:2], narrow[:, :0], narrow, got)
-    assert got[0] == slots.BAD  # longer than the caller's row: not copied past it
+    gather(view, np.array([0]), s[1:2], narrow[:, :0], narrow, got)
+    assert got[0] == BAD  # longer than the caller's row: not copied past it
     with pytest.raises(ValueError):
-        slots.gather(view, np.arange(1), s[:1], head[:1], body[:1], out[:1], keys=np.zeros(1, np.int64))
+        gather(view, np.arange(1), s[:1], head[:1], body[:1], out[:1], keys=np.zeros(1, np.int64))

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine.stores import slots as slotstore
+from ..engine.stores.gather import BAD, TORN, entry_classes, gather_entries
 from ..engine.stores.slots import GEN_MASK, SLOT_SIZES, Segment, SlotClass, class_layout, map_class, unpack
 from .shm import (
     ABSENT,
@@ -34,6 +34,8 @@ from .shm import (
     STALE_AFTER_NS,
     STATE_LIVE,
 )
+
+assert TORN == SPILLED  # a value torn under the reader is asked of the server, as a spilled one
 
 
 class StaleMapping(Exception):
@@ -128,48 +130,41 @@ class ShmReader:
     def _gather(self, ids: np.ndarray, checksum: bool) -> tuple[np.ndarray, np.ndarray, int]:
         self.check_alive()
         self._refresh()
-        ids = np.asarray(ids, np.int64)
+        ids = np.ascontiguousarray(ids, np.int64)
+        lengths = np.empty(ids.size, np.int64)
+        first, mixed = entry_classes(self.index, ids)
+        if first < 0:  # nothing in memory: the index's markers (absent, spilled) are the answer
+            return self._entries(ids), np.empty((ids.size, 0), np.uint8), 0
+        classes = [int(first)]
+        if mixed:
+            e = self._entries(ids)
+            classes = np.unique(unpack(e[e >= 0])[1]).tolist()
+        width = max((self.classes[c].slot_size for c in classes if c in self.classes), default=0)
+        rows = np.empty((ids.size, width), np.uint8)
+        bad = 0
+        for c in classes:
+            view = self.classes.get(c)
+            if view is None:  # a class this mapping does not know yet: ask the server
+                e = self._entries(ids)
+                lengths[(e >= 0) & (unpack(e)[1] == c)] = SPILLED
+                continue
+            bad += gather_entries(view, c, self.index, ids, rows, lengths, checksum)
+        if bad:
+            lengths[lengths == BAD] = ABSENT  # a counted error, served as a miss
+        return lengths, rows, bad
+
+    def _entries(self, ids: np.ndarray) -> np.ndarray:
         e = np.full(ids.shape, ABSENT, np.int64)
         ok = (ids >= 0) & (ids < self.index.size)
         e[ok] = self.index[ids[ok]]
-        lengths = np.where(e == SPILLED, SPILLED, ABSENT).astype(np.int64)
-        present = np.flatnonzero(e >= 0)
-        if present.size == 0:
-            return lengths, np.empty((ids.size, 0), np.uint8), 0
-        gen, cls, slots = unpack(e[present])
-        first = int(cls[0])
-        groups = [(first, None)] if (cls == first).all() else [(int(c), cls == c) for c in np.unique(cls)]
-        width = 0
-        for c, sel in groups:
-            view = self.classes.get(c)
-            if view is not None:  # the widest value (lengths change only under the seqlock)
-                s = slots if sel is None else slots[sel]
-                width = max(width, min(int(view.lens[s].max()), view.slot_size))
-        rows = np.empty((ids.size, width), np.uint8)
-        head = rows[:, :0]
-        bad = 0
-        for c, sel in groups:
-            pos = present if sel is None else present[sel]
-            view = self.classes.get(c)
-            if view is None:  # a class this mapping does not know yet: ask the server
-                lengths[pos] = SPILLED
-                continue
-            s, g = (slots, gen) if sel is None else (slots[sel], gen[sel])
-            bad += slotstore.gather(
-                view, pos, s, head, rows, lengths, want=g, keys=ids[pos] if checksum else None
-            )
-        lengths[lengths == slotstore.TORN] = SPILLED  # changed under us: ask the server
-        lengths[lengths == slotstore.BAD] = ABSENT  # a counted error, served as a miss
-        return lengths, rows, bad
+        return e
 
     def views(self, ids: np.ndarray) -> ShmViews:
         """Zero-copy views of cached values (None for those not in memory)."""
         self.check_alive()
         self._refresh()
         ids = np.asarray(ids, np.int64)
-        e = np.full(ids.shape, ABSENT, np.int64)
-        ok = (ids >= 0) & (ids < self.index.size)
-        e[ok] = self.index[ids[ok]]
+        e = self._entries(ids)
         out: list[np.ndarray | None] = []
         gen, cls, slots = unpack(e)
         for i in range(ids.size):

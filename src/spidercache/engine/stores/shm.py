@@ -28,6 +28,7 @@ import torch
 from ...errors import UserError
 from . import slots
 from .base import Store, Value, check_batch
+from .gather import gather
 
 
 class ShmSlotStore(Store):
@@ -94,7 +95,7 @@ class ShmSlotStore(Store):
         ``lengths[k]`` bytes of ``heads[k]`` (a numpy array) followed by
         ``bodies[k]`` (a uint8 tensor), where ``ok[k]`` (absent, being
         written, or rewritten while it was copied: False). Both are filled by
-        one compiled pass over the slots (``slots.gather``); a ``split`` equal
+        one compiled pass over the slots (``gather.py``); a ``split`` equal
         to the values' payload offset makes ``bodies`` the payloads
         themselves. In a DataLoader worker ``bodies`` lies in shared memory,
         where the batch travels to the main process without another copy.
@@ -109,7 +110,7 @@ class ShmSlotStore(Store):
         bodies = _rows_tensor(ids.size, width - split)
         lengths = np.zeros(ids.size, np.int64)
         pos = np.flatnonzero(ok)
-        slots.gather(self.slots, pos, s[pos], heads, bodies.numpy(), lengths)
+        gather(self.slots, pos, s[pos], heads, bodies.numpy(), lengths)
         # seqlock: the slot still holds this id after the copy
         ok &= (lengths >= 0) & (self.owner[s0] == ids)
         return heads, bodies, np.where(ok, lengths, 0), ok

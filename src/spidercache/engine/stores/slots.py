@@ -16,28 +16,19 @@ through ``server/reader.py``). What lives here, once:
   (``free``), so any reader that saw the old generation fails;
 * the **index entry** that names a slot to another process: ``pack`` /
   ``unpack``, ``gen(23 bits) << 40 | class(7) << 33 | slot(33)``;
-* the **checked gather** (``gather``): one compiled pass that, per requested
-  slot, reads the generation, copies the value into the caller's buffer,
-  checks its checksum trailer while the bytes are still in cache
+* the **checked gather** (``gather.py``): one compiled pass that, per
+  requested slot, reads the generation, copies the value into the caller's
+  buffer, checks its checksum trailer while the bytes are still in cache
   (``checksum.py``), and reads the generation again; no Python per value.
-
-Memory order: the kernel's copies and hashes are calls into C (``memcpy``,
-XXH3) that the compiler cannot move the generation loads across, and x86-64
-keeps loads in order (TSO), the platform this is tested on.
 """
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 from dataclasses import dataclass
 
-import llvmlite.binding as llvm
-import numba as nb
 import numpy as np
-
-from .checksum import CHECKSUM_BYTES, trailer
 
 SHM_DIR = "/dev/shm"
 SLOT_META_BYTES = 16  # gens + lens words of a slot
@@ -48,10 +39,6 @@ GEN_SHIFT = SLOT_BITS + CLASS_BITS
 SLOT_MASK = (1 << SLOT_BITS) - 1
 CLASS_MASK = (1 << CLASS_BITS) - 1
 GEN_MASK = (1 << 23) - 1
-
-# what ``gather`` writes for a value it does not return
-TORN = -2  # absent from the slot, or changed while it was copied: read it again elsewhere
-BAD = -3  # stable but wrong: its checksum (or its length) does not hold
 
 
 def _slot_sizes() -> np.ndarray:
@@ -207,110 +194,3 @@ def move(view: SlotClass, dst: np.ndarray, src: np.ndarray) -> np.ndarray:
     view.lens[dst] = view.lens[src]
     view.gens[dst] += 1
     return view.gens[dst]
-
-
-# ---------------------------------------------------------- checked gather
-def _bind_memcpy() -> None:
-    """libc's memcpy under our own symbol name (see checksum.py: cached kernels name symbols)."""
-    libc = ctypes.CDLL(None)
-    llvm.add_symbol("spidercache_memcpy", ctypes.cast(libc.memcpy, ctypes.c_void_p).value)
-
-
-_bind_memcpy()
-_MEMCPY = nb.types.ExternalFunction(
-    "spidercache_memcpy", nb.types.voidptr(nb.types.voidptr, nb.types.voidptr, nb.types.uintp)
-)
-
-
-@nb.njit(nogil=True, cache=True)
-def _gather(gens, lens, data, pos, slots, want, keys, head, body, out, checksum):
-    """Per j: slot ``slots[j]`` -> ``head[pos[j]]`` (first bytes) and ``body[pos[j]]`` (the rest).
-
-    ``out[pos[j]]``: the value's length (without its trailer when ``checksum``),
-    TORN or BAD. ``want`` (empty: any) holds the generation each slot must
-    have (low 23 bits). Returns how many were BAD."""
-    n_slots, slot_size = data.shape
-    split = head.shape[1]
-    width = split + body.shape[1]
-    dbase, dstride = data.ctypes.data, data.strides[0]
-    hbase, hstride = head.ctypes.data, head.strides[0]
-    bbase, bstride = body.ctypes.data, body.strides[0]
-    n_bad = 0
-    for j in range(pos.size):
-        p, s = pos[j], slots[j]
-        if s < 0 or s >= n_slots:
-            out[p] = TORN
-            continue
-        g1 = gens[s]
-        if (g1 & 1) != 0 or (want.size > 0 and (g1 & GEN_MASK) != want[j]):
-            out[p] = TORN
-            continue
-        n = lens[s]
-        fits = n >= 0 and n <= slot_size and n <= width
-        if fits:
-            h = min(n, split)
-            src = dbase + s * dstride
-            if h > 0:
-                _MEMCPY(hbase + p * hstride, src, h)
-            if n > split:
-                _MEMCPY(bbase + p * bstride, src + split, n - split)
-        if fits and checksum:  # over the bytes copied, while they are in cache (split is 0)
-            k = n - CHECKSUM_BYTES
-            if k < 0:
-                fits = False
-            else:
-                stored = np.uint64(0)
-                for b in range(CHECKSUM_BYTES):
-                    stored |= np.uint64(body[p, k + b]) << np.uint64(8 * b)
-                fits = trailer(bbase + p * bstride, k, keys[j]) == stored
-                n = k
-        if gens[s] != g1:
-            out[p] = TORN
-        elif fits:
-            out[p] = n
-        else:
-            out[p] = BAD
-            n_bad += 1
-    return n_bad
-
-
-_NONE = np.empty(0, np.int64)
-
-
-def gather(
-    view: SlotClass,
-    pos: np.ndarray,
-    slots: np.ndarray,
-    head: np.ndarray,
-    body: np.ndarray,
-    out: np.ndarray,
-    want: np.ndarray | None = None,
-    keys: np.ndarray | None = None,
-) -> int:
-    """Copy the values in ``slots`` into rows ``pos`` of ``head`` / ``body`` (uint8, contiguous rows):
-    the first ``head.shape[1]`` bytes of each into ``head``, the rest into ``body``.
-
-    ``out[pos[j]]`` becomes the value's length, ``TORN`` (the slot was being
-    written, changed while it was copied, or does not hold generation
-    ``want[j]``) or ``BAD``. With ``keys``, every value carries the checksum
-    trailer of ``checksum.py`` for its key: it is checked over the copied bytes
-    (``head`` must then be empty) and left out of the length; a value that
-    fails is BAD. Returns how many were BAD."""
-    checksum = keys is not None
-    if checksum and head.shape[1]:
-        raise ValueError("a checksummed gather copies into body only")
-    return int(
-        _gather(
-            view.gens,
-            view.lens,
-            view.data,
-            np.ascontiguousarray(pos, np.int64),
-            np.ascontiguousarray(slots, np.int64),
-            _NONE if want is None else np.ascontiguousarray(want, np.int64),
-            _NONE if keys is None else np.ascontiguousarray(keys, np.int64),
-            head,
-            body,
-            out,
-            checksum,
-        )
-    )
