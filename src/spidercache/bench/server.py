@@ -37,8 +37,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.stores.slots import SLOT_SIZES, slot_class
 from ..errors import UserError
-from ..server.shm import SLOT_SIZES, slot_class
 from .server_launch import _start_cache_server, _start_redis
 
 MB = 1 << 20
