@@ -55,6 +55,9 @@ class ShmSlotStore(Store):
             for t in self._t.values():
                 t.share_memory_()
         self._views()
+        # load the gather kernel here, in the process that forks the DataLoader workers, so that
+        # they inherit it rather than each loading it (numba's first use in a process: ~0.4 s)
+        self.get_rows(np.empty(0, np.int64))
 
     def _views(self) -> None:
         for k, t in self._t.items():
