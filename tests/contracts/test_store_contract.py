@@ -1,7 +1,8 @@
 """The contract every store passes, with real servers (tests/conftest.py, the cache server's fixture).
 
 Stores: in-process memory, LMDB, memory over LMDB (spill), Redis, Redis Cluster,
-memcached, and the cache server's client (gRPC only, and with shared memory).
+memcached, the training cache's shared-memory slot store, and the cache
+server's client (gRPC only, and with shared memory).
 Each store's own promises (byte budgets, server failures, key layout) are in
 tests/engine/test_stores.py and tests/server/.
 """
@@ -16,11 +17,36 @@ import torch
 from spidercache.engine.codec import decode, encode
 from spidercache.engine.stores import LMDBStore, MemcachedStore, MemoryStore, RedisStore, SpillStore
 from spidercache.engine.stores.lmdb_store import _lmdb_key
+from spidercache.engine.stores.shm import ShmSlotStore
 from spidercache.errors import CorruptValue, UserError
 from spidercache.server.admin import AdminClient
 from spidercache.server.client import DatasetCache
 
-STORE_KINDS = ["memory", "lmdb", "spill", "redis", "redis-cluster", "memcached", "server", "server-shm"]
+STORE_KINDS = [
+    "memory",
+    "lmdb",
+    "spill",
+    "redis",
+    "redis-cluster",
+    "memcached",
+    "shm",
+    "server",
+    "server-shm",
+]
+
+
+class PlannedSlots(ShmSlotStore):
+    """The training cache's slot store, with the deciding process's part done before each put:
+    the ids get slots (``allocator``, as the planner does), then the store's own ``put_many``."""
+
+    def __init__(self) -> None:
+        super().__init__(1 << 20, 64, 8192, shared=False)
+        self.planner = self.allocator(0)
+
+    def put_many(self, keys, values):
+        fits = [k for k in keys if isinstance(k, (int, np.integer)) and 0 <= k < self.n_ids]
+        self.planner.assign(np.array(fits, np.int64))
+        return super().put_many(keys, values)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -42,6 +68,8 @@ def store(request, tmp_path, key_prefix):
     elif kind == "memcached":
         pool = request.getfixturevalue("memcached_pool")
         s = MemcachedStore(pool.servers, prefix=key_prefix)
+    elif kind == "shm":
+        s = PlannedSlots()
     else:  # the cache server's client, over gRPC only or with same-host shared memory
         server = request.getfixturevalue("cache_server")
         with AdminClient(server.host, server.port) as admin:
@@ -73,8 +101,9 @@ def _same(a, b) -> bool:
 
 # ------------------------------------------------------------ the contract
 def _ids_only(store) -> bool:
-    """The cache server's sessions hold dense sample ids (below 2**32; a table per id), not arbitrary keys."""
-    return isinstance(store, DatasetCache)
+    """The cache server's sessions and the slot store hold dense sample ids (a table per id), not
+    arbitrary keys."""
+    return isinstance(store, (DatasetCache, ShmSlotStore))
 
 
 def test_round_trip_of_every_kind(store):
@@ -137,7 +166,10 @@ def _flip_stored_byte(store, key, offset, request):
     if isinstance(store, SpillStore):
         tier = store.memory if key in store.memory else store.disk
         return _flip_stored_byte(tier, key, offset, request)
-    if isinstance(store, MemoryStore):
+    if isinstance(store, ShmSlotStore):
+        slot = store.table[key]
+        store.data[slot, store.length[slot] + offset] ^= 0x10
+    elif isinstance(store, MemoryStore):
         buf = bytearray(store._data[key])
         buf[offset] ^= 0x10
         store._data[key] = bytes(buf)

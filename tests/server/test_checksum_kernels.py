@@ -1,12 +1,12 @@
-"""The batch checksum kernels (``server/checksum.py``) against xxhash itself, and what they must catch."""
+"""The batch checksum kernels (``engine/stores/checksum.py``) against xxhash itself, and what they catch."""
 
 from __future__ import annotations
 
 import numpy as np
 import xxhash
 
+from spidercache.engine.stores.checksum import MIX
 from spidercache.server.batch import Batch, check_batch_sums, check_view, with_checksums
-from spidercache.server.checksum import MIX
 
 
 def _expected(value: bytes, key: int) -> bytes:

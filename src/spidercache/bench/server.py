@@ -10,9 +10,12 @@ itself (``put_many``), then reads the same random batches from each:
   threads each with its own connection share the batches;
 * ``grpc``: ``DatasetCache.get_many`` over gRPC (shared memory off); with N in
   flight, ``iter_batches`` keeps N calls outstanding over up to 12 connections;
-* ``shm``: the shared-memory path, ``get_batch`` (api ``batch``: one gather into
-  an array, what a collate step consumes) and ``get_many`` (api ``list``: one
-  bytes object per value, the shape MGET returns).
+* ``shm``: the shared-memory path, ``get_batch`` (api ``batch``: one checked
+  gather into an array, what a collate step consumes) and ``get_many`` (api
+  ``list``: one bytes object per value, the shape MGET returns); ``batch-nosum``
+  reads values stored without checksums, ``batch-twopass`` the same values as
+  ``batch`` the way they were read before the fused pass (copy the batch, then
+  hash it).
 
 Before them, the floor under every figure: an empty call (the server's
 ``Ping`` against Redis ``PING``), api ``ping``, with mean and median microseconds.
@@ -37,8 +40,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.stores.slots import SLOT_SIZES, slot_class
 from ..errors import UserError
-from ..server.shm import SLOT_SIZES, slot_class
 from .server_launch import _start_cache_server, _start_redis
 
 MB = 1 << 20
@@ -249,10 +252,15 @@ def _bench_size(
     keys = [f"bench:{i}".encode() for i in range(n_items)]
     key_batches = [[keys[i] for i in b.tolist()] for b in id_batches]
 
+    from ..server.batch import Batch, check_batch_sums
+
     r = redis.Redis(host="127.0.0.1", port=redis_port)
     grpc_client, shm_client, raw_client = _fill(
         r, port, keys, values, block, id_batches[0], key_batches[0], AdminClient, DatasetCache
     )
+    first = Batch(*shm_client._reader.read(id_batches[0]), np.arange(batch))
+    assert check_batch_sums(id_batches[0], first) == 0
+    assert first.to_list() == [values[i] for i in id_batches[0].tolist()]
 
     pools: dict[int, list] = {}
 
@@ -292,12 +300,19 @@ def _bench_size(
         for ids in id_batches:
             raw_client.get_batch(ids)
 
+    def shm_twopass_run(n: int) -> None:  # the read before the fused pass: copy all, then hash all
+        reader = shm_client._reader
+        for ids in id_batches:
+            lengths, rows = reader.read(ids)
+            check_batch_sums(ids, Batch(lengths, rows, np.arange(ids.size)))
+
     cases = [
         ("redis", "mget", redis_run, flights),
         ("grpc", "list", grpc_run, flights),
         ("shm", "batch", shm_batch_run, [1]),
         ("shm", "list", shm_list_run, [1]),
         ("shm", "batch-nosum", shm_raw_run, [1]),
+        ("shm", "batch-twopass", shm_twopass_run, [1]),
     ]
     rows = _time_cases(cases, flights, repeats, size, batch, n_batches, log)
     grpc_client.close()

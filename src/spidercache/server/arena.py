@@ -1,5 +1,6 @@
 """The server's side of a session's shared memory: allocates slots, writes
-values, publishes index entries (layout and seqlock rules: ``shm.py``)."""
+values, publishes index entries (the header and index: ``shm.py``; the slots,
+their seqlock and the checked gather: the engine's ``stores/slots.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,23 @@ import time
 
 import numpy as np
 
+from ..engine.stores import slots as slotstore
+from ..engine.stores.slots import (
+    CLASS_MASK,
+    SLOT_BITS,
+    SLOT_MASK,
+    SLOT_META_BYTES,
+    SLOT_SIZES,
+    Segment,
+    SlotClass,
+    class_layout,
+    map_class,
+    pack,
+    slot_class,
+    unpack,
+)
 from .shm import (
     ABSENT,
-    CLASS_MASK,
     H_CLASS0,
     H_HEARTBEAT,
     H_INDEX_CAP,
@@ -24,22 +39,10 @@ from .shm import (
     HEADER_WORDS,
     MAGIC,
     SHM_DIR,
-    SLOT_BITS,
-    SLOT_MASK,
-    SLOT_META_BYTES,
-    SLOT_SIZES,
     SPILLED,
     STATE_DESTROYED,
     STATE_LIVE,
-    ClassView,
     FreeSlots,
-    Segment,
-    _class_layout,
-    _map_class,
-    copy_in,
-    pack,
-    slot_class,
-    unpack,
 )
 
 # slots at least this big hand their pages back one by one when freed
@@ -64,7 +67,7 @@ class SlotArena:
         self.header[H_PID] = os.getpid()
         self.header[H_STATE] = STATE_LIVE
         self.header[H_HEARTBEAT] = time.monotonic_ns()
-        self.classes: dict[int, ClassView] = {}
+        self.classes: dict[int, SlotClass] = {}
         self.free: dict[int, FreeSlots] = {}
         self.index_seg: Segment | None = None
         self.index = np.full(0, ABSENT, np.int64)
@@ -109,14 +112,14 @@ class SlotArena:
         if old_seg is not None:
             old_seg.unlink()  # readers still holding it keep a valid (stale) map
 
-    def _class(self, c: int) -> ClassView:
+    def _class(self, c: int) -> SlotClass:
         view = self.classes.get(c)
         if view is None:
             slot_size = int(SLOT_SIZES[c])
             cap = max(1, self.budget // slot_size)
-            _, _, _, total = _class_layout(cap, slot_size)
+            _, _, _, total = class_layout(cap, slot_size)
             seg = Segment(f"{self.prefix}-c{c}" if self.prefix else None, total, True, self.shm_dir)
-            view = _map_class(seg, cap, slot_size)
+            view = map_class(seg, cap, slot_size)
             self.classes[c] = view
             self.free[c] = FreeSlots(cap)
             self.header[H_CLASS0 + c] = cap
@@ -222,10 +225,7 @@ class SlotArena:
             if k == 0:
                 continue
             slots = free.take(k)
-            view.gens[slots] += 1  # odd: being written
-            copy_in(view.data, slots, src, offsets[sel], lengths[sel])
-            view.lens[slots] = lengths[sel]
-            view.gens[slots] += 1  # even: complete
+            slotstore.write(view, slots, src, offsets[sel], lengths[sel])
             sid = ids[sel]
             old = self.index[sid]
             self.index[sid] = pack(view.gens[slots], c, slots)
@@ -260,7 +260,7 @@ class SlotArena:
             c = int(c)
             view = self.classes[c]
             s = slots[cls == c]
-            view.gens[s] += 2  # even and different: old entries no longer validate
+            slotstore.free(view, s)  # old entries no longer validate
             self.free[c].give(s)
             self.slot_bytes -= s.size * view.slot_size
             self.items -= s.size
@@ -297,12 +297,8 @@ class SlotArena:
             holes = np.flatnonzero(~occupied)
             if holes.size != movers.size:  # the index and the free list disagree: leave the class alone
                 return
-            view.gens[holes] += 1  # odd: being written
-            view.data[holes] = view.data[movers]
-            view.lens[holes] = view.lens[movers]
-            view.gens[holes] += 1
-            self.index[ids] = pack(view.gens[holes], c, holes)
-            view.gens[movers] += 2  # the old places no longer validate
+            self.index[ids] = pack(slotstore.move(view, holes, movers), c, holes)
+            slotstore.free(view, movers)  # the old places no longer validate
         view.segment.release_pages(
             view.data_offset + keep * view.slot_size, (free.fresh - keep) * view.slot_size
         )

@@ -5,7 +5,7 @@ shared memory or received as one gRPC buffer; no per-item object exists until a
 caller asks for one.
 
 Checksums: ``DatasetCache`` appends to every value it writes an 8-byte trailer
-and checks it on every read, shared memory and gRPC alike (``checksum.py``: the
+and checks it on every read, shared memory and gRPC alike (``engine/stores/checksum.py``: the
 hash, why it was chosen, and the kernels that do a whole batch in one call).
 The server stores and sends the trailer like any other byte. A value whose
 bytes changed after it was written (another process of the same user writing
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.stores.checksum import CHECKSUM_BYTES, as_rows, fill_trailers, verify_one, verify_rows
 from ..errors import StoreUnavailable
-from .checksum import CHECKSUM_BYTES, as_rows, fill_trailers, verify_one, verify_rows
 from .wire import decode_get_reply
 
 

@@ -1,8 +1,10 @@
 """A client's read-only view of one session's slots (same host only).
 
-The layout and the seqlock rules are in ``shm.py``; this side maps the
-segments, gathers a batch with one fancy-index per slot class, and checks,
-before every read, that the server behind the mapping is alive (``check_alive``).
+The header and index are in ``shm.py``, the slots and their checked gather in
+the engine's ``stores/slots.py``; this side maps the segments, gathers a batch
+with one compiled pass per slot class (seqlock, copy and checksum together),
+and checks, before every read, that the server behind the mapping is alive
+(``check_alive``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.stores.gather import BAD, TORN, entry_classes, gather_entries
+from ..engine.stores.slots import GEN_MASK, SLOT_SIZES, Segment, SlotClass, class_layout, map_class, unpack
 from .shm import (
     ABSENT,
-    GEN_MASK,
     H_CLASS0,
     H_HEARTBEAT,
     H_INDEX_CAP,
@@ -27,16 +30,12 @@ from .shm import (
     HEADER_WORDS,
     MAGIC,
     SHM_DIR,
-    SLOT_SIZES,
     SPILLED,
     STALE_AFTER_NS,
     STATE_LIVE,
-    ClassView,
-    Segment,
-    _class_layout,
-    _map_class,
-    unpack,
 )
+
+assert TORN == SPILLED  # a value torn under the reader is asked of the server, as a spilled one
 
 
 class StaleMapping(Exception):
@@ -62,7 +61,7 @@ class ShmReader:
         self.server_pid = int(self.header[H_PID])
         self.version = -1
         self.index = np.full(0, ABSENT, np.int64)
-        self.classes: dict[int, ClassView] = {}
+        self.classes: dict[int, SlotClass] = {}
         self._refresh()
 
     def _refresh(self) -> None:
@@ -82,9 +81,9 @@ class ShmReader:
             if c not in self.classes:
                 cap = int(self.header[H_CLASS0 + c])
                 slot_size = int(SLOT_SIZES[c])
-                _, _, _, total = _class_layout(cap, slot_size)
+                _, _, _, total = class_layout(cap, slot_size)
                 seg = Segment(f"{self.prefix}-c{c}", total, False, self.shm_dir)
-                self.classes[c] = _map_class(seg, cap, slot_size)
+                self.classes[c] = map_class(seg, cap, slot_size)
         self.version = version
 
     def check_alive(self) -> None:
@@ -113,64 +112,59 @@ class ShmReader:
         self._confirmed_ns = time.monotonic_ns()
 
     def read(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gather a batch: (lengths, values[n, width]).
+        """Gather a batch of values stored without checksums: (lengths, values[n, width]).
 
         ``lengths[i]`` is -1 when ids[i] is not cached, -2 when it must be read
         through the server (spilled to disk, or a slot changed while it was
         copied); row i of ``values`` holds the value's bytes in ``[:lengths[i]]``.
-        One fancy-index per slot class, no per-item Python.
         """
+        lengths, rows, _ = self._gather(ids, checksum=False)
+        return lengths, rows
+
+    def read_checked(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """As ``read``, for values that carry the checksum trailer (``checksum.py``): each is
+        checked while it is copied and returned without its trailer; one that fails is a
+        miss (-1). Returns (lengths, values, how many failed)."""
+        return self._gather(ids, checksum=True)
+
+    def _gather(self, ids: np.ndarray, checksum: bool) -> tuple[np.ndarray, np.ndarray, int]:
         self.check_alive()
         self._refresh()
-        ids = np.asarray(ids, np.int64)
+        ids = np.ascontiguousarray(ids, np.int64)
+        lengths = np.empty(ids.size, np.int64)
+        first, mixed = entry_classes(self.index, ids)
+        if first < 0:  # nothing in memory: the index's markers (absent, spilled) are the answer
+            return self._entries(ids), np.empty((ids.size, 0), np.uint8), 0
+        classes = [int(first)]
+        if mixed:
+            e = self._entries(ids)
+            classes = np.unique(unpack(e[e >= 0])[1]).tolist()
+        width = max((self.classes[c].slot_size for c in classes if c in self.classes), default=0)
+        rows = np.empty((ids.size, width), np.uint8)
+        bad = 0
+        for c in classes:
+            view = self.classes.get(c)
+            if view is None:  # a class this mapping does not know yet: ask the server
+                e = self._entries(ids)
+                lengths[(e >= 0) & (unpack(e)[1] == c)] = SPILLED
+                continue
+            bad += gather_entries(view, c, self.index, ids, rows, lengths, checksum)
+        if bad:
+            lengths[lengths == BAD] = ABSENT  # a counted error, served as a miss
+        return lengths, rows, bad
+
+    def _entries(self, ids: np.ndarray) -> np.ndarray:
         e = np.full(ids.shape, ABSENT, np.int64)
         ok = (ids >= 0) & (ids < self.index.size)
         e[ok] = self.index[ids[ok]]
-        present = e >= 0
-        lengths = np.where(e == SPILLED, SPILLED, ABSENT).astype(np.int64)
-        if not present.any():
-            return lengths, np.empty((ids.size, 0), np.uint8)
-        gen, cls, slots = unpack(e)
-        first = int(cls[np.argmax(present)])
-        if (cls[present] == first).all():
-            view = self.classes.get(first)
-            if view is None:
-                lengths[present] = SPILLED
-                return lengths, np.empty((ids.size, 0), np.uint8)
-            rows = np.where(present, slots, 0)
-            g1 = view.gens[rows]
-            values = view.data[rows]
-            lens = view.lens[rows]
-            g2 = view.gens[rows]
-            good = present & (g1 == g2) & ((g1 & 1) == 0) & ((g1 & GEN_MASK) == gen)
-            lengths[good] = lens[good]
-            lengths[present & ~good] = SPILLED  # changed under us: ask the server
-            return lengths, values
-        width = max(self.classes[int(c)].slot_size for c in np.unique(cls[present]) if int(c) in self.classes)
-        values = np.empty((ids.size, width), np.uint8)
-        for c in np.unique(cls[present]):
-            sel = np.flatnonzero(present & (cls == c))
-            view = self.classes.get(int(c))
-            if view is None:
-                lengths[sel] = SPILLED
-                continue
-            rows = slots[sel]
-            g1 = view.gens[rows]
-            values[sel, : view.slot_size] = view.data[rows]
-            lens = view.lens[rows]
-            g2 = view.gens[rows]
-            good = (g1 == g2) & ((g1 & 1) == 0) & ((g1 & GEN_MASK) == gen[sel])
-            lengths[sel] = np.where(good, lens, SPILLED)
-        return lengths, values
+        return e
 
     def views(self, ids: np.ndarray) -> ShmViews:
         """Zero-copy views of cached values (None for those not in memory)."""
         self.check_alive()
         self._refresh()
         ids = np.asarray(ids, np.int64)
-        e = np.full(ids.shape, ABSENT, np.int64)
-        ok = (ids >= 0) & (ids < self.index.size)
-        e[ok] = self.index[ids[ok]]
+        e = self._entries(ids)
         out: list[np.ndarray | None] = []
         gen, cls, slots = unpack(e)
         for i in range(ids.size):

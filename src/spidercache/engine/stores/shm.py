@@ -9,11 +9,13 @@ the store never holds more than ``n_slots * slot_bytes`` bytes.
 
 Which slot holds an id is decided by the one deciding process (the planner
 calls ``allocator(delay)`` and writes ``table``); readers and writers in any
-process only follow the table. Per slot: ``owner`` (the id held, -1 while a
-write is in progress) and ``version`` (odd while a write is in progress): a
-reader copies the bytes and keeps them only if the owner and version are the
-same before and after, so a racing writer costs a miss, never wrong bytes
-(and every value also carries the codec's checksum).
+process only follow the table. The slots are one class of the package's
+one slot store (``slots.py``: layout, seqlock, checked gather), with
+``version`` as its generation words and ``length`` as its lengths, plus an
+``owner`` word per slot (the id held, -1 while a write is in progress): a
+reader keeps a value only if the owner and the version are the same before
+and after its copy, so a racing writer costs a miss, never wrong bytes (and
+every value also carries the codec's checksum).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ...errors import UserError
+from . import slots
 from .base import Store, Value, check_batch
+from .gather import gather
 
 
 class ShmSlotStore(Store):
@@ -50,10 +55,14 @@ class ShmSlotStore(Store):
             for t in self._t.values():
                 t.share_memory_()
         self._views()
+        # load the gather kernel here, in the process that forks the DataLoader workers, so that
+        # they inherit it rather than each loading it (numba's first use in a process: ~0.4 s)
+        self.get_rows(np.empty(0, np.int64))
 
     def _views(self) -> None:
         for k, t in self._t.items():
             setattr(self, k, t.numpy())
+        self.slots = slots.SlotClass(self.slot_bytes, self.version, self.length, self.data)
 
     def __getstate__(self):
         return {"n_ids": self.n_ids, "n_slots": self.n_slots, "slot_bytes": self.slot_bytes, "_t": self._t}
@@ -71,9 +80,14 @@ class ShmSlotStore(Store):
 
         return SlotAllocator(self.n_slots, delay, self.table)
 
-    def _slots(self, keys) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(keys, np.int64).reshape(-1)
+    def _slots(self, keys, puts: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        arr = np.asarray(keys)
+        if arr.size and arr.dtype.kind not in "iu":  # "7" must not become id 7
+            raise UserError("the shared-memory slot store takes integer ids")
+        ids = arr.astype(np.int64, copy=False).reshape(-1)
         ok = (ids >= 0) & (ids < self.n_ids)
+        if puts and not ok.all():
+            raise UserError(f"the shared-memory slot store holds ids 0..{self.n_ids - 1}")
         s = np.where(ok, self.table[np.where(ok, ids, 0)], -1)
         return ids, s
 
@@ -83,24 +97,25 @@ class ShmSlotStore(Store):
         Returns ``(heads, bodies, lengths, ok)``: value ``k`` is the first
         ``lengths[k]`` bytes of ``heads[k]`` (a numpy array) followed by
         ``bodies[k]`` (a uint8 tensor), where ``ok[k]`` (absent, being
-        written, or rewritten while it was copied: False). Each part is one
-        gather out of the arena; a ``split`` equal to the values' payload
-        offset makes ``bodies`` the payloads themselves. In a DataLoader
-        worker ``bodies`` is gathered straight into shared memory, where the
-        batch travels to the main process without another copy.
+        written, or rewritten while it was copied: False). Both are filled by
+        one compiled pass over the slots (``gather.py``); a ``split`` equal
+        to the values' payload offset makes ``bodies`` the payloads
+        themselves. In a DataLoader worker ``bodies`` lies in shared memory,
+        where the batch travels to the main process without another copy.
         """
         ids, s = self._slots(keys)
         ok = s >= 0
         s0 = np.where(ok, s, 0)
-        v1 = self.version[s0].copy()
-        ok &= ((v1 & 1) == 0) & (self.owner[s0] == ids)
-        lengths = np.where(ok, self.length[s0], 0)
+        ok &= self.owner[s0] == ids
         split = min(max(int(split), 0), self.slot_bytes)
-        width = max(int(lengths.max(initial=0)), split)
-        heads = self.data[s0, :split]
-        bodies = _rows_tensor(self.data[s0, split:width])
-        # seqlock: a write that began after v1 was read changed the counter
-        ok &= (self.version[s0] == v1) & (self.owner[s0] == ids)
+        width = max(min(int(self.length[s0[ok]].max(initial=0)), self.slot_bytes), split)
+        heads = np.empty((ids.size, split), np.uint8)
+        bodies = _rows_tensor(ids.size, width - split)
+        lengths = np.zeros(ids.size, np.int64)
+        pos = np.flatnonzero(ok)
+        gather(self.slots, pos, s[pos], heads, bodies.numpy(), lengths)
+        # seqlock: the slot still holds this id after the copy
+        ok &= (lengths >= 0) & (self.owner[s0] == ids)
         return heads, bodies, np.where(ok, lengths, 0), ok
 
     def get_many(self, keys) -> list[Value | None]:
@@ -109,29 +124,26 @@ class ShmSlotStore(Store):
         return [rows[k, : lengths[k]].tobytes() if ok[k] else None for k in range(len(ok))]
 
     def put_many(self, keys, values: Sequence[Value]) -> np.ndarray:
-        ids, s = self._slots(keys)
+        ids, s = self._slots(keys, puts=True)
         check_batch(ids.tolist(), values)
-        stored = np.zeros(ids.size, np.bool_)
-        for k, (i, j) in enumerate(zip(ids.tolist(), s.tolist())):
-            buf = memoryview(values[k]).cast("B")
-            if j < 0 or buf.nbytes > self.slot_bytes:
-                continue
-            self.version[j] += 1
-            self.owner[j] = -1
-            self.data[j, : buf.nbytes] = np.frombuffer(buf, np.uint8)
-            self.length[j] = buf.nbytes
-            self.owner[j] = i
-            self.version[j] += 1
-            stored[k] = True
+        views = [memoryview(v).cast("B") for v in values]
+        lengths = np.fromiter((v.nbytes for v in views), np.int64, count=len(views))
+        stored = (s >= 0) & (lengths <= self.slot_bytes)
+        sel = np.flatnonzero(stored)
+        if sel.size:
+            src = np.frombuffer(b"".join(views[k] for k in sel.tolist()), np.uint8)
+            offsets = np.zeros(sel.size, np.int64)
+            np.cumsum(lengths[sel][:-1], out=offsets[1:])
+            slots.write(self.slots, s[sel], src, offsets, lengths[sel], self.owner, ids[sel])
         return stored
 
     def delete_many(self, keys) -> None:
         ids, s = self._slots(keys)
         hit = (s >= 0) & (self.owner[np.where(s >= 0, s, 0)] == ids)
-        for j in s[hit].tolist():
-            self.version[j] += 1
-            self.owner[j] = -1
-            self.version[j] += 1
+        j = s[hit]
+        self.version[j] += 1
+        self.owner[j] = -1
+        self.version[j] += 1
 
     def nbytes(self) -> int:
         return int(self.length[self.owner >= 0].sum())
@@ -140,16 +152,13 @@ class ShmSlotStore(Store):
         return f"ShmSlotStore({self.n_slots} slots x {self.slot_bytes} B)"
 
 
-def _rows_tensor(rows: np.ndarray) -> torch.Tensor:
-    """``rows`` (a fresh gather) as a tensor; copied into shared memory inside a DataLoader worker.
+def _rows_tensor(n: int, width: int) -> torch.Tensor:
+    """An empty ``(n, width)`` uint8 tensor for a batch's rows; in shared memory inside a DataLoader worker.
 
-    (numpy's fancy indexing gathers; ``torch.index_select`` and ``np.take(out=)``
-    over the arena's column slice were 30-100x slower here.) A worker's batch is
-    pickled to the main process: from shared memory it goes as is, where
-    ``share_memory_()`` at pickling time costs more than this one copy.
+    A worker's batch is pickled to the main process: from shared memory it goes
+    as is, so the gather writes straight into it (``share_memory_()`` at
+    pickling time would cost one more copy).
     """
-    if rows.size == 0 or torch.utils.data.get_worker_info() is None:
-        return torch.from_numpy(rows)
-    out = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(rows.size)).view(rows.shape)
-    np.copyto(out.numpy(), rows)
-    return out
+    if n * width == 0 or torch.utils.data.get_worker_info() is None:
+        return torch.empty((n, width), dtype=torch.uint8)
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(n * width)).view(n, width)

@@ -1,14 +1,16 @@
 """The 8-byte trailer every value of the cache server carries: computed and
-checked for a whole batch in one compiled call.
+checked for a whole batch in one compiled call (and, fused with the copy out of
+shared memory, by ``slots.gather``).
 
 The trailer of value ``v`` stored under id ``i`` is, little-endian,
 
     xxh3_64(v) ^ (i * 0x9E3779B97F4A7C15 mod 2**64)
 
 The writer (``DatasetCache.put_many``) fills the trailers of a whole Put
-payload with ``fill_trailers``; every reader (shared-memory gather, gRPC
-reply, zero-copy view) checks a batch with ``verify_rows``. Both kernels call
-one function, ``_trailer``, so writer and reader cannot disagree.
+payload with ``fill_trailers``; every reader checks a batch: the
+shared-memory gather while it copies (``slots.gather``), a gRPC reply with
+``verify_rows``, a zero-copy view with ``verify_one``. All of them call one
+function, ``trailer``, so writer and reader cannot disagree.
 
 Why this hash. ``xxh3_64`` is the C function of the ``xxhash`` package we
 already depend on, called from numba through its exported symbol
@@ -71,7 +73,7 @@ _MIX = np.uint64(MIX)
 
 
 @nb.njit(cache=True, inline="always")
-def _trailer(address, n, key):
+def trailer(address, n, key):
     return _XXH3(address, n) ^ (np.uint64(key) * _MIX)
 
 
@@ -82,7 +84,7 @@ def fill_trailers(payload, offsets, ids):
     base = payload.ctypes.data
     for j in range(ids.size):
         end = offsets[j + 1] - CHECKSUM_BYTES
-        h = _trailer(base + offsets[j], end - offsets[j], ids[j])
+        h = trailer(base + offsets[j], end - offsets[j], ids[j])
         for b in range(CHECKSUM_BYTES):
             payload[end + b] = np.uint8((h >> np.uint64(8 * b)) & np.uint64(0xFF))
 
@@ -110,7 +112,7 @@ def verify_rows(rows, row_index, lengths, ids):
         stored = np.uint64(0)
         for b in range(CHECKSUM_BYTES):
             stored |= np.uint64(rows[r, k + b]) << np.uint64(8 * b)
-        if _trailer(base + r * stride, k, ids[i]) == stored:
+        if trailer(base + r * stride, k, ids[i]) == stored:
             lengths[i] = k
         else:
             lengths[i] = -1
@@ -127,7 +129,7 @@ def verify_one(value, key):
     stored = np.uint64(0)
     for b in range(CHECKSUM_BYTES):
         stored |= np.uint64(value[k + b]) << np.uint64(8 * b)
-    return k if _trailer(value.ctypes.data, k, key) == stored else -1
+    return k if trailer(value.ctypes.data, k, key) == stored else -1
 
 
 def as_rows(rows: np.ndarray) -> np.ndarray:
