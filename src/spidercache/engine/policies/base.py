@@ -100,6 +100,8 @@ class Policy:
     _n_scalars: ClassVar[int] = 2
     # whether ``_access_sized`` exists (capacity in bytes, one size per request)
     supports_sizes: ClassVar[bool] = False
+    # whether one access may evict more than one id even with object counts (room for the evicted ids)
+    evicts_many: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -171,7 +173,9 @@ class Policy:
             use_admit = True
         hits = np.empty(ids.size, np.bool_)
         record = self.on_evict is not None
-        evicted = np.empty(ids.size + 16, np.int64) if record else _NO_EVICT
+        # a policy whose one access may evict several (Cacheus) may empty the cache in one batch
+        n_buf = ids.size + 16 + (self.size if self.evicts_many else 0)
+        evicted = np.empty(n_buf, np.int64) if record else _NO_EVICT
         n_ev, n_adm, n_rej = self._access(ids, admit_arr, use_admit, hits, evicted, record)
         st = self._stats
         n_hits = int(np.count_nonzero(hits))

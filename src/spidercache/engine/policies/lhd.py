@@ -58,7 +58,7 @@ _LEHMER = np.uint64(0xDA942042E4DD58B5)
 DEFAULT_SEED = 0xDEADBEEF
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _rand(rng):
     """libCacheSim's ``next_rand``: the 128-bit state (hi, lo) times the Lehmer constant; the high word."""
     lo, hi = rng[1], rng[0]
@@ -72,7 +72,7 @@ def _rand(rng):
     return rng[0]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _class(age_sum):
     if age_sum == 0:
         return CLASSES - 1
@@ -83,13 +83,13 @@ def _class(age_sum):
     return log
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _age(slot, ts, s):
     a = (s[TS] - ts[slot]) >> s[SHIFT]
     return MAX_AGE - 1 if a >= MAX_AGE else a
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _density(slot, ts, lha, llha, tsz, expl, dens, s):
     a = _age(slot, ts, s)
     if a == MAX_AGE - 1:
@@ -100,7 +100,7 @@ def _density(slot, ts, lha, llha, tsz, expl, dens, s):
     return d
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")  # a 0-byte object: density +inf, as C computes it
 def _rank(where, ts, lha, llha, tsz, expl, dens, recent, rng, s, fs):
     """The victim's slot: the lowest density among random samples and the recent suspects."""
     victim = -1
@@ -122,7 +122,7 @@ def _rank(where, ts, lha, llha, tsz, expl, dens, recent, rng, s, fs):
     return victim
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _drop(slot, where, sid, ts, lha, llha, tsz, expl, s):
     """Take ``slot`` out (the last slot fills the hole); return its id."""
     x = sid[slot]
@@ -137,7 +137,7 @@ def _drop(slot, where, sid, ts, lha, llha, tsz, expl, s):
     return x
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _evict(slot, where, sid, ts, lha, llha, tsz, expl, hits_t, evs_t, s):
     a = _age(slot, ts, s)
     evs_t[_class(lha[slot] + llha[slot]), a] += ONE
@@ -146,7 +146,7 @@ def _evict(slot, where, sid, ts, lha, llha, tsz, expl, hits_t, evs_t, s):
     return _drop(slot, where, sid, ts, lha, llha, tsz, expl, s)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _coarsen(hits_t, evs_t, s, fs, n_resident):
     fs[EWMA_N] = fs[EWMA_N] * DECAY
     fs[EWMA_MASS] = fs[EWMA_MASS] * DECAY
@@ -180,7 +180,7 @@ def _coarsen(hits_t, evs_t, s, fs, n_resident):
                     t[c, a] = 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _reconfigure(hits_t, evs_t, dens, s, fs, n_resident):
     for c in range(CLASSES):
         for a in range(MAX_AGE):
@@ -198,7 +198,7 @@ def _reconfigure(hits_t, evs_t, dens, s, fs, n_resident):
             dens[c, a] = total_hits / life if events > 1e-5 else np.float32(0)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _touch(x, slot, z, insert, where, ts, lha, llha, tsz, expl, hits_t, dens, recent, rng, s, fs):
     """libCacheSim's ``LHD::update``: a hit or an insertion of ``x`` in ``slot``."""
     if not insert:
@@ -223,7 +223,7 @@ def _touch(x, slot, z, insert, where, ts, lha, llha, tsz, expl, hits_t, dens, re
     return s[NEXT_RECONF] == 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _lhd_access(
     ids, sizes, sized, admit, use_admit, hits, evicted, record,
     where, sid, ts, lha, llha, tsz, expl, osize, hits_t, evs_t, dens, recent, rng, s, fs, used,
@@ -269,7 +269,7 @@ def _lhd_access(
     return n_ev, n_adm, n_rej
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _lhd_remove(ids, where, sid, ts, lha, llha, tsz, expl, osize, s, used, sized):
     n = 0
     for k in range(ids.size):
@@ -283,7 +283,7 @@ def _lhd_remove(ids, where, sid, ts, lha, llha, tsz, expl, osize, s, used, sized
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _lhd_shrink(
     evicted, where, sid, ts, lha, llha, tsz, expl, osize, hits_t, evs_t, dens, recent, rng, s, fs, used, sized
 ):

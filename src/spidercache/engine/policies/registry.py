@@ -19,6 +19,7 @@ from ...errors import UserError
 
 POLICIES: dict[str, str] = {
     "arc": "spidercache.engine.policies.arc:ARC",
+    "cacheus": "spidercache.engine.policies.cacheus:Cacheus",
     "clock": "spidercache.engine.policies.clock:Clock",
     "fifo": "spidercache.engine.policies.fifo:FIFO",
     "gdsf": "spidercache.engine.policies.gdsf:GDSF",
@@ -55,6 +56,7 @@ TRAINING = "train-"  # the prefix of training policies' names
 # engine policies of the simulator's default comparison (need no model or trace of their own but OPT's)
 ENGINE_POLICIES: tuple[str, ...] = (
     "arc",
+    "cacheus",
     "clock",
     "fifo",
     "gdsf",
