@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar
 
+import numba as nb
 import numpy as np
 
 AdmissionHook = Callable[[np.ndarray], np.ndarray]
@@ -82,6 +83,16 @@ class PolicyStats:
         d["misses"] = self.misses
         d["hit_ratio"] = self.hit_ratio
         return d
+
+
+@nb.njit(cache=True)
+def hit_bytes(sizes: np.ndarray, hits: np.ndarray) -> int:
+    """The bytes of the requests that hit (one pass; ``sizes[hits].sum()`` gathers a copy first)."""
+    total = 0
+    for k in range(sizes.size):
+        if hits[k]:
+            total += sizes[k]
+    return total
 
 
 _NO_ADMIT = np.ones(1, np.bool_)
@@ -212,7 +223,7 @@ class Policy:
         st.rejections += int(n_rej)
         st.evictions += int(n_ev)
         st.bytes_requested += int(sizes.sum())
-        st.bytes_hit += int(sizes[hits].sum())
+        st.bytes_hit += int(hit_bytes(sizes, hits))
         if record and n_ev and self.on_evict is not None:
             self.on_evict(evicted[:n_ev].copy())
         return hits
