@@ -27,8 +27,8 @@ run equals libCacheSim's first LHD run in a fresh process hit for hit
 State: per id ``where`` (slot + 1), ``osize``; per slot the id, the last access
 time, the last two hit ages, the size and the explorer mark (slots 0 .. size-1
 are the residents, an eviction moves the last slot into the hole, as
-libCacheSim's tag vector does). Fixed: three 16 x 20,000 ``float32`` tables
-(3.8 MB) and a few scalars.
+libCacheSim's tag vector does): 29 bytes per id, 37 with sizes. Fixed: three
+16 x 20,000 ``float32`` tables (3.8 MB) and a few scalars.
 """
 
 from __future__ import annotations
@@ -304,8 +304,8 @@ class LHD(Policy):
     _id_arrays = {
         "_sid": (np.int32, -1),
         "_ts": (np.int64, 0),
-        "_lha": (np.int64, 0),
-        "_llha": (np.int64, 0),
+        "_lha": (np.int32, 0),  # hit ages are coarse ages: below 20,000
+        "_llha": (np.int32, 0),
         "_tsz": (np.float32, 0),
         "_expl": (np.bool_, False),
     }
