@@ -47,7 +47,7 @@ class RefCacheus:
     def __init__(self, cap: int, seed: int = 0xDEADBEEF) -> None:
         self.state = seed
         self.cap = cap
-        self.R, self.SR, self.H = Lru(cap // 2), Lru(cap // 2), Lru(cap)
+        self.R, self.SR, self.H = Lru(cap - cap // 2), Lru(cap // 2), Lru(cap)  # R takes the odd one
         self.G_lru, self.G_lfu = Lru(cap // 2), Lru(cap // 2)
         self.lr = 0.001 + (self.rand() % 1000) / 1000
         self.lr_prev = self.hit_rate_prev = 0.0
@@ -210,7 +210,7 @@ class RefCacheus:
         self.lr_prev, self.hit_rate_prev = self.lr, hit_rate
         if d_lr != 0:
             sign = 1 if d_hit / d_lr > 0 else -1
-            step = abs(int(self.lr * d_lr))  # C's abs() of an int: the product truncated
+            step = abs(self.lr * d_lr)
             self.lr = self.lr + sign * step if self.lr + sign * step > 0.001 else 0.0001
             self.unlearn = 0
         elif hit_rate == 0 or d_hit <= 0:

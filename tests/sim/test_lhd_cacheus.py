@@ -127,29 +127,15 @@ def test_cacheus_equals_plain_python_reference_hit_for_hit(sized):
         assert p.used_bytes == ref.used() and p.size == len(ref.R.d) + len(ref.SR.d)
 
 
-_OVER = pytest.mark.xfail(
-    strict=True, reason="measured 0.0111 at 40 objects: over the issue's 0.01 (an unidentified difference)"
-)
-
-
-@pytest.mark.parametrize(
-    "seed,alpha,sized",
-    [
-        (3, 0.9, False),
-        (3, 0.9, True),
-        pytest.param(8, 1.1, False, marks=_OVER),
-        (8, 1.1, True),
-        (9, 0.7, False),
-        (9, 0.7, True),
-    ],
-)
+@pytest.mark.parametrize("seed,alpha", [(3, 0.9), (8, 1.1), (9, 0.7)])
+@pytest.mark.parametrize("sized", [False, True])
 def test_cacheus_hit_ratios_within_0_01_of_libcachesim(tmp_path, seed, alpha, sized):
     keys = _zipf(seed, 4000, 60_000, alpha)
     sizes = _sizes(keys, seed + 1) if sized else None
     path = tmp_path / "t.oracleGeneral"
     write_oracle_general(path, keys, sizes)
     total = keys.size if sizes is None else int(sizes.sum())
-    for cap in (40, 300, 2000) if not sized else (20_000, 1 << 20, 8 << 20):
+    for cap in (40, 301, 2000) if not sized else (20_000, 1 << 20, 8 << 20):  # 301: R takes the odd one
         miss, byte_miss = _fresh_libcachesim(path, "Cacheus", cap)
         misses, byte_misses = _ours("cacheus", keys, cap, sizes)
         assert abs(misses / keys.size - miss) <= 0.01, cap
