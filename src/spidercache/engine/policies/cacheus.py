@@ -61,7 +61,7 @@ U_R, U_SR, U_H, U_G1, U_G2, RCAP, SRCAP, HCAP, GCAP, MIN_F, MAX_F, NUM_HIT, N_RE
 W_LRU, W_LFU, LR, LR_PREV, HR_PREV = range(5)  # float64 scalars in ``fw``
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _raise_min(st, bhead):
     for f in range(st[MIN_F] + 1, st[MAX_F] + 1):
         if bhead[f] != -1:
@@ -70,7 +70,7 @@ def _raise_min(st, bhead):
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _lfu_drop(x, evicting, A, bhead, btail, st):
     f = A[6][x]
     _bucket_out(x, A[6], A[4], A[5], bhead, btail)
@@ -81,7 +81,7 @@ def _lfu_drop(x, evicting, A, bhead, btail, st):
         _raise_min(st, bhead)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _trim_h(A, q, st):
     where, aprev, anext, asz = A[0], A[2], A[3], A[7]
     while st[U_H] >= st[HCAP] and q[H_L] != il.NIL:
@@ -90,7 +90,7 @@ def _trim_h(A, q, st):
         where[y] = 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _demote_r(z, A, q, st, s):
     where, aprev, anext, asz = A[0], A[2], A[3], A[7]
     while st[U_R] + z > st[RCAP] and q[R_L] != il.NIL:
@@ -101,7 +101,7 @@ def _demote_r(z, A, q, st, s):
         where[y] = IN_SR
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _to_history(x, A, q, st, s):
     """SR-LRU's evict / remove: ``x`` leaves R or SR for the head of H."""
     where, aprev, anext, asz = A[0], A[2], A[3], A[7]
@@ -118,7 +118,7 @@ def _to_history(x, A, q, st, s):
     _trim_h(A, q, st)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _ghost_admit(x, z, which, A, q, st):
     gh, gprev, gnext, gsz = A[1], A[4], A[5], A[9]
     L, U = (G1_L, U_G1) if which == 1 else (G2_L, U_G2)
@@ -133,7 +133,7 @@ def _ghost_admit(x, z, which, A, q, st):
     gh[x], gsz[x] = which, z
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _evict(A, bhead, btail, q, st, fw, rng, s):
     """One Cacheus eviction; returns the victim."""
     lru_v = q[SR_L + 1] if st[U_SR] > 0 or q[R_L] == il.NIL else q[R_L + 1]
@@ -159,7 +159,7 @@ def _evict(A, bhead, btail, q, st, fw, rng, s):
     return lfu_v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _insert(x, z, A, bhead, btail, q, st, s, evicted, n_ev, record):
     """Insert ``x`` (CR-LFU, then SR-LRU); returns (inserted, evictions written so far)."""
     where, aprev, anext, freq, asz = A[0], A[2], A[3], A[6], A[7]
@@ -220,7 +220,7 @@ def _update_lr(cap, st, fw, rng):
     st[NUM_HIT] = 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _miss_weights(x, A, q, st, fw):
     gh, gprev, gnext, gsz = A[1], A[4], A[5], A[9]
     g = gh[x]

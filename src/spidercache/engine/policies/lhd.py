@@ -100,7 +100,7 @@ def _density(slot, ts, lha, llha, tsz, expl, dens, s):
     return d
 
 
-@nb.njit(cache=True, error_model="numpy")  # a 0-byte object: density +inf, as C computes it
+@nb.njit(cache=True, inline="always", error_model="numpy")  # a 0-byte object: density +inf, as C computes it
 def _rank(where, ts, lha, llha, tsz, expl, dens, recent, rng, s, fs):
     """The victim's slot: the lowest density among random samples and the recent suspects."""
     victim = -1
@@ -122,7 +122,7 @@ def _rank(where, ts, lha, llha, tsz, expl, dens, recent, rng, s, fs):
     return victim
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _drop(slot, where, sid, ts, lha, llha, tsz, expl, s):
     """Take ``slot`` out (the last slot fills the hole); return its id."""
     x = sid[slot]
@@ -137,7 +137,7 @@ def _drop(slot, where, sid, ts, lha, llha, tsz, expl, s):
     return x
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _evict(slot, where, sid, ts, lha, llha, tsz, expl, hits_t, evs_t, s):
     a = _age(slot, ts, s)
     evs_t[_class(lha[slot] + llha[slot]), a] += ONE
@@ -198,7 +198,7 @@ def _reconfigure(hits_t, evs_t, dens, s, fs, n_resident):
             dens[c, a] = total_hits / life if events > 1e-5 else np.float32(0)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _touch(x, slot, z, insert, where, ts, lha, llha, tsz, expl, hits_t, dens, recent, rng, s, fs):
     """libCacheSim's ``LHD::update``: a hit or an insertion of ``x`` in ``slot``."""
     if not insert:
