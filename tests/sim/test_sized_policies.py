@@ -16,7 +16,7 @@ from spidercache.engine.policies.opt import next_use_positions
 from spidercache.errors import UserError
 from spidercache.sim.simulate import simulate
 
-SIZED = ["lfu", "arc", "s3fifo", "opt"]
+SIZED = ["lfu", "arc", "s3fifo", "opt", "lhd", "cacheus"]
 
 
 def _trace(seed: int, n: int = 20_000, keys: int = 600) -> np.ndarray:
@@ -95,7 +95,9 @@ def test_a_policy_without_a_byte_sized_form_is_refused_in_one_line(monkeypatch):
     assert simulate(keys, ["countonly"], [2])[0]["hits"] == 1
 
 
-@pytest.mark.parametrize("name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu", "lecar"])
+@pytest.mark.parametrize(
+    "name", ["lru", "fifo", "lfu", "arc", "s3fifo", "twoq", "gdsf", "wtinylfu", "lecar", "cacheus"]
+)
 def test_a_large_byte_capacity_allocates_per_key_not_per_byte(name):
     # (S3-FIFO's object-count rings and W-TinyLFU's filter were once sized by the capacity in bytes)
     ids = _trace(11, n=5_000, keys=300)

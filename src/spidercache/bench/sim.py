@@ -62,6 +62,8 @@ LIBCACHESIM_NAMES = {
     "gdsf": "GDSF",
     "wtinylfu": "WTinyLFU",
     "lecar": "LeCaR",
+    "lhd": "LHD",
+    "cacheus": "Cacheus",
 }
 # The figures: |hit ratio difference| allowed, speed ratio wanted.
 HIT_RATIO_TOLERANCE = {
@@ -77,6 +79,10 @@ HIT_RATIO_TOLERANCE = {
     "lfu": 0.01,
     "s3fifo": 0.01,
     "lecar": 0.01,  # random draws: libCacheSim's generator is process-wide
+    # random draws too: LHD equals libCacheSim's first run in a fresh process miss for miss, but here
+    # libCacheSim's runs follow one another in one process, each starting where the last left its generator
+    "lhd": 0.01,
+    "cacheus": 0.01,
 }
 SPEEDUP_TARGET = {"lru": 3.0, "opt": 3.0, "sweep": 3.0}
 BYTES_PER_KEY_TARGET = 64.0

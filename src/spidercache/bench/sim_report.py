@@ -112,7 +112,8 @@ def compare_markdown(rows: Sequence[dict], command: str, load: str = "") -> str:
     lines += [
         "",
         "Targets (issue 16): |Δ| ≤ 0.001 for LRU, FIFO, ARC, OPT, SIEVE, CLOCK, 2Q, GDSF, W-TinyLFU and "
-        "≤ 0.01 for LFU, S3-FIFO, LeCaR (byte hit ratio too, with sizes); speed ratio ≥ 3× for the whole "
+        "≤ 0.01 for LFU, S3-FIFO, LeCaR, LHD, Cacheus (byte hit ratio too, with sizes); "
+        "speed ratio ≥ 3× for the whole "
         "sweep and for the LRU and OPT rows; ≤ 64 bytes of policy state per distinct key. `ok` / `SHORT` are "
         "computed from the numbers measured in this run.",
         "",

@@ -14,6 +14,7 @@ import numba as nb
 import numpy as np
 
 from ..engine.policies import make_policy
+from ..engine.policies.base import hit_bytes
 from ..engine.replay import replay
 
 
@@ -90,7 +91,7 @@ def run_policy(
     row = {
         "policy": run.policy if run.policy.startswith("train-") else policy.name,
         "hits": int(np.count_nonzero(out.hits)),
-        "bytes_hit": int(sizes[out.hits].sum()) if sizes is not None else 0,
+        "bytes_hit": int(hit_bytes(sizes, out.hits)) if sizes is not None else 0,
         "sim_seconds": elapsed,
         "state_bytes": policy.state_bytes(),
     }

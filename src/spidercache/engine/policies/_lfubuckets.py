@@ -123,6 +123,7 @@ def _lfu_access_sized(
     # of the lowest bucket until the newcomer fits. Cold next to the object-count
     # kernel, so it works on the scalar array with the shared helpers.
     cap = s[0]
+    inuse = used[0]  # in a local through the batch: a store to ``used`` would force reloads
     n_ev = 0
     n_adm = 0
     n_rej = 0
@@ -167,9 +168,9 @@ def _lfu_access_sized(
             n_rej += 1
             continue
         n_adm += 1
-        while used[0] + z > cap:
+        while inuse + z > cap:
             x = nhead[s[FIRST]]
-            used[0] -= osize[sid[x]]
+            inuse -= osize[sid[x]]
             v = _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
             if record:
                 evicted[n_ev] = v
@@ -179,13 +180,14 @@ def _lfu_access_sized(
         sid[x] = i
         where[i] = x + 1
         osize[i] = z
-        used[0] += z
+        inuse += z
         first = s[FIRST]
         if first != NIL and nfreq[first] == 1:
             target = first
         else:
             target = _new_node(1, NIL, first, nfreq, nhead, ntail, nprev, nnext, s)
         _append(x, target, sprev, snext, snode, nhead, ntail)
+    used[0] = inuse
     return n_ev, n_adm, n_rej
 
 

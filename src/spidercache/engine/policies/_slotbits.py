@@ -169,6 +169,7 @@ def access_bits_sized(
             n_rej += 1
             continue
         n_adm += 1
+        free = NIL  # the last victim's slot goes straight to the newcomer (as in _slotlist.access_sized)
         while inuse + z > cap:
             if kind == SIEVE:
                 slot = hand if hand != NIL else tail
@@ -206,6 +207,11 @@ def access_bits_sized(
                 sprev[n] = p
             else:
                 tail = p
+            if inuse + z <= cap:
+                free = slot
+                if kind == SIEVE:
+                    hand = nxt
+                break
             size -= 1
             if slot != size:  # the last slot fills the hole
                 j = sid[size]
@@ -226,8 +232,11 @@ def access_bits_sized(
                     tail = slot
             if kind == SIEVE:
                 hand = slot if nxt == size else nxt
-        slot = size
-        size += 1
+        if free != NIL:
+            slot = free
+        else:
+            slot = size
+            size += 1
         sprev[slot] = NIL
         snext[slot] = head
         if head != NIL:

@@ -165,7 +165,9 @@ def access_sized(
     # evicts tails until the newcomer fits; an object larger than the cache is
     # not inserted. Head, tail, size and the bytes in use live in locals, as in
     # ``access_batch``; an eviction moves the last slot into the victim's hole
-    # (``drop_slot``, inlined on the locals) so the slots stay dense.
+    # (``drop_slot``, inlined on the locals) so the slots stay dense, but the
+    # last victim of a miss hands its slot to the newcomer, so the usual miss
+    # (one eviction) costs what an object-count miss costs.
     cap, size, head, tail, inuse = s[0], s[1], s[2], s[3], used[0]
     n_ev = 0
     n_adm = 0
@@ -195,6 +197,7 @@ def access_sized(
             n_rej += 1
             continue
         n_adm += 1
+        free = NIL  # a victim's slot handed straight to the newcomer (no hole to fill)
         while inuse + z > cap:
             slot = tail
             victim = sid[slot]
@@ -209,6 +212,9 @@ def access_sized(
                 snext[p] = NIL
             else:
                 head = NIL
+            if inuse + z <= cap:  # the last victim of this miss: its slot takes the newcomer
+                free = slot
+                break
             size -= 1
             if slot != size:  # the last slot fills the hole
                 j = sid[size]
@@ -226,8 +232,11 @@ def access_sized(
                     sprev[n] = slot
                 else:
                     tail = slot
-        slot = size
-        size += 1
+        if free != NIL:
+            slot = free
+        else:
+            slot = size
+            size += 1
         sprev[slot] = NIL
         snext[slot] = head
         if head != NIL:

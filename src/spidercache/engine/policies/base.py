@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable, ClassVar
 
+import numba as nb
 import numpy as np
 
 AdmissionHook = Callable[[np.ndarray], np.ndarray]
@@ -84,6 +85,16 @@ class PolicyStats:
         return d
 
 
+@nb.njit(cache=True)
+def hit_bytes(sizes: np.ndarray, hits: np.ndarray) -> int:
+    """The bytes of the requests that hit (one pass; ``sizes[hits].sum()`` gathers a copy first)."""
+    total = 0
+    for k in range(sizes.size):
+        if hits[k]:
+            total += sizes[k]
+    return total
+
+
 _NO_ADMIT = np.ones(1, np.bool_)
 _NO_EVICT = np.empty(0, np.int64)
 
@@ -100,6 +111,8 @@ class Policy:
     _n_scalars: ClassVar[int] = 2
     # whether ``_access_sized`` exists (capacity in bytes, one size per request)
     supports_sizes: ClassVar[bool] = False
+    # whether one access may evict more than one id even with object counts (room for the evicted ids)
+    evicts_many: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -171,7 +184,9 @@ class Policy:
             use_admit = True
         hits = np.empty(ids.size, np.bool_)
         record = self.on_evict is not None
-        evicted = np.empty(ids.size + 16, np.int64) if record else _NO_EVICT
+        # a policy whose one access may evict several (Cacheus) may empty the cache in one batch
+        n_buf = ids.size + 16 + (self.size if self.evicts_many else 0)
+        evicted = np.empty(n_buf, np.int64) if record else _NO_EVICT
         n_ev, n_adm, n_rej = self._access(ids, admit_arr, use_admit, hits, evicted, record)
         st = self._stats
         n_hits = int(np.count_nonzero(hits))
@@ -208,7 +223,7 @@ class Policy:
         st.rejections += int(n_rej)
         st.evictions += int(n_ev)
         st.bytes_requested += int(sizes.sum())
-        st.bytes_hit += int(sizes[hits].sum())
+        st.bytes_hit += int(hit_bytes(sizes, hits))
         if record and n_ev and self.on_evict is not None:
             self.on_evict(evicted[:n_ev].copy())
         return hits

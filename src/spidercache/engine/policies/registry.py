@@ -19,6 +19,7 @@ from ...errors import UserError
 
 POLICIES: dict[str, str] = {
     "arc": "spidercache.engine.policies.arc:ARC",
+    "cacheus": "spidercache.engine.policies.cacheus:Cacheus",
     "clock": "spidercache.engine.policies.clock:Clock",
     "fifo": "spidercache.engine.policies.fifo:FIFO",
     "gdsf": "spidercache.engine.policies.gdsf:GDSF",
@@ -27,6 +28,7 @@ POLICIES: dict[str, str] = {
     "learned+prefetch": "spidercache.embedding.policy:LearnedPrefetch",
     "lecar": "spidercache.engine.policies.lecar:LeCaR",
     "lfu": "spidercache.engine.policies.lfu:LFU",
+    "lhd": "spidercache.engine.policies.lhd:LHD",
     "lrfu": "spidercache.embedding.lrfu:LRFU",
     "lru": "spidercache.engine.policies.lru:LRU",
     "lru+admit": "spidercache.embedding.admit:AdmitLRU",
@@ -54,11 +56,13 @@ TRAINING = "train-"  # the prefix of training policies' names
 # engine policies of the simulator's default comparison (need no model or trace of their own but OPT's)
 ENGINE_POLICIES: tuple[str, ...] = (
     "arc",
+    "cacheus",
     "clock",
     "fifo",
     "gdsf",
     "lecar",
     "lfu",
+    "lhd",
     "lru",
     "opt",
     "s3fifo",
