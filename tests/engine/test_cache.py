@@ -228,7 +228,7 @@ def test_redis_killed_mid_use_the_job_keeps_going_and_the_cache_comes_back(redis
 
     # the server comes back (empty); once the back-off expires the cache uses it again
     redis_server_fn.restart()
-    cache._backoff.down_until = 0.0  # the back-off elapsing, without sleeping in a test
+    cache.stores[0].backoff.down_until = 0.0  # the back-off elapsing, without sleeping in a test
     assert_right(cache.get_or_load(keys, loader), keys)
     assert_right(cache.get_or_load(keys, loader), keys)
     st2 = cache.stats()

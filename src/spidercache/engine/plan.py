@@ -1,11 +1,13 @@
 """Plan: in the deciding process, a batch of requests becomes what must happen to it.
 
-A *deciding* policy (the training policies; anything with ``lookup(ids) ->
-Lookup``) answers a batch of requested ids in order: which id serves each
-request (the requested one, or a resident stand-in), which are read from the
-cache, which are loaded and admitted, which ids were pushed out. ``Planner``
-turns that answer into a ``BatchPlan``, a small picklable record that the
-process holding the bytes runs with ``engine.execute``.
+A policy answers a batch of requested ids in order (``decide``): which id
+serves each request (the requested one, or a resident stand-in), which are
+read from the cache, which are loaded and admitted, which ids were pushed out.
+A *deciding* policy (the training policies) has ``lookup(ids) -> Lookup``; an
+engine policy's ``access`` hit mask and evictions are turned into the same
+``Lookup`` here. ``Planner`` turns that answer into a ``BatchPlan``, a small
+picklable record that the process holding the bytes runs with
+``engine.execute``; ``engine.Cache`` joins the two.
 
 Stores that need a place chosen for each value (the shared-memory slot store)
 expose ``allocator(delay)``; the planner then assigns slots here, in the one
@@ -62,6 +64,37 @@ class BatchPlan:
     admit: np.ndarray  # load ``served`` from the source and insert it
     evict: np.ndarray  # ids this process drops from the store
     level: np.ndarray | None = None  # cache level of each hit / admission (None: level 0)
+
+
+def decide(policy, ids: np.ndarray) -> Lookup:
+    """The policy's ``Lookup`` for one batch: a deciding policy's own, else one from ``access``.
+
+    From ``access``: a request hits where the policy says so (a repeat of an id
+    admitted earlier in the batch too: execute copies the loaded value); a miss
+    is admitted when the id is resident after the batch (an id admitted and
+    pushed out within the batch never reaches the store); ``evicted`` holds the
+    ids resident before the batch and not after it, the ones whose values the
+    store must drop.
+    """
+    lookup = getattr(policy, "lookup", None)
+    if lookup is not None:
+        return lookup(ids)
+    before = policy.contains(ids)  # resident before the batch: the store holds its value
+    pushed: list[np.ndarray] = []
+    chained = policy.on_evict
+    policy.on_evict = pushed.append
+    try:
+        hits = policy.access(ids)
+    finally:
+        policy.on_evict = chained
+    evicted = np.unique(np.concatenate(pushed)) if pushed else np.empty(0, np.int64)
+    if chained is not None and evicted.size:
+        chained(evicted)
+    if evicted.size:
+        evicted = evicted[~policy.contains(evicted) & ~np.isin(evicted, ids[~before])]
+    # a miss is admitted if it stays; one resident before the batch keeps its stored value
+    admit = ~hits & ~before & policy.contains(ids)
+    return Lookup(ids, hits, np.zeros(ids.size, np.bool_), admit, evicted)
 
 
 class SlotAllocator:
@@ -141,7 +174,7 @@ class Planner:
 
     def plan(self, chunk: np.ndarray, own: slice, epoch: int, step: int) -> BatchPlan:
         ids = chunk if self.global_scope else chunk[own]
-        lk = self.policy.lookup(ids)
+        lk = decide(self.policy, ids)
         level = lk.level
         evicted = np.asarray(lk.evicted, np.int64)
         if self.global_scope:
