@@ -4,7 +4,9 @@ The full table lives in a slow tier, a numpy array in host memory or an
 ``np.memmap`` file; a fast tier holds ``cache_rows`` rows (or ``cache_mb``
 megabytes) as a torch tensor, on the GPU when ``device`` is a CUDA device. Any
 engine policy (``make_policy``: lru, lfu, arc, s3fifo, learned, ...) decides which
-rows are in the fast tier; rows it evicts are written back to the slow tier.
+rows are in the fast tier, through the engine's ``Cache`` (its plan of each batch:
+hits, admissions, evictions, and its statistics); rows it evicts are written back
+to the slow tier.
 
 forward: the batch's distinct rows are gathered (from whichever tier holds them)
 into a small matrix and ``F.embedding_bag`` runs over it with remapped indices,
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.cache import Cache, CacheStats
 from ..engine.policies import make_policy
 from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
 from ._bagstate import RowOptimizerMixin
@@ -120,6 +123,9 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             else policy(self.cache_rows, self.num_embeddings)
         )
         self.policy.on_evict = self._write_back
+        # the engine's composition with the fast tier as its store: it plans each batch
+        # (hits, admissions, evictions) and keeps the statistics (``stats()``)
+        self.cache = Cache(self.policy, dense_ids=True)
         self.loads = 0
         self.write_backs = 0
         self.optim_state = self._new_optim_state()
@@ -175,6 +181,10 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self.row_of[slots] = rows
         self.loads += n
 
+    def stats(self) -> CacheStats:
+        """Row requests (distinct rows per batch), hits, admissions (loads) and evictions."""
+        return self.cache.stats()
+
     def flush(self) -> None:
         """Write every fast-tier row back to the slow tier (they stay cached)."""
         slots = np.flatnonzero(self.row_of >= 0)
@@ -227,9 +237,9 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             raise IndexError(f"index out of range for a table of {self.num_embeddings} rows")
         uniq, inv = _unique_inverse(idx, self._stamp)
         if uniq.size:
-            self.policy.access(uniq)  # evictions write back through the callback
-            resident = self.policy.contains(uniq)
-            new = uniq[resident & (self.slot_of[uniq] < 0)]
+            plan = self.cache.plan(uniq)  # evictions write back through the policy's callback
+            self.cache.record(plan)
+            new = plan.served[plan.admit]
             if new.size:
                 self._load(new)
         rows, _ = self._rows(uniq)

@@ -294,19 +294,30 @@ class Cache:
 
         return load
 
-    def _settle(self, plan: BatchPlan, ex: Executed, failures: int) -> None:
-        """Statistics of one run, and the policy set right where the store did not take a value."""
+    def record(self, plan: BatchPlan) -> None:
+        """Count a batch that ran as planned (a store that cannot lose a value: the bag's fast tier)."""
+        with self._lock:
+            self._count(plan, plan.hit)
+            self._stats.admissions += int(np.unique(plan.served[plan.admit]).size)
+
+    def _count(self, plan: BatchPlan, hit: np.ndarray) -> None:
         st = self._stats
-        n, n_hits = plan.requested.size, int(np.count_nonzero(ex.hit))
+        n, n_hits = plan.requested.size, int(np.count_nonzero(hit))
         st.requests += n
         st.hits += n_hits
         st.misses += n - n_hits
+        st.evictions += int(plan.evict.size)
+
+    def _settle(self, plan: BatchPlan, ex: Executed, failures: int) -> None:
+        """Statistics of one run, and the policy set right where the store did not take a value."""
+        self._count(plan, ex.hit)
+        st = self._stats
+        n = plan.requested.size
         st.errors += ex.damaged
         st.lost += ex.lost - ex.damaged - ex.unread
         st.bytes_read += ex.bytes_read
         st.admissions += len(ex.written)
         st.bytes_written += sum(ex.written.values())
-        st.evictions += int(plan.evict.size)
         down = self._failures() - failures
         st.store_unavailable += down
         relost = plan.hit & ~ex.hit  # planned hits the store could not serve
