@@ -178,16 +178,8 @@ class CachedLoader:
             else open_handles(specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
         )
         key = KeyOf(None if private else _key_prefix(dataset, fingerprint, cache, self.labels))
-        self.cache = Cache(
-            self.policy,
-            handles,
-            key=key,
-            dense_ids=True,
-            rank=rank,
-            world=world,
-            delay=delay,
-            shared_store=not private,
-        )
+        plan_kw = dict(rank=rank, world=world, delay=delay, shared_store=not private)
+        self.cache = Cache(self.policy, handles, key=key, dense_ids=True, **plan_kw)
         self.dataset = CachedDataset(
             dataset, self.cache, cache, transform, strict, storage_model, labels=self.labels
         )

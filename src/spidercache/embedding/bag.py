@@ -123,10 +123,7 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             else policy(self.cache_rows, self.num_embeddings)
         )
         self.policy.on_evict = self._write_back
-        # the engine's composition with the fast tier as its store: it plans each batch
-        # (hits, admissions, evictions) and keeps the statistics (``stats()``)
-        self.cache = Cache(self.policy, dense_ids=True)
-        self.loads = 0
+        self.cache = Cache(self.policy, dense_ids=True)  # plans each batch, counts it (stats())
         self.write_backs = 0
         self.optim_state = self._new_optim_state()
 
@@ -172,14 +169,12 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self.write_backs += rows.size
 
     def _load(self, rows: np.ndarray) -> None:
-        n = rows.size
-        slots = np.array([self._free.pop() for _ in range(n)], np.int64)
+        slots = np.array([self._free.pop() for _ in range(rows.size)], np.int64)
         self.fast[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(
             np.ascontiguousarray(self.slow[rows])
         ).to(self.device)
         self.slot_of[rows] = slots
         self.row_of[slots] = rows
-        self.loads += n
 
     def stats(self) -> CacheStats:
         """Row requests (distinct rows per batch), hits, admissions (loads) and evictions."""

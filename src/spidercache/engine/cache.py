@@ -4,35 +4,28 @@ The policy decides, the store holds. A batch runs in two steps, the same for
 every front-end:
 
 1. ``plan`` (in the one process that holds the policy): ``engine.plan.Planner``
-   asks the policy for its decision (``decide``: which id serves each request,
-   which are hits, which misses are admitted, which ids were pushed out, which
-   requests get a resident stand-in) and writes it down as a ``BatchPlan``;
-2. ``run`` (wherever the bytes are): ``engine.execute`` reads the hits from the
-   store, verifies them (a value the store lost, or one that fails its
-   checksum, is served from the source and written back: the cache never
-   returns data it could not verify), loads the misses through the caller's
-   loader, stores the admissions and drops the evictions.
+   asks the policy (``decide``: which id serves each request, hits, admitted
+   misses, evicted ids, stand-ins) and writes the answer as a ``BatchPlan``;
+2. ``run`` (wherever the bytes are): ``engine.execute`` reads and verifies the
+   hits (a value the store lost, or one that fails its checksum, is served from
+   the source and written back: never data it could not verify), loads the
+   misses, stores the admissions, drops the evictions.
 
 ``get_or_load`` / ``get_many`` / ``put_many`` do both in one process and keep
-statistics (``CacheStats``). The training loader (``data.CachedLoader``) plans
-in its main process and runs the plans in its DataLoader workers, with this
-same object (``__getstate__`` leaves the policy behind).
+``CacheStats``. The training loader plans in its main process and runs the
+plans in its DataLoader workers with this same object (pickled without its
+policy). Keys name immutable values (``invalidate`` when one changes); they are
+any ints (mapped by ``KeyRemapper``), or dense ids with ``dense_ids=True``.
 
-Keys name immutable values: a key always stands for the same value (a sample
-index, an embedding row at a given version). Use ``invalidate`` when that is
-not true any more. Keys are arbitrary ints mapped to dense ids
-(``KeyRemapper``), or used as they are with ``dense_ids=True``.
+A store that raises ``StoreUnavailable`` is counted and left alone for a
+back-off period (``StoreHandle``: doubling from ``retry_after`` to
+``max_retry_after`` seconds) while every request is served from the loader and
+the policy is left alone: a job never stops because its cache went away, and
+the cache comes back by itself when its server does.
 
-When the store raises ``StoreUnavailable`` the cache counts it and leaves the
-store alone for a back-off period (``StoreHandle``: doubling from
-``retry_after`` up to ``max_retry_after`` seconds); meanwhile every request is
-served from the loader and the policy is left alone, so a job never stops
-because its cache went away, and the cache comes back by itself when its
-server does.
-
-Thread-safety: planning and statistics are guarded by one lock; store I/O and
-loading run outside it. Races between threads can cost a spurious miss, never
-a wrong value.
+Thread-safety: planning and statistics hold one lock; store I/O and loading
+run outside it. A race between threads can cost a spurious miss, never a
+wrong value.
 """
 
 from __future__ import annotations
@@ -48,7 +41,7 @@ from ..errors import StoreUnavailable
 from . import codec
 from .execute import Executed, Opened, StoreHandle, _keys, execute
 from .ids import KeyRemapper
-from .plan import BatchPlan, Planner
+from .plan import BatchPlan, Planner, distinct
 
 Loader = Callable[[np.ndarray], Sequence[Any]]
 
@@ -79,19 +72,6 @@ class CacheStats:
         d = asdict(self)
         d["hit_ratio"] = self.hit_ratio
         return d
-
-
-class _RemappedKeys:
-    """Store keys of dense ids: the caller's own keys (``execute``'s key function)."""
-
-    def __init__(self, remapper: KeyRemapper) -> None:
-        self.remapper = remapper
-
-    def __call__(self, i: int) -> int:
-        return int(self.remapper.keys(np.asarray([i], np.int64))[0])
-
-    def many(self, ids: np.ndarray) -> np.ndarray:
-        return self.remapper.keys(ids)
 
 
 class Cache:
@@ -134,9 +114,8 @@ class Cache:
         # a store that lives in this process tree (the slot store) gets its slots planned here
         here = opener.store if isinstance(opener, Opened) else None
         self.planner = Planner(policy, here, rank, world, delay, shared_store)
-        self.dense_ids = dense_ids
         self._remapper = None if dense_ids else KeyRemapper()
-        self.key = key or (int if self._remapper is None else _RemappedKeys(self._remapper))
+        self.key = key or (int if self._remapper is None else self._remapper)
         self.encode = functools.partial(codec.encode, compress=True) if compress else codec.encode
         self.write_back = bool(write_back)
         self._lock = threading.RLock()
@@ -185,9 +164,10 @@ class Cache:
             0, 0, uniq[want], uniq[want], *np.zeros((2, n), np.bool_), np.ones(n, np.bool_), uniq[:0]
         )
         by_id = dict(zip(uniq.tolist(), (values[i] for i in first.tolist())))
+        failures = self._failures()
         ex = self.run(plan, lambda ids: [by_id[i] for i in ids.tolist()])
         with self._lock:
-            self._settle(plan, ex, self._failures())
+            self._settle(plan, ex, failures, requests=False)
         return len(ex.written)
 
     def invalidate(self, keys: Sequence[int] | np.ndarray) -> None:
@@ -298,7 +278,7 @@ class Cache:
         """Count a batch that ran as planned (a store that cannot lose a value: the bag's fast tier)."""
         with self._lock:
             self._count(plan, plan.hit)
-            self._stats.admissions += int(np.unique(plan.served[plan.admit]).size)
+            self._stats.admissions += int(distinct(plan.served[plan.admit]).size)
 
     def _count(self, plan: BatchPlan, hit: np.ndarray) -> None:
         st = self._stats
@@ -308,9 +288,10 @@ class Cache:
         st.misses += n - n_hits
         st.evictions += int(plan.evict.size)
 
-    def _settle(self, plan: BatchPlan, ex: Executed, failures: int) -> None:
+    def _settle(self, plan: BatchPlan, ex: Executed, failures: int, requests: bool = True) -> None:
         """Statistics of one run, and the policy set right where the store did not take a value."""
-        self._count(plan, ex.hit)
+        if requests:  # not put_many's: its keys were counted when they were asked for
+            self._count(plan, ex.hit)
         st = self._stats
         n = plan.requested.size
         st.errors += ex.damaged

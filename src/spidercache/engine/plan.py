@@ -69,12 +69,10 @@ class BatchPlan:
 def decide(policy, ids: np.ndarray) -> Lookup:
     """The policy's ``Lookup`` for one batch: a deciding policy's own, else one from ``access``.
 
-    From ``access``: a request hits where the policy says so (a repeat of an id
-    admitted earlier in the batch too: execute copies the loaded value); a miss
-    is admitted when the id is resident after the batch (an id admitted and
-    pushed out within the batch never reaches the store); ``evicted`` holds the
-    ids resident before the batch and not after it, the ones whose values the
-    store must drop.
+    From ``access``: hits as the policy says (a repeat of an id loaded earlier in
+    the batch too: execute copies that value); a miss is admitted when its id is
+    resident after the batch and was not before; ``evicted``: the ids resident
+    before the batch and not after it (the values the store must drop).
     """
     lookup = getattr(policy, "lookup", None)
     if lookup is not None:
@@ -87,14 +85,22 @@ def decide(policy, ids: np.ndarray) -> Lookup:
         hits = policy.access(ids)
     finally:
         policy.on_evict = chained
-    evicted = np.unique(np.concatenate(pushed)) if pushed else np.empty(0, np.int64)
+    evicted = distinct(np.concatenate(pushed)) if pushed else np.empty(0, np.int64)
     if chained is not None and evicted.size:
         chained(evicted)
     if evicted.size:
-        evicted = evicted[~policy.contains(evicted) & ~np.isin(evicted, ids[~before])]
+        new = ids[~before]
+        small = new.size and int(max(evicted[-1], new.max())) < 1 << 24  # a lookup table is fast
+        evicted = evicted[~policy.contains(evicted) & ~np.isin(evicted, new, kind="table" if small else None)]
     # a miss is admitted if it stays; one resident before the batch keeps its stored value
     admit = ~hits & ~before & policy.contains(ids)
     return Lookup(ids, hits, np.zeros(ids.size, np.bool_), admit, evicted)
+
+
+def distinct(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` by one sort (a tenth of its time on a batch of ids)."""
+    a = np.sort(a)
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if a.size else a
 
 
 class SlotAllocator:
