@@ -211,7 +211,7 @@ def run(
 
     check_at_least(1, n=n, file_px=file_px, size=size, epochs=epochs, batch_size=batch_size)
     check_at_least(0, workers=workers)
-    check_choices("--cases", cases, ["none", "ws1", "spider", "lru"])
+    check_choices("--cases", cases, ["none", "ws1", "spider", "lru", "warm"])
 
     jpeg_folder(root, n, file_px)
     rows: list[dict] = []

@@ -122,7 +122,6 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             if isinstance(policy, str)
             else policy(self.cache_rows, self.num_embeddings)
         )
-        self.policy.on_evict = self._write_back
         self.cache = Cache(self.policy, dense_ids=True)  # plans each batch, counts it (stats())
         self.write_backs = 0
         self.optim_state = self._new_optim_state()
@@ -154,9 +153,6 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         return mm
 
     def _write_back(self, rows: np.ndarray) -> None:
-        # A row resident before a batch can be evicted, re-admitted and evicted again
-        # within it: it appears twice, but it holds (and frees) one slot.
-        rows = np.unique(rows)
         slots = self.slot_of[rows]
         had = slots >= 0
         if not had.any():
@@ -232,8 +228,9 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             raise IndexError(f"index out of range for a table of {self.num_embeddings} rows")
         uniq, inv = _unique_inverse(idx, self._stamp)
         if uniq.size:
-            plan = self.cache.plan(uniq)  # evictions write back through the policy's callback
+            plan = self.cache.plan(uniq)
             self.cache.record(plan)
+            self._write_back(plan.evict)  # rows resident before the batch and not after it
             new = plan.served[plan.admit]
             if new.size:
                 self._load(new)
