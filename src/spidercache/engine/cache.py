@@ -100,8 +100,6 @@ class Cache:
         shared_store: bool = True,
     ) -> None:
         self.policy = policy
-        if isinstance(store, StoreHandle):
-            store = [store]
         if isinstance(store, (list, tuple)):
             self.stores = list(store)
             self.store = None
@@ -150,10 +148,9 @@ class Cache:
 
     def put_many(self, keys: Sequence[int] | np.ndarray, values: Sequence[Any]) -> int:
         """Store values for keys the policy holds resident without a value; returns how many were stored."""
-        keys_arr = self._as_keys(keys)
-        if len(values) != keys_arr.size:
-            raise ValueError(f"put_many got {keys_arr.size} keys but {len(values)} values")
-        ids = self._to_ids(keys_arr)
+        ids = self._ids(keys)
+        if len(values) != ids.size:
+            raise ValueError(f"put_many got {ids.size} keys but {len(values)} values")
         uniq, first = np.unique(ids, return_index=True)
         with self._lock:
             want = self.policy.contains(uniq) & np.isin(uniq, list(self._awaiting))
@@ -172,8 +169,7 @@ class Cache:
 
     def invalidate(self, keys: Sequence[int] | np.ndarray) -> None:
         """Forget keys (their value changed): out of the policy and the store."""
-        keys_arr = self._as_keys(keys)
-        ids = self._to_ids(keys_arr)
+        ids = self._ids(keys)
         with self._lock:
             self.policy.remove(ids)
         for st in self.stores:
@@ -220,10 +216,8 @@ class Cache:
         return f"Cache({self.policy!r}, {self.store if self.store is not None else self.stores!r})"
 
     # ------------------------------------------------------- internals
-    def _as_keys(self, keys) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(keys, dtype=np.int64).reshape(-1))
-
-    def _to_ids(self, keys_arr: np.ndarray) -> np.ndarray:
+    def _ids(self, keys) -> np.ndarray:
+        keys_arr = np.ascontiguousarray(np.asarray(keys, dtype=np.int64).reshape(-1))
         if self._remapper is None:
             if keys_arr.size and int(keys_arr.min()) < 0:
                 raise ValueError("dense_ids=True needs non-negative integer keys")
@@ -235,7 +229,7 @@ class Cache:
         return sum(st.failures for st in self.stores)
 
     def _batch(self, keys, loader: Loader | None) -> list[Any]:
-        ids = self._to_ids(self._as_keys(keys))
+        ids = self._ids(keys)
         if ids.size == 0:
             return []
         failures = self._failures()

@@ -62,19 +62,27 @@ class StoreHandle:
         self.__dict__.update(state)
         self._reset()
 
-    def call(self, method: str, *args):
-        """``store.method(*args)``; ``DOWN`` when the store is unavailable (counted by the caller)."""
+    def _open(self):
+        """The store, opened in this process if need be; None while it is unavailable."""
         if self._pid != os.getpid():
             self._reset()
-        if self.backoff.down:
+        if self._store is None and not self.backoff.down:
+            try:
+                self._store = self.opener()
+            except StoreUnavailable as exc:
+                self._drop(exc)
+        return self._store
+
+    def call(self, method: str, *args):
+        """``store.method(*args)``; ``DOWN`` when the store is unavailable (counted by the caller)."""
+        st = self._open()
+        if st is None:
             return DOWN
         try:
-            if self._store is None:
-                self._store = self.opener()
-            before = getattr(self._store, "node_errors", 0)
-            result = getattr(self._store, method)(*args)
+            before = getattr(st, "node_errors", 0)
+            result = getattr(st, method)(*args)
             # a store over several servers answers for the live ones and counts the dead
-            self.partial_errors = getattr(self._store, "node_errors", 0) - before
+            self.partial_errors = getattr(st, "node_errors", 0) - before
         except StoreUnavailable as exc:
             self._drop(exc)
             return DOWN
@@ -83,14 +91,7 @@ class StoreHandle:
 
     def offers(self, method: str) -> bool:
         """Whether the store, once open, has ``method`` (e.g. the slot store's ``get_rows``)."""
-        if self._pid != os.getpid():
-            self._reset()
-        if self._store is None and not self.backoff.down:
-            try:
-                self._store = self.opener()
-            except StoreUnavailable as exc:
-                self._drop(exc)
-        return callable(getattr(self._store, method, None))
+        return callable(getattr(self._open(), method, None))
 
     def _drop(self, exc: StoreUnavailable) -> None:
         self.failures += 1
