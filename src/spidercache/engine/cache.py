@@ -157,9 +157,8 @@ class Cache:
         n = int(want.sum())
         if not n or self.store_down:
             return 0
-        plan = BatchPlan(
-            0, 0, uniq[want], uniq[want], *np.zeros((2, n), np.bool_), np.ones(n, np.bool_), uniq[:0]
-        )
+        no = np.zeros(n, np.bool_)
+        plan = BatchPlan(0, 0, uniq[want], uniq[want], no, no, ~no, uniq[:0])
         by_id = dict(zip(uniq.tolist(), (values[i] for i in first.tolist())))
         failures = self._failures()
         ex = self.run(plan, lambda ids: [by_id[i] for i in ids.tolist()])
@@ -236,7 +235,8 @@ class Cache:
         down = self.store_down
         if down:  # the policy is left alone: it must not admit what cannot be stored
             n = ids.size
-            plan = BatchPlan(0, 0, ids, ids, *np.zeros((3, n), np.bool_), ids[:0])
+            no = np.zeros(n, np.bool_)
+            plan = BatchPlan(0, 0, ids, ids, no, no, no, ids[:0])
         else:
             plan = self.plan(ids)
         ex = self.run(plan, self._loader(plan.served, loader))

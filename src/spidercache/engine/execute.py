@@ -136,12 +136,12 @@ def _levels(n: int, level: np.ndarray | None, n_levels: int):
     return [(int(x), np.flatnonzero(lv == x)) for x in np.unique(lv)]
 
 
-def _keys(key: Callable, ids: np.ndarray) -> list:
+def _keys(key: Any, ids: np.ndarray) -> list:
     many = getattr(key, "many", None)  # a key function that maps a whole batch at once
     return many(ids) if many is not None else [key(i) for i in ids.tolist()]
 
 
-def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Callable, out: Executed):
+def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Any, out: Executed):
     """Read the hits at ``pos`` into ``out.values``; returns the positions that failed."""
     failed: list[int] = []
     lv = None if plan.level is None else plan.level[pos]
@@ -188,7 +188,7 @@ def execute(
     plan: BatchPlan,
     stores: Sequence[StoreHandle],
     load: Callable[[np.ndarray], list],
-    key: Callable[[int], Any] = int,
+    key: Any = int,  # store key of an id: a function, or with ``many(ids)`` for a whole batch
     write_back: bool = True,
     encode: Callable[[Any], bytes] = codec.encode,
 ) -> Executed:
