@@ -234,8 +234,7 @@ class Cache:
         failures = self._failures()
         down = self.store_down
         if down:  # the policy is left alone: it must not admit what cannot be stored
-            n = ids.size
-            no = np.zeros(n, np.bool_)
+            no = np.zeros(ids.size, np.bool_)
             plan = BatchPlan(0, 0, ids, ids, no, no, no, ids[:0])
         else:
             plan = self.plan(ids)
