@@ -156,3 +156,15 @@ def test_dlrm_example_reaches_the_plain_embedding_bag_accuracy(optimizer, lr):
     r = compare([400, 1_500, 300, 3_000], n=12_000, optimizer=optimizer, lr=lr)
     assert r["plain"] > r["majority"] + 0.05  # the task is learnable and the plain model learns it
     assert abs(r["cached"] - r["plain"]) < 0.02, r  # same seeds, same data: within noise (3,000 test rows)
+
+
+def test_statistics_come_from_the_engine_cache():
+    torch.manual_seed(0)
+    bag = CachedEmbeddingBag(300, 4, mode="sum", cache_rows=25, policy="lru")
+    rng = np.random.default_rng(2)
+    for _ in range(15):
+        bag(torch.from_numpy(rng.zipf(1.2, 80) % 300), torch.tensor([0, 40])).sum().backward()
+    st, pst = bag.stats(), bag.policy.stats()
+    assert st.requests == pst.requests and st.hits == pst.hits > 0
+    assert st.evictions == bag.write_backs > 0  # every row pushed out of the fast tier was written back once
+    assert st.admissions - st.evictions == bag.policy.size == int((bag.slot_of >= 0).sum())

@@ -228,7 +228,7 @@ def test_redis_killed_mid_use_the_job_keeps_going_and_the_cache_comes_back(redis
 
     # the server comes back (empty); once the back-off expires the cache uses it again
     redis_server_fn.restart()
-    cache._backoff.down_until = 0.0  # the back-off elapsing, without sleeping in a test
+    cache.stores[0].backoff.down_until = 0.0  # the back-off elapsing, without sleeping in a test
     assert_right(cache.get_or_load(keys, loader), keys)
     assert_right(cache.get_or_load(keys, loader), keys)
     st2 = cache.stats()
@@ -272,3 +272,24 @@ def test_decode_many_checks_every_value_like_decode():
     assert np.array_equal(out[7], np.arange(3)) and out[8] == {"a": 1}
     truncated = bufs[0][:-1]
     assert codec.decode_many([bufs[0], truncated])[1] == [1]
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "arc", "s3fifo", "clock", "sieve"])
+def test_decide_gives_a_plan_a_store_can_follow(policy):
+    """From an engine policy's access: admitted = resident after the batch and not before, evicted =
+    resident before and not after; a store that writes the one and drops the other holds the residents."""
+    from spidercache.engine.plan import decide
+
+    rng = np.random.default_rng(1)
+    p = make_policy(policy, 16)
+    stored: set[int] = set()
+    for _ in range(60):
+        ids = rng.integers(0, 60, 24)
+        before = set(p.resident_ids().tolist())
+        lk = decide(p, ids)
+        after = set(p.resident_ids().tolist())
+        assert set(lk.evicted.tolist()) == before - after and lk.evicted.size == len(before - after)
+        assert set(ids[lk.admit].tolist()) == after - before
+        assert not lk.substituted.any() and np.array_equal(lk.served, ids)
+        stored = (stored | set(ids[lk.admit].tolist())) - set(lk.evicted.tolist())
+        assert stored == after

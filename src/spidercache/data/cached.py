@@ -1,10 +1,11 @@
 """``CachedDataset``: a user's map-style dataset whose batches are served through a cache.
 
-The deciding process (the ``CachedLoader``) plans each batch; a DataLoader
-worker (or the main process with ``num_workers=0``) calls ``__getitems__``
-with the plan, which ``engine.execute`` runs: hits are read from the stores,
-misses through the wrapped dataset's own ``__getitem__`` (or ``__getitems__``),
-admissions written back. What is cached per id is
+The loader's ``engine.Cache`` (policy + stores) plans each batch in the
+deciding process (the ``CachedLoader``); a DataLoader worker (or the main
+process with ``num_workers=0``) calls ``__getitems__`` with the plan, which the
+same cache runs (``Cache.run``, i.e. ``engine.execute``): hits are read from
+the stores, misses through the wrapped dataset's own ``__getitem__`` (or
+``__getitems__``), admissions written back. What is cached per id is
 
 * ``cache="decoded"`` (default): the item ``(sample, label)`` as the wrapped
   dataset returns it, before ``transform`` (so random augmentation given as
@@ -24,13 +25,14 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..engine import codec
-from ..engine.execute import DOWN, StoreHandle, execute
+from ..engine.cache import Cache
+from ..engine.execute import DOWN
 from ..engine.plan import BatchPlan
 from ..errors import CorruptValue, UserError
 from .storage import StorageModel
@@ -98,13 +100,11 @@ class CachedDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         dataset,
-        stores: Sequence[StoreHandle] = (),
-        key: KeyOf | None = None,
+        through: Cache | None = None,
         cache: str = "decoded",
         transform: Callable | None = None,
         strict: bool = False,
         storage_model: StorageModel | None = None,
-        write_back: bool = True,
         labels: np.ndarray | None = None,
     ) -> None:
         if cache not in CACHE_MODES:
@@ -117,19 +117,25 @@ class CachedDataset(torch.utils.data.Dataset):
                 f"{type(dataset).__name__} has not: use cache='decoded'"
             )
         self.dataset = dataset
-        self.stores = list(stores)
-        self.key = key or KeyOf(None)
+        self.through = through  # the engine cache whose plans this dataset runs (None: no cache)
         self.cache = cache
         self.transform = transform
         self.strict = bool(strict)
         self.storage_model = storage_model or StorageModel()
-        self.write_back = bool(write_back)
         # With the labels known, a decoded value is the sample alone (one codec unpack per
         # hit) and the label comes from here; else the value is [sample, label].
         self.labels = None if labels is None else np.asarray(labels, np.int64)
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    @property
+    def stores(self) -> list:
+        return [] if self.through is None else self.through.stores
+
+    @property
+    def key(self):
+        return KeyOf(None) if self.through is None else self.through.key
 
     @property
     def targets(self):
@@ -204,7 +210,9 @@ class CachedDataset(torch.utils.data.Dataset):
                 "this dataset is served through a cache: iterate it with spidercache.CachedLoader "
                 "(a plain DataLoader would read around the cache)"
             )
-        ex = execute(plan, self.stores, self.load, self.key, self.write_back)
+        if self.through is None:
+            raise UserError("this CachedDataset has no cache: it only serves __getitem__")
+        ex = self.through.run(plan, self.load)
         keep = np.asarray([v is not None for v in ex.values], np.bool_)
         stacked = self._stacked(ex)
         if stacked is not None:  # item(v, i) of these values: (v, label), nothing to copy or transform

@@ -1,10 +1,10 @@
 """``CachedLoader``: a DataLoader over any map-style dataset, its batches served through a cache.
 
 It composes the pieces the way ``torch.utils.data`` does: in the main
-process the policy decides each batch (``engine.plan.Planner``, driven by a
+process the loader's ``engine.Cache`` plans each batch (driven by a
 ``PlanningBatchSampler``); a plain ``torch.utils.data.DataLoader`` carries the
-plans to its workers; ``CachedDataset.__getitems__`` runs them
-(``engine.execute``) and the user's ``collate_fn`` builds the batch. The
+plans to its workers; ``CachedDataset.__getitems__`` has the same cache run
+them (``Cache.run``) and the user's ``collate_fn`` builds the batch. The
 loader yields exactly what that DataLoader would, and counts what the cache
 did (``stats()``) from a small record each batch carries back.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..engine import codec
-from ..engine.plan import Planner
+from ..engine.cache import Cache
 from ..errors import UserError
 from .budget import estimate, size_cache, slot_delay
 from .cached import BatchMeta, CachedDataset, Collate, KeyOf, LabelsOf
@@ -178,10 +178,12 @@ class CachedLoader:
             else open_handles(specs, self.sizing, n, "spidercache-train", shared=int(num_workers) > 0)
         )
         key = KeyOf(None if private else _key_prefix(dataset, fingerprint, cache, self.labels))
+        plan_kw = dict(rank=rank, world=world, delay=delay, shared_store=not private)
+        self.cache = Cache(self.policy, handles, key=key, dense_ids=True, **plan_kw)
         self.dataset = CachedDataset(
-            dataset, handles, key, cache, transform, strict, storage_model, labels=self.labels
+            dataset, self.cache, cache, transform, strict, storage_model, labels=self.labels
         )
-        self._wire(handles, private, rank, world, delay, batch_size, drop_last, shuffle, sampler, n, seed)
+        self._wire(rank, world, batch_size, drop_last, shuffle, sampler, n, seed)
         self.loader = _dataloader(
             self.dataset,
             self.batch_sampler,
@@ -200,12 +202,10 @@ class CachedLoader:
         self.total = LoaderStats()
         self.last: BatchMeta | None = None
 
-    def _wire(self, handles, private, rank, world, delay, batch_size, drop_last, shuffle, sampler, n, seed):
-        """The planner (policy + slot allocation) and the batch sampler that drives it."""
-        store = handles[0].opener() if private and handles else None
-        self.planner = Planner(self.policy, store, rank, world, delay, shared_store=not private)
+    def _wire(self, rank, world, batch_size, drop_last, shuffle, sampler, n, seed):
+        """The batch sampler that has the cache plan each batch."""
         self.batch_sampler = PlanningBatchSampler(
-            self.planner,
+            self.cache,
             batch_size,
             rank,
             world,

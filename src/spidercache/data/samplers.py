@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.plan import BatchPlan, Planner
+    from ..engine.cache import Cache
+    from ..engine.plan import BatchPlan
 
 
 def weighted_draw(
@@ -53,7 +54,7 @@ class PlanningBatchSampler:
 
     def __init__(
         self,
-        planner: Planner,
+        planner: Cache,
         batch_size: int,
         rank: int = 0,
         world: int = 1,

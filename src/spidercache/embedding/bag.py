@@ -4,7 +4,9 @@ The full table lives in a slow tier, a numpy array in host memory or an
 ``np.memmap`` file; a fast tier holds ``cache_rows`` rows (or ``cache_mb``
 megabytes) as a torch tensor, on the GPU when ``device`` is a CUDA device. Any
 engine policy (``make_policy``: lru, lfu, arc, s3fifo, learned, ...) decides which
-rows are in the fast tier; rows it evicts are written back to the slow tier.
+rows are in the fast tier, through the engine's ``Cache`` (its plan of each batch:
+hits, admissions, evictions, and its statistics); rows it evicts are written back
+to the slow tier.
 
 forward: the batch's distinct rows are gathered (from whichever tier holds them)
 into a small matrix and ``F.embedding_bag`` runs over it with remapped indices,
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.cache import Cache, CacheStats
 from ..engine.policies import make_policy
 from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
 from ._bagstate import RowOptimizerMixin
@@ -119,8 +122,7 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             if isinstance(policy, str)
             else policy(self.cache_rows, self.num_embeddings)
         )
-        self.policy.on_evict = self._write_back
-        self.loads = 0
+        self.cache = Cache(self.policy, dense_ids=True)  # plans each batch, counts it (stats())
         self.write_backs = 0
         self.optim_state = self._new_optim_state()
 
@@ -151,9 +153,6 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         return mm
 
     def _write_back(self, rows: np.ndarray) -> None:
-        # A row resident before a batch can be evicted, re-admitted and evicted again
-        # within it: it appears twice, but it holds (and frees) one slot.
-        rows = np.unique(rows)
         slots = self.slot_of[rows]
         had = slots >= 0
         if not had.any():
@@ -166,14 +165,16 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self.write_backs += rows.size
 
     def _load(self, rows: np.ndarray) -> None:
-        n = rows.size
-        slots = np.array([self._free.pop() for _ in range(n)], np.int64)
+        slots = np.array([self._free.pop() for _ in range(rows.size)], np.int64)
         self.fast[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(
             np.ascontiguousarray(self.slow[rows])
         ).to(self.device)
         self.slot_of[rows] = slots
         self.row_of[slots] = rows
-        self.loads += n
+
+    def stats(self) -> CacheStats:
+        """Row requests (distinct rows per batch), hits, admissions (loads) and evictions."""
+        return self.cache.stats()
 
     def flush(self) -> None:
         """Write every fast-tier row back to the slow tier (they stay cached)."""
@@ -227,9 +228,10 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
             raise IndexError(f"index out of range for a table of {self.num_embeddings} rows")
         uniq, inv = _unique_inverse(idx, self._stamp)
         if uniq.size:
-            self.policy.access(uniq)  # evictions write back through the callback
-            resident = self.policy.contains(uniq)
-            new = uniq[resident & (self.slot_of[uniq] < 0)]
+            plan = self.cache.plan(uniq)
+            self.cache.record(plan)
+            self._write_back(plan.evict)  # rows resident before the batch and not after it
+            new = plan.served[plan.admit]
             if new.size:
                 self._load(new)
         rows, _ = self._rows(uniq)

@@ -47,6 +47,8 @@ class StoreHandle:
         self._reset()
 
     def _reset(self) -> None:
+        self.failures = 0  # StoreUnavailable raised by the store (each starts a back-off)
+        self.last_error: str | None = None
         self.partial_errors = 0  # failed servers behind the last call that still answered
         self.row_split = 0  # where get_rows cuts values: the last batch's payload offset
         self._store = None
@@ -60,40 +62,43 @@ class StoreHandle:
         self.__dict__.update(state)
         self._reset()
 
-    def call(self, method: str, *args):
-        """``store.method(*args)``; ``DOWN`` when the store is unavailable (counted by the caller)."""
+    def _open(self):
+        """The store, opened in this process if need be; None while it is unavailable."""
         if self._pid != os.getpid():
             self._reset()
-        if self.backoff.down:
+        if self._store is None and not self.backoff.down:
+            try:
+                self._store = self.opener()
+            except StoreUnavailable as exc:
+                self._drop(exc)
+        return self._store
+
+    def call(self, method: str, *args):
+        """``store.method(*args)``; ``DOWN`` when the store is unavailable (counted by the caller)."""
+        st = self._open()
+        if st is None:
             return DOWN
         try:
-            if self._store is None:
-                self._store = self.opener()
-            before = getattr(self._store, "node_errors", 0)
-            result = getattr(self._store, method)(*args)
+            before = getattr(st, "node_errors", 0)
+            result = getattr(st, method)(*args)
             # a store over several servers answers for the live ones and counts the dead
-            self.partial_errors = getattr(self._store, "node_errors", 0) - before
-        except StoreUnavailable:
-            self._drop()
+            self.partial_errors = getattr(st, "node_errors", 0) - before
+        except StoreUnavailable as exc:
+            self._drop(exc)
             return DOWN
         self.backoff.succeeded()
         return result
 
     def offers(self, method: str) -> bool:
         """Whether the store, once open, has ``method`` (e.g. the slot store's ``get_rows``)."""
-        if self._pid != os.getpid():
-            self._reset()
-        if self._store is None and not self.backoff.down:
-            try:
-                self._store = self.opener()
-            except StoreUnavailable:
-                self._drop()
-        return callable(getattr(self._store, method, None))
+        return callable(getattr(self._open(), method, None))
 
-    def _drop(self) -> None:
+    def _drop(self, exc: StoreUnavailable) -> None:
+        self.failures += 1
+        self.last_error = str(exc)
         self.backoff.failed()
         st, self._store = self._store, None
-        if st is not None:
+        if st is not None and not isinstance(self.opener, Opened):  # a store given to us stays usable
             try:
                 st.close()
             except Exception:  # closing a dead connection may fail; nothing to keep
@@ -111,7 +116,7 @@ class Executed:
 
     values: list
     served: np.ndarray
-    hit: np.ndarray
+    hit: np.ndarray  # read from a store (planned hits whose read failed are False)
     substituted: np.ndarray
     lost: int = 0  # planned cache reads that had to go to the source
     store_errors: int = 0  # failed store calls and damaged values
@@ -119,6 +124,9 @@ class Executed:
     source_seconds: float = 0.0
     written: dict = field(default_factory=dict)  # id -> encoded bytes stored
     runs: list = field(default_factory=list)  # codec_rows.Run: hits decoded as views of one array
+    damaged: int = 0  # values that failed their checksum / header (part of ``lost``)
+    unread: int = 0  # planned reads skipped or failed because the store was down (part of ``lost``)
+    bytes_read: int = 0
 
 
 def _levels(n: int, level: np.ndarray | None, n_levels: int):
@@ -128,14 +136,14 @@ def _levels(n: int, level: np.ndarray | None, n_levels: int):
     return [(int(x), np.flatnonzero(lv == x)) for x in np.unique(lv)]
 
 
-def _keys(key: Callable, ids: np.ndarray) -> list:
+def _keys(key: Any, ids: np.ndarray) -> list:
     many = getattr(key, "many", None)  # a key function that maps a whole batch at once
     return many(ids) if many is not None else [key(i) for i in ids.tolist()]
 
 
-def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Callable, values: list):
-    """Read the hits at ``pos``; returns (positions that failed, store errors, runs decoded as one array)."""
-    failed, errors, runs = [], 0, []
+def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: Any, out: Executed):
+    """Read the hits at ``pos`` into ``out.values``; returns the positions that failed."""
+    failed: list[int] = []
     lv = None if plan.level is None else plan.level[pos]
     for level, sub in _levels(pos.size, lv, len(stores)):
         p = pos[sub]
@@ -148,56 +156,59 @@ def _read(plan: BatchPlan, pos: np.ndarray, stores: Sequence[StoreHandle], key: 
         else:
             raw = st.call("get_many", keys)
         if rows is DOWN or raw is DOWN:
-            errors += 1
+            out.store_errors += 1
+            out.unread += p.size
             failed.extend(p.tolist())
             continue
-        errors += st.partial_errors
+        out.store_errors += st.partial_errors
         if raw is None:
             got = codec_rows.decode_rows(*rows)
             st.row_split = got.split
-            errors += len(got.bad)
-            runs += [codec_rows.Run(p[r.positions], r.batch) for r in got.runs]
-            failed += [k for k, v in zip(p.tolist(), got.values) if v is None]
-            for k, v in zip(p.tolist(), got.values):
-                values[k] = v
-            continue
-        values_ok, bad = codec.decode_many([b for b in raw if b is not None])
-        errors += len(bad)
-        decoded = iter(values_ok)
-        for k, buf in zip(p.tolist(), raw):
-            v = None if buf is None else next(decoded)
+            out.damaged += len(got.bad)
+            out.bytes_read += int(rows[2][rows[3]].sum())
+            out.runs += [codec_rows.Run(p[r.positions], r.batch) for r in got.runs]
+            decoded = got.values
+        else:
+            found = [b for b in raw if b is not None]
+            values_ok, bad = codec.decode_many(found)
+            out.damaged += len(bad)
+            out.bytes_read += sum(len(b) for b in found)
+            it = iter(values_ok)
+            decoded = [None if buf is None else next(it) for buf in raw]
+        for k, v in zip(p.tolist(), decoded):
             if v is None:
                 failed.append(k)
             else:
-                values[k] = v
-    return np.asarray(failed, np.int64), errors, runs
+                out.values[k] = v
+    out.store_errors += out.damaged
+    return np.asarray(failed, np.int64)
 
 
 def execute(
     plan: BatchPlan,
     stores: Sequence[StoreHandle],
     load: Callable[[np.ndarray], list],
-    key: Callable[[int], Any] = int,
+    key: Any = int,  # store key of an id: a function, or with ``many(ids)`` for a whole batch
     write_back: bool = True,
+    encode: Callable[[Any], bytes] = codec.encode,
 ) -> Executed:
     """Run ``plan``: hits from ``stores`` (one per level), misses from ``load(ids)``."""
     served, hit, sub = plan.served.copy(), plan.hit.copy(), plan.substituted.copy()
     n = served.size
-    values: list = [None] * n
+    out = Executed([None] * n, served, hit, sub)
+    values = out.values
     hit_pos = np.flatnonzero(hit)
     in_batch = np.empty(0, np.int64)
-    if hit_pos.size and plan.admit.any():
-        # a hit on an id this very batch admits is copied from the loaded value
-        same = np.isin(served[hit_pos], served[plan.admit])
+    if 0 < hit_pos.size < n:
+        # a hit on an id this very batch loads anyway (a miss or an admission) is copied from the loaded value
+        same = np.isin(served[hit_pos], served[~hit])
         in_batch, hit_pos = hit_pos[same], hit_pos[~same]
-    failed, errors, runs = (
-        _read(plan, hit_pos, stores, key, values) if hit_pos.size and stores else (hit_pos, 0, [])
-    )
+    failed = _read(plan, hit_pos, stores, key, out) if hit_pos.size and stores else hit_pos
     if failed.size:  # a failed stand-in is pointless: read what was asked for instead
         served[failed] = np.where(sub[failed], plan.requested[failed], served[failed])
         hit[failed] = sub[failed] = False
+    out.lost = int(failed.size)
     miss_pos = np.union1d(np.flatnonzero(~hit), in_batch)
-    out = Executed(values, served, hit, sub, lost=int(failed.size), store_errors=errors, runs=runs)
     if miss_pos.size:
         uniq, inv = np.unique(served[miss_pos], return_inverse=True)
         t0 = time.perf_counter()
@@ -211,7 +222,7 @@ def execute(
             want[miss_pos] = plan.admit[miss_pos] & ~hit[miss_pos]
             if write_back and failed.size:
                 want[failed] = True
-            out.store_errors += _write(plan, served, want, values, stores, key, out.written)
+            out.store_errors += _write(plan, served, want, values, stores, key, encode, out.written)
     if stores and plan.evict.size:
         for st in stores:  # an evicted id may sit on any level: drop it everywhere
             if st.call("delete_many", _keys(key, plan.evict)) is DOWN:
@@ -219,7 +230,7 @@ def execute(
     return out
 
 
-def _write(plan, served, want, values, stores, key, written: dict) -> int:
+def _write(plan, served, want, values, stores, key, encode, written: dict) -> int:
     w = np.flatnonzero(want)
     if not w.size:
         return 0
@@ -230,7 +241,7 @@ def _write(plan, served, want, values, stores, key, written: dict) -> int:
     lv = None if plan.level is None else plan.level[pos]
     for level, sub in _levels(pos.size, lv, len(stores)):
         p = pos[sub]
-        blobs = [codec.encode(values[k]) for k in p.tolist()]
+        blobs = [encode(values[k]) for k in p.tolist()]
         if blobs:  # the next reads cut values where these payloads start
             stores[level].row_split = codec.header_size(blobs[0])
         ok = stores[level].call("put_many", _keys(key, served[p]), blobs)

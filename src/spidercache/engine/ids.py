@@ -210,6 +210,8 @@ class KeyRemapper:
         """The original keys of dense ``ids``."""
         return self._keys[: self.n][np.asarray(ids, np.int64)]
 
+    many = keys  # as a key function of ``engine.execute``: the store keys of a batch of dense ids
+
     def _grow(self, n_keys: int) -> None:
         size = _table_size(n_keys)
         slot_keys = np.zeros(size, np.int64)

@@ -64,7 +64,7 @@ class SessionDisk:
             admitted, _ = self.arena.put(ids_a, lengths, offsets, data, self.manager.room(self))
             if self.policy is not None and admitted.any():
                 self._policy_capacity(ids_a[admitted], lengths[admitted])
-                self.policy.access(ids_a[admitted])
+                self.cache.plan(ids_a[admitted])
             rest = np.flatnonzero(~admitted)
             self._mark_spilled(ids_a[rest], lengths[rest])
         return ids_a.size

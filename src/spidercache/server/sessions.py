@@ -8,7 +8,11 @@ pipeline on the same session is refused (MindSpore's rule). Values live in a
 
 * spill on: the value goes to the session's LMDB under the spill directory;
 * an eviction policy given (``--policy lru``): the policy picks victims, which
-  are dropped (or spilled, when spill is on);
+  are dropped (or spilled, when spill is on). The policy decides through an
+  ``engine.Cache`` (``session.cache``: its ``plan`` of each get and put, the same
+  decision step as every front-end's); the values themselves stay encoded rows
+  in the arena, read and written here (the server never decodes a value: the
+  clients verify them), with the policy's capacity from the budget;
 * otherwise: the value is refused and what is cached keeps being served.
 
 With ``persist`` every value is also written through to the session's LMDB and
@@ -117,12 +121,14 @@ class Session(SessionDisk):
         self._spilled_len: dict[int, int] = {}  # id -> bytes, for ids on disk only
         self.policy = None
         if config.policy:
-            from ..engine.policies import make_policy  # numba: loaded only when a policy is asked for
+            from ..engine.cache import Cache  # numba: loaded only when a policy is asked for
+            from ..engine.policies import make_policy
 
             # as many of the smallest slots as the budget holds; _policy_capacity
             # shrinks it to the slots actually used
             first = max(1, self.budget // int(SLOT_SIZES[0] + SLOT_META_BYTES))
             self.policy = make_policy(config.policy, first, on_evict=self._on_evict)
+            self.cache = Cache(self.policy, dense_ids=True)
             self._policy_slot = 0
         if config.persist or spill:
             self._open_disk()
@@ -195,23 +201,17 @@ class Session(SessionDisk):
             if self.policy is not None:
                 resident = ids[e >= 0]
                 if resident.size:
-                    self.policy.access(resident)  # recency / frequency of hits
+                    self.cache.plan(resident)  # recency / frequency of hits
             spilled = np.flatnonzero(lengths == SPILLED)
+            direct = alloc is not None and not spilled.size  # gathered straight into the reply
+            rows = alloc(lengths, slots.size, width) if direct else np.empty((slots.size, width), np.uint8)
+            self.arena.fill_rows(rows, cls, slots)
             if spilled.size:
-                rows = np.empty((slots.size, width), np.uint8)
-                self.arena.fill_rows(rows, cls, slots)
                 rows = self._merge_disk(ids, e, lengths, rows, spilled)
-                if alloc is not None:
-                    out = alloc(lengths, rows.shape[0], rows.shape[1])
-                    out[...] = rows
-                    rows = out
-            else:
-                rows = (
-                    alloc(lengths, slots.size, width)
-                    if alloc is not None
-                    else np.empty((slots.size, width), np.uint8)
-                )
-                self.arena.fill_rows(rows, cls, slots)
+            if alloc is not None and not direct:
+                out = alloc(lengths, rows.shape[0], rows.shape[1])
+                out[...] = rows
+                rows = out
             found = int(np.count_nonzero(lengths >= 0))
             self.counters.hits += found
             self.counters.misses += ids.size - found
@@ -237,19 +237,12 @@ class Session(SessionDisk):
     def put(self, ids: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> tuple[int, int, int, np.ndarray]:
         """Store a batch; returns (in memory, spilled, rejected, stored mask per request id)."""
         request_ids = ids
-        # the last write of an id in a batch wins
-        if ids.size > 1:
-            rev_unique, rev_idx = np.unique(ids[::-1], return_index=True)
-            if rev_unique.size != ids.size:
-                keep = np.sort(ids.size - 1 - rev_idx)
-                offsets_all = np.zeros(ids.size, np.int64)
-                np.cumsum(lengths[:-1], out=offsets_all[1:])
-                ids, lengths, offsets = ids[keep], lengths[keep], offsets_all[keep]
-            else:
-                offsets = np.zeros(ids.size, np.int64)
-                np.cumsum(lengths[:-1], out=offsets[1:])
-        else:
-            offsets = np.zeros(ids.size, np.int64)
+        offsets = np.zeros(ids.size, np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        rev_unique, rev_idx = np.unique(ids[::-1], return_index=True)
+        if rev_unique.size != ids.size:  # the last write of an id in a batch wins
+            keep = np.sort(ids.size - 1 - rev_idx)
+            ids, lengths, offsets = ids[keep], lengths[keep], offsets[keep]
         with self.lock:
             far = self._unaffordable(ids)
             if far.any() and self.spill and self._open_disk() is not None:
@@ -262,7 +255,7 @@ class Session(SessionDisk):
                 ids, lengths, offsets = ids[keep], lengths[keep], offsets[keep]
             if self.policy is not None and ids.size:
                 self._policy_capacity(ids, lengths)
-                self.policy.access(ids)  # inserts; evictions free slots via _on_evict
+                self.cache.plan(ids)  # inserts; evictions free slots via _on_evict
             before = self.arena.entries(ids) if self.disk is not None else None
             admitted, _ = self.arena.put(ids, lengths, offsets, data, self.manager.room(self))
             rest = np.flatnonzero(~admitted)
