@@ -31,7 +31,7 @@ import numba as nb
 import numpy as np
 
 from . import _idlist as il
-from .base import Policy
+from .base import Policy, _grown
 
 LRU_L, G_LRU, G_LFU = 0, 2, 4  # list heads in q (tails at L + 1): resident LRU order, the two histories
 W_LRU, W_LFU = 0, 1  # in ``fst``
@@ -226,9 +226,7 @@ def grow_buckets(policy, need: int) -> None:
     if policy._bhead.size < need:
         for attr in ("_bhead", "_btail"):
             old = getattr(policy, attr)
-            new = np.full(max(need, old.size + old.size // 2), -1, np.int32)
-            new[: old.size] = old
-            setattr(policy, attr, new)
+            setattr(policy, attr, _grown(old, max(need, old.size + old.size // 2), -1))
 
 
 class LeCaR(Policy):
