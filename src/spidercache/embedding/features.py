@@ -153,6 +153,10 @@ class FeatureState:
             setattr(self, name, new)
         self._n = n
 
+    def _history(self):
+        """The per-key and per-table arrays the feature kernels take (``access`` updates them), in order."""
+        return self.last, self.count, self.gap1, self.gap2, self.d1, self.d2, self.tcount, self.sc
+
     def _tables(self, tables: np.ndarray | None, size: int) -> np.ndarray:
         if tables is None:
             return np.zeros(size, np.int64)
@@ -175,14 +179,7 @@ class FeatureState:
             self._tables(tables, ids.size),
             1.0 / self.capacity,
             self.batch_len,
-            self.last,
-            self.count,
-            self.gap1,
-            self.gap2,
-            self.d1,
-            self.d2,
-            self.tcount,
-            self.sc,
+            *self._history(),
             out,
         )
         return out
@@ -197,14 +194,7 @@ class FeatureState:
             ids,
             self._tables(tables, ids.size),
             1.0 / self.capacity,
-            self.last,
-            self.count,
-            self.gap1,
-            self.gap2,
-            self.d1,
-            self.d2,
-            self.tcount,
-            self.sc,
+            *self._history(),
             out,
         )
         return out

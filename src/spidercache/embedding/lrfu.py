@@ -227,19 +227,30 @@ class DecayHeapPolicy(Policy):
     def _remove(self, ids):
         return _remove(ids, self._where, self._prev, self._next, self._s, self._pf)
 
-    def _shrink(self, evicted):
-        return _shrink(
-            self._now(),
+    def _heap_arrays(self):
+        """The list, heap and scalar arrays every kernel above takes, in their order."""
+        return self._where, self._prev, self._next, self._s, self._pf, self._due, self._hk, self._hv
+
+    def _decay(self, ids, off, now, inv_tau, admit, use_admit, hits, evicted, record):
+        """``_decay_access`` on this policy's state (``off``: per-request offsets added to the score)."""
+        return _decay_access(
+            ids,
+            off,
+            now,
+            inv_tau,
+            admit,
+            use_admit,
+            hits,
             evicted,
-            self._where,
-            self._prev,
-            self._next,
-            self._s,
-            self._pf,
-            self._due,
-            self._hk,
-            self._hv,
+            record,
+            *self._heap_arrays(),
+            self._dec,
+            self._seen,
+            self._counters,
         )
+
+    def _shrink(self, evicted):
+        return _shrink(self._now(), evicted, *self._heap_arrays())
 
     def _extra_arrays(self) -> list[np.ndarray]:
         return [self._hk, self._hv]
@@ -265,25 +276,7 @@ class LRFU(DecayHeapPolicy):
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         now = self.time
         self.time += ids.size
-        return _decay_access(
-            ids,
-            np.zeros(ids.size),
-            float(now),
-            1.0 / (self.tau * self.capacity),
-            admit,
-            use_admit,
-            hits,
-            evicted,
-            record,
-            self._where,
-            self._prev,
-            self._next,
-            self._s,
-            self._pf,
-            self._due,
-            self._hk,
-            self._hv,
-            self._dec,
-            self._seen,
-            self._counters,
+        inv_tau = 1.0 / (self.tau * self.capacity)
+        return self._decay(
+            ids, np.zeros(ids.size), float(now), inv_tau, admit, use_admit, hits, evicted, record
         )

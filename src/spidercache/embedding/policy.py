@@ -39,7 +39,7 @@ import torch
 from ..engine.policies.base import PolicyStats
 from ..errors import UserError
 from .features import FeatureState
-from .lrfu import NIL, DecayHeapPolicy, _decay_access, _evict_one, _farthest, _place, _unlink
+from .lrfu import NIL, DecayHeapPolicy, _evict_one, _farthest, _place, _unlink
 from .models import load_model
 
 
@@ -185,28 +185,8 @@ class OfflineLearned(DecayHeapPolicy):
         if self.ordering == "decay":
             p_keep = self.predict(ids)[:, 0].astype(np.float64)
             off = self.model_weight * np.log(np.clip(p_keep, 1e-4, 1.0))
-            return _decay_access(
-                ids,
-                off,
-                float(now),
-                1.0 / (self.decay_tau * self.capacity),
-                admit,
-                use_admit,
-                hits,
-                evicted,
-                record,
-                self._where,
-                self._prev,
-                self._next,
-                self._s,
-                self._pf,
-                self._due,
-                self._hk,
-                self._hv,
-                self._dec,
-                self._seen,
-                self._counters,
-            )
+            inv_tau = 1.0 / (self.decay_tau * self.capacity)
+            return self._decay(ids, off, float(now), inv_tau, admit, use_admit, hits, evicted, record)
         dist = np.ascontiguousarray(self.predict(ids)[:, 1], np.float64)
         return _learned_access(
             ids,
@@ -217,14 +197,7 @@ class OfflineLearned(DecayHeapPolicy):
             hits,
             evicted,
             record,
-            self._where,
-            self._prev,
-            self._next,
-            self._s,
-            self._pf,
-            self._due,
-            self._hk,
-            self._hv,
+            *self._heap_arrays(),
             self._counters,
         )
 

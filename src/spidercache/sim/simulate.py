@@ -63,8 +63,6 @@ ROW_KEYS = (
     "state_bytes",
 )
 
-ALL_POLICIES = ("lru", "fifo", "lfu", "arc", "s3fifo", "opt")
-
 
 # ------------------------------------------------------------ arguments
 def parse_policies(text: str | Sequence[str]) -> list[str]:

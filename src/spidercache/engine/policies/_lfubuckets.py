@@ -1,4 +1,4 @@
-"""LFU's bucket helpers and its byte-sized kernels (cold paths; the hot
+"""LFU's bucket helpers, its byte-sized kernel and remove / shrink (cold paths; the hot
 object-count kernel lives in ``lfu``). See ``lfu`` for the state layout.
 """
 
@@ -192,53 +192,29 @@ def _lfu_access_sized(
 
 
 @nb.njit(cache=True)
-def _lfu_remove_sized(
-    ids,
-    where,
-    sid,
-    sprev,
-    snext,
-    snode,
-    nfreq,
-    nhead,
-    ntail,
-    nprev,
-    nnext,
-    s,
-    osize,
-    used,
+def _lfu_remove(
+    ids, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s, osize, used, sized
 ):
     n = 0
     for k in range(ids.size):
         w = where[ids[k]]
         if w > 0:
-            used[0] -= osize[ids[k]]
+            if sized:
+                used[0] -= osize[ids[k]]
             _drop_slot(w - 1, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
             n += 1
     return n
 
 
 @nb.njit(cache=True)
-def _lfu_shrink_sized(
-    evicted,
-    where,
-    sid,
-    sprev,
-    snext,
-    snode,
-    nfreq,
-    nhead,
-    ntail,
-    nprev,
-    nnext,
-    s,
-    osize,
-    used,
+def _lfu_shrink(
+    evicted, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s, osize, used, sized
 ):
     n = 0
-    while used[0] > s[0] and s[1] > 0:
+    while s[1] > 0 and (used[0] if sized else s[1]) > s[0]:
         x = nhead[s[FIRST]]
-        used[0] -= osize[sid[x]]
+        if sized:
+            used[0] -= osize[sid[x]]
         evicted[n] = _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
         n += 1
     return n

@@ -172,39 +172,11 @@ class Policy:
             return np.zeros(0, np.bool_)
         self._check_ids(ids)
         if sizes is not None:
-            return self._access_with_sizes(ids, admit, sizes)
-        if admit is None and self.admission is not None:
-            admit = self.admission(ids)
-        if admit is None:
-            admit_arr, use_admit = _NO_ADMIT, False
-        else:
-            admit_arr = np.ascontiguousarray(admit, dtype=np.bool_)
-            if admit_arr.shape != ids.shape:
-                raise ValueError("admit mask must have the shape of ids")
-            use_admit = True
-        hits = np.empty(ids.size, np.bool_)
-        record = self.on_evict is not None
-        # a policy whose one access may evict several (Cacheus) may empty the cache in one batch
-        n_buf = ids.size + 16 + (self.size if self.evicts_many else 0)
-        evicted = np.empty(n_buf, np.int64) if record else _NO_EVICT
-        n_ev, n_adm, n_rej = self._access(ids, admit_arr, use_admit, hits, evicted, record)
-        st = self._stats
-        n_hits = int(np.count_nonzero(hits))
-        st.requests += ids.size
-        st.hits += n_hits
-        st.admissions += int(n_adm)
-        st.rejections += int(n_rej)
-        st.evictions += int(n_ev)
-        if record and n_ev and self.on_evict is not None:
-            self.on_evict(evicted[:n_ev].copy())
-        return hits
-
-    def _access_with_sizes(self, ids, admit, sizes) -> np.ndarray:
-        sizes = np.ascontiguousarray(sizes, dtype=np.int64)
-        if sizes.shape != ids.shape:
-            raise ValueError("sizes must have the shape of ids")
-        if sizes.size and int(sizes.min()) < 0:
-            raise ValueError("object sizes must be >= 0")
+            sizes = np.ascontiguousarray(sizes, dtype=np.int64)
+            if sizes.shape != ids.shape:
+                raise ValueError("sizes must have the shape of ids")
+            if sizes.size and int(sizes.min()) < 0:
+                raise ValueError("object sizes must be >= 0")
         if admit is None and self.admission is not None:
             admit = self.admission(ids)
         use_admit = admit is not None
@@ -213,17 +185,22 @@ class Policy:
             raise ValueError("admit mask must have the shape of ids")
         hits = np.empty(ids.size, np.bool_)
         record = self.on_evict is not None
-        # with sizes one miss may evict many: at most everything resident plus every newcomer
-        evicted = np.empty(ids.size + self.size + 16, np.int64) if record else _NO_EVICT
-        n_ev, n_adm, n_rej = self._access_sized(ids, sizes, admit_arr, use_admit, hits, evicted, record)
+        # with sizes one miss may evict many (at most everything resident plus every newcomer), and
+        # a policy whose one access may evict several (Cacheus) may empty the cache in one batch
+        n_buf = ids.size + 16 + (self.size if sizes is not None or self.evicts_many else 0)
+        evicted = np.empty(n_buf, np.int64) if record else _NO_EVICT
         st = self._stats
+        if sizes is None:
+            n_ev, n_adm, n_rej = self._access(ids, admit_arr, use_admit, hits, evicted, record)
+        else:
+            n_ev, n_adm, n_rej = self._access_sized(ids, sizes, admit_arr, use_admit, hits, evicted, record)
+            st.bytes_requested += int(sizes.sum())
+            st.bytes_hit += int(hit_bytes(sizes, hits))
         st.requests += ids.size
         st.hits += int(np.count_nonzero(hits))
         st.admissions += int(n_adm)
         st.rejections += int(n_rej)
         st.evictions += int(n_ev)
-        st.bytes_requested += int(sizes.sum())
-        st.bytes_hit += int(hit_bytes(sizes, hits))
         if record and n_ev and self.on_evict is not None:
             self.on_evict(evicted[:n_ev].copy())
         return hits

@@ -51,7 +51,7 @@ import numpy as np
 
 from . import _idlist as il
 from .base import Policy
-from .lecar import _bucket_in, _bucket_out  # per-count lists: append at the tail, unlink
+from .lecar import _bucket_in, _bucket_out, grow_buckets  # per-count lists: append, unlink, grow
 from .lhd import DEFAULT_SEED, _rand
 
 IN_R, IN_SR, IN_H = 1, 2, -1  # ``where`` codes (H is history, not resident)
@@ -355,18 +355,9 @@ class Cacheus(Policy):
         ids = (self._where, self._gh, self._aprev, self._anext, self._lprev, self._lnext, self._freq)
         return ids + (self._asz, self._lsz, self._gsz)
 
-    def _room_for_counts(self, ids: np.ndarray) -> None:
-        # a count grows by one per request, or comes back from H at most one above the highest
-        need = int(self._st[MAX_F]) + int(np.bincount(ids).max()) + 3
-        if self._bhead.size < need:
-            for attr in ("_bhead", "_btail"):
-                old = getattr(self, attr)
-                new = np.full(max(need, old.size + old.size // 2), -1, np.int32)
-                new[: old.size] = old
-                setattr(self, attr, new)
-
     def _run(self, ids, sizes, sized, admit, use_admit, hits, evicted, record):
-        self._room_for_counts(ids)
+        # a count grows by one per request, or comes back from H at most one above the highest
+        grow_buckets(self, int(self._st[MAX_F]) + int(np.bincount(ids).max()) + 3)
         return _cacheus_access(
             ids, sizes, sized, admit, use_admit, hits, evicted, record, self._arrays(),
             self._bhead, self._btail, self._q, self._st, self._fw, self._rng, self._s,

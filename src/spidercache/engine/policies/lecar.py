@@ -31,7 +31,7 @@ import numba as nb
 import numpy as np
 
 from . import _idlist as il
-from .base import Policy
+from .base import Policy, _grown
 
 LRU_L, G_LRU, G_LFU = 0, 2, 4  # list heads in q (tails at L + 1): resident LRU order, the two histories
 W_LRU, W_LFU = 0, 1  # in ``fst``
@@ -220,6 +220,15 @@ def _lecar_remove(ids, where, prev, nxt, fprev, fnext, freq, bhead, btail, q, st
     return n
 
 
+def grow_buckets(policy, need: int) -> None:
+    """Grow ``policy``'s per-count bucket heads and tails (``_bhead``, ``_btail``; -1 = empty) to at
+    least ``need`` counts (LeCaR's and Cacheus's LFU sides)."""
+    if policy._bhead.size < need:
+        for attr in ("_bhead", "_btail"):
+            old = getattr(policy, attr)
+            setattr(policy, attr, _grown(old, max(need, old.size + old.size // 2), -1))
+
+
 class LeCaR(Policy):
     name = "lecar"
     supports_sizes = True
@@ -253,18 +262,9 @@ class LeCaR(Policy):
     def _extra_arrays(self) -> list[np.ndarray]:
         return [self._q, self._st, self._fst, self._bhead, self._btail]
 
-    def _room_for_counts(self, ids: np.ndarray) -> None:
-        # a count grows by one per request of its id: at most by the batch's most requested id
-        need = int(self._st[MAX_F]) + int(np.bincount(ids).max()) + 2
-        if self._bhead.size < need:
-            for attr in ("_bhead", "_btail"):
-                old = getattr(self, attr)
-                new = np.full(max(need, old.size + old.size // 2), -1, np.int32)
-                new[: old.size] = old
-                setattr(self, attr, new)
-
     def _run(self, ids, sizes, sized, admit, use_admit, hits, evicted, record):
-        self._room_for_counts(ids)
+        # a count grows by one per request of its id: at most by the batch's most requested id
+        grow_buckets(self, int(self._st[MAX_F]) + int(np.bincount(ids).max()) + 2)
         dr = 0.005 ** (1.0 / self.capacity)
         return _lecar_access(
             ids,

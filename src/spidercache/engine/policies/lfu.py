@@ -32,10 +32,9 @@ from ._lfubuckets import (
     FREE,
     HIGH,
     NIL,
-    _drop_slot,
     _lfu_access_sized,
-    _lfu_remove_sized,
-    _lfu_shrink_sized,
+    _lfu_remove,
+    _lfu_shrink,
 )
 from .base import Policy
 
@@ -202,27 +201,6 @@ def _lfu_access(
     return n_ev, n_adm, n_rej
 
 
-@nb.njit(cache=True)
-def _lfu_remove(ids, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
-    n = 0
-    for k in range(ids.size):
-        w = where[ids[k]]
-        if w > 0:
-            _drop_slot(w - 1, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
-            n += 1
-    return n
-
-
-@nb.njit(cache=True)
-def _lfu_shrink(evicted, where, sid, sprev, snext, snode, nfreq, nhead, ntail, nprev, nnext, s):
-    n = 0
-    while s[1] > s[0]:
-        x = nhead[s[FIRST]]
-        evicted[n] = _drop_slot(x, where, sid, sprev, snext, snode, nhead, ntail, nprev, nnext, s)
-        n += 1
-    return n
-
-
 class LFU(Policy):
     name = "lfu"
     _where_dtype = np.int32
@@ -269,11 +247,7 @@ class LFU(Policy):
         )
 
     def _remove(self, ids):
-        if self.by_bytes:
-            return _lfu_remove_sized(ids, *self._arrays(), self._osize, self._used)
-        return _lfu_remove(ids, *self._arrays())
+        return _lfu_remove(ids, *self._arrays(), self._osize, self._used, self.by_bytes)
 
     def _shrink(self, evicted):
-        if self.by_bytes:
-            return _lfu_shrink_sized(evicted, *self._arrays(), self._osize, self._used)
-        return _lfu_shrink(evicted, *self._arrays())
+        return _lfu_shrink(evicted, *self._arrays(), self._osize, self._used, self.by_bytes)

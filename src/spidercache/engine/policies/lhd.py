@@ -47,7 +47,6 @@ N_RECENT = 8
 TS, NEXT_RECONF, N_RECONF, SHIFT, RECENT_HEAD, BUDGET = 2, 3, 4, 5, 6, 7
 # float32 scalars in ``fs``
 EWMA_VICTIM, EWMA_N, EWMA_MASS = 0, 1, 2
-F32 = np.float32
 DECAY = np.float32(0.9)
 ONE = np.float32(1.0)
 LOWEST = np.float32(np.finfo(np.float32).min)

@@ -20,9 +20,9 @@ State: an indexed 4-ary max-heap (half the depth of a binary one; the four
 children share a cache line) over dense slots, keyed by next use:
 ``where[id]`` = heap position + 1, ``_hkey`` (int64 next use) and ``_hid`` (int32
 id) per heap slot. 16 bytes per distinct id. The ``next_use`` array itself is
-8 bytes per *request*, not per key, and is not counted in ``state_bytes()``
-(``trace_bytes()`` reports it). Heap operations are O(log C) and the heap never
-holds more than the resident ids (no lazy entries piling up with the trace).
+8 bytes per *request*, not per key, and is not counted in ``state_bytes()``.
+Heap operations are O(log C) and the heap never holds more than the resident ids
+(no lazy entries piling up with the trace).
 """
 
 from __future__ import annotations
@@ -208,21 +208,12 @@ def _opt_remove(ids, where, hkey, hid, s):
 
 
 @nb.njit(cache=True)
-def _opt_shrink_sized(evicted, where, hkey, hid, s, osize, used):
+def _opt_shrink(evicted, where, hkey, hid, s, osize, used, sized):
     n = 0
-    while used[0] > s[0] and s[1] > 0:
+    while s[1] > 0 and (used[0] if sized else s[1]) > s[0]:
         evicted[n] = hid[0]
-        used[0] -= osize[hid[0]]
-        n += 1
-        _drop_pos(0, where, hkey, hid, s)
-    return n
-
-
-@nb.njit(cache=True)
-def _opt_shrink(evicted, where, hkey, hid, s):
-    n = 0
-    while s[1] > s[0]:
-        evicted[n] = hid[0]
+        if sized:
+            used[0] -= osize[hid[0]]
         n += 1
         _drop_pos(0, where, hkey, hid, s)
     return n
@@ -260,10 +251,6 @@ class OPT(Policy):
         """How many requests of the trace have been served."""
         return int(self._s[2])
 
-    def trace_bytes(self) -> int:
-        """Bytes of the per-request ``next_use`` array (not per-key state)."""
-        return int(self.next_use.nbytes)
-
     def _check_room(self, n: int) -> None:
         if self.cursor + n > self.next_use.size:
             raise ValueError(
@@ -271,44 +258,20 @@ class OPT(Policy):
                 f"this batch goes to request {self.cursor + n}"
             )
 
+    def _arrays(self):
+        return self._where, self._hkey, self._hid, self._s, self.next_use, self._osize, self._used
+
     def _access(self, ids, admit, use_admit, hits, evicted, record):
         self._check_room(ids.size)
-        n_ev, n_adm, n_rej, bad = _opt_access(
-            ids,
-            admit,
-            use_admit,
-            hits,
-            evicted,
-            record,
-            self._where,
-            self._hkey,
-            self._hid,
-            self._s,
-            self.next_use,
-        )
-        return self._checked(ids, bad, n_ev, n_adm, n_rej)
+        out = _opt_access(ids, admit, use_admit, hits, evicted, record, *self._arrays()[:5])
+        return self._checked(ids, *out)
 
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
         self._check_room(ids.size)
-        n_ev, n_adm, n_rej, bad = _opt_access_sized(
-            ids,
-            sizes,
-            admit,
-            use_admit,
-            hits,
-            evicted,
-            record,
-            self._where,
-            self._hkey,
-            self._hid,
-            self._s,
-            self.next_use,
-            self._osize,
-            self._used,
-        )
-        return self._checked(ids, bad, n_ev, n_adm, n_rej)
+        out = _opt_access_sized(ids, sizes, admit, use_admit, hits, evicted, record, *self._arrays())
+        return self._checked(ids, *out)
 
-    def _checked(self, ids, bad, n_ev, n_adm, n_rej):
+    def _checked(self, ids, n_ev, n_adm, n_rej, bad):
         if bad >= 0:
             raise ValueError(
                 f"request {self.cursor} (id {int(ids[bad])}) does not follow the trace "
@@ -323,11 +286,7 @@ class OPT(Policy):
         return _opt_remove(ids, self._where, self._hkey, self._hid, self._s)
 
     def _shrink(self, evicted):
-        if self.by_bytes:
-            return _opt_shrink_sized(
-                evicted, self._where, self._hkey, self._hid, self._s, self._osize, self._used
-            )
-        return _opt_shrink(evicted, self._where, self._hkey, self._hid, self._s)
+        return _opt_shrink(evicted, *self._arrays()[:4], self._osize, self._used, self.by_bytes)
 
 
 def opt_hits(

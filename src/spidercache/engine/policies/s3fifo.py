@@ -358,42 +358,18 @@ class S3FIFO(Policy):
         if self.size <= self.capacity:  # else _shrink trims the ghosts after evicting
             self._evict_down(np.zeros(0, np.int64))
 
+    def _rings(self):
+        return self._where, self._pos, self._rs, self._rm, self._rg, self._s
+
     def _evict_down(self, evicted: np.ndarray) -> int:
         """Evict until size <= capacity, then trim G to its size (the kernel's shrink mode)."""
         none = np.zeros(0, np.int64)
-        n_ev, _, _ = _s3fifo_run(
-            none,
-            np.ones(1, np.bool_),
-            False,
-            np.zeros(0, np.bool_),
-            evicted,
-            True,
-            True,
-            self._where,
-            self._pos,
-            self._rs,
-            self._rm,
-            self._rg,
-            self._s,
-        )
+        ok, no_hits = np.ones(1, np.bool_), np.zeros(0, np.bool_)
+        n_ev, _, _ = _s3fifo_run(none, ok, False, no_hits, evicted, True, True, *self._rings())
         return int(n_ev)
 
     def _access(self, ids, admit, use_admit, hits, evicted, record):
-        return _s3fifo_run(
-            ids,
-            admit,
-            use_admit,
-            hits,
-            evicted,
-            record,
-            False,
-            self._where,
-            self._pos,
-            self._rs,
-            self._rm,
-            self._rg,
-            self._s,
-        )
+        return _s3fifo_run(ids, admit, use_admit, hits, evicted, record, False, *self._rings())
 
     def _remove(self, ids):
         if self.by_bytes:

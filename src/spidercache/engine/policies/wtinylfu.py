@@ -353,11 +353,11 @@ class WTinyLFU(Policy):
             self._used,
         )
 
-    def _access(self, ids, admit, use_admit, hits, evicted, record):
+    def _run(self, ids, sizes, sized, admit, use_admit, hits, evicted, record):
         return _wtlfu_access(
             ids,
-            ids,
-            False,
+            sizes,
+            sized,
             admit,
             use_admit,
             hits,
@@ -369,21 +369,11 @@ class WTinyLFU(Policy):
             self._hkeys,
         )
 
+    def _access(self, ids, admit, use_admit, hits, evicted, record):
+        return self._run(ids, ids, False, admit, use_admit, hits, evicted, record)
+
     def _access_sized(self, ids, sizes, admit, use_admit, hits, evicted, record):
-        return _wtlfu_access(
-            ids,
-            sizes,
-            True,
-            admit,
-            use_admit,
-            hits,
-            evicted,
-            record,
-            *self._arrays(),
-            self._cbf,
-            self._dims,
-            self._hkeys,
-        )
+        return self._run(ids, sizes, True, admit, use_admit, hits, evicted, record)
 
     def _remove(self, ids):
         return _wtlfu_remove(ids, *self._arrays(), self.by_bytes)
