@@ -47,7 +47,7 @@ class RefCacheus:
     def __init__(self, cap: int, seed: int = 0xDEADBEEF) -> None:
         self.state = seed
         self.cap = cap
-        self.R, self.SR, self.H = Lru(cap - cap // 2), Lru(cap // 2), Lru(cap)  # R takes the odd one
+        self.R, self.SR, self.H = Lru(cap // 2), Lru(cap // 2), Lru(cap)
         self.G_lru, self.G_lfu = Lru(cap // 2), Lru(cap // 2)
         self.lr = 0.001 + (self.rand() % 1000) / 1000
         self.lr_prev = self.hit_rate_prev = 0.0
@@ -59,6 +59,10 @@ class RefCacheus:
         self.buckets: dict[int, OrderedDict] = {1: OrderedDict()}
         self.min_f = self.max_f = 1
         self.evicted: list[int] = []
+        # SR-LRU's adaptive split: flags of SR entries and of H entries, and their two counts
+        self.new: set[int] = set()  # entered SR as new (in SR), or left SR so (in H)
+        self.demoted: set[int] = set()  # demoted from R into SR (in SR)
+        self.c_new = self.c_demoted = 0
 
     def rand(self) -> int:
         self.state = (self.state * LEHMER) & MASK128
@@ -127,25 +131,50 @@ class RefCacheus:
             y = self.H.tail()
             self.H.pop(y)
             self.hfreq.pop(y, None)
+            self.new.discard(y)
 
     def demote_r(self, z: int) -> None:
         while self.R.used + z > self.R.cap and self.R.d:
             y = self.R.tail()
             self.SR.push(y, self.R.pop(y))
+            self.demoted.add(y)
+            self.c_demoted += 1
+
+    def leave_sr(self, x: int) -> None:
+        """An SR entry goes to H: H's entry keeps the 'new' flag; both are counted."""
+        if x in self.new:
+            self.c_new += 1
+        if x in self.demoted:
+            self.demoted.discard(x)
+            self.c_demoted -= 1
 
     def to_history(self, x: int) -> None:
         """SR-LRU's remove (and evict): the object leaves R or SR for H."""
-        lst = self.R if x in self.R else self.SR
-        self.H.push(x, lst.pop(x))
+        if x in self.R:
+            self.H.push(x, self.R.pop(x))
+        else:
+            self.leave_sr(x)
+            self.H.push(x, self.SR.pop(x))
         self.trim_h()
+
+    def grow_sr(self) -> None:
+        """An object that entered SR new came back from H: SR gains ``max(1, C_demoted // C_new + 0.5)``."""
+        q = self.c_demoted // self.c_new
+        delta = 1.0 if q + 0.5 < 1.0 else q + 0.5
+        if self.SR.cap + delta > self.used() - 1:
+            self.SR.cap = self.used() - 1 if self.used() >= 1 else 1 << 62  # libCacheSim: unsigned
+        else:
+            self.SR.cap = int(self.SR.cap + delta)
+        self.R.cap = self.H.cap - self.SR.cap if self.SR.cap < 1 << 62 else self.H.cap + 1
 
     def find(self, x: int, z: int) -> bool:
         if x in self.R:
             self.R.d.move_to_end(x)
-        elif x in self.SR:
-            self.SR.pop(x)
-            self.demote_r(z)
-            self.R.push(x, z)
+        elif x in self.SR:  # to R at its size; then R's overflow (possibly x itself) is demoted
+            self.R.push(x, self.SR.pop(x))
+            self.new.discard(x)
+            self.demoted.discard(x)  # no shrink, no count: libCacheSim reads the flag of R's fresh entry
+            self.demote_r(0)
         else:
             if x in self.G_lru:
                 self.w_lru *= math.exp(-self.lr)
@@ -171,10 +200,15 @@ class RefCacheus:
             self.hfreq.pop(x, None)
             self.demote_r(z)
             self.R.push(x, z)
+            if x in self.new:
+                self.new.discard(x)
+                self.grow_sr()
         else:
             self.SR.push(x, z)
+            self.new.add(x)
         while self.SR.used > self.SR.cap:
             y = self.SR.tail()
+            self.leave_sr(y)
             self.H.push(y, self.SR.d[y])
             self.lfu_drop(y, evicting=False)
             self.SR.pop(y)

@@ -2,7 +2,8 @@
 
 libCacheSim's own test trace (cloudPhysicsIO, 113,872 vscsi requests) is not in
 the package and cannot be downloaded here, so its ``test_evictionAlgo.c``
-numbers cannot be reproduced. What is compared instead, exactly: the miss
+numbers cannot be reproduced (``test_libcachesim_figures.py`` runs that file's
+setup on a generated trace of the same shape). What is compared here, exactly: the miss
 counts (and byte miss counts, with sizes) of libCacheSim's LRU, FIFO, LFU, ARC,
 S3-FIFO and Belady and ours, on a Zipf trace with scans and on a block trace
 written in libCacheSim's own vscsi and oracleGeneral formats, which libCacheSim

@@ -1,45 +1,36 @@
-"""Cacheus (Rodriguez et al., FAST '21), following libCacheSim's ``Cacheus``.
+"""Cacheus (Rodriguez et al., FAST '21), as libCacheSim (PyPI 0.3.5) runs it, miss for miss.
 
 LeCaR's scheme with two better experts and a learning rate of its own. One set
 of residents is kept by both experts at once:
 
-* SR-LRU: an LRU list R of objects requested again and a list SR of the rest,
-  half the cache each (R takes the odd object: with it libCacheSim's odd
-  capacities match, 0.7177 / 0.7188 miss ratio at 181 objects on a Zipf trace,
-  against 0.7542 without), and a history H (as big as the cache, kept strictly
-  under it) of objects that left. A new object enters SR; one found in H
-  enters R; a hit in SR moves to R. R's overflow is demoted into SR, and SR's
-  overflow leaves the cache for H (an eviction decided inside SR-LRU: no draw,
-  no ghost). Its victim is SR's least recent object (R's when SR is empty).
-* CR-LFU: counts since insertion, an object coming back from H resuming its
-  old count plus one; its victim is the *most recently* counted object among
-  the least counted.
+* SR-LRU: an LRU list R of objects requested again, a list SR of the rest
+  (``capacity // 2`` each at the start) and a history H (kept strictly under
+  the capacity) of objects that left. A new object enters SR flagged *new*;
+  one found in H enters R; a hit in SR moves it, at its size, to R. R's
+  overflow is demoted into SR (``C_dem`` += 1); SR's overflow leaves for H (no
+  draw, no ghost). An SR entry leaving for H keeps *new* (``C_new`` += 1) and
+  drops *demoted* (``C_dem`` -= 1). An object found in H with *new* grows SR by
+  ``max(1, C_dem // C_new + 0.5)``, at most to the bytes held minus one (R =
+  capacity - SR). SR never shrinks: that rule reads a flag of R's fresh entry,
+  never set. The victim is SR's least recent object (R's when SR is empty).
+* CR-LFU: counts since insertion (an object back from H resumes its count plus
+  one); the victim is the *most recently* counted of the least counted.
 
 A miss evicts until the newcomer fits: a draw ``(next % 100) / 100 < w_lru``
-picks SR-LRU's victim, else CR-LFU's (when both name the same object it just
-goes, to H, without a ghost); the victim goes to H and to that expert's ghost
-list (an LRU of half the cache). A miss found in a ghost multiplies that
-expert's weight by ``exp(-lr)``; the weights are renormalised on every miss and
-the object leaves both ghosts. ``lr`` is drawn in [0.001, 1) at the start and
-revisited every ``capacity`` requests as in libCacheSim's latest source read
-(the hit rate of the interval is an integer division, so it is 0 unless every
-request hit; the step is ``|lr * d_lr|``; an older source took C's integer
-``abs`` of it, which froze ``lr``). libCacheSim's adaptive resizing of SR reads
-flags of a freshly created list entry, which are never set, so SR and R keep
-their halves; the same here.
+picks SR-LRU's victim, else CR-LFU's (one object named by both just goes to H);
+the victim goes to H and to that expert's ghost (an LRU of half the cache). A
+miss found in a ghost multiplies that expert's weight by ``exp(-lr)``; weights
+are renormalised on every miss. ``lr`` is drawn in [0.001, 1) and revisited
+every ``capacity`` requests (the hit rate is an integer division; step
+``|lr * d_lr|``). Randomness: libCacheSim's Lehmer generator (``lhd._rand``)
+from 0xdeadbeef, as in libCacheSim's first run in a fresh process.
 
-Randomness: libCacheSim's Lehmer generator (``lhd._rand``) from 0xdeadbeef by
-default. Our hit ratios agree with libCacheSim's first run in a fresh process
-within 0.01 on the tests' traces (``tests/sim/test_lhd_cacheus.py``; up to
-0.0098 with object counts, 0.002 with sizes), not miss for miss: some
-libCacheSim particular remains unidentified; a plain-Python reference of this
-definition agrees hit for hit.
-
-Sizes: with ``by_bytes`` every list is measured in bytes; an object larger than
-half the cache is not inserted (SR-LRU refuses it, after the evictions
-libCacheSim makes for it). State per id: list codes (``int8`` x 2), two pairs
-of ``int32`` links (R/SR/H; a ghost list or a count bucket), the count and
-three sizes: 46 bytes.
+The growth of SR, the halves and the size an SR hit keeps are what libCacheSim's
+runs show request by request (``tests/sim/test_lhd_cacheus.py``), not all of
+what one source version reads. Sizes: with ``by_bytes`` every list is in bytes;
+an object larger than SR (R when from H) is not inserted, after the evictions
+made for it; a hit keeps the inserted size. State per id: codes and flags
+(``int8`` x 3), two pairs of ``int32`` links, the count and three sizes: 47 B.
 """
 
 from __future__ import annotations
@@ -57,7 +48,11 @@ from .lhd import DEFAULT_SEED, _rand
 IN_R, IN_SR, IN_H = 1, 2, -1  # ``where`` codes (H is history, not resident)
 R_L, SR_L, H_L, G1_L, G2_L = 0, 2, 4, 6, 8  # list heads in ``q`` (tails at L + 1)
 # int64 scalars in ``st``
-U_R, U_SR, U_H, U_G1, U_G2, RCAP, SRCAP, HCAP, GCAP, MIN_F, MAX_F, NUM_HIT, N_REQ, UNLEARN = range(14)
+U_R, U_SR, U_H, U_G1, U_G2, RCAP, SRCAP, HCAP, GCAP, MIN_F, MAX_F, NUM_HIT, N_REQ, UNLEARN, C_NEW, C_DEM = (
+    range(16)
+)
+NEW, DEMOTED = 1, 2  # flag bits of an SR entry (NEW also of an H entry)
+UNBOUNDED = 1 << 62  # SR's size after libCacheSim's unsigned ``occupied - 1`` wraps (nothing held)
 W_LRU, W_LFU, LR, LR_PREV, HR_PREV = range(5)  # float64 scalars in ``fw``
 
 
@@ -95,10 +90,27 @@ def _demote_r(z, A, q, st, s):
     where, aprev, anext, asz = A[0], A[2], A[3], A[7]
     while st[U_R] + z > st[RCAP] and q[R_L] != il.NIL:
         y = il.pop_tail(R_L, aprev, anext, q)
-        st[U_R] -= asz[y]
         il.push_head(y, SR_L, aprev, anext, q)
-        st[U_SR] += asz[y]
-        where[y] = IN_SR
+        st[U_R], st[U_SR], st[C_DEM] = st[U_R] - asz[y], st[U_SR] + asz[y], st[C_DEM] + 1
+        where[y], A[10][y] = IN_SR, DEMOTED
+
+
+@nb.njit(cache=True, inline="always")
+def _leave_sr(y, A, st):  # an SR entry goes to H: H's entry keeps NEW; both counts follow
+    fl = A[10][y]
+    st[C_NEW], st[C_DEM], A[10][y] = st[C_NEW] + (fl & NEW), st[C_DEM] - (fl & DEMOTED) // DEMOTED, fl & NEW
+
+
+@nb.njit(cache=True, inline="always")
+def _grow_sr(st):  # an object that entered SR new is back from H (see the module's text)
+    d = st[C_DEM] // st[C_NEW]
+    delta = 1.0 if d + 0.5 < 1.0 else d + 0.5
+    occ = st[U_R] + st[U_SR]
+    if st[SRCAP] + delta > occ - 1:
+        st[SRCAP] = occ - 1 if occ >= 1 else UNBOUNDED
+    else:
+        st[SRCAP] = int(st[SRCAP] + delta)
+    st[RCAP] = st[HCAP] - st[SRCAP] if st[SRCAP] < UNBOUNDED else st[HCAP] + 1
 
 
 @nb.njit(cache=True, inline="always")
@@ -111,6 +123,7 @@ def _to_history(x, A, q, st, s):
     else:
         il.unlink(x, SR_L, aprev, anext, q)
         st[U_SR] -= asz[x]
+        _leave_sr(x, A, st)
     il.push_head(x, H_L, aprev, anext, q)
     st[U_H] += asz[x]
     where[x] = IN_H
@@ -142,21 +155,14 @@ def _evict(A, bhead, btail, q, st, fw, rng, s):
         _raise_min(st, bhead)
     lfu_v = btail[st[MIN_F]]
     r = (_rand(rng) % np.uint64(100)) / 100.0
-    if lru_v == lfu_v:
-        _to_history(lru_v, A, q, st, s)
-        _lfu_drop(lru_v, True, A, bhead, btail, st)
-        return lru_v
-    if r < fw[W_LRU]:
-        z = A[7][lru_v]
-        _to_history(lru_v, A, q, st, s)
-        _lfu_drop(lru_v, False, A, bhead, btail, st)
-        _ghost_admit(lru_v, z, 1, A, q, st)
-        return lru_v
-    z = A[8][lfu_v]
-    _to_history(lfu_v, A, q, st, s)
-    _lfu_drop(lfu_v, True, A, bhead, btail, st)
-    _ghost_admit(lfu_v, z, 2, A, q, st)
-    return lfu_v
+    g = 0 if lru_v == lfu_v else (1 if r < fw[W_LRU] else 2)  # same victim: to H, no ghost
+    v = lfu_v if g == 2 else lru_v
+    z = A[8][v] if g == 2 else A[7][v]
+    _to_history(v, A, q, st, s)
+    _lfu_drop(v, g != 1, A, bhead, btail, st)
+    if g:
+        _ghost_admit(v, z, g, A, q, st)
+    return v
 
 
 @nb.njit(cache=True, inline="always")
@@ -174,21 +180,25 @@ def _insert(x, z, A, bhead, btail, q, st, s, evicted, n_ev, record):
     st[MAX_F] = max(st[MAX_F], f)
     if st[MIN_F] > f or st[MIN_F] == -1:
         st[MIN_F] = f
+    new = A[10][x] & NEW if in_h else NEW
     if in_h:
         il.unlink(x, H_L, aprev, anext, q)
         st[U_H] -= asz[x]
         _demote_r(z, A, q, st, s)
         il.push_head(x, R_L, aprev, anext, q)
-        where[x], st[U_R] = IN_R, st[U_R] + z
+        where[x], st[U_R], A[10][x] = IN_R, st[U_R] + z, 0
     else:
         il.push_head(x, SR_L, aprev, anext, q)
-        where[x], st[U_SR] = IN_SR, st[U_SR] + z
+        where[x], st[U_SR], A[10][x] = IN_SR, st[U_SR] + z, NEW
     asz[x] = z
     s[1] += 1
+    if in_h and new:
+        _grow_sr(st)
     while st[U_SR] > st[SRCAP]:  # SR's overflow leaves the cache for H
         y = q[SR_L + 1]
         il.unlink(y, SR_L, aprev, anext, q)
         st[U_SR] -= asz[y]
+        _leave_sr(y, A, st)
         il.push_head(y, H_L, aprev, anext, q)
         st[U_H] += asz[y]
         where[y] = IN_H
@@ -252,12 +262,11 @@ def _cacheus_access(
         if w == IN_R:
             il.unlink(x, R_L, aprev, anext, q)
             il.push_head(x, R_L, aprev, anext, q)
-        elif w == IN_SR:  # to R, with the request's size (libCacheSim re-inserts it)
+        elif w == IN_SR:  # to R at its size, then R's overflow (possibly x itself) to SR
             il.unlink(x, SR_L, aprev, anext, q)
-            st[U_SR] -= asz[x]
-            _demote_r(z, A, q, st, s)
             il.push_head(x, R_L, aprev, anext, q)
-            where[x], asz[x], st[U_R] = IN_R, z, st[U_R] + z
+            where[x], st[U_SR], st[U_R], A[10][x] = IN_R, st[U_SR] - asz[x], st[U_R] + asz[x], 0
+            _demote_r(0, A, q, st, s)
         if w > 0:
             f = freq[x]
             _bucket_out(x, freq, A[4], A[5], bhead, btail)
@@ -320,6 +329,7 @@ class Cacheus(Policy):
         "_asz": (np.int64, 0),
         "_lsz": (np.int64, 0),
         "_gsz": (np.int64, 0),
+        "_flag": (np.int8, 0),
     }
 
     def __init__(self, capacity: int, n_ids: int = 0, *, seed: int = DEFAULT_SEED, **kwargs) -> None:
@@ -328,7 +338,7 @@ class Cacheus(Policy):
 
     def _init_scalars(self) -> None:
         self._q = np.full(10, il.NIL, np.int64)
-        self._st = np.zeros(14, np.int64)
+        self._st = np.zeros(16, np.int64)
         self._st[MIN_F] = self._st[MAX_F] = 1
         self._rng = np.array([self._seed >> 64, self._seed & ((1 << 64) - 1)], np.uint64)
         lr = 0.001 + float(_rand(self._rng) % np.uint64(1000)) / 1000.0
@@ -339,8 +349,7 @@ class Cacheus(Policy):
 
     def _on_resize(self) -> None:
         c = self.capacity
-        self._st[SRCAP] = self._st[GCAP] = c // 2
-        self._st[RCAP] = c - c // 2
+        self._st[SRCAP] = self._st[GCAP] = self._st[RCAP] = c // 2
         self._st[HCAP] = c
 
     @property
@@ -353,7 +362,7 @@ class Cacheus(Policy):
 
     def _arrays(self):
         ids = (self._where, self._gh, self._aprev, self._anext, self._lprev, self._lnext, self._freq)
-        return ids + (self._asz, self._lsz, self._gsz)
+        return ids + (self._asz, self._lsz, self._gsz, self._flag)
 
     def _run(self, ids, sizes, sized, admit, use_admit, hits, evicted, record):
         # a count grows by one per request, or comes back from H at most one above the highest
