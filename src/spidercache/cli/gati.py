@@ -224,10 +224,10 @@ def _register_serve(gati: typer.Typer) -> None:
             2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
         ),
         max_batch: int = typer.Option(32, help="largest batch the server forms"),
-        batch_workers: Optional[int] = typer.Option(
-            None, help="batches in flight (default: 1 on cuda, else cores)"
+        batch_workers: int = typer.Option(1, help="batches in flight (gatherers)"),
+        threads: int = typer.Option(
+            1, help="torch threads (batched CPU serving splits a batch over cores itself)"
         ),
-        threads: int = typer.Option(1, help="torch threads"),
         device: str = typer.Option("cpu", help="cpu or cuda"),
     ) -> None:
         """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
@@ -255,8 +255,14 @@ def _register_serve(gati: typer.Typer) -> None:
         comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
         runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
         retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
-        workers = batch_workers or (1 if dev == "cuda" else min(4, os.cpu_count() or 1))
-        batcher = Batcher(runtime, batch_window_ms, max_batch, dev, workers) if batch_window_ms > 0 else None
+        chunks = (
+            1 if dev == "cuda" else min(4, os.cpu_count() or 1)
+        )  # a batch split over cores, 1 thread each
+        batcher = (
+            Batcher(runtime, batch_window_ms, max_batch, dev, batch_workers, chunks)
+            if batch_window_ms > 0
+            else None
+        )
         classes = None
         if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
             from ..data.datasets import FASHION_MNIST_CLASSES
