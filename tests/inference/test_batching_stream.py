@@ -26,7 +26,7 @@ def test_batcher_answers_each_request_as_the_runtime_does(tiny_base, tiny_explor
     x, _ = make_images(24, seed=41)
     xt = tiny_base.preprocess(x)
     want = rt.predict(xt)
-    batcher = Batcher(rt, window_ms=50.0, max_batch=8, parallel=parallel)  # 3: a batch in 3 chunks
+    batcher = Batcher(rt, window_ms=50.0, max_batch=8, parallel=parallel, split_ms=0.0)  # 3: in 3 chunks
     try:
         futures = [batcher.submit(xt[i : i + 1]) for i in range(len(x))]
         got = [f.result(timeout=30) for f in futures]
@@ -47,6 +47,18 @@ def test_concurrent_load_reports_throughput_and_batches(tiny_base, tiny_explorat
     assert batched["mode"] == "batched" and batched["mean_batch"] > 1.0
     for r in (single, batched):
         assert r["throughput_rps"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
+
+
+def test_batcher_splits_only_slow_batches(tiny_base, tiny_exploration):
+    rt = runtime(tiny_base, tiny_exploration)
+    xt = tiny_base.preprocess(make_images(8, seed=45)[0])
+    slow, fast = Batcher(rt, parallel=2, split_ms=0.0), Batcher(rt, parallel=2, split_ms=1e9)
+    try:
+        assert slow._predict(xt)[3] == 2 and fast._predict(xt)[3] == 1
+        assert slow._predict(xt)[:3] == fast._predict(xt)[:3]
+    finally:
+        slow.close()
+        fast.close()
 
 
 def test_compare_serving_runs_both_modes_side_by_side(tiny_base, tiny_exploration):
