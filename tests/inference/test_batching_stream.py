@@ -69,7 +69,7 @@ def test_compare_serving_runs_both_modes_side_by_side(tiny_base, tiny_exploratio
     assert torch.get_num_threads() == 1  # the thread setting of each run is restored
     runs = [r for r in rows if r["section"] == "serving"]
     assert {r["mode"] for r in runs} == {"batch-1", "batched"} and all(r["requests"] == 24 for r in runs)
-    assert all(r["cpu_ms_per_request"] > 0 for r in runs)
+    assert all(r["cpu_ms_per_request"] > 0 and r["cores_used"] > 0 for r in runs)
     (summary,) = [r for r in rows if r["section"] == "serving_summary"]
     best_one = max(r["throughput_rps"] for r in runs if r["mode"] == "batch-1")
     best_many = max(r["throughput_rps"] for r in runs if r["mode"] == "batched")

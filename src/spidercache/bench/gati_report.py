@@ -111,7 +111,8 @@ def print_tables(rows: list[dict]) -> None:
         console.print(
             f"serving {r['mode']:<8} window {r['window_ms']:g} ms, {r['clients']} clients: "
             f"{r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-            f"CPU {r['cpu_ms_per_request']:.2f} ms/request, mean batch {r['mean_batch']:.2f} "
+            f"CPU {r['cpu_ms_per_request']:.2f} ms/request on {r['cores_used']:.2f} cores, "
+            f"mean batch {r['mean_batch']:.2f} "
             f"(torch threads {r['torch_threads']}, chunks {r['parallel']}; "
             f"load average {r['load_average']:.1f})"
         )

@@ -112,6 +112,7 @@ def concurrent_load(
         "p99_ms": float(np.percentile(all_ms, 99)),
         "mean_ms": float(all_ms.mean()),
         "cpu_ms_per_request": cpu * 1000 / all_ms.size,
+        "cores_used": cpu / wall,  # the share of the machine this run got (2 = both cores of 2)
         "mean_batch": batcher.mean_batch if batcher is not None else 1.0,
         "batch_workers": workers if batcher is not None else 0,
         "parallel": parallel if batcher is not None else 0,
@@ -189,7 +190,8 @@ def compare_serving(
             say(
                 f"round {rnd} {mode} (threads {r['torch_threads']}, chunks {r['parallel']}): "
                 f"{r['throughput_rps']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-                f"CPU {r['cpu_ms_per_request']:.2f} ms/request, mean batch {r['mean_batch']:.2f}, "
+                f"CPU {r['cpu_ms_per_request']:.2f} ms/request on {r['cores_used']:.2f} cores, "
+                f"mean batch {r['mean_batch']:.2f}, "
                 f"load {r['load_average']:.1f}"
             )
             got.append(r)
