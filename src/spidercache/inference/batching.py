@@ -19,6 +19,10 @@ smaller batches (mean 3.2 instead of 7.5); torch's own intra-op threads
 (``torch.set_num_threads(2)``) spin-wait in OpenMP while the other thread
 waits for a core, which on a loaded machine cost 35-90 ms of CPU per request
 instead of 6. ``workers`` > 1 remains for devices (several batches in flight).
+On the loaded development box (load 10-16) the batch run whole on one thread
+served 7-31% more than split (less CPU per request, and the second core was
+not free anyway); split is for a machine whose cores are free, and
+``loadtest.compare_serving`` measures both.
 A batch is split only while batches take at least ``split_ms`` (running
 average): handing a chunk to another thread costs a wake-up, which on a loaded
 machine waits for a core, and a batch that early exits answer in a millisecond
