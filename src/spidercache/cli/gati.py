@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -225,9 +224,8 @@ def _register_serve(gati: typer.Typer) -> None:
         ),
         max_batch: int = typer.Option(32, help="largest batch the server forms"),
         batch_workers: int = typer.Option(1, help="batches in flight (gatherers)"),
-        threads: int = typer.Option(
-            1, help="torch threads (batched CPU serving splits a batch over cores itself)"
-        ),
+        batch_chunks: int = typer.Option(1, help="split a batch over this many threads (batches >= 4 ms)"),
+        threads: int = typer.Option(1, help="torch threads"),
         device: str = typer.Option("cpu", help="cpu or cuda"),
     ) -> None:
         """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
@@ -246,6 +244,7 @@ def _register_serve(gati: typer.Typer) -> None:
         _positive("--threads", threads)
         _positive("--max-batch", max_batch)
         _positive("--batch-workers", batch_workers)
+        _positive("--batch-chunks", batch_chunks)
         if epsilon < 0 or batch_window_ms < 0:
             raise UserError("--epsilon and --batch-window-ms must not be negative")
         dev = _device(device)
@@ -255,11 +254,8 @@ def _register_serve(gati: typer.Typer) -> None:
         comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
         runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
         retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
-        chunks = (
-            1 if dev == "cuda" else min(4, os.cpu_count() or 1)
-        )  # a batch split over cores, 1 thread each
         batcher = (
-            Batcher(runtime, batch_window_ms, max_batch, dev, batch_workers, chunks)
+            Batcher(runtime, batch_window_ms, max_batch, dev, batch_workers, batch_chunks)
             if batch_window_ms > 0
             else None
         )

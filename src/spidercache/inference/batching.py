@@ -11,22 +11,18 @@ already waiting when the worker comes back, never waiting for more.
 
 Using several cores: ``parallel`` splits each gathered batch into that many
 chunks run side by side, one thread each (the worker and a small pool), with
-torch at one intra-op thread. This is how the batched server uses a 2-core
-CPU: one window gathers the 8 requests of 8 clients, two chunks of 4 run on
-the two cores. Measured against the alternatives (docs/bench/gati.md):
-``workers = 2`` (two gatherers) splits the same requests into two windows and
-smaller batches (mean 3.2 instead of 7.5); torch's own intra-op threads
-(``torch.set_num_threads(2)``) spin-wait in OpenMP while the other thread
-waits for a core, which on a loaded machine cost 35-90 ms of CPU per request
-instead of 6. ``workers`` > 1 remains for devices (several batches in flight).
-On the loaded development box (load 10-16) the batch run whole on one thread
-served 7-31% more than split (less CPU per request, and the second core was
-not free anyway); split is for a machine whose cores are free, and
-``loadtest.compare_serving`` measures both.
-A batch is split only while batches take at least ``split_ms`` (running
-average): handing a chunk to another thread costs a wake-up, which on a loaded
-machine waits for a core, and a batch that early exits answer in a millisecond
-ran 4x slower split than whole (the small CNN: 338 against 1442 req/s).
+torch at one intra-op thread; a batch is split only while batches take at least
+``split_ms`` (running average), since handing a chunk to another thread costs a
+wake-up that on a loaded machine waits for a core (the small CNN's 1 ms batches
+ran 4x slower split: 338 against 1442 req/s). Measured on the 2-core
+development box (docs/bench/gati.md), the batch run whole on one thread served
+7-31% more than split in 9 of 12 rounds (split won 3, by 1-29%), so whole
+(``parallel = 1``) is the default. The alternatives were worse: ``workers = 2`` (two gatherers) splits
+the same requests into two windows and smaller batches (mean 3.2 instead of
+7.5); torch's own intra-op threads (``torch.set_num_threads(2)``) spin-wait in
+OpenMP while the other thread waits for a core, which on a loaded machine cost
+35-90 ms of CPU per request instead of 6. ``workers`` > 1 is for devices
+(several batches in flight).
 """
 
 from __future__ import annotations

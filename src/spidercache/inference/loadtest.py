@@ -72,7 +72,7 @@ def concurrent_load(
     max_batch: int = 32,
     batching: bool | None = None,
     workers: int = 1,
-    parallel: int | None = None,
+    parallel: int = 1,
     threads: int = 1,
 ) -> dict:
     """Throughput and latency of ``clients`` concurrent clients against a loopback server.
@@ -81,13 +81,11 @@ def concurrent_load(
     serving, the gRPC worker threads each calling the runtime, as many at once
     as there are clients). Otherwise a ``Batcher`` with that window gathers
     concurrent requests into one call, split into ``parallel`` chunks on as
-    many threads (default: one per core, at most 4). ``threads``: torch
+    many threads (default 1: whole). ``threads``: torch
     intra-op threads during the run (restored after). ``cpu_ms_per_request``
     is the process's CPU time (server and clients) over the requests: what a
     request costs whatever share of the cores the machine gave the run.
     """
-    cores = os.cpu_count() or 1
-    parallel = parallel or min(4, cores)
     batching = window_ms > 0 if batching is None else batching
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
