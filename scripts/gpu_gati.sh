@@ -98,7 +98,11 @@ def write_md():
         for r in (r for r in res["rows"] if r["section"] == "serving"):
             lines.append(f"\nserving {r['mode']} (window {r['window_ms']:g} ms), {r['clients']} clients: "
                          f"{r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-                         f"mean batch {r['mean_batch']:.2f}")
+                         f"mean batch {r['mean_batch']:.2f}, CPU {r['cpu_ms_per_request']:.2f} ms/request "
+                         f"(torch threads {r['torch_threads']}, chunks {r['parallel']})")
+        for r in (r for r in res["rows"] if r["section"] == "serving_summary"):
+            lines.append(f"\nserving round {r['round']}: batched / batch-1 throughput {r['throughput_ratio']:.2f}x, "
+                         f"CPU per request {r['cpu_per_request_ratio']:.2f}x fewer")
         for r in (r for r in res["rows"] if r["section"] == "retraining" and r["window"] is None):
             lines.append(f"\nstream {r['mode']}: hit rate {r['hit_rate_before_shift']:.1f}% -> "
                          f"{r['hit_rate_after_shift']:.1f}% (last window {r['hit_rate_last_window']:.1f}%), accuracy "

@@ -175,6 +175,7 @@ CASES: list[tuple[str, ...]] = [
     ("gati", "serve", "--model", "/nonexistent.pt", "--caches", "{dir}"),
     ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--port", "99999"),
     ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--port", "-1"),
+    ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--batch-chunks", "0"),
     ("gati", "query", "/nonexistent.png"),
     ("gati", "query", "{text_npy}"),
     ("gati", "query", "{img}", "--address", "127.0.0.1:{port}", "--timeout", "2"),

@@ -92,3 +92,19 @@ def test_out_of_range_port_and_missing_gpu_are_one_line_errors(tmp_path, tiny_ba
     assert_one_line_error(r, "no CUDA GPU")
     r = run_cli("bench", "--model", "small", "--gpu", "--work-dir", str(tmp_path / "w"))
     assert_one_line_error(r, "no CUDA GPU")
+
+
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path, tiny_base, tiny_exploration):
+    # The small network's weights in a checkpoint that says resnet18: build and serve refuse it.
+    tiny_base.save(tmp_path / "base.pt")
+    blob = torch.load(tmp_path / "base.pt", weights_only=True)
+    blob["network"] = "resnet18"
+    torch.save(blob, tmp_path / "other.pt")
+    r = run_cli("build", "--model", str(tmp_path / "other.pt"), "--out", str(tmp_path / "caches"))
+    assert_one_line_error(r, "does not fit network resnet18")
+    assert not (tmp_path / "caches").exists()
+    tiny_exploration.save(tmp_path / "heads")
+    r = run_cli(
+        "serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "heads")
+    )
+    assert_one_line_error(r, "does not fit network resnet18")

@@ -299,7 +299,7 @@ def _serving_rows(
     o: dict, runtime: GatiRuntime, test_images: np.ndarray, say: Callable[[str], None]
 ) -> list[dict]:
     """RPC overhead at batch 1 and batch-1 against batched serving under concurrent clients."""
-    from ..inference.loadtest import concurrent_load, rpc_overhead
+    from ..inference.loadtest import compare_serving, rpc_overhead
 
     rows = []
     if o["rpc"]:
@@ -309,16 +309,7 @@ def _serving_rows(
             f"(mean round trip {r['roundtrip_mean_ms']:.3f} ms)"
         )
         rows.append({"section": "rpc", **r})
-    if o["serving"]:
-        per_client = max(20, o["latency_requests"] // 2)
-        for window in (0.0, o["window_ms"]):
-            r = concurrent_load(
-                runtime, test_images, clients=o["clients"], requests_per_client=per_client, window_ms=window
-            )
-            say(
-                f"serving {'batched, window ' + format(window, 'g') + ' ms' if window else 'batch 1'}: "
-                f"{o['clients']} clients {r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, "
-                f"p99 {r['p99_ms']:.2f} ms, mean batch {r['mean_batch']:.2f}"
-            )
-            rows.append({"section": "serving", **r})
+    if o["serving"]:  # batch-1 and batched side by side, each at its best thread setting, two rounds
+        per_client = max(20, o["latency_requests"] // 4)
+        rows += compare_serving(runtime, test_images, o["clients"], per_client, o["window_ms"], 2, say)
     return rows

@@ -111,7 +111,17 @@ def tables(rows: list[dict]):
         parts.append(
             f"serving {r['mode']:<8} window {r['window_ms']:g} ms, {r['clients']} clients: "
             f"{r['throughput_rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-            f"mean batch {r['mean_batch']:.2f} (load average {r['load_average']:.1f})"
+            f"CPU {r['cpu_ms_per_request']:.2f} ms/request on {r['cores_used']:.2f} cores, "
+            f"mean batch {r['mean_batch']:.2f} "
+            f"(torch threads {r['torch_threads']}, chunks {r['parallel']}; "
+            f"load average {r['load_average']:.1f})"
+        )
+    for r in (r for r in rows if r["section"] == "serving_summary"):
+        parts.append(
+            f"serving round {r['round']}: batched / batch-1 throughput {r['throughput_ratio']:.2f}x "
+            f"(best batch-1: {r['batch1_best']}, p99 {r['batch1_p99_ms']:.1f} ms; best batched: "
+            f"{r['batched_best']}, p99 {r['batched_p99_ms']:.1f} ms); CPU per request "
+            f"{r['cpu_per_request_ratio']:.2f}x fewer batched (load average {r['load_average']:.1f})"
         )
     for r in (r for r in rows if r["section"] == "retraining" and r["window"] is None):
         secs = r["retrain_seconds"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -175,9 +174,8 @@ def serve(
         2.0, help="gather concurrent requests this long into one batch (0: batch 1)"
     ),
     max_batch: int = typer.Option(32, help="largest batch the server forms"),
-    batch_workers: Optional[int] = typer.Option(
-        None, help="batches in flight (default: 1 on cuda, else cores)"
-    ),
+    batch_workers: int = typer.Option(1, help="batches in flight (gatherers)"),
+    batch_chunks: int = typer.Option(1, help="split a batch over this many threads (batches >= 4 ms)"),
     threads: int = typer.Option(1, help="torch threads"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
@@ -197,6 +195,7 @@ def serve(
     _positive("--threads", threads)
     _positive("--max-batch", max_batch)
     _positive("--batch-workers", batch_workers)
+    _positive("--batch-chunks", batch_chunks)
     if epsilon < 0 or batch_window_ms < 0:
         raise UserError("--epsilon and --batch-window-ms must not be negative")
     dev = check_device(device)
@@ -206,8 +205,11 @@ def serve(
     comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
     runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
     retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
-    workers = batch_workers or (1 if dev == "cuda" else min(4, os.cpu_count() or 1))
-    batcher = Batcher(runtime, batch_window_ms, max_batch, dev, workers) if batch_window_ms > 0 else None
+    batcher = (
+        Batcher(runtime, batch_window_ms, max_batch, dev, batch_workers, batch_chunks)
+        if batch_window_ms > 0
+        else None
+    )
     classes = None
     if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
         from ..data.datasets import FASHION_MNIST_CLASSES

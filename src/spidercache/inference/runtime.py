@@ -56,6 +56,8 @@ class Prediction:
     exit_unit: torch.Tensor  # N: unit index that answered; len(units) means the full network
     confidence: torch.Tensor  # N: the answering head's (or the base model's) max softmax
 
+    FIELDS = ("labels", "exit_unit", "confidence")
+
 
 class GatiRuntime:
     def __init__(self, base: BaseModel, exits: list[Exit]) -> None:
