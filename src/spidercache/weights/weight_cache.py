@@ -56,6 +56,7 @@ from .layers import (
     state_of,
     unpack_manifest,
 )
+from .local_tier import LocalChunks
 
 # Room left in each item for memcached's item header, the key and the CAS value.
 _ITEM_OVERHEAD = 1024
@@ -80,6 +81,7 @@ class WeightCache:
         timeout: float = 5.0,
         strict: bool = True,
         batch_bytes: int = _GET_BATCH_BYTES,
+        local_bytes: int = 0,
     ) -> None:
         from pymemcache.client.base import Client
 
@@ -101,6 +103,8 @@ class WeightCache:
         if not 4096 <= self.chunk_bytes <= item_max - 256:
             raise UserError(f"chunk size {self.chunk_bytes} does not fit memcached's item size {item_max}")
         self._registered: set[tuple[str, str]] = set()
+        # local_bytes: chunks kept in this process too (local_tier.py); reads go through it
+        self.chunks = LocalChunks(self.store, local_bytes, self.chunk_bytes) if local_bytes else self.store
 
     # ------------------------------------------------------------------ setup
     def _probe_servers(self, client_cls, connect_timeout: float, timeout: float, strict: bool) -> int:
@@ -328,7 +332,7 @@ class WeightCache:
         all_keys = [k for _, keys in plan for k in keys]
         for start in range(0, len(all_keys), per_batch):
             part = all_keys[start : start + per_batch]
-            got = self.store.get_many(part)
+            got = self.chunks.get_many(part)
             missing = sum(v is None for v in got)
             if missing:
                 return None, f"{missing} chunk(s) missing: evicted or on a server that is down"
