@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from ref_cacheus import RefCacheus
 from ref_lhd import RefLHD
+from test_sized_policies import held_sizes
 
 from spidercache.engine.policies import make_policy
 from spidercache.sim.formats import write_oracle_general
@@ -156,34 +157,6 @@ def test_cacheus_misses_equal_libcachesim(tmp_path, seed, alpha, sizing):
         assert _ours("cacheus", keys, cap, sizes) == (round(miss * keys.size), round(byte_miss * total)), cap
 
 
-def _held(pol) -> np.ndarray:
-    """Each id's size as the policy holds it (Cacheus keeps SR-LRU's copy)."""
-    return pol._osize if pol.name == "lhd" else pol._asz
-
-
-@pytest.mark.parametrize("name", ["lhd", "cacheus"])
-def test_removals_and_resizes_keep_the_byte_count(name):
-    # LHD takes the request's size on some hits (as libCacheSim does), so the bytes held follow
-    # the sizes last given; the capacity holds whenever objects keep their size
-    rng = np.random.default_rng(5)
-    keys = _zipf(9, 200, 6_000)
-    sizes = (rng.integers(1, 400, int(keys.max()) + 1))[keys]
-    pol = make_policy(name, 20_000, by_bytes=True)
-    for step, lo in enumerate(range(0, keys.size, 300)):
-        pol.access(keys[lo : lo + 300], sizes=sizes[lo : lo + 300])
-        resident = pol.resident_ids()
-        assert pol.used_bytes == int(_held(pol)[resident].sum()) <= pol.capacity
-        assert pol.size == resident.size
-        gone = np.unique(rng.integers(0, 200, 5))
-        was = pol.contains(gone)
-        assert pol.remove(gone) == int(was.sum())
-        assert not pol.contains(gone).any()
-        if step % 4 == 3:
-            pol.resize(int(rng.integers(2_000, 40_000)))
-        resident = pol.resident_ids()
-        assert pol.used_bytes == int(_held(pol)[resident].sum()) <= pol.capacity
-
-
 def test_lhd_allocates_per_key_not_per_byte():
     keys = _zipf(11, 300, 5_000)
     small = make_policy("lhd", 1 << 12, int(keys.max()) + 1, by_bytes=True)
@@ -207,7 +180,7 @@ def test_tiny_caches_and_zero_byte_objects_keep_the_books(name, fixed_sizes):
             pol.access(ids, sizes=per_key[ids] if fixed_sizes else rng.integers(0, 20, ids.size))
             resident = pol.resident_ids()
             assert pol.size == resident.size
-            assert pol.used_bytes == int(_held(pol)[resident].sum())
+            assert pol.used_bytes == int(held_sizes(pol)[resident].sum())
             assert pol.used_bytes <= pol.capacity or (not fixed_sizes and name == "lhd")
             if step % 5 == 4:
                 pol.remove(rng.integers(0, 30, 3))
