@@ -123,6 +123,7 @@ CASES: list[tuple[str, ...]] = [
     ("bench", "embed", "--requests", "-1"),
     ("bench", "embed", "--steps", "abc"),
     ("bench", "epochs", "--n", "0"),
+    ("bench", "epochs", "--storage-latency-ms", "-1"),
     ("bench", "epochs", "--cases", "nosuchcase"),
     ("bench", "kernels", "--n", "-1"),
     ("bench", "kernels", "--repeats", "0"),

@@ -4,7 +4,9 @@
 with ``http.server`` in its own process, and runs ``spidercache.data.train``
 from the URL once per case (``none``; ``minio`` at working set 1.0; ``spider``
 at 0.1), returning the per-epoch rows of each run; ``summary`` gives the mean
-epoch seconds after the first and the ratios to ``none``. (The accuracy study
+epoch seconds after the first and the ratios to ``none``. By default the
+real read is the only cost; ``storage_latency_ms`` adds that delay to every
+read (as the ``train`` option does), to stand for storage slower than loopback. (The accuracy study
 over seeds and policies is ``spidercache bench train``; its aggregation lives
 with the command.)
 """
@@ -29,12 +31,15 @@ def run(
     cases: str = "none,ws1,spider",
     seed: int = 0,
     test_samples: int = 500,
+    storage_latency_ms: float = 0.0,
 ) -> list[dict]:
+    from ..data.storage import StorageModel
     from ..data.train import TrainConfig, train
 
     check_at_least(1, n=n, size=size, epochs=epochs, batch_size=batch_size)
     check_at_least(0, workers=workers, test_samples=test_samples)
     check_choices("--cases", cases, list(CASES))
+    StorageModel(storage_latency_ms)  # a negative delay is refused before 20,000 files are written
 
     jpeg_folder(root, n, size)
     rows: list[dict] = []
@@ -50,7 +55,7 @@ def run(
                 workers=workers,
                 batch_size=batch_size,
                 seed=seed,
-                storage_latency_ms=0.0,
+                storage_latency_ms=storage_latency_ms,
                 test_samples=test_samples,
                 progress=False,
             )
