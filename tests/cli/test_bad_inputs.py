@@ -213,6 +213,7 @@ CASES: list[tuple[str, ...]] = [
     # mapreduce
     ("mapreduce", "train", "--nodes", "0"),
     ("mapreduce", "train", "--rounds", "-1"),
+    ("mapreduce", "train", "--local-mb", "-1"),
     ("mapreduce", "train", "--start", "nosuchstart"),
     ("mapreduce", "train", "--reduce", "nosuchreduce"),
     ("mapreduce", "train", "--network", "nosuchnet"),

@@ -6,8 +6,9 @@ import pytest
 
 from spidercache.errors import UserError
 from spidercache.models import build_model
+from spidercache.weights.dask_cluster import close_dask, open_dask
 from spidercache.weights.experiment import compare_summary, plot_rounds, run_experiment
-from spidercache.weights.mapreduce import MapReduceConfig, close_dask, open_dask, run_mapreduce
+from spidercache.weights.mapreduce import MapReduceConfig, run_mapreduce
 from spidercache.weights.weight_cache import WeightCache
 
 
@@ -130,3 +131,32 @@ def test_compare_summary() -> None:
     f = compare_summary([0.5, 0.7, 0.8, 0.85], [0.5, 0.55, 0.6, 0.7])
     assert f["cached_rounds_to_match"] == 2 and f["meets_half"]
     assert not compare_summary([0.1, 0.2, 0.3, 0.9], [0.5, 0.5, 0.5, 0.5])["meets_half"]
+
+
+@pytest.mark.parametrize("local_mb,expect_local", [(64, True), (0, False)])
+def test_map_tasks_of_a_round_read_the_reduced_version_through_one_process_tier(
+    dask_client, memcached_pool, key_prefix, local_mb, expect_local
+) -> None:
+    # Four map tasks on two worker threads of one process all start from the same reduced
+    # version: with a local tier memcached serves each of its chunks once per round, the
+    # other reads come from the process; without one every read goes to memcached.
+    # The reduce task reads the four new node versions: nothing of them was held before.
+    cfg = _cfg(f"{key_prefix}-tier{local_mb}", nodes=4, local_mb=local_mb)
+    result = run_mapreduce(cfg, _addresses(memcached_pool), dask_client)
+    assert result.warnings == [] and all(a is not None for a in result.accuracy)
+    with WeightCache(_addresses(memcached_pool)) as cache:
+        info = cache.info(cfg.job, "reduce")
+        per_version = sum(len(cache._chunk_keys(info.job, info.node, info.vid, e)) for e in info.layers)
+    for summary in result.rounds[1:]:
+        maps = summary["maps"]
+        assert {m["source"] for m in maps} == {"reduce"}
+        assert sum(m["chunks"]["read"] for m in maps) == 4 * per_version
+        from_memcached = per_version if expect_local else 4 * per_version
+        assert sum(m["chunks"]["from_memcached"] for m in maps) == from_memcached
+        assert summary["chunks_from_memcached"] == from_memcached + 4 * per_version
+        assert summary["chunks_read"] == 4 * per_version + 4 * per_version
+
+
+def test_negative_local_mb_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="local-mb"):
+        _cfg(local_mb=-1).validate()

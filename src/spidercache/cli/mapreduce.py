@@ -39,10 +39,9 @@ def train(
     train_samples: int = typer.Option(8000, help="Training samples, split over the nodes."),
     val_samples: int = typer.Option(1000, help="Validation samples (fitness and the plot)."),
     seed: int = typer.Option(0, help="Seed."),
+    local_mb: int = typer.Option(256, help="MB of weight chunks each worker process keeps (0: none)."),
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Also run from scratch every round."),
-    plot: Optional[str] = typer.Option(
-        "mapreduce.png", help="PNG of validation accuracy per round ('' for none)."
-    ),
+    plot: Optional[str] = typer.Option("mapreduce.png", help="PNG of accuracy per round ('' for none)."),
     results: Optional[str] = typer.Option(
         None, help="Results store: lmdb:PATH, redis://HOST:PORT, memcached://HOST:PORT."
     ),
@@ -112,7 +111,8 @@ def _round_printer(console, rounds: int):
         console.print(
             f"[{label}] round {r + 1}/{rounds}: val accuracy "
             f"{'-' if acc is None else f'{acc:.3f}'}  ({summary['seconds']:.1f} s, "
-            f"starts: {', '.join(m['source'] for m in summary['maps'])})"
+            f"starts: {', '.join(m['source'] for m in summary['maps'])}; weight chunks read "
+            f"{summary['chunks_read']}, from memcached {summary['chunks_from_memcached']})"
         )
 
     return on_round

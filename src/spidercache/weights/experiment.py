@@ -12,8 +12,9 @@ from dataclasses import asdict
 from typing import Callable, Sequence
 
 from ..errors import UserError
+from .dask_cluster import close_dask, open_dask
 from .layers import parse_servers
-from .mapreduce import MapReduceConfig, close_dask, data_fingerprint, open_dask, run_mapreduce
+from .mapreduce import MapReduceConfig, data_fingerprint, run_mapreduce
 from .weight_cache import WeightCache
 
 
@@ -125,10 +126,11 @@ def run_experiment(
     """``mapreduce_experiment`` memoized in the job-result cache.
 
     The key covers that function's source, the config, ``compare`` and the
-    data's fingerprint; servers and the Dask cluster do not change the result
-    and are left out. A run that hit faults (warnings) is not stored, nor is a
-    ``resume`` run (it depends on what the cache held). Returns the experiment's
-    dict plus ``"memo": {"hit", "key", "seconds"}``.
+    data's fingerprint; servers, the Dask cluster and ``local_mb`` (where chunks
+    are read from) do not change the result and are left out. A run that hit
+    faults (warnings) is not stored, nor is a ``resume`` run (it depends on
+    what the cache held). Returns the experiment's dict plus
+    ``"memo": {"hit", "key", "seconds"}``.
     """
     from .memo import ResultCache
 
@@ -138,7 +140,7 @@ def run_experiment(
         outcome = cache.run(
             mapreduce_experiment,
             (fingerprint,),
-            {**asdict(cfg), "compare": compare},
+            {**{k: v for k, v in asdict(cfg).items() if k != "local_mb"}, "compare": compare},
             no_cache=no_cache or resume,
             call=lambda: mapreduce_experiment(
                 cfg, compare, servers, scheduler, workers, processes, resume, on_round, on_ready

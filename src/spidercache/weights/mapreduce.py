@@ -22,7 +22,6 @@ scheduler at ``scheduler`` (workers there need spidercache installed).
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import warnings
@@ -59,6 +58,7 @@ class MapReduceConfig:
     train_samples: int = 8000
     val_samples: int = 1000
     seed: int = 0
+    local_mb: int = 256  # weight chunks each worker process keeps (WeightCache's local tier); 0: none
 
     def validate(self) -> MapReduceConfig:
         check_name("job", self.job)
@@ -77,6 +77,8 @@ class MapReduceConfig:
             )
         if not self.lr > 0:
             raise UserError(f"lr must be positive, got {self.lr}")
+        if self.local_mb < 0:
+            raise UserError(f"local-mb must be >= 0, got {self.local_mb}")
         from ..models import build_model
 
         build_model(self.network, 1, 10)  # unknown network -> UserError now, not on a worker
@@ -178,10 +180,16 @@ def _train(model, x: np.ndarray, y: np.ndarray, cfg: MapReduceConfig, rng: np.ra
     return last
 
 
-def _open_cache(servers: Sequence[str]) -> WeightCache:
+def _open_cache(servers: Sequence[str], local_mb: int) -> WeightCache:
     # Inside a task a server may have died since the run began: go on with the
-    # ones that answer (strict=False) and let the loads fall back.
-    return WeightCache(list(servers), strict=False)
+    # ones that answer (strict=False) and let the loads fall back. Chunks read
+    # are kept in this worker process for the tasks after this one (local_tier.py).
+    return WeightCache(list(servers), strict=False, local_bytes=local_mb << 20)
+
+
+def _chunk_reads(cache: WeightCache) -> dict:
+    """One task's chunk reads and how many of them memcached served (the rest: this process's tier)."""
+    return {"read": cache.chunks.requested, "from_memcached": cache.chunks.fetched}
 
 
 def _start_weights(
@@ -237,7 +245,7 @@ def map_task(cfg_dict: dict, node: str, round_index: int, servers: Sequence[str]
         part = cfg.node_names().index(node)
         x, y = xt[part :: cfg.nodes], yt[part :: cfg.nodes]
         model = _fresh_model(cfg, round_index)
-        with _open_cache(servers) as cache:
+        with _open_cache(servers, cfg.local_mb) as cache:
             state, source = _start_weights(cache, cfg, node, round_index, log)
             if state is not None:
                 load_into(model, state)
@@ -248,7 +256,9 @@ def map_task(cfg_dict: dict, node: str, round_index: int, servers: Sequence[str]
                 cache.put(cfg.job, node, model, fitness=fitness)
             except StoreUnavailable as exc:
                 log.append(f"round {round_index + 1} {node}: weights not cached ({exc})")
+            chunks = _chunk_reads(cache)
         return {
+            "chunks": chunks,
             "node": node,
             "source": source,
             "fitness": fitness,
@@ -269,7 +279,7 @@ def reduce_task(cfg_dict: dict, round_index: int, servers: Sequence[str], map_re
     def work(log: list[str]) -> dict:
         _, _, xv, yv = load_data(cfg.data, cfg.data_root, cfg.train_samples, cfg.val_samples, cfg.seed)
         model = _fresh_model(cfg, round_index)
-        with _open_cache(servers) as cache:
+        with _open_cache(servers, cfg.local_mb) as cache:
             ranked = sorted(map_results, key=lambda r: r["fitness"], reverse=True)
             versions = []
             for result in ranked:
@@ -282,14 +292,15 @@ def reduce_task(cfg_dict: dict, round_index: int, servers: Sequence[str], map_re
                 log.append(
                     f"round {round_index + 1}: no node's weights are complete in the cache; nothing reduced"
                 )
-                return {"val_accuracy": None, "reduced_from": []}
+                return {"val_accuracy": None, "reduced_from": [], "chunks": _chunk_reads(cache)}
             load_into(model, _average([v.state for v in versions]))
             accuracy = evaluate(model, xv, yv)
             try:
                 cache.put(cfg.job, REDUCE_NODE, model, fitness=accuracy)
             except StoreUnavailable as exc:
                 log.append(f"round {round_index + 1}: reduced weights not cached ({exc})")
-        return {"val_accuracy": accuracy, "reduced_from": [v.node for v in versions]}
+            chunks = _chunk_reads(cache)
+        return {"val_accuracy": accuracy, "reduced_from": [v.node for v in versions], "chunks": chunks}
 
     return _with_warnings(work)
 
@@ -318,36 +329,6 @@ class RunResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def open_dask(scheduler: str | None, workers: int = 2, processes: bool = True):
-    """A dask.distributed Client: to ``scheduler`` when given, else to a fresh LocalCluster."""
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            return Client(scheduler, timeout=10)
-        except (OSError, TimeoutError) as exc:
-            raise UserError(f"Dask scheduler at {scheduler} does not answer ({type(exc).__name__})") from None
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=processes,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    client = Client(cluster)
-    client._spidercache_cluster = cluster  # closed together in close_dask
-    return client
-
-
-def close_dask(client) -> None:
-    cluster = getattr(client, "_spidercache_cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
 
 
 def run_mapreduce(
@@ -383,7 +364,12 @@ def run_mapreduce(
             "round": r + 1,
             "val_accuracy": reduced["val_accuracy"],
             "reduced_from": reduced["reduced_from"],
-            "maps": [{k: m[k] for k in ("node", "source", "fitness", "loss", "seconds")} for m in maps],
+            "maps": [
+                {k: m[k] for k in ("node", "source", "fitness", "loss", "seconds", "chunks")} for m in maps
+            ],
+            # weight chunks the round's tasks read, and how many memcached served (the rest: worker processes)
+            "chunks_read": sum(t["chunks"]["read"] for t in [*maps, reduced]),
+            "chunks_from_memcached": sum(t["chunks"]["from_memcached"] for t in [*maps, reduced]),
             "seconds": time.perf_counter() - round_began,
         }
         for item in [*maps, reduced]:

@@ -103,8 +103,8 @@ class WeightCache:
         if not 4096 <= self.chunk_bytes <= item_max - 256:
             raise UserError(f"chunk size {self.chunk_bytes} does not fit memcached's item size {item_max}")
         self._registered: set[tuple[str, str]] = set()
-        # local_bytes: chunks kept in this process too (local_tier.py); reads go through it
-        self.chunks = LocalChunks(self.store, local_bytes, self.chunk_bytes) if local_bytes else self.store
+        scope = (tuple(self.servers), self.prefix)  # chunk reads counted; local_bytes: kept (local_tier.py)
+        self.chunks = LocalChunks(self.store, local_bytes, self.chunk_bytes, scope)
 
     # ------------------------------------------------------------------ setup
     def _probe_servers(self, client_cls, connect_timeout: float, timeout: float, strict: bool) -> int:
