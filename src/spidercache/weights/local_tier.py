@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
+from ..checks import positive
 from ..engine.cache import Cache
 from ..engine.policies import make_policy
 from ..engine.stores.memory import MemoryStore
-from ..errors import UserError
 
 
 class LocalChunks:
@@ -29,8 +29,7 @@ class LocalChunks:
     """
 
     def __init__(self, pool, budget: int, chunk_bytes: int) -> None:
-        if budget <= 0:
-            raise UserError(f"local_bytes must be positive, got {budget}")
+        positive(local_bytes=budget)
         self.pool = pool
         self.cache = Cache(make_policy("lru", max(1, budget // chunk_bytes)), MemoryStore(budget))
 

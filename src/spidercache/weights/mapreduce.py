@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..checks import at_least, positive
 from ..errors import StoreUnavailable, UserError
 from .layers import WeightCacheWarning, check_name, load_into, parse_servers, ring_graph
 from .weight_cache import WeightCache
@@ -68,15 +69,13 @@ class MapReduceConfig:
             raise UserError(f"unknown reduce {self.reduce!r}; choose one of: {', '.join(REDUCE_MODES)}")
         if self.data not in DATASETS:
             raise UserError(f"unknown data {self.data!r}; choose one of: {', '.join(DATASETS)}")
-        for name in ("nodes", "rounds", "steps", "batch_size", "train_samples", "val_samples"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        counts = ("nodes", "rounds", "steps", "batch_size", "train_samples", "val_samples")
+        at_least(1, **{name: getattr(self, name) for name in counts})
         if self.train_samples < self.nodes:
             raise UserError(
                 f"train-samples ({self.train_samples}) must be at least the number of nodes ({self.nodes})"
             )
-        if not self.lr > 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
+        positive(lr=self.lr)
         from ..models import build_model
 
         build_model(self.network, 1, 10)  # unknown network -> UserError now, not on a worker
@@ -329,8 +328,7 @@ def open_dask(scheduler: str | None, workers: int = 2, processes: bool = True):
             return Client(scheduler, timeout=10)
         except (OSError, TimeoutError) as exc:
             raise UserError(f"Dask scheduler at {scheduler} does not answer ({type(exc).__name__})") from None
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
+    at_least(1, workers=workers)
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
