@@ -7,7 +7,7 @@ import doctest
 import pytest
 
 from spidercache import checks
-from spidercache.checks import at_least, positive
+from spidercache.checks import at_least, between, positive
 from spidercache.errors import UserError
 
 
@@ -27,6 +27,14 @@ def test_at_least_names_the_keyword_and_the_value():
 def test_flag_shows_the_option_as_typed():
     assert _message(at_least, 1, flag=True, max_message_mb=0) == "--max-message-mb must be at least 1, got 0"
     assert _message(positive, flag=True, lr=-0.1) == "--lr must be a positive number, got -0.1"
+
+
+def test_between_includes_both_ends():
+    between(8, 1024, image_size=8)
+    between(8, 1024, image_size=1024, threads=None)
+    assert _message(between, 8, 1024, flag=True, image_size=7) == "--image-size must be 8..1024, got 7"
+    assert _message(between, 1, 2**23 - 1, tables=2**23) == "tables must be 1..8388607, got 8388608"
+    assert _message(between, 0, 1, share=float("nan")) == "share must be 0..1, got nan"
 
 
 def test_the_first_bad_value_in_order_is_named():
@@ -52,4 +60,4 @@ def test_nan_never_passes_and_positive_wants_a_finite_number():
 
 def test_the_docstring_examples_hold():
     result = doctest.testmod(checks)
-    assert result.attempted >= 5 and result.failed == 0
+    assert result.attempted >= 6 and result.failed == 0

@@ -1,6 +1,6 @@
 """The one range check of arguments, below every layer (like ``errors.py`` and ``paths.py``).
 
-A count, size or rate the user gave is checked before any work starts; a bad one
+A count, size, rate or port the user gave is checked before any work starts; a bad one
 ends in a ``UserError`` whose one line names the argument and the value:
 
 >>> at_least(1, batch_size=0)
@@ -55,3 +55,16 @@ def positive(*, flag: bool = False, **values: float | None) -> None:
     for key, value in values.items():
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise UserError(f"{_name(key, flag)} must be a positive number, got {value}")
+
+
+def between(low: float, high: float, *, flag: bool = False, **values: float | None) -> None:
+    """Each value must lie in ``low..high``, both ends included (a port, an image edge, a table count).
+
+    >>> between(0, 65535, flag=True, port=99999)
+    Traceback (most recent call last):
+      ...
+    spidercache.errors.UserError: --port must be 0..65535, got 99999
+    """
+    for key, value in values.items():
+        if value is not None and not low <= value <= high:
+            raise UserError(f"{_name(key, flag)} must be {low}..{high}, got {value}")
