@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import at_least
+from ..checks import at_least, between
 from ..errors import UserError
 from ..sim.traces import read_trace
 
@@ -65,10 +65,8 @@ class GenConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.tables < 1 or self.tables >= 1 << 23:
-            raise UserError(f"tables must be between 1 and 2**23-1, got {self.tables}")
-        if self.rows < 1 or self.rows > 1 << 39:
-            raise UserError(f"rows must be between 1 and 2**39, got {self.rows}")
+        between(1, (1 << 23) - 1, tables=self.tables)
+        between(1, 1 << 39, rows=self.rows)
         at_least(1, batch_size=self.batch_size, batches=self.batches)
         if not np.isfinite(self.alpha) or self.alpha < 0:
             raise UserError(f"alpha must be a finite number >= 0, got {self.alpha}")
