@@ -161,8 +161,7 @@ def run(
             f"no libCacheSim counterpart for {', '.join(unknown)}; choose from {', '.join(LIBCACHESIM_NAMES)}"
         )
     at_least(1, flag=True, repeat=repeat)
-    if workers < 0:
-        raise UserError(f"workers must be 0 (one per core) or more, got {workers}")
+    at_least(0, flag=True, workers=workers)  # 0: one per core
     in_bytes = specs[0][1]
     data, described = make_trace(trace, column, size_column, fmt, kind, alpha, keys, requests, seed)
     sizes = data.sizes if in_bytes else None  # object counts: both sides count every object as 1

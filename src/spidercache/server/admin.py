@@ -107,16 +107,20 @@ class AdminClient:
         return [_as_dict(s) for s in reply.sessions]
 
     def session_stats(self, session_id: int) -> dict:
-        return _as_dict(self.call("GetSessionStats", pb.SessionRef(session_id=_sid(session_id))))
+        return _as_dict(self.call("GetSessionStats", pb.SessionRef(session_id=check_session_id(session_id))))
 
     def destroy_session(self, session_id: int) -> None:
-        self.call("DestroySession", pb.SessionRef(session_id=_sid(session_id)))
+        self.call("DestroySession", pb.SessionRef(session_id=check_session_id(session_id)))
 
 
-def _sid(session_id: int) -> int:
-    sid = int(session_id)
+def check_session_id(value: int | str) -> int:
+    """A session id (as typed on a command line, or a number) as an int in 1..2**64-1."""
+    try:
+        sid = int(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise UserError(f"session ids are positive integers, got {value!r}") from None
     if not 0 < sid < 1 << 64:
-        raise UserError(f"session ids are positive integers, got {session_id}")
+        raise UserError(f"session ids are positive integers, got {value}")
     return sid
 
 
