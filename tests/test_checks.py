@@ -60,4 +60,4 @@ def test_nan_never_passes_and_positive_wants_a_finite_number():
 
 def test_the_docstring_examples_hold():
     result = doctest.testmod(checks)
-    assert result.attempted >= 6 and result.failed == 0
+    assert result.attempted >= 3 and result.failed == 0
