@@ -153,7 +153,7 @@ def _cache_admin(argv: list[str]) -> str:
         info = _admin(a.hostname, a.port, "status")
         return str(_admin(a.hostname, a.port, "new_session", 0, bool(info["spill_dir"]))["session_id"])
     if a.destroy_session is not None:
-        from ..server.admin import check_session_id
+        from ..server.limits import check_session_id
 
         sid = check_session_id(a.destroy_session)
         _admin(a.hostname, a.port, "destroy_session", sid)

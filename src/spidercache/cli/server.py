@@ -15,8 +15,7 @@ from typing import Optional
 import typer
 
 from ..errors import StoreUnavailable, UserError
-from ..server.admin import check_session_id
-from ..server.limits import check_port, parse_memory
+from ..server.limits import check_port, check_session_id, parse_memory
 
 HELP = {"help_option_names": ["-h", "--help"]}
 HOST_OPT = typer.Option("127.0.0.1", "--host", help="Server address.")

@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .limits import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, grpc_options
+from .limits import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, check_session_id, grpc_options
 
 _GONE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -111,17 +111,6 @@ class AdminClient:
 
     def destroy_session(self, session_id: int) -> None:
         self.call("DestroySession", pb.SessionRef(session_id=check_session_id(session_id)))
-
-
-def check_session_id(value: int | str) -> int:
-    """A session id (as typed on a command line, or a number) as an int in 1..2**64-1."""
-    try:
-        sid = int(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise UserError(f"session ids are positive integers, got {value!r}") from None
-    if not 0 < sid < 1 << 64:
-        raise UserError(f"session ids are positive integers, got {value}")
-    return sid
 
 
 def _as_dict(msg) -> dict:
