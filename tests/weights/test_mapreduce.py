@@ -158,5 +158,5 @@ def test_map_tasks_of_a_round_read_the_reduced_version_through_one_process_tier(
 
 
 def test_negative_local_mb_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="local-mb"):
+    with pytest.raises(UserError, match="local_mb"):
         _cfg(local_mb=-1).validate()

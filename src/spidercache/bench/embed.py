@@ -195,9 +195,9 @@ def _policy_rows(name: str, keys: np.ndarray, model_dir: Path | None, log) -> li
 
 
 def run(requests: int = 2_000_000, steps: int = 1500, bag_steps: int = 30, log=None) -> list[dict]:
-    from .runner import check_at_least
+    from ..checks import at_least
 
-    check_at_least(1, requests=requests, steps=steps, bag_steps=bag_steps)
+    at_least(1, flag=True, requests=requests, steps=steps, bag_steps=bag_steps)
     log = log or (lambda *_: None)
     rows: list[dict] = []
     traces = {name: families.make(name, requests) for name in families.FAMILIES}

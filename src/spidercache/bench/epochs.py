@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 
+from ..checks import at_least
 from .loader import http_server, jpeg_folder, summary
-from .runner import check_at_least, check_choices
+from .runner import check_choices
 
 CASES = {"none": ("none", 0.1), "ws1": ("minio", 1.0), "spider": ("spider", 0.1), "lru": ("lru", 0.1)}
 
@@ -36,8 +37,8 @@ def run(
     from ..data.storage import StorageModel
     from ..data.train import TrainConfig, train
 
-    check_at_least(1, n=n, size=size, epochs=epochs, batch_size=batch_size)
-    check_at_least(0, workers=workers, test_samples=test_samples)
+    at_least(1, flag=True, n=n, size=size, epochs=epochs, batch_size=batch_size)
+    at_least(0, flag=True, workers=workers, test_samples=test_samples)
     check_choices("--cases", cases, list(CASES))
     StorageModel(storage_latency_ms)  # a negative delay is refused before 20,000 files are written
 

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..checks import at_least
 from ..errors import UserError
 from ..inference.basemodel import BaseModel, accuracy, evaluate, load_checkpoint, resize_images
 from ..inference.build import images_for, train_base
@@ -44,7 +45,7 @@ from .gati_latency import gpu_rows, latency_rows, test_outputs
 from .gati_options import HELP, OPTION_NAMES, check_device, parse_variants
 from .gati_report import plot as draw_plot
 from .gati_report import tables as table
-from .runner import check_at_least, parse_numbers
+from .runner import parse_numbers
 
 # what the runner reads: the function, its options' help and flag names, the printed table
 __all__ = ["HELP", "OPTION_NAMES", "run", "table"]
@@ -113,9 +114,9 @@ def _options(o: dict) -> dict:
     if o["checkpoint"] is None:
         network_key(o["model"])  # an unknown network fails before the training line
     for low, names in _COUNTS.items():
-        check_at_least(low, **{k: o[k] for k in names.split() if o[k] is not None})
+        at_least(low, flag=True, **{k: o[k] for k in names.split()})
     o["batches"] = tuple(parse_numbers("--batches", o["batches"], int))
-    check_at_least(1, batches=min(o["batches"]))
+    at_least(1, flag=True, batches=min(o["batches"]))
     o["epsilons"] = tuple(parse_numbers("--epsilons", o["epsilons"], float))
     if min(o["epsilons"]) < 0:
         raise UserError("--epsilons: an accuracy-loss budget cannot be negative")

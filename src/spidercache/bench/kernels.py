@@ -10,8 +10,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..checks import at_least
 from ..weights.kernels import cuda_available, launch_cuda, matmul_blocked_cpu, matmul_naive_cpu
-from .runner import best_of, check_at_least
+from .runner import best_of
 
 HELP = {
     "n": "Matrix edge.",
@@ -31,7 +32,7 @@ def run(
     against torch.matmul on the same device. GPU timings exclude host-device
     copies (operands stay on the device), as torch's do.
     """
-    check_at_least(1, n=n, repeats=repeats)
+    at_least(1, flag=True, n=n, repeats=repeats)
     import torch
 
     rng = np.random.default_rng(seed)

@@ -206,11 +206,12 @@ def run(
 
     ``warm``: a warm cache against a TensorDataset loader, with 0 workers and with ``workers``.
     """
+    from ..checks import at_least
     from ..data.imagefolder import ImageFolder
-    from .runner import check_at_least, check_choices
+    from .runner import check_choices
 
-    check_at_least(1, n=n, file_px=file_px, size=size, epochs=epochs, batch_size=batch_size)
-    check_at_least(0, workers=workers)
+    at_least(1, flag=True, n=n, file_px=file_px, size=size, epochs=epochs, batch_size=batch_size)
+    at_least(0, flag=True, workers=workers)
     check_choices("--cases", cases, ["none", "ws1", "spider", "lru", "warm"])
 
     jpeg_folder(root, n, file_px)

@@ -185,15 +185,6 @@ def parse_options(items: Sequence[str], flag: str = "--policy-option") -> dict:
     return out
 
 
-def check_at_least(low: int, **values: int) -> None:
-    """Counts a benchmark takes (``n=..., repeats=...``) must be >= ``low``: checked before any work."""
-    from ..errors import UserError
-
-    for name, value in values.items():
-        if value < low:
-            raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
-
-
 def parse_numbers(flag: str, text: str, kind: type = float) -> list:
     """The comma-separated numbers in ``text`` (at least one), each of type ``kind``, else a UserError."""
     from ..errors import UserError

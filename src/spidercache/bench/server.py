@@ -40,8 +40,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..checks import at_least
 from ..engine.stores.slots import SLOT_SIZES, slot_class
 from ..errors import UserError
+from .runner import parse_numbers
 from .server_launch import _start_cache_server, _start_redis
 
 MB = 1 << 20
@@ -71,24 +73,17 @@ def run(
     extras: bool = True,
 ) -> list[dict]:
     """The rows of the benchmark (progress lines go to stderr)."""
-    sizes, flights = _int_list(value_bytes, "--value-bytes"), _int_list(in_flight, "--in-flight")
-    if batch < 1 or items < batch or batches < 1 or repeats < 1:
-        raise UserError("need --batch >= 1, --items >= --batch, --batches >= 1 and --repeats >= 1")
+    sizes = parse_numbers("--value-bytes", str(value_bytes), int)
+    flights = parse_numbers("--in-flight", str(in_flight), int)
+    at_least(1, flag=True, value_bytes=min(sizes), in_flight=min(flights), batch=batch, batches=batches)
+    at_least(1, flag=True, repeats=repeats)
+    if items < batch:
+        raise UserError(f"--items must be at least --batch ({batch}), got {items}")
     return run_bench(sizes, batch, items, batches, flights, repeats, extras=extras)
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        out = [int(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"{what} takes comma-separated integers, got {text!r}") from None
-    if not out or min(out) < 1:
-        raise UserError(f"{what} takes positive integers, got {text!r}")
-    return out
 
 
 def run_bench(

@@ -39,6 +39,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..checks import at_least
 from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
 from ..errors import UserError
@@ -113,8 +114,7 @@ def make_trace(
     """The benchmark's trace and a one-line description of it."""
     if trace is not None:
         return load_trace(trace, column, size_column, fmt), f"file {trace}"
-    if requests < 1:
-        raise UserError(f"requests must be at least 1, got {requests}")
+    at_least(1, flag=True, requests=requests)
     if kind == "block":
         return block_trace(requests, seed), f"generated block-I/O trace in 512-byte sectors, seed {seed}"
     if kind == "zipf":
@@ -160,10 +160,8 @@ def run(
         raise UserError(
             f"no libCacheSim counterpart for {', '.join(unknown)}; choose from {', '.join(LIBCACHESIM_NAMES)}"
         )
-    if repeat < 1:
-        raise UserError(f"--repeat must be at least 1, got {repeat}")
-    if workers < 0:
-        raise UserError(f"workers must be 0 (one per core) or more, got {workers}")
+    at_least(1, flag=True, repeat=repeat)
+    at_least(0, flag=True, workers=workers)  # 0: one per core
     in_bytes = specs[0][1]
     data, described = make_trace(trace, column, size_column, fmt, kind, alpha, keys, requests, seed)
     sizes = data.sizes if in_bytes else None  # object counts: both sides count every object as 1

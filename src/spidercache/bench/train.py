@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..checks import at_least
 from ..errors import UserError
 from .runner import Rows, parse_numbers, parse_options
 
@@ -157,8 +158,7 @@ def run(
     for p in names:
         policy_class(p)
     sets = parse_numbers("--working-set", working_set)
-    if seeds < 1:
-        raise UserError("--seeds must be at least 1")
+    at_least(1, flag=True, seeds=seeds)
     if plot:
         from ..paths import check_output_path
 

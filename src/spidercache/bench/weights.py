@@ -19,6 +19,7 @@ import time
 import warnings
 from typing import Callable, Optional, Sequence
 
+from ..checks import at_least
 from ..errors import UserError
 from ..weights.weight_cache import WeightCache
 from .runner import Rows, best_of
@@ -48,8 +49,7 @@ def run(
     from ..engine.stores.launch import memcached_pool
     from ..weights.mapreduce import DATASETS
 
-    if repeats < 1 or rounds < 1:
-        raise UserError("repeats and rounds must be at least 1")
+    at_least(1, flag=True, repeats=repeats, rounds=rounds)
     if data not in DATASETS:
         raise UserError(f"unknown data {data!r}; choose one of: {', '.join(DATASETS)}")
     with contextlib.ExitStack() as stack:

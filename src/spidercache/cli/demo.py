@@ -23,14 +23,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the rows and summary as JSON."),
     ) -> None:
         """Train the small CNN on Fashion-MNIST through a 10% in-process cache over 5 ms storage."""
+        from ..checks import at_least
         from ..data.train import TrainConfig, train
-        from ..errors import UserError
         from .train import print_summary
 
-        if train_samples < 1 or test_samples < 1:  # 0 would mean the whole set: not a one-minute demo
-            raise UserError(
-                f"--train-samples and --test-samples must be at least 1, got {train_samples}, {test_samples}"
-            )
+        # 0 would mean the whole set: not a one-minute demo
+        at_least(1, flag=True, train_samples=train_samples, test_samples=test_samples)
         cfg = TrainConfig(
             epochs=epochs,
             train_samples=train_samples,

@@ -312,13 +312,12 @@ def headroom_cmd(
     true-rate oracles and OPT, each with the share of the best-classic-to-OPT gap it closes."""
     from rich.table import Table
 
+    from ..checks import at_least
     from ..embedding.evaluate import parse_sizes
     from ..embedding.headroom import headroom
-    from ..errors import UserError
 
     (size,) = parse_sizes(str(cache_size))
-    if samples < 1 or requests < 1:
-        raise UserError(f"--samples and --requests must be at least 1, got {samples}, {requests}")
+    at_least(1, flag=True, samples=samples, requests=requests)
     from rich.progress import Progress
 
     err = console(stderr=True)

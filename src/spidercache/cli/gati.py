@@ -9,18 +9,12 @@ from typing import List, Optional
 import typer
 
 from ..bench.gati_options import DATASET_HELP, check_device, parse_variants
-from ..errors import UserError
+from ..checks import at_least, between, positive
 from .bench import PASS_THROUGH, run_command
 
 
 def _say(message: str) -> None:
     typer.echo(message, err=True)
-
-
-def _positive(name: str, value: int | None, low: int = 1, high: int | None = None) -> None:
-    if value is not None and (value < low or (high is not None and value > high)):
-        span = f"{low}..{high}" if high is not None else f">= {low}"
-        raise UserError(f"{name} must be {span}, got {value}")
 
 
 gati = typer.Typer(
@@ -65,11 +59,10 @@ def train_base(
     from ..inference.datasets import load_splits
 
     given = dict(locals())
-    for k in ("epochs", "train_samples", "threads", "head_samples", "val_samples"):
-        _positive(f"--{k.replace('_', '-')}", given[k])
-    _positive("--image-size", image_size, 8, 1024)
-    if lr <= 0:
-        raise UserError(f"--lr must be positive, got {lr}")
+    at_least(1, flag=True, epochs=epochs, train_samples=train_samples, threads=threads)
+    at_least(1, flag=True, head_samples=head_samples, val_samples=val_samples)
+    between(8, 1024, flag=True, image_size=image_size)
+    positive(flag=True, lr=lr)
     dev = check_device(device)
     from ..models import network_key
     from ..paths import check_output_path
@@ -128,13 +121,8 @@ def build(
     from ..inference.build import build_caches
     from ..inference.datasets import load_splits
 
-    for name, v in (
-        ("--head-samples", head_samples),
-        ("--val-samples", val_samples),
-        ("--head-epochs", head_epochs),
-        ("--threads", threads),
-    ):
-        _positive(name, v, 2 if "samples" in name else 1)
+    at_least(2, flag=True, head_samples=head_samples, val_samples=val_samples)
+    at_least(1, flag=True, head_epochs=head_epochs, threads=threads)
     dev = check_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -191,13 +179,10 @@ def serve(
     from ..inference.runtime import GatiRuntime, OnlineRetrainer
     from ..inference.serve import GatiServicer, start_server
 
-    _positive("--port", port, 0, 65535)
-    _positive("--threads", threads)
-    _positive("--max-batch", max_batch)
-    _positive("--batch-workers", batch_workers)
-    _positive("--batch-chunks", batch_chunks)
-    if epsilon < 0 or batch_window_ms < 0:
-        raise UserError("--epsilon and --batch-window-ms must not be negative")
+    between(0, 65535, flag=True, port=port)
+    at_least(1, flag=True, threads=threads, max_batch=max_batch, batch_workers=batch_workers)
+    at_least(1, flag=True, batch_chunks=batch_chunks)
+    at_least(0, flag=True, epsilon=epsilon, batch_window_ms=batch_window_ms)
     dev = check_device(device)
     torch.set_num_threads(threads)
     base = load_checkpoint(model)

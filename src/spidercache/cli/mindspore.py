@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-from ..errors import StoreUnavailable, UserError
+from ..errors import UserError
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
@@ -60,14 +60,9 @@ def _stop(host: str, port: str) -> str:
 
 
 def _admin(host: str, port: str, call: str, *args):
-    from ..server.admin import AdminClient
-    from ..server.limits import check_port
+    from .server import admin_call
 
-    try:
-        with AdminClient(host, check_port(port)) as admin:
-            return getattr(admin, call)(*args)
-    except StoreUnavailable:
-        raise UserError(f"no cache server answers on {host}:{port}") from None
+    return admin_call(host, port, call, *args, hint="")
 
 
 def _run(main, argv: list[str] | None) -> int:
@@ -158,9 +153,9 @@ def _cache_admin(argv: list[str]) -> str:
         info = _admin(a.hostname, a.port, "status")
         return str(_admin(a.hostname, a.port, "new_session", 0, bool(info["spill_dir"]))["session_id"])
     if a.destroy_session is not None:
-        from .server import _session_id
+        from ..server.limits import check_session_id
 
-        sid = _session_id(a.destroy_session)
+        sid = check_session_id(a.destroy_session)
         _admin(a.hostname, a.port, "destroy_session", sid)
         return f"session {sid} destroyed"
     if a.list_sessions:

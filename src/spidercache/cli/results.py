@@ -58,12 +58,11 @@ def serve(
     port: int = typer.Option(8765, help="Port on 127.0.0.1 (0 picks a free one)."),
 ) -> None:
     """Serve the results read-only on http://127.0.0.1:PORT/results until interrupted."""
-    from ..errors import UserError
+    from ..checks import between
     from ..weights.memo import ResultCache
     from ..weights.results_server import make_server
 
-    if not 0 <= port < 65536:
-        raise UserError(f"port {port} out of range")
+    between(0, 65535, flag=True, port=port)
     with ResultCache.open(store) as cache:
         server = make_server(cache, port)
         print(

@@ -15,27 +15,18 @@ from typing import Optional
 import typer
 
 from ..errors import StoreUnavailable, UserError
-from ..server.limits import check_port, parse_memory
+from ..server.limits import check_port, check_session_id, parse_memory
 
 HELP = {"help_option_names": ["-h", "--help"]}
 HOST_OPT = typer.Option("127.0.0.1", "--host", help="Server address.")
 PORT_OPT = typer.Option("50052", "-p", "--port", help="Server port.", callback=lambda v: check_port(v))
 TOKEN_OPT = typer.Option(None, "--token", help="Shared secret (default: $SPIDERCACHE_TOKEN).")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def _session_id(value: str) -> int:
-    try:
-        sid = int(str(value).strip())
-    except ValueError:
-        raise UserError(f"session ids are positive integers, got {value!r}") from None
-    if not 0 < sid < 1 << 64:
-        raise UserError(f"session ids are positive integers, got {value}")
-    return sid
+START_HINT = "; start one with `spidercache server start`"
 
 
 # "-1" must reach the callback as a value, not be read as an unknown option
-SID_ARG = typer.Argument(..., help="Session id.", callback=lambda v: _session_id(v))
+SID_ARG = typer.Argument(..., help="Session id.", callback=lambda v: check_session_id(v))
 SID_COMMAND = {**HELP, "ignore_unknown_options": True}
 
 
@@ -202,8 +193,7 @@ def server_status(
     """Sessions, memory used / budget beside the process's RSS, spilled bytes, hits, misses."""
     from .output import console
 
-    with _admin(host, port, token) as admin:
-        st = _ask(admin.status, host, port)
+    st = admin_call(host, port, "status", token=token)
     if json_out:
         typer.echo(json.dumps(st, indent=2))
         return
@@ -212,19 +202,17 @@ def server_status(
         print_sessions(st["sessions"], "sessions")
 
 
-def _admin(host: str, port: int, token: Optional[str]):
+def admin_call(
+    host: str, port: int | str, call: str, *args, token: str | None = None, hint: str = START_HINT
+):
+    """``AdminClient(...).CALL(*args)``; a server that does not answer ends in one user line."""
     from ..server.admin import AdminClient
 
-    return AdminClient(host, port, token)
-
-
-def _ask(call, host: str, port: int, *args):
     try:
-        return call(*args)
+        with AdminClient(host, check_port(port), token) as admin:
+            return getattr(admin, call)(*args)
     except StoreUnavailable:
-        raise UserError(
-            f"no cache server answers on {host}:{port}; start one with `spidercache server start`"
-        ) from None
+        raise UserError(f"no cache server answers on {host}:{port}{hint}") from None
 
 
 @session_app.command("new")
@@ -240,8 +228,7 @@ def session_new(
 ) -> None:
     """Create a session and print its id (hand it to the pipeline)."""
     budget = parse_memory(memory) if memory is not None else 0
-    with _admin(host, port, token) as admin:
-        s = _ask(admin.new_session, host, port, budget, spill)
+    s = admin_call(host, port, "new_session", budget, spill, token=token)
     typer.echo(json.dumps(s) if json_out else str(s["session_id"]))
 
 
@@ -251,8 +238,7 @@ def session_list(
 ) -> None:
     """All sessions with their usage."""
 
-    with _admin(host, port, token) as admin:
-        rows = _ask(admin.list_sessions, host, port)
+    rows = admin_call(host, port, "list_sessions", token=token)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
     elif not rows:
@@ -271,8 +257,7 @@ def session_stats(
 ) -> None:
     """One session's usage and hit counts."""
 
-    with _admin(host, port, token) as admin:
-        s = _ask(admin.session_stats, host, port, session_id)
+    s = admin_call(host, port, "session_stats", session_id, token=token)
     if json_out:
         typer.echo(json.dumps(s, indent=2))
     else:
@@ -284,8 +269,7 @@ def session_destroy(
     session_id: str = SID_ARG, host: str = HOST_OPT, port: str = PORT_OPT, token: Optional[str] = TOKEN_OPT
 ) -> None:
     """Drop a session and everything it cached (memory and spill files)."""
-    with _admin(host, port, token) as admin:
-        _ask(admin.destroy_session, host, port, session_id)
+    admin_call(host, port, "destroy_session", session_id, token=token)
     typer.echo(f"session {session_id} destroyed")
 
 

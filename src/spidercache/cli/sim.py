@@ -38,7 +38,7 @@ def sim(
     """Simulate every policy at every cache size; one row each (hit ratio, byte hit ratio)."""
     from rich.progress import Progress
 
-    from ..errors import UserError
+    from ..checks import at_least
     from ..sim.dense import load_dense
     from ..sim.report import rows_json, rows_table
     from ..sim.simulate import parse_cache_sizes, parse_policies, simulate
@@ -47,8 +47,7 @@ def sim(
     # Check the cheap arguments before reading a possibly large trace.
     policies = parse_policies(policy)
     parse_cache_sizes(cache_size, by_bytes)
-    if workers < 0:
-        raise UserError(f"--workers must be 0 (one per core) or more, got {workers}")
+    at_least(0, flag=True, workers=workers)  # 0: one per core
     data = load_dense(trace, column, size_column, fmt, keep=keep_dense)
     err = console(stderr=True)
     n_workers = workers or os.cpu_count() or 1

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..checks import at_least
 from ..engine import codec
 from ..engine.cache import Cache
 from ..errors import UserError
@@ -159,8 +160,8 @@ class CachedLoader:
         multiprocessing_context=None,
     ) -> None:
         n = _check_dataset(dataset)
-        if int(batch_size) < 1 or int(num_workers) < 0:
-            raise UserError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        at_least(1, batch_size=batch_size)
+        at_least(0, num_workers=num_workers)
         self.labels = _labels(dataset, targets, n)
         specs = as_specs(store)
         prefetch = 2 if prefetch_factor is None else int(prefetch_factor)

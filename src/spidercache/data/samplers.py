@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
+from ..checks import at_least
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.cache import Cache
     from ..engine.plan import BatchPlan
@@ -61,8 +63,7 @@ class PlanningBatchSampler:
         drop_last: bool | None = None,
         order_fn: Callable[[int], np.ndarray] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        at_least(1, batch_size=batch_size)
         self.planner = planner
         self.batch_size = int(batch_size)
         self.rank = int(rank)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..checks import at_least
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,7 @@ class StorageModel:
     bandwidth_mbps: float = 0.0  # megabytes per second; 0 means unlimited
 
     def __post_init__(self) -> None:
-        if self.latency_ms < 0:
-            raise UserError(f"--storage-latency-ms must be >= 0, got {self.latency_ms}")
-        if self.bandwidth_mbps < 0:
-            raise UserError(f"--storage-bandwidth-mbps must be >= 0, got {self.bandwidth_mbps}")
+        at_least(0, flag=True, storage_latency_ms=self.latency_ms, storage_bandwidth_mbps=self.bandwidth_mbps)
 
     def seconds(self, n_reads: int, n_bytes: int) -> float:
         """Time ``n_reads`` sequential reads totalling ``n_bytes`` take."""

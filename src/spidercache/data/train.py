@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..checks import at_least, positive
 from ..errors import UserError
 from .datasets import Subset
 from .distributed import DistInfo, barrier, init_distributed, shutdown
@@ -82,20 +83,12 @@ class TrainConfig:
     def validate(self) -> None:
         if not (0.0 < self.working_set_size <= 1.0) or math.isnan(self.working_set_size):
             raise UserError(f"--working-set must be in (0, 1], got {self.working_set_size}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.workers < 0:
-            raise UserError(f"--workers must be >= 0, got {self.workers}")
-        if self.cache_nodes < 1:
-            raise UserError(f"--cache-nodes must be at least 1, got {self.cache_nodes}")
-        if self.train_samples < 0 or self.test_samples < 0:
-            raise UserError("--train-samples / --test-samples must be >= 0")
-        if not self.lr > 0 or math.isinf(self.lr):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if self.image_size < 1:
-            raise UserError(f"--image-size must be at least 1, got {self.image_size}")
+        at_least(1, flag=True, batch_size=self.batch_size, epochs=self.epochs)
+        at_least(0, flag=True, workers=self.workers)
+        at_least(1, flag=True, cache_nodes=self.cache_nodes)
+        at_least(0, flag=True, train_samples=self.train_samples, test_samples=self.test_samples)
+        positive(flag=True, lr=self.lr)
+        at_least(1, flag=True, image_size=self.image_size)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise UserError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         policy_class(self.policy)  # unknown policy -> UserError now, not after loading data

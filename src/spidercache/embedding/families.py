@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import at_least
 from ..errors import UserError
 from .traces import pack_keys
 
@@ -230,8 +231,7 @@ def make(name: str, requests: int = 2_000_000, seed: int | None = None) -> np.nd
     """The family trace ``name`` with about ``requests`` lookups (``seed`` overrides the family's)."""
     if name not in FAMILIES:
         raise UserError(f"unknown trace family {name!r}; choose from {', '.join(FAMILIES)}")
-    if requests < 1:
-        raise UserError(f"requests must be at least 1, got {requests}")
+    at_least(1, requests=requests)
     fn, kw = FAMILIES[name]
     kw = dict(kw)
     if seed is not None:

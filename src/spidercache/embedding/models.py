@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checks import at_least
 from ..errors import UserError
 from .features import FEATURE_NAMES, N_FEATURES
 
@@ -113,8 +114,7 @@ class _MLP(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.hidden_size < 1 or cfg.num_layers < 1:
-            raise UserError("hidden-size and num-layers must be at least 1")
+        at_least(1, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers)
         layers: list[nn.Module] = []
         width = N_FEATURES
         for _ in range(cfg.num_layers):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import at_least, between
 from ..errors import UserError
 from ..sim.traces import read_trace
 
@@ -64,23 +65,18 @@ class GenConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.tables < 1 or self.tables >= 1 << 23:
-            raise UserError(f"tables must be between 1 and 2**23-1, got {self.tables}")
-        if self.rows < 1 or self.rows > 1 << 39:
-            raise UserError(f"rows must be between 1 and 2**39, got {self.rows}")
-        for name in ("batch_size", "batches"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        between(1, (1 << 23) - 1, tables=self.tables)
+        between(1, 1 << 39, rows=self.rows)
+        at_least(1, batch_size=self.batch_size, batches=self.batches)
         if not np.isfinite(self.alpha) or self.alpha < 0:
             raise UserError(f"alpha must be a finite number >= 0, got {self.alpha}")
-        if not self.pooling >= 1:
-            raise UserError(f"pooling must be at least 1, got {self.pooling}")
+        at_least(1, pooling=self.pooling)
         for name in ("drift", "one_off", "burst_share"):
             v = getattr(self, name)
             if not 0 <= v < 1:
                 raise UserError(f"{name.replace('_', '-')} must be in [0, 1), got {v}")
-        if self.burst_rate < 0 or self.burst_rows < 1 or self.burst_batches < 1:
-            raise UserError("burst rate must be >= 0 and burst rows / batches at least 1")
+        at_least(0, burst_rate=self.burst_rate)
+        at_least(1, burst_rows=self.burst_rows, burst_batches=self.burst_batches)
 
 
 def generate(cfg: GenConfig | None = None, progress=None, observer=None) -> np.ndarray:
@@ -229,8 +225,7 @@ def sample(
     lookups), in shuffled order, written as ``sample_<i>.npy`` shards of ``shard_size``."""
     if not 0 < rate <= 1:
         raise UserError(f"rate must be in (0, 1], got {rate}")
-    if batch_lookups < 1 or shard_size < 1:
-        raise UserError("batch-lookups and shard-size must be at least 1")
+    at_least(1, batch_lookups=batch_lookups, shard_size=shard_size)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path exists and is not a folder: {out}")

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..checks import at_least
 from ..engine.capacity import capacity_for
 from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
@@ -194,8 +195,7 @@ def _check_run(cfg: ModelConfig, out: Path, resume: bool) -> Path:
     """Refuse a bad configuration or output folder before any work; make the folder."""
     if cfg.model not in ("cache", "prefetch"):
         raise UserError(f"unknown model kind {cfg.model!r}; choose cache or prefetch")
-    if cfg.steps < 1 or cfg.checkpoint_every < 1 or cfg.batch_size < 1:
-        raise UserError("steps, checkpoint-every and batch-size must be at least 1")
+    at_least(1, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every, batch_size=cfg.batch_size)
     for cs in cfg.cache_sizes:
         capacity_for(cs, 1)
     if out.exists() and not out.is_dir():

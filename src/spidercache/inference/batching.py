@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import at_least
 from .runtime import GatiRuntime, Prediction
 
 
@@ -58,8 +59,8 @@ class Batcher:
         parallel: int = 1,
         split_ms: float = 4.0,
     ) -> None:
-        if window_ms < 0 or max_batch < 1 or parallel < 1:
-            raise ValueError("window_ms must be >= 0, max_batch and parallel >= 1")
+        at_least(0, window_ms=window_ms)
+        at_least(1, max_batch=max_batch, parallel=parallel)
         self.runtime, self.window_s, self.max_batch, self.device = (
             runtime,
             window_ms / 1000.0,

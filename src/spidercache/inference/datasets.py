@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import at_least
 from ..errors import UserError
 
 DEFAULT_DATASET = "fashion-mnist"
@@ -91,8 +92,7 @@ def load_splits(
 
 def splits(n_total: int, train_samples: int, head_samples: int, val_samples: int, seed: int = 0):
     """Disjoint index sets of the training images: base training, head training, validation."""
-    if min(train_samples, head_samples, val_samples) <= 0:
-        raise UserError("train, head and validation sample counts must be positive")
+    at_least(1, train_samples=train_samples, head_samples=head_samples, val_samples=val_samples)
     if train_samples + head_samples + val_samples > n_total:
         raise UserError(
             f"{train_samples} + {head_samples} + {val_samples} samples exceed the {n_total} training images"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..checks import at_least
 from ..errors import UserError
 from .alexnet import AlexNet, alexnet
 from .base import LayeredNet
@@ -53,8 +54,7 @@ def build_model(
         raise UserError(f"network {name} has one fixed stem; --stem {stem} applies to {', '.join(STEMMED)}")
     if in_channels not in (1, 3):
         raise UserError(f"in_channels must be 1 or 3, got {in_channels}")
-    if num_classes < 2:
-        raise UserError(f"num_classes must be at least 2, got {num_classes}")
+    at_least(2, num_classes=num_classes)
     if key in STEMMED:
         return NETWORKS[key](in_channels=in_channels, num_classes=num_classes, stem=stem or "cifar")
     return NETWORKS[key](in_channels=in_channels, num_classes=num_classes)

@@ -17,7 +17,7 @@ from google.protobuf.json_format import MessageToDict
 from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
 from . import cache_pb2_grpc as pb_grpc
-from .limits import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, grpc_options
+from .limits import DEFAULT_MAX_MESSAGE, TOKEN_HEADER, check_session_id, grpc_options
 
 _GONE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -107,17 +107,10 @@ class AdminClient:
         return [_as_dict(s) for s in reply.sessions]
 
     def session_stats(self, session_id: int) -> dict:
-        return _as_dict(self.call("GetSessionStats", pb.SessionRef(session_id=_sid(session_id))))
+        return _as_dict(self.call("GetSessionStats", pb.SessionRef(session_id=check_session_id(session_id))))
 
     def destroy_session(self, session_id: int) -> None:
-        self.call("DestroySession", pb.SessionRef(session_id=_sid(session_id)))
-
-
-def _sid(session_id: int) -> int:
-    sid = int(session_id)
-    if not 0 < sid < 1 << 64:
-        raise UserError(f"session ids are positive integers, got {session_id}")
-    return sid
+        self.call("DestroySession", pb.SessionRef(session_id=check_session_id(session_id)))
 
 
 def _as_dict(msg) -> dict:

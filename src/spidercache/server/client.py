@@ -32,6 +32,7 @@ import time
 import grpc
 import numpy as np
 
+from ..checks import at_least
 from ..engine.stores.base import Store, Value
 from ..errors import StoreUnavailable, UserError
 from . import cache_pb2 as pb
@@ -94,10 +95,8 @@ class DatasetCache(RpcReads, RpcWrites, Store):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE,
         checksum: bool = True,
     ) -> None:
-        if num_connections < 1 or prefetch_size < 1:
-            raise UserError("num_connections and prefetch_size must be at least 1")
-        if size < 0:
-            raise UserError("size must be >= 0 MB")
+        at_least(1, num_connections=num_connections, prefetch_size=prefetch_size)
+        at_least(0, size=size)  # MB
         self.size_mb = int(size)
         self.spilling = bool(spilling)
         self.host, self.port = hostname, int(port)

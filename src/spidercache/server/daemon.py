@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..checks import at_least
 from ..errors import UserError
 from .admin import resolve_token
 from .limits import (
@@ -119,14 +120,9 @@ def server_settings(
     ``spill-PORT``; ``no_spill``: none."""
     port = check_port(port)
     budget = check_memory(memory if isinstance(memory, int) else parse_memory(memory))
-    if workers < 1:
-        raise UserError("--workers must be at least 1")
     if max_message_mb is None:
         max_message_mb = default_message_mb(budget)
-    if max_message_mb < 1:
-        raise UserError("--max-message-mb must be at least 1")
-    if max_sessions is not None and max_sessions < 1:
-        raise UserError("--max-sessions must be at least 1")
+    at_least(1, flag=True, workers=workers, max_message_mb=max_message_mb, max_sessions=max_sessions)
     check_log_level(log_level)
     if no_spill and spill_dir is not None:
         raise UserError("give either --spill-dir or --no-spill, not both")

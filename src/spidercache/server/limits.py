@@ -73,6 +73,17 @@ def check_port(port: int | str) -> int:
     return value
 
 
+def check_session_id(value: int | str) -> int:
+    """A session id (as typed on a command line, or a number) as an int in 1..2**64-1."""
+    try:
+        sid = int(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise UserError(f"session ids are positive integers, got {value!r}") from None
+    if not 0 < sid < 1 << 64:
+        raise UserError(f"session ids are positive integers, got {value}")
+    return sid
+
+
 def check_spill_dir(path: str) -> str:
     """Create the spill directory now and check that it is writable: a start that
     cannot spill says why here, not later in the daemon's log."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import at_least
 from ..errors import UserError
 from .formats import Trace
 
@@ -36,8 +37,7 @@ def block_trace(
     cold_share: float = 0.07,
 ) -> Trace:
     """About ``requests`` sector requests (trimmed to exactly that many) with sizes of 512 bytes."""
-    if requests < 1:
-        raise UserError(f"requests must be at least 1, got {requests}")
+    at_least(1, requests=requests)
     if not (0 <= scan_share <= 1 and 0 <= cold_share <= 1 and scan_share + cold_share <= 1):
         raise UserError("scan and cold shares must be in [0, 1] and add up to at most 1")
     rng = np.random.default_rng(seed)

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..checks import at_least
 from ..engine.capacity import capacity_for, parse_size
 from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
@@ -208,8 +209,7 @@ def _checked(keys, sizes, in_bytes: bool, workers: int):
             "byte capacities need object sizes: a CSV with --size-column, an "
             "oracleGeneral or vscsi trace, or NAME.sizes.npy beside NAME.npy"
         )
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
+    at_least(1, workers=workers)
     return keys, sizes
 
 

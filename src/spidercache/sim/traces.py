@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import at_least
 from ..errors import UserError
 from ..paths import check_output_path
 from .formats import Trace, read_lis, read_oracle_general, read_vscsi
@@ -324,7 +325,4 @@ def uniform(keys: int, requests: int, seed: int = 0) -> np.ndarray:
 def _check_sizes(*, alpha: float, keys: int, requests: int) -> None:
     if not np.isfinite(alpha) or alpha < 0:
         raise UserError(f"alpha must be a finite number >= 0, got {alpha}")
-    if keys < 1:
-        raise UserError(f"keys must be at least 1, got {keys}")
-    if requests < 1:
-        raise UserError(f"requests must be at least 1, got {requests}")
+    at_least(1, keys=keys, requests=requests)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from ..checks import at_least
 from ..errors import UserError
 
 
@@ -16,8 +17,7 @@ def open_dask(scheduler: str | None, workers: int = 2, processes: bool = True):
             return Client(scheduler, timeout=10)
         except (OSError, TimeoutError) as exc:
             raise UserError(f"Dask scheduler at {scheduler} does not answer ({type(exc).__name__})") from None
-    if workers < 1:
-        raise UserError(f"workers must be at least 1, got {workers}")
+    at_least(1, workers=workers)
     cluster = LocalCluster(
         n_workers=workers,
         threads_per_worker=1,

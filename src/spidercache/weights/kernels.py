@@ -25,6 +25,8 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
+from ..checks import at_least
+
 TILE = 16  # CUDA tile edge: 16 x 16 = 256 threads per block, 2 KiB of shared memory per operand
 CPU_BLOCK = 64  # CPU block edge: 64 x 64 float32 = 16 KiB of B per block
 
@@ -81,8 +83,7 @@ def matmul_naive_cpu(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def matmul_blocked_cpu(a: np.ndarray, b: np.ndarray, block: int = CPU_BLOCK) -> np.ndarray:
     a, b = _check(a, b)
-    if block < 1:
-        raise ValueError("block must be at least 1")
+    at_least(1, block=block)
     c = np.zeros((a.shape[0], b.shape[1]), np.float32)
     _blocked_cpu(a, b, c, block)
     return c

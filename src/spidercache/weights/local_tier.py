@@ -22,10 +22,10 @@ import threading
 import numpy as np
 import xxhash
 
+from ..checks import at_least
 from ..engine.cache import Cache
 from ..engine.policies import make_policy
 from ..engine.stores.memory import MemoryStore
-from ..errors import UserError
 
 _TIERS: dict[tuple, tuple[Cache, threading.Lock]] = {}  # (scope, budget, chunk bytes) -> this process's tier
 _TIERS_LOCK = threading.Lock()
@@ -40,8 +40,7 @@ class LocalChunks:
     """
 
     def __init__(self, pool, budget: int, chunk_bytes: int, scope: tuple = ()) -> None:
-        if budget < 0:
-            raise UserError(f"local_bytes must be >= 0, got {budget}")
+        at_least(0, local_bytes=budget)
         self.pool = pool
         self.cache: Cache | None = None  # budget 0: no tier, every read goes to the pool (and is counted)
         if budget:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..checks import at_least, positive
 from ..errors import StoreUnavailable, UserError
 from .layers import WeightCacheWarning, check_name, load_into, parse_servers, ring_graph
 from .weight_cache import WeightCache
@@ -68,17 +69,14 @@ class MapReduceConfig:
             raise UserError(f"unknown reduce {self.reduce!r}; choose one of: {', '.join(REDUCE_MODES)}")
         if self.data not in DATASETS:
             raise UserError(f"unknown data {self.data!r}; choose one of: {', '.join(DATASETS)}")
-        for name in ("nodes", "rounds", "steps", "batch_size", "train_samples", "val_samples"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        counts = ("nodes", "rounds", "steps", "batch_size", "train_samples", "val_samples")
+        at_least(1, **{name: getattr(self, name) for name in counts})
         if self.train_samples < self.nodes:
             raise UserError(
                 f"train-samples ({self.train_samples}) must be at least the number of nodes ({self.nodes})"
             )
-        if not self.lr > 0:
-            raise UserError(f"lr must be positive, got {self.lr}")
-        if self.local_mb < 0:
-            raise UserError(f"local-mb must be >= 0, got {self.local_mb}")
+        positive(lr=self.lr)
+        at_least(0, local_mb=self.local_mb)
         from ..models import build_model
 
         build_model(self.network, 1, 10)  # unknown network -> UserError now, not on a worker
