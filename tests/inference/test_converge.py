@@ -40,3 +40,22 @@ def test_stops_on_a_plateau_and_keeps_the_best_epoch():
         assert meta["epochs"] == 12
     fixed = train_base_model("small", x, y, num_classes=4, epochs=2, batch_size=64)
     assert fixed.meta["epochs"] == 2 and "converged" not in fixed.meta  # fixed schedule: nothing to claim
+
+
+def test_train_base_says_when_one_epoch_could_not_converge():
+    from spidercache.inference.build import train_base
+    from spidercache.inference.datasets import ImageSplits
+
+    torch.manual_seed(0)
+    x, y = make_images(192, seed=13)
+    data = ImageSplits(x, y, x[:16], y[:16], [str(i) for i in range(4)], "synthetic")
+    lines: list[str] = []
+    base = train_base(
+        data, "small", epochs=1, train_samples=96, head_samples=32, val_samples=64, say=lines.append
+    )
+    assert base.meta["converged"] is False and base.meta["epochs"] == 1
+    said = [m for m in lines if m.startswith("NOT converged")]
+    assert said == [
+        "NOT converged: training did not stop by itself within 1 epoch(s) "
+        f"(best validation {base.meta['val_accuracy']:.2f}% at epoch 1)"
+    ]

@@ -81,7 +81,11 @@ def train_base(
     )
     base.meta["dataset"] = data.name
     if converge and not base.meta.get("converged"):
-        say(f"NOT converged: validation accuracy was still improving after {epochs} epochs")
+        m = base.meta
+        say(
+            f"NOT converged: training did not stop by itself within {epochs} epoch(s) "
+            f"(best validation {m['val_accuracy']:.2f}% at epoch {m['best_epoch']})"
+        )
     if network_key(network) in FACE_NETWORKS:
         from .faces import use_centroids
 
