@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from .runner import check_at_least
+from ..checks import at_least
 
 
 def pairs_npz(
@@ -42,14 +42,7 @@ def pairs_npz(
     """
     from ..inference.datasets import fashion_pairs
 
-    check_at_least(
-        1,
-        **{
-            k: v
-            for k, v in (("train_samples", train_samples), ("test_samples", test_samples))
-            if v is not None
-        },
-    )
+    at_least(1, train_samples=train_samples, test_samples=test_samples)  # None: the whole split
     splits = fashion_pairs(data_root, seed)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
