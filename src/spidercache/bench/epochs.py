@@ -34,13 +34,11 @@ def run(
     test_samples: int = 500,
     storage_latency_ms: float = 0.0,
 ) -> list[dict]:
-    from ..data.storage import StorageModel
     from ..data.train import TrainConfig, train
 
     at_least(1, flag=True, n=n, size=size, epochs=epochs, batch_size=batch_size)
-    at_least(0, flag=True, workers=workers, test_samples=test_samples)
+    at_least(0, flag=True, workers=workers, test_samples=test_samples, storage_latency_ms=storage_latency_ms)
     check_choices("--cases", cases, list(CASES))
-    StorageModel(storage_latency_ms)  # a negative delay is refused before 20,000 files are written
 
     jpeg_folder(root, n, size)
     rows: list[dict] = []
