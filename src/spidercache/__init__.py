@@ -23,6 +23,7 @@ _EXPORTS = {
     "Cache": "engine.cache:Cache",
     "CachedEmbeddingBag": "embedding.bag:CachedEmbeddingBag",
     "CachedLoader": "data.loader:CachedLoader",
+    "ComputeThreads": "data.compute_threads:ComputeThreads",
     "CorruptValue": "errors:CorruptValue",
     "DatasetCache": "server.client:DatasetCache",
     "StoreUnavailable": "errors:StoreUnavailable",

@@ -1,12 +1,14 @@
 """``bench epochs``: whole training epochs (small CNN) over a JPEG ImageFolder read through http://.
 
-``run`` writes (or reuses) the JPEG tree of ``bench.loader``, serves it
+``run`` writes (or reuses) the JPEG tree of ``bench.loader`` (files of
+``file_px`` pixels, decoded and resized to ``size`` for the model), serves it
 with ``http.server`` in its own process, and runs ``spidercache.data.train``
 from the URL once per case (``none``; ``minio`` at working set 1.0; ``spider``
 at 0.1), returning the per-epoch rows of each run; ``summary`` gives the mean
 epoch seconds after the first and the ratios to ``none``. By default the
 real read is the only cost; ``storage_latency_ms`` adds that delay to every
-read (as the ``train`` option does), to stand for storage slower than loopback. (The accuracy study
+read (as the ``train`` option does), to stand for storage slower than loopback; ``threads``
+pins torch's threads (0: ``ComputeThreads`` decides, as ``spidercache train`` does). (The accuracy study
 over seeds and policies is ``spidercache bench train``; its aggregation lives
 with the command.)
 """
@@ -25,6 +27,7 @@ CASES = {"none": ("none", 0.1), "ws1": ("minio", 1.0), "spider": ("spider", 0.1)
 def run(
     root: str = ".spidercache/bench-jpeg",
     n: int = 20000,
+    file_px: int = 64,
     size: int = 64,
     epochs: int = 3,
     workers: int = 2,
@@ -33,14 +36,22 @@ def run(
     seed: int = 0,
     test_samples: int = 500,
     storage_latency_ms: float = 0.0,
+    threads: int = 0,
 ) -> list[dict]:
     from ..data.train import TrainConfig, train
 
-    at_least(1, flag=True, n=n, size=size, epochs=epochs, batch_size=batch_size)
-    at_least(0, flag=True, workers=workers, test_samples=test_samples, storage_latency_ms=storage_latency_ms)
+    at_least(1, flag=True, n=n, file_px=file_px, size=size, epochs=epochs, batch_size=batch_size)
+    at_least(
+        0,
+        flag=True,
+        workers=workers,
+        test_samples=test_samples,
+        storage_latency_ms=storage_latency_ms,
+        threads=threads,
+    )
     check_choices("--cases", cases, list(CASES))
 
-    jpeg_folder(root, n, size)
+    jpeg_folder(root, n, file_px)
     rows: list[dict] = []
     with http_server(root) as url:
         for case in cases.split(","):
@@ -55,6 +66,7 @@ def run(
                 batch_size=batch_size,
                 seed=seed,
                 storage_latency_ms=storage_latency_ms,
+                threads=threads,
                 test_samples=test_samples,
                 progress=False,
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,6 +36,10 @@ def jpeg_folder(root: str | os.PathLike, n: int, file_px: int = 64, n_test: int 
     done = root / f".done-{n}-{n_test}-{file_px}"
     if done.exists():
         return root
+    for stale in root.glob(".done-*"):  # a tree of another count or size: written by us, so ours to clear
+        shutil.rmtree(root / "train", ignore_errors=True)
+        shutil.rmtree(root / "test", ignore_errors=True)
+        stale.unlink()
     for split, count, train in (("train", n, True), ("test", n_test, False)):
         ds = FashionMNIST(train=train)
         ids = np.random.default_rng(seed).permutation(len(ds))[:count]

@@ -88,6 +88,14 @@ OPTIONS: dict[str, tuple[Any, Any]] = {
     "storage_latency_ms": (float, Opt(5.0, "--storage-latency-ms")),
     "storage_bandwidth_mbps": (float, Opt(0.0, "--storage-bandwidth-mbps", help="MB/s; 0: unlimited.")),
     "workers": (int, Opt(2, "--workers", help="DataLoader worker processes.")),
+    "threads": (
+        int,
+        Opt(
+            0,
+            "--threads",
+            help="CPU: torch threads for the model step; 0 = every core while the cache serves.",
+        ),
+    ),
     "train_samples": (int, Opt(0, "--train-samples", help="Fixed random subset of the training set.")),
     "test_samples": (int, Opt(0, "--test-samples")),
     "image_size": (int, Opt(32, "--image-size", help="ImageFolder images are resized to this.")),

@@ -23,6 +23,7 @@ import torch
 
 from ..checks import at_least, positive
 from ..errors import UserError
+from .compute_threads import ComputeThreads
 from .datasets import Subset
 from .distributed import DistInfo, barrier, init_distributed, shutdown
 from .loader import CachedLoader, default_fingerprint
@@ -67,6 +68,7 @@ class TrainConfig:
     storage_latency_ms: float = 5.0
     storage_bandwidth_mbps: float = 0.0
     workers: int = 2
+    threads: int = 0  # CPU: torch's intra-op threads; 0 = ComputeThreads decides batch by batch
     prefetch_factor: int = 2
     train_samples: int = 0  # 0: all; else a fixed random subset
     test_samples: int = 0
@@ -84,7 +86,7 @@ class TrainConfig:
         if not (0.0 < self.working_set_size <= 1.0) or math.isnan(self.working_set_size):
             raise UserError(f"--working-set must be in (0, 1], got {self.working_set_size}")
         at_least(1, flag=True, batch_size=self.batch_size, epochs=self.epochs)
-        at_least(0, flag=True, workers=self.workers)
+        at_least(0, flag=True, workers=self.workers, threads=self.threads)
         at_least(1, flag=True, cache_nodes=self.cache_nodes)
         at_least(0, flag=True, train_samples=self.train_samples, test_samples=self.test_samples)
         positive(flag=True, lr=self.lr)
@@ -292,11 +294,16 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
     from ..models import build_model
 
     torch.manual_seed(cfg.seed)
+    threads = None
     if info.device.type == "cpu":
-        # Leave cores to the loader workers: torch's intra-op threads spin when
-        # the CPU is oversubscribed (measured 40x slower kernels on 2 busy cores).
+        # Leave cores to the loader workers while they read the source: torch's intra-op
+        # threads spin when the CPU is oversubscribed (measured 40x slower kernels on 2 busy
+        # cores); every core once the cache serves the batches (data/compute_threads.py).
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, cores // max(1, info.world) - cfg.workers // 2))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        else:
+            threads = ComputeThreads(max(1, cores // max(1, info.world)), cfg.workers)
     train_ds, test_ds, loader, norm, in_channels, num_classes, store_label = _setup(cfg, info)
     transform = Compose([RandomFlipCrop(seed=cfg.seed + 7), norm]) if cfg.augment else norm
     model = build_model(cfg.network, in_channels=in_channels, num_classes=num_classes).to(info.device)
@@ -307,7 +314,7 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     fingerprint = default_fingerprint(train_ds)
-    run = _Run(cfg, info, model, opt, sched, loader, transform, fingerprint)
+    run = _Run(cfg, info, model, opt, sched, loader, transform, fingerprint, threads)
     rows, start_epoch = run.resume() if cfg.resume else ([], 0)
     log_file = open(cfg.log, "a" if cfg.resume else "w") if (cfg.log and info.is_main) else None
     progress = _Progress(cfg.progress and info.is_main)

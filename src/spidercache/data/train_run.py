@@ -32,8 +32,9 @@ _SUMMED = (
 
 
 class _Run:
-    def __init__(self, cfg, info, model, opt, sched, loader, transform, fingerprint: str) -> None:
+    def __init__(self, cfg, info, model, opt, sched, loader, transform, fingerprint, threads=None) -> None:
         self.cfg, self.info, self.model, self.opt, self.sched = cfg, info, model, opt, sched
+        self.threads = threads  # a ComputeThreads on CPU hosts, else None
         self.loader, self.transform, self.fingerprint = loader, transform, fingerprint
         self.bare = model.module if info.enabled else model
         self.policy = loader.policy
@@ -73,6 +74,8 @@ class _Run:
         task = progress.task(epoch, len(loader))
         loss_sum = correct = seen = 0.0
         for x, y in loader:
+            if self.threads is not None:
+                self.threads.after_batch(loader.last.source_reads)
             ls, cor = self._step(x, y)
             loss_sum, correct, seen = loss_sum + ls, correct + cor, seen + len(y)
             st = loader.current
@@ -85,6 +88,8 @@ class _Run:
             )
         self.sched.step()
         epoch_seconds = time.perf_counter() - t_epoch
+        if self.threads is not None:
+            self.threads.reset()
         st = asdict(loader.epoch_stats)
         totals = all_reduce_sum(info, [loss_sum, correct, seen] + [st[k] for k in _SUMMED])
         ls, cor, sn = totals[:3]
