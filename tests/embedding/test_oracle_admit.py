@@ -99,3 +99,19 @@ def test_keys_and_sizes():
     r = admission_oracle_hits(keys, 2)
     assert r["hits"].tolist() == [0, 0, 0, 1, 0, 1, 1, 0, 1, 1]
     assert admission_oracle_hits(keys, 0.5)["hits"].tolist() == r["hits"].tolist()  # 0.5 of 4 keys
+
+
+def test_bench_embed_rows_and_table_carry_the_reference():
+    from spidercache.bench import embed
+    from spidercache.embedding import families
+
+    keys = families.make("dlrm-a", 30_000)
+    rows = embed._policy_rows("dlrm-a", keys, None, lambda *_: None)
+    by = {r["policy"]: r for r in rows}
+    ref = admission_oracle_hits(keys, 0.1)
+    assert by[embed.ORACLE]["converged"] == ref["converged"] and by[embed.ORACLE]["passes"] >= 1
+    assert by[embed.ORACLE]["hit_ratio"] == float(ref["hits"].mean())
+    assert by[embed.ORACLE_2P]["hit_ratio"] == ref["two_pass"]
+    assert by[embed.ORACLE]["hit_ratio"] > by["lru"]["hit_ratio"]
+    cell = f"{by[embed.ORACLE]['hit_ratio']:.4f} ({by[embed.ORACLE]['gap_closed']:.3f})"
+    assert cell in embed.markdown(rows)
