@@ -135,5 +135,7 @@ def test_headroom_command_rows(capsys):
     assert rows[best]["closed"] == 0.0 and rows["opt"]["closed"] == 1.0
     assert rows["target (0.15 of the gap)"]["closed"] == 0.15
     assert "posterior, told nothing (counts only)" in rows and "true-rate oracle" in rows
+    assert "lru + admission oracle, two-pass" in rows
+    assert rows["lru + admission oracle, fixed point"]["hit_ratio"] > rows["lru"]["hit_ratio"]
     for r in rows.values():
         assert 0 < r["hit_ratio"] <= rows["opt"]["hit_ratio"] + 1e-12

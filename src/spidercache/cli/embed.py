@@ -309,7 +309,8 @@ def headroom_cmd(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """What an online policy can reach on a generated trace: classic policies, the posterior and
-    true-rate oracles and OPT, each with the share of the best-classic-to-OPT gap it closes."""
+    true-rate oracles, LRU with an admission oracle (the issue's reference) and OPT, each with the
+    share of the best-classic-to-OPT gap it closes."""
     from rich.table import Table
 
     from ..checks import at_least

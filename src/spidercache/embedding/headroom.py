@@ -1,8 +1,9 @@
 """How much of the gap from the best classic policy to OPT an online policy can close on a
-generated trace: the classic policies, OPT, optionally the learned policy, and the oracles of
-``oracle.py`` on one trace, each with ``closed = (h - h_best) / (h_OPT - h_best)``.
+generated trace: the classic policies, OPT, the learned policy, the oracles of ``oracle.py``
+(generator truth) and the issue's reference, LRU with an admission oracle (``oracle_admit.py``),
+on one trace, each with ``closed = (h - h_best) / (h_OPT - h_best)``.
 
-``spidercache embed headroom`` prints it; ``bench embed`` puts its main rows in the results page.
+``spidercache embed headroom`` prints it; ``bench embed`` gives the admission oracle per family.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from .evaluate import evaluate
 from .oracle import GeneratorTruth, oracle_hits
+from .oracle_admit import admission_oracle_hits
 from .oracle_sampled import sampled_oracle_hits
 from .traces import GenConfig, generate
 
@@ -48,8 +50,8 @@ def headroom(
     """Rows ``{name, hit_ratio, closed}``; ``closed`` is relative to the best classic policy.
     ``learned`` runs online (warm-started when ``model_dir`` is given). ``progress(done, total, what)``
     is called before each step."""
-    step = iter(range(4 + len(POSTERIOR_ROWS) + (len(ABLATION_ROWS) if ablations else 0)))
-    total = 3 + len(POSTERIOR_ROWS) + (len(ABLATION_ROWS) if ablations else 0)
+    total = 4 + len(POSTERIOR_ROWS) + (len(ABLATION_ROWS) if ablations else 0)
+    step = iter(range(total + 1))
 
     def tick(what: str) -> None:
         if progress is not None:
@@ -81,6 +83,12 @@ def headroom(
         )
     tick("true-rate oracle")
     rows.append(("true-rate oracle", float(oracle_hits(keys, truth.events(), cfg, cache_size).mean())))
+    tick("LRU + admission oracle")
+    adm = admission_oracle_hits(keys, cache_size)
+    rows.append(("lru + admission oracle, two-pass", adm["two_pass"]))
+    n_pass = len(adm["passes"]) - 1
+    how = "fixed point" if adm["converged"] else f"best of {n_pass} passes, no fixed point"
+    rows.append((f"lru + admission oracle, {how}", float(adm["hits"].mean())))
     rows.append(("opt", h_opt))
     gap = h_opt - h_best
     out = [
