@@ -1,19 +1,21 @@
 """How many cores the model step gets on a CPU host, batch by batch, given what the cache served.
 
 On a host without an accelerator the model step and the DataLoader workers share the cores.
-Measured with ``bench.epochs`` (20,000 64 px JPEGs over HTTP trained at 32 px, small CNN,
-2 workers, 2 cores, mean of epochs 1-2): once the cache serves every batch (working set 1.0)
-a warm epoch takes 2.4 s with 2 intra-op threads against 5.7 s with 1; while the workers
-decode every file (no cache) 2 threads cost 15.2 s against 14.0 s, and with spider at 0.1
-(a quarter of each batch read) 9.7 s against 7.3 s. So the loop keeps ``workers // 2`` cores
-for the workers while batches read the source, takes every core after ``patience`` batches in
-a row that read nothing, and gives them back at the first batch that reads the source again.
+Measured with ``spidercache bench epochs --file-px 64 --size 32`` (20,000 JPEGs over HTTP,
+small CNN, 2 workers, 2 cores, mean of epochs 1-2, docs/bench/train.md): once the cache
+serves every batch (working set 1.0) a warm epoch takes 3.35 s with torch pinned to 2 threads
+against 6.33 s pinned to 1; while the workers decode every file (no cache) 2 threads cost
+18.5 s against 16.6 s, and with spider at 0.1 (a quarter of each batch read) 9.6 s against
+8.6 s; this rule gave 2.65 s, 15.3 s and 8.7 s in the same series. So the loop keeps
+``workers // 2`` cores for the workers while batches read the source, takes every core after
+``patience`` batches in a row that read nothing, and gives them back at the first batch that
+reads the source again.
 
 Every core is only faster when nothing else wants one: on a box shared with other jobs an
-OpenMP thread that loses its core holds up the others (the same warm epoch took 15.7 s
-instead of 2.4 s while another session's job ran). So the loop times its iterations in
-both modes, and if taking every core made the quiet batches slower it goes back and waits
-twice as long as the time before trying again.
+OpenMP thread that loses its core holds up the others (a warm epoch took 15.7 s instead of
+2.5 s while another session's job ran). So the loop times its quiet iterations in both modes;
+if taking every core made them slower it goes back, and waits twice as long as the time
+before trying again.
 
 Example::
 
