@@ -36,10 +36,12 @@ def jpeg_folder(root: str | os.PathLike, n: int, file_px: int = 64, n_test: int 
     done = root / f".done-{n}-{n_test}-{file_px}"
     if done.exists():
         return root
-    for stale in root.glob(".done-*"):  # a tree of another count or size: written by us, so ours to clear
+    stale = list(root.glob(".done-*"))  # a tree of another count or size: written by us, so ours to clear
+    if stale:
         shutil.rmtree(root / "train", ignore_errors=True)
         shutil.rmtree(root / "test", ignore_errors=True)
-        stale.unlink()
+        for marker in stale:
+            marker.unlink()
     for split, count, train in (("train", n, True), ("test", n_test, False)):
         ds = FashionMNIST(train=train)
         ids = np.random.default_rng(seed).permutation(len(ds))[:count]
