@@ -39,6 +39,7 @@ from ..inference.compose import compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
+from ..inference.resume import partial_path
 from ..inference.runtime import GatiRuntime
 from ..paths import check_output_path
 from .gati_latency import gpu_rows, latency_rows, test_outputs
@@ -206,6 +207,9 @@ def _base_model(
     if ckpt.is_file() and not o["rebuild"]:
         say(f"reusing base model {ckpt}")
         return load_checkpoint(ckpt)
+    partial = partial_path(ckpt)  # an interrupted training of this base goes on from its last epoch
+    if o["rebuild"]:
+        partial.unlink(missing_ok=True)
     base = train_base(
         data,
         o["model"],
@@ -219,8 +223,10 @@ def _base_model(
         lr=o["lr"],
         device=device,
         say=say,
+        resume=partial,
     )
     base.save(ckpt)
+    partial.unlink(missing_ok=True)
     return base
 
 

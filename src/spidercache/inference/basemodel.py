@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..models import CentroidClassifier, LayeredNet, build_model, network_key
+from .resume import EpochState
 
 log = logging.getLogger("spidercache.gati")
 
@@ -280,6 +281,15 @@ class _Plateau:
         return self.stall >= self.patience
 
 
+def _after_epoch(base: BaseModel, epoch: int, val: tuple, device: str, opt, stop: _Plateau, on_epoch) -> bool:
+    """Validation accuracy after ``epoch``, told to ``on_epoch``; True when the plateau rule stops."""
+    record = {"epoch": epoch, "val_accuracy": evaluate(base, val[0], val[1], device)}
+    record["lr"] = opt.param_groups[0]["lr"]
+    if on_epoch is not None:
+        on_epoch(record)
+    return stop.update(record, base.model, opt)
+
+
 def train_base_model(
     network: str,
     images: np.ndarray,
@@ -296,6 +306,8 @@ def train_base_model(
     val_labels: np.ndarray | None = None,
     patience: int = 2,
     on_epoch: Callable[[dict], None] | None = None,
+    resume: str | os.PathLike | None = None,
+    say: Callable[[str], None] = lambda _m: None,
 ) -> BaseModel:
     """Train ``network`` from scratch with SGD on uint8 images (N x C x H x W, already at the input size).
 
@@ -304,8 +316,10 @@ def train_base_model(
     after each epoch the validation accuracy is measured, an epoch that does
     not beat the best by 0.1 point divides the learning rate by 5, and
     ``patience`` such epochs in a row stop training; the best epoch's weights
-    are kept. The
-    history and whether it stopped by itself (``converged``) go in ``meta``.
+    are kept. The history and whether it stopped by itself (``converged``) go in ``meta``.
+    With ``resume`` (a path, ``resume.partial_path(checkpoint)``), the whole
+    state is saved there after every epoch and a run with the same data and
+    settings continues from it (``inference.resume``); ``say`` tells which.
     This is the small loop GATI's benchmark needs; the full ``spidercache
     train`` (caching, policies, DDP) lives elsewhere.
     """
@@ -326,25 +340,31 @@ def train_base_model(
         else torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
     )
     labels_t = torch.as_tensor(labels, dtype=torch.long)
-    step, stop = 0, _Plateau(patience)
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    stop = _Plateau(patience)
+    run = EpochState(resume, say, model, opt, sched, rng, stop)
+    run.restore(
+        (images, labels, val_images, val_labels), network=network_key(network), classes=num_classes,
+        epochs=epochs, batch=batch_size, lr=lr, seed=seed, stem=stem, patience=patience,
+    )  # fmt: skip
+    step, started = run.step, time.perf_counter() - run.seconds
+    for epoch in range(run.epoch + 1, 0 if run.done else epochs + 1):
         warmup = lr if plateau and epoch == 1 else None
         step = _train_epoch(
             base, images, labels_t, rng, batch_size, opt, sched, device, step, total, progress, warmup
         )
+        done = epoch == epochs
         if plateau:
-            record = {"epoch": epoch, "val_accuracy": evaluate(base, val_images, val_labels, device)}
-            record["lr"] = opt.param_groups[0]["lr"]
-            if on_epoch is not None:
-                on_epoch(record)
-            if stop.update(record, model, opt):
-                break
+            done = _after_epoch(base, epoch, (val_images, val_labels), device, opt, stop, on_epoch) or done
+        run.save(epoch, step, time.perf_counter() - started, done)
+        if done:
+            break
     if stop.best_state is not None:
         model.load_state_dict(stop.best_state)
     model.eval().cpu()
     base.meta = {"epochs": len(stop.history) if plateau else epochs, "train_samples": int(len(images))}
     base.meta.update(train_seconds=time.perf_counter() - started, stem=stem)
+    if run.resumed_after:
+        base.meta["resumed_after_epoch"] = run.resumed_after
     if plateau:
         best_epoch = max(stop.history, key=lambda h: h["val_accuracy"])["epoch"]
         base.meta.update(val_history=stop.history, val_accuracy=stop.best, converged=stop.stall >= patience)

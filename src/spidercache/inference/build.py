@@ -11,6 +11,7 @@ validation splits, after checking that the dataset fits the base.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -49,8 +50,13 @@ def train_base(
     lr: float = 0.05,
     device: str = "cpu",
     say: Callable[[str], None] = lambda _m: None,
+    resume: str | Path | None = None,
 ) -> BaseModel:
-    """A base network trained on ``data`` (see the module docstring); ``meta`` says how."""
+    """A base network trained on ``data`` (see the module docstring); ``meta`` says how.
+
+    ``resume``: the per-epoch state file (``resume.partial_path(checkpoint)``);
+    an interrupted run with the same data and settings continues from it.
+    """
     from ..models import network_key
 
     base_idx, _, val_idx = splits(len(data.train_images), train_samples, head_samples, val_samples)
@@ -78,6 +84,8 @@ def train_base(
         on_epoch=lambda r: say(
             f"  epoch {r['epoch']}: validation accuracy {r['val_accuracy']:.2f}% (lr {r['lr']:.4g})"
         ),
+        resume=resume,
+        say=say,
     )
     base.meta["dataset"] = data.name
     if converge and not base.meta.get("converged"):
