@@ -5,8 +5,9 @@ shell, a session or a spot machine may last. After every epoch
 ``train_base_model`` writes the whole state of the run (weights, optimizer
 and schedule, both random generators, the plateau rule's history and best
 weights) to a ``.partial.pt`` file beside the checkpoint; the same command
-run again loads it and continues with the next epoch, and the result is
-bit-identical to an uninterrupted run (``tests/inference/test_resume.py``).
+run again loads it and continues with the next epoch, and on the CPU the
+result is bit-identical to an uninterrupted run (``tests/inference/test_resume.py``;
+on a GPU, the CUDA generator is not saved, so a network with dropout may differ).
 
 A state carries a key: the network, the data (a digest of every image and
 label), and every setting that changes the result. A state written for
@@ -55,7 +56,7 @@ def load_state(path: Path | None, key: str, say: Callable[[str], None]) -> dict 
     if path is None or not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: start over, say why
         say(f"ignoring {path}: not a training state ({type(exc).__name__})")
         return None
