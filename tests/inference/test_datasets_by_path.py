@@ -78,9 +78,8 @@ def test_train_base_and_build_on_cifar100_and_an_image_folder(tmp_path):
     info = json.loads(r.stdout)
     assert info["num_classes"] == 100 and info["input_shape"] == [3, 32, 32] and len(info["val_history"]) >= 1
     assert "ETA" in r.stderr and "validation accuracy" in r.stderr
-    assert not (
-        tmp_path / "c100.pt.partial.pt"
-    ).exists()  # the per-epoch state goes once the checkpoint is written
+    # the per-epoch state goes once the checkpoint is written
+    assert not (tmp_path / "c100.pt.partial.pt").exists()
     r = run_cli(
         "build",
         "--model",
