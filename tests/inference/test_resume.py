@@ -100,3 +100,12 @@ def test_a_state_of_another_run_or_a_broken_file_is_ignored_and_said(tmp_path, d
 
 def test_the_state_file_sits_beside_the_checkpoint(tmp_path):
     assert partial_path(tmp_path / "r18.pt") == tmp_path / "r18.pt.partial.pt"
+
+
+def test_a_state_that_cannot_be_written_costs_the_resume_not_the_training(tmp_path, data):
+    (x, y), val = data
+    (tmp_path / "file").write_text("a file, not a folder")
+    lines: list[str] = []
+    base = _train(x, y, val, resume=tmp_path / "file" / "s.partial.pt", lines=lines, epochs=3)
+    assert _same_weights(base, _train(x, y, val, epochs=3))
+    assert len(lines) == 1 and lines[0].startswith(f"cannot save the training state to {tmp_path}/file/")

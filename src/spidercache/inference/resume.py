@@ -119,4 +119,10 @@ class EpochState:
         state.update(
             sched=None if self.sched is None else self.sched.state_dict(), plateau=dict(vars(self.stop))
         )
-        save_state(self.path, state)
+        try:
+            save_state(self.path, state)
+        except OSError as exc:  # a full disk or a bad folder costs the resume, never the training
+            self.say(
+                f"cannot save the training state to {self.path} ({exc.strerror or exc}); going on without it"
+            )
+            self.path = None
