@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..paths import save_atomic
 from .distributed import all_gather_array, all_reduce_sum
 
 _SUMMED = (
@@ -143,8 +144,7 @@ class _Run:
         if self.ckpt is None or not self.info.is_main:
             return
         self.ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.ckpt.with_suffix(".tmp")
-        torch.save(
+        save_atomic(
             {
                 "epoch": epoch,
                 "model": self.bare.state_dict(),
@@ -156,6 +156,5 @@ class _Run:
                 "network": self.cfg.network,
                 "config": {k: v for k, v in asdict(self.cfg).items() if k != "policy_options"},
             },
-            tmp,
+            self.ckpt,
         )
-        tmp.replace(self.ckpt)

@@ -30,6 +30,7 @@ from ..engine.capacity import capacity_for
 from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
 from ..errors import UserError
+from ..paths import save_atomic
 from .features import FeatureState, trace_features
 from .models import MAX_DISTANCE, ModelConfig, build_model, save_model
 from .optgen import optgen
@@ -119,14 +120,6 @@ def _check_config(out: Path, cfg: ModelConfig) -> None:
     if a != b:
         diff = ", ".join(f"{k}: {a[k]!r} vs {b[k]!r}" for k in a if a[k] != b[k])
         raise UserError(f"checkpoint in {out} was made for another model configuration ({diff})")
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _minibatch(data: TrainData, cfg: ModelConfig, step: int):
@@ -258,7 +251,7 @@ def train(
                 ev = evaluate(model, data)
                 val_hist.append((step, ev.get("val_bce", float("nan")) + ev.get("val_distance_mse", 0.0)))
                 model.train()
-                _atomic_save(
+                save_atomic(
                     {
                         "model": model.state_dict(),
                         "optim": opt.state_dict(),

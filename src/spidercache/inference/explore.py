@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..paths import save_atomic
 from .basemodel import BaseModel, module_bytes
 from .heads import Head, head_outputs, pool_activation, train_head, unit_grids, variants_for
 from .progress import Eta
@@ -106,10 +107,7 @@ class Exploration:
                 for h in self.heads
             ],
         }
-        path = directory / FILE_NAME
-        tmp = path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, path)  # a reader never sees half a file
+        path = save_atomic(blob, directory / FILE_NAME)  # a reader never sees half a file
         (directory / "summary.json").write_text(json.dumps(self.summary(), indent=1))
         return path
 

@@ -19,12 +19,13 @@ leaves the previous epoch's state intact.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
+
+from ..paths import save_atomic
 
 
 def partial_path(checkpoint: str | Path) -> Path:
@@ -41,14 +42,6 @@ def run_key(images: np.ndarray, labels: np.ndarray, **settings) -> str:
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
     return h.hexdigest()
-
-
-def save_state(path: Path, state: dict) -> None:
-    """Write ``state`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def load_state(path: Path | None, key: str, say: Callable[[str], None]) -> dict | None:
@@ -120,7 +113,8 @@ class EpochState:
             sched=None if self.sched is None else self.sched.state_dict(), plateau=dict(vars(self.stop))
         )
         try:
-            save_state(self.path, state)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            save_atomic(state, self.path)
         except OSError as exc:  # a full disk or a bad folder costs the resume, never the training
             self.say(
                 f"cannot save the training state to {self.path} ({exc.strerror or exc}); going on without it"
