@@ -39,7 +39,6 @@ from ..inference.compose import compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
-from ..inference.resume import partial_path
 from ..inference.runtime import GatiRuntime
 from ..paths import check_output_path
 from .gati_latency import gpu_rows, latency_rows, test_outputs
@@ -207,10 +206,7 @@ def _base_model(
     if ckpt.is_file() and not o["rebuild"]:
         say(f"reusing base model {ckpt}")
         return load_checkpoint(ckpt)
-    partial = partial_path(ckpt)  # an interrupted training of this base goes on from its last epoch
-    if o["rebuild"]:
-        partial.unlink(missing_ok=True)
-    base = train_base(
+    return train_base(  # an interrupted training of this base goes on from its last epoch
         data,
         o["model"],
         stem=o["stem"],
@@ -223,11 +219,9 @@ def _base_model(
         lr=o["lr"],
         device=device,
         say=say,
-        resume=partial,
+        checkpoint=ckpt,
+        fresh=o["rebuild"],
     )
-    base.save(ckpt)
-    partial.unlink(missing_ok=True)
-    return base
 
 
 def _heads(

@@ -57,7 +57,6 @@ def train_base(
 
     from ..inference.build import train_base as train
     from ..inference.datasets import load_splits
-    from ..inference.resume import partial_path
 
     given = dict(locals())
     at_least(1, flag=True, epochs=epochs, train_samples=train_samples, threads=threads)
@@ -85,10 +84,7 @@ def train_base(
         "val_samples",
         "lr",
     )
-    partial = partial_path(out)
-    base = train(data, network, device=dev, say=_say, resume=partial, **{k: given[k] for k in keys})
-    base.save(out)
-    partial.unlink(missing_ok=True)
+    base = train(data, network, device=dev, say=_say, checkpoint=out, **{k: given[k] for k in keys})
     _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")
     if as_json:
         info = {"checkpoint": str(out), "network": base.network, "stem": base.stem}

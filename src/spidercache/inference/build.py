@@ -21,6 +21,7 @@ from .basemodel import BaseModel, evaluate, resize_images, train_base_model
 from .datasets import ImageSplits, check_classes, splits
 from .explore import Exploration, explore
 from .progress import Eta
+from .resume import partial_path
 
 FACE_NETWORKS = ("selresnet18eir",)
 
@@ -50,16 +51,21 @@ def train_base(
     lr: float = 0.05,
     device: str = "cpu",
     say: Callable[[str], None] = lambda _m: None,
-    resume: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    fresh: bool = False,
 ) -> BaseModel:
     """A base network trained on ``data`` (see the module docstring); ``meta`` says how.
 
-    ``resume``: the per-epoch state file (``resume.partial_path(checkpoint)``);
-    an interrupted run with the same data and settings continues from it.
+    With ``checkpoint`` the base is written there, and until then the run's state is kept after
+    every epoch in ``resume.partial_path(checkpoint)``: an interrupted run with the same data and
+    settings continues from it (``fresh``: never), and it is removed once the checkpoint is written.
     """
     from ..models import network_key
 
     base_idx, _, val_idx = splits(len(data.train_images), train_samples, head_samples, val_samples)
+    partial = None if checkpoint is None else partial_path(checkpoint)
+    if partial is not None and fresh:
+        partial.unlink(missing_ok=True)
     c, h, w = data.train_images.shape[1:]
     images = images_for(data, (c, image_size or h, image_size or w), say)
     what = (
@@ -84,7 +90,7 @@ def train_base(
         on_epoch=lambda r: say(
             f"  epoch {r['epoch']}: validation accuracy {r['val_accuracy']:.2f}% (lr {r['lr']:.4g})"
         ),
-        resume=resume,
+        resume=partial,
         say=say,
     )
     base.meta["dataset"] = data.name
@@ -101,6 +107,9 @@ def train_base(
         acc = evaluate(base, images[val_idx], data.train_labels[val_idx], device)
         base.meta["val_accuracy_centroid"] = acc
         say(f"classifier: nearest class centroid of {base.num_classes} identities (validation {acc:.2f}%)")
+    if checkpoint is not None:
+        base.save(checkpoint)
+        partial_path(checkpoint).unlink(missing_ok=True)
     return base
 
 
