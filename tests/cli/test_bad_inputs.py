@@ -144,6 +144,7 @@ CASES: list[tuple[str, ...]] = [
     ("bench", "gati", "--epsilons", "abc"),
     ("bench", "gati", "--checkpoint", "/nonexistent.pt"),
     ("bench", "gati", "--model", "nosuchnet"),
+    ("bench", "gati", "--precision", "fp16"),
     # server
     ("server", "start", "-m", "100000G", "-p", "{port}"),
     ("server", "start", "-m", "abc", "-p", "{port}"),
@@ -173,6 +174,7 @@ CASES: list[tuple[str, ...]] = [
     ("gati", "train-base", "--out", FORBIDDEN + ".pt"),
     ("gati", "train-base", "--out", "{tmp}/b.pt", "--dataset", "/nonexistent/dataset"),
     ("gati", "train-base", "--out", "{tmp}/b.pt", "--device", "bogus"),
+    ("gati", "train-base", "--out", "{tmp}/b.pt", "--precision", "fp16"),
     ("gati", "build", "--model", "/nonexistent.pt", "--out", "{tmp}/heads"),
     ("gati", "build", "--model", "{text_pt}", "--out", "{tmp}/heads"),
     ("gati", "build", "--model", "{dir}", "--out", "{tmp}/heads"),

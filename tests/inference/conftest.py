@@ -4,8 +4,8 @@ import pytest
 import torch
 from gati_synthetic import make_images
 
-from spidercache.inference.basemodel import train_base_model
 from spidercache.inference.explore import explore
+from spidercache.inference.training import train_base_model
 
 # Tiny tensors: one thread avoids thread hand-offs that dominate on a busy 2-core machine.
 torch.set_num_threads(1)

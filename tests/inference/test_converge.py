@@ -3,7 +3,8 @@
 import torch
 from gati_synthetic import make_images
 
-from spidercache.inference.basemodel import evaluate, train_base_model
+from spidercache.inference.basemodel import evaluate
+from spidercache.inference.training import train_base_model
 
 
 def test_stops_on_a_plateau_and_keeps_the_best_epoch():

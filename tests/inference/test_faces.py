@@ -10,8 +10,9 @@ import torch
 from gati_synthetic import make_images, write_image_folder
 
 from spidercache.errors import UserError
-from spidercache.inference.basemodel import evaluate, load_checkpoint, train_base_model
+from spidercache.inference.basemodel import evaluate, load_checkpoint
 from spidercache.inference.faces import read_pairs, use_centroids, verify_pairs
+from spidercache.inference.training import train_base_model
 
 
 def lfw(tmp_path):

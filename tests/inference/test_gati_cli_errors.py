@@ -6,7 +6,8 @@ import sys
 import torch
 from gati_synthetic import make_images
 
-from spidercache.inference.basemodel import load_checkpoint, train_base_model
+from spidercache.inference.basemodel import load_checkpoint
+from spidercache.inference.training import train_base_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from gati_synthetic import make_images
 
-from spidercache.inference.basemodel import train_base_model
 from spidercache.inference.resume import partial_path
+from spidercache.inference.training import train_base_model
 
 
 class Interrupted(Exception):

@@ -33,13 +33,20 @@ import torch
 
 from ..checks import at_least
 from ..errors import UserError
-from ..inference.basemodel import BaseModel, accuracy, evaluate, load_checkpoint, resize_images
+from ..inference.basemodel import (
+    BaseModel,
+    accuracy,
+    evaluate,
+    load_checkpoint,
+    resize_images,
+)
 from ..inference.build import images_for, train_base
 from ..inference.compose import compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
 from ..inference.runtime import GatiRuntime
+from ..inference.training import check_precision
 from ..paths import check_output_path
 from .gati_latency import gpu_rows, latency_rows, test_outputs
 from .gati_options import HELP, OPTION_NAMES, check_device, parse_variants
@@ -67,6 +74,7 @@ def run(
     epochs: int = 30,
     converge: bool = True,
     lr: float = 0.05,
+    precision: str = "fp32",
     train_samples: int = 20000,
     head_samples: int = 10000,
     val_samples: int = 5000,
@@ -121,6 +129,7 @@ def _options(o: dict) -> dict:
     if min(o["epsilons"]) < 0:
         raise UserError("--epsilons: an accuracy-loss budget cannot be negative")
     o["variants"] = parse_variants(o["variants"])
+    check_precision(o["precision"])
     o["latency_requests"] = o.pop("requests")
     if o["gpu"]:
         check_device("cuda")
@@ -201,7 +210,7 @@ def _base_model(
     mode = "conv" if o["converge"] else "e"
     ckpt = work / (
         f"{o['model']}-{o['stem'] or 'cifar'}-{tag}-{mode}{o['epochs']}-n{o['train_samples']}"
-        f"-v{o['val_samples']}-lr{o['lr']:g}.pt"
+        f"-v{o['val_samples']}-lr{o['lr']:g}{'' if o['precision'] == 'fp32' else '-' + o['precision']}.pt"
     )
     if ckpt.is_file() and not o["rebuild"]:
         say(f"reusing base model {ckpt}")
@@ -221,6 +230,7 @@ def _base_model(
         say=say,
         checkpoint=ckpt,
         fresh=o["rebuild"],
+        precision=o["precision"],
     )
 
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..bench.gati_options import DATASET_HELP, check_device, parse_variants
+from ..bench.gati_options import DATASET_HELP, PRECISION_HELP, check_device, parse_variants
 from ..checks import at_least, between, positive
 from .bench import PASS_THROUGH, run_command
 
@@ -47,6 +47,7 @@ def train_base(
     head_samples: int = typer.Option(10000, help="images set aside for `gati build`'s heads"),
     val_samples: int = typer.Option(5000, help="validation images (convergence; thresholds later)"),
     lr: float = typer.Option(0.05, help="peak learning rate (deep nets want less)"),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
     threads: Optional[int] = typer.Option(None, help="torch threads"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
     out: Path = typer.Option(..., "--out", help="checkpoint to write"),
@@ -57,12 +58,14 @@ def train_base(
 
     from ..inference.build import train_base as train
     from ..inference.datasets import load_splits
+    from ..inference.training import check_precision
 
     given = dict(locals())
     at_least(1, flag=True, epochs=epochs, train_samples=train_samples, threads=threads)
     at_least(1, flag=True, head_samples=head_samples, val_samples=val_samples)
     between(8, 1024, flag=True, image_size=image_size)
     positive(flag=True, lr=lr)
+    check_precision(precision)
     dev = check_device(device)
     from ..models import network_key
     from ..paths import check_output_path
@@ -83,6 +86,7 @@ def train_base(
         "head_samples",
         "val_samples",
         "lr",
+        "precision",
     )
     base = train(data, network, device=dev, say=_say, checkpoint=out, **{k: given[k] for k in keys})
     _say(f"wrote {out} (fingerprint {base.fingerprint()[:12]})")

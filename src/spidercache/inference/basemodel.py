@@ -1,4 +1,4 @@
-"""The base network GATI accelerates: checkpoints, fingerprint, preprocessing, a training loop.
+"""The base network GATI accelerates: checkpoints, fingerprint, preprocessing, evaluation.
 
 A checkpoint is ``torch.save`` of a dict with the network's name, its input
 shape, class count, the pixel normalisation, the stem, the classifier kind and
@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..models import CentroidClassifier, LayeredNet, build_model, network_key
-from .resume import EpochState
+from ..models import CentroidClassifier, LayeredNet, build_model
 
 log = logging.getLogger("spidercache.gati")
 
@@ -219,157 +215,6 @@ def evaluate(
     ]
     base.model.train(was_training).to(was_on)
     return accuracy(torch.cat(preds).numpy(), labels) if preds else float("nan")
-
-
-def _train_epoch(
-    base: BaseModel,
-    images: np.ndarray,
-    labels_t: torch.Tensor,
-    rng,
-    batch_size: int,
-    opt,
-    sched,
-    device: str,
-    step: int,
-    total: int,
-    progress,
-    warmup_lr: float | None,
-) -> int:
-    """One epoch of SGD in a random order; ``warmup_lr``: ramp the rate linearly up to it over the epoch."""
-    model = base.model
-    model.train()
-    steps_per_epoch = math.ceil(len(images) / batch_size)
-    order = rng.permutation(len(images))
-    for start in range(0, len(images), batch_size):
-        idx = order[start : start + batch_size]
-        if warmup_lr is not None:
-            for g in opt.param_groups:
-                g["lr"] = warmup_lr * min(1.0, (start // batch_size + 1) / steps_per_epoch)
-        x = base.preprocess(images[idx]).to(device, non_blocking=True)
-        loss = F.cross_entropy(model(x), labels_t[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        step += 1
-        if progress is not None:
-            progress(step, total, float(loss.detach()))
-    return step
-
-
-class _Plateau:
-    """Keeps the best epoch's weights; an epoch that does not beat the best by ``min_delta`` points
-    divides the rate by 5, and ``patience`` such epochs in a row stop training."""
-
-    def __init__(self, patience: int, min_delta: float = 0.1) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.history, self.best, self.best_state, self.stall = [], -1.0, None, 0
-
-    def update(self, record: dict, model: nn.Module, opt: torch.optim.Optimizer) -> bool:
-        self.history.append(record)
-        gain = record["val_accuracy"] - self.best
-        if gain > 0:
-            self.best = record["val_accuracy"]
-            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if gain > self.min_delta:
-            self.stall = 0
-            return False
-        self.stall += 1
-        for g in opt.param_groups:
-            g["lr"] /= 5.0
-        return self.stall >= self.patience
-
-
-def _after_epoch(base: BaseModel, epoch: int, val: tuple, device: str, opt, stop: _Plateau, on_epoch) -> bool:
-    """Validation accuracy after ``epoch``, told to ``on_epoch``; True when the plateau rule stops."""
-    record = {"epoch": epoch, "val_accuracy": evaluate(base, val[0], val[1], device)}
-    record["lr"] = opt.param_groups[0]["lr"]
-    if on_epoch is not None:
-        on_epoch(record)
-    return stop.update(record, base.model, opt)
-
-
-def train_base_model(
-    network: str,
-    images: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    epochs: int = 1,
-    batch_size: int = 128,
-    lr: float = 0.05,
-    seed: int = 0,
-    progress: Callable[[int, int, float], None] | None = None,
-    device: str = "cpu",
-    stem: str | None = None,
-    val_images: np.ndarray | None = None,
-    val_labels: np.ndarray | None = None,
-    patience: int = 2,
-    on_epoch: Callable[[dict], None] | None = None,
-    resume: str | os.PathLike | None = None,
-    say: Callable[[str], None] = lambda _m: None,
-) -> BaseModel:
-    """Train ``network`` from scratch with SGD on uint8 images (N x C x H x W, already at the input size).
-
-    Without a validation split: ``epochs`` epochs of a one-cycle schedule.
-    With one (``val_images``): until convergence, at most ``epochs`` epochs;
-    after each epoch the validation accuracy is measured, an epoch that does
-    not beat the best by 0.1 point divides the learning rate by 5, and
-    ``patience`` such epochs in a row stop training; the best epoch's weights
-    are kept. The history and whether it stopped by itself (``converged``) go in ``meta``.
-    With ``resume`` (a path, ``resume.partial_path(checkpoint)``), the whole
-    state is saved there after every epoch and a run with the same data and
-    settings continues from it (``inference.resume``); ``say`` tells which.
-    This is the small loop GATI's benchmark needs; the full ``spidercache
-    train`` (caching, policies, DDP) lives elsewhere.
-    """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    mean = float(images.mean() / 255.0)
-    std = float(images.std() / 255.0) or 1.0
-    model = build_model(network, in_channels=images.shape[1], num_classes=num_classes, stem=stem)
-    base = BaseModel(network_key(network), model, tuple(images.shape[1:]), num_classes, mean, std, stem=stem)
-    model.to(device)
-    steps_per_epoch = math.ceil(len(images) / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    plateau = val_images is not None
-    sched = (
-        None
-        if plateau
-        else torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
-    )
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
-    stop = _Plateau(patience)
-    run = EpochState(resume, say, model, opt, sched, rng, stop)
-    run.restore(
-        (images, labels, val_images, val_labels), network=network_key(network), classes=num_classes,
-        epochs=epochs, batch=batch_size, lr=lr, seed=seed, stem=stem, patience=patience,
-    )  # fmt: skip
-    step, started = run.step, time.perf_counter() - run.seconds
-    for epoch in range(run.epoch + 1, 0 if run.done else epochs + 1):
-        warmup = lr if plateau and epoch == 1 else None
-        step = _train_epoch(
-            base, images, labels_t, rng, batch_size, opt, sched, device, step, total, progress, warmup
-        )
-        done = epoch == epochs
-        if plateau:
-            done = _after_epoch(base, epoch, (val_images, val_labels), device, opt, stop, on_epoch) or done
-        run.save(epoch, step, time.perf_counter() - started, done)
-        if done:
-            break
-    if stop.best_state is not None:
-        model.load_state_dict(stop.best_state)
-    model.eval().cpu()
-    base.meta = {"epochs": len(stop.history) if plateau else epochs, "train_samples": int(len(images))}
-    base.meta.update(train_seconds=time.perf_counter() - started, stem=stem)
-    if run.resumed_after:
-        base.meta["resumed_after_epoch"] = run.resumed_after
-    if plateau:
-        best_epoch = max(stop.history, key=lambda h: h["val_accuracy"])["epoch"]
-        base.meta.update(val_history=stop.history, val_accuracy=stop.best, converged=stop.stall >= patience)
-        base.meta.update(best_epoch=best_epoch, max_epochs=epochs)
-    return base
 
 
 def accuracy(pred: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:

@@ -17,11 +17,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .basemodel import BaseModel, evaluate, resize_images, train_base_model
+from .basemodel import BaseModel, evaluate, resize_images
 from .datasets import ImageSplits, check_classes, splits
 from .explore import Exploration, explore
 from .progress import Eta
 from .resume import partial_path
+from .training import train_base_model
 
 FACE_NETWORKS = ("selresnet18eir",)
 
@@ -53,6 +54,7 @@ def train_base(
     say: Callable[[str], None] = lambda _m: None,
     checkpoint: str | Path | None = None,
     fresh: bool = False,
+    precision: str = "fp32",
 ) -> BaseModel:
     """A base network trained on ``data`` (see the module docstring); ``meta`` says how.
 
@@ -73,7 +75,9 @@ def train_base(
         if converge
         else f"for {epochs} epoch(s)"
     )
-    say(f"training {network} {what} on {len(base_idx)} images ({torch.get_num_threads()} threads, {device})")
+    mixed = "" if precision == "fp32" else f", {precision} autocast"
+    how = f"{torch.get_num_threads()} threads, {device}{mixed}"
+    say(f"training {network} {what} on {len(base_idx)} images ({how})")
     eta = Eta(say, "  step", every=30)
     base = train_base_model(
         network,
@@ -92,6 +96,7 @@ def train_base(
         ),
         resume=partial,
         say=say,
+        precision=precision,
     )
     base.meta["dataset"] = data.name
     if converge and not base.meta.get("converged"):
