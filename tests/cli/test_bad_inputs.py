@@ -145,6 +145,7 @@ CASES: list[tuple[str, ...]] = [
     ("bench", "gati", "--checkpoint", "/nonexistent.pt"),
     ("bench", "gati", "--model", "nosuchnet"),
     ("bench", "gati", "--precision", "fp16"),
+    ("bench", "gati", "--holdout", "1.5"),
     # server
     ("server", "start", "-m", "100000G", "-p", "{port}"),
     ("server", "start", "-m", "abc", "-p", "{port}"),

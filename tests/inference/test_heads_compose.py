@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from spidercache.errors import UserError
 from spidercache.inference.compose import compose
 from spidercache.inference.explore import Exploration, HeadRecord
 from spidercache.inference.heads import (
@@ -113,3 +114,41 @@ def test_budget_limits_are_respected():
     # The confidence bound makes the search more careful, never less
     careful = compose(ex, epsilon=1.0, z=3.0)
     assert careful.loss_bound <= 1.0
+
+
+def _with_errors_held_out(n: int = 200, seed: int = 0):
+    """The synthetic exploration with a base right everywhere, and head B confident and right
+    wherever the search looks (the images ``compose(holdout=0.5, seed=seed)`` chooses on) but
+    wrong on 8 of the held-out images that reach it (past head A's 60 %)."""
+    ex = synthetic_exploration(n)
+    ex.val_base_pred[:] = ex.val_labels
+    held_out = np.random.default_rng(seed).permutation(n)[: n // 2]
+    b = ex.heads[1]
+    b.val_conf[:] = 0.999
+    b.val_pred[:] = ex.val_labels
+    b.val_pred[[i for i in held_out if i >= 0.6 * n][:8]] = 2
+    return ex
+
+
+def test_a_held_out_check_refuses_what_only_looked_safe_where_it_was_chosen():
+    ex = _with_errors_held_out()
+    unchecked = compose(ex, epsilon=5.0, z=0.0)
+    assert 1 in {h for h, _ in unchecked.choices}  # B answers at unit 1: 4 % wrong on the whole split
+    checked = compose(ex, epsilon=5.0, z=0.0, holdout=0.5)
+    assert checked.checked_on == 100
+    # B looks free on the images chosen on, so every lowered budget takes it again: no heads at all
+    assert checked.choices == [] and checked.loss_bound == 0.0 and checked.select_epsilon is None
+    assert compose(ex, epsilon=9.0, z=0.0, holdout=0.5).loss_bound == pytest.approx(8.0)  # within 9
+
+
+def test_a_held_out_check_keeps_a_choice_that_holds_there():
+    ex = synthetic_exploration()
+    checked = compose(ex, epsilon=1.0, z=0.0, holdout=0.5)
+    assert [h for h, _ in checked.choices] == [0] and checked.select_epsilon == 1.0
+    assert checked.hit_rates == [pytest.approx(60.0)]  # reported on the whole validation split
+
+
+@pytest.mark.parametrize("holdout", [1.0, -0.5, 0.999])
+def test_a_holdout_that_leaves_a_side_empty_is_one_clear_error(holdout):
+    with pytest.raises(UserError, match="--holdout"):
+        compose(synthetic_exploration(), epsilon=1.0, holdout=holdout)

@@ -86,6 +86,7 @@ def run(
     variants: Optional[str] = None,
     retime: bool = False,
     z: float = 1.0,
+    holdout: float = 0.0,
     threads: int = 1,
     train_threads: Optional[int] = None,
     work_dir: str = "~/.cache/spidercache/gati",
@@ -130,6 +131,8 @@ def _options(o: dict) -> dict:
         raise UserError("--epsilons: an accuracy-loss budget cannot be negative")
     o["variants"] = parse_variants(o["variants"])
     check_precision(o["precision"])
+    if not 0 <= o["holdout"] < 1:
+        raise UserError(f"--holdout must be in [0, 1), got {o['holdout']:g}")
     o["latency_requests"] = o.pop("requests")
     if o["gpu"]:
         check_device("cuda")
@@ -183,7 +186,7 @@ def _rows(o: dict, say: Callable[[str], None]) -> list[dict]:
     if o["stream"] and runtime_eps1 is not None:
         from ..inference.stream import drift_stream
 
-        comp = compose(ex, epsilon=1.0, batch=1, z=o["z"])
+        comp = compose(ex, epsilon=1.0, batch=1, z=o["z"], holdout=o["holdout"])
         rows += drift_stream(
             lambda: GatiRuntime.from_composition(base, ex, comp),
             test_images,

@@ -72,7 +72,7 @@ def latency_rows(
     base_acc = accuracy(base_pred, test_y)
     for batch in o["batches"]:
         for eps in o["epsilons"]:
-            comp = compose(ex, epsilon=eps, batch=batch, z=z)
+            comp = compose(ex, epsilon=eps, batch=batch, z=z, holdout=o["holdout"])
             runtime = GatiRuntime.from_composition(base, ex, comp)
             _, gati_acc, rates = assess(ex, comp, test_conf, test_head_pred, test_y, base_pred)
             # The same search without the standard-error guard (z = 0): what
@@ -113,6 +113,9 @@ def latency_rows(
                 "unguarded_accuracy_loss": base_acc - loose_acc,
                 "unguarded_expected_speedup": loose.base_expected_ms / loose.expected_ms,
                 "z": z,
+                "holdout": o["holdout"],
+                "checked_on": comp.checked_on,
+                "select_epsilon": comp.select_epsilon,
                 "gati_accuracy_runtime": runtime_acc,
                 "hit_rates": hit_rates,
                 "memory_bytes": comp.memory_bytes,
@@ -222,7 +225,9 @@ def gpu_rows(
     x, out = test_x.to(device), []
     base_acc = accuracy(base_pred, test_y)
     for row in cpu_rows:
-        comp = compose(on_dev, epsilon=row["epsilon"], batch=row["batch"], z=z)
+        comp = compose(
+            on_dev, epsilon=row["epsilon"], batch=row["batch"], z=z, holdout=row.get("holdout", 0.0)
+        )
         _, gati_acc, rates = assess(on_dev, comp, test_conf, test_head_pred, test_y, base_pred)
         runtime = GatiRuntime.from_composition(base, on_dev, comp).to(device)
         n_req = latency_requests if row["batch"] == 1 else max(10, latency_requests // row["batch"])

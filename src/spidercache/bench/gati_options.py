@@ -15,6 +15,7 @@ DATASET_HELP = (
     "fashion-mnist (default), or a path: a CIFAR-10/100 python folder, an ImageFolder tree "
     "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)"
 )
+HOLDOUT_HELP = "share of the validation split held out to check the chosen thresholds (0: bound where chosen)"
 PRECISION_HELP = "training arithmetic: fp32, or bf16 (autocast; ~2x faster on CPUs with AVX512-BF16)"
 HELP = {
     "model": "network to train, or ignored with --checkpoint",
@@ -31,6 +32,7 @@ HELP = {
     "variants": "explore only these head variants (comma-separated)",
     "retime": "re-measure unit and head latencies of reused heads before composing",
     "z": "standard errors added to the validation loss (overfitting guard)",
+    "holdout": HOLDOUT_HELP,
     "threads": "torch threads while timing",
     "train_threads": "torch threads while training",
     "work_dir": "trained models and heads are kept here",

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..bench.gati_options import DATASET_HELP, PRECISION_HELP, check_device, parse_variants
+from ..bench.gati_options import DATASET_HELP, HOLDOUT_HELP, PRECISION_HELP, check_device, parse_variants
 from ..checks import at_least, between, positive
 from .bench import PASS_THROUGH, run_command
 
@@ -157,6 +157,7 @@ def serve(
     port: int = typer.Option(50053, help="0 picks a free port"),
     host: str = typer.Option("127.0.0.1"),
     epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
+    holdout: float = typer.Option(0.0, help=HOLDOUT_HELP),
     memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
     online: bool = typer.Option(
         True, help="retrain heads in the background from the base model's answers on misses"
@@ -190,7 +191,7 @@ def serve(
     torch.set_num_threads(threads)
     base = load_checkpoint(model)
     ex = load_exploration(caches, expected_fingerprint=base.fingerprint())
-    comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget)
+    comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget, holdout=holdout)
     runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
     retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
     batcher = (
