@@ -33,13 +33,7 @@ import torch
 
 from ..checks import at_least
 from ..errors import UserError
-from ..inference.basemodel import (
-    BaseModel,
-    accuracy,
-    evaluate,
-    load_checkpoint,
-    resize_images,
-)
+from ..inference.basemodel import BaseModel, accuracy, evaluate, load_checkpoint, resize_images
 from ..inference.build import images_for, train_base
 from ..inference.compose import compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
