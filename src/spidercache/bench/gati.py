@@ -35,7 +35,7 @@ from ..checks import at_least
 from ..errors import UserError
 from ..inference.basemodel import BaseModel, accuracy, evaluate, load_checkpoint, resize_images
 from ..inference.build import images_for, train_base
-from ..inference.compose import compose
+from ..inference.compose import check_holdout, compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
@@ -125,8 +125,7 @@ def _options(o: dict) -> dict:
         raise UserError("--epsilons: an accuracy-loss budget cannot be negative")
     o["variants"] = parse_variants(o["variants"])
     check_precision(o["precision"])
-    if not 0 <= o["holdout"] < 1:
-        raise UserError(f"--holdout must be in [0, 1), got {o['holdout']:g}")
+    check_holdout(o["holdout"])
     o["latency_requests"] = o.pop("requests")
     if o["gpu"]:
         check_device("cuda")

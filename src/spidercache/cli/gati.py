@@ -178,7 +178,7 @@ def serve(
 
     from ..inference.basemodel import load_checkpoint
     from ..inference.batching import Batcher
-    from ..inference.compose import compose
+    from ..inference.compose import check_holdout, compose
     from ..inference.explore import load_exploration
     from ..inference.runtime import GatiRuntime, OnlineRetrainer
     from ..inference.serve import GatiServicer, start_server
@@ -187,6 +187,7 @@ def serve(
     at_least(1, flag=True, threads=threads, max_batch=max_batch, batch_workers=batch_workers)
     at_least(1, flag=True, batch_chunks=batch_chunks)
     at_least(0, flag=True, epsilon=epsilon, batch_window_ms=batch_window_ms)
+    check_holdout(holdout)
     dev = check_device(device)
     torch.set_num_threads(threads)
     base = load_checkpoint(model)

@@ -114,7 +114,7 @@ def train_base(
         say(f"classifier: nearest class centroid of {base.num_classes} identities (validation {acc:.2f}%)")
     if checkpoint is not None:
         base.save(checkpoint)
-        partial_path(checkpoint).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
     return base
 
 

@@ -223,6 +223,13 @@ def compose(
     )
 
 
+def check_holdout(holdout: float) -> float:
+    """``holdout`` if it is a share in [0, 1) (0: no held-out check), else a UserError."""
+    if not 0 <= holdout < 1:
+        raise UserError(f"--holdout must be in [0, 1), got {holdout:g}")
+    return holdout
+
+
 def _checked(ex: Exploration, epsilon: float, batch: int, z: float, how: tuple, search) -> Composition:
     """``search(exploration, epsilon=)`` on part of the validation split, its bound on the rest.
 
@@ -230,21 +237,21 @@ def _checked(ex: Exploration, epsilon: float, batch: int, z: float, how: tuple, 
     """
     holdout, rounds, seed = how
     n = len(ex.val_labels)
-    n_check = int(round(n * holdout))
-    if not (0 < holdout < 1 and 2 <= n_check <= n - 2):
+    n_check = int(round(n * check_holdout(holdout)))
+    if not 2 <= n_check <= n - 2:
         raise UserError(f"--holdout {holdout:g} leaves too few of the {n} validation images on one side")
     order = np.random.default_rng(seed).permutation(n)
     select, check = _split_of(ex, order[n_check:]), _split_of(ex, order[:n_check])
     held_out = _Problem(check, batch, z)
-    target, choices, exact = epsilon, {}, True
+    target, choices, bound, exact = epsilon, {}, 0.0, True  # no heads lose nothing
     for _ in range(rounds):
         comp = search(select, epsilon=target)
         trial = {ex.heads[h].unit: (h, t) for h, t in comp.choices}
-        bound, exact = held_out.evaluate(trial)[1], comp.exact
-        if bound <= epsilon + 1e-12:
-            choices = trial
+        trial_bound, exact = held_out.evaluate(trial)[1], comp.exact
+        if trial_bound <= epsilon + 1e-12:
+            choices, bound = trial, trial_bound
             break
-        target -= bound - epsilon
+        target -= trial_bound - epsilon
         if target < 0:
             break
     whole = _Problem(ex, batch, 0.0)
@@ -257,7 +264,7 @@ def _checked(ex: Exploration, epsilon: float, batch: int, z: float, how: tuple, 
         base_expected_ms=whole.base_cost(),
         val_base_accuracy=float(whole.base_correct.mean() * 100),
         val_accuracy=acc,
-        loss_bound=held_out.evaluate(choices)[1],
+        loss_bound=bound,
         memory_bytes=whole.memory(choices),
         exact=exact,
         hit_rates=hit_rates,
