@@ -60,3 +60,19 @@ def test_train_base_says_when_one_epoch_could_not_converge():
         "NOT converged: training did not stop by itself within 1 epoch(s) "
         f"(best validation {base.meta['val_accuracy']:.2f}% at epoch 1)"
     ]
+
+
+def test_a_gain_of_exactly_min_delta_is_a_stall_whichever_way_it_rounds():
+    # of 5,000 images: 93.60000000000001 - 93.5 rounds above 0.1 and 93.42 - 93.32000000000001
+    # below (ResNet-50's and ResNet-34's last epochs on the full split): both are stalls
+    from spidercache.inference.training import _Plateau
+
+    model = torch.nn.Linear(2, 2)
+    for before, after in [(4675 / 5000 * 100, 4680 / 5000 * 100), (4666 / 5000 * 100, 4671 / 5000 * 100)]:
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        stop = _Plateau(patience=2)
+        stop.update({"val_accuracy": 80.0}, model, opt)
+        stop.update({"val_accuracy": before}, model, opt)
+        assert not stop.update({"val_accuracy": before - 1.0}, model, opt)  # a first stall
+        assert stop.update({"val_accuracy": after}, model, opt)  # the second stops training
+        assert stop.best == after  # and the best weights are still that epoch's

@@ -89,7 +89,10 @@ class _Plateau:
         if gain > 0:
             self.best = record["val_accuracy"]
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if gain > self.min_delta:
+        # Accuracies are percentages of a count, so a gain of exactly min_delta can land a rounding
+        # error either side of it (93.60000000000001 - 93.5 > 0.1, 93.42 - 93.32000000000001 < 0.1): the slack
+        # makes such a gain a stall every time, as the rule says.
+        if gain > self.min_delta + 1e-9:
             self.stall = 0
             return False
         self.stall += 1
