@@ -4,7 +4,7 @@ import torch
 from gati_synthetic import make_images
 
 from spidercache.inference.basemodel import evaluate
-from spidercache.inference.training import train_base_model
+from spidercache.inference.training import _Plateau, train_base_model
 
 
 def test_stops_on_a_plateau_and_keeps_the_best_epoch():
@@ -65,8 +65,6 @@ def test_train_base_says_when_one_epoch_could_not_converge():
 def test_a_gain_of_exactly_min_delta_is_a_stall_whichever_way_it_rounds():
     # of 5,000 images: 93.60000000000001 - 93.5 rounds above 0.1 and 93.42 - 93.32000000000001
     # below (ResNet-50's and ResNet-34's last epochs on the full split): both are stalls
-    from spidercache.inference.training import _Plateau
-
     model = torch.nn.Linear(2, 2)
     for before, after in [(4675 / 5000 * 100, 4680 / 5000 * 100), (4666 / 5000 * 100, 4671 / 5000 * 100)]:
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
