@@ -206,20 +206,37 @@ def compose(
                 best, best_cost = choices, cost
     else:
         best, best_cost = _local_search(options, feasible, best_cost, restarts)
-    cost, bound, acc, hit_rates = prob.evaluate(best)
-    ordered = [best[u] for u in sorted(best)]
+    return _composition(prob, best, epsilon, exact)
+
+
+def _composition(
+    prob: _Problem,
+    choices: dict,
+    epsilon: float,
+    exact: bool,
+    held_out_bound: float | None = None,
+    checked_on: int = 0,
+    select_epsilon: float | None = None,
+) -> Composition:
+    """``choices`` ({unit: (head, threshold)}) as a Composition, priced and scored on ``prob``.
+
+    With a held-out check (``checked_on`` images), its bound replaces ``prob``'s own.
+    """
+    cost, bound, acc, hit_rates = prob.evaluate(choices)
     return Composition(
-        batch=batch,
+        batch=prob.batch,
         epsilon=epsilon,
-        choices=ordered,
+        choices=[choices[u] for u in sorted(choices)],
         expected_ms=cost,
         base_expected_ms=prob.base_cost(),
         val_base_accuracy=float(prob.base_correct.mean() * 100),
         val_accuracy=acc,
-        loss_bound=bound,
-        memory_bytes=prob.memory(best),
+        loss_bound=bound if held_out_bound is None else held_out_bound,
+        memory_bytes=prob.memory(choices),
         exact=exact,
         hit_rates=hit_rates,
+        checked_on=checked_on,
+        select_epsilon=select_epsilon,
     )
 
 
@@ -254,22 +271,15 @@ def _checked(ex: Exploration, epsilon: float, batch: int, z: float, how: tuple, 
         target -= trial_bound - epsilon
         if target < 0:
             break
-    whole = _Problem(ex, batch, 0.0)
-    cost, _, acc, hit_rates = whole.evaluate(choices)
-    return Composition(
-        batch=batch,
-        epsilon=epsilon,
-        choices=[choices[u] for u in sorted(choices)],
-        expected_ms=cost,
-        base_expected_ms=whole.base_cost(),
-        val_base_accuracy=float(whole.base_correct.mean() * 100),
-        val_accuracy=acc,
-        loss_bound=bound,
-        memory_bytes=whole.memory(choices),
-        exact=exact,
-        hit_rates=hit_rates,
+    select_epsilon = max(target, 0.0) if choices else None
+    return _composition(
+        _Problem(ex, batch, 0.0),
+        choices,
+        epsilon,
+        exact,
+        held_out_bound=bound,
         checked_on=n_check,
-        select_epsilon=max(target, 0.0) if choices else None,
+        select_epsilon=select_epsilon,
     )
 
 
