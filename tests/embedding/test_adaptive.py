@@ -100,6 +100,17 @@ def test_tune_and_report_families_do_not_overlap():
     assert set(families.TUNE) | set(families.REPORT) == set(families.FAMILIES)
 
 
+def test_pooled_family_keeps_one_off_rows_inside_a_hashed_key_range():
+    keys = families.pooled(60_000, seed=3)
+    tab, rows = keys >> 40, keys & ((1 << 40) - 1)
+    assert tab.max() < 8 and rows.max() < 2 * (1 << 34)  # Zipf, one-off and session rows: no fresh counter
+    assert np.count_nonzero(np.diff(tab) < 0) >= 5  # batch-major (about 6,600 lookups a batch), then table-major
+    _, counts = np.unique(keys, return_counts=True)
+    assert np.mean(counts == 1) > 0.5
+    rare = families.pooled(60_000, seed=3, one_off=0.0)
+    assert np.mean(rare & ((1 << 40) - 1) >= (1 << 34)) < 0.05  # only session rows sit above 2^34
+
+
 def test_meta_family_is_table_major_with_one_off_rows():
     keys = families.meta(60_000, seed=3)
     tab = keys >> 40

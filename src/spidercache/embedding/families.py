@@ -15,6 +15,8 @@ generator is checked on structures it was not shaped by:
   sample touches every table), each table's popularity drifting at its own speed (news
   model), bursts (a few cold rows turn hot for a while) and one-off rows (about 40% of
   the distinct rows are used once). Keys ``table << 40 | row``.
+* ``meta`` and ``pooled``: DLRM-like again, from two more generators written apart (batch-major
+  pooled bags; ``pooled`` was written after ``learned``'s defaults were fixed, to check them).
 
 ``FAMILIES`` names the traces; ``TUNE`` are the ones parameters were chosen on, ``REPORT``
 the ones only reported (docs/embedding.md says which is which).
@@ -205,6 +207,62 @@ def meta(
     return pack_keys(np.concatenate(out_t)[:requests], np.concatenate(out_r)[:requests])
 
 
+def pooled(
+    requests: int,
+    tables: int = 8,
+    batch: int = 128,
+    drift: float = 1.0,
+    one_off: float = 0.3,
+    session_rate: float = 0.05,
+    pool_max: float = 12.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """DLRM-like pooled bags from a third generator, written after ``learned`` was fixed (a check only).
+
+    Batch-major and table-major like ``meta``, but built another way: per table a Zipf popularity
+    (sizes log-uniform 30 k ... 400 k, exponents 0.8 ... 1.3, mean bag length 1 ... ``pool_max``)
+    over a rank -> row map that drifts by "trending" swaps (per batch, Poisson(``drift``) rows
+    from a log-uniform rank trade places with one of the top 50) and neighbour swaps
+    (Poisson(20 ``drift``)); ``one_off / (1 + one_off)`` of the lookups draw uniformly from a
+    hashed id space of 2^34 rows (almost never repeated, and inside the table's key range);
+    sessions (a table's 8 cold rows take 10 % of its lookups for 5-60 batches) start at
+    ``session_rate`` per table and batch.
+    """
+    rng = np.random.default_rng([seed, 99])
+    sizes = np.exp(rng.uniform(np.log(3e4), np.log(4e5), tables)).astype(np.int64)
+    alphas = rng.uniform(0.8, 1.3, tables)
+    pools = rng.uniform(1.0, pool_max, tables)
+    cdfs = [np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -a) for n, a in zip(sizes, alphas)]
+    perms = [rng.permutation(int(n)).astype(np.int64) for n in sizes]
+    hashed = 1 << 34
+    sessions: list = [None] * tables  # [rows, batches left] per table
+    out_t, out_r, total = [], [], 0
+    while total < requests:
+        for j in range(tables):
+            k = int(rng.poisson(pools[j] * batch))
+            rows = perms[j][np.minimum(np.searchsorted(cdfs[j], rng.random(k) * cdfs[j][-1]), sizes[j] - 1)]
+            once = rng.random(k) < one_off / (1.0 + one_off)
+            rows[once] = rng.integers(0, hashed, int(once.sum()))
+            if sessions[j] is None and rng.random() < session_rate:
+                sessions[j] = [hashed + rng.integers(0, sizes[j], 8), int(rng.integers(5, 60))]
+            if sessions[j] is not None:
+                hot = rng.random(k) < 0.1
+                rows[hot] = sessions[j][0][rng.integers(0, 8, int(hot.sum()))]
+                sessions[j][1] -= 1
+                sessions[j] = sessions[j] if sessions[j][1] > 0 else None
+            perm = perms[j]
+            for _ in range(int(rng.poisson(drift))):
+                a, c = int(np.exp(rng.random() * np.log(sizes[j]))) - 1, int(rng.integers(0, 50))
+                perm[a], perm[c] = perm[c], perm[a]
+            a = np.unique(rng.integers(0, sizes[j] - 1, rng.poisson(20.0 * drift)))
+            a = a[np.diff(a, prepend=-2) > 1]  # disjoint pairs, so the map stays a permutation
+            perm[a], perm[a + 1] = perm[a + 1], perm[a]
+            out_t.append(np.full(k, j, np.int64))
+            out_r.append(rows)
+            total += k
+    return pack_keys(np.concatenate(out_t)[:requests], np.concatenate(out_r)[:requests])
+
+
 # name -> (function, keyword arguments); sizes scale with ``requests``
 FAMILIES: dict[str, tuple] = {
     "zipf-0.6": (zipf, {"alpha": 0.6}),
@@ -222,6 +280,9 @@ FAMILIES: dict[str, tuple] = {
     "dlrm-d": (dlrm, {"seed": 12}),
     "dlrm-fast": (dlrm, {"seed": 13, "speed": 4.0}),
     "dlrm-meta": (meta, {"seed": 21}),
+    "dlrm-pooled": (pooled, {"seed": 31}),
+    "dlrm-pooled-fast": (pooled, {"seed": 32, "drift": 10.0}),
+    "dlrm-pooled-rare": (pooled, {"seed": 33, "drift": 2.0, "one_off": 0.03}),
 }
 TUNE = ("zipf-0.8", "drift-slow", "scan-tune", "dlrm-a", "dlrm-b")
 REPORT = tuple(n for n in FAMILIES if n not in TUNE)
