@@ -69,7 +69,7 @@ class RowOptimizerMixin:
             self.fast[torch.from_numpy(slots[f]).to(self.device)] = new[torch.from_numpy(f)].to(self.device)
         s = np.flatnonzero(slots < 0)
         if s.size:
-            self.slow[uniq[s]] = new[torch.from_numpy(s)].numpy()
+            self._put_slow(uniq[s], new[torch.from_numpy(s)])
 
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -118,4 +118,4 @@ class RowOptimizerMixin:
         self.policy.remove(self.policy.resident_ids())
         self.slot_of[:] = -1
         self.row_of[:] = -1
-        self._free = list(range(self.cache_rows - 1, -1, -1))
+        self._reset_free()

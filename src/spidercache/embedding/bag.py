@@ -114,7 +114,7 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self.fast = torch.zeros(self.cache_rows, embedding_dim, dtype=torch.float32, device=self.device)
         self.slot_of = np.full(self.num_embeddings, -1, np.int64)  # row -> fast slot, -1 when slow
         self.row_of = np.full(self.cache_rows, -1, np.int64)  # slot -> row
-        self._free = list(range(self.cache_rows - 1, -1, -1))
+        self._reset_free()
         self._stamp = np.full(self.num_embeddings, -1, np.int64)
         kw = dict(policy_kwargs or {})
         self.policy = (
@@ -158,17 +158,33 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         if not had.any():
             return
         rows, slots = rows[had], slots[had]
-        self.slow[rows] = self.fast[torch.from_numpy(slots).to(self.device)].cpu().numpy()
+        self._put_slow(rows, self.fast.index_select(0, torch.from_numpy(slots).to(self.device)))
         self.slot_of[rows] = -1
         self.row_of[slots] = -1
-        self._free.extend(slots.tolist())
+        self._free[self._n_free : self._n_free + slots.size] = slots
+        self._n_free += slots.size
         self.write_backs += rows.size
 
+    # torch's index_select / index_copy_ on the slow tier (an array or a memmap, shared, not copied)
+    # move rows 2-3x faster than numpy's fancy indexing (6,600 rows of 64 floats: 76 vs 132 us
+    # to gather, 150 vs 395 us to scatter).
+    def _slow_rows(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.slow).index_select(0, torch.from_numpy(rows)).to(self.device)
+
+    def _put_slow(self, rows: np.ndarray, values: torch.Tensor) -> None:
+        torch.from_numpy(self.slow).index_copy_(0, torch.from_numpy(rows), values.cpu())
+
+    def _reset_free(self) -> None:
+        # A stack of free fast-tier slots as an array: a Python list popped once per loaded row
+        # was 15 % of a training step (cProfile, 10 % cached, ~6,600 loads a step).
+        self._free = np.arange(self.cache_rows - 1, -1, -1, dtype=np.int64)
+        self._n_free = self.cache_rows
+
     def _load(self, rows: np.ndarray) -> None:
-        slots = np.array([self._free.pop() for _ in range(rows.size)], np.int64)
-        self.fast[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(
-            np.ascontiguousarray(self.slow[rows])
-        ).to(self.device)
+        n = self._n_free
+        slots = self._free[n - rows.size : n][::-1].copy()  # the order a list's pop() gave: slot 0 first
+        self._n_free = n - rows.size
+        self.fast.index_copy_(0, torch.from_numpy(slots).to(self.device), self._slow_rows(rows))
         self.slot_of[rows] = slots
         self.row_of[slots] = rows
 
@@ -202,9 +218,7 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         s = np.flatnonzero(~in_fast)
         if f.size:
             out[torch.from_numpy(f).to(self.device)] = self.fast[torch.from_numpy(slots[f]).to(self.device)]
-        out[torch.from_numpy(s).to(self.device)] = torch.from_numpy(
-            np.ascontiguousarray(self.slow[uniq[s]])
-        ).to(self.device)
+        out[torch.from_numpy(s).to(self.device)] = self._slow_rows(uniq[s])
         return out, slots
 
     def forward(
