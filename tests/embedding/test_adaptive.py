@@ -104,7 +104,7 @@ def test_pooled_family_keeps_one_off_rows_inside_a_hashed_key_range():
     keys = families.pooled(60_000, seed=3)
     tab, rows = keys >> 40, keys & ((1 << 40) - 1)
     assert tab.max() < 8 and rows.max() < 2 * (1 << 34)  # Zipf, one-off and session rows: no fresh counter
-    assert np.count_nonzero(np.diff(tab) < 0) >= 5  # batch-major (about 6,600 lookups a batch), then table-major
+    assert np.count_nonzero(np.diff(tab) < 0) >= 5  # batch-major (~6,600 lookups a batch), then table-major
     _, counts = np.unique(keys, return_counts=True)
     assert np.mean(counts == 1) > 0.5
     rare = families.pooled(60_000, seed=3, one_off=0.0)
