@@ -115,3 +115,11 @@ def test_bench_embed_rows_and_table_carry_the_reference():
     assert by[embed.ORACLE]["hit_ratio"] > by["lru"]["hit_ratio"]
     cell = f"{by[embed.ORACLE]['hit_ratio']:.4f} ({by[embed.ORACLE]['gap_closed']:.3f})"
     assert cell in embed.markdown(rows)
+
+
+def test_bench_bag_alternates_rounds_and_reports_each_sides_median():
+    from spidercache.bench import embed
+
+    row = embed.bench_bag(rows=2_000, dim=4, batch=16, pooling=4, steps=2, optimizer="adagrad", rounds=3)
+    assert row["ratio"] == row["cached_lookups_per_s"] / row["plain_lookups_per_s"]
+    assert row["table_in_state_dict"] and 0 < row["row_hit_ratio"] < 1
