@@ -146,6 +146,7 @@ CASES: list[tuple[str, ...]] = [
     ("bench", "gati", "--model", "nosuchnet"),
     ("bench", "gati", "--precision", "fp16"),
     ("bench", "gati", "--holdout", "1.5"),
+    ("bench", "gati", "--folds", "1"),
     # server
     ("server", "start", "-m", "100000G", "-p", "{port}"),
     ("server", "start", "-m", "abc", "-p", "{port}"),
@@ -183,6 +184,7 @@ CASES: list[tuple[str, ...]] = [
     ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--port", "99999"),
     ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--port", "-1"),
     ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--batch-chunks", "0"),
+    ("gati", "serve", "--model", "{text_pt}", "--caches", "{dir}", "--folds", "1"),
     ("gati", "query", "/nonexistent.png"),
     ("gati", "query", "{text_npy}"),
     ("gati", "query", "{img}", "--address", "127.0.0.1:{port}", "--timeout", "2"),

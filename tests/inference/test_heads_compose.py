@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spidercache.errors import UserError
-from spidercache.inference.compose import compose
+from spidercache.inference.compose import assess, compose
 from spidercache.inference.explore import Exploration, HeadRecord
 from spidercache.inference.heads import (
     VARIANTS,
@@ -132,7 +132,7 @@ def _with_errors_held_out(n: int = 200, seed: int = 0):
 
 def test_a_held_out_check_refuses_what_only_looked_safe_where_it_was_chosen():
     ex = _with_errors_held_out()
-    unchecked = compose(ex, epsilon=5.0, z=0.0)
+    unchecked = compose(ex, epsilon=5.0, z=0.0, folds=0)
     assert 1 in {h for h, _ in unchecked.choices}  # B answers at unit 1: 4 % wrong on the whole split
     checked = compose(ex, epsilon=5.0, z=0.0, holdout=0.5)
     assert checked.checked_on == 100
@@ -152,3 +152,53 @@ def test_a_held_out_check_keeps_a_choice_that_holds_there():
 def test_a_holdout_that_leaves_a_side_empty_is_one_clear_error(holdout):
     with pytest.raises(UserError, match="--holdout"):
         compose(synthetic_exploration(), epsilon=1.0, holdout=holdout)
+
+
+def _noisy_exploration(n: int = 600, seed: int = 3):
+    """Three units; two heads whose confidence says little about being right (each right on about
+    93 % of images at any confidence): a threshold search can only fit the noise of the split."""
+    ex = synthetic_exploration(n)
+    rng = np.random.default_rng(seed)
+    ex.val_base_pred[:] = np.where(rng.random(n) < 0.95, ex.val_labels, 1)
+    for h in ex.heads:
+        h.val_conf[:] = rng.uniform(0.5, 1.0, n).astype(np.float32)
+        h.val_pred[:] = np.where(rng.random(n) < 0.93, ex.val_labels, 2)
+    return ex
+
+
+def test_the_optimism_correction_is_the_documented_estimate_and_lowers_the_budget_by_it():
+    from spidercache.inference.compose import _split_of
+
+    ex = _noisy_exploration()
+    plain = compose(ex, epsilon=2.0, z=0.0, folds=0)
+    corrected = compose(ex, epsilon=2.0, z=0.0, folds=4, seed=7)
+    # by hand: 4 parts of a seeded permutation; search on 3, loss left out minus loss chosen on
+    parts = np.array_split(np.random.default_rng(7).permutation(len(ex.val_labels)), 4)
+    gaps = []
+    for k in range(4):
+        rest = np.concatenate(parts[:k] + parts[k + 1 :])
+        comp = compose(_split_of(ex, rest), epsilon=2.0, z=0.0, folds=0)
+        loss = []
+        for idx in (parts[k], rest):
+            sub = _split_of(ex, idx)
+            b, g, _ = assess(ex, comp, [h.val_conf for h in sub.heads], [h.val_pred for h in sub.heads],
+                             sub.val_labels, sub.val_base_pred)  # fmt: skip
+            loss.append(b - g)
+        gaps.append(loss[0] - loss[1])
+    assert corrected.optimism == pytest.approx(max(0.0, float(np.mean(gaps))))
+    assert corrected.optimism > 0.5  # noise is all there is to fit here
+    assert corrected.select_epsilon == pytest.approx(2.0 - corrected.optimism) and corrected.epsilon == 2.0
+    again = compose(ex, epsilon=corrected.select_epsilon, z=0.0, folds=0)
+    assert corrected.choices == again.choices and corrected.loss_bound <= corrected.select_epsilon + 1e-9
+    assert plain.optimism is None and corrected.expected_ms >= plain.expected_ms
+
+
+def test_no_correction_where_the_folds_would_be_too_small():
+    comp = compose(synthetic_exploration(6), epsilon=1.0, folds=4)
+    assert comp.optimism is None and comp.select_epsilon is None
+
+
+@pytest.mark.parametrize("folds", [1, -2])
+def test_a_fold_count_of_one_or_below_zero_is_one_clear_error(folds):
+    with pytest.raises(UserError, match="--folds"):
+        compose(synthetic_exploration(), epsilon=1.0, folds=folds)

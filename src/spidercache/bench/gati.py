@@ -35,7 +35,7 @@ from ..checks import at_least
 from ..errors import UserError
 from ..inference.basemodel import BaseModel, accuracy, evaluate, load_checkpoint, resize_images
 from ..inference.build import images_for, train_base
-from ..inference.compose import check_holdout, compose
+from ..inference.compose import check_folds, check_holdout, compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
@@ -81,6 +81,7 @@ def run(
     retime: bool = False,
     z: float = 1.0,
     holdout: float = 0.0,
+    folds: int = 4,
     threads: int = 1,
     train_threads: Optional[int] = None,
     work_dir: str = "~/.cache/spidercache/gati",
@@ -126,6 +127,7 @@ def _options(o: dict) -> dict:
     o["variants"] = parse_variants(o["variants"])
     check_precision(o["precision"])
     check_holdout(o["holdout"])
+    check_folds(o["folds"])
     o["latency_requests"] = o.pop("requests")
     if o["gpu"]:
         check_device("cuda")
@@ -179,7 +181,7 @@ def _rows(o: dict, say: Callable[[str], None]) -> list[dict]:
     if o["stream"] and runtime_eps1 is not None:
         from ..inference.stream import drift_stream
 
-        comp = compose(ex, epsilon=1.0, batch=1, z=o["z"], holdout=o["holdout"])
+        comp = compose(ex, epsilon=1.0, batch=1, z=o["z"], holdout=o["holdout"], folds=o["folds"])
         rows += drift_stream(
             lambda: GatiRuntime.from_composition(base, ex, comp),
             test_images,

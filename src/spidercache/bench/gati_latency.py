@@ -72,12 +72,12 @@ def latency_rows(
     base_acc = accuracy(base_pred, test_y)
     for batch in o["batches"]:
         for eps in o["epsilons"]:
-            comp = compose(ex, epsilon=eps, batch=batch, z=z, holdout=o["holdout"])
+            comp = compose(ex, epsilon=eps, batch=batch, z=z, holdout=o["holdout"], folds=o["folds"])
             runtime = GatiRuntime.from_composition(base, ex, comp)
             _, gati_acc, rates = assess(ex, comp, test_conf, test_head_pred, test_y, base_pred)
             # The same search without the standard-error guard (z = 0): what
             # fitting the validation split exactly would have chosen, on test.
-            loose = compose(ex, epsilon=eps, batch=batch, z=0.0)
+            loose = compose(ex, epsilon=eps, batch=batch, z=0.0, folds=0)
             _, loose_acc, _ = assess(ex, loose, test_conf, test_head_pred, test_y, base_pred)
             hit_rates = {name.split("@")[0]: rate for name, rate in zip(comp.describe(ex), rates)}
             hit_rates["base"] = 100.0 - sum(rates)
@@ -116,6 +116,8 @@ def latency_rows(
                 "holdout": o["holdout"],
                 "checked_on": comp.checked_on,
                 "select_epsilon": comp.select_epsilon,
+                "folds": o["folds"],
+                "optimism": comp.optimism,
                 "gati_accuracy_runtime": runtime_acc,
                 "hit_rates": hit_rates,
                 "memory_bytes": comp.memory_bytes,
@@ -226,7 +228,12 @@ def gpu_rows(
     base_acc = accuracy(base_pred, test_y)
     for row in cpu_rows:
         comp = compose(
-            on_dev, epsilon=row["epsilon"], batch=row["batch"], z=z, holdout=row.get("holdout", 0.0)
+            on_dev,
+            epsilon=row["epsilon"],
+            batch=row["batch"],
+            z=z,
+            holdout=row.get("holdout", 0.0),
+            folds=row.get("folds", 0),
         )
         _, gati_acc, rates = assess(on_dev, comp, test_conf, test_head_pred, test_y, base_pred)
         runtime = GatiRuntime.from_composition(base, on_dev, comp).to(device)

@@ -16,6 +16,7 @@ DATASET_HELP = (
     "(root/<class>/<image>, or root/train + root/test), a .npz (train.npz,test.npz)"
 )
 HOLDOUT_HELP = "share of the validation split held out to check the chosen thresholds (0: bound where chosen)"
+FOLDS_HELP = "lower the budget by the threshold search's optimism, estimated over this many folds (0: off)"
 PRECISION_HELP = "training arithmetic: fp32, or bf16 (autocast; ~2x faster on CPUs with AVX512-BF16)"
 HELP = {
     "model": "network to train, or ignored with --checkpoint",
@@ -33,6 +34,7 @@ HELP = {
     "retime": "re-measure unit and head latencies of reused heads before composing",
     "z": "standard errors added to the validation loss (overfitting guard)",
     "holdout": HOLDOUT_HELP,
+    "folds": FOLDS_HELP,
     "threads": "torch threads while timing",
     "train_threads": "torch threads while training",
     "work_dir": "trained models and heads are kept here",

@@ -8,7 +8,14 @@ from typing import List, Optional
 
 import typer
 
-from ..bench.gati_options import DATASET_HELP, HOLDOUT_HELP, PRECISION_HELP, check_device, parse_variants
+from ..bench.gati_options import (
+    DATASET_HELP,
+    FOLDS_HELP,
+    HOLDOUT_HELP,
+    PRECISION_HELP,
+    check_device,
+    parse_variants,
+)
 from ..checks import at_least, between, positive
 from .bench import PASS_THROUGH, run_command
 
@@ -158,6 +165,7 @@ def serve(
     host: str = typer.Option("127.0.0.1"),
     epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
     holdout: float = typer.Option(0.0, help=HOLDOUT_HELP),
+    folds: int = typer.Option(4, help=FOLDS_HELP),
     memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
     online: bool = typer.Option(
         True, help="retrain heads in the background from the base model's answers on misses"
@@ -178,7 +186,7 @@ def serve(
 
     from ..inference.basemodel import load_checkpoint
     from ..inference.batching import Batcher
-    from ..inference.compose import check_holdout, compose
+    from ..inference.compose import check_folds, check_holdout, compose
     from ..inference.explore import load_exploration
     from ..inference.runtime import GatiRuntime, OnlineRetrainer
     from ..inference.serve import GatiServicer, start_server
@@ -188,11 +196,12 @@ def serve(
     at_least(1, flag=True, batch_chunks=batch_chunks)
     at_least(0, flag=True, epsilon=epsilon, batch_window_ms=batch_window_ms)
     check_holdout(holdout)
+    check_folds(folds)
     dev = check_device(device)
     torch.set_num_threads(threads)
     base = load_checkpoint(model)
     ex = load_exploration(caches, expected_fingerprint=base.fingerprint())
-    comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget, holdout=holdout)
+    comp = compose(ex, epsilon=epsilon, batch=1, memory_budget=memory_budget, holdout=holdout, folds=folds)
     runtime = GatiRuntime.from_composition(base, ex, comp).to(dev)
     retrainer = OnlineRetrainer(runtime).start() if online and dev == "cpu" else None
     batcher = (
