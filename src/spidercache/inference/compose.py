@@ -52,8 +52,8 @@ validation images with that budget (``select_epsilon``; the estimate is ``optimi
 is the optimism estimate of Efron's and Harrell's model validation, applied to the threshold
 search. Measured on validation halves of the three converged full-data bases (choose on one
 half, K = 4 inside it, judge on the other half, 3 splits; the test split never read): the
-judged half lost 0.21-0.67 points at epsilon 0.5 / 1 where the plain search lost 0.61-1.21,
-for 25-55 % less expected speedup (docs/bench/gati.md). It costs ``folds`` more searches.
+judged half lost 0.21-0.71 points at epsilon 0.5 / 1 where the plain search lost 0.61-1.21,
+for 20-60 % less expected speedup (docs/bench/gati.md). It costs ``folds`` more searches.
 """
 
 from __future__ import annotations
