@@ -42,18 +42,16 @@ own budget is lowered by the excess and the choice made again (at most
 ``rounds`` times, then no heads). ``loss_bound`` is then the held-out bound.
 
 Optimism correction (``folds``, on by default). The held-out check needs a held-out half
-large enough to vouch for the budget by itself (it kept no heads at epsilon <= 1 on 2,500
-images). The correction instead estimates how much the search's own choice flatters the
-images it chose on, and lowers the search's budget by that much: the validation images are
-cut into ``folds`` parts; for each, the search runs on the other parts and the loss on the
-left-out part minus the loss on the parts it chose on is its optimism; the mean over the
-folds (never below 0) is subtracted from ``epsilon``, and the final search runs on all the
-validation images with that budget (``select_epsilon``; the estimate is ``optimism``). This
-is the optimism estimate of Efron's and Harrell's model validation, applied to the threshold
-search. Measured on validation halves of the three converged full-data bases (choose on one
-half, K = 4 inside it, judge on the other half, 3 splits; the test split never read): the
-judged half lost 0.21-0.71 points at epsilon 0.5 / 1 where the plain search lost 0.61-1.21,
-for 20-60 % less expected speedup (docs/bench/gati.md). It costs ``folds`` more searches.
+large enough to vouch for the budget alone (it kept no heads at epsilon <= 1 on 2,500 images).
+The correction estimates how much the search's choice flatters the images it chose on and
+lowers the budget by that much: the validation images are cut into ``folds`` parts; for each,
+the search runs on the others, and the loss on the left-out part minus the loss on the others
+is its optimism; the mean (never below 0) comes off ``epsilon`` and the final search runs on
+all the images with what is left (``select_epsilon``; the estimate is ``optimism``): Efron's
+and Harrell's optimism estimate, applied to the threshold search. On validation halves of the
+three converged full-data bases (choose on one half, judge on the other, 3 splits; the test
+split never read), the judged half lost 0.21-0.71 points at epsilon 0.5 / 1 where the plain
+search lost 0.61-1.21, for 20-60 % less expected speedup (docs/bench/gati.md).
 """
 
 from __future__ import annotations
