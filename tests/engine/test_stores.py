@@ -213,6 +213,24 @@ def test_memcached_delete_of_a_chunked_value_is_a_miss_at_once(memcached_pool, k
     s.close()
 
 
+def test_memcached_request_after_a_noreply_delete_does_not_wait_for_a_delayed_ack(memcached_server):
+    import statistics
+    import time
+
+    # A noreply command gets nothing back, so without TCP_NODELAY Nagle held the next request
+    # until the server's delayed ACK: 43.7 ms every time here (0.03 ms with it).
+    s = MemcachedStore([memcached_server.endpoint], prefix="nagle")
+    waits = []
+    for i in range(7):
+        s.put_many([i], [b"v"])
+        s.delete_many([i])
+        t0 = time.perf_counter()
+        s.get(404)
+        waits.append(time.perf_counter() - t0)
+    s.close()
+    assert statistics.median(waits) < 0.010
+
+
 def test_memcached_bad_address_raises_store_unavailable_at_start(memcached_server):
     from spidercache.testing.servers import free_port as _free_port
 

@@ -124,6 +124,7 @@ def bench_throughput(servers: Sequence[str], repeats: int = 5, network: str = "r
         ignore_exc=True,
         retry_attempts=0,
         default_noreply=False,
+        no_delay=True,  # as the engine's memcached store sets it
     )
     try:
         info = cache.put("bench", "node01", state)
