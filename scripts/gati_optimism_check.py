@@ -13,12 +13,12 @@ import sys
 
 import numpy as np
 
-from spidercache.inference.compose import _split_of, assess, compose
+from spidercache.inference.compose import assess, compose, split_of
 from spidercache.inference.explore import load_exploration
 
 
 def loss_on(ex, comp, idx) -> float:
-    part = _split_of(ex, idx)
+    part = split_of(ex, idx)
     conf, pred = [h.val_conf for h in part.heads], [h.val_pred for h in part.heads]
     base, gati, _ = assess(ex, comp, conf, pred, part.val_labels, part.val_base_pred)
     return base - gati
@@ -33,7 +33,7 @@ def main(work: str) -> None:
         for seed in range(3):
             order = np.random.default_rng(seed).permutation(n)
             a, b = order[: n // 2], order[n // 2 :]
-            part = _split_of(ex, a)
+            part = split_of(ex, a)
             plain = compose(part, epsilon=eps, folds=0)
             fixed = compose(part, epsilon=eps, folds=4, seed=seed)
             rows.append(

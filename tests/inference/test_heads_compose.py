@@ -167,7 +167,7 @@ def _noisy_exploration(n: int = 600, seed: int = 3):
 
 
 def test_the_optimism_correction_is_the_documented_estimate_and_lowers_the_budget_by_it():
-    from spidercache.inference.compose import _split_of
+    from spidercache.inference.compose import split_of
 
     ex = _noisy_exploration()
     plain = compose(ex, epsilon=2.0, z=0.0, folds=0)
@@ -177,10 +177,10 @@ def test_the_optimism_correction_is_the_documented_estimate_and_lowers_the_budge
     gaps = []
     for k in range(4):
         rest = np.concatenate(parts[:k] + parts[k + 1 :])
-        comp = compose(_split_of(ex, rest), epsilon=2.0, z=0.0, folds=0)
+        comp = compose(split_of(ex, rest), epsilon=2.0, z=0.0, folds=0)
         loss = []
         for idx in (parts[k], rest):
-            sub = _split_of(ex, idx)
+            sub = split_of(ex, idx)
             b, g, _ = assess(ex, comp, [h.val_conf for h in sub.heads], [h.val_pred for h in sub.heads],
                              sub.val_labels, sub.val_base_pred)  # fmt: skip
             loss.append(b - g)

@@ -277,9 +277,9 @@ def _optimism(ex: Exploration, epsilon: float, batch: int, folds: int, seed: int
     gaps = []
     for k, left_out in enumerate(parts):
         rest = np.concatenate(parts[:k] + parts[k + 1 :])
-        comp = search(_split_of(ex, rest), epsilon=epsilon)
+        comp = search(split_of(ex, rest), epsilon=epsilon)
         chosen = {ex.heads[h].unit: (h, t) for h, t in comp.choices}
-        loss = [_Problem(_split_of(ex, idx), batch, 0.0).evaluate(chosen)[1] for idx in (left_out, rest)]
+        loss = [_Problem(split_of(ex, idx), batch, 0.0).evaluate(chosen)[1] for idx in (left_out, rest)]
         gaps.append(loss[0] - loss[1])
     return max(0.0, float(np.mean(gaps)))
 
@@ -302,7 +302,7 @@ def _checked(ex: Exploration, epsilon: float, batch: int, z: float, how: tuple, 
     if not 2 <= n_check <= n - 2:
         raise UserError(f"--holdout {holdout:g} leaves too few of the {n} validation images on one side")
     order = np.random.default_rng(seed).permutation(n)
-    select, check = _split_of(ex, order[n_check:]), _split_of(ex, order[:n_check])
+    select, check = split_of(ex, order[n_check:]), split_of(ex, order[:n_check])
     held_out = _Problem(check, batch, z)
     target, choices, bound, exact = epsilon, {}, 0.0, True  # no heads lose nothing
     for _ in range(rounds):
@@ -327,7 +327,7 @@ def _checked(ex: Exploration, epsilon: float, batch: int, z: float, how: tuple, 
     )
 
 
-def _split_of(ex: Exploration, idx: np.ndarray) -> Exploration:
+def split_of(ex: Exploration, idx: np.ndarray) -> Exploration:
     """``ex`` with only the validation images ``idx``."""
     heads = [replace(h, val_conf=h.val_conf[idx], val_pred=h.val_pred[idx]) for h in ex.heads]
     return replace(ex, heads=heads, val_labels=ex.val_labels[idx], val_base_pred=ex.val_base_pred[idx])
