@@ -101,12 +101,8 @@ class Composition:
     exact: bool
     hit_rates: list[float] = field(default_factory=list)  # percent of requests answered by each chosen head
     checked_on: int = 0  # held-out validation images loss_bound was measured on (0: the ones chosen on)
-    select_epsilon: float | None = (
-        None  # the search's own budget (after the held-out check or the correction)
-    )
-    optimism: float | None = (
-        None  # the correction's estimate of the search's optimism, points (None: not run)
-    )
+    select_epsilon: float | None = None  # the search's budget after the held-out check or correction
+    optimism: float | None = None  # the correction's optimism estimate, points (None: not run)
 
     def describe(self, exploration: Exploration) -> list[str]:
         return [f"{exploration.heads[h].name}@{t:g}" for h, t in self.choices]
@@ -276,10 +272,10 @@ def _optimism(ex: Exploration, epsilon: float, batch: int, folds: int, seed: int
     parts = np.array_split(np.random.default_rng(seed).permutation(len(ex.val_labels)), folds)
     gaps = []
     for k, left_out in enumerate(parts):
-        rest = np.concatenate(parts[:k] + parts[k + 1 :])
-        comp = search(split_of(ex, rest), epsilon=epsilon)
+        rest = split_of(ex, np.concatenate(parts[:k] + parts[k + 1 :]))
+        comp = search(rest, epsilon=epsilon)
         chosen = {ex.heads[h].unit: (h, t) for h, t in comp.choices}
-        loss = [_Problem(split_of(ex, idx), batch, 0.0).evaluate(chosen)[1] for idx in (left_out, rest)]
+        loss = [_Problem(sub, batch, 0.0).evaluate(chosen)[1] for sub in (split_of(ex, left_out), rest)]
         gaps.append(loss[0] - loss[1])
     return max(0.0, float(np.mean(gaps)))
 
