@@ -197,7 +197,7 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         slots = np.flatnonzero(self.row_of >= 0)
         if slots.size:
             rows = self.row_of[slots]
-            self.slow[rows] = self.fast[torch.from_numpy(slots).to(self.device)].cpu().numpy()
+            self._put_slow(rows, self.fast.index_select(0, torch.from_numpy(slots).to(self.device)))
         if isinstance(self.slow, np.memmap):
             self.slow.flush()
 
