@@ -201,7 +201,10 @@ class Session(SessionDisk):
             if self.policy is not None:
                 resident = ids[e >= 0]
                 if resident.size:
+                    evicted = self.counters.evicted
                     self.cache.plan(resident)  # recency / frequency of hits
+                    if self.counters.evicted != evicted:  # never expected: re-read what is left
+                        e, lengths, cls, slots, width = self.arena.locate(ids)
             spilled = np.flatnonzero(lengths == SPILLED)
             direct = alloc is not None and not spilled.size  # gathered straight into the reply
             rows = alloc(lengths, slots.size, width) if direct else np.empty((slots.size, width), np.uint8)
@@ -253,11 +256,20 @@ class Session(SessionDisk):
                 self.counters.rejected += int(far.sum())
                 keep = ~far
                 ids, lengths, offsets = ids[keep], lengths[keep], offsets[keep]
+            held = np.ones(ids.size, np.bool_)
             if self.policy is not None and ids.size:
                 self._policy_capacity(ids, lengths)
                 self.cache.plan(ids)  # inserts; evictions free slots via _on_evict
+                # FIFO-like policies can evict, later in the same batch, an id they hit
+                # earlier in it, and admission filters refuse: only what the policy holds
+                # goes to memory, or a later read's plan would free slots it is reading
+                held = self.policy.contains(ids)
             before = self.arena.entries(ids) if self.disk is not None else None
-            admitted, _ = self.arena.put(ids, lengths, offsets, data, self.manager.room(self))
+            admitted = np.zeros(ids.size, np.bool_)
+            mine = np.flatnonzero(held)
+            admitted[mine], _ = self.arena.put(
+                ids[mine], lengths[mine], offsets[mine], data, self.manager.room(self)
+            )
             rest = np.flatnonzero(~admitted)
             spilled = rejected = 0
             if rest.size:
@@ -276,7 +288,7 @@ class Session(SessionDisk):
                         self.disk.delete_many(rest_ids)
                     if self.policy is not None:
                         self.policy.remove(rest_ids)
-                    rejected = rest.size
+                    rejected = int(np.count_nonzero(held[rest]))  # the others count as evicted
                     self.counters.rejected += rejected
             sel = np.flatnonzero(admitted)
             self._forget_spilled(ids[sel])  # in memory now
