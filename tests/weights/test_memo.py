@@ -40,6 +40,33 @@ def test_key_depends_on_function_inputs_and_params() -> None:
         job_key(square_sum, (object(),))
 
 
+def count(*xs):
+    return len(xs)
+
+
+def test_a_list_is_not_a_tuple_and_dict_keys_keep_their_type(tmp_path) -> None:
+    # run() unpacks a tuple into arguments and passes a list whole: count((1, 2)) is 2, count([1, 2]) 1
+    assert job_key(count, (1, 2)) != job_key(count, [1, 2])
+    assert job_key(count, ({1: "x"},)) != job_key(count, ({"1": "x"},))
+    assert job_key(count, ({1: "x", "a": 2},)) == job_key(count, ({"a": 2, 1: "x"},))
+    with ResultCache.open(str(tmp_path / "res")) as cache:
+        assert cache.run(count, (1, 2)).result == 2
+        again = cache.run(count, [1, 2])
+        assert not again.hit and again.result == 1
+
+
+def test_a_results_store_that_dies_while_the_job_runs_costs_only_the_saving(memcached_server_fn) -> None:
+    with ResultCache.open(f"memcached://{memcached_server_fn.host}:{memcached_server_fn.port}") as cache:
+
+        def job(x):
+            memcached_server_fn.stop()
+            return x * 3
+
+        with pytest.warns(RuntimeWarning, match="returned, not stored"):
+            out = cache.run(job, (5,))
+        assert out.result == 15 and not out.hit
+
+
 def test_rerun_is_served_from_lmdb_and_survives_reopen(tmp_path) -> None:
     CALLS.clear()
     with ResultCache.open(str(tmp_path / "res")) as cache:

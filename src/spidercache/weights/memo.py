@@ -24,6 +24,7 @@ import math
 import os
 import struct
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..engine import codec
 from ..errors import CorruptValue, StoreUnavailable, UserError
+from .layers import WeightCacheWarning
 
 _RECORD_PREFIX = "memo/"
 _INDEX_KEY = "memo-index"
@@ -99,13 +101,16 @@ def _feed(h: hashlib._Hash, value: Any, depth: int = 0) -> None:
 
         h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
     elif isinstance(value, Mapping):
-        items = sorted(((str(k), v) for k, v in value.items()), key=lambda kv: kv[0])
+        # keys keep their type ({1: x} is not {"1": x}); sorted by their own hash, so any
+        # insertion order gives the same key
+        items = sorted((_digest(k, depth + 1), v) for k, v in value.items())
         h.update(b"d" + str(len(items)).encode() + b":")
         for k, v in items:
-            _feed(h, k, depth + 1)
+            h.update(k)
             _feed(h, v, depth + 1)
     elif isinstance(value, (list, tuple)):
-        h.update(b"l" + str(len(value)).encode() + b":")
+        # a tuple of inputs is unpacked into arguments and a list is passed whole: not the same job
+        h.update((b"l" if isinstance(value, list) else b"u") + str(len(value)).encode() + b":")
         for item in value:
             _feed(h, item, depth + 1)
     elif isinstance(value, Path):
@@ -116,6 +121,12 @@ def _feed(h: hashlib._Hash, value: Any, depth: int = 0) -> None:
         raise UserError(
             f"job inputs: cannot hash a {type(value).__name__} (give numbers, text, arrays or a dataset)"
         )
+
+
+def _digest(value: Any, depth: int) -> bytes:
+    h = hashlib.sha256()
+    _feed(h, value, depth)
+    return h.digest()
 
 
 def function_identity(fn: Callable) -> tuple[str, str]:
@@ -137,7 +148,7 @@ def job_key(fn: Callable, inputs: Any = (), params: Mapping[str, Any] | None = N
     """The content hash a job's result is stored under (64 hex digits)."""
     name, source = function_identity(fn)
     h = hashlib.sha256()
-    _feed(h, ("spidercache-memo-v1", name, source))
+    _feed(h, ("spidercache-memo-v2", name, source))
     _feed(h, inputs)
     _feed(h, dict(params or {}))
     return h.hexdigest()
@@ -206,7 +217,8 @@ class ResultCache:
         ``no_cache`` skips the lookup and does not store the result either;
         ``save_if(result)`` False also keeps a result out (a run that hit faults).
         A store that is down is reported by ``StoreUnavailable`` from the lookup;
-        callers that prefer to run anyway can catch it.
+        callers that prefer to run anyway can catch it. A store that goes away while the
+        job runs costs only the saving: the result comes back with a ``WeightCacheWarning``.
         """
         key = job_key(fn, inputs, params)
         started = time.perf_counter()
@@ -218,7 +230,10 @@ class ResultCache:
         result = call() if call is not None else fn(*args, **dict(params or {}))
         seconds = time.perf_counter() - started
         if not no_cache and (save_if is None or save_if(result)):
-            self.save(key, fn, result, seconds, params)
+            try:
+                self.save(key, fn, result, seconds, params)
+            except StoreUnavailable as exc:  # the job's work is done: hand it back all the same
+                warnings.warn(f"{exc}; the result is returned, not stored", WeightCacheWarning, stacklevel=2)
         return MemoOutcome(result, key, False, seconds)
 
     def lookup(self, key: str) -> dict | None:
