@@ -155,6 +155,7 @@ CASES: list[tuple[str, ...]] = [
     ("server", "start", "-p", "65536"),
     ("server", "start", "-s", FORBIDDEN, "-p", "{port}"),
     ("server", "start", "-w", "0", "-p", "{port}"),
+    ("server", "start", "--max-message-mb", "100000", "-p", "{port}"),
     ("server", "start", "--policy", "nosuchpolicy", "-p", "{port}"),
     ("server", "start", "--log-level", "nosuchlevel", "-p", "{port}"),
     ("server", "start", "--max-sessions", "0", "-p", "{port}"),

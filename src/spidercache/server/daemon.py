@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..checks import at_least
+from ..checks import at_least, between
 from ..errors import UserError
 from .admin import resolve_token
 from .limits import (
@@ -28,6 +28,7 @@ from .limits import (
     DEFAULT_MAX_MESSAGE,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_PORT,
+    MAX_MESSAGE_MB,
     check_log_level,
     check_memory,
     check_port,
@@ -122,7 +123,8 @@ def server_settings(
     budget = check_memory(memory if isinstance(memory, int) else parse_memory(memory))
     if max_message_mb is None:
         max_message_mb = default_message_mb(budget)
-    at_least(1, flag=True, workers=workers, max_message_mb=max_message_mb, max_sessions=max_sessions)
+    at_least(1, flag=True, workers=workers, max_sessions=max_sessions)
+    between(1, MAX_MESSAGE_MB, flag=True, max_message_mb=max_message_mb)
     check_log_level(log_level)
     if no_spill and spill_dir is not None:
         raise UserError("give either --spill-dir or --no-spill, not both")

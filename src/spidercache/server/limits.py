@@ -19,6 +19,7 @@ TOKEN_HEADER = "x-spidercache-token"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50052
 DEFAULT_MAX_MESSAGE = 128 << 20
+MAX_MESSAGE_MB = 2047  # gRPC keeps message sizes in a signed 32-bit int
 MAX_PIPELINE_CHARS = 256
 MAX_CLIENT_ID_CHARS = 64
 MAX_BATCH = 1 << 16
