@@ -26,6 +26,7 @@ from ..errors import UserError
 from .compute_threads import ComputeThreads
 from .datasets import Subset
 from .distributed import DistInfo, barrier, init_distributed, shutdown
+from .evaluate import evaluate
 from .loader import CachedLoader, default_fingerprint
 from .policies import DEFAULT_POLICY, policy_class
 from .splits import open_splits
@@ -133,21 +134,6 @@ def _channel_stats(cached, seed: int, n: int = 512) -> tuple[np.ndarray, tuple[l
         [np.asarray(cached.item(v, int(i))[0]) for v, i in zip(cached.load(ids), ids) if v is not None]
     )
     return x[0], channel_stats(x)
-
-
-def _evaluate(model, test_ds, norm: Normalize, device, workers: int, batch: int = 1000) -> float:
-    if len(test_ds) == 0:
-        return float("nan")
-    model.eval()
-    correct = seen = 0
-    dl = torch.utils.data.DataLoader(test_ds, batch_size=batch, num_workers=workers)
-    with torch.no_grad():
-        for x, y in dl:
-            out = model(norm(x).to(device))
-            correct += int((out.argmax(1).cpu() == y).sum())
-            seen += len(y)
-    model.train()
-    return 100.0 * correct / max(1, seen)
 
 
 def plot_rows(rows: list[dict], path: str, title: str = "") -> None:
@@ -330,7 +316,9 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
                     f"for the {cfg.epochs - epoch - 1} epoch(s) left (warm epochs are usually shorter)",
                     file=sys.stderr,
                 )
-            row["test_accuracy"] = _evaluate(run.bare, test_ds, norm, info.device, cfg.workers)
+            row["test_accuracy"], row["test_skipped"] = evaluate(
+                run.bare, test_ds, norm, info.device, cfg.workers, cfg.strict
+            )
             rows.append(row)
             if log_file:
                 log_file.write(json.dumps(row) + "\n")

@@ -1,0 +1,58 @@
+"""Unreadable images wherever a training run reads them, and test splits named unlike the training one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_remote_and_nodes import write_tree
+
+from spidercache.data import ImageFolder
+from spidercache.data.datasets import Subset
+from spidercache.data.evaluate import evaluate
+from spidercache.data.train import TrainConfig, train
+from spidercache.data.transforms import Normalize
+from spidercache.errors import UserError
+
+
+def _truncate(good, bad) -> None:
+    """``bad``: the first 100 bytes of the image ``good`` (a JPEG that does not decode)."""
+    bad.write_bytes(good.read_bytes()[:100])
+
+
+def _config(root, **kw) -> TrainConfig:
+    kw = {
+        "epochs": 1,
+        "workers": 0,
+        "storage_latency_ms": 0.0,
+        "image_size": 8,
+        "batch_size": 4,
+        "policy": "lru",
+        "progress": False,
+        **kw,
+    }
+    return TrainConfig(train_paths=[str(root / "train")], **kw)
+
+
+def test_a_bad_test_image_is_skipped_and_counted_or_an_error_with_strict(tmp_path):
+    root = write_tree(tmp_path / "data", n_per_class=4)
+    _truncate(root / "test" / "a" / "1.jpg", root / "test" / "a" / "broken.jpg")
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        row = train(_config(root)).rows[0]
+    assert row["test_skipped"] == 1 and 0 <= row["test_accuracy"] <= 100
+    with pytest.raises(UserError, match="broken.jpg"):
+        train(_config(root, strict=True))
+
+
+def test_a_bad_image_in_the_held_out_split_is_skipped(tmp_path):
+    root = write_tree(tmp_path / "data", n_per_class=4)
+    _truncate(root / "train" / "a" / "1.jpg", root / "train" / "a" / "broken.jpg")
+    ds = ImageFolder(str(root / "train"), 8)
+    held = Subset(ds, np.arange(len(ds)), "held-out-0")  # the broken one included
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    norm = Normalize([0.0] * 3, [255.0] * 3)
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        acc, skipped = evaluate(model, held, norm, torch.device("cpu"), workers=0)
+    assert skipped == 1 and 0 <= acc <= 100
+    with pytest.raises(UserError, match="broken.jpg"):
+        evaluate(model, held, norm, torch.device("cpu"), workers=0, strict=True)
