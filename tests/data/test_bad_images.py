@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -56,3 +58,39 @@ def test_a_bad_image_in_the_held_out_split_is_skipped(tmp_path):
     assert skipped == 1 and 0 <= acc <= 100
     with pytest.raises(UserError, match="broken.jpg"):
         evaluate(model, held, norm, torch.device("cpu"), workers=0, strict=True)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_raw_cache_skips_a_bad_image_as_decoded_does(tmp_path, workers):
+    import spidercache
+
+    root = write_tree(tmp_path / "data", n_per_class=4)
+    _truncate(root / "train" / "a" / "1.jpg", root / "train" / "a" / "broken.jpg")
+    ref = ImageFolder(str(root / "train"), 8)
+    loader = spidercache.CachedLoader(
+        ImageFolder(str(root / "train"), 8),
+        batch_size=4,
+        policy="lru",
+        working_set=1.0,
+        shuffle=True,
+        num_workers=workers,
+        cache="raw",
+    )
+    # a worker's warning is its own process's: only the main process's can be caught here
+    warns = pytest.warns(UserWarning, match="broken.jpg") if workers == 0 else contextlib.nullcontext()
+    with warns:
+        for _ in range(2):  # the second epoch reads the broken file's bytes from the cache
+            n = 0
+            for x, y in loader:
+                for j, i in enumerate(loader.last.served.tolist()):
+                    rx, ry = ref[i]
+                    assert torch.equal(x[j], rx) and int(y[j]) == ry
+                n += len(y)
+            assert n == 12 and loader.stats()["epoch"]["skipped"] == 1
+    loader.close()
+    strict = spidercache.CachedLoader(
+        ImageFolder(str(root / "train"), 8), batch_size=4, policy="lru", cache="raw", strict=True
+    )
+    with pytest.raises(UserError, match="broken.jpg"):
+        for _ in strict:
+            pass

@@ -130,9 +130,8 @@ def _subset(ds, n: int, seed: int, why: str):
 def _channel_stats(cached, seed: int, n: int = 512) -> tuple[np.ndarray, tuple[list[float], list[float]]]:
     """One sample and the per-channel mean / std (0..255 scale) of up to ``n``, read as a miss is."""
     ids = np.sort(np.random.default_rng(seed).choice(len(cached), min(n, len(cached)), replace=False))
-    x = np.stack(
-        [np.asarray(cached.item(v, int(i))[0]) for v, i in zip(cached.load(ids), ids) if v is not None]
-    )
+    got = [cached.item_or_skip(v, int(i)) for v, i in zip(cached.load(ids), ids) if v is not None]
+    x = np.stack([np.asarray(g[0]) for g in got if g is not None])
     return x[0], channel_stats(x)
 
 
