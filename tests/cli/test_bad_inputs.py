@@ -10,7 +10,7 @@ Placeholders in a case: {tmp} the scratch folder, {port} a loopback port nothing
 listens on (a new one per case), {dir} an existing folder, {text_npy} / {text_pt} / {text_npz} text
 files named as binary formats, {empty} an empty trace, {trace} a small valid
 trace, {csv} a small CSV trace, {big_csv} a CSV whose key is >= 2**63, {img} a
-valid .npy image.
+valid .npy image, {tree} an ImageFolder root whose test/ has a class its train/ has not.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from spidercache.engine.stores.launch import free_port
 
@@ -258,6 +259,7 @@ CASES: list[tuple[str, ...]] = [
     (*MS, "nosuchtool"),
     # outputs written at the end of a run, checked before it; more store and port forms
     ("train", "--checkpoint-dir", FORBIDDEN),
+    ("train", "{tree}/train", "--epochs", "1"),  # a test class training has not
     ("train", "--epoch-log", FORBIDDEN + ".jsonl"),
     ("train", "--config", "{text_npy}"),
     ("demo", "--epochs", "0"),
@@ -301,6 +303,9 @@ def make_inputs(tmp: Path) -> dict[str, str]:
     np.save(tmp / "img.npy", np.zeros((28, 28), dtype=np.float32))
     (tmp / "trace.csv").write_text("key,size\n" + "".join(f"{i % 7},100\n" for i in range(50)))
     (tmp / "big.csv").write_text("key\n1\n9223372036854775808\n2\n")
+    for cls in ("train/a", "train/b", "test/zebra"):
+        (tmp / "tree" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp / "tree" / cls / "0.png")
     return {
         "tmp": str(tmp),
         "dir": str(tmp / "dir"),
@@ -312,6 +317,7 @@ def make_inputs(tmp: Path) -> dict[str, str]:
         "img": str(tmp / "img.npy"),
         "csv": str(tmp / "trace.csv"),
         "big_csv": str(tmp / "big.csv"),
+        "tree": str(tmp / "tree"),
     }
 
 

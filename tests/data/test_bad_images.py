@@ -94,3 +94,24 @@ def test_raw_cache_skips_a_bad_image_as_decoded_does(tmp_path, workers):
     with pytest.raises(UserError, match="broken.jpg"):
         for _ in strict:
             pass
+
+
+def test_test_classes_take_the_training_labels_by_name(tmp_path):
+    from spidercache.data import open_splits
+
+    root = write_tree(tmp_path / "data", n_per_class=2)
+    for f in (root / "test" / "a").iterdir():  # the test split lacks class "a"
+        f.unlink()
+    (root / "test" / "a").rmdir()
+    tr, te, _ = open_splits([str(root)], 8)
+    assert tr.classes == te.classes == ["a", "b", "c"]
+    assert sorted(set(te.targets.tolist())) == [1, 2]
+    for i in range(len(te)):
+        assert te.classes[te[i][1]] == te.paths[i].rsplit("/", 2)[-2]
+    tr2, te2, _ = open_splits([str(root / "train")], 8)  # the sibling test/ of root/train
+    assert sorted(set(te2.targets.tolist())) == [1, 2]
+    (root / "test" / "zebra").mkdir()
+    (root / "test" / "zebra" / "0.png").write_bytes((root / "test" / "b" / "0.png").read_bytes())
+    for paths in ([str(root)], [str(root / "train")]):
+        with pytest.raises(UserError, match="zebra"):
+            open_splits(paths, 8)
