@@ -246,3 +246,11 @@ def test_training_loop_applies_the_policy_loss_weights(tmp_path):
     assert full[0]["loss"] == light[0]["loss"] and full[0]["substitutions"] == 0
     assert sum(r["substitutions"] for r in full[1:]) > 0
     assert full[-1]["loss"] != light[-1]["loss"]
+
+
+def test_negative_labels_are_a_user_error_where_labels_pick_stand_ins():
+    labels = np.r_[np.zeros(5, np.int64), -np.ones(5, np.int64)]
+    for name in ("spider", "icache"):
+        with pytest.raises(UserError, match=">= 0"):
+            make_training_policy(name, 10, 5, labels)
+    make_training_policy("lru", 10, 5, labels)  # carries them only: -1 for "unlabelled" is fine

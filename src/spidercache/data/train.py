@@ -29,6 +29,7 @@ from .distributed import DistInfo, barrier, init_distributed, shutdown
 from .evaluate import evaluate
 from .loader import CachedLoader, default_fingerprint
 from .policies import DEFAULT_POLICY, policy_class
+from .policies.base import check_class_labels
 from .splits import open_splits
 from .storage import StorageModel
 from .stores import train_store_specs
@@ -225,8 +226,6 @@ def train(
 def _setup(cfg: TrainConfig, info: DistInfo):
     """Datasets, loader (policy + stores) and normalisation for one run."""
     train_ds, test_ds, note = open_splits(cfg.train_paths, cfg.image_size, cfg.seed)
-    if note and info.is_main:
-        print(note, file=sys.stderr)
     train_ds = _subset(train_ds, cfg.train_samples, cfg.seed, "train-subset")
     test_ds = _subset(test_ds, cfg.test_samples, cfg.seed + 1, "test-subset")
     policy_name = cfg.policy if cfg.cache_training_data else "none"
@@ -269,6 +268,10 @@ def _setup(cfg: TrainConfig, info: DistInfo):
         policy_options=opts,
         storage_model=StorageModel(cfg.storage_latency_ms, cfg.storage_bandwidth_mbps),
     )
+    if loader.labels is not None:  # cross-entropy needs class indices, whatever the policy
+        check_class_labels(loader.labels)
+    if note and info.is_main:  # after the checks above: a mistake stays one line
+        print(note, file=sys.stderr)
     x0, (mean, std) = _channel_stats(loader.dataset, cfg.seed)
     norm = Normalize(mean, std)
     num_classes = len(getattr(train_ds, "classes", None) or []) or int(np.max(loader.labels)) + 1

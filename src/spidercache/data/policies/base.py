@@ -41,6 +41,18 @@ import numpy as np
 
 from ...engine.plan import Lookup
 from ...engine.policies.base import EvictionCallback, Policy, PolicyStats
+from ...errors import UserError
+
+
+def check_class_labels(labels: np.ndarray) -> None:
+    """UserError unless every label is a class index (>= 0): -1 and the like mean "no label"."""
+    if labels.size and int(labels.min()) < 0:
+        i = int(np.argmin(labels))
+        raise UserError(
+            f"labels must be class indices >= 0, got {int(labels[i])} (sample {i}); "
+            "a policy that substitutes by label, and training, need every sample's class"
+        )
+
 
 __all__ = ["Lookup", "TrainingPolicy", "loss_rank_scores"]
 
@@ -77,6 +89,8 @@ class TrainingPolicy(Policy):
         self._used = np.zeros(1, np.int64)
         self._stats = PolicyStats()
         self.labels = None if labels is None else np.asarray(labels, np.int64)
+        if self.labels is not None and self.needs_labels:  # others only carry them (-1: unlabelled is fine)
+            check_class_labels(self.labels)
         self.seed = int(seed)
         self.epoch = 0
         self.options = options
