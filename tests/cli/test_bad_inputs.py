@@ -50,6 +50,7 @@ CASES: list[tuple[str, ...]] = [
     ("train", "--lr", "-0.1"),
     ("train", "--working-set", "0"),
     ("train", "--working-set", "1.5"),
+    ("train", "--cache-bytes", "0"),
     ("train", "--network", "nosuchnet"),
     ("train", "--policy", "nosuchpolicy"),
     ("train", "--cache-backend", "nosuchbackend"),

@@ -90,6 +90,7 @@ class TrainConfig:
         at_least(1, flag=True, batch_size=self.batch_size, epochs=self.epochs)
         at_least(0, flag=True, workers=self.workers, threads=self.threads)
         at_least(1, flag=True, cache_nodes=self.cache_nodes)
+        at_least(1, flag=True, cache_bytes=self.cache_bytes)  # 0 is no budget, not "use --working-set"
         at_least(0, flag=True, train_samples=self.train_samples, test_samples=self.test_samples)
         positive(flag=True, lr=self.lr)
         at_least(1, flag=True, image_size=self.image_size)
