@@ -51,6 +51,8 @@ CASES: list[tuple[str, ...]] = [
     ("train", "--working-set", "0"),
     ("train", "--working-set", "1.5"),
     ("train", "--cache-bytes", "0"),
+    *[("train", "--policy-option", o) for o in ("ratio=5", "k=0", "rotate=maybe", "bogus=1")],
+    ("train", "--policy", "shade", "--policy-option", "rep_factr=1"),
     ("train", "--network", "nosuchnet"),
     ("train", "--policy", "nosuchpolicy"),
     ("train", "--cache-backend", "nosuchbackend"),
