@@ -53,3 +53,23 @@ def between(low: float, high: float, *, flag: bool = False, **values: float | No
     for key, value in values.items():
         if value is not None and not low <= value <= high:
             raise _fail(key, flag, f"{low}..{high}", value)
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def flag_value(key: str, value) -> bool:
+    """A yes/no option as written (``true``/``false``, ``1``/``0``, ``yes``/``no``), not ``bool(text)``.
+
+    >>> flag_value("rotate", "False")
+    False
+    >>> flag_value("rotate", "maybe")
+    Traceback (most recent call last):
+    spidercache.errors.UserError: rotate must be true or false, got 'maybe'
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise UserError(f"{key} must be true or false, got {value!r}")

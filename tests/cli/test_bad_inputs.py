@@ -10,7 +10,8 @@ Placeholders in a case: {tmp} the scratch folder, {port} a loopback port nothing
 listens on (a new one per case), {dir} an existing folder, {text_npy} / {text_pt} / {text_npz} text
 files named as binary formats, {empty} an empty trace, {trace} a small valid
 trace, {csv} a small CSV trace, {big_csv} a CSV whose key is >= 2**63, {img} a
-valid .npy image.
+valid .npy image, {tree} an ImageFolder root whose test/ has a class its train/ has not,
+{neg_npz} a .npz whose labels are -1.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from spidercache.engine.stores.launch import free_port
 
@@ -48,6 +50,9 @@ CASES: list[tuple[str, ...]] = [
     ("train", "--lr", "-0.1"),
     ("train", "--working-set", "0"),
     ("train", "--working-set", "1.5"),
+    ("train", "--cache-bytes", "0"),
+    *[("train", "--policy-option", o) for o in ("ratio=5", "k=0", "rotate=maybe", "bogus=1")],
+    ("train", "--policy", "shade", "--policy-option", "rep_factr=1"),
     ("train", "--network", "nosuchnet"),
     ("train", "--policy", "nosuchpolicy"),
     ("train", "--cache-backend", "nosuchbackend"),
@@ -259,6 +264,8 @@ CASES: list[tuple[str, ...]] = [
     (*MS, "nosuchtool"),
     # outputs written at the end of a run, checked before it; more store and port forms
     ("train", "--checkpoint-dir", FORBIDDEN),
+    ("train", "{tree}/train", "--epochs", "1"),  # a test class training has not
+    ("train", "{neg_npz}", "--epochs", "1", "--workers", "0"),  # labels -1
     ("train", "--epoch-log", FORBIDDEN + ".jsonl"),
     ("train", "--config", "{text_npy}"),
     ("demo", "--epochs", "0"),
@@ -302,6 +309,10 @@ def make_inputs(tmp: Path) -> dict[str, str]:
     np.save(tmp / "img.npy", np.zeros((28, 28), dtype=np.float32))
     (tmp / "trace.csv").write_text("key,size\n" + "".join(f"{i % 7},100\n" for i in range(50)))
     (tmp / "big.csv").write_text("key\n1\n9223372036854775808\n2\n")
+    np.savez(tmp / "neg.npz", x=np.zeros((10, 3, 16, 16), np.uint8), y=-np.ones(10))
+    for cls in ("train/a", "train/b", "test/zebra"):
+        (tmp / "tree" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp / "tree" / cls / "0.png")
     return {
         "tmp": str(tmp),
         "dir": str(tmp / "dir"),
@@ -313,6 +324,8 @@ def make_inputs(tmp: Path) -> dict[str, str]:
         "img": str(tmp / "img.npy"),
         "csv": str(tmp / "trace.csv"),
         "big_csv": str(tmp / "big.csv"),
+        "tree": str(tmp / "tree"),
+        "neg_npz": str(tmp / "neg.npz"),
     }
 
 

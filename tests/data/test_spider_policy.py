@@ -246,3 +246,36 @@ def test_training_loop_applies_the_policy_loss_weights(tmp_path):
     assert full[0]["loss"] == light[0]["loss"] and full[0]["substitutions"] == 0
     assert sum(r["substitutions"] for r in full[1:]) > 0
     assert full[-1]["loss"] != light[-1]["loss"]
+
+
+def test_negative_labels_are_a_user_error_where_labels_pick_stand_ins():
+    labels = np.r_[np.zeros(5, np.int64), -np.ones(5, np.int64)]
+    for name in ("spider", "icache"):
+        with pytest.raises(UserError, match=">= 0"):
+            make_training_policy(name, 10, 5, labels)
+    make_training_policy("lru", 10, 5, labels)  # carries them only: -1 for "unlabelled" is fine
+
+
+@pytest.mark.parametrize(
+    "name,opts",
+    [
+        ("spider", {"ratio": 5}),
+        ("spider", {"ratio": -1}),
+        ("spider", {"rep_uses": -3}),
+        ("spider", {"k": 0}),
+        ("spider", {"proj_dim": 0}),
+        ("spider", {"upkeep_fraction": 2}),
+        ("spider", {"rotate": "maybe"}),
+        ("spider", {"bogus": 1}),
+        ("shade", {"rep_factr": 1}),
+        ("shade", {"rep_factor": 0}),
+    ],
+)
+def test_policy_options_out_of_range_or_unknown_are_user_errors(name, opts):
+    with pytest.raises(UserError, match=f"{name}: "):
+        make_training_policy(name, 100, 10, np.arange(100) % 4, **opts)
+
+
+def test_boolean_policy_options_are_parsed_not_truth_tested():
+    for text, want in (("False", False), ("no", False), ("0", False), ("true", True), ("yes", True)):
+        assert make_training_policy("spider", 100, 10, np.arange(100) % 4, rotate=text).rotate is want

@@ -50,6 +50,22 @@ def test_a_changed_input_is_remapped(tmp_path):
     assert load_dense(path).cached
 
 
+def test_a_copy_keeping_size_and_mtime_that_differs_outside_the_samples_is_remapped(tmp_path):
+    path, _, _ = _trace(tmp_path, seed=4)
+    load_dense(path)
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 3 * (64 << 10) + 16_000  # a gap between the start and middle samples
+    data[70_000] ^= 0xFF  # inside it
+    (tmp_path / "copy.npy").write_bytes(bytes(data))
+    os.utime(tmp_path / "copy.npy", ns=(st.st_atime_ns, st.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(tmp_path / "copy.npy"), str(path)], check=True)
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    again = load_dense(path)
+    assert not again.cached
+    assert np.array_equal(again.ids, remap_trace(np.load(path))[0])
+
+
 def test_keep_false_writes_nothing_and_a_damaged_file_is_ignored(tmp_path):
     path, keys, _ = _trace(tmp_path, seed=3)
     assert not load_dense(path, keep=False).cached

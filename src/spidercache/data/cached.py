@@ -149,10 +149,14 @@ class CachedDataset(torch.utils.data.Dataset):
             s, y = check_item(self.dataset[i], i)
             return self._value(s, y)
         except BadSample as exc:
-            if self.strict:
-                raise UserError(str(exc)) from None
-            warnings.warn(f"skipped: {exc}", stacklevel=2)
-            return None
+            return self._skip(exc)
+
+    def _skip(self, exc: BadSample) -> None:
+        """None for a sample that cannot be read, with a warning naming it (``strict``: UserError)."""
+        if self.strict:
+            raise UserError(str(exc)) from None
+        warnings.warn(f"skipped: {exc}", stacklevel=3)
+        return None
 
     def load(self, ids: np.ndarray) -> list:
         """Values for ``ids`` from the wrapped dataset (None for a skipped sample)."""
@@ -189,20 +193,35 @@ class CachedDataset(torch.utils.data.Dataset):
             s = self.transform(s)
         return s, y
 
+    def item_or_skip(self, value: Any, i: int):
+        """``item(value, i)``, or None where ``value`` is raw bytes that do not decode (see ``_skip``).
+
+        A raw value is decoded only here, after it was read or fetched from a store, so a file
+        that does not decode is found here and skipped as in ``cache="decoded"``.
+        """
+        try:
+            return self.item(value, i)
+        except BadSample as exc:
+            return self._skip(exc)
+
     def __getitem__(self, index: int):
         """Read through the cache without changing it."""
         i = int(index)
+        v = None
         for st in self.stores:
             raw = st.call("get_many", [self.key(i)])
             if raw is not DOWN and raw[0] is not None:
                 try:
-                    return self.item(codec.decode(raw[0]), i)
+                    v = codec.decode(raw[0])
+                    break
                 except CorruptValue:
                     pass
-        v = self.load(np.asarray([i]))[0]
         if v is None:
+            v = self.load(np.asarray([i]))[0]
+        got = None if v is None else self.item_or_skip(v, i)
+        if got is None:
             raise UserError(f"sample {i} cannot be read")
-        return self.item(v, i)
+        return got
 
     def __getitems__(self, plan):
         if not isinstance(plan, BatchPlan):
@@ -213,12 +232,17 @@ class CachedDataset(torch.utils.data.Dataset):
         if self.through is None:
             raise UserError("this CachedDataset has no cache: it only serves __getitem__")
         ex = self.through.run(plan, self.load)
-        keep = np.asarray([v is not None for v in ex.values], np.bool_)
         stacked = self._stacked(ex)
         if stacked is not None:  # item(v, i) of these values: (v, label), nothing to copy or transform
+            keep = np.ones(len(ex.values), np.bool_)  # every value a verified hit
             items = list(zip(ex.values, self.labels[ex.served].tolist()))
         else:
-            items = [self.item(v, int(i)) for v, i in zip(ex.values, ex.served.tolist()) if v is not None]
+            got = [
+                None if v is None else self.item_or_skip(v, int(i))
+                for v, i in zip(ex.values, ex.served.tolist())
+            ]
+            keep = np.asarray([g is not None for g in got], np.bool_)
+            items = [g for g in got if g is not None]
         meta = BatchMeta(
             plan.requested[keep],
             ex.served[keep],

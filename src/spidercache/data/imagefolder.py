@@ -62,7 +62,14 @@ def _name(p: str) -> str:
 class ImageFolder(Dataset):
     """Lazy ``root/<class>/<image>`` dataset; items are ``(uint8 tensor C x H x W, label)``."""
 
-    def __init__(self, root: str, size: int | None = 32, channels: int = 3) -> None:
+    def __init__(
+        self, root: str, size: int | None = 32, channels: int = 3, classes: list[str] | None = None
+    ) -> None:
+        """``classes``: the class names, in label order, of the split this one is tested against.
+
+        Labels then follow the folders' names, not their sorted order here (a test split missing
+        a class would otherwise shift every label after it); a folder not among them is an error.
+        """
         self.root = str(root)
         self.size = None if size is None else int(size)
         self.channels = int(channels)
@@ -70,11 +77,20 @@ class ImageFolder(Dataset):
             raise UserError(f"channels must be 1 or 3, got {channels}")
         fs, base = open_fs(self.root)
         entries = fs.ls(base, detail=True)
-        classes = sorted(_name(e["name"]) for e in entries if e.get("type") == "directory")
-        if not classes:
+        found_classes = sorted(_name(e["name"]) for e in entries if e.get("type") == "directory")
+        if not found_classes:
             raise UserError(f"{root} has no class sub-folders (expected root/<class>/<image>)")
+        self._named = classes is not None
+        classes = list(found_classes) if classes is None else list(classes)
+        unknown = [c for c in found_classes if c not in classes]
+        if unknown:
+            raise UserError(
+                f"{root} has class folder(s) the training split has not: {', '.join(unknown)} "
+                f"(training classes: {', '.join(classes)})"
+            )
         paths, labels, sizes = [], [], []
-        for c, cls in enumerate(classes):
+        for cls in found_classes:
+            c = classes.index(cls)
             found = fs.find(f"{base}/{cls}", detail=True)
             for p in sorted(found):
                 if p.lower().endswith(IMAGE_EXTS):
@@ -110,6 +126,8 @@ class ImageFolder(Dataset):
 
     def fingerprint(self) -> str:
         extra = {"root": self.root, "size": self.size, "channels": self.channels, "listing": self._listing}
+        if self._named:  # the labels follow the given class list: another list, other labels
+            extra["classes"] = self.classes
         return hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:32]
 
     def raw(self, i: int) -> bytes:

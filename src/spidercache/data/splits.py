@@ -10,6 +10,8 @@ CIFAR-10/100 python folder                 its train and test batches
 any other ImageFolder tree                 a held-out split of it, said in one line
 =========================================  =====================================================
 
+A test (or val) tree's class folders take the training tree's labels by name: it may
+lack some training classes; a class training never saw is an error naming it.
 ImageFolder trees are read lazily, one file per access (``imagefolder.py``);
 the small in-memory datasets go through the same cached path.
 """
@@ -48,14 +50,15 @@ def _image_splits(first: str, image_size: int, seed: int):
         test = next((d for d in ("test", "val") if d in subdirs), None)
         tr = ImageFolder(f"{first.rstrip('/')}/train", image_size)
         if test:
-            return tr, ImageFolder(f"{first.rstrip('/')}/{test}", image_size), ""
+            return tr, ImageFolder(f"{first.rstrip('/')}/{test}", image_size, classes=tr.classes), ""
         return held_out(tr, seed, f"{first.rstrip('/')}/train")
     if name == "train":
         parent = base.rsplit("/", 1)[0]
         for sib in ("test", "val"):
             if fs.isdir(f"{parent}/{sib}"):
                 url = first.rstrip("/").rsplit("/", 1)[0]
-                return ImageFolder(first, image_size), ImageFolder(f"{url}/{sib}", image_size), ""
+                tr = ImageFolder(first, image_size)
+                return tr, ImageFolder(f"{url}/{sib}", image_size, classes=tr.classes), ""
     return held_out(ImageFolder(first, image_size), seed, first)
 
 

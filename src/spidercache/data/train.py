@@ -26,8 +26,10 @@ from ..errors import UserError
 from .compute_threads import ComputeThreads
 from .datasets import Subset
 from .distributed import DistInfo, barrier, init_distributed, shutdown
+from .evaluate import evaluate
 from .loader import CachedLoader, default_fingerprint
 from .policies import DEFAULT_POLICY, policy_class
+from .policies.base import check_class_labels
 from .splits import open_splits
 from .storage import StorageModel
 from .stores import train_store_specs
@@ -88,6 +90,7 @@ class TrainConfig:
         at_least(1, flag=True, batch_size=self.batch_size, epochs=self.epochs)
         at_least(0, flag=True, workers=self.workers, threads=self.threads)
         at_least(1, flag=True, cache_nodes=self.cache_nodes)
+        at_least(1, flag=True, cache_bytes=self.cache_bytes)  # 0 is no budget, not "use --working-set"
         at_least(0, flag=True, train_samples=self.train_samples, test_samples=self.test_samples)
         positive(flag=True, lr=self.lr)
         at_least(1, flag=True, image_size=self.image_size)
@@ -129,25 +132,9 @@ def _subset(ds, n: int, seed: int, why: str):
 def _channel_stats(cached, seed: int, n: int = 512) -> tuple[np.ndarray, tuple[list[float], list[float]]]:
     """One sample and the per-channel mean / std (0..255 scale) of up to ``n``, read as a miss is."""
     ids = np.sort(np.random.default_rng(seed).choice(len(cached), min(n, len(cached)), replace=False))
-    x = np.stack(
-        [np.asarray(cached.item(v, int(i))[0]) for v, i in zip(cached.load(ids), ids) if v is not None]
-    )
+    got = [cached.item_or_skip(v, int(i)) for v, i in zip(cached.load(ids), ids) if v is not None]
+    x = np.stack([np.asarray(g[0]) for g in got if g is not None])
     return x[0], channel_stats(x)
-
-
-def _evaluate(model, test_ds, norm: Normalize, device, workers: int, batch: int = 1000) -> float:
-    if len(test_ds) == 0:
-        return float("nan")
-    model.eval()
-    correct = seen = 0
-    dl = torch.utils.data.DataLoader(test_ds, batch_size=batch, num_workers=workers)
-    with torch.no_grad():
-        for x, y in dl:
-            out = model(norm(x).to(device))
-            correct += int((out.argmax(1).cpu() == y).sum())
-            seen += len(y)
-    model.train()
-    return 100.0 * correct / max(1, seen)
 
 
 def plot_rows(rows: list[dict], path: str, title: str = "") -> None:
@@ -240,8 +227,6 @@ def train(
 def _setup(cfg: TrainConfig, info: DistInfo):
     """Datasets, loader (policy + stores) and normalisation for one run."""
     train_ds, test_ds, note = open_splits(cfg.train_paths, cfg.image_size, cfg.seed)
-    if note and info.is_main:
-        print(note, file=sys.stderr)
     train_ds = _subset(train_ds, cfg.train_samples, cfg.seed, "train-subset")
     test_ds = _subset(test_ds, cfg.test_samples, cfg.seed + 1, "test-subset")
     policy_name = cfg.policy if cfg.cache_training_data else "none"
@@ -284,6 +269,10 @@ def _setup(cfg: TrainConfig, info: DistInfo):
         policy_options=opts,
         storage_model=StorageModel(cfg.storage_latency_ms, cfg.storage_bandwidth_mbps),
     )
+    if loader.labels is not None:  # cross-entropy needs class indices, whatever the policy
+        check_class_labels(loader.labels)
+    if note and info.is_main:  # after the checks above: a mistake stays one line
+        print(note, file=sys.stderr)
     x0, (mean, std) = _channel_stats(loader.dataset, cfg.seed)
     norm = Normalize(mean, std)
     num_classes = len(getattr(train_ds, "classes", None) or []) or int(np.max(loader.labels)) + 1
@@ -330,7 +319,9 @@ def _train(cfg: TrainConfig, info: DistInfo, on_epoch) -> TrainResult:
                     f"for the {cfg.epochs - epoch - 1} epoch(s) left (warm epochs are usually shorter)",
                     file=sys.stderr,
                 )
-            row["test_accuracy"] = _evaluate(run.bare, test_ds, norm, info.device, cfg.workers)
+            row["test_accuracy"], row["test_skipped"] = evaluate(
+                run.bare, test_ds, norm, info.device, cfg.workers, cfg.strict
+            )
             rows.append(row)
             if log_file:
                 log_file.write(json.dumps(row) + "\n")

@@ -10,12 +10,14 @@ temporary name and renamed into place, so concurrent runs never mix two
 writers' arrays. A later run whose fingerprint matches loads it instead: no
 parsing, no remap.
 
-The fingerprint: the reader's arguments (format, CSV columns), the size and
-modification time of the trace (and of ``NAME.sizes.npy`` for an ``.npy``
-trace) and a BLAKE2b hash of three 64 KiB samples of its content (start,
-middle, end), so a file rewritten within the same second with the same length
-is still caught unless those samples agree too. Anything that does not match,
-or cannot be read, is ignored and rewritten; a directory that cannot be written
+The fingerprint: the reader's arguments (format, CSV columns), the size,
+modification time, status-change time (ctime) and inode of the trace (and of
+``NAME.sizes.npy`` for an ``.npy`` trace) and a BLAKE2b hash of three 64 KiB
+samples of its content (start, middle, end), so a file rewritten within the
+same second with the same length is still caught unless those samples agree
+too, and a copy that keeps size and mtime (``cp -p``) is caught by its ctime,
+which no user call can set back. Anything that does not match, or cannot be
+read, is ignored and rewritten; a directory that cannot be written
 leaves the run as it was (the dense trace is only an accelerator).
 
 ``remap_seconds`` is the time the remap took when the file was made; the
@@ -73,9 +75,16 @@ def fingerprint(path: Path, column=None, size_column=None, fmt=None) -> dict:
         "format": kind,
         "column": None if column is None else str(column),
         "size_column": None if size_column is None else str(size_column),
-        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        # ctime and inode too: a copy that keeps size and mtime (cp -p, rsync -t) still changes
+        # them, and may differ from the old file only outside the sampled windows
+        "files": [[p.name, *_stat(p)] for p in files],
         "sample_hash": h.hexdigest(),
     }
+
+
+def _stat(p: Path) -> list[int]:
+    st = p.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
 def load_dense(path, column=None, size_column=None, fmt=None, *, keep: bool = True) -> DenseTrace:

@@ -35,12 +35,56 @@ own admission (no ``admit`` mask) and keeps the capacity it was built with.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ...checks import at_least, between, flag_value
 from ...engine.plan import Lookup
 from ...engine.policies.base import EvictionCallback, Policy, PolicyStats
+from ...errors import UserError
+
+# Given to every policy by the training loop (data/train.py); only spider's shared split uses them.
+CONTEXT_OPTIONS = ("ratio_address", "dist")
+_NOT_OPTIONS = ("self", "n_samples", "capacity", "labels", "seed", "on_evict")
+
+
+def option_names(cls: type) -> list[str]:
+    """The options (``--policy-option`` names) a training policy class takes."""
+    names: set[str] = set()
+    for k in cls.__mro__:
+        init = k.__dict__.get("__init__")
+        if init is None or not issubclass(k, TrainingPolicy):
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _NOT_OPTIONS:
+                names.add(p.name)
+    return sorted(names - set(CONTEXT_OPTIONS))
+
+
+def checked_options(who: str, counts: dict, shares: dict, flags: dict) -> list[bool]:
+    """Counts ``>= 1``, shares in ``0..1``, ``flags`` parsed (``checks.flag_value``); out of range
+    is the user's mistake, one line naming the policy, not a value to clip."""
+    try:
+        at_least(1, **counts)
+        between(0.0, 1.0, **shares)
+        return [flag_value(k, v) for k, v in flags.items()]
+    except UserError as exc:
+        raise UserError(f"{who}: {exc}") from None
+    except TypeError:  # a text where a number belongs
+        raise UserError(f"{who}: {', '.join([*counts, *shares])} must be numbers") from None
+
+
+def check_class_labels(labels: np.ndarray) -> None:
+    """UserError unless every label is a class index (>= 0): -1 and the like mean "no label"."""
+    if labels.size and int(labels.min()) < 0:
+        i = int(np.argmin(labels))
+        raise UserError(
+            f"labels must be class indices >= 0, got {int(labels[i])} (sample {i}); "
+            "a policy that substitutes by label, and training, need every sample's class"
+        )
+
 
 __all__ = ["Lookup", "TrainingPolicy", "loss_rank_scores"]
 
@@ -77,8 +121,14 @@ class TrainingPolicy(Policy):
         self._used = np.zeros(1, np.int64)
         self._stats = PolicyStats()
         self.labels = None if labels is None else np.asarray(labels, np.int64)
+        if self.labels is not None and self.needs_labels:  # others only carry them (-1: unlabelled is fine)
+            check_class_labels(self.labels)
         self.seed = int(seed)
         self.epoch = 0
+        unknown = sorted(set(options) - set(CONTEXT_OPTIONS))
+        if unknown:  # a typo must not leave the default in place silently
+            valid = ", ".join(option_names(type(self))) or "none"
+            raise UserError(f"{self.name}: unknown option(s) {', '.join(unknown)}; valid: {valid}")
         self.options = options
         # Lookups draw stand-ins from this generator; reseeded per epoch so
         # that ranks replaying the same lookups agree.

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...checks import at_least
+from ...errors import UserError
 from ..samplers import weighted_draw
 from .base import Lookup, TrainingPolicy, loss_rank_scores
 from .scored import ScoreCache, ShadowScores
@@ -42,7 +44,11 @@ class ShadePolicy(TrainingPolicy):
         **options,
     ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
-        self.rep_factor = max(1, int(rep_factor))
+        try:
+            at_least(1, rep_factor=rep_factor)
+        except UserError as exc:
+            raise UserError(f"shade: {exc}") from None
+        self.rep_factor = int(rep_factor)
         self.temperature = float(temperature)
         self.scores = ShadowScores(self.n, prior=float(np.log(10.0)))
         self.cache = ScoreCache(self.n, self.capacity)

@@ -46,12 +46,13 @@ from typing import Any
 
 import numpy as np
 
+from ...checks import at_least
 from ...errors import UserError
 from ..adaptive_split import AdaptiveSplit
 from ..homophily import HomophilyGraph
 from ..importance import SampleImportance
 from ..importance_sampling import ImportanceSampler
-from .base import TrainingPolicy
+from .base import TrainingPolicy, checked_options
 from .scored import ScoreCache
 from .spider_serve import SpiderServe
 
@@ -105,12 +106,15 @@ class SpiderPolicy(SpiderServe, TrainingPolicy):
     ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
         self._check_options(protect, stand_in, sub_weight)
-        self.rotate = bool(rotate)
-        self.is_correction = bool(is_correction)
-        self.rep_uses = max(1, int(rep_uses))
-        self.refresh = float(np.clip(refresh, 0.0, 1.0))
-        self.ready_after = max(0, int(ready_after))
-        self.homophily_weight = bool(homophily_weight)
+        flags = checked_options(
+            "spider",
+            counts=dict(rep_uses=rep_uses, k=k, proj_dim=proj_dim),
+            shares=dict(ratio=ratio, refresh=refresh, upkeep_fraction=upkeep_fraction),
+            flags=dict(rotate=rotate, is_correction=is_correction, homophily_weight=homophily_weight),
+        )
+        self.rotate, self.is_correction, self.homophily_weight = flags
+        at_least(0, ready_after=ready_after)
+        self.rep_uses, self.refresh, self.ready_after = int(rep_uses), float(refresh), int(ready_after)
         self.stats_sink = stats_sink
         try:  # a bad --policy-option value is the user's mistake: one line, not a traceback
             self.imp = SampleImportance(self.n, kind=importance, smoothing=smoothing)
