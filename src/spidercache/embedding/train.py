@@ -82,7 +82,7 @@ def prefetch_data(keys: np.ndarray, cfg: ModelConfig) -> TrainData:
     ``history * C`` requests), their features now, and whether each comes in the window."""
     ids, n = remap_trace(keys)
     tables = dense_tables(keys)
-    cap = capacity_for(cfg.cache_sizes[len(cfg.cache_sizes) // 2], n)
+    cap = min(capacity_for(cfg.cache_sizes[len(cfg.cache_sizes) // 2], n), n)  # all fit above n
     w = max(1, int(cfg.window * cap))
     h = max(1, int(cfg.history * cap))
     nxt = next_use_positions(ids, n)
