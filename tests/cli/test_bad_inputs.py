@@ -214,6 +214,8 @@ CASES: list[tuple[str, ...]] = [
     ("embed", "eval", "{trace}", "--policies", "nosuchpolicy"),
     ("embed", "eval", "{trace}", "--cache-size", "0"),
     ("embed", "eval", "/nonexistent.npy"),
+    ("embed", "eval", "{csv}", "--column", "nosuchcolumn"),
+    ("embed", "optgen", "{csv}", "-o", "{tmp}/l.npy", "--format", "nosuchformat"),
     ("embed", "eval", "{trace}", "--model", "/nonexistent/model"),
     ("embed", "headroom", "--requests", "0"),
     ("embed", "headroom", "--cache-size", "0"),

@@ -17,6 +17,13 @@ from ..console import console
 embed_app = typer.Typer(
     help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.", no_args_is_help=True
 )
+# How a command that reads a trace is told a CSV's key column or a format, as `sim` is.
+COLUMN_OPT = typer.Option(None, "--column", help="CSV column with the keys (name or 0-based index).")
+FORMAT_OPT = typer.Option(
+    None,
+    "--format",
+    help="Trace format when the name does not tell it: npy, txt, csv, oracleGeneral, vscsi, lis.",
+)
 
 
 @embed_app.command("gen")
@@ -101,11 +108,13 @@ def sample_cmd(
     batch_lookups: int = typer.Option(4096, help="Lookups per batch."),
     shard_size: int = typer.Option(5_000_000, help="Indices per shard."),
     seed: int = typer.Option(0, help="Random seed."),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
 ) -> None:
     """RecMG's sampling: keep a share of the batches, shuffled, in shards of 5 M indices."""
     from ..embedding.traces import read_embedding_trace, sample
 
-    res = sample(read_embedding_trace(trace), out, rate, batch_lookups, shard_size, seed)
+    res = sample(read_embedding_trace(trace, column, fmt), out, rate, batch_lookups, shard_size, seed)
     typer.echo(
         f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
         f"in {len(res.shards)} shard(s) under {out}"
@@ -120,6 +129,8 @@ def optgen_cmd(
     bypass: bool = typer.Option(
         False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."
     ),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Belady labels per access: OPT hit, keep-until-next-use, next-use distance (-1: never)."""
@@ -136,7 +147,7 @@ def optgen_cmd(
         from ..errors import UserError
 
         raise UserError(f"output folder does not exist: {out.parent}")
-    keys = read_embedding_trace(trace)
+    keys = read_embedding_trace(trace, column, fmt)
     t0 = time.perf_counter()
     labels = optgen(keys, cache_size, bypass=bypass)
     sec = time.perf_counter() - t0
@@ -170,6 +181,8 @@ def train_cmd(
     hidden_size: Optional[int] = typer.Option(None, help="Width of the MLP."),
     batch_size: Optional[int] = typer.Option(None, help="Minibatch size."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Train the cache model (OPT labels) or the prefetch model (set loss); checkpoints and resume."""
@@ -203,7 +216,7 @@ def train_cmd(
     ):
         if value is not None:
             setattr(cfg, name, value)
-    keys = read_embedding_trace(trace)
+    keys = read_embedding_trace(trace, column, fmt)
     err = console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -251,6 +264,8 @@ def eval_cmd(
     cache_size: str = typer.Option(
         "0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."
     ),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of rows."),
 ) -> None:
     """Per cache size: each policy's hit ratio, the share of the best-heuristic -> OPT gap it closes
@@ -262,7 +277,7 @@ def eval_cmd(
 
     names = parse_list(policies, "policy")
     sizes = parse_sizes(cache_size)
-    keys = read_embedding_trace(trace)
+    keys = read_embedding_trace(trace, column, fmt)
     rows = evaluate(keys, names, sizes, model, prefetch_model)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..checks import at_least, between
 from ..errors import UserError
-from ..sim.traces import read_trace
+from ..sim.traces import load_trace, trace_format
 
 TABLE_SHIFT = 40
 ROW_MASK = (1 << TABLE_SHIFT) - 1
@@ -37,7 +37,8 @@ def pack_keys(tables: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def table_of(keys: np.ndarray) -> np.ndarray:
-    return np.asarray(keys, np.int64) >> TABLE_SHIFT
+    # unsigned: a libCacheSim id >= 2^63 (held as a negative int64) is in a table >= 2^23, not < 0
+    return (np.asarray(keys, np.int64).view(np.uint64) >> np.uint64(TABLE_SHIFT)).astype(np.int64)
 
 
 def row_of(keys: np.ndarray) -> np.ndarray:
@@ -180,19 +181,36 @@ def read_dlrm_pt(path: str | os.PathLike) -> np.ndarray:
     return pack_keys(table_ids, idx)
 
 
-def read_embedding_trace(path: str | os.PathLike) -> np.ndarray:
-    """A trace of keys from ``.pt`` (dlrm_datasets), ``.npy`` or text; keys must be >= 0."""
+def read_embedding_trace(
+    path: str | os.PathLike, column: str | int | None = None, fmt: str | None = None
+) -> np.ndarray:
+    """A trace of keys from ``.pt`` (dlrm_datasets) or any format ``sim`` reads (``column`` and
+    ``fmt`` as in ``sim.traces.load_trace``). Signed keys must be >= 0; unsigned ids (oracleGeneral,
+    vscsi, a uint64 ``.npy``) may be >= 2^63 and keep their bits."""
     path = Path(path)
-    if path.suffix.lower() in {".pt", ".pth"}:
+    if fmt is None and path.suffix.lower() in {".pt", ".pth"}:
+        if column is not None:
+            raise UserError(f"--column applies to CSV traces only, not to a .pt: {path}")
         if not path.exists():
             raise UserError(f"trace file not found: {path}")
         keys = read_dlrm_pt(path)
         if keys.size == 0:
             raise UserError(f"trace is empty: {path}")
     else:
-        keys = read_trace(path)
+        keys = load_trace(path, column, None, fmt).keys
+        if keys.size and int(keys.min()) < 0 and _unsigned_ids(path, fmt, column):
+            return keys  # ids >= 2^63, not negative numbers: remapped densely like any other
     check_keys(keys, str(path))
     return keys
+
+
+def _unsigned_ids(path: Path, fmt: str | None, column) -> bool:
+    """Whether the file holds unsigned 64-bit ids (a negative int64 key is then an id >= 2^63)."""
+    kind = trace_format(path, fmt, column)
+    if kind == "npy":
+        return np.load(path, mmap_mode="r", allow_pickle=False).dtype.kind == "u"
+    # text and CSV hold signed numbers as written; lis keys are block numbers built as int64
+    return kind in ("oracleGeneral", "vscsi")
 
 
 def check_keys(keys: np.ndarray, where: str = "trace") -> None:
