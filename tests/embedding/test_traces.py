@@ -51,6 +51,8 @@ def test_dlrm_pt_reader(tmp_path):
         {"a": torch.zeros(3)},
         (torch.zeros(3), torch.zeros(2)),
         (torch.arange(4), torch.arange(3), torch.ones(2, 2, dtype=torch.int64)),
+        (torch.arange(4), torch.zeros(5, dtype=torch.long), torch.tensor([[-1, -1], [3, 3]])),
+        (torch.arange(4), torch.zeros(5, dtype=torch.long), torch.tensor([[3, -1], [1, 1]])),
     ],
 )
 def test_dlrm_pt_of_another_structure(tmp_path, obj):

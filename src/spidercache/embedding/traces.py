@@ -167,6 +167,10 @@ def read_dlrm_pt(path: str | os.PathLike) -> np.ndarray:
         )
     tables, batch = lengths.shape
     lengths_np = lengths.numpy().astype(np.int64)
+    if lengths_np.size and int(lengths_np.min()) < 0:  # a bag cannot hold fewer than 0 rows
+        raise UserError(
+            f"{path} is not a dlrm_datasets trace: lengths must be >= 0, got {int(lengths_np.min())}"
+        )
     if int(lengths_np.sum()) != indices.numel() or offsets.numel() != tables * batch + 1:
         raise UserError(
             f"{path} is not a dlrm_datasets trace: lengths sum to {int(lengths_np.sum())} and offsets "
