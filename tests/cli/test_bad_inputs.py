@@ -282,6 +282,7 @@ CASES: list[tuple[str, ...]] = [
     ("gati", "query", "{img}", "--address", "127.0.0.1:65536"),
     ("embed", "gen", "-o", "{dir}", "--batches", "1"),
     ("embed", "sample", "{trace}", "-o", "{text_npy}"),
+    ("embed", "optgen", "{trace}", "-o", "{dir}"),
     ("session", "new", "-m", "100000G", "-p", "{port}"),
     (*MS, "ms_cache_server", "session", "-m", "100000G", "-p", "{port}"),
     (*MS, "cache_admin", "--start", "-m", "0", "-p", "{port}"),

@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from ..console import console
+from ..paths import check_output_path
 
 embed_app = typer.Typer(
     help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.", no_args_is_help=True
@@ -142,11 +143,10 @@ def optgen_cmd(
     from ..embedding.traces import read_embedding_trace
     from ..engine.capacity import capacity_for
 
-    capacity_for(cache_size, 1)  # a bad size fails before reading the trace
-    if out.parent and not out.parent.exists():
-        from ..errors import UserError
-
-        raise UserError(f"output folder does not exist: {out.parent}")
+    capacity_for(cache_size, 1)  # a bad size or output path fails before reading the trace
+    check_output_path(out)
+    if out.suffix.lower() != ".npy":  # np.save adds it, as write_trace does: name the file written
+        out = check_output_path(out.with_name(out.name + ".npy"))
     keys = read_embedding_trace(trace, column, fmt)
     t0 = time.perf_counter()
     labels = optgen(keys, cache_size, bypass=bypass)
