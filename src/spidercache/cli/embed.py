@@ -194,7 +194,7 @@ def train_cmd(
     from ..errors import UserError
 
     if model not in ("cache", "prefetch"):
-        raise UserError(f"--model must be cache or prefetch, got {model!r}")
+        raise UserError(f"--kind must be cache or prefetch, got {model!r}")
     if config is not None:
         if not config.exists():
             raise UserError(f"config file not found: {config}")
@@ -216,6 +216,7 @@ def train_cmd(
     ):
         if value is not None:
             setattr(cfg, name, value)
+    cfg.check()  # a bad config value is one line naming its key, before the trace is read
     keys = read_embedding_trace(trace, column, fmt)
     err = console(stderr=True)
     with Progress(

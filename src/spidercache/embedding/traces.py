@@ -78,6 +78,7 @@ class GenConfig:
                 raise UserError(f"{name.replace('_', '-')} must be in [0, 1), got {v}")
         at_least(0, burst_rate=self.burst_rate)
         at_least(1, burst_rows=self.burst_rows, burst_batches=self.burst_batches)
+        at_least(0, seed=self.seed)  # numpy's generators take no negative seed
 
 
 def generate(cfg: GenConfig | None = None, progress=None, observer=None) -> np.ndarray:
@@ -248,6 +249,7 @@ def sample(
     if not 0 < rate <= 1:
         raise UserError(f"rate must be in (0, 1], got {rate}")
     at_least(1, batch_lookups=batch_lookups, shard_size=shard_size)
+    at_least(0, seed=seed)  # numpy's generators take no negative seed
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path exists and is not a folder: {out}")
