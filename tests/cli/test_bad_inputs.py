@@ -289,6 +289,8 @@ CASES: list[tuple[str, ...]] = [
     ("embed", "train", "--kind", "cache", "--trace", "{trace}", "--out", "{tmp}/m", "--seed", "-1"),
     ("embed", "train", "--kind", "nosuchkind", "--trace", "{trace}", "--out", "{tmp}/m"),
     ("embed", "headroom", "--seed", "-1"),
+    ("embed", "gen", "-o", "{tmp}/e.npy", "--batches", "2", "--rows", "100", "--pooling", "inf"),
+    ("embed", "gen", "-o", "{tmp}/e.npy", "--batches", "2", "--rows", "100", "--burst-rate", "inf"),
     ("session", "new", "-m", "100000G", "-p", "{port}"),
     (*MS, "ms_cache_server", "session", "-m", "100000G", "-p", "{port}"),
     (*MS, "cache_admin", "--start", "-m", "0", "-p", "{port}"),

@@ -107,3 +107,9 @@ def test_unsigned_ids_at_or_above_2_63_are_read(tmp_path):
     u = tmp_path / "u.npy"
     np.save(u, ids)
     assert np.array_equal(read_embedding_trace(u).view(np.uint64), ids)
+
+
+@pytest.mark.parametrize("field", ["pooling", "burst_rate"])
+def test_infinite_pooling_or_burst_rate_is_refused(field):
+    with pytest.raises(UserError, match=field.replace("_", "-") + " must be a finite number"):
+        generate(small(**{field: float("inf")}))

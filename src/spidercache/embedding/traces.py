@@ -72,6 +72,11 @@ class GenConfig:
         if not np.isfinite(self.alpha) or self.alpha < 0:
             raise UserError(f"alpha must be a finite number >= 0, got {self.alpha}")
         at_least(1, pooling=self.pooling)
+        for name in ("pooling", "burst_rate"):  # inf passes the >= checks but not numpy's Poisson draw
+            if not np.isfinite(getattr(self, name)):
+                raise UserError(
+                    f"{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}"
+                )
         for name in ("drift", "one_off", "burst_share"):
             v = getattr(self, name)
             if not 0 <= v < 1:
