@@ -160,3 +160,29 @@ def test_training_policy_contract(name):
             substitutions += int(sub.sum())
             _feedback(p, lk.served, rng)
     assert p.resident().size <= cap
+
+
+# train-none caches nothing by design; the spider policies score samples from update()'s feedback,
+# which this plain trace does not give (not checked here at any capacity)
+NO_PLAIN_TRACE_HITS = {"train-none", "train-spider", "train-spider-noh", "train-spider-nois"}
+
+
+# W-TinyLFU's window (1 %) truncates to 0 under 100 and refuses every newcomer: not fixed yet, since a
+# window of 1 makes its filter's hash collisions decide (tests/engine's large-ids test then differs)
+SMALL = [n for n in ENGINE + TRAINING_NAMES if n not in NO_PLAIN_TRACE_HITS]
+SMALL = [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n == "wtinylfu" else n for n in SMALL]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_every_policy_caches_at_small_capacities(name):
+    """A capacity of 1..5 still holds and hits (a share of it that truncates to 0 must not empty a queue
+    every newcomer passes through: 2Q's A1in, Cacheus's SR)."""
+    ids = np.random.default_rng(0).integers(0, 10, 2000).astype(np.int64)
+    for capacity in range(1, 6):
+        kw = _engine_kwargs(name, ids)
+        if name.startswith(TRAINING):
+            kw.update(labels=np.arange(10) % 3, seed=1)
+        p = make_policy(name, capacity, 10, **kw)
+        if name.startswith(TRAINING):
+            p.begin_epoch(0)
+        assert np.count_nonzero(p.access(ids)) > 0, (name, capacity)

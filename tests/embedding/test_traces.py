@@ -51,6 +51,8 @@ def test_dlrm_pt_reader(tmp_path):
         {"a": torch.zeros(3)},
         (torch.zeros(3), torch.zeros(2)),
         (torch.arange(4), torch.arange(3), torch.ones(2, 2, dtype=torch.int64)),
+        (torch.arange(4), torch.zeros(5, dtype=torch.long), torch.tensor([[-1, -1], [3, 3]])),
+        (torch.arange(4), torch.zeros(5, dtype=torch.long), torch.tensor([[3, -1], [1, 1]])),
     ],
 )
 def test_dlrm_pt_of_another_structure(tmp_path, obj):
@@ -80,3 +82,34 @@ def test_sample_keeps_share_of_batches_in_shards(tmp_path):
     assert np.unique(kept).size == 8000
     starts = kept[::100]
     assert np.all(starts % 100 == 0) and not np.all(np.diff(starts) > 0)  # whole batches, shuffled
+
+
+def test_csv_and_format_read_as_sim_reads_them(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("ts,key\n1,5\n2,7\n3,5\n")
+    with pytest.raises(UserError, match="--column"):
+        read_embedding_trace(p)
+    assert list(read_embedding_trace(p, "key")) == [5, 7, 5]
+    d = tmp_path / "t.dat"
+    d.write_text(p.read_text())
+    assert list(read_embedding_trace(d, 1, "csv")) == [5, 7, 5]
+
+
+def test_unsigned_ids_at_or_above_2_63_are_read(tmp_path):
+    from spidercache.sim.formats import write_oracle_general
+
+    ids = np.array([2**64 - 1, 5, 2**64 - 1, 2**63 + 5], np.uint64)
+    og = tmp_path / "x.oracleGeneral.bin"
+    write_oracle_general(og, ids, np.ones(4, np.int64))
+    keys = read_embedding_trace(og)
+    assert np.array_equal(keys.view(np.uint64), ids)
+    assert list(table_of(keys)) == [2**24 - 1, 0, 2**24 - 1, 2**23]  # the unsigned key >> 40
+    u = tmp_path / "u.npy"
+    np.save(u, ids)
+    assert np.array_equal(read_embedding_trace(u).view(np.uint64), ids)
+
+
+@pytest.mark.parametrize("field", ["pooling", "burst_rate"])
+def test_infinite_pooling_or_burst_rate_is_refused(field):
+    with pytest.raises(UserError, match=field.replace("_", "-") + " must be a finite number"):
+        generate(small(**{field: float("inf")}))

@@ -13,9 +13,17 @@ from typing import Optional
 import typer
 
 from ..console import console
+from ..paths import check_output_path
 
 embed_app = typer.Typer(
     help="Embedding-row caching: traces, Belady labels, learned admission and prefetch.", no_args_is_help=True
+)
+# How a command that reads a trace is told a CSV's key column or a format, as `sim` is.
+COLUMN_OPT = typer.Option(None, "--column", help="CSV column with the keys (name or 0-based index).")
+FORMAT_OPT = typer.Option(
+    None,
+    "--format",
+    help="Trace format when the name does not tell it: npy, txt, csv, oracleGeneral, vscsi, lis.",
 )
 
 
@@ -101,11 +109,13 @@ def sample_cmd(
     batch_lookups: int = typer.Option(4096, help="Lookups per batch."),
     shard_size: int = typer.Option(5_000_000, help="Indices per shard."),
     seed: int = typer.Option(0, help="Random seed."),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
 ) -> None:
     """RecMG's sampling: keep a share of the batches, shuffled, in shards of 5 M indices."""
     from ..embedding.traces import read_embedding_trace, sample
 
-    res = sample(read_embedding_trace(trace), out, rate, batch_lookups, shard_size, seed)
+    res = sample(read_embedding_trace(trace, column, fmt), out, rate, batch_lookups, shard_size, seed)
     typer.echo(
         f"kept {res.batches_kept} of {res.batches_total} batches ({res.indices:,} indices) "
         f"in {len(res.shards)} shard(s) under {out}"
@@ -120,6 +130,8 @@ def optgen_cmd(
     bypass: bool = typer.Option(
         False, help="OPT may refuse a miss (default: demand paging, as the engine's OPT)."
     ),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Belady labels per access: OPT hit, keep-until-next-use, next-use distance (-1: never)."""
@@ -131,12 +143,11 @@ def optgen_cmd(
     from ..embedding.traces import read_embedding_trace
     from ..engine.capacity import capacity_for
 
-    capacity_for(cache_size, 1)  # a bad size fails before reading the trace
-    if out.parent and not out.parent.exists():
-        from ..errors import UserError
-
-        raise UserError(f"output folder does not exist: {out.parent}")
-    keys = read_embedding_trace(trace)
+    capacity_for(cache_size, 1)  # a bad size or output path fails before reading the trace
+    check_output_path(out)
+    if out.suffix.lower() != ".npy":  # np.save adds it, as write_trace does: name the file written
+        out = check_output_path(out.with_name(out.name + ".npy"))
+    keys = read_embedding_trace(trace, column, fmt)
     t0 = time.perf_counter()
     labels = optgen(keys, cache_size, bypass=bypass)
     sec = time.perf_counter() - t0
@@ -170,6 +181,8 @@ def train_cmd(
     hidden_size: Optional[int] = typer.Option(None, help="Width of the MLP."),
     batch_size: Optional[int] = typer.Option(None, help="Minibatch size."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Train the cache model (OPT labels) or the prefetch model (set loss); checkpoints and resume."""
@@ -181,7 +194,7 @@ def train_cmd(
     from ..errors import UserError
 
     if model not in ("cache", "prefetch"):
-        raise UserError(f"--model must be cache or prefetch, got {model!r}")
+        raise UserError(f"--kind must be cache or prefetch, got {model!r}")
     if config is not None:
         if not config.exists():
             raise UserError(f"config file not found: {config}")
@@ -203,7 +216,8 @@ def train_cmd(
     ):
         if value is not None:
             setattr(cfg, name, value)
-    keys = read_embedding_trace(trace)
+    cfg.check()  # a bad config value is one line naming its key, before the trace is read
+    keys = read_embedding_trace(trace, column, fmt)
     err = console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -251,6 +265,8 @@ def eval_cmd(
     cache_size: str = typer.Option(
         "0.05,0.1,0.2", help="Comma-separated: <= 1 fraction of distinct keys, > 1 rows."
     ),
+    column: Optional[str] = COLUMN_OPT,
+    fmt: Optional[str] = FORMAT_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of rows."),
 ) -> None:
     """Per cache size: each policy's hit ratio, the share of the best-heuristic -> OPT gap it closes
@@ -262,7 +278,7 @@ def eval_cmd(
 
     names = parse_list(policies, "policy")
     sizes = parse_sizes(cache_size)
-    keys = read_embedding_trace(trace)
+    keys = read_embedding_trace(trace, column, fmt)
     rows = evaluate(keys, names, sizes, model, prefetch_model)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))

@@ -114,7 +114,9 @@ def evaluate(
             kw = _kwargs(name, cache_model, prefetch_model, table_of_id, batch)
             if name == "opt":
                 kw["next_use"] = nxt
-            pol = make_policy(name, cap, n, **kw)
+            # Nothing resident can exceed the n distinct rows: a larger capacity is built at that
+            # bound, as `sim` does (same hits, no memory for the excess).
+            pol = make_policy(name, min(cap, n), n, **kw)
             t0 = time.perf_counter()
             n_hits = int(np.count_nonzero(replay(pol, ids).hits))
             sec = time.perf_counter() - t0

@@ -293,6 +293,7 @@ def make(name: str, requests: int = 2_000_000, seed: int | None = None) -> np.nd
     if name not in FAMILIES:
         raise UserError(f"unknown trace family {name!r}; choose from {', '.join(FAMILIES)}")
     at_least(1, requests=requests)
+    at_least(0, seed=seed)  # numpy's generators take no negative seed (None: the family's own)
     fn, kw = FAMILIES[name]
     kw = dict(kw)
     if seed is not None:

@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import at_least
+from ..checks import at_least, positive
+from ..engine.capacity import capacity_for
 from ..errors import UserError
 from .features import FEATURE_NAMES, N_FEATURES
 
 MAX_DISTANCE = 64.0  # in units of the capacity: farther (or never) reads as this
 MAX_LOG_DISTANCE = float(np.log1p(MAX_DISTANCE))
+_KINDS = {int: "a whole number", float: "a number", str: "a string", list: "a list (of names or sizes)"}
 
 
 @nb.njit(cache=True, fastmath=True)
@@ -107,6 +109,36 @@ class ModelConfig:
         if unknown:
             raise UserError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+    def check(self) -> None:
+        """Refuse a value of the wrong type or range (a config JSON is typed by hand), naming its key."""
+        defaults = ModelConfig()
+        for name in self.__dataclass_fields__:
+            value, default = getattr(self, name), getattr(defaults, name)
+            # exact types: a bool is an int to Python but never a count; a whole number is a float
+            allowed = (int, float) if type(default) is float else (type(default),)
+            items = (str,) if name == "features" else (int, float)  # what the two lists hold
+            if type(value) not in allowed or (
+                type(value) is list and any(type(v) not in items for v in value)
+            ):
+                raise UserError(f"model config {name} must be {_KINDS[type(default)]}, got {value!r}")
+        if self.model not in ("cache", "prefetch"):
+            raise UserError(f"unknown model kind {self.model!r}; choose cache or prefetch")
+        at_least(1, hidden_size=self.hidden_size, num_layers=self.num_layers, batch_size=self.batch_size)
+        at_least(
+            1, steps=self.steps, checkpoint_every=self.checkpoint_every, batch_lookups=self.batch_lookups
+        )
+        at_least(0, seed=self.seed)  # numpy's and torch's generators take no negative seed
+        positive(learning_rate=self.learning_rate, window=self.window, history=self.history)
+        if not 0 <= self.validation_share < 1:  # 1 would leave nothing to train on
+            raise UserError(f"validation_share must be in [0, 1), got {self.validation_share}")
+        if not self.cache_sizes:
+            raise UserError("cache_sizes must name at least one cache size")
+        for cs in self.cache_sizes:
+            try:
+                capacity_for(cs, 1)
+            except UserError as exc:
+                raise UserError(f"cache_sizes: {exc}") from None
 
 
 class _MLP(nn.Module):

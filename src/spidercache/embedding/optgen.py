@@ -91,7 +91,8 @@ def belady_hits(
         n_ids = int(ids.max()) + 1 if ids.size else 0
     if nxt is None:
         nxt = next_use_positions(ids, n_ids)
-    return _belady(ids, nxt, n_ids, int(capacity), bool(bypass))
+    # the heap is sized by capacity: no more than the n_ids distinct ids can be resident
+    return _belady(ids, nxt, n_ids, min(int(capacity), max(n_ids, 1)), bool(bypass))
 
 
 @dataclass
@@ -120,7 +121,7 @@ def optgen(keys: np.ndarray, cache_size: float, bypass: bool = False, ids_n: tup
     ids, n = ids_n if ids_n is not None else remap_trace(keys)
     cap = capacity_for(cache_size, n)
     nxt = next_use_positions(ids, n)
-    hits = _belady(ids, nxt, n, cap, bool(bypass))
+    hits = _belady(ids, nxt, n, min(cap, n), bool(bypass))  # at most n rows are ever resident
     total = ids.size
     has_next = nxt < total
     keep = np.zeros(total, np.bool_)

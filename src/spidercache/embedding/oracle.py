@@ -176,7 +176,7 @@ def oracle_hits(
 ) -> np.ndarray:
     """Hit mask of the true-rate oracle on ``keys`` (made by ``generate_with_rates(cfg)``)."""
     ids, n = remap_trace(keys)
-    cap = capacity_for(cache_size, n)
+    cap = min(capacity_for(cache_size, n), n)  # above n distinct rows, everything fits
     pos, slot, rate = events
     return _oracle_sim(
         ids, _rate_slots(keys, ids, n, cfg), pos, slot, rate, n, cfg.tables * cfg.rows, cap, bypass

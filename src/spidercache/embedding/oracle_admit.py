@@ -117,4 +117,4 @@ def admission_oracle_hits(keys: np.ndarray, cache_size: float, max_passes: int =
     """``admission_oracle`` on a trace of keys at ``cache_size`` (a fraction of the distinct keys
     when <= 1, else rows)."""
     ids, n = remap_trace(np.ascontiguousarray(keys, np.int64))
-    return admission_oracle(ids, n, capacity_for(cache_size, n), max_passes)
+    return admission_oracle(ids, n, min(capacity_for(cache_size, n), n), max_passes)  # all fit above n

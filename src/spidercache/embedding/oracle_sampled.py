@@ -198,7 +198,7 @@ def sampled_oracle_hits(
     if horizon > 0 and not know_one_offs:
         raise ValueError("the phase-aware oracle needs to know the one-off rows")
     ids, n = remap_trace(keys)
-    cap = capacity_for(cache_size, n)
+    cap = min(capacity_for(cache_size, n), n)  # above n distinct rows, everything fits
     table, le0, inv = posterior_table(cfg)
     cat = np.concatenate
     empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)

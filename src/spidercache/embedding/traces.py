@@ -25,7 +25,7 @@ import numpy as np
 
 from ..checks import at_least, between
 from ..errors import UserError
-from ..sim.traces import read_trace
+from ..sim.traces import load_trace, trace_format
 
 TABLE_SHIFT = 40
 ROW_MASK = (1 << TABLE_SHIFT) - 1
@@ -37,7 +37,8 @@ def pack_keys(tables: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def table_of(keys: np.ndarray) -> np.ndarray:
-    return np.asarray(keys, np.int64) >> TABLE_SHIFT
+    # unsigned: a libCacheSim id >= 2^63 (held as a negative int64) is in a table >= 2^23, not < 0
+    return (np.asarray(keys, np.int64).view(np.uint64) >> np.uint64(TABLE_SHIFT)).astype(np.int64)
 
 
 def row_of(keys: np.ndarray) -> np.ndarray:
@@ -71,12 +72,18 @@ class GenConfig:
         if not np.isfinite(self.alpha) or self.alpha < 0:
             raise UserError(f"alpha must be a finite number >= 0, got {self.alpha}")
         at_least(1, pooling=self.pooling)
+        for name in ("pooling", "burst_rate"):  # inf passes the >= checks but not numpy's Poisson draw
+            if not np.isfinite(getattr(self, name)):
+                raise UserError(
+                    f"{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}"
+                )
         for name in ("drift", "one_off", "burst_share"):
             v = getattr(self, name)
             if not 0 <= v < 1:
                 raise UserError(f"{name.replace('_', '-')} must be in [0, 1), got {v}")
         at_least(0, burst_rate=self.burst_rate)
         at_least(1, burst_rows=self.burst_rows, burst_batches=self.burst_batches)
+        at_least(0, seed=self.seed)  # numpy's generators take no negative seed
 
 
 def generate(cfg: GenConfig | None = None, progress=None, observer=None) -> np.ndarray:
@@ -166,6 +173,10 @@ def read_dlrm_pt(path: str | os.PathLike) -> np.ndarray:
         )
     tables, batch = lengths.shape
     lengths_np = lengths.numpy().astype(np.int64)
+    if lengths_np.size and int(lengths_np.min()) < 0:  # a bag cannot hold fewer than 0 rows
+        raise UserError(
+            f"{path} is not a dlrm_datasets trace: lengths must be >= 0, got {int(lengths_np.min())}"
+        )
     if int(lengths_np.sum()) != indices.numel() or offsets.numel() != tables * batch + 1:
         raise UserError(
             f"{path} is not a dlrm_datasets trace: lengths sum to {int(lengths_np.sum())} and offsets "
@@ -180,19 +191,36 @@ def read_dlrm_pt(path: str | os.PathLike) -> np.ndarray:
     return pack_keys(table_ids, idx)
 
 
-def read_embedding_trace(path: str | os.PathLike) -> np.ndarray:
-    """A trace of keys from ``.pt`` (dlrm_datasets), ``.npy`` or text; keys must be >= 0."""
+def read_embedding_trace(
+    path: str | os.PathLike, column: str | int | None = None, fmt: str | None = None
+) -> np.ndarray:
+    """A trace of keys from ``.pt`` (dlrm_datasets) or any format ``sim`` reads (``column`` and
+    ``fmt`` as in ``sim.traces.load_trace``). Signed keys must be >= 0; unsigned ids (oracleGeneral,
+    vscsi, a uint64 ``.npy``) may be >= 2^63 and keep their bits."""
     path = Path(path)
-    if path.suffix.lower() in {".pt", ".pth"}:
+    if fmt is None and path.suffix.lower() in {".pt", ".pth"}:
+        if column is not None:
+            raise UserError(f"--column applies to CSV traces only, not to a .pt: {path}")
         if not path.exists():
             raise UserError(f"trace file not found: {path}")
         keys = read_dlrm_pt(path)
         if keys.size == 0:
             raise UserError(f"trace is empty: {path}")
     else:
-        keys = read_trace(path)
+        keys = load_trace(path, column, None, fmt).keys
+        if keys.size and int(keys.min()) < 0 and _unsigned_ids(path, fmt, column):
+            return keys  # ids >= 2^63, not negative numbers: remapped densely like any other
     check_keys(keys, str(path))
     return keys
+
+
+def _unsigned_ids(path: Path, fmt: str | None, column) -> bool:
+    """Whether the file holds unsigned 64-bit ids (a negative int64 key is then an id >= 2^63)."""
+    kind = trace_format(path, fmt, column)
+    if kind == "npy":
+        return np.load(path, mmap_mode="r", allow_pickle=False).dtype.kind == "u"
+    # text and CSV hold signed numbers as written; lis keys are block numbers built as int64
+    return kind in ("oracleGeneral", "vscsi")
 
 
 def check_keys(keys: np.ndarray, where: str = "trace") -> None:
@@ -226,6 +254,7 @@ def sample(
     if not 0 < rate <= 1:
         raise UserError(f"rate must be in (0, 1], got {rate}")
     at_least(1, batch_lookups=batch_lookups, shard_size=shard_size)
+    at_least(0, seed=seed)  # numpy's generators take no negative seed
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path exists and is not a folder: {out}")

@@ -25,7 +25,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..checks import at_least
 from ..engine.capacity import capacity_for
 from ..engine.ids import remap_trace
 from ..engine.nextuse import next_use_positions
@@ -82,7 +81,7 @@ def prefetch_data(keys: np.ndarray, cfg: ModelConfig) -> TrainData:
     ``history * C`` requests), their features now, and whether each comes in the window."""
     ids, n = remap_trace(keys)
     tables = dense_tables(keys)
-    cap = capacity_for(cfg.cache_sizes[len(cfg.cache_sizes) // 2], n)
+    cap = min(capacity_for(cfg.cache_sizes[len(cfg.cache_sizes) // 2], n), n)  # all fit above n
     w = max(1, int(cfg.window * cap))
     h = max(1, int(cfg.history * cap))
     nxt = next_use_positions(ids, n)
@@ -186,11 +185,7 @@ def plot_losses(
 
 def _check_run(cfg: ModelConfig, out: Path, resume: bool) -> Path:
     """Refuse a bad configuration or output folder before any work; make the folder."""
-    if cfg.model not in ("cache", "prefetch"):
-        raise UserError(f"unknown model kind {cfg.model!r}; choose cache or prefetch")
-    at_least(1, steps=cfg.steps, checkpoint_every=cfg.checkpoint_every, batch_size=cfg.batch_size)
-    for cs in cfg.cache_sizes:
-        capacity_for(cs, 1)
+    cfg.check()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out exists and is not a folder: {out}")
     ckpt_path = out / CHECKPOINT

@@ -350,6 +350,9 @@ class Cacheus(Policy):
     def _on_resize(self) -> None:
         c = self.capacity
         self._st[SRCAP] = self._st[GCAP] = self._st[RCAP] = c // 2
+        if not self.by_bytes:  # bytes: libCacheSim's halves, pinned by tests/sim (zero-byte objects fit)
+            # a cache of 1 object would have SR and R of 0 and never insert: they get 1 (same from 2 up)
+            self._st[SRCAP] = self._st[RCAP] = max(c // 2, 1)
         self._st[HCAP] = c
 
     @property

@@ -14,7 +14,8 @@ of ids requested again after they left A1in (the rest).
 
 Sizes: with ``by_bytes`` the queues are measured in bytes (libCacheSim's
 definition); with object counts every object is 1. Queue shares truncate
-(``int(0.25 c)``, like libCacheSim), so a cache under 4 objects holds nothing.
+(``int(0.25 c)``, like libCacheSim), but A1in holds at least 1, so that a cache under 4
+objects (where libCacheSim's holds nothing) still caches.
 
 State: per id a queue code (``int8``: 1 A1in, 2 Am, -1 A1out) and ``int32``
 links (``_idlist``); heads, tails and the queues' sizes in ``q``. 9 bytes per
@@ -57,7 +58,7 @@ def _out_put(y, z, cout, where, prev, nxt, q, osize, sized):
 
 @nb.njit(cache=True, inline="always")
 def _evict(cin, cout, where, prev, nxt, q, s, osize, sized):
-    if q[B_IN] > cin:
+    if q[B_IN] > cin or q[B_M] == 0:  # an empty Am has nothing to evict
         y = il.pop_tail(AIN, prev, nxt, q)
         z = _size(y, osize, sized)
         q[B_IN] -= z
@@ -77,7 +78,7 @@ def _twoq_access_fast(
     # The three lists' heads, tails and sizes (objects, or bytes with ``sized``) live in locals
     # for the batch: numba reloads ``q`` after every link store otherwise.
     c = s[0]
-    cin = int(c * IN_RATIO)
+    cin = max(int(c * IN_RATIO), 1)  # A1in holds at least one: a cache under 4 still caches
     cout = int(c * OUT_RATIO)
     cm = c - cin
     h_in, t_in, h_m, t_m, h_out, t_out = q[AIN], q[AIN + 1], q[AM], q[AM + 1], q[AOUT], q[AOUT + 1]
@@ -127,7 +128,7 @@ def _twoq_access_fast(
             continue
         n_adm += 1
         while n_in + n_m + z > c:
-            if n_in > cin:  # A1in's oldest leaves for A1out
+            if n_in > cin or n_m == 0:  # A1in's oldest leaves for A1out (Am is empty only when c = 1)
                 y = t_in
                 p = prev[y]
                 t_in = p
@@ -240,7 +241,7 @@ def _twoq_remove(ids, where, prev, nxt, q, s, osize, used, sized):
 @nb.njit(cache=True)
 def _twoq_shrink(evicted, where, prev, nxt, q, s, osize, used, sized):
     c = s[0]
-    cin = int(c * IN_RATIO)
+    cin = max(int(c * IN_RATIO), 1)  # A1in holds at least one: a cache under 4 still caches
     cout = int(c * OUT_RATIO)
     n = 0
     while q[B_IN] + q[B_M] > c and s[1] > 0:
