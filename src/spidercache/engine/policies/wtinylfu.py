@@ -1,6 +1,6 @@
 """W-TinyLFU (Einziger et al., ToS '17), following libCacheSim's ``WTinyLFU``.
 
-A window LRU (1 % of the capacity, at least 1) takes every newcomer; the main cache (the
+A window LRU (1 % of the capacity) takes every newcomer; the main cache (the
 rest) is an SLRU with a probation segment (1/5) and a protected one (4/5). A
 counting Bloom filter (10 hashes, 14.4 counters per main-cache entry: sized for
 a 0.001 error, as libCacheSim) estimates how often ids were seen; it counts
@@ -251,13 +251,7 @@ def _wtlfu_access(
                     break
                 y = q[WIN + 1]
                 zy = _sz(y, osize, sized)
-                if q[B_P0] + q[B_P1] == 0 and zy > main:  # a main cache of 0 (capacity 1): no contest
-                    _drop(y, where, prev, nxt, q, s, osize, sized)
-                    if record:
-                        evicted[n_ev] = y
-                    n_ev += 1
-                    done = True
-                elif q[B_P0] + q[B_P1] + zy <= main:
+                if q[B_P0] + q[B_P1] + zy <= main:
                     il.unlink(y, WIN, prev, nxt, q)
                     q[B_WIN] -= zy
                     n_ev = _main_insert(
@@ -333,12 +327,9 @@ class WTinyLFU(Policy):
 
     def _set_dims(self) -> None:
         c = self.capacity
-        # the window takes every newcomer: at least 1, or a cache under 100 would insert nothing
-        win = max(int(c * WINDOW), 1) if c >= 1 else 0
+        win = int(c * WINDOW)
         main = c - win
-        # probation at least 1 too: a newcomer larger than it is refused, so under 5 nothing would enter
-        prob = max(int(PROBATION * main), 1) if c >= 1 else 0
-        self._dims = np.array([win, main, prob, int(4 / 5 * main), 32 * main], np.int64)
+        self._dims = np.array([win, main, int(PROBATION * main), int(4 / 5 * main), 32 * main], np.int64)
         # libCacheSim sizes the filter by the main cache's size in its unit; in bytes that is 14.4
         # counters per byte (up to 2^31 of them, 4 GiB here). A byte-sized cache never holds more
         # objects than there are keys (or, with none given, than 4 KiB objects fit): size it by that.
