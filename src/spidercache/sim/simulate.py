@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -110,7 +111,9 @@ def warm_up(policies: Sequence[str], by_bytes: bool = False) -> None:
     footprint_bytes(ids, sizes, n)
     nxt = next_use_positions(ids) if any(is_opt(p) for p in policies) else None
     for name in policies:
-        policy = make_policy(name, 3, n, **policy_kwargs(name, nxt))
+        with warnings.catch_warnings():  # a policy's warning about capacity 3 is not the user's
+            warnings.simplefilter("ignore", RuntimeWarning)
+            policy = make_policy(name, 3, n, **policy_kwargs(name, nxt))
         policy.access(ids)
         if by_bytes:
             if not policy.supports_sizes:

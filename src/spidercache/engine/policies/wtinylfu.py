@@ -36,6 +36,7 @@ key).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba as nb
 import numpy as np
@@ -319,6 +320,14 @@ class WTinyLFU(Policy):
         self._hkeys = np.zeros(0, np.int64) if keys is None else np.ascontiguousarray(keys).view(np.int64)
         self._n_hint = int(n_ids)
         super().__init__(capacity, n_ids, **kwargs)
+        if self._dims[0] == 0 and not self.by_bytes:
+            # kept as libCacheSim has it, so that its figures stay equal miss for miss
+            warnings.warn(
+                f"wtinylfu at capacity {self.capacity}: its window (1 % of it) is 0 objects, so it "
+                "admits nothing (as libCacheSim's); use 100 or more",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _init_scalars(self) -> None:
         self._q = np.zeros(10, np.int64)
