@@ -168,3 +168,34 @@ def test_statistics_come_from_the_engine_cache():
     assert st.requests == pst.requests and st.hits == pst.hits > 0
     assert st.evictions == bag.write_backs > 0  # every row pushed out of the fast tier was written back once
     assert st.admissions - st.evictions == bag.policy.size == int((bag.slot_of >= 0).sum())
+
+
+@pytest.mark.parametrize("copy_of", ["deepcopy", "torch.save"])
+def test_a_copy_of_the_module_trains_on_as_the_original(copy_of, tmp_path):
+    import copy
+
+    torch.manual_seed(0)
+    bag = CachedEmbeddingBag(100, 4, cache_rows=10, optimizer="adagrad", lr=0.1)
+    idx, off = torch.randint(0, 100, (64,)), torch.arange(0, 64, 4)
+    bag(idx, off).sum().backward()  # some rows in the fast tier, some optimizer state
+    if copy_of == "deepcopy":
+        twin = copy.deepcopy(bag)
+    else:
+        torch.save(bag, tmp_path / "bag.pt")
+        twin = torch.load(tmp_path / "bag.pt", weights_only=False)
+    assert twin.stats() == bag.stats()
+    for step in range(3):
+        idx = torch.randint(0, 100, (64,), generator=torch.Generator().manual_seed(step))
+        outs = [m(idx, off) for m in (bag, twin)]
+        assert torch.equal(outs[0], outs[1])
+        for out in outs:
+            (out * torch.linspace(-1, 1, 4)).sum().backward()
+    assert twin.stats() == bag.stats()
+    assert torch.equal(twin.state_dict()["weight"], bag.state_dict()["weight"])
+
+
+def test_a_training_data_policy_is_refused_with_one_line():
+    from spidercache.errors import UserError
+
+    with pytest.raises(UserError, match="picks training samples"):
+        CachedEmbeddingBag(100, 4, cache_rows=5, policy="train-lru")

@@ -46,7 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.cache import Cache, CacheStats
-from ..engine.policies import make_policy
+from ..engine.policies import make_policy, policy_names
+from ..engine.policies.registry import TRAINING, canonical_name
+from ..errors import UserError
 from ._bagkernels import _FusedSGDBag, _row_grads, _sgd_fast, _unique_inverse
 from ._bagstate import RowOptimizerMixin
 
@@ -117,6 +119,11 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self._reset_free()
         self._stamp = np.full(self.num_embeddings, -1, np.int64)
         kw = dict(policy_kwargs or {})
+        if isinstance(policy, str) and canonical_name(policy).startswith(TRAINING):
+            raise UserError(
+                f"policy {policy!r} picks training samples and stand-ins, not table rows; a cached bag "
+                f"takes one of {', '.join(policy_names('engine'))}"
+            )
         self.policy = (
             make_policy(policy, self.cache_rows, self.num_embeddings, **kw)
             if isinstance(policy, str)
@@ -187,6 +194,16 @@ class CachedEmbeddingBag(RowOptimizerMixin, nn.Module):
         self.fast.index_copy_(0, torch.from_numpy(slots).to(self.device), self._slow_rows(rows))
         self.slot_of[rows] = slots
         self.row_of[slots] = rows
+
+    def __getstate__(self) -> dict:
+        # the engine Cache pickles without its policy and planner (worker processes only run
+        # plans); a copy of this module (deepcopy, torch.save of the module) needs them
+        return {**self.__dict__, "_cache_planner": self.cache.planner}
+
+    def __setstate__(self, state: dict) -> None:
+        planner = state.pop("_cache_planner")
+        super().__setstate__(state)
+        self.cache.policy, self.cache.planner = self.policy, planner
 
     def stats(self) -> CacheStats:
         """Row requests (distinct rows per batch), hits, admissions (loads) and evictions."""

@@ -211,6 +211,10 @@ class Cache:
         """What a worker process needs to ``run`` plans: no policy, no planner, no lock."""
         return {k: v for k, v in self.__dict__.items() if k not in ("policy", "planner", "_lock")}
 
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()  # a copy that gets its policy and planner back can plan
+
     def __repr__(self) -> str:
         return f"Cache({self.policy!r}, {self.store if self.store is not None else self.stores!r})"
 
