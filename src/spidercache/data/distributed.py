@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from ..errors import UserError
 
 
 @dataclass
@@ -92,3 +95,25 @@ def all_reduce_sum(info: DistInfo, values: list[float]) -> list[float]:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def check_same_on_every_rank(settings: dict, world: int) -> None:
+    """One ``UserError`` naming what differs when the ranks were given other settings.
+
+    Every rank plans the same global batches and takes its block of them, so a rank with
+    another batch size, cache size, policy, seed or dataset would skip samples or train
+    them twice (or abort in a gather). Checked with one ``all_gather_object`` when a
+    process group of ``world`` ranks is up; every rank compares with every other, so all
+    of them stop together."""
+    if world < 2 or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() != world:
+        return
+    every: list[Any] = [None] * world
+    dist.all_gather_object(every, settings)
+    for rank, other in enumerate(every):
+        diff = [k for k in settings if other.get(k) != settings[k]]
+        if diff:
+            raise UserError(
+                f"rank {rank} was started with other settings than rank {dist.get_rank()}: "
+                + ", ".join(f"{k} {other.get(k)!r} vs {settings[k]!r}" for k in diff)
+                + " (every rank must get the same)"
+            )

@@ -25,6 +25,7 @@ from ..engine.cache import Cache
 from ..errors import UserError
 from .budget import estimate, size_cache, slot_delay
 from .cached import BatchMeta, CachedDataset, Collate, KeyOf, LabelsOf
+from .distributed import check_same_on_every_rank
 from .policies import make_training_policy, policy_class
 from .policies.base import TrainingPolicy
 from .samplers import PlanningBatchSampler
@@ -77,6 +78,12 @@ def default_fingerprint(dataset) -> str:
     for i in {0, len(dataset) - 1}:
         h.update(codec.encode([v.item() if isinstance(v, np.generic) else v for v in dataset[i]]))
     return h.hexdigest()[:16]
+
+
+def _plain(options: dict | None) -> list:
+    """The options a rank could be given differently (not its own objects: a DistInfo, a client)."""
+    plain = (bool, int, float, str, type(None))
+    return sorted((k, v) for k, v in (options or {}).items() if isinstance(v, plain))
 
 
 def _check_dataset(dataset) -> int:
@@ -185,6 +192,20 @@ class CachedLoader:
             dataset, self.cache, cache, transform, strict, storage_model, labels=self.labels
         )
         self._wire(rank, world, batch_size, drop_last, shuffle, sampler, n, seed)
+        check_same_on_every_rank(
+            {
+                "samples": n,
+                "data": key.prefix,
+                "batch_size": int(batch_size),
+                "cache capacity": int(self.policy.capacity),
+                "policy": (type(self.policy).__name__, _plain(policy_options)),
+                "seed": int(seed),
+                "shuffle": bool(shuffle),
+                "sampler": sampler is not None,
+                "planning delay (workers, prefetch)": int(delay),
+            },
+            int(world),
+        )
         self.loader = _dataloader(
             self.dataset,
             self.batch_sampler,
