@@ -40,6 +40,28 @@ def test_get_reply_above_the_cap_is_refused_before_it_is_built(fresh_server, new
     assert cache.get_many(np.full(1000, 7)) == [b"v" * 32768] * 1000
 
 
+def test_a_value_above_the_message_cap_is_refused_not_raised_and_leaves_nothing_stale(
+    fresh_server, new_session
+):
+    from spidercache.engine.cache import Cache
+    from spidercache.engine.policies import make_policy
+    from spidercache.engine.stores import open_store
+
+    server = fresh_server("-m", "256M", "--no-spill", "--max-message-mb", "4")
+    sid = new_session(server.port)
+    cache = DatasetCache(sid, port=server.port, pipeline="p")
+    assert cache.put_many([1, 2], [b"old", b"x"]).all()
+    status = cache.put_many([1, 2], [b"n" * (5 << 20), b"y"])  # a 5 MB value, a 4 MB cap
+    assert status.tolist() == [False, True]
+    assert cache.get_many([1, 2]) == [None, b"y"]  # the old value of 1 is gone, not served
+    # through the engine's Cache the big value comes back from the loader, uncached
+    other = new_session(server.port)
+    engine = Cache(make_policy("lru", 10), open_store(f"server://127.0.0.1:{server.port}/{other}"))
+    big = np.arange(1 << 20, dtype=np.float64)  # 8 MB
+    got = engine.get_or_load([7], lambda keys: [big for _ in keys])
+    assert np.array_equal(got[0], big)
+
+
 def test_sessions_are_capped_and_their_overhead_is_counted(fresh_server):
     server = fresh_server("-m", "256M", "--no-spill", "--max-sessions", "5")
     with AdminClient("127.0.0.1", server.port) as admin:

@@ -37,6 +37,9 @@ SPLIT_REPLY_BYTES = 8 << 20
 # 12 connections 1.31-1.38x against 1.07-1.15x for 2.
 SMALL_REPLY_BYTES = 4 << 20
 SMALL_REPLY_CONNECTIONS = 2
+# room a Put message needs beside one value: session, pipeline (at most 256 characters), the id
+# and length words and protobuf framing
+PUT_HEADER_BYTES = 4096
 
 
 class RpcReads:
@@ -167,8 +170,13 @@ class RpcWrites:
             lengths = np.fromiter((len(memoryview(v).cast("B")) for v in values), np.int64, count=ids.size)
         status = np.zeros(ids.size, np.bool_)
         limit = max(1, self._server_max // 2)
+        too_big = []  # a value no message can carry: refused here (status False), like a full server
         start = 0
         while start < ids.size:  # keep each message under the size cap
+            if int(lengths[start]) > self._server_max - PUT_HEADER_BYTES:
+                too_big.append(int(ids[start]))
+                start += 1
+                continue
             stop = start + 1
             total = int(lengths[start])
             while stop < ids.size and total + int(lengths[stop]) <= limit and stop - start < 65536:
@@ -186,6 +194,8 @@ class RpcWrites:
             )
             status[start:stop] = np.frombuffer(reply.status, np.uint8).astype(np.bool_)
             start = stop
+        if too_big:  # an older value of those ids must not outlive this write
+            self.delete_many(np.array(too_big, np.int64))
         return status
 
     def delete_many(self, keys) -> None:
