@@ -50,3 +50,8 @@ def test_malformed_specs():
     assert_one_line_error(run_cli("floppy:/dev/fd0"), "unknown store")
     assert_one_line_error(run_cli("memory:-3"), "positive")
     assert_one_line_error(run_cli("redis://"), "bad store spec")
+
+
+def test_a_probe_the_store_refuses_is_named_as_refused():
+    # a 1 MB memory store refuses a 2 MB value: that is not a store that lost it
+    assert_one_line_error(run_cli("memory:1", "--value-bytes", "2000000"), "refused the 2,000,048-byte")

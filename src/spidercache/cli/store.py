@@ -31,8 +31,14 @@ def check_store(spec: str, value_bytes: int = 4096) -> dict:
     try:
         value = np.random.default_rng().integers(0, 255, value_bytes, dtype=np.uint8)
         t0 = time.perf_counter()
-        store.put_many([_PROBE_KEY], [codec.encode(value)])
+        blob = codec.encode(value)
+        (stored,) = store.put_many([_PROBE_KEY], [blob])
         t1 = time.perf_counter()
+        if not stored:
+            raise StoreUnavailable(
+                f"store {spec} refused the {len(blob):,}-byte probe value (full, or larger than its "
+                "budget or value limit): try a smaller --value-bytes"
+            )
         (raw,) = store.get_many([_PROBE_KEY])
         t2 = time.perf_counter()
         if raw is None:
