@@ -197,7 +197,7 @@ def _bench_ping(redis, redis_port: int, port: int, repeats: int, log, calls: int
                 in_flight=1,
                 items_per_second=round(rate[name], 1),
                 mb_per_second=0.0,
-                ratio_vs_redis=round(rate[name] / rate["redis"], 3),
+                ratio_vs_redis=round(rate[name] / rate["redis"], 4),
                 mean_us=round(mean, 1),
                 p50_us=round(p50, 1),
             )
@@ -346,7 +346,7 @@ def _time_cases(cases, flights, repeats, size, batch, n_batches, log) -> list[di
                 in_flight=n,
                 items_per_second=round(ips, 1),
                 mb_per_second=round(ips * size / MB, 1),
-                ratio_vs_redis=round(ips / ref, 3),
+                ratio_vs_redis=round(ips / ref, 4),
             )
         )
         log(
