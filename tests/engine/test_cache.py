@@ -293,3 +293,16 @@ def test_decide_gives_a_plan_a_store_can_follow(policy):
         assert not lk.substituted.any() and np.array_equal(lk.served, ids)
         stored = (stored | set(ids[lk.admit].tolist())) - set(lk.evicted.tolist())
         assert stored == after
+
+
+def test_a_loader_that_gives_none_is_not_counted_as_a_store_losing_values():
+    c = Cache(make_policy("lru", 10), MemoryStore())
+    calls = []
+    for _ in range(3):
+        got = c.get_or_load(
+            [1, 2], lambda ks: calls.append(ks.tolist()) or [None if k == 1 else b"v" for k in ks]
+        )
+        assert got == [None, b"v"]
+    st = c.stats()
+    assert st.lost == 0 and st.admissions == 1 and st.hits == 2  # 2 is cached; 1 has no value to cache
+    assert calls == [[1, 2], [1], [1]]

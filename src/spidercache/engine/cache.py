@@ -138,7 +138,8 @@ class Cache:
         """Values for all ``keys``: hits from the store, misses from ``loader(miss_keys)``.
 
         ``loader`` gets each missing key once (an int64 array, in order of first
-        appearance) and returns their values in the same order.
+        appearance) and returns their values in the same order. ``None`` from it
+        means "no value": returned as such, never cached (it is the store's "absent").
         """
         return self._batch(keys, loader)
 
@@ -246,7 +247,7 @@ class Cache:
         with self._lock:
             if down:
                 self._stats.bypassed += ids.size
-            self._settle(plan, ex, failures)
+            self._settle(plan, ex, failures, loaded=loader is not None)
         return ex.values
 
     def _loader(self, served: np.ndarray, loader: Loader | None):
@@ -285,7 +286,9 @@ class Cache:
         st.misses += n - n_hits
         st.evictions += int(plan.evict.size)
 
-    def _settle(self, plan: BatchPlan, ex: Executed, failures: int, requests: bool = True) -> None:
+    def _settle(
+        self, plan: BatchPlan, ex: Executed, failures: int, requests: bool = True, loaded: bool = False
+    ) -> None:
         """Statistics of one run, and the policy set right where the store did not take a value."""
         if requests:  # not put_many's: its keys were counted when they were asked for
             self._count(plan, ex.hit)
@@ -302,10 +305,14 @@ class Cache:
         has = np.fromiter((v is not None for v in ex.values), np.bool_, n)
         written = np.fromiter(ex.written, np.int64, len(ex.written))
         self._awaiting.difference_update(written.tolist())
-        self._awaiting.update(ex.served[(plan.admit | relost) & ~has].tolist())
+        missing = ex.served[(plan.admit | relost) & ~has]
+        if not loaded:  # get_many: its caller will put_many them
+            self._awaiting.update(missing.tolist())
         drop = np.setdiff1d(ex.served[plan.admit & has], written)
         if not down:  # refused by the store, not lost with it: a resident id without a value helps no one
             drop = np.union1d(drop, np.setdiff1d(ex.served[relost & has], written))
             st.rejected += int(drop.size)
+        if loaded and missing.size:  # the loader gave None: no value to hold (None marks "absent")
+            drop = np.union1d(drop, missing)
         if drop.size:
             self.policy.remove(drop)
