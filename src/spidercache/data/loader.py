@@ -193,17 +193,8 @@ class CachedLoader:
         )
         self._wire(rank, world, batch_size, drop_last, shuffle, sampler, n, seed)
         check_same_on_every_rank(
-            {
-                "samples": n,
-                "data": key.prefix,
-                "batch_size": int(batch_size),
-                "cache capacity": int(self.policy.capacity),
-                "policy": (type(self.policy).__name__, _plain(policy_options)),
-                "seed": int(seed),
-                "shuffle": bool(shuffle),
-                "sampler": sampler is not None,
-                "planning delay (workers, prefetch)": int(delay),
-            },
+            {"samples": n, "data": key.prefix, "batch_size": int(batch_size), "seed": int(seed)}
+            | self._plan_settings(policy_options, shuffle, sampler, delay),
             int(world),
         )
         self.loader = _dataloader(
@@ -223,6 +214,16 @@ class CachedLoader:
         self.current = LoaderStats()  # the epoch in progress
         self.total = LoaderStats()
         self.last: BatchMeta | None = None
+
+    def _plan_settings(self, policy_options, shuffle, sampler, delay) -> dict:
+        """What every rank must agree on beside the data and batch size (they plan the same batches)."""
+        return {
+            "cache capacity": int(self.policy.capacity),
+            "policy": (type(self.policy).__name__, _plain(policy_options)),
+            "shuffle": bool(shuffle),
+            "sampler": sampler is not None,
+            "planning delay (workers, prefetch)": int(delay),
+        }
 
     def _wire(self, rank, world, batch_size, drop_last, shuffle, sampler, n, seed):
         """The batch sampler that has the cache plan each batch."""
