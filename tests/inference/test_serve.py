@@ -56,6 +56,13 @@ def test_wrong_image_is_resized_or_refused_and_server_goes_on(server):
     assert client.predict(x[0]).prediction == int(runtime.predict_images(x).labels[0])
 
 
+def test_a_second_server_on_a_port_in_use_is_refused(server):
+    runtime, client, port = server
+    with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{port} \\(in use"):
+        start_server(GatiServicer(runtime), port=port)  # gRPC's port reuse would let both serve
+    assert client.predict(make_images(1, seed=26)[0][0]).layer  # the first one still answers
+
+
 def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
     _, client, port = server
     x, _ = make_images(1, seed=23)

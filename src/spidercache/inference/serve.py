@@ -139,14 +139,16 @@ def start_server(
     servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 16
 ) -> tuple[grpc.Server, int]:
     """Start serving; returns the server and the bound port (``port=0`` picks a free one)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    # Port reuse off (gRPC turns SO_REUSEPORT on by default): a second server on a port in use must
+    # fail to bind, not silently share the first one's requests.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)])
     gati_pb2_grpc.add_GatiServicer_to_server(servicer, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:
         bound = 0
     if bound == 0:
-        raise UserError(f"cannot listen on {host}:{port} (in use or not allowed)")
+        raise UserError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
     server.start()
     return server, bound
 
