@@ -1,7 +1,8 @@
 """Damaged or unusual user data for GATI: unreadable images, float pixels, bad labels."""
 
+import numpy as np
 import pytest
-from gati_synthetic import write_image_folder
+from gati_synthetic import make_images, write_image_folder
 
 from spidercache.errors import UserError
 from spidercache.inference.datasets import load_splits
@@ -25,3 +26,28 @@ def test_a_tree_of_only_unreadable_images_is_one_error(tmp_path):
             (tmp_path / "t" / cls / f"{i}.png").write_text("text")
     with pytest.raises(UserError, match="no training image could be read"):
         load_splits(str(tmp_path / "t"), image_size=16)
+
+
+def test_float_pixels_in_0_to_1_are_scaled_and_said_once(tmp_path):
+    x, y = make_images(40, seed=7)
+    np.savez(tmp_path / "f.npz", x=x.astype(np.float32) / 255, y=y)
+    split = load_splits(str(tmp_path / "f.npz"))
+    assert split.note.count("scaled to 0..255") == 1
+    together = np.concatenate([split.train_images, split.test_images])
+    assert sorted(r.tobytes() for r in together) == sorted(r.tobytes() for r in x)  # not black
+
+
+@pytest.mark.parametrize(
+    ("x_of", "y_of", "message"),
+    [
+        (lambda x: x.astype(np.float32) * 2, lambda y: y, "pixels must lie in 0..255"),
+        (lambda x: np.where(x > 0, np.nan, 0.0), lambda y: y, "NaN or infinite"),
+        (lambda x: x, lambda y: y - 1, "y must hold class indices 0..C-1, got -1"),
+        (lambda x: x, lambda y: y + 0.5, "whole class indices"),
+    ],
+)
+def test_npz_pixels_or_labels_out_of_range_are_one_error(tmp_path, x_of, y_of, message):
+    x, y = make_images(20, seed=8)
+    np.savez(tmp_path / "bad.npz", x=x_of(x), y=y_of(y))
+    with pytest.raises(UserError, match=message):
+        load_splits(str(tmp_path / "bad.npz"))

@@ -233,10 +233,9 @@ class NpzDataset(ArrayImageDataset):
             raise
         except Exception as exc:  # zip or npy damage
             raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-        if x.dtype != np.uint8:
-            if x.size and (x.min() < 0 or x.max() > 255):
-                raise UserError(f"{path}: x must be uint8 images (values 0..255), got {x.dtype}")
-            x = x.astype(np.uint8)
+        self.note = ""  # a line for the user when the pixels were rescaled
+        x = self._pixels(path, x)
+        y = self._labels(path, y)
         if x.ndim == 3:
             x = x[:, None]
         elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -251,6 +250,36 @@ class NpzDataset(ArrayImageDataset):
             name=f"npz-{path.stem}",
             classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [],
         )
+
+    def _pixels(self, path: Path, x: np.ndarray) -> np.ndarray:
+        """``x`` as uint8: float pixels in 0..1 are scaled to 0..255 (``note`` says so), 0..255 rounded."""
+        if x.dtype == np.uint8:
+            return x
+        if x.dtype.kind not in "iuf":
+            raise UserError(f"{path}: x must hold numbers (uint8 or float images), got {x.dtype}")
+        if x.size and not np.isfinite(x).all():
+            raise UserError(f"{path}: x holds NaN or infinite pixels")
+        low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if low < 0 or high > 255:
+            raise UserError(f"{path}: pixels must lie in 0..255 (or 0..1 for float), got {low:g}..{high:g}")
+        if x.dtype.kind == "f" and high <= 1.0:
+            # float images in 0..1 (the usual float convention): cast as they are, all would be black
+            self.note = f"{path}: float pixels in 0..1, scaled to 0..255"
+            x = x * 255.0
+        return np.rint(x).astype(np.uint8)
+
+    @staticmethod
+    def _labels(path: Path, y: np.ndarray) -> np.ndarray:
+        """``y`` as int64 class indices 0..C-1, or one line saying what is wrong with it."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iuf" or (y.size and not np.isfinite(y).all()):
+            raise UserError(f"{path}: y must hold class indices 0..C-1, got {y.dtype}")
+        if y.size and y.dtype.kind == "f" and not np.array_equal(y, np.rint(y)):
+            bad = y[y != np.rint(y)][0]
+            raise UserError(f"{path}: y must hold whole class indices 0..C-1, got fractions such as {bad:g}")
+        if y.size and y.min() < 0:
+            raise UserError(f"{path}: y must hold class indices 0..C-1, got {int(y.min())}")
+        return y.astype(np.int64)
 
 
 class Subset(Dataset):

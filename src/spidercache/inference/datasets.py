@@ -108,7 +108,10 @@ def load_splits(
         classes = [str(c) for c in range(int(train_y.max()) + 1)] if len(train_y) else []
     name = getattr(train, "name", "fashion-mnist") if not paths else dataset
     test_x, test_y = _arrays(test, skipped)
-    note = "\n".join(line for line in (note, _skip_note(skipped)) if line)
+    # the reader's own notes (float pixels rescaled), each once, from the dataset or the one it splits
+    said = [getattr(getattr(d, "dataset", d), "note", "") for d in (train, test)]
+    notes = (note, *dict.fromkeys(said), _skip_note(skipped))
+    note = "\n".join(line for line in notes if line)
     if len(test_y) and int(test_y.max()) >= len(classes):
         raise UserError(
             f"{dataset}: the test split has labels up to {int(test_y.max())}, training {len(classes)} classes"
