@@ -63,6 +63,15 @@ def test_a_second_server_on_a_port_in_use_is_refused(server):
     assert client.predict(make_images(1, seed=26)[0][0]).layer  # the first one still answers
 
 
+def test_a_large_photo_is_resized_by_the_client_not_refused_for_size(server):
+    runtime, client, _ = server
+    rng = np.random.default_rng(27)
+    photo = rng.integers(0, 256, size=(3, 1200, 1200), dtype=np.uint8)  # 4.3 MB: over gRPC's 4 MB cap
+    r = client.predict(photo)
+    assert r.prediction == int(runtime.predict_images(photo[None].copy()).labels[0])
+    assert "resized to the model's 1x28x28" in r.note
+
+
 def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
     _, client, port = server
     x, _ = make_images(1, seed=23)

@@ -247,8 +247,12 @@ def query(
     client = GatiClient(address, timeout)
     try:
         results = []
+        noted = set()
         for path in images:
             r = client.predict(read_image(path))
+            if r.note and r.note not in noted:  # once per size
+                noted.add(r.note)
+                _say(r.note)
             results.append(
                 {
                     "image": str(path),

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import UserError
 from . import gati_pb2, gati_pb2_grpc
-from .basemodel import BaseModel
+from .basemodel import BaseModel, resize_images
 from .batching import Batcher
 from .runtime import GatiRuntime
 
@@ -163,6 +163,7 @@ class QueryResult:
     server_ms: float  # the model's time on the server
     roundtrip_ms: float
     handler_ms: float = 0.0  # the server's whole handler (decode + model + reply)
+    note: str = ""  # set when the client resized the image to the model's input
 
 
 class GatiClient:
@@ -170,6 +171,7 @@ class GatiClient:
         self.address, self.timeout = address, timeout
         self.channel = grpc.insecure_channel(address)
         self.stub = gati_pb2_grpc.GatiStub(self.channel)
+        self._input_shape: tuple[int, int, int] | None = None  # the server's model input, asked once
 
     def _call(self, method, request):
         try:
@@ -194,6 +196,7 @@ class GatiClient:
             image = image[None]
         if image.ndim != 3:
             raise UserError(f"an image must have 2 or 3 dimensions, got shape {image.shape}")
+        image, note = self._fit(image)
         dtype = "uint8" if image.dtype == np.uint8 else "float32"
         pixels = np.ascontiguousarray(image, dtype=np.uint8 if dtype == "uint8" else np.float32).tobytes()
         request = gati_pb2.PredictRequest(
@@ -211,7 +214,28 @@ class GatiClient:
             reply.server_ms,
             roundtrip,
             reply.handler_ms,
+            note,
         )
+
+    def _fit(self, image: np.ndarray) -> tuple[np.ndarray, str]:
+        """``image`` resized here to the model's input (and a note saying so), as the server would.
+
+        A large photo sent whole would pass gRPC's 4 MB message cap (1200x1200 RGB is 4.3 MB);
+        resized first it is a few KB. The pixels are the server's own resize (``resize_images``),
+        so the answer is the same. A channel count the model cannot take is sent as it is: the
+        server's refusal says what it expects.
+        """
+        if self._input_shape is None:
+            info = self.info()
+            self._input_shape = (info.channels, info.height, info.width)
+        shape = tuple(int(v) for v in image.shape)
+        if shape == self._input_shape or shape[0] not in (1, 3) or min(shape) < 1:
+            return image, ""
+        if image.dtype != np.uint8:  # float pixels are in 0..255, rounded as the server does
+            image = np.clip(np.nan_to_num(image.astype(np.float32)), 0, 255).round().astype(np.uint8)
+        resized = resize_images(np.ascontiguousarray(image)[None], self._input_shape)[0]
+        c, h, w = self._input_shape
+        return resized, f"image is {'x'.join(map(str, shape))}; resized to the model's {c}x{h}x{w}"
 
     def close(self) -> None:
         self.channel.close()
@@ -220,9 +244,9 @@ class GatiClient:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """A C x H x W uint8 array from a PNG/JPEG (grey -> 1 channel, colour -> 3) or a .npy file.
 
-    The image is not resized or recoloured here: the server resizes another
-    size to the model's input (and says so once), and refuses a channel count
-    other than 1 or 3 with a message saying what it expects.
+    The image is not resized or recoloured here: ``GatiClient.predict`` resizes
+    another size to the model's input (and says so), and the server refuses a
+    channel count other than 1 or 3 with a message saying what it expects.
     """
     path = Path(path)
     if not path.is_file():
