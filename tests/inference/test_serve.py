@@ -72,6 +72,15 @@ def test_a_large_photo_is_resized_by_the_client_not_refused_for_size(server):
     assert "resized to the model's 1x28x28" in r.note
 
 
+def test_a_decompression_bomb_is_one_error(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    PILImage.new("L", (100, 100)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit: PIL refuses
+    with pytest.raises(UserError, match="cannot read image .*bomb.png"):
+        read_image(tmp_path / "bomb.png")
+
+
 def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
     _, client, port = server
     x, _ = make_images(1, seed=23)

@@ -246,7 +246,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     The image is not resized or recoloured here: ``GatiClient.predict`` resizes
     another size to the model's input (and says so), and the server refuses a
-    channel count other than 1 or 3 with a message saying what it expects.
+    channel count other than 1 or 3 with a message saying what it expects. An
+    image PIL refuses as a decompression bomb is one error line.
     """
     path = Path(path)
     if not path.is_file():
@@ -267,6 +268,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             if img.mode not in ("L", "RGB"):
                 img = img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr") else "L")
             array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
