@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from gati_synthetic import make_images
 
@@ -109,3 +110,17 @@ def test_a_checkpoint_of_another_network_is_one_line(tmp_path, tiny_base, tiny_e
         "serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "heads")
     )
     assert_one_line_error(r, "does not fit network resnet18")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch-window-ms", "inf", "--batch-window-ms must be 0..60000, got inf"),  # never closes
+        ("--batch-window-ms", "nan", "--batch-window-ms must be 0..60000, got nan"),
+    ],
+)
+def test_serve_refuses_an_endless_batch_window(tmp_path, option, value, message):
+    # checked before the checkpoint is read: the text file in its place is never opened
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    r = run_cli("serve", "--checkpoint", str(tmp_path / "text.pt"), "--caches", str(tmp_path), option, value)
+    assert_one_line_error(r, message)

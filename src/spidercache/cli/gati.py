@@ -194,7 +194,9 @@ def serve(
     between(0, 65535, flag=True, port=port)
     at_least(1, flag=True, threads=threads, max_batch=max_batch, batch_workers=batch_workers)
     at_least(1, flag=True, batch_chunks=batch_chunks)
-    at_least(0, flag=True, epsilon=epsilon, batch_window_ms=batch_window_ms)
+    at_least(0, flag=True, epsilon=epsilon)
+    # finite: an infinite window never closes and every request would time out
+    between(0, 60_000, flag=True, batch_window_ms=batch_window_ms)
     check_holdout(holdout)
     check_folds(folds)
     dev = check_device(device)
