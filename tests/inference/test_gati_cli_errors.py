@@ -117,9 +117,10 @@ def test_a_checkpoint_of_another_network_is_one_line(tmp_path, tiny_base, tiny_e
     [
         ("--batch-window-ms", "inf", "--batch-window-ms must be 0..60000, got inf"),  # never closes
         ("--batch-window-ms", "nan", "--batch-window-ms must be 0..60000, got nan"),
+        ("--memory-budget", "-5", "--memory-budget must be at least 0, got -5"),
     ],
 )
-def test_serve_refuses_an_endless_batch_window(tmp_path, option, value, message):
+def test_serve_refuses_an_endless_window_or_a_negative_budget(tmp_path, option, value, message):
     # checked before the checkpoint is read: the text file in its place is never opened
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     r = run_cli("serve", "--checkpoint", str(tmp_path / "text.pt"), "--caches", str(tmp_path), option, value)

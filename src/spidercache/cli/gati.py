@@ -166,7 +166,9 @@ def serve(
     epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
     holdout: float = typer.Option(0.0, help=HOLDOUT_HELP),
     folds: int = typer.Option(4, help=FOLDS_HELP),
-    memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
+    memory_budget: Optional[int] = typer.Option(
+        None, help="bytes for all heads together (0: no heads, the base network alone)"
+    ),
     online: bool = typer.Option(
         True, help="retrain heads in the background from the base model's answers on misses"
     ),
@@ -194,7 +196,7 @@ def serve(
     between(0, 65535, flag=True, port=port)
     at_least(1, flag=True, threads=threads, max_batch=max_batch, batch_workers=batch_workers)
     at_least(1, flag=True, batch_chunks=batch_chunks)
-    at_least(0, flag=True, epsilon=epsilon)
+    at_least(0, flag=True, epsilon=epsilon, memory_budget=memory_budget)
     # finite: an infinite window never closes and every request would time out
     between(0, 60_000, flag=True, batch_window_ms=batch_window_ms)
     check_holdout(holdout)
