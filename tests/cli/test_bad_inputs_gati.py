@@ -14,6 +14,7 @@ SMALL = ("--train-samples", "4", "--head-samples", "2", "--val-samples", "2")
 CASES: list[tuple[str, ...]] = [
     (*TRAIN, *SMALL, "--dataset", "{neg_npz}"),  # labels -1: no IndexError deep in training
     (*TRAIN, *SMALL, "--dataset", "{big_float_npz}"),  # float pixels beyond 0..255
+    ("gati", "query", "{img}", "--address", ""),  # no gRPC C-core log lines before the error
 ]
 
 

@@ -125,3 +125,20 @@ def test_serve_refuses_an_endless_window_or_a_negative_budget(tmp_path, option, 
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     r = run_cli("serve", "--checkpoint", str(tmp_path / "text.pt"), "--caches", str(tmp_path), option, value)
     assert_one_line_error(r, message)
+
+
+def test_serve_on_a_bad_host_is_one_line_without_grpc_log_lines(tmp_path, tiny_base, tiny_exploration):
+    tiny_exploration.save(tmp_path / "caches")
+    tiny_base.save(tmp_path / "base.pt")
+    r = run_cli(
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "999.1.1.1",
+        "--model",
+        str(tmp_path / "base.pt"),
+        "--caches",
+        str(tmp_path / "caches"),
+    )
+    assert_one_line_error(r, "cannot listen on 999.1.1.1:0")

@@ -24,6 +24,17 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _quiet_grpc() -> None:
+    """No gRPC C-core log lines on stderr: a bad address or host must end in its one ``error:`` line.
+
+    gRPC reads GRPC_VERBOSITY when it is first imported, so this runs before; a value the user
+    set (to debug gRPC) is kept.
+    """
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 gati = typer.Typer(
     help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True
 )
@@ -182,6 +193,7 @@ def serve(
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
     """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
+    _quiet_grpc()
     import time
 
     import torch
@@ -246,6 +258,7 @@ def query(
     timeout: float = typer.Option(10.0),
 ) -> None:
     """Ask a GATI server; prints prediction, answering layer and latency per image."""
+    _quiet_grpc()
     from ..inference.serve import GatiClient, read_image
 
     client = GatiClient(address, timeout)
