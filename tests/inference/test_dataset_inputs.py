@@ -51,3 +51,22 @@ def test_npz_pixels_or_labels_out_of_range_are_one_error(tmp_path, x_of, y_of, m
     np.savez(tmp_path / "bad.npz", x=x_of(x), y=y_of(y))
     with pytest.raises(UserError, match=message):
         load_splits(str(tmp_path / "bad.npz"))
+
+
+def test_train_base_keeps_the_class_names_and_cifar_names_come_from_its_meta(tmp_path):
+    import pickle
+
+    from gati_synthetic import write_cifar
+
+    from spidercache.inference.build import train_base
+
+    tree = write_image_folder(tmp_path / "tree", n=40, size=28)
+    data = load_splits(str(tree), image_size=28)
+    base = train_base(
+        data, "small", epochs=1, converge=False, train_samples=20, head_samples=4, val_samples=4
+    )
+    assert base.meta["classes"] == ["person0", "person1", "person2", "person3"]  # what replies carry
+    root = write_cifar(tmp_path / "c100", classes=100)
+    names = [f"thing{i}".encode() for i in range(100)]  # the real download's bytes keys and names
+    (root / "meta").write_bytes(pickle.dumps({b"fine_label_names": names}, protocol=2))
+    assert load_splits(str(root)).classes[:2] == ["thing0", "thing1"]

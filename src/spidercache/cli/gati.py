@@ -225,8 +225,13 @@ def serve(
         if batch_window_ms > 0
         else None
     )
-    classes = None
-    if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
+    classes = base.meta.get("classes")  # stored by train-base; older checkpoints have none
+    if not (isinstance(classes, list) and len(classes) == base.num_classes):
+        classes = None
+    if classes is None and base.meta.get("dataset", "fashion-mnist") in (
+        "fashion-mnist",
+        "fashion-mnist-train",
+    ):
         from ..data.datasets import FASHION_MNIST_CLASSES
 
         classes = list(FASHION_MNIST_CLASSES)

@@ -161,7 +161,7 @@ class FashionMNIST(ArrayImageDataset):
 # CIFAR-10/100 pickle folders, ImageFolder trees, .npz files (added with the
 # training-data cache). Each is given by path, as a positional train_path.
 # --------------------------------------------------------------------------
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, need: str = "data") -> dict:
     import pickle
 
     try:
@@ -171,8 +171,10 @@ def _unpickle(path: Path) -> dict:
         raise UserError(f"dataset file not found: {path}") from None
     except Exception as exc:  # truncated or not a pickle: the user's file is bad
         raise UserError(f"cannot read CIFAR batch {path}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(obj, dict) or "data" not in obj:
-        raise UserError(f"{path} is not a CIFAR batch (no 'data' entry)")
+    if isinstance(obj, dict):  # Python 2 pickles (the real download) have bytes keys
+        obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    if not isinstance(obj, dict) or need not in obj:
+        raise UserError(f"{path} is not a CIFAR file (no {need!r} entry)")
     return obj
 
 
@@ -211,8 +213,21 @@ class CIFAR(ArrayImageDataset):
             transform,
             source_paths=[str(f) for f in files],
             name=f"{name}-{'train' if train else 'test'}",
-            classes=[str(i) for i in range(n_classes)],
+            classes=_label_names(root, name, n_classes),
         )
+
+
+def _label_names(root: Path, name: str, n_classes: int) -> list[str]:
+    """CIFAR's class names from its ``batches.meta`` / ``meta`` file, or the label numbers without one."""
+    meta, key = ("batches.meta", "label_names") if name == "cifar10" else ("meta", "fine_label_names")
+    obj: dict = {}
+    if (root / meta).is_file():
+        try:
+            obj = _unpickle(root / meta, need=key)
+        except UserError:  # a damaged meta file costs the names, not the data
+            pass
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in obj.get(key, [])]
+    return names if len(names) == n_classes else [str(i) for i in range(n_classes)]
 
 
 class NpzDataset(ArrayImageDataset):
