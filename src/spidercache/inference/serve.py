@@ -233,7 +233,7 @@ class GatiClient:
             return image, ""
         if image.dtype != np.uint8:  # float pixels are in 0..255, rounded as the server does
             image = np.clip(np.nan_to_num(image.astype(np.float32)), 0, 255).round().astype(np.uint8)
-        resized = resize_images(np.ascontiguousarray(image)[None], self._input_shape)[0]
+        resized = resize_images(image[None].copy(), self._input_shape)[0]  # writable: PIL arrays are not
         c, h, w = self._input_shape
         return resized, f"image is {'x'.join(map(str, shape))}; resized to the model's {c}x{h}x{w}"
 
