@@ -86,22 +86,7 @@ def latency_rows(
             runtime_acc = None
             if batch == 1 and runtime_eps1 is None and abs(eps - 1.0) < 1e-9:
                 runtime_eps1 = runtime
-                with torch.inference_mode():
-                    pred = np.concatenate(
-                        [
-                            runtime.predict(test_x[s : s + 500]).labels.numpy()
-                            for s in range(0, len(test_x), 500)
-                        ]
-                    )
-                runtime_acc = accuracy(pred, test_y)
-                say(f"check: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}%")
-                # More than one test image apart: the table would report accuracies the served
-                # runtime does not have (stale cached outputs, or a bug), so the run stops here.
-                if abs(runtime_acc - gati_acc) > 100.0 / max(1, len(test_y)) + 1e-9:
-                    raise UserError(
-                        f"check failed: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}% "
-                        "on the test split (cached outputs of other data? rerun with --rebuild)"
-                    )
+                runtime_acc = _runtime_check(runtime, test_x, test_y, gati_acc, say)
             n_req = o["latency_requests"] if batch == 1 else max(10, o["latency_requests"] // batch)
             b_ms, g_ms = paired_latency(base, runtime, test_x, batch, n_req)
             row = {
@@ -145,6 +130,26 @@ def latency_rows(
                 f"(base {base_acc:.2f}%)  heads {' '.join(row['heads']) or '-'}"
             )
     return rows, runtime_eps1
+
+
+def _runtime_check(
+    runtime: GatiRuntime, test_x, test_y, gati_acc: float, say: Callable[[str], None]
+) -> float:
+    """The runtime's own accuracy on the test split, which must equal the bookkeeping's."""
+    with torch.inference_mode():
+        pred = np.concatenate(
+            [runtime.predict(test_x[s : s + 500]).labels.numpy() for s in range(0, len(test_x), 500)]
+        )
+    runtime_acc = accuracy(pred, test_y)
+    say(f"check: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}%")
+    # More than one test image apart: the table would report accuracies the served
+    # runtime does not have (stale cached outputs, or a bug), so the run stops here.
+    if abs(runtime_acc - gati_acc) > 100.0 / max(1, len(test_y)) + 1e-9:
+        raise UserError(
+            f"check failed: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}% "
+            "on the test split (cached outputs of other data? rerun with --rebuild)"
+        )
+    return runtime_acc
 
 
 def _timing(b_ms: list[float], g_ms: list[float]) -> dict:

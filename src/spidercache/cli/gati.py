@@ -168,6 +168,18 @@ def build(
         typer.echo(json.dumps(ex.summary(), indent=1, default=float))
 
 
+def _class_names(base) -> list[str] | None:
+    """The names replies carry: stored by train-base; older checkpoints have none (Fashion-MNIST's own)."""
+    classes = base.meta.get("classes")
+    if isinstance(classes, list) and len(classes) == base.num_classes:
+        return [str(c) for c in classes]
+    if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
+        from ..data.datasets import FASHION_MNIST_CLASSES
+
+        return list(FASHION_MNIST_CLASSES)
+    return None
+
+
 @gati.command("serve")
 def serve(
     model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
@@ -225,16 +237,7 @@ def serve(
         if batch_window_ms > 0
         else None
     )
-    classes = base.meta.get("classes")  # stored by train-base; older checkpoints have none
-    if not (isinstance(classes, list) and len(classes) == base.num_classes):
-        classes = None
-    if classes is None and base.meta.get("dataset", "fashion-mnist") in (
-        "fashion-mnist",
-        "fashion-mnist-train",
-    ):
-        from ..data.datasets import FASHION_MNIST_CLASSES
-
-        classes = list(FASHION_MNIST_CLASSES)
+    classes = _class_names(base)
     server, bound = start_server(GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host)
     _say(
         f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
