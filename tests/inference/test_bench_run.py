@@ -94,3 +94,37 @@ def test_device_rows_compose_with_the_devices_own_costs(tiny_base, tiny_explorat
         ]:
             assert r["gati_accuracy"] == pytest.approx(acc)
         assert r["accuracy_loss"] == pytest.approx(float(np.mean(base_pred == y)) * 100 - r["gati_accuracy"])
+
+
+def test_bench_does_not_reuse_heads_or_outputs_of_another_dataset(tmp_path, tiny_base):
+    """Two datasets of the same sizes through one work dir: the second explores and runs afresh."""
+    import numpy as np
+    from gati_synthetic import make_images
+
+    tiny_base.save(tmp_path / "base.pt")
+    for name, seed in (("a", 61), ("b", 62)):
+        x, y = make_images(200, seed=seed)
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y if name == "a" else (y + 1) % 4)
+    settings = dict(
+        checkpoint=str(tmp_path / "base.pt"),
+        serving=False,
+        stream=False,
+        train_samples=60,
+        head_samples=60,
+        val_samples=50,
+        test_samples=20,
+        epsilons="1",
+        batches="1",
+        requests=10,
+        head_epochs=1,
+        variants="pool2_mlp",
+        work_dir=str(tmp_path / "work"),
+        threads=1,
+        rpc=False,
+    )
+    run(**settings, dataset=str(tmp_path / "a.npz"), log=lambda _m: None)
+    said: list[str] = []
+    rows = run(**settings, dataset=str(tmp_path / "b.npz"), log=said.append)
+    assert not any("reusing explored heads" in m or "reusing test-split outputs" in m for m in said), said
+    check = next(r for r in rows if r["section"] == "latency")
+    assert check["gati_accuracy_runtime"] == pytest.approx(check["gati_accuracy"])

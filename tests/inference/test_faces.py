@@ -38,6 +38,22 @@ def test_pairs_file_is_read_in_both_line_forms(tmp_path):
         read_pairs(tmp_path / "missing.txt", root)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"person0 1\nperson1 1 2\n", "line 1: expected 'name i j'"),  # headerless: its first line is 1
+        (b"2 3\n\nperson0 1 2\nperson0 one 2\n", "line 4: image number must be a whole number"),
+        (b"person0 -1 2\nperson1 1 2\n", "line 1: image number must be a whole number"),
+        (b"Al\xe9 1 2\n", "not UTF-8 text"),
+    ],
+)
+def test_a_bad_pairs_line_is_one_error_with_its_line_number(tmp_path, content, message):
+    root, _ = lfw(tmp_path)
+    (tmp_path / "bad.txt").write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        read_pairs(tmp_path / "bad.txt", root)
+
+
 def test_centroids_identify_and_verify(tmp_path):
     torch.manual_seed(0)
     x, y = make_images(256, seed=8, size=32)

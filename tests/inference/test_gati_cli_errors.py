@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from gati_synthetic import make_images
 
@@ -109,3 +110,35 @@ def test_a_checkpoint_of_another_network_is_one_line(tmp_path, tiny_base, tiny_e
         "serve", "--port", "0", "--model", str(tmp_path / "other.pt"), "--caches", str(tmp_path / "heads")
     )
     assert_one_line_error(r, "does not fit network resnet18")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch-window-ms", "inf", "--batch-window-ms must be 0..60000, got inf"),  # never closes
+        ("--batch-window-ms", "nan", "--batch-window-ms must be 0..60000, got nan"),
+        ("--memory-budget", "-5", "--memory-budget must be at least 0, got -5"),
+    ],
+)
+def test_serve_refuses_an_endless_window_or_a_negative_budget(tmp_path, option, value, message):
+    # checked before the checkpoint is read: the text file in its place is never opened
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    r = run_cli("serve", "--checkpoint", str(tmp_path / "text.pt"), "--caches", str(tmp_path), option, value)
+    assert_one_line_error(r, message)
+
+
+def test_serve_on_a_bad_host_is_one_line_without_grpc_log_lines(tmp_path, tiny_base, tiny_exploration):
+    tiny_exploration.save(tmp_path / "caches")
+    tiny_base.save(tmp_path / "base.pt")
+    r = run_cli(
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "999.1.1.1",
+        "--model",
+        str(tmp_path / "base.pt"),
+        "--caches",
+        str(tmp_path / "caches"),
+    )
+    assert_one_line_error(r, "cannot listen on 999.1.1.1:0")

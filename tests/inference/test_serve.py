@@ -56,6 +56,31 @@ def test_wrong_image_is_resized_or_refused_and_server_goes_on(server):
     assert client.predict(x[0]).prediction == int(runtime.predict_images(x).labels[0])
 
 
+def test_a_second_server_on_a_port_in_use_is_refused(server):
+    runtime, client, port = server
+    with pytest.raises(UserError, match=f"cannot listen on 127.0.0.1:{port} \\(in use"):
+        start_server(GatiServicer(runtime), port=port)  # gRPC's port reuse would let both serve
+    assert client.predict(make_images(1, seed=26)[0][0]).layer  # the first one still answers
+
+
+def test_a_large_photo_is_resized_by_the_client_not_refused_for_size(server):
+    runtime, client, _ = server
+    rng = np.random.default_rng(27)
+    photo = rng.integers(0, 256, size=(3, 1200, 1200), dtype=np.uint8)  # 4.3 MB: over gRPC's 4 MB cap
+    r = client.predict(photo)
+    assert r.prediction == int(runtime.predict_images(photo[None].copy()).labels[0])
+    assert "resized to the model's 1x28x28" in r.note
+
+
+def test_a_decompression_bomb_is_one_error(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    PILImage.new("L", (100, 100)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # 100x100 is over twice the limit: PIL refuses
+    with pytest.raises(UserError, match="cannot read image .*bomb.png"):
+        read_image(tmp_path / "bomb.png")
+
+
 def test_query_cli_reports_a_wrong_image_in_one_line(server, tmp_path):
     _, client, port = server
     x, _ = make_images(1, seed=23)

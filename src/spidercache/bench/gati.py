@@ -39,6 +39,7 @@ from ..inference.compose import check_folds, check_holdout, compose
 from ..inference.datasets import DEFAULT_DATASET, ImageSplits, check_classes, load_splits, splits
 from ..inference.explore import Exploration, explore, load_exploration, measure_latency
 from ..inference.heads import VARIANTS
+from ..inference.resume import run_key
 from ..inference.runtime import GatiRuntime
 from ..inference.training import check_precision
 from ..paths import check_output_path
@@ -247,8 +248,12 @@ def _heads(
     variants = o["variants"]
     # The variant list is part of the name: heads explored with another set of variants are not reused.
     variant_tag = hashlib.sha256(",".join(variants or VARIANTS).encode()).hexdigest()[:6]
+    # So is the data the heads learn and are validated on (a digest of those images and labels):
+    # heads of another dataset with the same sizes would otherwise be reused for this one.
+    val_key = run_key(train_x[val_idx], train_y[val_idx])
+    data_tag = run_key(train_x[head_idx], train_y[head_idx], val=val_key)[:8]
     cache_dir = work / (
-        f"caches-{base.fingerprint()[:12]}-h{o['head_samples']}-v{o['val_samples']}"
+        f"caches-{base.fingerprint()[:12]}-{data_tag}-h{o['head_samples']}-v{o['val_samples']}"
         f"-he{o['head_epochs']}-{variant_tag}"
     )
     ex: Exploration | None = None

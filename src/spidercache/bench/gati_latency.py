@@ -17,10 +17,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..inference.basemodel import BaseModel, accuracy
 from ..inference.compose import assess, compose
 from ..inference.explore import Exploration, collect_activations, measure_latency
 from ..inference.heads import head_outputs
+from ..inference.resume import run_key
 from ..inference.runtime import GatiRuntime
 
 
@@ -84,15 +86,7 @@ def latency_rows(
             runtime_acc = None
             if batch == 1 and runtime_eps1 is None and abs(eps - 1.0) < 1e-9:
                 runtime_eps1 = runtime
-                with torch.inference_mode():
-                    pred = np.concatenate(
-                        [
-                            runtime.predict(test_x[s : s + 500]).labels.numpy()
-                            for s in range(0, len(test_x), 500)
-                        ]
-                    )
-                runtime_acc = accuracy(pred, test_y)
-                say(f"check: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}%")
+                runtime_acc = _runtime_check(runtime, test_x, test_y, gati_acc, say)
             n_req = o["latency_requests"] if batch == 1 else max(10, o["latency_requests"] // batch)
             b_ms, g_ms = paired_latency(base, runtime, test_x, batch, n_req)
             row = {
@@ -138,6 +132,26 @@ def latency_rows(
     return rows, runtime_eps1
 
 
+def _runtime_check(
+    runtime: GatiRuntime, test_x, test_y, gati_acc: float, say: Callable[[str], None]
+) -> float:
+    """The runtime's own accuracy on the test split, which must equal the bookkeeping's."""
+    with torch.inference_mode():
+        pred = np.concatenate(
+            [runtime.predict(test_x[s : s + 500]).labels.numpy() for s in range(0, len(test_x), 500)]
+        )
+    runtime_acc = accuracy(pred, test_y)
+    say(f"check: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}%")
+    # More than one test image apart: the table would report accuracies the served
+    # runtime does not have (stale cached outputs, or a bug), so the run stops here.
+    if abs(runtime_acc - gati_acc) > 100.0 / max(1, len(test_y)) + 1e-9:
+        raise UserError(
+            f"check failed: runtime accuracy {runtime_acc:.2f}% vs bookkeeping {gati_acc:.2f}% "
+            "on the test split (cached outputs of other data? rerun with --rebuild)"
+        )
+    return runtime_acc
+
+
 def _timing(b_ms: list[float], g_ms: list[float]) -> dict:
     return {
         "base_mean_ms": float(np.mean(b_ms)),
@@ -168,12 +182,16 @@ def test_outputs(
     path = cache_dir / "test_outputs.pt"
     # The heads' validation outputs identify the trained heads (retrained heads differ).
     heads_digest = hashlib.sha256(b"".join(h.val_conf.tobytes() for h in ex.heads)).hexdigest()
+    # The test images themselves, not only their count: another dataset of the same size must not
+    # reuse these outputs.
+    images_digest = run_key(images, np.zeros(0))
     if path.is_file() and not rebuild:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if (
             blob.get("fingerprint") == base.fingerprint()
             and blob.get("heads") == heads_digest
             and blob.get("n_images") == len(images)
+            and blob.get("images") == images_digest
         ):
             say(f"reusing test-split outputs {path}")
             return (
@@ -192,6 +210,7 @@ def test_outputs(
             "fingerprint": base.fingerprint(),
             "heads": heads_digest,
             "n_images": len(images),
+            "images": images_digest,
             "base_pred": torch.from_numpy(base_pred),
             "conf": [torch.from_numpy(c) for c in conf],
             "pred": [torch.from_numpy(p) for p in pred],

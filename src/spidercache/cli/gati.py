@@ -24,6 +24,17 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _quiet_grpc() -> None:
+    """No gRPC C-core log lines on stderr: a bad address or host must end in its one ``error:`` line.
+
+    gRPC reads GRPC_VERBOSITY when it is first imported, so this runs before; a value the user
+    set (to debug gRPC) is kept.
+    """
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 gati = typer.Typer(
     help="Learned caches inside a network for low-latency inference (GATI).", no_args_is_help=True
 )
@@ -157,6 +168,18 @@ def build(
         typer.echo(json.dumps(ex.summary(), indent=1, default=float))
 
 
+def _class_names(base) -> list[str] | None:
+    """The names replies carry: stored by train-base; older checkpoints have none (Fashion-MNIST's own)."""
+    classes = base.meta.get("classes")
+    if isinstance(classes, list) and len(classes) == base.num_classes:
+        return [str(c) for c in classes]
+    if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
+        from ..data.datasets import FASHION_MNIST_CLASSES
+
+        return list(FASHION_MNIST_CLASSES)
+    return None
+
+
 @gati.command("serve")
 def serve(
     model: Path = typer.Option(..., "--checkpoint", help="base model checkpoint"),
@@ -166,7 +189,9 @@ def serve(
     epsilon: float = typer.Option(1.0, help="accuracy loss budget in points (validation split)"),
     holdout: float = typer.Option(0.0, help=HOLDOUT_HELP),
     folds: int = typer.Option(4, help=FOLDS_HELP),
-    memory_budget: Optional[int] = typer.Option(None, help="bytes for all heads together"),
+    memory_budget: Optional[int] = typer.Option(
+        None, help="bytes for all heads together (0: no heads, the base network alone)"
+    ),
     online: bool = typer.Option(
         True, help="retrain heads in the background from the base model's answers on misses"
     ),
@@ -180,6 +205,7 @@ def serve(
     device: str = typer.Option("cpu", help="cpu or cuda"),
 ) -> None:
     """Serve predictions over gRPC until interrupted; concurrent requests are batched."""
+    _quiet_grpc()
     import time
 
     import torch
@@ -194,7 +220,9 @@ def serve(
     between(0, 65535, flag=True, port=port)
     at_least(1, flag=True, threads=threads, max_batch=max_batch, batch_workers=batch_workers)
     at_least(1, flag=True, batch_chunks=batch_chunks)
-    at_least(0, flag=True, epsilon=epsilon, batch_window_ms=batch_window_ms)
+    at_least(0, flag=True, epsilon=epsilon, memory_budget=memory_budget)
+    # finite: an infinite window never closes and every request would time out
+    between(0, 60_000, flag=True, batch_window_ms=batch_window_ms)
     check_holdout(holdout)
     check_folds(folds)
     dev = check_device(device)
@@ -209,11 +237,7 @@ def serve(
         if batch_window_ms > 0
         else None
     )
-    classes = None
-    if base.meta.get("dataset", "fashion-mnist") in ("fashion-mnist", "fashion-mnist-train"):
-        from ..data.datasets import FASHION_MNIST_CLASSES
-
-        classes = list(FASHION_MNIST_CLASSES)
+    classes = _class_names(base)
     server, bound = start_server(GatiServicer(runtime, classes, epsilon, batcher, dev), port=port, host=host)
     _say(
         f"serving {base.network} with heads {' '.join(comp.describe(ex)) or '(none)'} on {host}:{bound} "
@@ -242,13 +266,18 @@ def query(
     timeout: float = typer.Option(10.0),
 ) -> None:
     """Ask a GATI server; prints prediction, answering layer and latency per image."""
+    _quiet_grpc()
     from ..inference.serve import GatiClient, read_image
 
     client = GatiClient(address, timeout)
     try:
         results = []
+        noted = set()
         for path in images:
             r = client.predict(read_image(path))
+            if r.note and r.note not in noted:  # once per size
+                noted.add(r.note)
+                _say(r.note)
             results.append(
                 {
                     "image": str(path),

@@ -161,7 +161,7 @@ class FashionMNIST(ArrayImageDataset):
 # CIFAR-10/100 pickle folders, ImageFolder trees, .npz files (added with the
 # training-data cache). Each is given by path, as a positional train_path.
 # --------------------------------------------------------------------------
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, need: str = "data") -> dict:
     import pickle
 
     try:
@@ -171,8 +171,10 @@ def _unpickle(path: Path) -> dict:
         raise UserError(f"dataset file not found: {path}") from None
     except Exception as exc:  # truncated or not a pickle: the user's file is bad
         raise UserError(f"cannot read CIFAR batch {path}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(obj, dict) or "data" not in obj:
-        raise UserError(f"{path} is not a CIFAR batch (no 'data' entry)")
+    if isinstance(obj, dict):  # Python 2 pickles (the real download) have bytes keys
+        obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    if not isinstance(obj, dict) or need not in obj:
+        raise UserError(f"{path} is not a CIFAR file (no {need!r} entry)")
     return obj
 
 
@@ -211,8 +213,21 @@ class CIFAR(ArrayImageDataset):
             transform,
             source_paths=[str(f) for f in files],
             name=f"{name}-{'train' if train else 'test'}",
-            classes=[str(i) for i in range(n_classes)],
+            classes=_label_names(root, name, n_classes),
         )
+
+
+def _label_names(root: Path, name: str, n_classes: int) -> list[str]:
+    """CIFAR's class names from its ``batches.meta`` / ``meta`` file, or the label numbers without one."""
+    meta, key = ("batches.meta", "label_names") if name == "cifar10" else ("meta", "fine_label_names")
+    obj: dict = {}
+    if (root / meta).is_file():
+        try:
+            obj = _unpickle(root / meta, need=key)
+        except UserError:  # a damaged meta file costs the names, not the data
+            pass
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in obj.get(key, [])]
+    return names if len(names) == n_classes else [str(i) for i in range(n_classes)]
 
 
 class NpzDataset(ArrayImageDataset):
@@ -233,10 +248,9 @@ class NpzDataset(ArrayImageDataset):
             raise
         except Exception as exc:  # zip or npy damage
             raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-        if x.dtype != np.uint8:
-            if x.size and (x.min() < 0 or x.max() > 255):
-                raise UserError(f"{path}: x must be uint8 images (values 0..255), got {x.dtype}")
-            x = x.astype(np.uint8)
+        self.note = ""  # a line for the user when the pixels were rescaled
+        x = self._pixels(path, x)
+        y = self._labels(path, y)
         if x.ndim == 3:
             x = x[:, None]
         elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -251,6 +265,36 @@ class NpzDataset(ArrayImageDataset):
             name=f"npz-{path.stem}",
             classes=[str(c) for c in range(int(np.max(y)) + 1)] if len(y) else [],
         )
+
+    def _pixels(self, path: Path, x: np.ndarray) -> np.ndarray:
+        """``x`` as uint8: float pixels in 0..1 are scaled to 0..255 (``note`` says so), 0..255 rounded."""
+        if x.dtype == np.uint8:
+            return x
+        if x.dtype.kind not in "iuf":
+            raise UserError(f"{path}: x must hold numbers (uint8 or float images), got {x.dtype}")
+        if x.size and not np.isfinite(x).all():
+            raise UserError(f"{path}: x holds NaN or infinite pixels")
+        low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if low < 0 or high > 255:
+            raise UserError(f"{path}: pixels must lie in 0..255 (or 0..1 for float), got {low:g}..{high:g}")
+        if x.dtype.kind == "f" and high <= 1.0:
+            # float images in 0..1 (the usual float convention): cast as they are, all would be black
+            self.note = f"{path}: float pixels in 0..1, scaled to 0..255"
+            x = x * 255.0
+        return np.rint(x).astype(np.uint8)
+
+    @staticmethod
+    def _labels(path: Path, y: np.ndarray) -> np.ndarray:
+        """``y`` as int64 class indices 0..C-1, or one line saying what is wrong with it."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iuf" or (y.size and not np.isfinite(y).all()):
+            raise UserError(f"{path}: y must hold class indices 0..C-1, got {y.dtype}")
+        if y.size and y.dtype.kind == "f" and not np.array_equal(y, np.rint(y)):
+            bad = y[y != np.rint(y)][0]
+            raise UserError(f"{path}: y must hold whole class indices 0..C-1, got fractions such as {bad:g}")
+        if y.size and y.min() < 0:
+            raise UserError(f"{path}: y must hold class indices 0..C-1, got {int(y.min())}")
+        return y.astype(np.int64)
 
 
 class Subset(Dataset):

@@ -99,6 +99,8 @@ def train_base(
         precision=precision,
     )
     base.meta["dataset"] = data.name
+    if len(data.classes) == base.num_classes:  # the names replies carry (`gati serve`)
+        base.meta["classes"] = [str(c) for c in data.classes]
     if converge and not base.meta.get("converged"):
         m = base.meta
         say(

@@ -48,16 +48,38 @@ def _paths(dataset: str, data_root: str | None) -> list[str]:
     return [p for p in dataset.split(",") if p]
 
 
-def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 N x C x H x W images and int64 labels of a map-style dataset of the data layer."""
+def _arrays(ds, skipped: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 N x C x H x W images and int64 labels of a map-style dataset of the data layer.
+
+    A file of a lazily read tree that does not decode (``BadSample``) is left out, as the
+    training-data cache does, and its message added to ``skipped`` for the caller to report.
+    """
+    from ..data.cached import BadSample
+
     if hasattr(ds, "data"):  # in-memory datasets (Fashion-MNIST, CIFAR, .npz)
         return np.asarray(ds.data), np.asarray(ds.targets, np.int64)
     inner, ids = getattr(ds, "dataset", None), getattr(ds, "ids", None)
     if inner is not None and ids is not None and hasattr(inner, "data"):  # a Subset of one
         return np.asarray(inner.data)[ids], np.asarray(ds.targets, np.int64)
-    items = [ds[i] for i in range(len(ds))]  # lazily read trees: decode every file once
+    items = []
+    for i in range(len(ds)):  # lazily read trees: decode every file once
+        try:
+            items.append(ds[i])
+        except BadSample as exc:
+            if skipped is not None:
+                skipped.append(str(exc))
+                continue
+            raise UserError(str(exc)) from None
     images = np.stack([np.asarray(x, dtype=np.uint8) for x, _ in items]) if items else np.zeros((0, 3, 1, 1))
     return images.astype(np.uint8, copy=False), np.asarray([int(y) for _, y in items], np.int64)
+
+
+def _skip_note(skipped: list[str]) -> str:
+    """One warning line for the images left out (how many, and the first one's reason)."""
+    if not skipped:
+        return ""
+    more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    return f"warning: skipped {len(skipped)} unreadable image(s): {skipped[0]}{more}"
 
 
 def _open(paths: list[str], size: int, seed: int):
@@ -78,11 +100,18 @@ def load_splits(
     size = image_size or 64  # only ImageFolder trees use it: they have no native size
     train, test, note = _open(paths, size, seed)
     classes = [str(c) for c in (getattr(train, "classes", None) or [])]
-    train_x, train_y = _arrays(train)
+    skipped: list[str] = []
+    train_x, train_y = _arrays(train, skipped)
+    if len(train) and not len(train_y):
+        raise UserError(f"{dataset}: no training image could be read ({skipped[0]})")
     if not classes:
         classes = [str(c) for c in range(int(train_y.max()) + 1)] if len(train_y) else []
     name = getattr(train, "name", "fashion-mnist") if not paths else dataset
-    test_x, test_y = _arrays(test)
+    test_x, test_y = _arrays(test, skipped)
+    # the reader's own notes (float pixels rescaled), each once, from the dataset or the one it splits
+    said = [getattr(getattr(d, "dataset", d), "note", "") for d in (train, test)]
+    notes = (note, *dict.fromkeys(said), _skip_note(skipped))
+    note = "\n".join(line for line in notes if line)
     if len(test_y) and int(test_y.max()) >= len(classes):
         raise UserError(
             f"{dataset}: the test split has labels up to {int(test_y.max())}, training {len(classes)} classes"

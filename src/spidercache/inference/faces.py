@@ -71,13 +71,20 @@ def read_pairs(pairs_file: str | Path, root: str | Path) -> tuple[list[tuple[Pat
     pairs_file, root = Path(pairs_file), Path(root)
     if not pairs_file.is_file():
         raise UserError(f"pairs file not found: {pairs_file}")
-    lines = [ln.split() for ln in pairs_file.read_text().splitlines() if ln.strip()]
+    try:
+        text = pairs_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{pairs_file}: not UTF-8 text (byte {exc.start}): not a pairs.txt") from None
+    # (line number in the file, its fields): blank lines are skipped but still counted
+    lines = [(n, ln.split()) for n, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
     folds = 10
-    if lines and all(t.isdigit() for t in lines[0]) and len(lines[0]) in (1, 2):
-        folds = int(lines[0][0]) if len(lines[0]) == 2 else 1
+    if lines and all(t.isdigit() for t in lines[0][1]) and len(lines[0][1]) in (1, 2):
+        folds = int(lines[0][1][0]) if len(lines[0][1]) == 2 else 1
         lines = lines[1:]
 
-    def image(name: str, idx: str) -> Path:
+    def image(n: int, name: str, idx: str) -> Path:
+        if not idx.isdigit():
+            raise UserError(f"{pairs_file} line {n}: image number must be a whole number >= 0, got {idx!r}")
         for ext in _EXTS:
             p = root / name / f"{name}_{int(idx):04d}{ext}"
             if p.is_file():
@@ -85,11 +92,11 @@ def read_pairs(pairs_file: str | Path, root: str | Path) -> tuple[list[tuple[Pat
         raise UserError(f"{pairs_file}: image {idx} of {name} not found under {root}/{name}/")
 
     pairs = []
-    for n, tok in enumerate(lines, start=2):
+    for n, tok in lines:
         if len(tok) == 3:
-            pairs.append((image(tok[0], tok[1]), image(tok[0], tok[2]), True))
+            pairs.append((image(n, tok[0], tok[1]), image(n, tok[0], tok[2]), True))
         elif len(tok) == 4:
-            pairs.append((image(tok[0], tok[1]), image(tok[2], tok[3]), False))
+            pairs.append((image(n, tok[0], tok[1]), image(n, tok[2], tok[3]), False))
         else:
             raise UserError(
                 f"{pairs_file} line {n}: expected 'name i j' or 'name1 i name2 j', got {' '.join(tok)!r}"

@@ -22,7 +22,7 @@ import torch
 
 from ..errors import UserError
 from . import gati_pb2, gati_pb2_grpc
-from .basemodel import BaseModel
+from .basemodel import BaseModel, resize_images
 from .batching import Batcher
 from .runtime import GatiRuntime
 
@@ -139,14 +139,16 @@ def start_server(
     servicer: GatiServicer, port: int = 50053, host: str = "127.0.0.1", workers: int = 16
 ) -> tuple[grpc.Server, int]:
     """Start serving; returns the server and the bound port (``port=0`` picks a free one)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+    # Port reuse off (gRPC turns SO_REUSEPORT on by default): a second server on a port in use must
+    # fail to bind, not silently share the first one's requests.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=[("grpc.so_reuseport", 0)])
     gati_pb2_grpc.add_GatiServicer_to_server(servicer, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:
         bound = 0
     if bound == 0:
-        raise UserError(f"cannot listen on {host}:{port} (in use or not allowed)")
+        raise UserError(f"cannot listen on {host}:{port} (in use, or not an address of this machine)")
     server.start()
     return server, bound
 
@@ -161,6 +163,7 @@ class QueryResult:
     server_ms: float  # the model's time on the server
     roundtrip_ms: float
     handler_ms: float = 0.0  # the server's whole handler (decode + model + reply)
+    note: str = ""  # set when the client resized the image to the model's input
 
 
 class GatiClient:
@@ -168,6 +171,7 @@ class GatiClient:
         self.address, self.timeout = address, timeout
         self.channel = grpc.insecure_channel(address)
         self.stub = gati_pb2_grpc.GatiStub(self.channel)
+        self._input_shape: tuple[int, int, int] | None = None  # the server's model input, asked once
 
     def _call(self, method, request):
         try:
@@ -192,6 +196,7 @@ class GatiClient:
             image = image[None]
         if image.ndim != 3:
             raise UserError(f"an image must have 2 or 3 dimensions, got shape {image.shape}")
+        image, note = self._fit(image)
         dtype = "uint8" if image.dtype == np.uint8 else "float32"
         pixels = np.ascontiguousarray(image, dtype=np.uint8 if dtype == "uint8" else np.float32).tobytes()
         request = gati_pb2.PredictRequest(
@@ -209,7 +214,28 @@ class GatiClient:
             reply.server_ms,
             roundtrip,
             reply.handler_ms,
+            note,
         )
+
+    def _fit(self, image: np.ndarray) -> tuple[np.ndarray, str]:
+        """``image`` resized here to the model's input (and a note saying so), as the server would.
+
+        A large photo sent whole would pass gRPC's 4 MB message cap (1200x1200 RGB is 4.3 MB);
+        resized first it is a few KB. The pixels are the server's own resize (``resize_images``),
+        so the answer is the same. A channel count the model cannot take is sent as it is: the
+        server's refusal says what it expects.
+        """
+        if self._input_shape is None:
+            info = self.info()
+            self._input_shape = (info.channels, info.height, info.width)
+        shape = tuple(int(v) for v in image.shape)
+        if shape == self._input_shape or shape[0] not in (1, 3) or min(shape) < 1:
+            return image, ""
+        if image.dtype != np.uint8:  # float pixels are in 0..255, rounded as the server does
+            image = np.clip(np.nan_to_num(image.astype(np.float32)), 0, 255).round().astype(np.uint8)
+        resized = resize_images(image[None].copy(), self._input_shape)[0]  # writable: PIL arrays are not
+        c, h, w = self._input_shape
+        return resized, f"image is {'x'.join(map(str, shape))}; resized to the model's {c}x{h}x{w}"
 
     def close(self) -> None:
         self.channel.close()
@@ -218,9 +244,10 @@ class GatiClient:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """A C x H x W uint8 array from a PNG/JPEG (grey -> 1 channel, colour -> 3) or a .npy file.
 
-    The image is not resized or recoloured here: the server resizes another
-    size to the model's input (and says so once), and refuses a channel count
-    other than 1 or 3 with a message saying what it expects.
+    The image is not resized or recoloured here: ``GatiClient.predict`` resizes
+    another size to the model's input (and says so), and the server refuses a
+    channel count other than 1 or 3 with a message saying what it expects. An
+    image PIL refuses as a decompression bomb is one error line.
     """
     path = Path(path)
     if not path.is_file():
@@ -241,6 +268,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             if img.mode not in ("L", "RGB"):
                 img = img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK", "YCbCr") else "L")
             array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise UserError(f"cannot read image {path}: {exc}") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
