@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from ..checks import at_least
 from ..paths import check_output_path
 
 trace_app = typer.Typer(help="Generate and convert request traces.", no_args_is_help=True)
@@ -48,6 +49,7 @@ def gen_zipf(
     from ..sim.traces import write_trace, zipf
 
     check_output_path(output)
+    at_least(0, flag=True, seed=seed)
     trace = zipf(alpha, keys, requests, seed)
     _say_written(write_trace(output, trace), trace, json_out)
 
@@ -64,6 +66,7 @@ def gen_uniform(
     from ..sim.traces import uniform, write_trace
 
     check_output_path(output)
+    at_least(0, flag=True, seed=seed)
     trace = uniform(keys, requests, seed)
     _say_written(write_trace(output, trace), trace, json_out)
 
@@ -80,6 +83,7 @@ def gen_block(
     from ..sim.traces import write_trace
 
     check_output_path(output)
+    at_least(0, flag=True, seed=seed)
     trace = block_trace(requests, seed)
     written = write_trace(output, trace.keys, trace.sizes)
     _say_written(written, trace.keys, json_out, written.with_name(written.stem + ".sizes.npy"))

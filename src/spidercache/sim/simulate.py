@@ -153,6 +153,16 @@ def simulate(
     specs = parse_cache_sizes(cache_sizes, by_bytes)
     in_bytes = specs[0][1]
     keys, sizes = _checked(keys, sizes, in_bytes, workers)
+    if sizes is not None and not (sizes > 0).all():
+        # libCacheSim's readers skip zero-size requests (neither counted nor cached): so do we,
+        # or every figure of a trace that has them differs from its
+        keep = sizes > 0
+        if not keep.any():
+            raise UserError(
+                "every request of the trace has size 0 (libCacheSim skips those): nothing to simulate"
+            )
+        keys, sizes = keys[keep], np.ascontiguousarray(sizes[keep])
+        dense = None if dense is None else (np.ascontiguousarray(dense[0][keep]), dense[1])
     warm_up(policies, in_bytes)
 
     t0 = time.perf_counter()
@@ -183,7 +193,10 @@ def simulate(
     runs = []
     for name in policies:
         for size, _ in specs:
-            capacity = capacity_for(size, footprint if in_bytes else n)
+            # parse_size gives a whole number (int) for a size with a unit: "1B" is one byte, not
+            # the fraction 1 (all of it) that a plain "1" (a float) is
+            exact = in_bytes and isinstance(size, int)
+            capacity = int(size) if exact else capacity_for(size, footprint if in_bytes else n)
             runs.append(PolicyRun(name, size, capacity, min(capacity, bound), in_bytes))
     n_opt = sum(is_opt(r.policy) for r in runs)
     n_keyed = sum(wants_keys(r.policy) for r in runs)

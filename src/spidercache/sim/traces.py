@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from ..errors import UserError
 from ..paths import check_output_path
 from .formats import Trace, read_lis, read_oracle_general, read_vscsi
 
+_TWO_ON_A_LINE = re.compile(rb"\S[ \t\f\v]+\S")
 TEXT_SUFFIXES = {".txt", ".trace", ".log", ".dat", ""}
 CSV_SUFFIXES = {".csv", ".tsv"}
 FORMATS = ("npy", "txt", "csv", "oracleGeneral", "vscsi", "lis")
@@ -57,10 +59,10 @@ def trace_format(path: Path, fmt: str | None = None, column=None) -> str:
             raise UserError(f"unknown trace format {fmt!r}; choose from {', '.join(FORMATS)}")
         return names[fmt.lower()]
     suffix = path.suffix.lower()
-    if "oraclegeneral" in path.name.lower():
-        return "oracleGeneral"
-    if suffix in {".vscsi", ".lis", ".npy"}:
+    if suffix in {".vscsi", ".lis", ".npy"}:  # before the name: `trace convert` writes X.oracleGeneral.npy
         return suffix[1:]
+    if "oraclegeneral" in path.name.lower() and (suffix == "" or suffix not in CSV_SUFFIXES | TEXT_SUFFIXES):
+        return "oracleGeneral"
     if suffix in CSV_SUFFIXES or column is not None:
         return "csv"
     if suffix in TEXT_SUFFIXES or _looks_like_text(path):
@@ -169,9 +171,9 @@ def _read_text(path: Path) -> np.ndarray:
     if not data.strip():
         raise UserError(f"trace is empty: {path}")
     tokens = data.split()
-    # split() would also break "1 2" on one line into two keys: accept the
-    # fast result only when there is exactly one token per line.
-    if len(tokens) == len(data.splitlines()):
+    # split() would also break "1 2" on one line into two keys: accept the fast
+    # result only when no line holds two tokens (a count of lines is fooled by blank ones)
+    if not _TWO_ON_A_LINE.search(data):
         for dtype in (np.int64, np.uint64):  # unsigned ids >= 2^63 parse as uint64
             try:
                 return np.array(tokens, dtype=dtype).view(np.int64)
@@ -196,7 +198,15 @@ def _read_csv(path: Path, column: str | int | None, size_column: str | int | Non
     if column is None:
         raise UserError(f"{path} is a CSV trace: say which column holds the keys with --column")
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, newline="") as f:
+    try:
+        return _csv_rows(path, column, size_column, delimiter)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text: save the CSV as UTF-8") from None
+
+
+def _csv_rows(path: Path, column, size_column, delimiter: str) -> Trace:
+    # utf-8-sig: a byte-order mark (as Excel writes) is not part of the first cell
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f, delimiter=delimiter)
         first = next(rows, None)
         if first is None:
