@@ -153,16 +153,7 @@ def simulate(
     specs = parse_cache_sizes(cache_sizes, by_bytes)
     in_bytes = specs[0][1]
     keys, sizes = _checked(keys, sizes, in_bytes, workers)
-    if sizes is not None and not (sizes > 0).all():
-        # libCacheSim's readers skip zero-size requests (neither counted nor cached): so do we,
-        # or every figure of a trace that has them differs from its
-        keep = sizes > 0
-        if not keep.any():
-            raise UserError(
-                "every request of the trace has size 0 (libCacheSim skips those): nothing to simulate"
-            )
-        keys, sizes = keys[keep], np.ascontiguousarray(sizes[keep])
-        dense = None if dense is None else (np.ascontiguousarray(dense[0][keep]), dense[1])
+    keys, sizes, dense = _without_zero_sizes(keys, sizes, dense)
     warm_up(policies, in_bytes)
 
     t0 = time.perf_counter()
@@ -209,6 +200,18 @@ def simulate(
         if on_row is not None:
             on_row(rows[-1])
     return rows
+
+
+def _without_zero_sizes(keys, sizes, dense):
+    """libCacheSim's readers skip zero-size requests (neither counted nor cached): so do we, or
+    every figure of a trace that has them differs from its."""
+    if sizes is None or (sizes > 0).all():
+        return keys, sizes, dense
+    keep = sizes > 0
+    if not keep.any():
+        raise UserError("every request of the trace has size 0 (libCacheSim skips those): nothing left")
+    dense = None if dense is None else (np.ascontiguousarray(dense[0][keep]), dense[1])
+    return keys[keep], np.ascontiguousarray(sizes[keep]), dense
 
 
 def _checked(keys, sizes, in_bytes: bool, workers: int):

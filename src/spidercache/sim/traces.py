@@ -200,7 +200,7 @@ def _read_csv(path: Path, column: str | int | None, size_column: str | int | Non
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         return _csv_rows(path, column, size_column, delimiter)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text: save the CSV as UTF-8") from None
 
 
