@@ -269,6 +269,14 @@ def test_negative_labels_are_a_user_error_where_labels_pick_stand_ins():
         ("spider", {"bogus": 1}),
         ("shade", {"rep_factr": 1}),
         ("shade", {"rep_factor": 0}),
+        # icache: h_share outside 0..1 sized the H-cache past the byte budget (7x) or the
+        # L-buffer past it (-1: 2x); epoch_fraction outside (0, 1] asked 1 request or crashed.
+        ("icache", {"h_share": 7}),
+        ("icache", {"h_share": -1}),
+        ("icache", {"h_fraction": 5}),
+        ("icache", {"epoch_fraction": -3}),
+        ("icache", {"epoch_fraction": 3}),
+        ("icache", {"epoch_fraction": 0}),
     ],
 )
 def test_policy_options_out_of_range_or_unknown_are_user_errors(name, opts):
