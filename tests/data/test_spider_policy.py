@@ -269,6 +269,11 @@ def test_negative_labels_are_a_user_error_where_labels_pick_stand_ins():
         ("spider", {"bogus": 1}),
         ("shade", {"rep_factr": 1}),
         ("shade", {"rep_factor": 0}),
+        # shade: temperature <= 0 or NaN drew the same sample every time
+        ("shade", {"temperature": 0}),
+        ("shade", {"temperature": -1}),
+        ("shade", {"temperature": float("nan")}),
+        ("shade", {"temperature": "nan"}),
         # icache: h_share outside 0..1 sized the H-cache past the byte budget (7x) or the
         # L-buffer past it (-1: 2x); epoch_fraction outside (0, 1] asked 1 request or crashed.
         ("icache", {"h_share": 7}),
