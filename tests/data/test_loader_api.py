@@ -153,3 +153,16 @@ def test_training_policy_replays_an_id_trace_like_an_engine_policy():
     hits = lru.access(np.array([1, 2, 1, 3, 2]))
     assert hits.tolist() == [False, False, True, False, True] and lru.size == 3
     assert set(lru.resident_ids().tolist()) == {1, 2, 3}
+
+
+def test_update_with_a_wrong_count_of_losses_or_embedding_rows_is_one_user_error():
+    loader = spidercache.CachedLoader(Counting(40), batch_size=8, policy="spider", working_set=0.5)
+    next(iter(loader))
+    with pytest.raises(UserError, match="got 3 losses for a batch of 8"):
+        loader.update(torch.zeros(3))
+    # the policies reshape embeddings to one row per sample: a bare ValueError before
+    with pytest.raises(UserError, match="got 5 embedding rows for a batch of 8"):
+        loader.update(torch.zeros(8), embeddings=torch.zeros(5, 4))
+    with pytest.raises(UserError, match="embedding rows"):
+        loader.update(torch.zeros(8), embeddings=torch.zeros(7))
+    loader.update(torch.zeros(8), embeddings=torch.zeros(8, 4))  # one row per sample is fine

@@ -316,7 +316,9 @@ class CachedLoader:
             )
         if isinstance(embeddings, torch.Tensor):
             embeddings = embeddings.detach().cpu().numpy()
-        self.policy.update(ids, losses, None if embeddings is None else np.asarray(embeddings, np.float32))
+        if embeddings is not None:
+            embeddings = _checked_embeddings(embeddings, ids.size)
+        self.policy.update(ids, losses, embeddings)
 
     def cached_bytes(self) -> int:
         res = self.policy.resident()
@@ -333,3 +335,16 @@ class CachedLoader:
         self.loader = None  # type: ignore[assignment]  # persistent workers end with their iterator
         for h in self.dataset.stores:
             h.close()
+
+
+def _checked_embeddings(embeddings, n: int) -> np.ndarray:
+    """One embedding row per sample of the batch, else the user's mistake in one line
+    (the policies reshape them to ``(n, -1)``, which raised a bare ValueError)."""
+    emb = np.asarray(embeddings, np.float32)
+    rows = emb.shape[0] if emb.ndim > 1 else (n if n and emb.size and emb.size % n == 0 else emb.size)
+    if rows != n:
+        raise UserError(
+            f"update() got {rows} embedding rows for a batch of {n} samples "
+            f"(shape {tuple(emb.shape)}: one row per sample)"
+        )
+    return emb
