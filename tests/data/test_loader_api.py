@@ -166,3 +166,32 @@ def test_update_with_a_wrong_count_of_losses_or_embedding_rows_is_one_user_error
     with pytest.raises(UserError, match="embedding rows"):
         loader.update(torch.zeros(8), embeddings=torch.zeros(7))
     loader.update(torch.zeros(8), embeddings=torch.zeros(8, 4))  # one row per sample is fine
+
+
+def test_len_is_what_the_next_iteration_yields_and_it_keeps_that_order():
+    ds = Counting(120)
+    loader = spidercache.CachedLoader(ds, batch_size=8, shuffle=True, policy="icache", working_set=0.3)
+    rng = np.random.default_rng(0)
+    for _epoch in range(4):  # icache requests ~0.8 N once losses are known: len() said the last epoch's
+        want = len(loader)
+        assert len(loader) == want  # asking again plans nothing new
+        got = 0
+        for _ in loader:
+            got += 1
+            assert len(loader) == want  # inside the loop: this epoch's length
+            loader.update(torch.as_tensor(rng.random(len(loader.last.served))))
+        assert got == want
+    assert want < 120 // 8
+
+
+def test_an_iteration_left_early_is_not_run_again():
+    loader = spidercache.CachedLoader(Counting(80), batch_size=8, shuffle=True, policy="lru", working_set=0.3)
+    for _ in loader:
+        first = loader.last.requested.copy()
+        break
+    again = next(iter(loader))  # docs/training.md: each iteration otherwise runs the next epoch
+    assert again is not None and not np.array_equal(loader.last.requested, first)
+    assert loader._next_epoch == 2
+    loader.set_epoch(0)  # set_epoch runs an epoch again, with its order
+    next(iter(loader))
+    assert np.array_equal(loader.last.requested, first)
