@@ -195,3 +195,12 @@ def test_an_iteration_left_early_is_not_run_again():
     loader.set_epoch(0)  # set_epoch runs an epoch again, with its order
     next(iter(loader))
     assert np.array_equal(loader.last.requested, first)
+
+
+def test_spider_noh_runs_without_labels_and_spider_refuses():
+    # spider-noh never substitutes: it was refused for "substituting by label" all the same
+    loader = spidercache.CachedLoader(Counting(40, labels=False), batch_size=8, policy="spider-noh")
+    assert sum(1 for _ in loader) == len(loader) and loader.policy.labels is None
+    for name in ("spider", "spider-nois"):
+        with pytest.raises(UserError, match="targets="):
+            spidercache.CachedLoader(Counting(40, labels=False), batch_size=8, policy=name)
