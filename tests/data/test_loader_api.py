@@ -153,3 +153,54 @@ def test_training_policy_replays_an_id_trace_like_an_engine_policy():
     hits = lru.access(np.array([1, 2, 1, 3, 2]))
     assert hits.tolist() == [False, False, True, False, True] and lru.size == 3
     assert set(lru.resident_ids().tolist()) == {1, 2, 3}
+
+
+def test_update_with_a_wrong_count_of_losses_or_embedding_rows_is_one_user_error():
+    loader = spidercache.CachedLoader(Counting(40), batch_size=8, policy="spider", working_set=0.5)
+    next(iter(loader))
+    with pytest.raises(UserError, match="got 3 losses for a batch of 8"):
+        loader.update(torch.zeros(3))
+    # the policies reshape embeddings to one row per sample: a bare ValueError before
+    with pytest.raises(UserError, match="got 5 embedding rows for a batch of 8"):
+        loader.update(torch.zeros(8), embeddings=torch.zeros(5, 4))
+    with pytest.raises(UserError, match="embedding rows"):
+        loader.update(torch.zeros(8), embeddings=torch.zeros(7))
+    loader.update(torch.zeros(8), embeddings=torch.zeros(8, 4))  # one row per sample is fine
+
+
+def test_len_is_what_the_next_iteration_yields_and_it_keeps_that_order():
+    ds = Counting(120)
+    loader = spidercache.CachedLoader(ds, batch_size=8, shuffle=True, policy="icache", working_set=0.3)
+    rng = np.random.default_rng(0)
+    for _epoch in range(4):  # icache requests ~0.8 N once losses are known: len() said the last epoch's
+        want = len(loader)
+        assert len(loader) == want  # asking again plans nothing new
+        got = 0
+        for _ in loader:
+            got += 1
+            assert len(loader) == want  # inside the loop: this epoch's length
+            loader.update(torch.as_tensor(rng.random(len(loader.last.served))))
+        assert got == want
+    assert want < 120 // 8
+
+
+def test_an_iteration_left_early_is_not_run_again():
+    loader = spidercache.CachedLoader(Counting(80), batch_size=8, shuffle=True, policy="lru", working_set=0.3)
+    for _ in loader:
+        first = loader.last.requested.copy()
+        break
+    again = next(iter(loader))  # docs/training.md: each iteration otherwise runs the next epoch
+    assert again is not None and not np.array_equal(loader.last.requested, first)
+    assert loader._next_epoch == 2
+    loader.set_epoch(0)  # set_epoch runs an epoch again, with its order
+    next(iter(loader))
+    assert np.array_equal(loader.last.requested, first)
+
+
+def test_spider_noh_runs_without_labels_and_spider_refuses():
+    # spider-noh never substitutes: it was refused for "substituting by label" all the same
+    loader = spidercache.CachedLoader(Counting(40, labels=False), batch_size=8, policy="spider-noh")
+    assert sum(1 for _ in loader) == len(loader) and loader.policy.labels is None
+    for name in ("spider", "spider-nois"):
+        with pytest.raises(UserError, match="targets="):
+            spidercache.CachedLoader(Counting(40, labels=False), batch_size=8, policy=name)

@@ -105,6 +105,7 @@ def reference_lookup(p, ids: np.ndarray) -> Lookup:
             admit[k] = True
             level[k] = lvl
             fresh.add(i)
+    p.sampler.last_own[ids[~sub]] = p.epoch  # the visit bound counts a request served as itself
     return Lookup(served, hit, sub, admit, p._gone(evicted), level)
 
 

@@ -269,6 +269,19 @@ def test_negative_labels_are_a_user_error_where_labels_pick_stand_ins():
         ("spider", {"bogus": 1}),
         ("shade", {"rep_factr": 1}),
         ("shade", {"rep_factor": 0}),
+        # shade: temperature <= 0 or NaN drew the same sample every time
+        ("shade", {"temperature": 0}),
+        ("shade", {"temperature": -1}),
+        ("shade", {"temperature": float("nan")}),
+        ("shade", {"temperature": "nan"}),
+        # icache: h_share outside 0..1 sized the H-cache past the byte budget (7x) or the
+        # L-buffer past it (-1: 2x); epoch_fraction outside (0, 1] asked 1 request or crashed.
+        ("icache", {"h_share": 7}),
+        ("icache", {"h_share": -1}),
+        ("icache", {"h_fraction": 5}),
+        ("icache", {"epoch_fraction": -3}),
+        ("icache", {"epoch_fraction": 3}),
+        ("icache", {"epoch_fraction": 0}),
     ],
 )
 def test_policy_options_out_of_range_or_unknown_are_user_errors(name, opts):
@@ -279,3 +292,18 @@ def test_policy_options_out_of_range_or_unknown_are_user_errors(name, opts):
 def test_boolean_policy_options_are_parsed_not_truth_tested():
     for text, want in (("False", False), ("no", False), ("0", False), ("true", True), ("yes", True)):
         assert make_training_policy("spider", 100, 10, np.arange(100) % 4, rotate=text).rotate is want
+
+
+def test_every_sample_is_served_as_itself_at_least_every_max_gap_epochs():
+    # docs/spider.md: "every sample's own data is trained on at least once every 3 epochs".
+    # A substituted draw used to reset the bound, so a sample could go 7 epochs as a stand-in's.
+    labels, base, loss = _clustered(n=600)
+    p = make_training_policy("spider", labels.size, 120, labels, seed=0, ready_after=1)
+    _, lookups = _run(p, labels, lambda ids, e: base[ids], lambda ids, e: loss[ids], epochs=10)
+    last_own, worst, subs, per_epoch = np.full(labels.size, -1), 0, 0, labels.size
+    for k, (ids, lk) in enumerate(lookups):
+        epoch = k // -(-per_epoch // 64)
+        last_own[ids[~lk.substituted]] = epoch
+        subs += int(lk.substituted.sum())
+        worst = max(worst, int((epoch - last_own).max()))
+    assert subs > 0 and worst <= 3

@@ -189,3 +189,37 @@ def test_begin_epoch_runs_once_per_epoch():
     list(loader)
     list(loader)
     assert calls == [0, 1]
+
+
+class Raw(Arrays):
+    """Arrays read as raw bytes and decoded (as a lazily read image folder is)."""
+
+    def raw(self, i):
+        return self.x[i].tobytes()
+
+    def decode(self, raw, i):
+        return torch.from_numpy(np.frombuffer(raw, np.uint8).reshape(self.x.shape[1:]).copy()), 0
+
+
+def test_a_held_out_subset_offers_raw_caching_only_where_its_dataset_does(tmp_path):
+    import pickle
+
+    from tiny_npz import make_npz
+
+    from spidercache.data.cached import CachedDataset
+    from spidercache.data.datasets import NpzDataset, Subset
+
+    npz = NpzDataset(make_npz(tmp_path)[0])
+    part = Subset(npz, np.arange(10), "held-out-0")
+    # Subset always had raw/decode, so cache='raw' passed the check and crashed on the first
+    # read with "'NpzDataset' object has no attribute 'raw'"
+    assert not hasattr(part, "raw") and not hasattr(part, "decode")
+    with pytest.raises(UserError, match="cache='raw' needs a dataset with raw"):
+        CachedDataset(part, cache="raw")
+
+    lazy = Subset(Raw(20), np.arange(5, 15), "train-part-0")
+    assert lazy.raw(0) == lazy.dataset.x[5].tobytes() and torch.equal(
+        lazy.decode(lazy.raw(1), 1)[0][0], torch.from_numpy(lazy.dataset.x[6][0])
+    )
+    assert callable(pickle.loads(pickle.dumps(lazy)).raw)  # workers get a copy
+    CachedDataset(lazy, cache="raw")

@@ -321,9 +321,16 @@ class Subset(Dataset):
         h.update(self.ids.tobytes())
         return h.hexdigest()[:32]
 
-    # for raw caching over a lazily read dataset
-    def raw(self, i: int):
+    # raw caching over a lazily read dataset: only where the wrapped one reads raw bytes
+    # (CachedDataset checks for raw/decode; a Subset that always had them passed that check
+    # and then failed with an AttributeError on the first read of an in-memory .npz)
+    def __getattr__(self, name: str):
+        if name in ("raw", "decode") and callable(getattr(self.__dict__.get("dataset"), name, None)):
+            return getattr(self, "_" + name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _raw(self, i: int):
         return self.dataset.raw(int(self.ids[int(i)]))
 
-    def decode(self, raw, i: int):
+    def _decode(self, raw, i: int):
         return self.dataset.decode(raw, int(self.ids[int(i)]))

@@ -8,10 +8,11 @@
   loss, e.g. a mislabelled image, cannot take over an epoch);
 * mixed with the uniform distribution: ``p = (1 - floor) p_T + floor / n``,
   so every sample keeps at least ``floor / n`` probability per draw;
-* a hard visit bound: any sample not drawn in the last ``max_gap`` epochs is
+* a hard visit bound: any sample not served in the last ``max_gap`` epochs is
   put into this epoch's order *and* marked ``must_serve`` (the cache must not
   substitute it), so every sample's own data is trained on at least once
-  every ``max_gap`` epochs, whatever its score.
+  every ``max_gap`` epochs, whatever its score. "Drawn" here means served as
+  itself (``served``): a draw the cache substituted does not count.
 
 ``loss_weights(ids)`` returns ``1 / (n p_i)`` normalised to mean 1 over the
 epoch: multiplying the per-sample loss by it makes the expected gradient that
@@ -50,6 +51,10 @@ class ImportanceSampler:
         self.clip = max(1.0, float(clip))
         self.seed = int(seed)
         self.last_drawn = np.full(self.n, -1, np.int64)  # last epoch each id was in the order
+        # Last epoch each id's own data was served (not a stand-in for it): what the visit bound
+        # counts from. A draw that was substituted trains nothing of the sample, so counting
+        # draws let a sample go 7 epochs without its own data (the cache calls ``served``).
+        self.last_own = np.full(self.n, -1, np.int64)
         self.p = np.full(self.n, 1.0 / self.n)
         self.must_serve = np.zeros(self.n, np.bool_)
         self._cache: tuple[int, np.ndarray] | None = None
@@ -76,8 +81,8 @@ class ImportanceSampler:
             ids = rng.permutation(self.n).astype(np.int64)
         else:
             self.p = self.probabilities(scores)
-            # last_drawn starts at -1 ("drawn just before epoch 0")
-            overdue = np.flatnonzero(epoch - self.last_drawn >= self.max_gap)
+            # last_own starts at -1 ("served just before epoch 0")
+            overdue = np.flatnonzero(epoch - self.last_own >= self.max_gap)
             m = max(0, self.n - overdue.size)
             cdf = np.cumsum(self.p)
             cdf[-1] = 1.0
@@ -88,13 +93,19 @@ class ImportanceSampler:
         self._cache = (epoch, ids)
         return ids
 
+    def served(self, ids: np.ndarray, epoch: int) -> None:
+        """``ids`` were served as themselves (a hit or a read, not substituted) in ``epoch``."""
+        self.last_own[np.asarray(ids, np.int64)] = int(epoch)
+
     def loss_weights(self, ids: np.ndarray) -> np.ndarray:
         """Importance-sampling correction ``1/(n p_i)`` (mean about 1 over an epoch)."""
         return 1.0 / (self.n * self.p[np.asarray(ids, np.int64)])
 
     def state_dict(self) -> dict:
-        return {"last_drawn": self.last_drawn.copy()}
+        return {"last_drawn": self.last_drawn.copy(), "last_own": self.last_own.copy()}
 
     def load_state_dict(self, s: dict) -> None:
         self.last_drawn = np.asarray(s["last_drawn"], np.int64).copy()
+        # (a checkpoint from before last_own: its draws are the best record there is)
+        self.last_own = np.asarray(s.get("last_own", s["last_drawn"]), np.int64).copy()
         self._cache = None

@@ -210,6 +210,8 @@ class CachedLoader:
         self.sampler = sampler
         self._size = np.zeros(n, np.int64)  # encoded bytes stored per id
         self._next_epoch = 0
+        self._prepared: int | None = None  # the epoch begun and planned, not yet iterated
+        self._running: object | None = None  # the iteration in progress, if any
         self.epoch_stats = LoaderStats()  # the last complete epoch
         self.current = LoaderStats()  # the epoch in progress
         self.total = LoaderStats()
@@ -266,22 +268,43 @@ class CachedLoader:
         self._next_epoch = int(epoch)
 
     def __len__(self) -> int:
-        if self.batch_sampler._order.size == 0:
-            self.batch_sampler.set_epoch(self._next_epoch)
+        # Policies with their own order draw each epoch's length at its start (icache: ~0.8 N),
+        # so the next epoch is prepared now and then run with that very order. Inside a running
+        # iteration it is that epoch's length: preparing the next one would start it mid-epoch.
+        if self._running is None:
+            self._prepare(self._next_epoch)
         return len(self.batch_sampler)
+
+    def _prepare(self, epoch: int) -> None:
+        """Start ``epoch`` in the policy and plan its order, once (``begin_epoch`` is not idempotent)."""
+        if self._prepared != epoch:
+            self.policy.begin_epoch(epoch)
+            self.batch_sampler.set_epoch(epoch)
+            self._prepared = epoch
 
     def __iter__(self):
         epoch = self._next_epoch
-        self.policy.begin_epoch(epoch)
-        self.batch_sampler.set_epoch(epoch)
+        self._prepare(epoch)
+        self._prepared = None  # used: set_epoch(epoch) and iterating again re-runs it afresh
+        # An iteration that started is an epoch run (docs/training.md: "each iteration otherwise
+        # runs the next epoch"): one left early is not repeated with the same order.
+        self._next_epoch = epoch + 1
+        token = self._running = object()
         self.current = LoaderStats()
-        it = iter(self.loader)
+        try:
+            yield from self._batches(iter(self.loader))
+            self.epoch_stats = self.current
+        finally:
+            if self._running is token:  # (a newer iteration may have started meanwhile)
+                self._running = None
+
+    def _batches(self, it):
         while True:
             t0 = time.perf_counter()
             try:
                 out, meta = next(it)
             except StopIteration:
-                break
+                return
             if isinstance(out, list) and len(out) == 2 and isinstance(out[1], LabelsOf):
                 out[1] = self._label_tensor(out[1].ids)
             wait = time.perf_counter() - t0
@@ -293,8 +316,6 @@ class CachedLoader:
                 self._size[i] = b
             self.last = meta
             yield out
-        self.epoch_stats = self.current
-        self._next_epoch = epoch + 1
 
     def _label_tensor(self, ids: np.ndarray) -> torch.Tensor:
         """``default_collate`` of the labels of ``ids`` (ints: one int64 tensor)."""
@@ -316,7 +337,9 @@ class CachedLoader:
             )
         if isinstance(embeddings, torch.Tensor):
             embeddings = embeddings.detach().cpu().numpy()
-        self.policy.update(ids, losses, None if embeddings is None else np.asarray(embeddings, np.float32))
+        if embeddings is not None:
+            embeddings = _checked_embeddings(embeddings, ids.size)
+        self.policy.update(ids, losses, embeddings)
 
     def cached_bytes(self) -> int:
         res = self.policy.resident()
@@ -333,3 +356,16 @@ class CachedLoader:
         self.loader = None  # type: ignore[assignment]  # persistent workers end with their iterator
         for h in self.dataset.stores:
             h.close()
+
+
+def _checked_embeddings(embeddings, n: int) -> np.ndarray:
+    """One embedding row per sample of the batch, else the user's mistake in one line
+    (the policies reshape them to ``(n, -1)``, which raised a bare ValueError)."""
+    emb = np.asarray(embeddings, np.float32)
+    rows = emb.shape[0] if emb.ndim > 1 else (n if n and emb.size and emb.size % n == 0 else emb.size)
+    if rows != n:
+        raise UserError(
+            f"update() got {rows} embedding rows for a batch of {n} samples "
+            f"(shape {tuple(emb.shape)}: one row per sample)"
+        )
+    return emb

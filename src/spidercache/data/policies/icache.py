@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Lookup, TrainingPolicy
+from ...checks import positive
+from ...errors import UserError
+from .base import Lookup, TrainingPolicy, checked_options
 from .scored import ScoreCache, ShadowScores
 
 
@@ -41,6 +43,18 @@ class ICachePolicy(TrainingPolicy):
         **options,
     ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
+        # Out of range these break the byte budget (h_share > 1 sizes the H-cache past the
+        # capacity, < 0 makes the L-buffer larger than it) or the epoch's request count.
+        checked_options(
+            "icache",
+            counts={},
+            shares=dict(h_fraction=h_fraction, h_share=h_share, epoch_fraction=epoch_fraction),
+            flags={},
+        )
+        try:  # epoch_fraction=0 would request no sample at all (it was rounded up to one)
+            positive(epoch_fraction=epoch_fraction)
+        except UserError as exc:
+            raise UserError(f"icache: {exc}") from None
         self.h_fraction = float(h_fraction)
         self.epoch_fraction = float(epoch_fraction)
         h_cap = int(round(self.capacity * float(h_share)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...checks import at_least
+from ...checks import at_least, positive
 from ...errors import UserError
 from ..samplers import weighted_draw
 from .base import Lookup, TrainingPolicy, loss_rank_scores
@@ -46,8 +46,12 @@ class ShadePolicy(TrainingPolicy):
         super().__init__(n_samples, capacity, labels, seed, **options)
         try:
             at_least(1, rep_factor=rep_factor)
+            # temperature <= 0 or NaN made every weighted draw the same sample
+            positive(temperature=temperature)
         except UserError as exc:
             raise UserError(f"shade: {exc}") from None
+        except TypeError:  # a text where a number belongs (--policy-option temperature=nan)
+            raise UserError("shade: rep_factor, temperature must be numbers") from None
         self.rep_factor = int(rep_factor)
         self.temperature = float(temperature)
         self.scores = ShadowScores(self.n, prior=float(np.log(10.0)))

@@ -380,6 +380,7 @@ class SpiderNoHomophily(SpiderPolicy):
 
     name = "spider-noh"
     use_homophily = False
+    needs_labels = False  # it never substitutes, so no stand-in's label needs checking
 
 
 class SpiderNoImportanceSampling(SpiderPolicy):

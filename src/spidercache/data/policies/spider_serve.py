@@ -122,6 +122,7 @@ class SpiderServe:
                 level[k] = lvl
                 fresh.add(i)
         np.add.at(self.served_count, served[hit], 1)
+        self.sampler.served(ids[~sub], self.epoch)  # the visit bound counts only these
         self._gain += np.bincount(level[hit], minlength=2)[:2]
         return Lookup(served, hit, sub, admit, self._gone(evicted), level)
 
