@@ -14,8 +14,7 @@ of ids requested again after they left A1in (the rest).
 
 Sizes: with ``by_bytes`` the queues are measured in bytes (libCacheSim's
 definition); with object counts every object is 1. Queue shares truncate
-(``int(0.25 c)``, like libCacheSim), but A1in holds at least 1, so that a cache under 4
-objects (where libCacheSim's holds nothing) still caches.
+(``int(0.25 c)``, like libCacheSim), so a cache under 4 objects holds nothing.
 
 State: per id a queue code (``int8``: 1 A1in, 2 Am, -1 A1out) and ``int32``
 links (``_idlist``); heads, tails and the queues' sizes in ``q``. 9 bytes per
@@ -23,6 +22,8 @@ distinct id.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numba as nb
 import numpy as np
@@ -58,7 +59,7 @@ def _out_put(y, z, cout, where, prev, nxt, q, osize, sized):
 
 @nb.njit(cache=True, inline="always")
 def _evict(cin, cout, where, prev, nxt, q, s, osize, sized):
-    if q[B_IN] > cin or q[B_M] == 0:  # an empty Am has nothing to evict
+    if q[B_IN] > cin:
         y = il.pop_tail(AIN, prev, nxt, q)
         z = _size(y, osize, sized)
         q[B_IN] -= z
@@ -78,7 +79,7 @@ def _twoq_access_fast(
     # The three lists' heads, tails and sizes (objects, or bytes with ``sized``) live in locals
     # for the batch: numba reloads ``q`` after every link store otherwise.
     c = s[0]
-    cin = max(int(c * IN_RATIO), 1)  # A1in holds at least one: a cache under 4 still caches
+    cin = int(c * IN_RATIO)
     cout = int(c * OUT_RATIO)
     cm = c - cin
     h_in, t_in, h_m, t_m, h_out, t_out = q[AIN], q[AIN + 1], q[AM], q[AM + 1], q[AOUT], q[AOUT + 1]
@@ -128,7 +129,7 @@ def _twoq_access_fast(
             continue
         n_adm += 1
         while n_in + n_m + z > c:
-            if n_in > cin or n_m == 0:  # A1in's oldest leaves for A1out (Am is empty only when c = 1)
+            if n_in > cin:  # A1in's oldest leaves for A1out
                 y = t_in
                 p = prev[y]
                 t_in = p
@@ -241,7 +242,7 @@ def _twoq_remove(ids, where, prev, nxt, q, s, osize, used, sized):
 @nb.njit(cache=True)
 def _twoq_shrink(evicted, where, prev, nxt, q, s, osize, used, sized):
     c = s[0]
-    cin = max(int(c * IN_RATIO), 1)  # A1in holds at least one: a cache under 4 still caches
+    cin = int(c * IN_RATIO)
     cout = int(c * OUT_RATIO)
     n = 0
     while q[B_IN] + q[B_M] > c and s[1] > 0:
@@ -259,6 +260,18 @@ class TwoQ(Policy):
     name = "twoq"
     supports_sizes = True
     _id_arrays = {"_prev": (np.int32, il.NIL), "_next": (np.int32, il.NIL)}
+
+    def __init__(self, capacity: int, n_ids: int = 0, **kw) -> None:
+        super().__init__(capacity, n_ids, **kw)
+        if int(self.capacity * IN_RATIO) == 0 and not self.by_bytes:
+            # kept as libCacheSim has it, so its figures stay equal (a variant whose A1in held
+            # at least 1 hung on 0-byte objects, caught by a test only under some hash seeds)
+            warnings.warn(
+                f"twoq at capacity {self.capacity}: its A1in queue (25 % of it) is 0 objects, so it "
+                "admits nothing (as libCacheSim's); use 4 or more",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _init_scalars(self) -> None:
         self._q = np.zeros(9, np.int64)
