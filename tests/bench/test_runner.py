@@ -89,3 +89,21 @@ def test_cli_lists_runs_and_refuses(tmp_path):
         assert (
             bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
         )
+
+
+def test_a_benchmarks_summary_is_printed_and_written(tmp_path, monkeypatch):
+    import types
+
+    rows = runner.Rows([{"case": "a", "x": 1}], {"summary": {"speedup": 2.5}})
+    module = types.ModuleType("fake_summary_bench")
+
+    def run():
+        return rows
+
+    run.__module__ = module.__name__
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(runner, "load", lambda name: run)
+    said: list[str] = []
+    runner.run_benchmark("fake", out=tmp_path / "f.json", log=said.append)
+    assert 'summary: {"speedup": 2.5}' in said
+    assert json.loads((tmp_path / "f.json").read_text())["summary"] == {"speedup": 2.5}

@@ -19,7 +19,7 @@ import os
 
 from ..checks import at_least
 from .loader import http_server, jpeg_folder, summary
-from .runner import check_choices
+from .runner import Rows, check_choices
 
 CASES = {"none": ("none", 0.1), "ws1": ("minio", 1.0), "spider": ("spider", 0.1), "lru": ("lru", 0.1)}
 
@@ -72,7 +72,7 @@ def run(
             )
             for r in train(cfg).rows:
                 rows.append({"bench": "train", "case": case, **r, "load": os.getloadavg()[0]})
-    return rows
+    return Rows(rows, {"summary": summary(rows)})  # the ratios, printed under the table
 
 
 __all__ = ["run", "summary"]

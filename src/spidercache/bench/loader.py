@@ -215,7 +215,7 @@ def run(
     """
     from ..checks import at_least
     from ..data.imagefolder import ImageFolder
-    from .runner import check_choices
+    from .runner import Rows, check_choices
 
     at_least(1, flag=True, n=n, file_px=file_px, size=size, epochs=epochs, batch_size=batch_size)
     at_least(0, flag=True, workers=workers)
@@ -237,7 +237,7 @@ def run(
                 "lru": ("lru", 0.1),
             }[case]
             rows += data_path(ds, policy, ws, epochs, workers, batch_size, label=case)
-    return rows
+    return Rows(rows, {"summary": summary(rows)})  # the ratios, printed under the table
 
 
 def summary(rows: list[dict]) -> dict:

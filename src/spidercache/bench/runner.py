@@ -15,7 +15,8 @@ say about the run, e.g. the trace). Optional module attributes the runner reads:
 * ``progress(row) -> str``: a line per finished row, for an ``on_row`` parameter.
 
 A ``log`` parameter of the function, if any, receives progress lines (stderr).
-``--json`` prints the rows; ``--out PATH`` writes ``{"benchmark", **info, "rows"}``.
+``--json`` prints the rows; ``--out PATH`` writes ``{"benchmark", **info, "rows"}``; an
+``info["summary"]`` (ratios over the rows) is printed as one line on stderr.
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def run_benchmark(
             else rows_table(rows, title, getattr(module, "COLUMNS", None))
         )
         console().print(table)
+    summary = getattr(rows, "info", {}).get("summary")
+    if summary:  # a benchmark's ratios over its rows (``info["summary"]``), also in --out
+        say("summary: " + json.dumps(summary, default=float))
     if out is not None:
         Path(out).write_text(json.dumps(document(name, rows), indent=1))
         err.print(f"wrote {out}")
