@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...checks import at_least, between, flag_value
+from ...checks import at_least, between, flag_value, positive
 from ...engine.plan import Lookup
 from ...engine.policies.base import EvictionCallback, Policy, PolicyStats
 from ...errors import UserError
@@ -63,17 +63,23 @@ def option_names(cls: type) -> list[str]:
     return sorted(names - set(CONTEXT_OPTIONS))
 
 
-def checked_options(who: str, counts: dict, shares: dict, flags: dict) -> list[bool]:
-    """Counts ``>= 1``, shares in ``0..1``, ``flags`` parsed (``checks.flag_value``); out of range
-    is the user's mistake, one line naming the policy, not a value to clip."""
+def checked_options(
+    who: str, counts: dict, shares: dict, flags: dict, positives: dict | None = None
+) -> list[bool]:
+    """Counts ``>= 1``, shares in ``0..1``, ``positives`` ``> 0`` (NaN too is refused), ``flags``
+    parsed (``checks.flag_value``); out of range is the user's mistake, one line naming the
+    policy, not a value to clip."""
+    positives = positives or {}
     try:
         at_least(1, **counts)
         between(0.0, 1.0, **shares)
+        positive(**positives)
         return [flag_value(k, v) for k, v in flags.items()]
     except UserError as exc:
         raise UserError(f"{who}: {exc}") from None
     except TypeError:  # a text where a number belongs
-        raise UserError(f"{who}: {', '.join([*counts, *shares])} must be numbers") from None
+        numbers = dict.fromkeys([*counts, *shares, *positives])
+        raise UserError(f"{who}: {', '.join(numbers)} must be numbers") from None
 
 
 def check_class_labels(labels: np.ndarray) -> None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...checks import positive
-from ...errors import UserError
 from .base import Lookup, TrainingPolicy, checked_options
 from .scored import ScoreCache, ShadowScores
 
@@ -45,16 +43,14 @@ class ICachePolicy(TrainingPolicy):
         super().__init__(n_samples, capacity, labels, seed, **options)
         # Out of range these break the byte budget (h_share > 1 sizes the H-cache past the
         # capacity, < 0 makes the L-buffer larger than it) or the epoch's request count.
+        # (epoch_fraction=0 would request no sample at all: it was rounded up to one)
         checked_options(
             "icache",
             counts={},
             shares=dict(h_fraction=h_fraction, h_share=h_share, epoch_fraction=epoch_fraction),
             flags={},
+            positives=dict(epoch_fraction=epoch_fraction),
         )
-        try:  # epoch_fraction=0 would request no sample at all (it was rounded up to one)
-            positive(epoch_fraction=epoch_fraction)
-        except UserError as exc:
-            raise UserError(f"icache: {exc}") from None
         self.h_fraction = float(h_fraction)
         self.epoch_fraction = float(epoch_fraction)
         h_cap = int(round(self.capacity * float(h_share)))

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...checks import at_least, positive
-from ...errors import UserError
 from ..samplers import weighted_draw
-from .base import Lookup, TrainingPolicy, loss_rank_scores
+from .base import Lookup, TrainingPolicy, checked_options, loss_rank_scores
 from .scored import ScoreCache, ShadowScores
 
 
@@ -44,14 +42,14 @@ class ShadePolicy(TrainingPolicy):
         **options,
     ) -> None:
         super().__init__(n_samples, capacity, labels, seed, **options)
-        try:
-            at_least(1, rep_factor=rep_factor)
-            # temperature <= 0 or NaN made every weighted draw the same sample
-            positive(temperature=temperature)
-        except UserError as exc:
-            raise UserError(f"shade: {exc}") from None
-        except TypeError:  # a text where a number belongs (--policy-option temperature=nan)
-            raise UserError("shade: rep_factor, temperature must be numbers") from None
+        # temperature <= 0 or NaN made every weighted draw the same sample
+        checked_options(
+            "shade",
+            counts=dict(rep_factor=rep_factor),
+            shares={},
+            flags={},
+            positives=dict(temperature=temperature),
+        )
         self.rep_factor = int(rep_factor)
         self.temperature = float(temperature)
         self.scores = ShadowScores(self.n, prior=float(np.log(10.0)))
