@@ -29,6 +29,13 @@ from .runtime import GatiRuntime
 DTYPES = {"": np.uint8, "uint8": np.uint8, "float32": np.float32}
 
 
+def _pixels_uint8(array: np.ndarray) -> np.ndarray:
+    """Float pixels (0..255) as the uint8 image the model's resize takes: rounded, clipped, NaN 0.
+
+    One rule for the server's decode and the client's resize, so both give the same pixels."""
+    return np.clip(np.nan_to_num(array.astype(np.float32)), 0, 255).round().astype(np.uint8)
+
+
 class GatiServicer(gati_pb2_grpc.GatiServicer):
     """Answers Predict and Info; with a ``Batcher``, concurrent requests share one runtime call.
 
@@ -89,7 +96,7 @@ class GatiServicer(gati_pb2_grpc.GatiServicer):
         array = np.frombuffer(request.pixels, dtype=dtype).reshape(1, *shape)
         if shape != tuple(self.base.input_shape):  # resized to the model's input (logged once per shape)
             if dtype != np.uint8:  # float32 pixels are in 0..255 as on the path below
-                array = np.clip(array, 0, 255).round().astype(np.uint8)
+                array = _pixels_uint8(array)
             return self.base.preprocess(array.copy())
         if dtype == np.uint8 and self._lut is not None:
             return torch.from_numpy(self._lookup(self._lut, array))
@@ -232,7 +239,7 @@ class GatiClient:
         if shape == self._input_shape or shape[0] not in (1, 3) or min(shape) < 1:
             return image, ""
         if image.dtype != np.uint8:  # float pixels are in 0..255, rounded as the server does
-            image = np.clip(np.nan_to_num(image.astype(np.float32)), 0, 255).round().astype(np.uint8)
+            image = _pixels_uint8(image)
         resized = resize_images(image[None].copy(), self._input_shape)[0]  # writable: PIL arrays are not
         c, h, w = self._input_shape
         return resized, f"image is {'x'.join(map(str, shape))}; resized to the model's {c}x{h}x{w}"
